@@ -1,0 +1,57 @@
+"""Cross-cutting HTTP behaviour: security headers and a clear 503 when the database is away."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+logger = logging.getLogger(__name__)
+
+
+class SecurityHeadersMiddleware:
+    """Adds the Content-Security-Policy and a strict permissions policy to every response."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        # The admin uses inline scripts; it keeps Django's own defaults (frame and sniffing headers still apply).
+        if not request.path.startswith("/admin/"):
+            response.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        response.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        response.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        return response
+
+
+class DatabaseUnavailableMiddleware:
+    """Answers 503 with a clear message instead of a 500 traceback while the database is unreachable."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, (OperationalError, InterfaceError)) or not _looks_like_outage(exception):
+            return None
+        logger.warning("database unavailable: %s", type(exception).__name__)
+        message = "The database is unavailable right now; retry in a few seconds."
+        if request.path.startswith("/api/"):
+            response = JsonResponse({"error": {"code": "service_unavailable", "message": message}}, status=503)
+        else:
+            response = HttpResponse(message, status=503, content_type="text/plain")
+        response["Retry-After"] = "5"
+        return response
+
+
+def _looks_like_outage(exception: Exception) -> bool:
+    text = str(exception).lower()
+    return any(
+        marker in text
+        for marker in ("connection", "could not connect", "server closed", "terminating", "timeout", "database is locked")
+    )

@@ -1,0 +1,364 @@
+"""The offline runtime agent: heals with the locator engine, bounded waits, link search and the task's login.
+
+It needs no model and no network. Each failure type has one small strategy; every step it takes is
+appended to the trace so a reviewer can replay its reasoning.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlparse
+
+from rapidfuzz import fuzz
+
+from healing_app import codegen
+from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
+from healing_app.locate import locate
+from healing_app.selectors import fingerprint_from_selector, same_element
+
+# Bounded budgets: a takeover must finish well inside the run's wall clock.
+TIMEOUT_RETRY_MS = 20_000
+NAVIGATION_RETRY_DELAYS_S = (0.5, 1.5, 3.0)
+LINK_MATCH_MIN = 55.0
+USERNAME_HINTS = ("user", "email", "login", "account", "name")
+
+
+@dataclass
+class _Run:
+    """Bookkeeping for one takeover: the trace and the outcome being built."""
+
+    context: TakeoverContext
+    handover: object
+    trace: list
+
+    def log(self, action: str, **details) -> None:
+        self.trace.append({"at": round(time.time(), 3), "action": action, **details})
+
+
+class HeuristicAgent:
+    kind = "heuristic"
+
+    def take_over(self, context: TakeoverContext, handover) -> TakeoverOutcome:
+        run = _Run(context=context, handover=handover, trace=[])
+        strategy = {
+            "element_not_found": self._element_not_found,
+            "timeout": self._timeout,
+            "navigation_error": self._navigation_error,
+            "authentication_failure": self._authentication_failure,
+            "captcha_detected": self._captcha,
+        }.get(context.failure.get("type"))
+        if strategy is None:
+            return TakeoverOutcome(recovered=False, reason="not a healable failure type")
+        outcome = strategy(run)
+        outcome.trace = run.trace
+        return outcome
+
+    # -- strategies ------------------------------------------------------------------------------
+
+    def _element_not_found(self, run: _Run) -> TakeoverOutcome:
+        failure = run.context.failure
+        page = run.handover.observe()
+        elements = page.get("elements") or []
+        target = run.context.stored_fingerprint
+        source = "stored fingerprint"
+        if not target:
+            target = fingerprint_from_selector(failure.get("selector") or "", prompt=run.context.prompt)
+            source = "selector and prompt"
+        excluded = frozenset(
+            i for i, element in enumerate(elements) if any(same_element(element, r) for r in run.context.rejected_elements)
+        )
+        result = locate(target, elements, excluded=excluded)
+        candidates = [
+            {**_summary(elements[index]), "score": round(score, 4)} for index, score in result.ranked[:10]
+        ]
+        run.log(
+            "locate",
+            target_from=source,
+            candidates=len(elements),
+            excluded=len(excluded),
+            best=candidates[0] if candidates else None,
+            confidence=round(result.confidence, 4),
+            margin=round(result.margin, 4),
+            abstained=result.abstained,
+        )
+        if result.abstained or result.index is None:
+            return TakeoverOutcome(
+                recovered=False, reason=f"locator abstained: {result.reason}", candidates=candidates
+            )
+        chosen = elements[result.index]
+        for option in run.handover.selector_for(chosen["ref"]):
+            run.log("retry_step", selector=option["selector"], kind=option.get("kind"))
+            answer = run.handover.retry_step(selector=option["selector"])
+            if answer.get("ok"):
+                return TakeoverOutcome(
+                    recovered=True,
+                    candidates=candidates,
+                    chosen_element=_summary(chosen, full=True),
+                    recovery={
+                        "kind": "selector",
+                        "line": failure.get("line"),
+                        "old_selector": failure.get("selector"),
+                        "new_selector": option["selector"],
+                        "selector_kind": option.get("kind"),
+                        "confidence": round(result.confidence, 4),
+                        "before": target,
+                        "after": _summary(chosen, full=True),
+                    },
+                )
+            run.log("retry_failed", error=answer.get("error"))
+        return TakeoverOutcome(
+            recovered=False, reason="no unique selector for the chosen element worked", candidates=candidates
+        )
+
+    def _timeout(self, run: _Run) -> TakeoverOutcome:
+        failure = run.context.failure
+        run.log("wait", load_state="networkidle", timeout_ms=TIMEOUT_RETRY_MS)
+        run.handover.wait(load_state="networkidle", timeout_ms=TIMEOUT_RETRY_MS)
+        run.log("retry_step", timeout_ms=TIMEOUT_RETRY_MS)
+        started = time.monotonic()
+        answer = run.handover.retry_step(timeout_ms=TIMEOUT_RETRY_MS)
+        waited_ms = int((time.monotonic() - started) * 1000)
+        if not answer.get("ok"):
+            run.log("retry_failed", error=answer.get("error"))
+            return TakeoverOutcome(recovered=False, reason=f"still failing after {TIMEOUT_RETRY_MS} ms: {answer.get('error')}")
+        # Give the code head-room over what the page needed today, without going past the bounded budget.
+        needed = max(waited_ms * 3, 10_000)
+        return TakeoverOutcome(
+            recovered=True,
+            recovery={
+                "kind": "timeout",
+                "line": failure.get("line"),
+                "selector": failure.get("selector"),
+                "waited_ms": waited_ms,
+                "timeout_ms": min(TIMEOUT_RETRY_MS * 2, int(round(needed, -3))),
+            },
+        )
+
+    def _navigation_error(self, run: _Run) -> TakeoverOutcome:
+        failure = run.context.failure
+        status = failure.get("http_status")
+        if status is None or status >= 500 or status == 429:
+            for delay in NAVIGATION_RETRY_DELAYS_S:
+                time.sleep(delay)
+                run.log("retry_step", backoff_s=delay)
+                answer = run.handover.retry_step()
+                if answer.get("ok"):
+                    return TakeoverOutcome(
+                        recovered=True, recovery={"kind": "transient", "line": failure.get("line"), "status": status}
+                    )
+                run.log("retry_failed", error=answer.get("error"))
+            if status is None and not _is_http_url(failure.get("url")):
+                return TakeoverOutcome(recovered=False, reason="the site stayed unreachable after retries")
+        return self._moved_page(run)
+
+    def _moved_page(self, run: _Run) -> TakeoverOutcome:
+        failure = run.context.failure
+        wanted = failure.get("url") or ""
+        wanted_path = urlparse(wanted).path
+        origin = _origin(wanted)
+        run.log("goto", url=origin + "/", why="look for the moved page among the site's own links")
+        run.handover.goto(origin + "/")
+        links = run.handover.observe().get("links") or []
+        scored = sorted(
+            ((_link_score(wanted_path, link), link) for link in links if _same_origin(urljoin(origin + "/", link.get("href") or ""), origin)),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )
+        run.log("rank_links", wanted=wanted_path, top=[{"href": l.get("href"), "text": l.get("text"), "score": round(s, 1)} for s, l in scored[:5]])
+        if not scored or scored[0][0] < LINK_MATCH_MIN:
+            return TakeoverOutcome(recovered=False, reason=f"no link on the site looks like {wanted_path}")
+        if len(scored) > 1 and scored[0][0] - scored[1][0] < 5 and _path_of(scored[0][1]) != _path_of(scored[1][1]):
+            return TakeoverOutcome(recovered=False, reason="two links match the moved page equally well")
+        new_url = urljoin(origin + "/", scored[0][1]["href"])
+        run.log("retry_step", url=new_url)
+        answer = run.handover.retry_step(url=new_url)
+        if not answer.get("ok"):
+            return TakeoverOutcome(recovered=False, reason=f"the best matching link failed too: {answer.get('error')}")
+        return TakeoverOutcome(
+            recovered=True,
+            recovery={
+                "kind": "url",
+                "line": failure.get("line"),
+                "old_path": wanted_path,
+                "new_path": urlparse(new_url).path,
+                "link_text": scored[0][1].get("text"),
+            },
+        )
+
+    def _authentication_failure(self, run: _Run) -> TakeoverOutcome:
+        failure = run.context.failure
+        keys = set(run.context.secret_keys)
+        user_key = next((k for k in ("username", "email", "user", "login") if k in keys), None)
+        if user_key is None or "password" not in keys:
+            return TakeoverOutcome(recovered=False, reason="the task has no username and password secrets to log in with")
+        page = run.handover.observe()
+        form = _login_form(page.get("forms") or [])
+        if form is None:
+            return TakeoverOutcome(recovered=False, reason="no login form found on the page")
+        user_field, password_field, submit = form
+        run.log("fill_secret", selector=user_field, secret=user_key)
+        run.handover.fill_secret(selector=user_field, secret_key=user_key)
+        run.log("fill_secret", selector=password_field, secret="password")
+        run.handover.fill_secret(selector=password_field, secret_key="password")
+        run.log("click", selector=submit)
+        clicked = run.handover.act("click", selector=submit)
+        if not clicked.get("ok"):
+            return TakeoverOutcome(recovered=False, reason=f"the login button did not work: {clicked.get('error')}")
+        run.handover.wait(load_state="load", timeout_ms=10_000)
+        after = run.handover.observe()
+        if after.get("login_form"):
+            return TakeoverOutcome(recovered=False, reason="still on the login form after signing in (wrong credentials?)")
+        run.log("retry_step")
+        answer = run.handover.retry_step()
+        if not answer.get("ok"):
+            return TakeoverOutcome(recovered=False, reason=f"logged in, but the step still fails: {answer.get('error')}")
+        return TakeoverOutcome(
+            recovered=True,
+            recovery={
+                "kind": "login",
+                "line": failure.get("line"),
+                "login_url": page.get("url"),
+                "username_selector": user_field,
+                "password_selector": password_field,
+                "submit_selector": submit,
+                "username_key": user_key,
+            },
+        )
+
+    def _captcha(self, run: _Run) -> TakeoverOutcome:
+        shot = run.handover.screenshot()
+        run.log("captcha", kind=run.context.failure.get("details", {}).get("captcha"), screenshot_taken=bool(shot))
+        return TakeoverOutcome(recovered=False, needs_human=True, reason="needs a human: the site shows a captcha")
+
+    # -- after the run ---------------------------------------------------------------------------
+
+    def write_patch(self, *, code: str, recoveries: list[dict], failure: dict, prompt: str) -> Patch:
+        causes: list[str] = []
+        new_code = code
+        for recovery in recoveries:
+            new_code, cause = _apply(new_code, recovery)
+            causes.append(cause)
+        changed = new_code != code
+        return Patch(root_cause=" ".join(causes), code=new_code if changed else None)
+
+
+def _apply(code: str, recovery: dict) -> tuple[str, str]:
+    kind, line = recovery["kind"], recovery.get("line")
+    if kind == "selector":
+        new = codegen.replace_selector(
+            code, line=line, old_selector=recovery["old_selector"], new_selector=recovery["new_selector"]
+        )
+        return new, describe_selector_change(recovery)
+    if kind == "timeout":
+        new = codegen.set_step_timeout(code, line=line, timeout_ms=recovery["timeout_ms"])
+        return new, (
+            f"The page got slower: the step on line {line} needed about {recovery['waited_ms']} ms, more than its "
+            f"timeout allowed; the timeout is now {recovery['timeout_ms']} ms."
+        )
+    if kind == "url":
+        new = codegen.replace_url(code, line=line, old_path=recovery["old_path"], new_path=recovery["new_path"])
+        return new, (
+            f"The page moved: {recovery['old_path']} on line {line} answers 404 now; the site links to it as "
+            f"\u201c{recovery.get('link_text') or recovery['new_path']}\u201d at {recovery['new_path']}."
+        )
+    if kind == "login":
+        new = codegen.insert_login_steps(
+            code,
+            line=line,
+            username_selector=recovery["username_selector"],
+            password_selector=recovery["password_selector"],
+            submit_selector=recovery["submit_selector"],
+            username_key=recovery.get("username_key", "username"),
+        )
+        return new, (
+            f"A login wall appeared before line {line}; the new version signs in with the task's secrets "
+            f"({recovery['username_selector']}, {recovery['password_selector']}) before continuing."
+        )
+    if kind == "transient":
+        return code, (
+            f"A transient navigation error (HTTP {recovery.get('status') or 'connection'}) on line {line}; "
+            "a retry with backoff worked, so the code needs no change."
+        )
+    raise ValueError(f"unknown recovery kind {kind!r}")
+
+
+def describe_selector_change(recovery: dict) -> str:
+    before, after = recovery.get("before") or {}, recovery.get("after") or {}
+    why = []
+    for prop, label in (("id", "id"), ("text", "text"), ("class", "class"), ("name", "name"), ("data_testid", "test id")):
+        old, new = (before.get(prop) or "").strip(), (after.get(prop) or "").strip()
+        if old and new and old != new:
+            why.append(f"its {label} changed from \u201c{old[:40]}\u201d to \u201c{new[:40]}\u201d")
+        elif old and not new:
+            why.append(f"its {label} \u201c{old[:40]}\u201d was removed")
+    if before.get("xpath") and after.get("xpath") and before["xpath"] != after["xpath"]:
+        why.append("it moved in the page structure")
+    reason = "; ".join(why[:3]) or "the element changed"
+    tag = (after.get("tag") or "element").lower()
+    return (
+        f"`{recovery['old_selector']}` on line {recovery['line']} no longer matches: {reason}. "
+        f"The {tag} is now `{recovery['new_selector']}` (confidence {recovery.get('confidence', 0):.0%})."
+    )
+
+
+# -- small helpers -------------------------------------------------------------------------------
+
+_SUMMARY_KEYS = ("ref", "tag", "id", "name", "class", "type", "text", "href", "role", "aria_label", "data_testid", "placeholder", "xpath", "x", "y", "width", "height")
+
+
+def _summary(element: dict, *, full: bool = False) -> dict:
+    if full:
+        return {k: v for k, v in element.items() if k != "ref"}
+    return {k: element.get(k) for k in _SUMMARY_KEYS if element.get(k) not in (None, "")}
+
+
+def _origin(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.scheme}://{parsed.netloc}"
+
+
+def _same_origin(url: str, origin: str) -> bool:
+    return _origin(url) == origin
+
+
+def _is_http_url(url: str | None) -> bool:
+    return bool(url) and urlparse(url).scheme in ("http", "https")
+
+
+def _path_of(link: dict) -> str:
+    return urlparse(link.get("href") or "").path
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _link_score(wanted_path: str, link: dict) -> float:
+    """How much a link looks like the page that moved: by its path and by its text."""
+    wanted = _words(wanted_path)
+    path = _words(_path_of(link))
+    text = _words(link.get("text") or "")
+    return max(fuzz.token_set_ratio(wanted, path), 0.9 * fuzz.token_set_ratio(wanted, text))
+
+
+def _login_form(forms: list[dict]) -> tuple[str, str, str] | None:
+    """(username field, password field, submit button) selectors of the first form with a password field."""
+    for form in forms:
+        inputs = form.get("inputs") or []
+        password = next((i for i in inputs if (i.get("type") or "").lower() == "password"), None)
+        if password is None:
+            continue
+        def hint(i: dict) -> str:
+            return " ".join(str(i.get(k) or "") for k in ("name", "id", "label", "placeholder", "autocomplete")).lower()
+        user = next(
+            (i for i in inputs if i is not password and (i.get("type") or "text").lower() in ("text", "email")
+             and any(h in hint(i) for h in USERNAME_HINTS)),
+            None,
+        ) or next((i for i in inputs if i is not password and (i.get("type") or "text").lower() in ("text", "email")), None)
+        submits = form.get("submits") or []
+        if user is None or not submits:
+            continue
+        return user["selector"], password["selector"], submits[0]["selector"]
+    return None

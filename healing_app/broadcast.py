@@ -1,0 +1,41 @@
+"""The one place that sends to Channels groups. Live pages listen; workers and web processes publish."""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+# Group names: every open dashboard listens to EVENTS; detail pages join their own object's group.
+EVENTS = "events"
+
+
+def task_group(task_id: str) -> str:
+    return f"task.{task_id}"
+
+
+def object_group(object_id: str) -> str:
+    return f"obj.{object_id}"
+
+
+def publish(*, kind: str, task_id: str | None, data: dict) -> None:
+    """Send one change to every page that shows it. A broadcast failure never fails the caller's work."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "anchor.update", "kind": kind, "task_id": task_id, "data": data}
+    groups = [EVENTS]
+    if task_id:
+        groups.append(task_group(task_id))
+    for key in ("event", "run"):
+        if isinstance(data.get(key), str):
+            groups.append(object_group(data[key]))
+    try:
+        send = async_to_sync(layer.group_send)
+        for group in groups:
+            send(group, message)
+    except Exception as exc:  # Redis restarting must not lose the run or the heal; pages catch up on reload.
+        logger.warning("live update %s not broadcast: %s", kind, exc)

@@ -1,0 +1,316 @@
+"""The healing state machine: takeover → evaluate → generate → validate → deploy | review | failed.
+
+The takeover runs inside the run's own job while the sandboxed child waits at its failing step. The
+later steps run as jobs on the `healing` queue; each one locks its event row and checks the state it
+expects first, so a job that runs twice does nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import urlparse
+
+import django_rq
+from django.db import transaction
+from django.utils import timezone
+
+from healing_app import codegen
+from healing_app.agents import agent_for
+from healing_app.agents.base import TakeoverContext, TakeoverOutcome
+from healing_app.models import HealingEvent
+from healing_app.notify import notify
+from tasks_app import services as task_services
+from tasks_app.models import CodeVersion, ElementFingerprint, Run, Task
+
+logger = logging.getLogger(__name__)
+Status = HealingEvent.Status
+
+
+# -- 1. takeover (inside the run job) --------------------------------------------------------------
+
+
+def takeover(*, run: Run, failure: dict, handover) -> None:
+    """Let an agent complete the paused step, recording everything on the run's healing event."""
+    task = run.task
+    event = _event_for_failure(run=run, failure=failure)
+    if event.status == Status.FAILED:  # max_attempts used up: the event says so; the run fails as it is
+        handover.abort(event.reason)
+        return
+    context = TakeoverContext(
+        task_id=task.pk,
+        prompt=task.prompt,
+        code=run.version.code,
+        failure=failure,
+        stored_fingerprint=_stored_fingerprint(task, failure.get("step_key")),
+        rejected_elements=_rejected_elements(task, failure.get("step_key")),
+        secret_keys=task.secret_keys,
+        allowed_hosts=_allowed_hosts(task, run),
+        params={**task.params, **run.params},
+    )
+    agent = agent_for(task)
+    started = time.monotonic()
+    try:
+        outcome = agent.take_over(context, handover)
+    except Exception as exc:  # an agent bug must fail the heal, not the worker
+        logger.exception("agent %s crashed during takeover of %s", agent.kind, run.pk)
+        outcome = TakeoverOutcome(recovered=False, reason=f"the {agent.kind} agent failed: {type(exc).__name__}")
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+    _record_takeover(event=event, failure=failure, agent_kind=agent.kind, outcome=outcome, elapsed_ms=elapsed_ms)
+    if not outcome.recovered:
+        handover.abort(outcome.reason)
+
+
+def _event_for_failure(*, run: Run, failure: dict) -> HealingEvent:
+    """The run's event: created on its first failure; later failures of the same run join it."""
+    existing = HealingEvent.objects.filter(run=run).first()
+    if existing is not None:
+        return existing
+    task, step_key = run.task, failure.get("step_key") or ""
+    used = HealingEvent.objects.filter(task=task, step_key=step_key, original_version=run.version).count()
+    max_attempts = task.config["max_attempts"]
+    event = HealingEvent(
+        task=task,
+        run=run,
+        error_type=failure["type"],
+        error_message=(failure.get("message") or "")[:5000],
+        failing_step={k: failure.get(k) for k in ("line", "action", "selector", "step_key", "url", "http_status")},
+        step_key=step_key,
+        attempt=used + 1,
+        original_version=run.version,
+        screenshot=failure.get("screenshot_png_b64") or "",
+        timeline=[{"status": Status.TRIGGERED, "at": timezone.now().isoformat()}],
+    )
+    if used >= max_attempts:
+        event.status = Status.FAILED
+        event.reason = (
+            f"max_attempts ({max_attempts}) already used for this step on version {run.version.number}; "
+            "no new heal loop was started"
+        )
+        event.timeline.append({"status": Status.FAILED, "at": timezone.now().isoformat(), "note": "max attempts"})
+        event.save()
+        _announce(event, "healing.failed")
+        return event
+    event.save()
+    _announce(event, "healing.triggered")
+    return event
+
+
+def _record_takeover(*, event: HealingEvent, failure: dict, agent_kind: str, outcome: TakeoverOutcome, elapsed_ms: int) -> None:
+    with transaction.atomic():
+        event = HealingEvent.objects.select_for_update().get(pk=event.pk)
+        if event.status == Status.TRIGGERED:
+            event.transition_to(Status.HEALING, note=f"{agent_kind} agent took over")
+        event.agent_kind = agent_kind
+        event.agent_trace = [*event.agent_trace, {"failure": _failure_summary(failure), "steps": outcome.trace}]
+        event.candidate_scores = outcome.candidates or event.candidate_scores
+        event.chosen_element = outcome.chosen_element or event.chosen_element
+        event.prompt_tokens += outcome.prompt_tokens
+        event.completion_tokens += outcome.completion_tokens
+        event.timings = {**event.timings, "takeover_ms": event.timings.get("takeover_ms", 0) + elapsed_ms}
+        if outcome.recovered:
+            event.recovery = [*(event.recovery or []), outcome.recovery]
+        elif event.status == Status.HEALING:
+            event.reason = outcome.reason
+            event.transition_to(Status.FAILED, note=outcome.reason)
+        event.save()
+    if event.status == Status.FAILED:
+        _announce(event, "healing.failed")
+    else:
+        _announce(event, "healing.healing")
+
+
+# -- 2. after the run: evaluate and generate ----------------------------------------------------------
+
+
+def after_run(*, run: Run) -> None:
+    """Called once a run has finished. Moves its event on, or finishes a validation."""
+    if run.purpose == Run.Purpose.VALIDATION:
+        validation_finished(run=run)
+        return
+    for event in HealingEvent.objects.filter(run=run, status=Status.HEALING):
+        if run.status == Run.Status.HEALED:
+            transaction.on_commit(lambda event_id=event.pk: _enqueue("healing", "healing_app.jobs.heal_generate", event_id))
+        else:
+            _fail(event, f"the run did not complete after the takeover: {run.error_message[:300]}")
+
+
+def heal_generate(event_id: str) -> None:
+    """Evaluate the takeover, name the root cause and write the new version (a draft until deployed)."""
+    event = HealingEvent.objects.select_related("task", "original_version", "run").get(pk=event_id)
+    if event.status != Status.HEALING or event.new_version_id:
+        return  # already done by an earlier run of this job
+    agent = agent_for(event.task)
+    started = time.monotonic()
+    try:
+        patch = agent.write_patch(
+            code=event.original_version.code,
+            recoveries=event.recovery or [],
+            failure=event.failing_step | {"type": event.error_type, "message": event.error_message},
+            prompt=event.task.prompt,
+        )
+    except (codegen.PatchError, ValueError) as exc:
+        _fail(event, f"could not write a patch: {exc}")
+        return
+    if patch.code is None:
+        HealingEvent.objects.filter(pk=event.pk).update(root_cause=patch.root_cause)
+        _fail(event, "no code change needed: " + patch.root_cause)
+        return
+    violations = codegen.check_generated_code(
+        patch.code, original=event.original_version.code, allowed_domains=_allowed_hosts(event.task, event.run)
+    )
+    if violations:
+        _fail(event, "generated code refused by the safety gate: " + "; ".join(violations))
+        return
+    with transaction.atomic():
+        event = HealingEvent.objects.select_for_update().get(pk=event.pk)
+        if event.status != Status.HEALING or event.new_version_id:
+            return
+        version = task_services.version_create(
+            task=event.task,
+            code=patch.code,
+            source=CodeVersion.Source.HEALED,
+            parent=event.original_version,
+            note=f"healed by {event.pk}",
+        )
+        event.new_version = version
+        event.root_cause = patch.root_cause
+        event.prompt_tokens += patch.prompt_tokens
+        event.completion_tokens += patch.completion_tokens
+        event.timings = {**event.timings, "generate_ms": int((time.monotonic() - started) * 1000)}
+        event.save()
+    if event.task.config["validation_required"]:
+        _start_validation(event)
+    else:
+        _decide(event)
+
+
+# -- 3. validation -----------------------------------------------------------------------------------
+
+
+def _start_validation(event: HealingEvent) -> None:
+    with transaction.atomic():
+        event = HealingEvent.objects.select_for_update().select_related("task", "new_version", "run").get(pk=event.pk)
+        if event.status != Status.HEALING or event.validation_run_id:
+            return
+        run = task_services.run_enqueue(
+            task=event.task, version=event.new_version, params=event.run.params if event.run else {}, purpose=Run.Purpose.VALIDATION
+        )
+        event.validation_run = run
+        event.transition_to(Status.VALIDATING, note=f"validation run {run.pk}")
+        event.save()
+    _announce(event, "healing.validating")
+
+
+def validation_finished(*, run: Run) -> None:
+    event = HealingEvent.objects.filter(validation_run=run).select_related("run").first()
+    if event is None or event.status != Status.VALIDATING:
+        return
+    healed_output = event.run.output if event.run else None
+    if run.status != Run.Status.SUCCEEDED:
+        _fail(event, f"validation run {run.pk} {run.status}: {run.error_type or ''} {run.error_message[:300]}".strip())
+    elif run.output != healed_output:
+        _fail(event, f"validation output {_short(run.output)} differs from the healed run's {_short(healed_output)}")
+    else:
+        _decide(event)
+
+
+# -- 4. deploy or review -----------------------------------------------------------------------------
+
+
+def _decide(event: HealingEvent) -> None:
+    """Deploy a validated version with auto_deploy, exactly once; otherwise put it in front of a reviewer."""
+    with transaction.atomic():
+        event = HealingEvent.objects.select_for_update().select_related("task", "new_version").get(pk=event.pk)
+        if event.status not in (Status.HEALING, Status.VALIDATING):
+            return
+        task = Task.objects.select_for_update().get(pk=event.task_id)
+        if task.current_version_id != event.original_version_id:
+            event.reason = "superseded: the task's current version changed while this heal ran"
+            event.transition_to(Status.FAILED, note=event.reason)
+            event.save()
+            kind = "healing.failed"
+        elif task.config["auto_deploy"]:
+            task_services.version_deploy(task=task, version=event.new_version, reason=f"auto-deploy of {event.pk}")
+            event.transition_to(Status.DEPLOYED, note="auto-deployed")
+            event.decided_at = timezone.now()
+            event.save()
+            kind = "healing.deployed"
+        else:
+            event.transition_to(Status.PENDING_REVIEW)
+            event.save()
+            kind = "healing.pending_review"
+    _announce(event, kind)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def _fail(event: HealingEvent, reason: str) -> None:
+    with transaction.atomic():
+        event = HealingEvent.objects.select_for_update().get(pk=event.pk)
+        if not event.can_transition_to(Status.FAILED):
+            return
+        event.reason = reason[:2000]
+        event.transition_to(Status.FAILED, note=reason[:200])
+        event.save()
+    _announce(event, "healing.failed")
+
+
+def _announce(event: HealingEvent, kind: str) -> None:
+    notify(event_type=kind, task_id=event.task_id, data=event_payload(event))
+
+
+def event_payload(event: HealingEvent) -> dict:
+    """The summary that live pages and webhooks receive; the seed's names first."""
+    return {
+        "event": event.pk,
+        "id": event.pk,
+        "task": event.task_id,
+        "run": event.run_id,
+        "timestamp": event.created_at.isoformat(),
+        "error_type": event.error_type,
+        "status": event.status,
+        "new_version": event.new_version.number if event.new_version_id else None,
+        "original_version": event.original_version.number if event.original_version_id else None,
+        "root_cause": event.root_cause,
+        "reason": event.reason,
+        "agent": event.agent_kind,
+    }
+
+
+def _enqueue(queue: str, func, *args) -> None:
+    django_rq.get_queue(queue).enqueue(func, *args)
+
+
+def _stored_fingerprint(task: Task, step_key: str | None) -> dict | None:
+    if not step_key:
+        return None
+    row = ElementFingerprint.objects.filter(task=task, step_key=step_key).first()
+    return row.properties if row else None
+
+
+def _rejected_elements(task: Task, step_key: str | None) -> list[dict]:
+    rows = HealingEvent.objects.filter(task=task, step_key=step_key or "", status=Status.REJECTED).exclude(chosen_element=None)
+    return [row.chosen_element for row in rows]
+
+
+def _allowed_hosts(task: Task, run: Run | None) -> list[str]:
+    """The task's own domains: hosts of any URL in its params (base_url and friends)."""
+    params = {**task.params, **(run.params if run else {})}
+    hosts = []
+    for value in params.values():
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            host = urlparse(value).hostname
+            if host and host not in hosts:
+                hosts.append(host)
+    return hosts
+
+
+def _failure_summary(failure: dict) -> dict:
+    return {k: failure.get(k) for k in ("type", "message", "line", "action", "selector", "url", "http_status")}
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) < 120 else text[:117] + "..."

@@ -1,0 +1,272 @@
+"""The operator's admin. Edits go through the same services as the API, so they are validated and audited alike."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from healing_app.diffing import render_diff
+from tasks_app import services
+from tasks_app.audit import Actor
+from tasks_app.config import DEFAULT_CONFIG, FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError, merge_config
+from tasks_app.models import ApiKey, AuditLog, CodeVersion, ElementFingerprint, Run, Task
+
+
+class TaskAdminForm(forms.ModelForm):
+    """Config and code are edited as plain fields here and handed to the services as a partial update."""
+
+    code = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 16, "cols": 100, "spellcheck": "false"}),
+        required=False,
+        help_text="Saving changed code creates a new version (source: manual); versions are never edited.",
+    )
+    auto_deploy = forms.BooleanField(required=False, initial=DEFAULT_CONFIG["auto_deploy"])
+    validation_required = forms.BooleanField(required=False, initial=DEFAULT_CONFIG["validation_required"])
+    trigger_on = forms.MultipleChoiceField(
+        choices=[(t, t) for t in FAILURE_TYPES],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        initial=DEFAULT_CONFIG["trigger_on"],
+    )
+    max_attempts = forms.IntegerField(
+        min_value=MAX_ATTEMPTS_RANGE[0], max_value=MAX_ATTEMPTS_RANGE[1], initial=DEFAULT_CONFIG["max_attempts"]
+    )
+    new_secrets = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        label="Replace secrets",
+        help_text='JSON object, e.g. {"username": "...", "password": "..."}. Write-only: current values are never shown.',
+    )
+
+    class Meta:
+        model = Task
+        fields = ["name", "prompt", "params", "self_healing", "healing_agent", "monthly_budget_usd", "schedule"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        task = self.instance
+        if task.pk:
+            config = task.config
+            for key in ("auto_deploy", "validation_required", "trigger_on", "max_attempts"):
+                self.fields[key].initial = config[key]
+            if task.current_version:
+                self.fields["code"].initial = task.current_version.code
+
+    def clean_new_secrets(self):
+        raw = self.cleaned_data["new_secrets"].strip()
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"not valid JSON: {exc.msg}") from None
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        # Run the service's own checks now so a bad value shows next to its field instead of failing the save.
+        changes = self.service_changes()
+        try:
+            merge_config(None, changes["self_healing_config"])
+            if "code" in changes:
+                services.code_check(changes["code"])
+        except InputError as exc:
+            field = exc.field.rsplit(".", 1)[-1]
+            raise forms.ValidationError({field if field in self.fields else None: exc.message}) from None
+        return cleaned
+
+    def service_changes(self) -> dict:
+        data = self.cleaned_data
+        changes = {
+            "name": data["name"],
+            "prompt": data["prompt"],
+            "params": data["params"] or {},
+            "self_healing": data["self_healing"],
+            "healing_agent": data["healing_agent"],
+            "schedule": data["schedule"],
+            "self_healing_config": {
+                "auto_deploy": data["auto_deploy"],
+                "validation_required": data["validation_required"],
+                "trigger_on": list(data["trigger_on"]),
+                "max_attempts": data["max_attempts"],
+            },
+        }
+        if data.get("new_secrets") is not None:
+            changes["secrets"] = data["new_secrets"]
+        code = data.get("code") or ""
+        current = self.instance.current_version.code if self.instance.pk and self.instance.current_version else None
+        if code.strip() and code != current:
+            changes["code"] = code
+        return changes
+
+
+class CodeVersionInline(admin.TabularInline):
+    model = CodeVersion
+    fk_name = "task"
+    extra = 0
+    can_delete = False
+    ordering = ["-number"]
+    fields = ["number", "source", "author", "created_at", "diff_to_parent"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Change from its parent")
+    def diff_to_parent(self, version: CodeVersion) -> str:
+        if version.parent is None:
+            return "—"
+        return mark_safe(render_diff(version.parent.code, version.code).inline_html)
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    form = TaskAdminForm
+    list_display = ["name", "id", "self_healing", "current_version_number", "code_status", "updated_at"]
+    list_filter = ["self_healing", "code_status", "healing_agent", "created_at"]
+    search_fields = ["id", "name", "prompt"]
+    readonly_fields = ["id", "current_version", "code_status", "secret_names", "created_at", "updated_at"]
+    inlines = [CodeVersionInline]
+    list_select_related = ["current_version"]
+    fieldsets = [
+        (None, {"fields": ["id", "name", "prompt", "params", "code", "current_version", "code_status"]}),
+        ("Self-healing", {"fields": ["self_healing", "auto_deploy", "validation_required", "trigger_on", "max_attempts", "healing_agent", "monthly_budget_usd"]}),
+        ("Secrets", {"fields": ["secret_names", "new_secrets"]}),
+        ("Schedule", {"fields": ["schedule", "created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="version")
+    def current_version_number(self, task: Task):
+        return task.current_version.number if task.current_version else None
+
+    @admin.display(description="Secrets stored")
+    def secret_names(self, task: Task) -> str:
+        names = task.secret_keys if task.pk else []
+        return ", ".join(names) if names else "none"
+
+    def save_model(self, request, obj, form, change):
+        actor = Actor(user=request.user, via="admin")
+        changes = form.service_changes()
+        if change:
+            saved = services.task_update(task=Task.objects.get(pk=obj.pk), actor=actor, **changes)
+        else:
+            saved = services.task_create(actor=actor, **changes)
+        obj.pk = saved.pk
+
+    def save_related(self, request, form, formsets, change):
+        # Versions are read-only here; nothing related to save.
+        pass
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.base_fields["params"].required = False
+        return form
+
+    def delete_model(self, request, obj):
+        services.task_delete(task=obj, actor=Actor(user=request.user, via="admin"))
+
+
+@admin.register(CodeVersion)
+class CodeVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "task", "number", "source", "author", "created_at"]
+    list_filter = ["source", "created_at"]
+    search_fields = ["task__id", "task__name", "code"]
+    list_select_related = ["task", "author"]
+    readonly_fields = ["task", "number", "source", "parent", "author", "note", "created_at", "code_block", "diff_block"]
+    exclude = ["code"]
+    actions = ["deploy_selected"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # Read-only detail page; immutability is also enforced by the model.
+        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
+
+    @admin.display(description="Code")
+    def code_block(self, version: CodeVersion) -> str:
+        return format_html("<pre>{}</pre>", version.code)
+
+    @admin.display(description="Diff from parent")
+    def diff_block(self, version: CodeVersion) -> str:
+        if version.parent is None:
+            return "—"
+        return mark_safe(render_diff(version.parent.code, version.code).side_by_side_html)
+
+    @admin.action(description="Deploy (make current) — rollback")
+    def deploy_selected(self, request, queryset):
+        for version in queryset.select_related("task"):
+            services.version_deploy(
+                task=version.task, version=version, actor=Actor(user=request.user, via="admin"), reason="admin"
+            )
+        self.message_user(request, f"Deployed {queryset.count()} version(s).")
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "status", "purpose", "error_type", "created_at", "finished_at"]
+    list_filter = ["status", "purpose", "error_type", "created_at"]
+    search_fields = ["id", "task__id", "task__name", "error_message"]
+    list_select_related = ["task"]
+    readonly_fields = [f.name for f in Run._meta.fields if f.name != "screenshots"]
+    exclude = ["screenshots"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ElementFingerprint)
+class ElementFingerprintAdmin(admin.ModelAdmin):
+    list_display = ["task", "step_key", "line", "updated_at"]
+    search_fields = ["task__id", "step_key", "selector"]
+    readonly_fields = ["task", "step_key", "line", "selector", "properties", "version", "updated_at"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "id", "user", "hint", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "id", "user__username"]
+    readonly_fields = ["id", "hint", "created_at", "last_used_at", "revoked_at"]
+    fields = ["id", "user", "name", "hint", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke_selected"]
+
+    def save_model(self, request, obj, form, change):
+        from tasks_app.api_keys import api_key_create
+
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key, raw = api_key_create(user=obj.user, name=obj.name, actor=Actor(user=request.user, via="admin"))
+        obj.pk = key.pk
+        self.message_user(request, f"API key created. Copy it now, it is shown only once: {raw}", level=messages.WARNING)
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_selected(self, request, queryset):
+        from tasks_app.api_keys import api_key_revoke
+
+        for key in queryset:
+            api_key_revoke(key=key, actor=Actor(user=request.user, via="admin"))
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor_label", "action", "object_type", "object_id"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["actor_label", "object_id", "action"]
+    readonly_fields = ["created_at", "actor", "actor_label", "action", "object_type", "object_id", "data"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

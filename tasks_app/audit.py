@@ -1,0 +1,46 @@
+"""The audit trail: every state change a person, an API key or the system makes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import models
+
+from tasks_app.models import AuditLog
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a user, optionally through an API key; no user means the system itself."""
+
+    user: AbstractBaseUser | None = None
+    via: str = ""
+
+    @property
+    def label(self) -> str:
+        name = self.user.get_username() if self.user is not None else "system"
+        return f"{name} via {self.via}" if self.via else name
+
+
+SYSTEM = Actor()
+
+
+def as_actor(actor: Actor | AbstractBaseUser | None) -> Actor:
+    if actor is None:
+        return SYSTEM
+    if isinstance(actor, Actor):
+        return actor
+    return Actor(user=actor)
+
+
+def audit_log(*, actor: Actor | AbstractBaseUser | None, action: str, obj: models.Model, data: dict | None = None) -> AuditLog:
+    actor = as_actor(actor)
+    return AuditLog.objects.create(
+        actor=actor.user if actor.user is not None and actor.user.pk else None,
+        actor_label=actor.label[:150],
+        action=action,
+        object_type=obj._meta.model_name,
+        object_id=str(obj.pk),
+        data=data or {},
+    )

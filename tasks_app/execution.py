@@ -1,0 +1,141 @@
+"""Running a task: claim the run, execute it in the sandbox, store what happened, hand failures to healing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from healing_app import broadcast
+from healing_app.notify import notify
+from tasks_app.models import Run
+from tasks_app.runner.protocol import RunResult, RunSpec
+from tasks_app.services import fingerprints_store, task_runtime_secrets
+
+logger = logging.getLogger(__name__)
+HEARTBEAT_EVERY_S = 10
+
+
+def run_claim(run_id: str) -> Run | None:
+    """Move a queued run to running. Only one worker can win; a duplicate or stale job gets None."""
+    now = timezone.now()
+    claimed = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+        status=Run.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return None
+    run = Run.objects.select_related("task", "version").get(pk=run_id)
+    broadcast.publish(kind="run.started", task_id=run.task_id, data={"run": run.pk, "status": run.status})
+    return run
+
+
+def run_execute(run: Run, *, browser=None) -> RunResult:
+    """Execute the run's code version in the sandbox; with healing on, failures pause for an agent."""
+    from healing_app import pipeline
+    from tasks_app.runner.sandbox import execute
+
+    task = run.task
+    healing_on = run.purpose == Run.Purpose.NORMAL and task.self_healing
+    spec = RunSpec(
+        code=run.version.code,
+        params={**task.params, **run.params},
+        secrets=task_runtime_secrets(task),
+        handover_on=list(task.config["trigger_on"]) if healing_on else [],
+        wall_timeout_s=settings.RUN_WALL_TIMEOUT_S,
+        action_timeout_ms=settings.RUN_ACTION_TIMEOUT_MS,
+    )
+
+    def on_step(step) -> None:
+        Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
+        broadcast.publish(kind="run.step", task_id=run.task_id, data={"run": run.pk, "step": step.to_dict()})
+
+    def on_handover(failure, handover) -> None:
+        pipeline.takeover(run=run, failure=failure.to_dict(), handover=handover)
+
+    with _Heartbeat(run.pk):
+        return execute(spec, on_handover=on_handover if healing_on else None, on_step=on_step, browser=browser)
+
+
+def run_finish(run: Run, result: RunResult) -> Run:
+    """Store the result, remember the elements that worked, and move any healing on."""
+    from healing_app import pipeline
+
+    steps = [step.to_dict() for step in result.steps]
+    with transaction.atomic():
+        updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+            status=result.status,
+            output=result.output,
+            error_type=result.error_type or "",
+            error_message=(result.error_message or "")[:10_000],
+            trace=steps,
+            failure=result.failure.to_dict() if result.failure else None,
+            screenshots=result.screenshots,
+            timings={**result.timings, "duration_ms": result.duration_ms},
+            finished_at=timezone.now(),
+        )
+        if not updated:
+            # The stale-run reaper declared this run lost while it ran; its verdict stands.
+            logger.warning("run %s finished after it was declared lost; result dropped", run.pk)
+            return Run.objects.get(pk=run.pk)
+        run.refresh_from_db()
+        if run.status in (Run.Status.SUCCEEDED, Run.Status.HEALED):
+            fingerprints_store(task=run.task, version=run.version, steps=steps)
+        run_announce(run)
+        pipeline.after_run(run=run)
+    return run
+
+
+def run_fail(run: Run, reason: str, *, error_type: str = "script_error") -> None:
+    """End a run that could not be executed at all (the runner itself failed)."""
+    from healing_app import pipeline
+
+    with transaction.atomic():
+        if not Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+            status=Run.Status.FAILED, error_type=error_type, error_message=reason[:10_000], finished_at=timezone.now()
+        ):
+            return
+        run.refresh_from_db()
+        run_announce(run)
+        pipeline.after_run(run=run)
+
+
+def run_announce(run: Run) -> None:
+    data = {"run": run.pk, "status": run.status, "error_type": run.error_type, "purpose": run.purpose}
+    if run.status == Run.Status.FAILED:
+        notify(event_type="run.failed", task_id=run.task_id, data=data)
+    elif run.status == Run.Status.HEALED:
+        notify(event_type="run.healed", task_id=run.task_id, data=data)
+    else:
+        notify(event_type="run.finished", task_id=run.task_id, data=data)
+
+
+class _Heartbeat:
+    """Touch the run's heartbeat while it executes, so a killed worker's runs are recognisable as lost."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{run_id}")
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=2)
+
+    def _beat(self) -> None:
+        from django.db import close_old_connections
+
+        try:
+            while not self.stop.wait(HEARTBEAT_EVERY_S):
+                Run.objects.filter(pk=self.run_id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
+        except Exception as exc:  # a missed heartbeat only delays detection; it must not kill the run
+            logger.warning("heartbeat for %s stopped: %s", self.run_id, exc)
+        finally:
+            close_old_connections()

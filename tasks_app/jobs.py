@@ -1,0 +1,23 @@
+"""RQ jobs for runs. Thin: fetch by id, call the execution service, safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+
+from tasks_app import execution
+from tasks_app.runner.browser import shared_pool
+
+logger = logging.getLogger(__name__)
+
+
+def run_task(run_id: str) -> str:
+    run = execution.run_claim(run_id)
+    if run is None:
+        return "skipped: not queued (already claimed or finished)"
+    try:
+        result = execution.run_execute(run, browser=shared_pool())
+    except Exception as exc:  # the runner itself broke: the run must still end, with the reason
+        logger.exception("runner failed for %s", run_id)
+        execution.run_fail(run, f"the runner failed: {type(exc).__name__}: {exc}")
+        return "failed"
+    return execution.run_finish(run, result).status

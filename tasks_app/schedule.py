@@ -1,0 +1,59 @@
+"""Cron-style schedules (minute hour day-of-month month day-of-week). Pure; no Django."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6))
+
+
+class CronError(ValueError):
+    pass
+
+
+def parse_cron(expression: str) -> list[frozenset[int]]:
+    parts = expression.split()
+    if len(parts) != 5:
+        raise CronError("needs five fields: minute hour day-of-month month day-of-week")
+    return [_parse_field(part, name, low, high) for part, (name, low, high) in zip(parts, _FIELDS)]
+
+
+def _parse_field(text: str, name: str, low: int, high: int) -> frozenset[int]:
+    values: set[int] = set()
+    for item in text.split(","):
+        base, _, step_text = item.partition("/")
+        try:
+            step = int(step_text) if step_text else 1
+            if base == "*":
+                start, end = low, high
+            elif "-" in base:
+                start, end = (int(x) for x in base.split("-", 1))
+            else:
+                start = end = int(base)
+        except ValueError:
+            raise CronError(f"{name}: {item!r} is not a number, range or */step") from None
+        if step < 1 or start < low or end > high or start > end:
+            raise CronError(f"{name}: {item!r} is outside {low}-{high}")
+        values.update(range(start, end + 1, step))
+    return frozenset(values)
+
+
+def cron_matches(expression: str, moment: datetime) -> bool:
+    minute, hour, day, month, weekday = parse_cron(expression)
+    # cron counts Sunday as 0; Python's weekday() counts Monday as 0.
+    return (
+        moment.minute in minute
+        and moment.hour in hour
+        and moment.day in day
+        and moment.month in month
+        and (moment.weekday() + 1) % 7 in weekday
+    )
+
+
+def next_fire(expression: str, after: datetime) -> datetime:
+    moment = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    for _ in range(366 * 24 * 60):
+        if cron_matches(expression, moment):
+            return moment
+        moment += timedelta(minutes=1)
+    raise CronError("never fires within a year")

@@ -1,0 +1,344 @@
+"""Task workflows: create, update, version, deploy, run. Views, the API and the admin all call these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_rq
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from healing_app.codegen import CodeValidationError, validate_task_code
+from healing_app.notify import notify
+from tasks_app.audit import Actor, audit_log
+from tasks_app.config import InputError, merge_config, validate_config_changes
+from tasks_app.logging import register_secret_values
+from tasks_app.models import CodeVersion, ElementFingerprint, Run, Task
+
+_UNSET: Any = object()
+NAME_MAX = 200
+
+
+def task_create(
+    *,
+    name: str,
+    prompt: str = "",
+    code: str | None = None,
+    params: dict | None = None,
+    secrets: dict | None = None,
+    self_healing: bool = False,
+    self_healing_config: dict | None = None,
+    healing_agent: str = "",
+    schedule: str = "",
+    actor: Actor | None = None,
+) -> Task:
+    task = Task(
+        name=_clean_name(name),
+        prompt=_clean_text(prompt, "prompt"),
+        params=_clean_params(params),
+        self_healing=_clean_bool(self_healing, "self_healing"),
+        self_healing_config=merge_config(None, self_healing_config),
+        healing_agent=_clean_agent(healing_agent),
+        schedule=_clean_schedule(schedule),
+        owner=actor.user if actor and actor.user is not None and actor.user.pk else None,
+    )
+    task.set_secrets(_clean_secrets(secrets))
+    if code is not None:
+        code_check(code)
+    with transaction.atomic():
+        task.code_status = Task.CodeStatus.READY if code is not None else _codeless_status()
+        task.save()
+        if code is not None:
+            version = _version_add(task=task, code=code, source=CodeVersion.Source.INITIAL, author=actor)
+            task.current_version = version
+            task.save(update_fields=["current_version"])
+        audit_log(actor=actor, action="task.create", obj=task, data={"name": task.name})
+    if code is None and task.code_status == Task.CodeStatus.GENERATING:
+        from healing_app.services import task_generate_enqueue
+
+        task_generate_enqueue(task=task)
+    return task
+
+
+def task_update(
+    *,
+    task: Task,
+    actor: Actor | None = None,
+    name: str = _UNSET,
+    prompt: str = _UNSET,
+    code: str = _UNSET,
+    params: dict = _UNSET,
+    secrets: dict = _UNSET,
+    self_healing: bool = _UNSET,
+    self_healing_config: dict = _UNSET,
+    healing_agent: str = _UNSET,
+    schedule: str = _UNSET,
+) -> Task:
+    """Partial update: only the arguments given change. Config keys given replace those keys only."""
+    changed: dict[str, Any] = {}
+    if name is not _UNSET:
+        changed["name"] = _clean_name(name)
+    if prompt is not _UNSET:
+        changed["prompt"] = _clean_text(prompt, "prompt")
+    if params is not _UNSET:
+        changed["params"] = _clean_params(params)
+    if self_healing is not _UNSET:
+        changed["self_healing"] = _clean_bool(self_healing, "self_healing")
+    if self_healing_config is not _UNSET:
+        changed["self_healing_config"] = merge_config(task.self_healing_config, self_healing_config)
+    if healing_agent is not _UNSET:
+        changed["healing_agent"] = _clean_agent(healing_agent)
+    if schedule is not _UNSET:
+        changed["schedule"] = _clean_schedule(schedule)
+    new_secrets = _clean_secrets(secrets) if secrets is not _UNSET else None
+    if code is not _UNSET:
+        code_check(code)
+
+    with transaction.atomic():
+        task = Task.objects.select_for_update().get(pk=task.pk)
+        for field, value in changed.items():
+            setattr(task, field, value)
+        if new_secrets is not None:
+            task.set_secrets(new_secrets)
+        task.save()
+        audit_data = {field: value for field, value in changed.items() if field != "params"}
+        if new_secrets is not None:
+            audit_data["secrets"] = sorted(new_secrets)  # names only, never values
+        if code is not _UNSET:
+            version = _version_add(
+                task=task, code=code, source=CodeVersion.Source.MANUAL, author=actor, parent=task.current_version
+            )
+            _make_current(task=task, version=version)
+            audit_data["new_version"] = version.number
+        audit_log(actor=actor, action="task.update", obj=task, data=audit_data)
+    return task
+
+
+def task_delete(*, task: Task, actor: Actor | None = None) -> None:
+    with transaction.atomic():
+        audit_log(actor=actor, action="task.delete", obj=task, data={"name": task.name})
+        task.delete()
+
+
+def version_create(
+    *, task: Task, code: str, source: str, actor: Actor | None = None, parent: CodeVersion | None = None, note: str = ""
+) -> CodeVersion:
+    """Add a version without deploying it (healed drafts, generated code waiting for review)."""
+    code_check(code)
+    with transaction.atomic():
+        Task.objects.select_for_update().filter(pk=task.pk).exists()
+        return _version_add(task=task, code=code, source=source, author=actor, parent=parent, note=note)
+
+
+def version_deploy(*, task: Task, version: CodeVersion, actor: Actor | None = None, reason: str = "") -> Task:
+    """Make `version` current. Rolling back to an earlier version creates no new code."""
+    if version.task_id != task.pk:
+        raise InputError("version", "belongs to another task")
+    with transaction.atomic():
+        task = Task.objects.select_for_update().get(pk=task.pk)
+        previous = task.current_version_id
+        _make_current(task=task, version=version)
+        audit_log(
+            actor=actor,
+            action="version.deploy",
+            obj=task,
+            data={"version": version.number, "previous_version_id": previous, "reason": reason},
+        )
+    return task
+
+
+def run_enqueue(
+    *,
+    task: Task,
+    actor: Actor | None = None,
+    params: dict | None = None,
+    version: CodeVersion | None = None,
+    purpose: str = Run.Purpose.NORMAL,
+) -> Run:
+    """Create a queued run and put it on the `runs` queue once the row is committed."""
+    version = version or task.current_version
+    if version is None:
+        raise InputError("version", "the task has no code yet; give it code or configure an LLM to write it")
+    if version.task_id != task.pk:
+        raise InputError("version", "belongs to another task")
+    with transaction.atomic():
+        run = Run.objects.create(
+            task=task,
+            version=version,
+            purpose=purpose,
+            params=_clean_params(params),
+            requested_by=actor.user if actor and actor.user is not None and actor.user.pk else None,
+        )
+        if purpose == Run.Purpose.NORMAL:
+            audit_log(actor=actor, action="run.enqueue", obj=run, data={"version": version.number})
+        transaction.on_commit(lambda: _enqueue_run_job(run.pk))
+    notify(event_type="run.queued", task_id=task.pk, data={"run": run.pk, "status": run.status})
+    return run
+
+
+def _enqueue_run_job(run_id: str) -> None:
+    from tasks_app.jobs import run_task
+
+    # The job id is derived from the run, so enqueueing a run twice never runs it twice at once.
+    django_rq.get_queue("runs").enqueue(
+        run_task, run_id, job_id=f"run-{run_id}-{timezone.now().timestamp():.0f}", job_timeout=_run_job_timeout()
+    )
+
+
+def _run_job_timeout() -> int:
+    # Leave the sandbox's own wall clock room to fire first and report a clean failure.
+    return int(settings.RUN_WALL_TIMEOUT_S * 2 + 120)
+
+
+def fingerprints_store(*, task: Task, version: CodeVersion | None, steps: list[dict]) -> int:
+    """Remember the element each successful step acted on; later heals look for it."""
+    stored = 0
+    for step in steps:
+        properties = step.get("fingerprint")
+        if not properties or step.get("outcome") not in ("ok", "recovered") or not step.get("step_key"):
+            continue
+        ElementFingerprint.objects.update_or_create(
+            task=task,
+            step_key=step["step_key"],
+            defaults={
+                "line": step.get("line"),
+                "selector": step.get("selector") or "",
+                "properties": properties,
+                "version": version,
+            },
+        )
+        stored += 1
+    return stored
+
+
+def task_runtime_secrets(task: Task) -> dict[str, str]:
+    """Decrypt a task's secrets for a run, and make sure no log line can print them."""
+    secrets = task.secrets
+    register_secret_values(secrets.values())
+    return secrets
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _version_add(
+    *, task: Task, code: str, source: str, author: Actor | None, parent: CodeVersion | None = None, note: str = ""
+) -> CodeVersion:
+    last = task.versions.order_by("-number").values_list("number", flat=True).first() or 0
+    return CodeVersion.objects.create(
+        task=task,
+        number=last + 1,
+        code=code,
+        source=source,
+        parent=parent,
+        author=author.user if author and author.user is not None and author.user.pk else None,
+        note=note[:500],
+    )
+
+
+def _make_current(*, task: Task, version: CodeVersion) -> None:
+    task.current_version = version
+    task.code_status = Task.CodeStatus.READY
+    task.save(update_fields=["current_version", "code_status", "updated_at"])
+    notify(
+        event_type="task.version_deployed",
+        task_id=task.pk,
+        data={"task": task.pk, "version": version.number, "source": version.source},
+    )
+
+
+def code_check(code: Any) -> None:
+    """Refuse code that is not a valid task module, naming the line and the reason."""
+    if not isinstance(code, str):
+        raise InputError("code", "must be a string of Python source")
+    try:
+        validate_task_code(code)
+    except CodeValidationError as exc:
+        where = f"line {exc.line}: " if exc.line else ""
+        raise InputError("code", f"{where}{exc.reason}") from None
+
+
+def _codeless_status() -> str:
+    from healing_app.agents import llm_configured
+
+    return Task.CodeStatus.GENERATING if llm_configured() else Task.CodeStatus.NEEDS_CODE
+
+
+def _clean_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InputError("name", "is required")
+    if len(name) > NAME_MAX:
+        raise InputError("name", f"must be at most {NAME_MAX} characters")
+    return name.strip()
+
+
+def _clean_text(value: Any, field: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(field, "must be a string")
+    if len(value) > 20_000:
+        raise InputError(field, "must be at most 20000 characters")
+    return value
+
+
+def _clean_bool(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(field, "must be true or false")
+    return value
+
+
+def _clean_params(params: Any) -> dict:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InputError("params", "must be an object")
+    if "secrets" in params:
+        raise InputError("params.secrets", "send secrets in the write-only `secrets` field, not in params")
+    return params
+
+
+def _clean_secrets(secrets: Any) -> dict[str, str]:
+    if secrets is None:
+        return {}
+    if not isinstance(secrets, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in secrets.items()):
+        raise InputError("secrets", "must be an object of string names to string values")
+    return secrets
+
+
+def _clean_agent(value: Any) -> str:
+    if value in (None, ""):
+        return ""
+    if value not in Task.Agent.values:
+        raise InputError("healing_agent", "must be one of auto, heuristic, llm")
+    return value
+
+
+def _clean_schedule(value: Any) -> str:
+    if value in (None, ""):
+        return ""
+    from tasks_app.schedule import CronError, parse_cron
+
+    if not isinstance(value, str):
+        raise InputError("schedule", "must be a cron expression string")
+    try:
+        parse_cron(value)
+    except CronError as exc:
+        raise InputError("schedule", str(exc)) from None
+    return value.strip()
+
+
+__all__ = [
+    "InputError",
+    "code_check",
+    "fingerprints_store",
+    "run_enqueue",
+    "task_create",
+    "task_delete",
+    "task_runtime_secrets",
+    "task_update",
+    "validate_config_changes",
+    "version_create",
+    "version_deploy",
+]

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("django-rq/", include("django_rq.urls")),
     path("demo-site/", include("tasks_app.demo.urls")),
+    path("webhooks/", include("healing_app.webhooks_urls")),
     path("", include("tasks_app.urls")),
     path("", include("healing_app.urls")),
 ]

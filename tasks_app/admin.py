@@ -22,6 +22,7 @@ class TaskAdminForm(forms.ModelForm):
     code = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 16, "cols": 100, "spellcheck": "false"}),
         required=False,
+        strip=False,
         help_text="Saving changed code creates a new version (source: manual); versions are never edited.",
     )
     auto_deploy = forms.BooleanField(required=False, initial=DEFAULT_CONFIG["auto_deploy"])
@@ -98,7 +99,8 @@ class TaskAdminForm(forms.ModelForm):
         }
         if data.get("new_secrets") is not None:
             changes["secrets"] = data["new_secrets"]
-        code = data.get("code") or ""
+        # Browsers send textarea line breaks as CRLF; compare and store code with plain newlines.
+        code = (data.get("code") or "").replace("\r\n", "\n")
         current = self.instance.current_version.code if self.instance.pk and self.instance.current_version else None
         if code.strip() and code != current:
             changes["code"] = code
@@ -158,10 +160,6 @@ class TaskAdmin(admin.ModelAdmin):
         else:
             saved = services.task_create(actor=actor, **changes)
         obj.pk = saved.pk
-
-    def save_related(self, request, form, formsets, change):
-        # Versions are read-only here; nothing related to save.
-        pass
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)

@@ -1,0 +1,64 @@
+import pytest
+from django.core.exceptions import PermissionDenied
+
+from healing_app.models import HealingEvent, Review
+from healing_app.services import AlreadyDecided, Superseded, healing_approve, healing_reject
+from healing_app.tests.factories import CODE_V1, pending_event
+from tasks_app import services as task_services
+from tasks_app.config import InputError
+from tasks_app.models import AuditLog
+
+pytestmark = pytest.mark.django_db
+
+
+def test_reviewer_approval_deploys_the_new_version(reviewer):
+    event = pending_event()
+    healing_approve(event=event, reviewer=reviewer, comment="looks right")
+    event.refresh_from_db()
+    event.task.refresh_from_db()
+    assert event.status == HealingEvent.Status.DEPLOYED
+    assert event.task.current_version == event.new_version
+    assert Review.objects.get(event=event).decision == Review.Decision.APPROVED
+    assert AuditLog.objects.filter(action="healing.approved", object_id=event.pk, actor=reviewer).exists()
+
+
+def test_non_reviewer_cannot_approve_or_reject(member):
+    event = pending_event()
+    with pytest.raises(PermissionDenied):
+        healing_approve(event=event, reviewer=member)
+    with pytest.raises(PermissionDenied):
+        healing_reject(event=event, reviewer=member, comment="no")
+    event.refresh_from_db()
+    assert event.status == HealingEvent.Status.PENDING_REVIEW
+    assert event.task.current_version == event.original_version
+
+
+def test_reject_needs_a_comment_and_keeps_the_current_version(reviewer):
+    event = pending_event()
+    with pytest.raises(InputError) as caught:
+        healing_reject(event=event, reviewer=reviewer, comment="  ")
+    assert caught.value.field == "comment"
+    healing_reject(event=event, reviewer=reviewer, comment="wrong button")
+    event.refresh_from_db()
+    assert event.status == HealingEvent.Status.REJECTED
+    assert event.review_comment == "wrong button"
+    assert event.task.current_version == event.original_version
+
+
+def test_a_second_decision_changes_nothing(reviewer):
+    event = pending_event()
+    healing_approve(event=event, reviewer=reviewer)
+    with pytest.raises(AlreadyDecided):
+        healing_approve(event=event, reviewer=reviewer)
+    with pytest.raises(AlreadyDecided):
+        healing_reject(event=event, reviewer=reviewer, comment="late")
+    assert Review.objects.filter(event=event).count() == 1
+
+
+def test_approval_refuses_a_heal_built_on_code_that_has_since_changed(reviewer):
+    event = pending_event()
+    task_services.task_update(task=event.task, code=CODE_V1.replace("True", "False"))
+    with pytest.raises(Superseded):
+        healing_approve(event=event, reviewer=reviewer)
+    event.refresh_from_db()
+    assert event.status == HealingEvent.Status.PENDING_REVIEW

@@ -1,0 +1,92 @@
+import pytest
+from django.urls import reverse
+
+from tasks_app import services
+from tasks_app.models import CodeVersion, Task
+
+CODE = 'def run(page, params):\n    page.goto(params["base_url"])\n    return 1\n'
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    admin = django_user_model.objects.create_superuser("admin", "a@example.com", "pw-admin-123!")
+    client.force_login(admin)
+    return client
+
+
+def _form(task: Task, **overrides) -> dict:
+    config = task.config
+    data = {
+        "name": task.name,
+        "prompt": task.prompt,
+        "params": "{}",
+        "code": task.current_version.code,
+        "self_healing": "on" if task.self_healing else "",
+        "healing_agent": "",
+        "monthly_budget_usd": "",
+        "schedule": "",
+        "trigger_on": config["trigger_on"],
+        "max_attempts": str(config["max_attempts"]),
+        "new_secrets": "",
+        "versions-TOTAL_FORMS": "0",
+        "versions-INITIAL_FORMS": "0",
+    }
+    if config["auto_deploy"]:
+        data["auto_deploy"] = "on"
+    if config["validation_required"]:
+        data["validation_required"] = "on"
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v != ""}
+
+
+def test_editing_code_in_the_admin_creates_a_manual_version(staff_client):
+    task = services.task_create(name="t", code=CODE)
+    new_code = CODE.replace("return 1", "return 2")
+    response = staff_client.post(reverse("admin:tasks_app_task_change", args=[task.pk]), _form(task, code=new_code))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    task.refresh_from_db()
+    assert task.current_version.number == 2
+    assert task.current_version.source == CodeVersion.Source.MANUAL
+    assert task.versions.get(number=1).code == CODE
+
+
+def test_admin_config_edit_goes_through_validation(staff_client):
+    task = services.task_create(name="t", code=CODE)
+    response = staff_client.post(
+        reverse("admin:tasks_app_task_change", args=[task.pk]), _form(task, max_attempts="11", self_healing="on")
+    )
+    assert response.status_code == 200
+    assert "max_attempts" in response.context["adminform"].form.errors
+    task.refresh_from_db()
+    assert task.self_healing is False
+
+
+def test_admin_toggles_self_healing_and_config(staff_client):
+    task = services.task_create(name="t", code=CODE)
+    response = staff_client.post(
+        reverse("admin:tasks_app_task_change", args=[task.pk]),
+        _form(task, self_healing="on", auto_deploy="on", max_attempts="5", trigger_on=["timeout", "captcha_detected"]),
+    )
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert task.self_healing is True
+    assert task.config == {"auto_deploy": True, "max_attempts": 5, "trigger_on": ["timeout", "captcha_detected"], "validation_required": True}
+    assert task.versions.count() == 1  # unchanged code makes no new version
+
+
+def test_admin_code_with_syntax_error_is_shown_on_the_field(staff_client):
+    task = services.task_create(name="t", code=CODE)
+    response = staff_client.post(
+        reverse("admin:tasks_app_task_change", args=[task.pk]), _form(task, code="def run(page, params)\n  x")
+    )
+    assert response.status_code == 200
+    assert "line 1" in str(response.context["adminform"].form.errors["code"])
+    assert task.versions.count() == 1
+
+
+def test_secrets_never_appear_in_the_admin(staff_client):
+    task = services.task_create(name="t", code=CODE, secrets={"password": "s3cr3t-admin-value"})
+    page = staff_client.get(reverse("admin:tasks_app_task_change", args=[task.pk])).content.decode()
+    assert "s3cr3t-admin-value" not in page
+    assert "password" in page  # the name is shown, so operators know a secret is stored

@@ -1,0 +1,119 @@
+import pytest
+
+from tasks_app import services
+from tasks_app.audit import Actor
+from tasks_app.config import InputError
+from tasks_app.models import AuditLog, CodeVersion, Task
+
+CODE = '''def run(page, params):
+    page.goto(params["base_url"])
+    return {"ok": True}
+'''
+pytestmark = pytest.mark.django_db
+
+
+def test_create_with_code_makes_version_one_current():
+    task = services.task_create(name="form", prompt="Fill the form", code=CODE, self_healing=True)
+    assert task.current_version.number == 1
+    assert task.current_version.source == CodeVersion.Source.INITIAL
+    assert task.id.startswith("task_")
+    assert AuditLog.objects.filter(object_id=task.pk, action="task.create").exists()
+
+
+def test_create_without_code_or_llm_says_code_is_needed(settings):
+    settings.OPENAI_API_KEY = settings.OPENAI_BASE_URL = ""
+    task = services.task_create(name="data_extraction", prompt="Extract prices")
+    assert task.current_version is None
+    assert task.code_status == Task.CodeStatus.NEEDS_CODE
+
+
+def test_update_keeps_config_keys_that_were_not_given():
+    task = services.task_create(name="t", code=CODE, self_healing_config={"auto_deploy": True, "max_attempts": 4})
+    task = services.task_update(task=task, self_healing_config={"trigger_on": ["captcha_detected"]})
+    assert task.config == {
+        "auto_deploy": True,
+        "max_attempts": 4,
+        "trigger_on": ["captcha_detected"],
+        "validation_required": True,
+    }
+
+
+def test_updating_code_adds_a_manual_version_and_keeps_the_old_one():
+    task = services.task_create(name="t", code=CODE)
+    first = task.current_version
+    task = services.task_update(task=task, code=CODE.replace("True", "False"), actor=Actor(via="test"))
+    assert task.current_version.number == 2
+    assert task.current_version.source == CodeVersion.Source.MANUAL
+    assert task.current_version.parent == first
+    first.refresh_from_db()
+    assert "True" in first.code
+
+
+def test_versions_are_immutable():
+    task = services.task_create(name="t", code=CODE)
+    version = task.current_version
+    version.code = "def run(page, params):\n    return 1\n"
+    with pytest.raises(ValueError, match="immutable"):
+        version.save()
+
+
+def test_rollback_deploys_an_earlier_version_without_new_code():
+    task = services.task_create(name="t", code=CODE)
+    first = task.current_version
+    task = services.task_update(task=task, code=CODE.replace("True", "False"))
+    task = services.version_deploy(task=task, version=first, reason="rollback")
+    assert task.current_version == first
+    assert task.versions.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("code", "fragment"),
+    [
+        ("def run(page, params)\n    pass\n", "line 1"),
+        ("def go(page, params):\n    pass\n", "run(page, params)"),
+        ("def run(page, params):\n    pass\n" + "#" * 300_000, "256"),
+    ],
+)
+def test_bad_code_is_refused_with_line_and_reason(code, fragment):
+    with pytest.raises(InputError) as caught:
+        services.task_create(name="t", code=code)
+    assert caught.value.field == "code"
+    assert fragment in caught.value.message
+    assert not Task.objects.exists()
+
+
+def test_secrets_are_encrypted_at_rest_and_never_in_the_audit_log():
+    task = services.task_create(name="t", code=CODE, secrets={"password": "hunter2-very-secret"})
+    stored = Task.objects.values_list("secrets_encrypted", flat=True).get(pk=task.pk)
+    assert "hunter2" not in stored
+    assert Task.objects.get(pk=task.pk).secrets == {"password": "hunter2-very-secret"}
+    services.task_update(task=task, secrets={"password": "another-secret-value"})
+    logged = " ".join(str(row.data) for row in AuditLog.objects.all())
+    assert "hunter2" not in logged and "another-secret-value" not in logged
+    assert "password" in logged
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 201}, "name"),
+        ({"name": "t", "params": ["a"]}, "params"),
+        ({"name": "t", "params": {"secrets": {"a": "b"}}}, "params.secrets"),
+        ({"name": "t", "secrets": {"a": 1}}, "secrets"),
+        ({"name": "t", "self_healing": "yes"}, "self_healing"),
+        ({"name": "t", "healing_agent": "gpt"}, "healing_agent"),
+        ({"name": "t", "schedule": "every minute"}, "schedule"),
+    ],
+)
+def test_bad_task_fields_are_refused_naming_the_field(kwargs, field):
+    with pytest.raises(InputError) as caught:
+        services.task_create(**kwargs)
+    assert caught.value.field == field
+
+
+def test_run_needs_code():
+    task = services.task_create(name="t")
+    with pytest.raises(InputError) as caught:
+        services.run_enqueue(task=task)
+    assert caught.value.field == "version"

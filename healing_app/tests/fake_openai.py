@@ -1,0 +1,238 @@
+"""A scripted, OpenAI-compatible Chat Completions server for tests.
+
+The real `openai` client talks to it through `base_url`, so everything between the agent and the
+network (request building, tool-call parsing, retries, timeouts, request ids) is the real thing.
+
+    with FakeOpenAI() as server:
+        server.script(tool_call("done", ref=3), text("all good"))
+        agent = LLMAgent(client=server.client(), ...)
+        ...
+        assert "hunter2" not in server.bodies_text()
+
+Replies are consumed in order, one per HTTP request (a retried request consumes the next reply).
+A reply may be:
+- `tool_call(name, **arguments)` / `tool_calls(call, call, ...)`: an assistant message calling tools;
+- `text(content)`: a plain assistant message;
+- `error(status, retry_after_ms=None)`: an OpenAI-style error (429, 500, ...);
+- `slow(seconds, reply)`: wait, then answer (to trip the client's timeout);
+- a callable taking the request body (dict) and returning one of the above (for answers that
+  depend on what the agent sent, e.g. a ref seen in the last observation).
+
+Token usage is computed from the request and reply sizes with the usual rule of thumb of about four
+characters per token (no tokenizer is available offline), so cost accounting can be tested and the
+numbers in docs/llm.md are estimates of the same kind.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+CHARS_PER_TOKEN = 4
+
+
+def approx_tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN)) if text else 0
+
+
+@dataclass
+class Reply:
+    message: dict | None = None  # the assistant message
+    status: int = 200
+    error_type: str = ""
+    headers: dict = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+def text(content: str) -> Reply:
+    return Reply(message={"role": "assistant", "content": content})
+
+
+_call_ids = itertools.count(1)
+
+
+def call(name: str, **arguments: Any) -> dict:
+    """One tool call, for `tool_calls(...)`. `_raw` sends arguments verbatim (malformed JSON tests)."""
+    raw = arguments.pop("_raw", None)
+    return {
+        "id": f"call_{next(_call_ids)}",
+        "type": "function",
+        "function": {"name": name, "arguments": raw if raw is not None else json.dumps(arguments)},
+    }
+
+
+def tool_calls(*calls: dict, content: str | None = None) -> Reply:
+    return Reply(message={"role": "assistant", "content": content, "tool_calls": list(calls)})
+
+
+def tool_call(name: str, **arguments: Any) -> Reply:
+    return tool_calls(call(name, **arguments))
+
+
+def error(status: int, *, retry_after_ms: int | None = None, message: str = "scripted error") -> Reply:
+    headers = {"retry-after-ms": str(retry_after_ms)} if retry_after_ms is not None else {}
+    kind = {429: "rate_limit_exceeded", 401: "invalid_api_key"}.get(status, "server_error")
+    return Reply(status=status, error_type=kind, headers=headers, message={"error": message})
+
+
+def slow(seconds: float, reply: Reply) -> Reply:
+    return Reply(
+        message=reply.message, status=reply.status, error_type=reply.error_type, headers=reply.headers, delay_s=seconds
+    )
+
+
+ScriptItem = Reply | Callable[[dict], Reply]
+
+
+class FakeOpenAI:
+    """Threaded HTTP server on 127.0.0.1 with a random port; use as a context manager."""
+
+    def __init__(self) -> None:
+        self._script: list[ScriptItem] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.requests: list[dict] = []  # parsed JSON bodies, in arrival order
+        self.raw_bodies: list[bytes] = []
+        self.headers: list[dict] = []
+        self.request_ids: list[str] = []  # the x-request-id sent back for each request
+        self.exhausted = 0  # requests that arrived after the script ran out
+        self.usage: list[dict] = []  # usage reported for each successful reply
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length)
+                server._handle(self, raw)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def client(self, *, timeout: float = 5.0, max_retries: int = 0):
+        from openai import OpenAI
+
+        return OpenAI(api_key="sk-test-not-a-real-key", base_url=self.base_url, timeout=timeout, max_retries=max_retries)
+
+    # -- scripting and inspection ------------------------------------------------------------------
+
+    def script(self, *items: ScriptItem) -> None:
+        with self._lock:
+            self._script.extend(items)
+
+    @property
+    def remaining(self) -> int:
+        return len(self._script)
+
+    def bodies_text(self) -> str:
+        """Every request body as sent, decoded: assert that a secret never appears in it."""
+        return "\n".join(body.decode("utf-8", "replace") for body in self.raw_bodies)
+
+    def total_usage(self) -> dict:
+        return {
+            "requests": len(self.usage),
+            "prompt_tokens": sum(u["prompt_tokens"] for u in self.usage),
+            "completion_tokens": sum(u["completion_tokens"] for u in self.usage),
+        }
+
+    # -- serving -----------------------------------------------------------------------------------
+
+    def _handle(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+        request_id = f"req_fake_{next(self._ids):04d}"
+        with self._lock:
+            self.raw_bodies.append(raw)
+            self.headers.append(dict(handler.headers))
+            self.request_ids.append(request_id)
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                body = {"_unparseable": raw.decode("utf-8", "replace")}
+            self.requests.append(body)
+            item = self._script.pop(0) if self._script else None
+        if not handler.path.rstrip("/").endswith("/chat/completions"):
+            self._send(handler, 404, {"error": {"message": f"no route {handler.path}", "type": "not_found"}}, request_id)
+            return
+        if item is None:
+            self.exhausted += 1
+            reply = Reply(status=400, error_type="invalid_request_error", message={"error": "fake server: script exhausted"})
+        else:
+            reply = item(body) if callable(item) else item
+        if reply.delay_s:
+            time.sleep(reply.delay_s)
+        if reply.status != 200:
+            message = (reply.message or {}).get("error", "error")
+            payload = {"error": {"message": message, "type": reply.error_type, "code": reply.error_type}}
+            self._send(handler, reply.status, payload, request_id, reply.headers)
+            return
+        message = dict(reply.message or {"role": "assistant", "content": ""})
+        completion_text = (message.get("content") or "") + "".join(
+            c["function"]["name"] + c["function"]["arguments"] for c in message.get("tool_calls") or []
+        )
+        prompt_text = json.dumps(body.get("messages", [])) + json.dumps(body.get("tools", []))
+        usage = {"prompt_tokens": approx_tokens(prompt_text), "completion_tokens": approx_tokens(completion_text)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        with self._lock:
+            self.usage.append(usage)
+        payload = {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake-model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": usage,
+        }
+        self._send(handler, 200, payload, request_id, reply.headers)
+
+    def _send(self, handler: BaseHTTPRequestHandler, status: int, payload: dict, request_id: str, headers: dict | None = None) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("content-type", "application/json")
+            handler.send_header("content-length", str(len(data)))
+            handler.send_header("x-request-id", request_id)
+            for name, value in (headers or {}).items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up first (a timeout test): nothing to answer

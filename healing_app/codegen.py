@@ -1,0 +1,898 @@
+"""Validate and precisely patch task code.
+
+Pure engine: no Django imports. Task code is a module with ``def run(page, params)``
+using Playwright's sync API (DESIGN.md §4).
+
+- ``validate_task_code`` is the gate when a person saves code.
+- ``check_generated_code`` is the safety gate for any machine-written code (heuristic
+  or LLM): it returns violations rather than raising, so the pipeline can record why a
+  candidate was refused.
+- The patch operations rewrite one source line with libcst, so formatting and comments
+  survive and the reviewer's diff shows only the fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import libcst as cst
+from libcst.metadata import CodeRange, MetadataWrapper, ParentNodeProvider, PositionProvider
+
+MAX_CODE_BYTES = 256 * 1024
+
+# Module -> names that may be imported from it (None: any name). playwright.sync_api
+# is restricted because sync_playwright() would start a second, unsandboxed browser.
+ALLOWED_IMPORTS: Mapping[str, frozenset[str] | None] = {
+    "__future__": None,
+    "re": None,
+    "json": None,
+    "time": None,
+    "datetime": None,
+    "math": None,
+    "urllib.parse": None,
+    "playwright.sync_api": frozenset(
+        {"expect", "Error", "TimeoutError", "Page", "Locator", "FrameLocator", "Frame",
+         "ElementHandle", "Response", "Request"}
+    ),
+}
+
+FORBIDDEN_NAMES = frozenset(
+    {"os", "sys", "subprocess", "socket", "eval", "exec", "compile", "open", "__import__",
+     "globals", "locals", "vars", "importlib", "builtins", "setattr", "delattr",
+     "breakpoint", "input", "exit", "quit"}
+)
+
+# Page capabilities that run arbitrary JS, intercept traffic, touch local files or
+# reach outside the page. Generated code may keep the ones the original had.
+GUARDED_ATTRIBUTES = frozenset(
+    {"evaluate", "evaluate_handle", "eval_on_selector", "eval_on_selector_all",
+     "add_init_script", "add_script_tag", "route", "route_from_har", "expose_function",
+     "expose_binding", "set_input_files", "request", "context", "browser", "new_page",
+     "new_context", "storage_state", "sync_playwright"}
+)
+
+# Playwright methods whose first argument is a selector (drag_and_drop: both).
+_SELECTOR_METHODS = frozenset(
+    {"click", "dblclick", "fill", "type", "press", "check", "uncheck", "set_checked",
+     "select_option", "hover", "tap", "focus", "inner_text", "inner_html", "text_content",
+     "get_attribute", "input_value", "is_visible", "is_hidden", "is_enabled", "is_disabled",
+     "is_checked", "is_editable", "wait_for_selector", "query_selector",
+     "query_selector_all", "locator", "frame_locator", "set_input_files", "dispatch_event",
+     "eval_on_selector", "eval_on_selector_all", "drag_and_drop"}
+)
+
+# Actions that accept ``timeout=``; expect() matchers (to_*, not_to_*) and wait_for_*
+# (except wait_for_timeout, whose argument *is* the delay) are recognised by prefix.
+_TIMEOUT_METHODS = frozenset(
+    {"click", "dblclick", "fill", "type", "press", "press_sequentially", "check", "uncheck",
+     "set_checked", "select_option", "hover", "tap", "focus", "blur", "clear", "inner_text",
+     "inner_html", "text_content", "get_attribute", "input_value", "goto", "reload",
+     "go_back", "go_forward", "set_input_files", "drag_and_drop", "drag_to",
+     "dispatch_event", "scroll_into_view_if_needed", "select_text", "screenshot",
+     "expect_navigation", "expect_response", "expect_request", "expect_popup"}
+)
+
+_GET_BY_KINDS = {
+    "get_by_role": "role",
+    "get_by_text": "text",
+    "get_by_label": "label",
+    "get_by_placeholder": "placeholder",
+    "get_by_test_id": "testid",
+    "get_by_alt_text": "alt",
+    "get_by_title": "title",
+}
+
+_LOAD_STATES = frozenset({"load", "domcontentloaded", "networkidle"})
+
+
+class CodeValidationError(ValueError):
+    """Task code that cannot be saved; ``line`` is 1-based, or None when not tied to one."""
+
+    def __init__(self, reason: str, line: int | None = None) -> None:
+        self.reason = reason
+        self.line = line
+        super().__init__(f"line {line}: {reason}" if line is not None else reason)
+
+
+class PatchError(ValueError):
+    """A patch operation could not find what it was asked to change."""
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_task_code(code: str) -> None:
+    """Raise CodeValidationError unless ``code`` is a parseable module defining run(page, params)."""
+    _validated_tree(code)
+
+
+def _validated_tree(code: str) -> ast.Module:
+    if len(code.encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:
+        raise CodeValidationError(f"code is larger than {MAX_CODE_BYTES // 1024} KB")
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as exc:
+        raise CodeValidationError(f"syntax error: {exc.msg}", exc.lineno) from None
+    except ValueError as exc:  # e.g. NUL bytes
+        raise CodeValidationError(f"cannot parse code: {exc}") from None
+    run = next(
+        (n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+         and n.name == "run"),
+        None,
+    )
+    if run is None:
+        raise CodeValidationError("no top-level function `def run(page, params):`")
+    if isinstance(run, ast.AsyncFunctionDef):
+        raise CodeValidationError("`run` must be a plain `def` (Playwright sync API)", run.lineno)
+    a = run.args
+    required_kwonly = [k for k, d in zip(a.kwonlyargs, a.kw_defaults) if d is None]
+    if len(a.posonlyargs) + len(a.args) != 2 or a.vararg or required_kwonly:
+        raise CodeValidationError(
+            "`run` must take exactly two positional parameters: (page, params)", run.lineno
+        )
+    return tree
+
+
+# --------------------------------------------------------------------------- safety gate
+
+
+def check_generated_code(
+    code: str,
+    *,
+    original: str | None,
+    allowed_domains: list[str],
+    max_changed_lines: int = 40,
+) -> list[str]:
+    """Return human-readable reasons to refuse generated ``code``; empty means safe."""
+    try:
+        tree = _validated_tree(code)
+    except CodeValidationError as exc:
+        return [str(exc)]
+    original_tree = _parse_or_none(original)
+
+    violations = [
+        *_import_violations(tree),
+        *_name_violations(tree),
+        *_goto_violations(tree, allowed_domains),
+        *_url_literal_violations(tree, original_tree, allowed_domains),
+        *_guarded_attribute_violations(tree, original_tree),
+    ]
+    if original is not None:
+        changed = _changed_line_count(original, code)
+        if changed > max_changed_lines:
+            violations.append(
+                f"{changed} lines changed; at most {max_changed_lines} may change"
+            )
+    if original_tree is not None:
+        violations += _assertion_violations(tree, original_tree)
+    return violations
+
+
+def _parse_or_none(code: str | None) -> ast.Module | None:
+    if code is None:
+        return None
+    try:
+        return ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _import_violations(tree: ast.Module) -> Iterator[str]:
+    # `import urllib.parse` binds `urllib`; remember which child it vouches for so that
+    # `urllib.request` through the same name is refused.
+    dotted_roots: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name not in ALLOWED_IMPORTS or ALLOWED_IMPORTS[alias.name] is not None:
+                    yield f"line {node.lineno}: import of `{alias.name}` is not allowed"
+                elif "." in alias.name and alias.asname is None:
+                    root, child = alias.name.split(".", 2)[:2]
+                    dotted_roots.setdefault(root, set()).add(child)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                yield f"line {node.lineno}: relative import is not allowed"
+                continue
+            for alias in node.names:
+                allowed = ALLOWED_IMPORTS.get(module, ())
+                if allowed is None or (allowed and alias.name in allowed):
+                    continue
+                if ALLOWED_IMPORTS.get(f"{module}.{alias.name}", ()) is None:
+                    continue
+                yield f"line {node.lineno}: import of `{alias.name}` from `{module}` is not allowed"
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in dotted_roots
+            and node.attr not in dotted_roots[node.value.id]
+        ):
+            yield f"line {node.lineno}: `{node.value.id}.{node.attr}` is not allowed"
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+def _name_violations(tree: ast.Module) -> Iterator[str]:
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "getattr" and id(node) not in called:
+            # `g = getattr` would let g(x, "__class__") past the literal-name check below.
+            yield f"line {node.lineno}: getattr may only be called directly"
+        elif isinstance(node, ast.Name) and (
+            node.id in FORBIDDEN_NAMES or (_is_dunder(node.id) and node.id != "__name__")
+        ):
+            yield f"line {node.lineno}: use of `{node.id}` is not allowed"
+        elif isinstance(node, ast.Attribute) and _is_dunder(node.attr):
+            yield f"line {node.lineno}: access to `{node.attr}` is not allowed"
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+        ):
+            name = node.args[1] if len(node.args) > 1 else None
+            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                yield f"line {node.lineno}: getattr() needs a literal attribute name"
+            elif _is_dunder(name.value) or name.value in GUARDED_ATTRIBUTES:
+                yield f"line {node.lineno}: getattr() of `{name.value}` is not allowed"
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and re.search(r"\{[^{}]*__", node.value)
+        ):
+            # "{0.__class__}".format(x) reaches dunders without an Attribute node.
+            yield f"line {node.lineno}: format string reaching a dunder attribute is not allowed"
+
+
+def _goto_violations(tree: ast.Module, allowed_domains: list[str]) -> Iterator[str]:
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "goto"):
+            continue
+        url = node.args[0] if node.args else next(
+            (k.value for k in node.keywords if k.arg == "url"), None
+        )
+        if url is None:
+            continue
+        problem = _goto_url_problem(_url_segments(url), allowed_domains)
+        if problem:
+            yield f"line {node.lineno}: goto {problem}"
+
+
+def _url_segments(expr: ast.expr) -> list[str | None]:
+    """Flatten a URL expression into literal text and None for each dynamic part."""
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+        return [expr.value]
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+        return _url_segments(expr.left) + _url_segments(expr.right)
+    if isinstance(expr, ast.JoinedStr):
+        return [v.value if isinstance(v, ast.Constant) else None for v in expr.values]
+    return [None]
+
+
+def _goto_url_problem(segments: list[str | None], allowed_domains: list[str]) -> str | None:
+    merged: list[str | None] = []
+    for seg in segments:
+        if isinstance(seg, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += seg
+        else:
+            merged.append(seg)
+    # Dynamic parts come from params (the task owner's) and are trusted. Literal text
+    # must not name a foreign host, nor extend a dynamic host (".evil.com",
+    # "@evil.com") before the URL has reached its path.
+    in_path = False
+    for i, seg in enumerate(merged):
+        if seg is None:
+            continue
+        absolute = _is_absolute_url(seg)
+        if i == 0 and re.fullmatch(r"https?://", seg) and len(merged) > 1:
+            continue  # "https://" + params["host"] + ...
+        if absolute and not _url_allowed(seg, allowed_domains):
+            return f"to `{seg}` leaves the allowed domains"
+        if i == 0:
+            parts = urlsplit(seg)
+            in_path = not absolute or bool(parts.path or parts.query or parts.fragment)
+        elif not in_path:
+            if not re.match(r"(:\d*)?([/?#]|$)", seg):
+                return f"URL text `{seg}` after a dynamic part could change the host"
+            in_path = bool(re.search(r"[/?#]", seg))
+    return None
+
+
+def _is_absolute_url(text: str) -> bool:
+    text = text.lstrip()
+    return bool(re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:", text)) or text[:2] in {
+        "//", "\\\\", "/\\", "\\/"
+    }
+
+
+def _url_allowed(url: str, allowed_domains: list[str]) -> bool:
+    if re.search(r"[\\\s\x00-\x1f]", url):
+        return False
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme.lower() not in {"http", "https"} or not host or "@" in parts.netloc:
+        return False
+    if not re.fullmatch(r"[a-z0-9.-]+", host):
+        return False
+    host = host.rstrip(".")
+    for domain in allowed_domains:
+        domain = domain.strip().lower().removeprefix("*.").rstrip(".")
+        if domain and (host == domain or host.endswith("." + domain)):
+            return True
+    return False
+
+
+_URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def _literal_urls(tree: ast.Module | None) -> Iterator[tuple[int, str]]:
+    if tree is None:
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for match in _URL_IN_TEXT.finditer(node.value):
+                yield node.lineno, match.group()
+
+
+def _url_literal_violations(
+    tree: ast.Module, original: ast.Module | None, allowed_domains: list[str]
+) -> Iterator[str]:
+    # Catches `url = "https://evil.example"; page.goto(url)`; URLs already in the
+    # original are the owner's business.
+    known = {url for _, url in _literal_urls(original)}
+    for line, url in _literal_urls(tree):
+        if url not in known and not _url_allowed(url, allowed_domains):
+            yield f"line {line}: URL `{url}` is outside the allowed domains"
+
+
+def _guarded_attribute_violations(tree: ast.Module, original: ast.Module | None) -> Iterator[str]:
+    def count(t: ast.Module | None) -> Counter[str]:
+        if t is None:
+            return Counter()
+        return Counter(
+            n.attr for n in ast.walk(t)
+            if isinstance(n, ast.Attribute) and n.attr in GUARDED_ATTRIBUTES
+        )
+
+    added = count(tree) - count(original)
+    for attr in sorted(added):
+        yield f"`.{attr}` is used {added[attr]} more time(s) than in the original"
+
+
+def _changed_line_count(old: str, new: str) -> int:
+    matcher = difflib.SequenceMatcher(None, old.splitlines(), new.splitlines(), autojunk=False)
+    return sum(
+        max(i2 - i1, j2 - j1)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes()
+        if tag != "equal"
+    )
+
+
+def _is_expect_call(expr: ast.expr) -> bool:
+    return any(
+        isinstance(n, ast.Call)
+        and (
+            (isinstance(n.func, ast.Name) and n.func.id == "expect")
+            or (isinstance(n.func, ast.Attribute) and n.func.attr == "expect")
+        )
+        for n in ast.walk(expr)
+    )
+
+
+def _assertions(tree: ast.Module) -> dict[tuple[str, ...], list[int]]:
+    """Assertions keyed by their own dump plus the headers of every enclosing block,
+    so wrapping one in `if False:` or `try/except` counts as changing it."""
+    found: dict[tuple[str, ...], list[int]] = {}
+
+    def header(node: ast.AST) -> str:
+        fields = []
+        for name, value in ast.iter_fields(node):
+            if isinstance(value, list):
+                if any(isinstance(v, ast.stmt | ast.excepthandler) for v in value):
+                    continue
+                value = [ast.dump(v) if isinstance(v, ast.AST) else v for v in value]
+            elif isinstance(value, ast.AST):
+                value = ast.dump(value)
+            fields.append(f"{name}={value!r}")
+        return f"{type(node).__name__}({', '.join(fields)})"
+
+    def walk(node: ast.AST, path: tuple[str, ...]) -> None:
+        for field, value in ast.iter_fields(node):
+            for child in value if isinstance(value, list) else [value]:
+                if not isinstance(child, ast.AST):
+                    continue
+                if isinstance(child, ast.Assert) or (
+                    isinstance(child, ast.Expr) and _is_expect_call(child.value)
+                ):
+                    found.setdefault((*path, field, _dump_without_timeouts(child)), []).append(child.lineno)
+                elif isinstance(child, ast.stmt | ast.excepthandler):
+                    walk(child, (*path, field, header(child)))
+
+    walk(tree, ())
+    return found
+
+
+def _dump_without_timeouts(node: ast.AST) -> str:
+    # A longer wait before the same check is not a weaker check, and raising it is
+    # exactly what set_step_timeout does to a slow expect() line.
+    class Strip(ast.NodeTransformer):
+        def visit_Call(self, call: ast.Call) -> ast.Call:
+            self.generic_visit(call)
+            call.keywords = [k for k in call.keywords if k.arg != "timeout"]
+            return call
+
+    return ast.dump(Strip().visit(copy.deepcopy(node)))
+
+
+def _assertion_violations(tree: ast.Module, original: ast.Module) -> Iterator[str]:
+    now = _assertions(tree)
+    for key, lines in _assertions(original).items():
+        missing = len(lines) - len(now.get(key, []))
+        for line in lines[:missing] if missing > 0 else []:
+            yield f"line {line} of the original: assertion removed or changed"
+
+
+# --------------------------------------------------------------------------- patching
+
+
+# A new node, or a function of the node after its children were replaced (needed when
+# a replaced call contains another replaced call).
+_Replacement = cst.CSTNode | Callable[[cst.CSTNode], cst.CSTNode]
+
+
+@dataclass(frozen=True)
+class _Source:
+    module: cst.Module
+    positions: Mapping[cst.CSTNode, CodeRange]
+    parents: Mapping[cst.CSTNode, cst.CSTNode]
+
+    def covering(self, line: int, kind: type[cst.CSTNode]) -> list:
+        """Nodes of ``kind`` whose source range includes ``line``, in source order."""
+        nodes = [
+            n for n, r in self.positions.items()
+            if isinstance(n, kind) and r.start.line <= line <= r.end.line
+        ]
+        return sorted(nodes, key=lambda n: (self.positions[n].start.line, self.positions[n].start.column))
+
+    def apply(self, replacements: Mapping[cst.CSTNode, _Replacement]) -> str:
+        return self.module.visit(_Replace(replacements)).code
+
+
+class _Replace(cst.CSTTransformer):
+    def __init__(self, replacements: Mapping[cst.CSTNode, _Replacement]) -> None:
+        super().__init__()
+        self._replacements = replacements
+
+    def on_leave(self, original_node, updated_node):  # type: ignore[no-untyped-def]
+        new = self._replacements.get(original_node, updated_node)
+        return new(updated_node) if callable(new) else new
+
+
+def _load(code: str) -> _Source:
+    try:
+        wrapper = MetadataWrapper(cst.parse_module(code))
+    except cst.ParserSyntaxError as exc:
+        raise PatchError(f"code does not parse: {exc.message} (line {exc.raw_line})") from None
+    return _Source(
+        module=wrapper.module,
+        positions=wrapper.resolve(PositionProvider),
+        parents=wrapper.resolve(ParentNodeProvider),
+    )
+
+
+def _code(node: cst.CSTNode) -> str:
+    return cst.Module(body=[]).code_for_node(node)
+
+
+def _method_calls(src: _Source, line: int) -> list[cst.Call]:
+    calls = src.covering(line, cst.Call)
+    return [c for c in calls if isinstance(c.func, cst.Attribute)]
+
+
+def _escape(value: str, quote: str, *, braces: bool = False) -> str:
+    """String-literal body for ``value`` between ``quote``s (f-string when ``braces``)."""
+    out = []
+    for ch in value:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == quote[0]:
+            out.append("\\" + ch)
+        elif ch in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
+        elif braces and ch in "{}":
+            out.append(ch * 2)
+        elif not ch.isprintable():
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _string(value: str, *, like: cst.SimpleString | None = None) -> cst.SimpleString:
+    """A literal for ``value`` in the quote style of ``like`` (double quotes by default).
+
+    Like ruff format, a single-character quote flips to the other one when that
+    avoids escapes: '[name="q"]' rather than "[name=\\"q\\"]".
+    """
+    quote = like.quote if like is not None else '"'
+    if len(quote) == 1 and quote in value:
+        other = "'" if quote == '"' else '"'
+        if other not in value:
+            quote = other
+    raw = like is not None and "r" in like.prefix.lower()
+    if raw and not re.search(r"[\r\n]|\\$|" + re.escape(quote[0]), value):
+        literal = f"r{quote}{value}{quote}"
+    else:
+        literal = f"{quote}{_escape(value, quote)}{quote}"
+    assert ast.literal_eval(literal) == value
+    return cst.SimpleString(literal)
+
+
+def _literal_value(node: cst.BaseExpression) -> str | None:
+    if isinstance(node, cst.SimpleString | cst.ConcatenatedString):
+        value = node.evaluated_value
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _first_literal(node: cst.BaseExpression) -> cst.SimpleString | None:
+    while isinstance(node, cst.ConcatenatedString):
+        node = node.left
+    return node if isinstance(node, cst.SimpleString) else None
+
+
+def replace_selector(code: str, *, line: int, old_selector: str, new_selector: str) -> str:
+    """Replace ``old_selector`` used on ``line`` with the Playwright selector ``new_selector``.
+
+    A literal selector argument keeps its quote style; a ``get_by_*`` call matching
+    ``old_selector`` (given as the call, or as ``role=button[name="Send"]``) becomes
+    ``<receiver>.locator(new_selector)``.
+    """
+    src = _load(code)
+    calls = _method_calls(src, line)
+    replacements: dict[cst.CSTNode, _Replacement] = {}
+    for call in calls:
+        if call.func.attr.value not in _SELECTOR_METHODS:
+            continue
+        for arg in _selector_args(call):
+            if _literal_value(arg.value) == old_selector:
+                replacements[arg.value] = _string(new_selector, like=_first_literal(arg.value))
+    if not replacements:
+        wanted = _selector_key(old_selector)
+        for call in calls:
+            if wanted is not None and _call_key(call) == wanted:
+                first = _first_literal(call.args[0].value) if call.args else None
+                arg = cst.Arg(_string(new_selector, like=first))
+                replacements[call] = lambda updated, arg=arg: updated.with_changes(
+                    func=updated.func.with_changes(attr=cst.Name("locator")),
+                    args=[arg],
+                    whitespace_before_args=cst.SimpleWhitespace(""),
+                )
+    if not replacements:
+        raise PatchError(f"selector {old_selector!r} not found on line {line}")
+    return src.apply(replacements)
+
+
+def _selector_args(call: cst.Call) -> list[cst.Arg]:
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    count = 2 if call.func.attr.value == "drag_and_drop" else 1
+    keyword = [a for a in call.args if a.keyword and a.keyword.value in {"selector", "source", "target"}]
+    return positional[:count] + keyword
+
+
+def _ast_value(node: ast.expr) -> object:
+    """A comparable value: the literal, or the expression's dump when it is not literal."""
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return ("expr", ast.dump(node))
+
+
+def _ast_key(call: ast.Call) -> tuple | None:
+    method = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+    kind = _GET_BY_KINDS.get(method)
+    positional = list(call.args)
+    keywords = {k.arg: k.value for k in call.keywords if k.arg}
+    first = positional[0] if positional else keywords.pop("role" if kind == "role" else "text", None)
+    if kind is None or first is None:
+        return None
+    options = frozenset(
+        (name, _ast_value(value)) for name, value in keywords.items() if name != "exact"
+    ) if kind == "role" else frozenset()
+    return (kind, _ast_value(first), options)
+
+
+def _call_key(call: cst.Call) -> tuple | None:
+    if call.func.attr.value not in _GET_BY_KINDS:
+        return None
+    expr = ast.parse(_code(call), mode="eval").body
+    return _ast_key(expr) if isinstance(expr, ast.Call) else None
+
+
+_ENGINE = re.compile(r"(?:internal:)?(role|text|label|testid|attr)=(.*)", re.S)
+_ATTR = re.compile(r"\[([\w-]+)(?:=(\"(?:[^\"\\]|\\.)*\"|[^\]]*?))?[is]?\]")
+
+
+def _selector_key(selector: str) -> tuple | None:
+    """The get_by_* identity of a recorded selector in call or selector-engine form."""
+    text = selector.strip()
+    if "get_by_" in text:
+        try:
+            expr = ast.parse(text, mode="eval").body
+        except SyntaxError:
+            return None
+        return _ast_key(expr) if isinstance(expr, ast.Call) else None
+    match = _ENGINE.fullmatch(text)
+    if not match:
+        return None
+    try:
+        return _engine_key(*match.groups())
+    except ValueError:  # malformed quoted value
+        return None
+
+
+def _engine_key(engine: str, body: str) -> tuple | None:
+    if engine == "role":
+        role, _, rest = body.partition("[")
+        attrs = {name: _attr_value(value) for name, value in _ATTR.findall("[" + rest if rest else "")}
+        return ("role", role.strip(), frozenset(attrs.items()))
+    if engine in {"attr", "testid"}:
+        found = _ATTR.fullmatch(body.strip())
+        if not found:
+            return None
+        name, value = found.groups()
+        kind = {"placeholder": "placeholder", "alt": "alt", "title": "title",
+                "data-testid": "testid"}.get(name)
+        return (kind, _attr_value(value), frozenset()) if kind else None
+    return (engine, _attr_value(re.sub(r"(?<=\")[is]$", "", body.strip())), frozenset())
+
+
+def _attr_value(raw: str) -> object:
+    raw = raw.strip()
+    if raw.startswith('"'):
+        return json.loads(raw)
+    if raw in {"", "true", "false"}:
+        return raw != "false"
+    return int(raw) if raw.isdigit() else raw
+
+
+def set_step_timeout(code: str, *, line: int, timeout_ms: int) -> str:
+    """Give each Playwright call on ``line`` a ``timeout=`` of at least ``timeout_ms``."""
+    if timeout_ms <= 0:
+        raise ValueError("timeout_ms must be positive")
+    src = _load(code)
+    calls = [c for c in _method_calls(src, line) if _takes_timeout(c.func.attr.value)]
+    if not calls:
+        raise PatchError(f"no Playwright call accepting a timeout on line {line}")
+    replacements: dict[cst.CSTNode, _Replacement] = {}
+    for call in calls:
+        current = next((a for a in call.args if a.keyword and a.keyword.value == "timeout"), None)
+        if current is None:
+            keyword = _keyword("timeout", cst.Integer(str(timeout_ms)))
+            replacements[call] = lambda updated, keyword=keyword: _append_arg(updated, keyword)
+            continue
+        source = _code(current.value)
+        try:
+            value, literal = ast.literal_eval(source), True
+        except (ValueError, SyntaxError):
+            value, literal = None, False
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and (value == 0 or value >= timeout_ms):
+            continue  # 0 is Playwright's "no timeout": already as patient as it gets
+        # An expression (a constant, a param) stays, but never below the requested floor.
+        new_value = cst.parse_expression(
+            str(timeout_ms) if literal else f"max({source}, {timeout_ms})"
+        )
+        replacements[current.value] = new_value
+    return src.apply(replacements)
+
+
+def _takes_timeout(method: str) -> bool:
+    return (
+        method in _TIMEOUT_METHODS
+        or method.startswith(("to_", "not_to_"))
+        or (method.startswith("wait_for") and method != "wait_for_timeout")
+    )
+
+
+def _keyword(name: str, value: cst.BaseExpression) -> cst.Arg:
+    return cst.Arg(
+        keyword=cst.Name(name),
+        value=value,
+        equal=cst.AssignEqual(
+            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
+        ),
+    )
+
+
+def _append_arg(call: cst.Call, arg: cst.Arg) -> cst.Call:
+    args = list(call.args)
+    if args and isinstance(args[-1].comma, cst.Comma):
+        # Keep a trailing-comma, one-argument-per-line layout: the old last comma moves
+        # to the new argument, the old argument gets the separator used between args.
+        last = args[-1]
+        separator = (
+            args[-2].comma if len(args) > 1 and isinstance(args[-2].comma, cst.Comma)
+            else last.comma.with_changes(whitespace_after=call.whitespace_before_args)
+        )
+        args[-1] = last.with_changes(comma=separator)
+        arg = arg.with_changes(comma=last.comma)
+    return call.with_changes(args=[*args, arg])
+
+
+def replace_url(code: str, *, line: int, old_path: str, new_path: str) -> str:
+    """In the goto on ``line``, replace ``old_path`` inside the URL's literal text.
+
+    The fragment must end at a path boundary (end of the literal, ``/``, ``?`` or ``#``)
+    so ``/contact`` does not rewrite ``/contacts``.
+    """
+    if not old_path:
+        raise ValueError("old_path must not be empty")
+    src = _load(code)
+    gotos = [c for c in _method_calls(src, line) if c.func.attr.value == "goto"]
+    if not gotos:
+        raise PatchError(f"no goto call on line {line}")
+    replacements: dict[cst.CSTNode, _Replacement] = {}
+    for call in gotos:
+        url = call.args[0] if call.args and call.args[0].keyword is None else next(
+            (a for a in call.args if a.keyword and a.keyword.value == "url"), None
+        )
+        for part, quote in _url_literal_parts(url.value) if url else []:
+            new_part = _replace_path_in_part(part, quote, old_path, new_path)
+            if new_part is not None:
+                replacements[part] = new_part
+    if not replacements:
+        raise PatchError(f"path {old_path!r} not found in the goto URL on line {line}")
+    return src.apply(replacements)
+
+
+def _url_literal_parts(expr: cst.BaseExpression) -> list[tuple[cst.CSTNode, str]]:
+    """Literal pieces of a URL expression with their quote; skips params["..."] keys."""
+    if isinstance(expr, cst.SimpleString):
+        return [(expr, expr.quote)]
+    if isinstance(expr, cst.FormattedString):
+        quote = expr.end
+        return [(p, quote) for p in expr.parts if isinstance(p, cst.FormattedStringText)]
+    if isinstance(expr, cst.ConcatenatedString):
+        return _url_literal_parts(expr.left) + _url_literal_parts(expr.right)
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
+        return _url_literal_parts(expr.left) + _url_literal_parts(expr.right)
+    return []
+
+
+def _replace_path_in_part(part: cst.CSTNode, quote: str, old: str, new: str) -> cst.CSTNode | None:
+    pattern = re.compile(re.escape(old) + r"(?=$|[/?#])")
+    if isinstance(part, cst.SimpleString):
+        value = part.evaluated_value
+        if not isinstance(value, str) or not pattern.search(value):
+            return None
+        return _string(pattern.sub(lambda _: new, value), like=part)
+    # f-string text is raw source: compare and write escaped forms.
+    escaped_old = _escape(old, quote, braces=True)
+    pattern = re.compile(re.escape(escaped_old) + r"(?=$|[/?#])")
+    if not pattern.search(part.value):
+        return None
+    return part.with_changes(value=pattern.sub(lambda _: _escape(new, quote, braces=True), part.value))
+
+
+def insert_wait_before(
+    code: str,
+    *,
+    line: int,
+    selector: str | None = None,
+    load_state: str | None = None,
+    timeout_ms: int,
+) -> str:
+    """Insert a wait for ``selector`` or for ``load_state`` before the statement on ``line``."""
+    if (selector is None) == (load_state is None):
+        raise ValueError("give exactly one of selector or load_state")
+    if load_state is not None and load_state not in _LOAD_STATES:
+        raise ValueError(f"load_state must be one of {sorted(_LOAD_STATES)}")
+    if timeout_ms <= 0:
+        raise ValueError("timeout_ms must be positive")
+
+    def build(page: str, _params: str | None) -> list[str]:
+        if selector is not None:
+            return [f"{page}.wait_for_selector({_string(selector).value}, timeout={timeout_ms})"]
+        return [f"{page}.wait_for_load_state({_string(load_state).value}, timeout={timeout_ms})"]
+
+    return _insert_before(code, line, build)
+
+
+def insert_login_steps(
+    code: str,
+    *,
+    line: int,
+    username_selector: str,
+    password_selector: str,
+    submit_selector: str,
+    username_key: str = "username",
+    password_key: str = "password",
+) -> str:
+    """Insert a login from ``params["secrets"]`` before the statement on ``line``.
+
+    Only the secret *keys* are written into the code, never their values.
+    """
+
+    def build(page: str, params: str | None) -> list[str]:
+        if params is None:
+            raise PatchError(f"no params in scope on line {line} to read secrets from")
+        secrets = f'{params}["secrets"]'
+        return [
+            f"{page}.fill({_string(username_selector).value}, {secrets}[{_string(username_key).value}])",
+            f"{page}.fill({_string(password_selector).value}, {secrets}[{_string(password_key).value}])",
+            f"{page}.click({_string(submit_selector).value})",
+            f"{page}.wait_for_load_state()",
+        ]
+
+    return _insert_before(code, line, build)
+
+
+def _insert_before(
+    code: str, line: int, build: Callable[[str, str | None], list[str]]
+) -> str:
+    src = _load(code)
+    target = _statement_at(src, line)
+    body_owner = src.parents[target]
+    func = _enclosing_function(src, target)
+    if func is None:
+        raise PatchError(f"line {line} is not inside a function")
+    page, params = _page_and_params(func)
+    new = [cst.parse_statement(stmt + "\n") for stmt in build(page, params)]
+    # Blank lines above the target stay above the inserted block; comments stay
+    # attached to the statement they describe.
+    lead = list(target.leading_lines)
+    split = next((i for i, el in enumerate(lead) if el.comment is not None), len(lead))
+    new[0] = new[0].with_changes(leading_lines=lead[:split])
+    body = []
+    for stmt in body_owner.body:
+        if stmt is target:
+            body += [*new, stmt.with_changes(leading_lines=lead[split:])]
+        else:
+            body.append(stmt)
+    return src.apply({body_owner: body_owner.with_changes(body=body)})
+
+
+def _statement_at(src: _Source, line: int) -> cst.BaseStatement:
+    """The innermost statement in a block whose source starts on, or spans, ``line``."""
+    candidates = [
+        s for s in src.covering(line, cst.BaseStatement)
+        if isinstance(src.parents.get(s), cst.Module | cst.IndentedBlock)
+    ]
+    if candidates:
+        stmt = max(candidates, key=lambda s: src.positions[s].start.line)
+        if src.positions[stmt].start.line == line or isinstance(stmt, cst.SimpleStatementLine):
+            return stmt
+    raise PatchError(f"no statement starts on line {line}")
+
+
+def _enclosing_function(src: _Source, node: cst.CSTNode) -> cst.FunctionDef | None:
+    while node is not None and not isinstance(node, cst.FunctionDef):
+        node = src.parents.get(node)
+    return node
+
+
+def _page_and_params(func: cst.FunctionDef) -> tuple[str, str | None]:
+    names = [p.name.value for p in (*func.params.posonly_params, *func.params.params)]
+    page = names[0] if names else "page"
+    if "params" in names:
+        params = "params"
+    elif func.name.value == "run" and len(names) == 2:
+        params = names[1]
+    else:
+        params = None
+    return page, params

@@ -1,0 +1,742 @@
+"""Unit tests for the pure code engine: validation, the safety gate, and patches."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+
+import pytest
+
+from healing_app.codegen import (
+    MAX_CODE_BYTES,
+    CodeValidationError,
+    PatchError,
+    check_generated_code,
+    insert_login_steps,
+    insert_wait_before,
+    replace_selector,
+    replace_url,
+    set_step_timeout,
+    validate_task_code,
+)
+
+CONTACT = '''\
+import re
+
+from playwright.sync_api import expect
+
+
+def run(page, params):
+    # Open the contact form.
+    page.goto(params["base_url"] + "/contact")
+    page.fill("#name", params["name"])   # odd spacing kept
+    page.fill(
+        '#email',
+        params["email"],
+    )
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".confirmation")).to_be_visible()
+    assert re.search("thanks", page.inner_text(".confirmation"))
+    return {"confirmation": page.inner_text(".confirmation")}
+'''
+
+DOMAINS = ["example.com"]
+
+
+def dedent(code: str) -> str:
+    return textwrap.dedent(code).lstrip("\n")
+
+
+def line_of(code: str, needle: str, *, whole: bool = False) -> int:
+    return next(
+        i for i, text in enumerate(code.splitlines(), 1)
+        if (text.strip() == needle if whole else needle in text)
+    )
+
+
+def changed_lines(old: str, new: str) -> list[tuple[str, str]]:
+    """(old, new) pairs of lines that differ, for codes with the same line count."""
+    return [(a, b) for a, b in zip(old.splitlines(), new.splitlines()) if a != b]
+
+
+def gate(code: str, *, original: str | None = CONTACT, **kwargs) -> list[str]:
+    return check_generated_code(code, original=original, allowed_domains=DOMAINS, **kwargs)
+
+
+def with_run(body: str, header: str = "") -> str:
+    return header + "def run(page, params):\n" + textwrap.indent(dedent(body), "    ")
+
+
+# --------------------------------------------------------------------------- validate_task_code
+
+
+def test_validate_accepts_the_design_example():
+    validate_task_code(CONTACT)
+
+
+def test_validate_accepts_renamed_parameters_and_helpers():
+    validate_task_code("def helper(x):\n    return x\n\n\ndef run(p, args):\n    return helper(p)\n")
+
+
+def test_validate_reports_syntax_error_with_its_line():
+    with pytest.raises(CodeValidationError) as err:
+        validate_task_code("def run(page, params):\n    page.click('#a'\n\n")
+    assert err.value.line in {2, 3}
+    assert "syntax error" in err.value.reason
+
+
+def test_validate_refuses_code_without_run():
+    with pytest.raises(CodeValidationError) as err:
+        validate_task_code("def main(page, params):\n    pass\n")
+    assert err.value.line is None
+    assert "def run(page, params)" in err.value.reason
+
+
+def test_validate_refuses_nested_run():
+    with pytest.raises(CodeValidationError):
+        validate_task_code("class T:\n    def run(self, page, params):\n        pass\n")
+
+
+@pytest.mark.parametrize(
+    "signature", ["run(page)", "run(page, params, extra)", "run(page, *params)", "run(page, params, *, k)"]
+)
+def test_validate_refuses_run_without_exactly_two_positional_parameters(signature):
+    with pytest.raises(CodeValidationError) as err:
+        validate_task_code(f"\n\ndef {signature}:\n    pass\n")
+    assert err.value.line == 3
+
+
+def test_validate_accepts_optional_keyword_only_parameter():
+    validate_task_code("def run(page, params, *, debug=False):\n    pass\n")
+
+
+def test_validate_refuses_async_run():
+    with pytest.raises(CodeValidationError, match="plain `def`"):
+        validate_task_code("async def run(page, params):\n    pass\n")
+
+
+def test_validate_refuses_code_over_256_kb():
+    code = "def run(page, params):\n    pass\n" + "#" * MAX_CODE_BYTES
+    with pytest.raises(CodeValidationError, match="256 KB"):
+        validate_task_code(code)
+
+
+def test_validation_error_message_carries_line_and_reason():
+    err = CodeValidationError("bad thing", 7)
+    assert (err.reason, err.line, str(err)) == ("bad thing", 7, "line 7: bad thing")
+    assert isinstance(err, ValueError)
+
+
+# --------------------------------------------------------------------------- check_generated_code
+
+
+def test_gate_accepts_the_original_and_a_selector_fix():
+    assert gate(CONTACT) == []
+    fixed = CONTACT.replace('"#name"', '"[data-testid=name]"')
+    assert gate(fixed) == []
+
+
+def test_gate_accepts_code_without_original():
+    assert gate(CONTACT, original=None) == []
+
+
+def test_gate_refuses_unparsable_code():
+    [violation] = gate("def run(page, params):\n    page.click(\n")
+    assert "syntax error" in violation
+
+
+def test_gate_refuses_missing_run():
+    [violation] = gate("def go(page, params):\n    pass\n", original=None)
+    assert "def run(page, params)" in violation
+
+
+def test_gate_refuses_oversized_code():
+    [violation] = gate(CONTACT + "#" * MAX_CODE_BYTES, original=None)
+    assert "256 KB" in violation
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "import os\n",
+        "import subprocess as sp\n",
+        "from os import path\n",
+        "import urllib.request\n",
+        "from urllib import request\n",
+        "from . import secrets\n",
+        "from playwright.sync_api import sync_playwright\n",
+        "import playwright.sync_api\n",
+        "import importlib\n",
+    ],
+)
+def test_gate_refuses_imports_outside_the_allow_list(header):
+    code = with_run("page.click('#a')\n", header=header)
+    violations = gate(code, original=None)
+    assert any("import" in v and "not allowed" in v for v in violations), violations
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "import re, json, time, datetime, math\n",
+        "import urllib.parse\n",
+        "from urllib.parse import urljoin, quote\n",
+        "from urllib import parse\n",
+        "from __future__ import annotations\n",
+        "from playwright.sync_api import expect, TimeoutError as PwTimeout\n",
+    ],
+)
+def test_gate_accepts_allowed_imports(header):
+    assert gate(with_run("page.click('#a')\n", header=header), original=None) == []
+
+
+def test_gate_refuses_reaching_a_sibling_module_through_a_dotted_import():
+    code = with_run("urllib.request.urlopen('http://example.com')\n", header="import urllib.parse\n")
+    assert any("`urllib.request` is not allowed" in v for v in gate(code, original=None))
+
+
+@pytest.mark.parametrize(
+    "statement, name",
+    [
+        ("__import__('os').system('id')", "__import__"),
+        ("open('/etc/passwd').read()", "open"),
+        ("eval(params['x'])", "eval"),
+        ("exec('print(1)')", "exec"),
+        ("compile('1', 'f', 'eval')", "compile"),
+        ("globals()['x'] = 1", "globals"),
+        ("setattr(page, 'x', 1)", "setattr"),
+        ("x = sys", "sys"),
+        ("__builtins__['open']", "__builtins__"),
+    ],
+)
+def test_gate_refuses_forbidden_names(statement, name):
+    violations = gate(with_run(statement + "\n"), original=None)
+    assert any(f"`{name}`" in v for v in violations), violations
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "x = ().__class__.__bases__[0].__subclasses__()",
+        "page.__dict__",
+        "getattr(page, '__class__')",
+        "getattr(page, params['attr'])",
+        "g = getattr",
+        "'{0.__class__}'.format(page)",
+    ],
+)
+def test_gate_refuses_dunder_access(statement):
+    violations = gate(with_run(statement + "\n"), original=None)
+    assert violations, statement
+    assert all(v.startswith("line 2:") for v in violations)
+
+
+def test_gate_allows_getattr_with_a_plain_literal_and_main_guard():
+    code = with_run("return getattr(page, 'url')\n") + "\n\nif __name__ == '__main__':\n    pass\n"
+    assert gate(code, original=None) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        '"https://evil.test/login"',
+        '"//evil.test/x"',
+        '"javascript:alert(1)"',
+        '"file:///etc/passwd"',
+        '"https://example.com.evil.test/"',
+        '"https://example.com@evil.test/"',
+        '"https://evil.test\\\\.example.com/"',
+        '"https:" + "//evil.test"',
+        'f"https://evil.test/{params[\'path\']}"',
+        'params["base_url"] + ".evil.test/x"',
+        'params["base_url"] + "@evil.test"',
+        'f"{params[\'base_url\']}.evil.test/x"',
+    ],
+)
+def test_gate_refuses_goto_outside_allowed_domains(url):
+    violations = gate(with_run(f"page.goto({url})\n"), original=None)
+    assert any("goto" in v or "allowed domains" in v for v in violations), (url, violations)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        '"/contact"',
+        '"https://example.com/contact"',
+        '"https://shop.example.com:8443/cart?x=1"',
+        'params["base_url"] + "/contact"',
+        'params["base_url"] + ":8080/x"',
+        'params["base_url"]',
+        'f"{params[\'base_url\']}/users/{params[\'id\']}.html"',
+        '"https://" + params["host"] + "/x"',
+        'url="/contact"',
+    ],
+)
+def test_gate_accepts_relative_param_based_and_allowed_goto(url):
+    assert gate(with_run(f"page.goto({url})\n"), original=None) == []
+
+
+def test_gate_refuses_new_foreign_url_literal_reached_through_a_variable():
+    code = with_run('target = "https://evil.test/"\npage.goto(target)\n')
+    assert any("https://evil.test/" in v for v in gate(code, original=None))
+
+
+def test_gate_tolerates_foreign_url_literals_the_original_already_had():
+    original = with_run('link = "https://partner.test/terms"\npage.goto(params["base_url"])\n')
+    changed = original.replace('page.goto(params["base_url"])', 'page.goto(params["base_url"] + "/x")')
+    assert gate(changed, original=original) == []
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "page.evaluate('document.cookie')",
+        "page.add_init_script('window.x = 1')",
+        "page.route('**/*', lambda r: r.abort())",
+        "page.expose_function('leak', print)",
+        "page.set_input_files('#f', '/etc/passwd')",
+        "page.context.new_page()",
+    ],
+)
+def test_gate_refuses_added_guarded_page_apis(statement):
+    code = CONTACT.replace("    return {", f"    {statement}\n    return {{")
+    violations = gate(code)
+    assert violations and all("more time(s) than in the original" in v for v in violations)
+
+
+def test_gate_allows_guarded_apis_the_original_already_used():
+    original = with_run("page.evaluate('window.scrollTo(0, 0)')\npage.click('#a')\n")
+    fixed = original.replace("'#a'", "'#b'")
+    assert gate(fixed, original=original) == []
+    doubled = fixed.replace("page.click", "page.evaluate('1')\n    page.click")
+    assert gate(doubled, original=original) == ["`.evaluate` is used 1 more time(s) than in the original"]
+
+
+def test_gate_refuses_a_diff_over_the_line_budget():
+    extra = "".join(f"    page.click('#b{i}')\n" for i in range(41))
+    code = CONTACT.replace("    return {", extra + "    return {")
+    [violation] = gate(code)
+    assert violation == "41 lines changed; at most 40 may change"
+    assert gate(code, max_changed_lines=41) == []
+
+
+def test_gate_counts_a_replaced_line_once():
+    code = CONTACT.replace('"#name"', '"#full-name"')
+    assert gate(code, max_changed_lines=1) == []
+    assert gate(code, max_changed_lines=0) == ["1 lines changed; at most 0 may change"]
+
+
+def test_gate_refuses_removed_assert():
+    code = CONTACT.replace('    assert re.search("thanks", page.inner_text(".confirmation"))\n', "")
+    line = line_of(CONTACT, "assert re.search")
+    assert gate(code) == [f"line {line} of the original: assertion removed or changed"]
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ('assert re.search("thanks", page.inner_text(".confirmation"))',
+         'assert re.search("thanks", page.inner_text(".confirmation")) or True'),
+        ("expect(page.locator(\".confirmation\")).to_be_visible()",
+         "expect(page.locator(\".confirmation\")).to_be_attached()"),
+        ("expect(page.locator(\".confirmation\")).to_be_visible()", "pass"),
+    ],
+)
+def test_gate_refuses_weakened_assertions(old, new):
+    assert old in CONTACT
+    violations = gate(CONTACT.replace(old, new))
+    assert any("assertion removed or changed" in v for v in violations), violations
+
+
+def test_gate_refuses_assertion_hidden_in_dead_or_swallowing_block():
+    expect_line = '    expect(page.locator(".confirmation")).to_be_visible()\n'
+    guarded = CONTACT.replace(expect_line, "    if False:\n    " + expect_line)
+    swallowed = CONTACT.replace(
+        expect_line, "    try:\n    " + expect_line + "    except Exception:\n        pass\n"
+    )
+    for code in (guarded, swallowed):
+        assert any("assertion removed or changed" in v for v in gate(code))
+
+
+def test_gate_accepts_a_raised_timeout_on_an_expect_line():
+    line = line_of(CONTACT, "expect(")
+    assert gate(set_step_timeout(CONTACT, line=line, timeout_ms=30000)) == []
+
+
+def test_gate_refuses_a_selector_change_inside_an_assertion():
+    line = line_of(CONTACT, "expect(")
+    fixed = replace_selector(CONTACT, line=line, old_selector=".confirmation", new_selector="body")
+    assert gate(fixed) == [f"line {line} of the original: assertion removed or changed"]
+
+
+def test_gate_accepts_moved_surroundings_of_an_unchanged_assertion():
+    code = CONTACT.replace("    # Open the contact form.\n", "    page.wait_for_load_state()\n")
+    assert gate(code) == []
+
+
+def test_gate_reports_every_violation_with_its_line():
+    code = with_run("import os\npage.goto('https://evil.test')\neval('1')\n")
+    violations = gate(code, original=None)
+    assert len(violations) >= 4
+    assert all(v.startswith("line ") for v in violations)
+
+
+# --------------------------------------------------------------------------- replace_selector
+
+
+def test_replace_selector_replaces_the_literal_and_keeps_everything_else():
+    line = line_of(CONTACT, '"#name"')
+    new = replace_selector(CONTACT, line=line, old_selector="#name", new_selector="#full-name")
+    assert changed_lines(CONTACT, new) == [
+        ('    page.fill("#name", params["name"])   # odd spacing kept',
+         '    page.fill("#full-name", params["name"])   # odd spacing kept'),
+    ]
+
+
+def test_replace_selector_keeps_single_quotes_in_a_multi_line_call():
+    line = line_of(CONTACT, "page.fill(", whole=True)
+    new = replace_selector(CONTACT, line=line, old_selector="#email", new_selector="input[type=email]")
+    assert changed_lines(CONTACT, new) == [("        '#email',", "        'input[type=email]',")]
+
+
+def test_replace_selector_switches_quotes_rather_than_escaping():
+    line = line_of(CONTACT, '"#name"')
+    new = replace_selector(CONTACT, line=line, old_selector="#name", new_selector='[data-testid="name"]')
+    assert "page.fill('[data-testid=\"name\"]', params[\"name\"])" in new
+
+
+def test_replace_selector_escapes_when_both_quotes_appear():
+    code = with_run("page.click('#a')\n")
+    selector = """text="it's" >> a\\b"""
+    new = replace_selector(code, line=2, old_selector="#a", new_selector=selector)
+    call = ast.parse(new).body[0].body[0].value
+    assert call.args[0].value == selector
+    assert "page.click('" in new
+
+
+def test_replace_selector_keeps_raw_strings_when_possible():
+    code = with_run("page.click(r'input[name=q]')\n")
+    new = replace_selector(code, line=2, old_selector="input[name=q]", new_selector=r"text=/a\d+/")
+    assert r"page.click(r'text=/a\d+/')" in new
+
+
+def test_replace_selector_in_a_locator_chain_and_expect():
+    code = with_run(
+        """
+        page.locator("form").locator("#send").click()
+        expect(page.locator(".ok")).to_have_text("Thanks")  # must stay
+        """
+    )
+    new = replace_selector(code, line=2, old_selector="#send", new_selector="form >> button.primary")
+    assert 'page.locator("form").locator("form >> button.primary").click()' in new
+    new = replace_selector(code, line=3, old_selector=".ok", new_selector="#done")
+    assert 'expect(page.locator("#done")).to_have_text("Thanks")  # must stay' in new
+
+
+def test_replace_selector_ignores_matching_text_that_is_not_a_selector():
+    code = with_run('page.fill("#q", "#q")\n')
+    new = replace_selector(code, line=2, old_selector="#q", new_selector="#search")
+    assert 'page.fill("#search", "#q")' in new
+
+
+@pytest.mark.parametrize(
+    "old_selector",
+    [
+        'role=button[name="Send"]',
+        'internal:role=button[name="Send"i]',
+        'get_by_role("button", name="Send")',
+        "page.get_by_role('button', name='Send')",
+    ],
+)
+def test_replace_selector_turns_a_matching_get_by_role_into_a_locator(old_selector):
+    line = line_of(CONTACT, "get_by_role")
+    new = replace_selector(CONTACT, line=line, old_selector=old_selector, new_selector='[data-testid="send"]')
+    assert changed_lines(CONTACT, new) == [
+        ('    page.get_by_role("button", name="Send").click()',
+         "    page.locator('[data-testid=\"send\"]').click()"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "call, old_selector",
+    [
+        ('get_by_text("Sign in", exact=True)', 'text="Sign in"'),
+        ('get_by_text("Sign in")', 'internal:text="Sign in"i'),
+        ('get_by_label("Email")', 'internal:label="Email"i'),
+        ('get_by_placeholder("you@example.com")', 'internal:attr=[placeholder="you@example.com"i]'),
+        ('get_by_test_id("submit")', 'internal:testid=[data-testid="submit"s]'),
+        ('get_by_role("heading", level=2)', "role=heading[level=2]"),
+        ('get_by_role("checkbox", checked=True)', "role=checkbox[checked]"),
+    ],
+)
+def test_replace_selector_matches_every_get_by_form(call, old_selector):
+    code = with_run(f"frame = page.frame_locator('iframe')\nframe.{call}.click()\n")
+    new = replace_selector(code, line=3, old_selector=old_selector, new_selector="#x")
+    assert 'frame.locator("#x").click()' in new
+
+
+def test_replace_selector_only_replaces_the_matching_get_by_call():
+    code = with_run('page.get_by_role("dialog").get_by_role("button", name="OK").click()\n')
+    new = replace_selector(code, line=2, old_selector='role=button[name="OK"]', new_selector="#ok")
+    assert 'page.get_by_role("dialog").locator("#ok").click()' in new
+
+
+def test_replace_selector_does_not_match_a_get_by_role_with_another_name():
+    line = line_of(CONTACT, "get_by_role")
+    with pytest.raises(PatchError, match="not found on line"):
+        replace_selector(CONTACT, line=line, old_selector='role=button[name="Cancel"]', new_selector="#x")
+
+
+def test_replace_selector_refuses_a_selector_on_another_line():
+    with pytest.raises(PatchError, match=r"'#name' not found on line 3"):
+        replace_selector(CONTACT, line=3, old_selector="#name", new_selector="#x")
+
+
+def test_patches_refuse_code_that_does_not_parse():
+    with pytest.raises(PatchError, match="does not parse"):
+        replace_selector("def run(page, params):\n    page.click(\n", line=2, old_selector="#a", new_selector="#b")
+
+
+# --------------------------------------------------------------------------- set_step_timeout
+
+
+def test_set_step_timeout_adds_a_keyword():
+    line = line_of(CONTACT, '"#name"')
+    new = set_step_timeout(CONTACT, line=line, timeout_ms=30000)
+    assert 'page.fill("#name", params["name"], timeout=30000)   # odd spacing kept' in new
+
+
+def test_set_step_timeout_keeps_a_trailing_comma_layout():
+    line = line_of(CONTACT, "page.fill(", whole=True)
+    new = set_step_timeout(CONTACT, line=line, timeout_ms=15000)
+    assert "    page.fill(\n        '#email',\n        params[\"email\"],\n        timeout=15000,\n    )\n" in new
+
+
+def test_set_step_timeout_keeps_a_single_argument_trailing_comma_layout():
+    code = with_run('page.click(\n    "#a",\n)\n')
+    new = set_step_timeout(code, line=2, timeout_ms=5000)
+    assert 'page.click(\n        "#a",\n        timeout=5000,\n    )' in new
+
+
+def test_set_step_timeout_targets_the_action_of_a_chain_and_expect_matchers():
+    line = line_of(CONTACT, "get_by_role")
+    new = set_step_timeout(CONTACT, line=line, timeout_ms=20000)
+    assert 'page.get_by_role("button", name="Send").click(timeout=20000)' in new
+    line = line_of(CONTACT, "expect(")
+    new = set_step_timeout(CONTACT, line=line, timeout_ms=20000)
+    assert 'expect(page.locator(".confirmation")).to_be_visible(timeout=20000)' in new
+
+
+def test_set_step_timeout_raises_but_never_lowers_a_timeout():
+    code = with_run(
+        """
+        page.click("#a", timeout=1000)
+        page.click("#b", timeout=90_000)
+        page.click("#c", timeout=0)
+        page.click("#d", timeout=params["t"])
+        """
+    )
+    assert 'page.click("#a", timeout=30000)' in set_step_timeout(code, line=2, timeout_ms=30000)
+    assert set_step_timeout(code, line=3, timeout_ms=30000) == code
+    assert set_step_timeout(code, line=4, timeout_ms=30000) == code
+    assert 'page.click("#d", timeout=max(params["t"], 30000))' in set_step_timeout(code, line=5, timeout_ms=30000)
+
+
+def test_set_step_timeout_covers_every_action_on_the_line():
+    code = with_run('page.fill("#a", page.inner_text("#b"))\n')
+    new = set_step_timeout(code, line=2, timeout_ms=9000)
+    assert 'page.fill("#a", page.inner_text("#b", timeout=9000), timeout=9000)' in new
+
+
+def test_set_step_timeout_refuses_a_line_without_a_playwright_action():
+    code = with_run('x = params.get("name")\npage.wait_for_timeout(500)\n')
+    for line in (2, 3):
+        with pytest.raises(PatchError, match="no Playwright call accepting a timeout"):
+            set_step_timeout(code, line=line, timeout_ms=1000)
+
+
+# --------------------------------------------------------------------------- insert_wait_before
+
+
+def test_insert_wait_before_keeps_comments_with_their_statement():
+    line = line_of(CONTACT, "page.goto")
+    new = insert_wait_before(CONTACT, line=line, selector="#ready", timeout_ms=10000)
+    assert (
+        "def run(page, params):\n"
+        '    page.wait_for_selector("#ready", timeout=10000)\n'
+        "    # Open the contact form.\n"
+        '    page.goto(params["base_url"] + "/contact")\n'
+    ) in new
+
+
+def test_insert_wait_before_uses_the_block_indentation_and_page_name():
+    code = dedent(
+        """
+        def run(p, params):
+            for row in params["rows"]:
+                if row:
+
+                    p.fill("#q", row)  # search
+        """
+    )
+    new = insert_wait_before(code, line=5, load_state="networkidle", timeout_ms=5000)
+    assert new == code.replace(
+        '\n            p.fill("#q"',
+        '\n            p.wait_for_load_state("networkidle", timeout=5000)\n            p.fill("#q"',
+    )
+
+
+def test_insert_wait_before_a_statement_inside_a_helper():
+    code = dedent(
+        """
+        def submit(page):
+            page.click("#send")
+
+
+        def run(page, params):
+            submit(page)
+        """
+    )
+    new = insert_wait_before(code, line=2, selector="#send", timeout_ms=3000)
+    assert '    page.wait_for_selector("#send", timeout=3000)\n    page.click("#send")' in new
+
+
+def test_insert_wait_before_a_multi_line_statement_from_its_inner_line():
+    line = line_of(CONTACT, "'#email'")
+    new = insert_wait_before(CONTACT, line=line, selector="#email", timeout_ms=1000)
+    assert '    page.wait_for_selector("#email", timeout=1000)\n    page.fill(\n' in new
+
+
+def test_insert_wait_before_refuses_bad_arguments_and_missing_lines():
+    with pytest.raises(ValueError, match="exactly one"):
+        insert_wait_before(CONTACT, line=8, timeout_ms=1000)
+    with pytest.raises(ValueError, match="exactly one"):
+        insert_wait_before(CONTACT, line=8, selector="#a", load_state="load", timeout_ms=1000)
+    with pytest.raises(ValueError, match="load_state"):
+        insert_wait_before(CONTACT, line=8, load_state="idle", timeout_ms=1000)
+    with pytest.raises(PatchError, match="no statement starts on line 7"):
+        insert_wait_before(CONTACT, line=7, selector="#a", timeout_ms=1000)  # a comment line
+    with pytest.raises(PatchError, match="no statement starts on line 999"):
+        insert_wait_before(CONTACT, line=999, selector="#a", timeout_ms=1000)
+    with pytest.raises(PatchError, match="not inside a function"):
+        insert_wait_before(CONTACT, line=1, selector="#a", timeout_ms=1000)
+
+
+# --------------------------------------------------------------------------- replace_url
+
+
+def test_replace_url_in_a_concatenation_skips_the_params_key():
+    line = line_of(CONTACT, "page.goto")
+    new = replace_url(CONTACT, line=line, old_path="/contact", new_path="/contact-us")
+    assert changed_lines(CONTACT, new) == [
+        ('    page.goto(params["base_url"] + "/contact")',
+         '    page.goto(params["base_url"] + "/contact-us")'),
+    ]
+
+
+def test_replace_url_in_an_absolute_literal_and_an_f_string():
+    code = with_run(
+        """
+        page.goto('https://example.com/shop/cart?step=1')
+        page.goto(f"{params['base_url']}/shop/{params['id']}/cart")
+        """
+    )
+    new = replace_url(code, line=2, old_path="/shop/cart", new_path="/store/basket")
+    assert "page.goto('https://example.com/store/basket?step=1')" in new
+    new = replace_url(code, line=3, old_path="/shop", new_path="/store/{x}")
+    assert "page.goto(f\"{params['base_url']}/store/{{x}}/{params['id']}/cart\")" in new
+    assert ast.parse(new)
+
+
+def test_replace_url_respects_path_boundaries():
+    code = with_run('page.goto(params["base_url"] + "/contacts")\n')
+    with pytest.raises(PatchError, match="'/contact' not found in the goto URL on line 2"):
+        replace_url(code, line=2, old_path="/contact", new_path="/x")
+
+
+def test_replace_url_refuses_a_line_without_goto():
+    with pytest.raises(PatchError, match="no goto call on line 9"):
+        replace_url(CONTACT, line=9, old_path="/contact", new_path="/x")
+
+
+# --------------------------------------------------------------------------- insert_login_steps
+
+
+def test_insert_login_steps_reads_secrets_from_params():
+    line = line_of(CONTACT, '"#name"')
+    new = insert_login_steps(
+        CONTACT,
+        line=line,
+        username_selector="#user",
+        password_selector="input[type='password']",
+        submit_selector='button:has-text("Log in")',
+    )
+    assert (
+        '    page.goto(params["base_url"] + "/contact")\n'
+        '    page.fill("#user", params["secrets"]["username"])\n'
+        '    page.fill("input[type=\'password\']", params["secrets"]["password"])\n'
+        "    page.click('button:has-text(\"Log in\")')\n"
+        "    page.wait_for_load_state()\n"
+        '    page.fill("#name", params["name"])   # odd spacing kept\n'
+    ) in new
+    assert gate(new) == []
+
+
+def test_insert_login_steps_uses_custom_keys_and_parameter_names():
+    code = with_run('page.click("#buy")\n').replace("run(page, params)", "run(p, args)")
+    new = insert_login_steps(
+        code, line=2, username_selector="#u", password_selector="#p", submit_selector="#go",
+        username_key="email", password_key="pin",
+    )
+    assert 'p.fill("#u", args["secrets"]["email"])\n    p.fill("#p", args["secrets"]["pin"])' in new
+
+
+def test_insert_login_steps_refuses_a_helper_without_params():
+    code = "def login(page):\n    page.click('#a')\n\n\ndef run(page, params):\n    login(page)\n"
+    with pytest.raises(PatchError, match="no params in scope on line 2"):
+        insert_login_steps(code, line=2, username_selector="#u", password_selector="#p", submit_selector="#s")
+
+
+ODD = '''\
+"""Task: buy."""
+# header comment
+def run(page, params):
+    try:
+        with page.expect_navigation():
+            page.click("#buy"); page.click('#confirm')  # two
+    except Exception:  # keep
+        page.locator \\
+            ("#retry").click()
+    page.fill("#q",  # inline comment
+              params["q"])
+    if page.is_visible("#banner"): page.click("#close")
+'''
+
+
+@pytest.mark.parametrize(
+    "patch, expected_changes",
+    [
+        (lambda c: replace_selector(c, line=6, old_selector="#confirm", new_selector="#ok"),
+         [("            page.click(\"#buy\"); page.click('#confirm')  # two",
+           "            page.click(\"#buy\"); page.click('#ok')  # two")]),
+        (lambda c: replace_selector(c, line=9, old_selector="#retry", new_selector="#again"),
+         [('            ("#retry").click()', '            ("#again").click()')]),
+        (lambda c: set_step_timeout(c, line=10, timeout_ms=5000),
+         [('              params["q"])', '              params["q"], timeout=5000)')]),
+        (lambda c: set_step_timeout(c, line=12, timeout_ms=5000),
+         [('    if page.is_visible("#banner"): page.click("#close")',
+           '    if page.is_visible("#banner"): page.click("#close", timeout=5000)')]),
+    ],
+)
+def test_patches_keep_odd_formatting_and_comments(patch, expected_changes):
+    assert changed_lines(ODD, patch(ODD)) == expected_changes
+
+
+def test_insert_before_a_backslash_continued_statement_in_an_except_block():
+    new = insert_wait_before(ODD, line=8, selector="#retry", timeout_ms=1000)
+    assert (
+        "    except Exception:  # keep\n"
+        '        page.wait_for_selector("#retry", timeout=1000)\n'
+        "        page.locator \\\n"
+    ) in new
+    assert new.replace('        page.wait_for_selector("#retry", timeout=1000)\n', "") == ODD

@@ -140,6 +140,9 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
 
+# Where this server is reachable from its own workers (the demo tasks use it for the bundled demo site).
+ANCHOR_SITE_URL = env_str("ANCHOR_SITE_URL", "http://127.0.0.1:8000")
+
 # The browser and the runner.
 CHROMIUM_PATH = env_str("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser") or ""
 RUN_WALL_TIMEOUT_S = env_float("RUN_WALL_TIMEOUT_S", 90.0, minimum=1.0)

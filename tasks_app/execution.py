@@ -33,7 +33,7 @@ def run_claim(run_id: str) -> Run | None:
     return run
 
 
-def run_execute(run: Run, *, browser=None) -> RunResult:
+def run_execute(run: Run, *, browser=None, on_step_extra=None) -> RunResult:
     """Execute the run's code version in the sandbox; with healing on, failures pause for an agent."""
     from healing_app import pipeline
     from tasks_app.runner.sandbox import execute
@@ -52,6 +52,8 @@ def run_execute(run: Run, *, browser=None) -> RunResult:
     def on_step(step) -> None:
         Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
         broadcast.publish(kind="run.step", task_id=run.task_id, data={"run": run.pk, "step": step.to_dict()})
+        if on_step_extra is not None:
+            on_step_extra(step)
 
     def on_handover(failure, handover) -> None:
         pipeline.takeover(run=run, failure=failure.to_dict(), handover=handover)

@@ -148,6 +148,32 @@ def version_deploy(*, task: Task, version: CodeVersion, actor: Actor | None = No
     return task
 
 
+def run_create(
+    *,
+    task: Task,
+    actor: Actor | None = None,
+    params: dict | None = None,
+    version: CodeVersion | None = None,
+    purpose: str = Run.Purpose.NORMAL,
+) -> Run:
+    """Create a queued run of `version` (default: the current one) without starting it."""
+    version = version or task.current_version
+    if version is None:
+        raise InputError("version", "the task has no code yet; give it code or configure an LLM to write it")
+    if version.task_id != task.pk:
+        raise InputError("version", "belongs to another task")
+    run = Run.objects.create(
+        task=task,
+        version=version,
+        purpose=purpose,
+        params=_clean_params(params),
+        requested_by=actor.user if actor and actor.user is not None and actor.user.pk else None,
+    )
+    if purpose == Run.Purpose.NORMAL:
+        audit_log(actor=actor, action="run.enqueue", obj=run, data={"version": version.number})
+    return run
+
+
 def run_enqueue(
     *,
     task: Task,
@@ -157,27 +183,14 @@ def run_enqueue(
     purpose: str = Run.Purpose.NORMAL,
 ) -> Run:
     """Create a queued run and put it on the `runs` queue once the row is committed."""
-    version = version or task.current_version
-    if version is None:
-        raise InputError("version", "the task has no code yet; give it code or configure an LLM to write it")
-    if version.task_id != task.pk:
-        raise InputError("version", "belongs to another task")
     with transaction.atomic():
-        run = Run.objects.create(
-            task=task,
-            version=version,
-            purpose=purpose,
-            params=_clean_params(params),
-            requested_by=actor.user if actor and actor.user is not None and actor.user.pk else None,
-        )
-        if purpose == Run.Purpose.NORMAL:
-            audit_log(actor=actor, action="run.enqueue", obj=run, data={"version": version.number})
-        transaction.on_commit(lambda: _enqueue_run_job(run.pk))
+        run = run_create(task=task, actor=actor, params=params, version=version, purpose=purpose)
+        transaction.on_commit(lambda: run_job_enqueue(run.pk))
     notify(event_type="run.queued", task_id=task.pk, data={"run": run.pk, "status": run.status})
     return run
 
 
-def _enqueue_run_job(run_id: str) -> None:
+def run_job_enqueue(run_id: str) -> None:
     from tasks_app.jobs import run_task
 
     # The job id is derived from the run, so enqueueing a run twice never runs it twice at once.
@@ -333,7 +346,9 @@ __all__ = [
     "InputError",
     "code_check",
     "fingerprints_store",
+    "run_create",
     "run_enqueue",
+    "run_job_enqueue",
     "task_create",
     "task_delete",
     "task_runtime_secrets",

@@ -1,3 +1,10 @@
 from django.urls import path
 
-urlpatterns: list = []
+from tasks_app.demo import views
+
+urlpatterns = [
+    path("", views.home, name="demo-home"),
+    path("contact", views.contact, name="demo-contact"),
+    path("catalog", views.catalog, name="demo-catalog"),
+    path("products", views.products, name="demo-products"),
+]

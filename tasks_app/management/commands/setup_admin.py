@@ -1,0 +1,23 @@
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Create the 'admin' superuser (a reviewer) with a random password, once; print how to log in."
+
+    def handle(self, *args, **options):
+        User = get_user_model()
+        password_file = settings.VAR_DIR / "admin_password.txt"
+        user = User.objects.filter(username="admin").first()
+        if user is None:
+            password = secrets.token_urlsafe(12)
+            user = User.objects.create_superuser("admin", "admin@localhost", password)
+            password_file.write_text(password)
+            password_file.chmod(0o600)
+        user.groups.add(Group.objects.get(name="reviewers"))
+        password = password_file.read_text().strip() if password_file.exists() else "(set before; see manage.py changepassword admin)"
+        self.stdout.write(f"Log in as: admin / {password}")

@@ -21,11 +21,12 @@ from anchor_site.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("ANCHOR_VAR_DIR", str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
-
 DEBUG = env_bool("DEBUG", False)
 TESTING = "pytest" in sys.modules or env_bool("ANCHOR_TESTING", False)
+
+# Runtime files (SQLite database, demo site state). Tests keep theirs apart from a running demo's.
+VAR_DIR = Path(env_str("ANCHOR_VAR_DIR", str(BASE_DIR / "var" / ("test" if TESTING else ""))))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
@@ -92,7 +93,8 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Tests use their own Redis database so they never consume a running product's queues.
+REDIS_URL = env_str("TEST_REDIS_URL", "redis://127.0.0.1:6379/9") if TESTING else env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout}
     for name, timeout in (("runs", 600), ("healing", 600), ("webhooks", 60))

@@ -7,7 +7,6 @@ from typing import Any
 import django_rq
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from healing_app.codegen import CodeValidationError, validate_task_code
 from healing_app.notify import notify
@@ -190,12 +189,15 @@ def run_enqueue(
     return run
 
 
-def run_job_enqueue(run_id: str) -> None:
-    from tasks_app.jobs import run_task
+def run_job_id(run_id: str) -> str:
+    return f"run-{run_id}"
 
-    # The job id is derived from the run, so enqueueing a run twice never runs it twice at once.
+
+def run_job_enqueue(run_id: str) -> None:
+    # The job id is derived from the run so maintenance can tell whether its job still exists;
+    # the job itself claims the run with a conditional update, so a duplicate job does nothing.
     django_rq.get_queue("runs").enqueue(
-        run_task, run_id, job_id=f"run-{run_id}-{timezone.now().timestamp():.0f}", job_timeout=_run_job_timeout()
+        "tasks_app.jobs.run_task", run_id, job_id=run_job_id(run_id), job_timeout=_run_job_timeout()
     )
 
 

@@ -1,0 +1,82 @@
+"""Recovery from faults: runs whose worker died, runs whose queue entry was lost, heals that stalled.
+
+Every worker calls `maintenance_tick()` every few seconds (see worker.py). Each step uses conditional
+updates, so several workers running it at once do each repair exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import django_rq
+from django.conf import settings
+from django.utils import timezone
+from rq.job import Job, JobStatus
+
+from tasks_app.execution import run_fail
+from tasks_app.models import Run
+from tasks_app.services import run_job_enqueue, run_job_id
+
+logger = logging.getLogger(__name__)
+QUEUED_GRACE_S = 30
+LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def maintenance_tick() -> dict[str, int]:
+    return {
+        "lost_runs_failed": runs_fail_lost(),
+        "queued_runs_requeued": runs_requeue_missing(),
+        "stalled_heals_resumed": heals_resume_stalled(),
+    }
+
+
+def runs_fail_lost() -> int:
+    """A running run without a heartbeat for RUN_STALE_AFTER_S lost its worker: fail it, with the reason.
+
+    It is not retried: it may have submitted a form before the worker died, and doing that twice is worse
+    than a clear failure that a person (or the next scheduled run) can repeat.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.RUN_STALE_AFTER_S)
+    count = 0
+    for run in Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff).select_related("task"):
+        run_fail(run, f"the worker running it stopped (no heartbeat for {settings.RUN_STALE_AFTER_S} s)", error_type="worker_lost")
+        count += 1
+    if count:
+        logger.warning("failed %d run(s) whose worker was lost", count)
+    return count
+
+
+def runs_requeue_missing() -> int:
+    """A queued run whose RQ job no longer exists (Redis restarted without persistence) is enqueued again."""
+    cutoff = timezone.now() - timedelta(seconds=QUEUED_GRACE_S)
+    connection = django_rq.get_connection("runs")
+    count = 0
+    for run_id in Run.objects.filter(status=Run.Status.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True)[:500]:
+        try:
+            status = Job.fetch(run_job_id(run_id), connection=connection).get_status()
+        except Exception:  # NoSuchJobError, or a job hash that Redis lost
+            status = None
+        if status not in LIVE_JOB_STATES:
+            run_job_enqueue(run_id)
+            count += 1
+    if count:
+        logger.warning("re-enqueued %d queued run(s) whose job was lost", count)
+    return count
+
+
+def heals_resume_stalled() -> int:
+    """A heal whose generate job was lost (run healed, no new version after a while) is started again."""
+    from healing_app.models import HealingEvent
+
+    cutoff = timezone.now() - timedelta(seconds=QUEUED_GRACE_S)
+    stalled = HealingEvent.objects.filter(
+        status=HealingEvent.Status.HEALING,
+        new_version__isnull=True,
+        run__status=Run.Status.HEALED,
+        updated_at__lt=cutoff,
+    ).values_list("pk", flat=True)[:100]
+    queue = django_rq.get_queue("healing")
+    for event_id in stalled:
+        queue.enqueue("healing_app.jobs.heal_generate", event_id)
+    return len(stalled)

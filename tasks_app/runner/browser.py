@@ -1,0 +1,362 @@
+"""Chromium for the runner: one browser process per worker, reused across runs, never shared state.
+
+A BrowserPool launches the system Chromium itself (no Playwright in the worker) as an
+unprivileged uid, with a DevTools port on 127.0.0.1. Each run's sandboxed child connects over CDP
+and opens its own fresh browser context, so runs never share cookies or storage, while the ~0.5 s
+Chromium start is paid once per worker. The pool also keeps one warm child ready: a harness process
+that has already imported Playwright, started its driver, connected and opened its context, and now
+waits for a RunSpec. A run then costs only the task itself.
+
+The browser is recycled (killed and relaunched) after a run that did not end cleanly, when stray
+pages are left open, or after `max_runs` runs.
+
+Process helpers (unique uids, killing everything a uid owns) live here too: sandbox.py uses them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .sandbox import Child
+
+REQUIRED_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+# The quiet, deterministic subset of what Playwright passes to Chromium.
+EXTRA_ARGS = [
+    "--headless",
+    "--disable-field-trial-config",
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-renderer-backgrounding",
+    "--disable-back-forward-cache",
+    "--disable-breakpad",
+    "--disable-component-extensions-with-background-pages",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-hang-monitor",
+    "--disable-ipc-flooding-protection",
+    "--disable-popup-blocking",
+    "--disable-prompt-on-repost",
+    "--no-default-browser-check",
+    "--no-service-autorun",
+    "--password-store=basic",
+    "--use-mock-keychain",
+    "--metrics-recording-only",
+    "--force-color-profile=srgb",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--disable-features=OptimizationHints,NetworkTimeServiceQuerying,MediaRouter,HttpsUpgrades,"
+    "HttpsFirstBalancedModeAutoEnable,PaintHolding,AutofillServerCommunication,Translate",
+]
+CHROMIUM_ARGS = REQUIRED_ARGS + EXTRA_ARGS
+
+# Unprivileged uids handed out per run and per browser: none of them exists in /etc/passwd.
+UID_BASE = int(os.environ.get("ANCHOR_RUNNER_UID_BASE", "200000"))
+UID_SPAN = 800000
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class BrowserError(RuntimeError):
+    """Chromium could not be started or reached."""
+
+
+def chromium_path() -> str:
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        raise BrowserError("Chromium not found: set CHROMIUM_PATH")
+    return path
+
+
+def privileged() -> bool:
+    return os.geteuid() == 0
+
+
+def allocate_uid() -> int | None:
+    """A fresh uid owned by no process (None when we are not root and cannot switch uids)."""
+    if not privileged():
+        return None
+    busy = set(_uids_in_use())
+    for _ in range(100):
+        uid = UID_BASE + random.randrange(UID_SPAN)
+        if uid not in busy:
+            return uid
+    raise BrowserError("no free uid")
+
+
+def _uids_in_use() -> list[int]:
+    out = []
+    for pid in _all_pids():
+        st = _proc_status(pid)
+        if st:
+            out.append(st[0])
+    return out
+
+
+def _all_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _proc_status(pid: int) -> tuple[int, str] | None:
+    """(real uid, state letter) of a process, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            uid, state = -1, "?"
+            for line in fh:
+                if line.startswith("State:"):
+                    state = line.split()[1]
+                elif line.startswith("Uid:"):
+                    uid = int(line.split()[1])
+                    break
+            return uid, state
+    except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError, IndexError):
+        return None
+
+
+def pids_of_uid(uid: int) -> list[int]:
+    """Live (non-zombie) processes whose real uid is uid."""
+    out = []
+    for pid in _all_pids():
+        st = _proc_status(pid)
+        if st and st[0] == uid and st[1] not in ("Z", "X"):
+            out.append(pid)
+    return out
+
+
+def kill_uid(uid: int | None, timeout: float = 5.0) -> bool:
+    """SIGKILL every process of uid, until none is left (forks racing the kill included).
+
+    `kill -9 -1` run *as* that uid signals all its processes at once, which a process-tree walk
+    cannot do against a fork bomb; the /proc scan then confirms. True when nothing is left.
+    """
+    if uid is None:
+        return True
+    deadline = time.monotonic() + timeout
+    kill = shutil.which("kill") or "/bin/kill"
+    while True:
+        pids = pids_of_uid(uid)
+        if not pids:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        try:
+            subprocess.run([kill, "-9", "-1"], user=uid, group=uid, extra_groups=[],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=5, check=False)
+        except (OSError, subprocess.SubprocessError):
+            pass
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.02)
+
+
+def kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def chromium_pids() -> list[int]:
+    """Every Chromium process on the machine (used by tests and cleanup checks)."""
+    out = []
+    for pid in _all_pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv0 = fh.read().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        name = os.path.basename(argv0.decode(errors="replace"))
+        if name in ("chromium", "chrome", "headless_shell", "chrome_crashpad_handler") and _proc_status(pid):
+            if _proc_status(pid)[1] not in ("Z", "X"):  # type: ignore[index]
+                out.append(pid)
+    return out
+
+
+class BrowserPool:
+    """One Chromium per worker process, plus a warm sandbox child ready for the next run.
+
+    Use as a context manager, or start()/close(). Thread-safe for one run at a time per pool
+    (an RQ worker runs jobs one after another).
+    """
+
+    def __init__(self, *, executable_path: str | None = None, prewarm: bool = True, max_runs: int = 500,
+                 memory_mb: int | None = None) -> None:
+        self.executable_path = executable_path or chromium_path()
+        self.prewarm = prewarm
+        self.max_runs = max_runs
+        self.memory_mb = memory_mb
+        self.uid: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.profile_dir: str | None = None
+        self.cdp_url: str | None = None
+        self.port: int | None = None
+        self.runs = 0
+        self.launches = 0
+        self.last_start_ms = 0.0
+        self._spare: Child | None = None
+        self._lock = threading.Lock()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def __enter__(self) -> BrowserPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> BrowserPool:
+        with self._lock:
+            if self.proc is None or self.proc.poll() is not None:
+                self._launch()
+            if self.prewarm and self._spare is None:
+                self._spawn_spare()
+        return self
+
+    def _launch(self) -> None:
+        t0 = time.perf_counter()
+        self.uid = allocate_uid()
+        self.profile_dir = tempfile.mkdtemp(prefix="anchor-browser-")
+        if self.uid is not None:
+            os.chown(self.profile_dir, self.uid, self.uid)
+        args = [
+            self.executable_path,
+            *CHROMIUM_ARGS,
+            "--remote-debugging-port=0",
+            "--remote-debugging-address=127.0.0.1",
+            f"--user-data-dir={self.profile_dir}",
+            "about:blank",
+        ]
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.profile_dir, "TMPDIR": self.profile_dir,
+               "LANG": "C.UTF-8"}
+        kwargs: dict = {}
+        if self.uid is not None:
+            kwargs.update(user=self.uid, group=self.uid, extra_groups=[])
+        self.proc = subprocess.Popen(
+            args, env=env, cwd=self.profile_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, **kwargs,
+        )
+        port_file = os.path.join(self.profile_dir, "DevToolsActivePort")
+        deadline = time.monotonic() + 20
+        while True:
+            if self.proc.poll() is not None:
+                self._kill_browser()
+                raise BrowserError(f"Chromium exited during start (code {self.proc.returncode})")
+            try:
+                with open(port_file) as fh:
+                    lines = fh.read().split()
+                if len(lines) >= 2:
+                    break
+            except FileNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                self._kill_browser()
+                raise BrowserError("Chromium did not open its DevTools port in 20 s")
+            time.sleep(0.01)
+        self.port = int(lines[0])
+        self.cdp_url = f"ws://127.0.0.1:{self.port}{lines[1]}"
+        self.launches += 1
+        self.runs = 0
+        self.last_start_ms = round((time.perf_counter() - t0) * 1000, 1)
+
+    def _kill_browser(self) -> None:
+        if self.proc is not None:
+            kill_group(self.proc.pid)
+            kill_uid(self.uid)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.profile_dir:
+            shutil.rmtree(self.profile_dir, ignore_errors=True)
+        self.proc = None
+        self.cdp_url = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._spare is not None:
+                self._spare.cleanup()
+                self._spare = None
+            self._kill_browser()
+
+    def restart(self) -> None:
+        with self._lock:
+            if self._spare is not None:
+                self._spare.cleanup()
+                self._spare = None
+            self._kill_browser()
+            self._launch()
+            if self.prewarm:
+                self._spawn_spare()
+
+    # --- children -----------------------------------------------------------------------------
+    def _spawn_spare(self) -> None:
+        from .sandbox import spawn_child
+
+        assert self.cdp_url
+        self._spare = spawn_child(self.cdp_url, memory_mb=self.memory_mb)
+
+    def acquire(self) -> Child:
+        """A child connected to this browser (warm if one was prepared), and prepare the next."""
+        from .sandbox import spawn_child
+
+        with self._lock:
+            if self.proc is None or self.proc.poll() is not None:
+                if self._spare is not None:
+                    self._spare.cleanup()
+                    self._spare = None
+                self._launch()
+            child = self._spare
+            self._spare = None
+            if child is None or child.proc.poll() is not None:
+                if child is not None:
+                    child.cleanup()
+                assert self.cdp_url
+                child = spawn_child(self.cdp_url, memory_mb=self.memory_mb)
+            if self.prewarm:
+                self._spawn_spare()
+            self.runs += 1
+            return child
+
+    def release(self, clean: bool) -> None:
+        """After a run: recycle the browser if the run left it in an unknown state."""
+        dirty = not clean or self.runs >= self.max_runs
+        if not dirty:
+            pages = [t for t in self.targets() if t.get("type") == "page"]
+            # the start page, plus at most the warm child's own page
+            dirty = len(pages) > 2
+        if dirty:
+            self.restart()
+
+    def targets(self) -> list[dict]:
+        if not self.port:
+            return []
+        try:
+            with _NO_PROXY.open(f"http://127.0.0.1:{self.port}/json/list", timeout=2) as resp:
+                return json.loads(resp.read())
+        except (OSError, ValueError):
+            return []
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None

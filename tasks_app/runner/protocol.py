@@ -1,0 +1,207 @@
+"""Data that crosses the runner's process boundary.
+
+Everything here is plain data: the parent (an RQ worker) builds a RunSpec, the sandboxed child
+sends back Steps, Failures and finally a RunResult, all as JSON lines over a dedicated socket
+(never stdout: task code may print). No Django, no Playwright imports.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+FAILURE_TYPES = (
+    "timeout",
+    "element_not_found",
+    "navigation_error",
+    "authentication_failure",
+    "captcha_detected",
+)
+SCRIPT_ERROR = "script_error"
+ERROR_TYPES = FAILURE_TYPES + (SCRIPT_ERROR,)
+
+STATUS_SUCCEEDED = "succeeded"
+STATUS_HEALED = "healed"
+STATUS_FAILED = "failed"
+
+OUTCOME_OK = "ok"
+OUTCOME_ERROR = "error"
+OUTCOME_RECOVERED = "recovered"
+
+MASK = "***"
+
+# One JSON message on the control socket may not exceed this (a screenshot is ~100-500 KB).
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+
+class _Data:
+    """to_dict()/from_dict() for the dataclasses below; from_dict ignores unknown keys."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class RunSpec(_Data):
+    code: str
+    params: dict = field(default_factory=dict)
+    secrets: dict = field(default_factory=dict)
+    # Failure types that pause the run for a recovery through the hand-over channel.
+    handover_on: list[str] = field(default_factory=list)
+    wall_timeout_s: float = 90
+    action_timeout_ms: int = 5000
+    navigation_timeout_ms: int = 15000
+    allowed_hosts: list[str] | None = None
+
+
+@dataclass
+class Step(_Data):
+    index: int
+    line: int | None
+    action: str
+    selector: str | None
+    args: dict
+    url: str
+    started_ms: float
+    duration_ms: float
+    outcome: str = OUTCOME_OK
+    error: str | None = None
+    step_key: str = ""
+    fingerprint: dict | None = None
+    # Set when the step was recovered through a hand-over:
+    # {"how": "retry"|"resume", "selector": new selector, "original_selector": ..., "url": ...}
+    recovery: dict | None = None
+
+
+@dataclass
+class Failure(_Data):
+    type: str
+    message: str
+    exception: str = ""
+    action: str | None = None
+    selector: str | None = None
+    args: dict = field(default_factory=dict)
+    line: int | None = None
+    step_key: str | None = None
+    url: str = ""
+    http_status: int | None = None
+    screenshot_png_b64: str | None = None
+    dom_excerpt: str = ""
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult(_Data):
+    status: str
+    output: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    steps: list[Step] = field(default_factory=list)
+    failure: Failure | None = None
+    screenshots: list[dict] = field(default_factory=list)
+    duration_ms: float = 0.0
+    timings: dict = field(default_factory=dict)
+    recovered: bool = False
+    # Tail of the child's stdout/stderr (task prints, harness diagnostics), secrets masked.
+    logs: str = ""
+    # One entry per hand-over: {n, failure_type, step_key, outcome, recovery, commands: [...]}.
+    handovers: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        data = dict(data)
+        data["steps"] = [Step.from_dict(s) for s in data.get("steps") or []]
+        if data.get("failure"):
+            data["failure"] = Failure.from_dict(data["failure"])
+        return super().from_dict(data)
+
+
+def step_key(line: int | None, action: str, selector: str | None) -> str:
+    """Identifies "the same step" across runs of the same code version."""
+    return f"{line}:{action}:{selector}"
+
+
+def mask_secrets(value: Any, secrets: list[str]) -> Any:
+    """Replace every secret value inside value (str, or nested dict/list) with ***.
+
+    A value equal to a secret is masked whatever its length; substrings only for secrets of three
+    characters or more, so that a one-letter secret does not shred every message.
+    """
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        if value in secrets:
+            return MASK
+        for secret in secrets:
+            if len(secret) >= 3 and secret in value:
+                value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return {k: mask_secrets(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_secrets(v, secrets) for v in value]
+    return value
+
+
+def secret_values(secrets: dict) -> list[str]:
+    """The strings to mask: every non-empty string leaf of the secrets dict, longest first."""
+    out: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str) and v:
+            out.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(str(v))
+
+    walk(secrets)
+    return sorted(set(out), key=len, reverse=True)
+
+
+class Channel:
+    """Newline-delimited JSON messages over a stream socket, with a size cap on reads."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buf = bytearray()
+
+    def send(self, message: dict) -> None:
+        data = json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+        self.sock.sendall(data)
+
+    def recv(self, timeout: float | None = None) -> dict | None:
+        """The next message; None on EOF. Raises TimeoutError when timeout passes first."""
+        self.sock.settimeout(timeout)
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(self._buf[:nl])
+                del self._buf[: nl + 1]
+                return json.loads(line)
+            if len(self._buf) > MAX_MESSAGE_BYTES:
+                raise ValueError("control message too large")
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except socket.timeout as exc:
+                raise TimeoutError from exc
+            if not chunk:
+                return None
+            self._buf += chunk
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,512 @@
+"""Run task code in a sandboxed child process and collect its result (the parent side).
+
+    result = execute(spec, on_handover=agent, on_step=print, browser=pool)
+
+The child (harness.py) runs with:
+  * a clean environment (PATH, HOME, LANG, TMPDIR only): no settings, DATABASE_URL or API keys;
+  * its own temp working directory, removed afterwards;
+  * its own session / process group, and — when the worker is root — its own fresh unprivileged
+    uid. RLIMIT_NPROC is enforced per uid for non-root users, so a fork bomb hits the limit; the
+    uid also names every process of the run, so `kill -9 -1` as that uid stops even processes that
+    left the process group; and the child cannot read the worker's /proc/<pid>/environ or memory;
+  * RLIMIT_CPU, RLIMIT_DATA (not RLIMIT_AS: Chromium reserves huge address ranges), RLIMIT_FSIZE,
+    RLIMIT_CORE=0 set in preexec;
+  * a wall-clock watchdog that kills the whole process group and uid (extended while a hand-over
+    is in progress, up to handover_timeout_s).
+Only spec.secrets reach the child, as params["secrets"], through the control socket (never argv
+or the environment).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .browser import BrowserPool, kill_group, kill_uid, privileged
+from .protocol import (
+    FAILURE_TYPES,
+    SCRIPT_ERROR,
+    STATUS_FAILED,
+    STATUS_HEALED,
+    STATUS_SUCCEEDED,
+    Channel,
+    Failure,
+    RunResult,
+    RunSpec,
+    Step,
+    mask_secrets,
+    secret_values,
+)
+
+ROOT = str(Path(__file__).resolve().parents[2])
+MEMORY_MB = int(os.environ.get("ANCHOR_RUNNER_MEMORY_MB", "2048"))
+FSIZE_MB = 256
+NPROC = 128  # processes + threads of one run's uid: the harness, its driver, their threads
+READY_TIMEOUT_S = 30
+LOG_TAIL_BYTES = 64 * 1024
+_BOOT = (
+    "import sys; sys.path.insert(0, {root!r}); "
+    "from tasks_app.runner.harness import main; main(sys.argv[1:])"
+)
+_SIGNAL_REASONS = {
+    signal.SIGXCPU: "the task exceeded its CPU time limit",
+    signal.SIGXFSZ: "the task exceeded the file size limit",
+    signal.SIGSEGV: "the sandbox crashed (segmentation fault)",
+    signal.SIGKILL: "the sandbox was killed",
+}
+
+
+class RunnerError(RuntimeError):
+    """The runner itself failed (browser or child could not start): retry the job, not the task."""
+
+
+class HandoverError(RuntimeError):
+    """A hand-over command failed, or the hand-over is already closed."""
+
+
+def _limits(memory_mb: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_CPU, (600, 610))  # tightened to the spec in the harness
+        data = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_DATA, (data, data))
+        fsize = FSIZE_MB * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+class Child:
+    """One sandboxed harness process (parent-side handle)."""
+
+    def __init__(self, proc: subprocess.Popen, chan: Channel, uid: int | None, workdir: str, log: Any) -> None:
+        self.proc = proc
+        self.chan = chan
+        self.uid = uid
+        self.workdir = workdir
+        self.log = log
+        self.spawned_at = time.perf_counter()
+        self.ready: dict | None = None
+        self._cleaned = False
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> dict:
+        if self.ready is None:
+            try:
+                msg = self.chan.recv(timeout=timeout)
+            except (TimeoutError, OSError, ValueError) as exc:
+                raise RunnerError(f"sandbox did not start: {exc!r}; {self.logs_tail()[-2000:]}") from exc
+            if not msg or msg.get("t") != "ready":
+                raise RunnerError(f"sandbox did not start: {self.logs_tail()[-2000:]}")
+            self.ready = msg
+        return self.ready
+
+    def kill(self) -> None:
+        kill_group(self.proc.pid)
+        kill_uid(self.uid)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def logs_tail(self) -> str:
+        try:
+            self.log.flush()
+            size = self.log.seek(0, os.SEEK_END)
+            self.log.seek(max(0, size - LOG_TAIL_BYTES))
+            return self.log.read().decode(errors="replace")
+        except (OSError, ValueError):
+            return ""
+
+    def cleanup(self) -> str:
+        """Kill whatever is left of the run, remove its directory; returns the log tail."""
+        if self._cleaned:
+            return ""
+        self._cleaned = True
+        self.kill()
+        logs = self.logs_tail()
+        self.chan.close()
+        try:
+            self.log.close()
+        except OSError:
+            pass
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return logs
+
+
+def spawn_child(cdp_url: str, *, memory_mb: int | None = None) -> Child:
+    """Start a harness process; it warms up (imports, driver, CDP, context) on its own."""
+    from .browser import allocate_uid
+
+    uid = allocate_uid()
+    workdir = tempfile.mkdtemp(prefix="anchor-run-")
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+    os.chmod(workdir, 0o700)
+    parent_sock, child_sock = socket.socketpair()
+    log = tempfile.TemporaryFile()
+    cmd = [sys.executable, "-E", "-s", "-B", "-c", _BOOT.format(root=ROOT),
+           "--fd", str(child_sock.fileno()), "--cdp", cdp_url, "--nproc", str(NPROC)]
+    if uid is not None:
+        cmd += ["--uid", str(uid)]
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+    }
+    try:
+        proc = subprocess.Popen(
+            cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            pass_fds=[child_sock.fileno()], start_new_session=True,
+            preexec_fn=_limits(memory_mb or MEMORY_MB),  # noqa: PLW1509 - resource limits need it
+        )
+    finally:
+        child_sock.close()
+    return Child(proc, Channel(parent_sock), uid, workdir, log)
+
+
+class _Watchdog(threading.Thread):
+    """Kills the child at the deadline; the deadline stops running while a hand-over is open."""
+
+    def __init__(self, child: Child, wall_s: float, handover_budget_s: float) -> None:
+        super().__init__(daemon=True)
+        self.child = child
+        self.deadline = time.monotonic() + wall_s
+        self.handover_budget_s = handover_budget_s
+        self.paused_at: float | None = None
+        self.fired = False
+        self.reason = ""
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def pause(self) -> None:
+        with self._lock:
+            self.paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        with self._lock:
+            if self.paused_at is not None:
+                spent = time.monotonic() - self.paused_at
+                self.deadline += spent
+                self.handover_budget_s -= spent
+                self.paused_at = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        while not self._stop.wait(0.05):
+            with self._lock:
+                now = time.monotonic()
+                if self.paused_at is not None:
+                    expired = now - self.paused_at > self.handover_budget_s
+                    reason = "the recovery did not finish in time"
+                else:
+                    expired = now > self.deadline
+                    reason = "wall-clock limit"
+            if expired:
+                self.fired = True
+                self.reason = reason
+                self.child.kill()
+                return
+
+
+class Handover:
+    """Parent-side handle on a run paused at a failing call; given to the on_handover callback.
+
+    Every method sends one command to the child and returns its answer. The hand-over ends with
+    retry_step() succeeding, resume() or abort(); afterwards methods raise HandoverError.
+    `trace` records the commands (secrets masked) for the healing event's agent trace.
+    """
+
+    def __init__(self, chan: Channel, failure: Failure, secrets: dict, masks: list[str], n: int,
+                 command_timeout_s: float = 120.0) -> None:
+        self._chan = chan
+        self.failure = failure
+        self._secret_keys = set(_flat_keys(secrets))
+        self._masks = masks
+        self.n = n
+        self.outcome: str | None = None  # "retried" | "resumed" | "aborted"
+        self.recovery: dict = {}
+        self.trace: list[dict] = []
+        self._ids = 0
+        self._timeout = command_timeout_s
+
+    @property
+    def closed(self) -> bool:
+        return self.outcome is not None
+
+    def _cmd(self, op: str, **kwargs: Any) -> dict:
+        if self.outcome is not None:
+            raise HandoverError(f"hand-over already ended ({self.outcome})")
+        self._ids += 1
+        cid = self._ids
+        t0 = time.perf_counter()
+        args = {k: v for k, v in kwargs.items() if v is not None}
+        try:
+            self._chan.send({"t": "cmd", "id": cid, "op": op, **args})
+            while True:
+                msg = self._chan.recv(timeout=self._timeout)
+                if msg is None:
+                    raise HandoverError("the run ended (sandbox stopped)")
+                if msg.get("t") == "reply" and msg.get("id") == cid:
+                    break
+        except (OSError, TimeoutError, ValueError) as exc:
+            self.outcome = self.outcome or "aborted"
+            raise HandoverError(f"hand-over channel failed: {exc!r}") from exc
+        reply = {k: v for k, v in msg.items() if k not in ("t", "id")}
+        entry = {"op": op, "args": mask_secrets(args, self._masks), "ok": reply.get("ok", False),
+                 "error": reply.get("error"), "ms": round((time.perf_counter() - t0) * 1000, 1)}
+        self.trace.append(entry)
+        return reply
+
+    def observe(self) -> dict:
+        r = self._cmd("observe")
+        if not r.get("ok"):
+            raise HandoverError(r.get("error") or "observe failed")
+        return r["value"]
+
+    def act(self, action: str, *, ref: int | None = None, selector: str | None = None, value: Any = None,
+            timeout_ms: int | None = None) -> dict:
+        r = self._cmd("act", action=action, ref=ref, selector=selector, value=value, timeout_ms=timeout_ms)
+        return {"ok": r.get("ok", False), "error": r.get("error"), "value": r.get("value")}
+
+    def fill_secret(self, *, ref: int | None = None, selector: str | None = None, secret_key: str,
+                    timeout_ms: int | None = None) -> dict:
+        if secret_key not in self._secret_keys:
+            return {"ok": False, "error": f"no secret named {secret_key!r}"}
+        r = self._cmd("fill_secret", ref=ref, selector=selector, secret_key=secret_key, timeout_ms=timeout_ms)
+        return {"ok": r.get("ok", False), "error": r.get("error")}
+
+    def goto(self, url: str, *, timeout_ms: int | None = None) -> dict:
+        r = self._cmd("goto", url=url, timeout_ms=timeout_ms)
+        return {"ok": r.get("ok", False), "status": r.get("status"), "url": r.get("url"), "error": r.get("error")}
+
+    def wait(self, *, load_state: str | None = None, selector: str | None = None,
+             timeout_ms: int | None = None) -> dict:
+        r = self._cmd("wait", load_state=load_state, selector=selector, timeout_ms=timeout_ms)
+        return {"ok": r.get("ok", False), "url": r.get("url"), "error": r.get("error")}
+
+    def screenshot(self) -> str:
+        r = self._cmd("screenshot")
+        if not r.get("ok"):
+            raise HandoverError(r.get("error") or "screenshot failed")
+        return r["value"]
+
+    def selector_for(self, ref: int) -> list[dict]:
+        r = self._cmd("selector_for", ref=ref)
+        if not r.get("ok"):
+            raise HandoverError(r.get("error") or "selector_for failed")
+        return r["value"]
+
+    def retry_step(self, *, selector: str | None = None, url: str | None = None,
+                   timeout_ms: int | None = None) -> dict:
+        r = self._cmd("retry_step", selector=selector, url=url, timeout=timeout_ms)
+        if r.get("ok"):
+            self.outcome = "retried"
+            self.recovery = {k: v for k, v in (("selector", selector), ("url", url), ("timeout_ms", timeout_ms)) if v}
+        return {"ok": r.get("ok", False), "value": r.get("value"), "error": r.get("error")}
+
+    def resume(self, value: Any = None) -> None:
+        self._cmd("resume", value=value)
+        self.outcome = "resumed"
+        self.recovery = {"value": value}
+
+    def abort(self, reason: str = "aborted") -> None:
+        if self.outcome is None:
+            self._cmd("abort", reason=reason)
+            self.outcome = "aborted"
+
+    def summary(self) -> dict:
+        return {"n": self.n, "failure_type": self.failure.type, "step_key": self.failure.step_key,
+                "outcome": self.outcome, "recovery": mask_secrets(self.recovery, self._masks),
+                "commands": self.trace}
+
+
+def _flat_keys(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.append(key)
+        if isinstance(v, dict):
+            out.extend(_flat_keys(v, key + "."))
+    return out
+
+
+def execute(
+    spec: RunSpec,
+    *,
+    on_handover: Callable[[Failure, Handover], None] | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    browser: BrowserPool | None = None,
+    handover_timeout_s: float = 300.0,
+) -> RunResult:
+    """Run spec.code in a sandboxed child; never raises for anything the task does.
+
+    Raises RunnerError only when the runner itself cannot work (Chromium or the child won't start).
+    Without `browser`, a Chromium is started for this run and stopped after it (the cold path).
+    """
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    own_pool: BrowserPool | None = None
+    if browser is None:
+        own_pool = BrowserPool(prewarm=False).start()
+        timings["browser_start_ms"] = own_pool.last_start_ms
+        pool = own_pool
+    else:
+        pool = browser.start()
+    child: Child | None = None
+    clean = False
+    try:
+        child = pool.acquire()
+        t = time.perf_counter()
+        ready = child.wait_ready()
+        timings["ready_wait_ms"] = round((time.perf_counter() - t) * 1000, 1)
+        timings["child_startup_ms"] = round((time.perf_counter() - child.spawned_at) * 1000, 1)
+        timings.update(ready.get("timings", {}))
+        result, clean = _drive(child, spec, on_handover, on_step, handover_timeout_s, timings)
+    finally:
+        t = time.perf_counter()
+        logs = child.cleanup() if child is not None else ""
+        if own_pool is not None:
+            own_pool.close()
+        else:
+            pool.release(clean)
+        timings["cleanup_ms"] = round((time.perf_counter() - t) * 1000, 1)
+    result.logs = mask_secrets(logs, secret_values(spec.secrets))[-LOG_TAIL_BYTES:]
+    result.duration_ms = round((time.perf_counter() - t0) * 1000, 1)
+    timings["total_ms"] = result.duration_ms
+    result.timings = {**timings, **result.timings}
+    return result
+
+
+def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover_timeout_s: float,
+           timings: dict) -> tuple[RunResult, bool]:
+    masks = secret_values(spec.secrets)
+    child_spec = RunSpec.from_dict(spec.to_dict())
+    child_spec.handover_on = [t for t in spec.handover_on if t in FAILURE_TYPES] if on_handover else []
+    steps: list[Step] = []
+    handovers: list[Handover] = []
+    result_msg: dict | None = None
+    closed = False
+    watchdog = _Watchdog(child, spec.wall_timeout_s, handover_timeout_s)
+    t_run = time.perf_counter()
+    try:
+        child.chan.send({"t": "spec", "spec": child_spec.to_dict()})
+    except OSError:
+        pass
+    watchdog.start()
+    try:
+        while True:
+            try:
+                msg = child.chan.recv(timeout=None if result_msg is None else 5.0)
+            except (OSError, TimeoutError, ValueError):
+                break
+            if msg is None:
+                break
+            kind = msg.get("t")
+            if kind == "step":
+                step = Step.from_dict(msg["step"])
+                steps.append(step)
+                if on_step is not None:
+                    _safe_call(on_step, step)
+            elif kind == "handover":
+                failure = Failure.from_dict(msg["failure"])
+                handover = Handover(child.chan, failure, spec.secrets, masks, n=len(handovers) + 1)
+                handovers.append(handover)
+                watchdog.pause()
+                try:
+                    on_handover(failure, handover)
+                except HandoverError:
+                    pass
+                except Exception as exc:  # noqa: BLE001 - an agent bug must not take the worker down
+                    handover.trace.append({"op": "agent_error", "error": mask_secrets(repr(exc), masks)})
+                finally:
+                    if handover.outcome is None:
+                        try:
+                            handover.abort("the agent ended without a recovery")
+                        except HandoverError:
+                            pass
+                    watchdog.resume()
+            elif kind == "result":
+                result_msg = msg["result"]
+                timings["run_ms"] = round((time.perf_counter() - t_run) * 1000, 1)
+            elif kind == "closed":
+                closed = True
+                timings["teardown_ms"] = msg.get("teardown_ms", 0)
+                break
+    finally:
+        watchdog.stop()
+    recovered = any(h.outcome in ("retried", "resumed") for h in handovers)
+    if result_msg is not None:
+        result = RunResult(
+            status=STATUS_FAILED if result_msg["status"] != "ok" else (STATUS_HEALED if recovered else STATUS_SUCCEEDED),
+            output=result_msg.get("output"),
+            error_type=result_msg.get("error_type"),
+            error_message=result_msg.get("error_message"),
+            steps=steps,
+            failure=Failure.from_dict(result_msg["failure"]) if result_msg.get("failure") else None,
+            screenshots=result_msg.get("screenshots") or [],
+            timings=result_msg.get("timings") or {},
+            recovered=recovered,
+        )
+    else:
+        result = _abnormal_end(child, spec, watchdog, steps, handovers, recovered)
+    result.handovers = [h.summary() for h in handovers]
+    return result, closed and result_msg is not None and not watchdog.fired
+
+
+def _abnormal_end(child: Child, spec: RunSpec, watchdog: _Watchdog, steps: list[Step],
+                  handovers: list[Handover], recovered: bool) -> RunResult:
+    """The child died or was killed before reporting: say why as precisely as we can."""
+    child.kill()
+    rc = child.proc.returncode
+    pending = next((h.failure for h in reversed(handovers) if h.outcome not in ("retried", "resumed")), None)
+    if watchdog.fired:
+        if watchdog.reason == "wall-clock limit":
+            reason = f"the run exceeded its wall-clock limit of {spec.wall_timeout_s:g} s and was stopped"
+            detail = "wall_timeout"
+        else:
+            reason = f"the recovery did not finish in time; the run was stopped"
+            detail = "handover_timeout"
+    elif rc is not None and rc < 0:
+        reason = _SIGNAL_REASONS.get(-rc, f"the sandbox was killed by signal {-rc}")
+        detail = {signal.SIGXCPU: "cpu_limit", signal.SIGXFSZ: "file_size_limit"}.get(-rc, "killed")
+    else:
+        tail = child.logs_tail().strip().splitlines()
+        last = tail[-1] if tail else ""
+        if "MemoryError" in last:
+            reason, detail = "the task exceeded the sandbox memory limit", "memory_limit"
+        else:
+            reason = f"the sandbox exited unexpectedly (code {rc})" + (f": {last[:300]}" if last else "")
+            detail = "crashed"
+    error_type = pending.type if pending is not None and detail == "handover_timeout" else SCRIPT_ERROR
+    failure = pending if pending is not None and detail == "handover_timeout" else Failure(
+        type=SCRIPT_ERROR, message=reason, exception="SandboxStopped", details={"reason": detail, "exit_code": rc},
+    )
+    return RunResult(status=STATUS_FAILED, error_type=error_type, error_message=reason, steps=steps,
+                     failure=failure, recovered=recovered)
+
+
+def _safe_call(fn: Callable, *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 - a broken listener must not break the run
+        pass
+
+
+def is_privileged() -> bool:
+    """True when runs get their own uid (the worker runs as root)."""
+    return privileged()

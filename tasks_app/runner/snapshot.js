@@ -1,0 +1,358 @@
+// In-page helpers of the runner, evaluated as one expression that yields the ANCHOR object.
+// Property names follow DESIGN.md §4 (the Similo locator-repair data): tag, id, name, class, type,
+// href, alt, text, visible_text, xpath, idxpath, x, y, width, height, area, shape, is_button,
+// neighbor_text, plus aria_label, role, placeholder, title, value, data_testid.
+// Kept cheap: fingerprint() runs once per element step and must cost well under a millisecond.
+(() => {
+  const REFS = "__anchorRefs";
+  const TESTID_ATTRS = ["data-testid", "data-test-id", "data-test", "data-qa", "data-cy"];
+  const norm = (s) => (s == null ? "" : String(s)).replace(/\s+/g, " ").trim();
+  const cap = (s, n) => (s.length > n ? s.slice(0, n) : s);
+
+  function xpath(el) {
+    const parts = [];
+    for (let n = el; n && n.nodeType === 1; n = n.parentElement) {
+      let i = 1;
+      for (let s = n.previousElementSibling; s; s = s.previousElementSibling) {
+        if (s.tagName === n.tagName) i++;
+      }
+      parts.unshift(n.tagName.toLowerCase() + "[" + i + "]");
+    }
+    return "/" + parts.join("/");
+  }
+
+  function idxpath(el) {
+    const parts = [];
+    for (let n = el; n && n.nodeType === 1; n = n.parentElement) {
+      if (n.id && n !== document.documentElement && n !== document.body) {
+        return "//*[@id='" + n.id + "']" + (parts.length ? "/" + parts.join("/") : "");
+      }
+      let i = 1;
+      for (let s = n.previousElementSibling; s; s = s.previousElementSibling) {
+        if (s.tagName === n.tagName) i++;
+      }
+      parts.unshift(n.tagName.toLowerCase() + "[" + i + "]");
+    }
+    return "/" + parts.join("/");
+  }
+
+  function implicitRole(el) {
+    const tag = el.tagName.toLowerCase();
+    const type = (el.getAttribute("type") || "").toLowerCase();
+    switch (tag) {
+      case "a": return el.hasAttribute("href") ? "link" : "";
+      case "button": return "button";
+      case "select": return el.multiple || el.size > 1 ? "listbox" : "combobox";
+      case "textarea": return "textbox";
+      case "img": return el.getAttribute("alt") === "" ? "presentation" : "img";
+      case "h1": case "h2": case "h3": case "h4": case "h5": case "h6": return "heading";
+      case "li": return "listitem";
+      case "ul": case "ol": return "list";
+      case "nav": return "navigation";
+      case "form": return "form";
+      case "table": return "table";
+      case "tr": return "row";
+      case "td": return "cell";
+      case "th": return "columnheader";
+      case "option": return "option";
+      case "dialog": return "dialog";
+      case "summary": return "button";
+      case "input":
+        if (["button", "submit", "reset", "image"].includes(type)) return "button";
+        if (type === "checkbox") return "checkbox";
+        if (type === "radio") return "radio";
+        if (type === "range") return "slider";
+        if (type === "number") return "spinbutton";
+        if (type === "search") return "searchbox";
+        if (type === "hidden" || type === "file" || type === "password" || type === "color" || type === "date") return "";
+        return "textbox";
+    }
+    return "";
+  }
+  const roleOf = (el) => norm(el.getAttribute("role")).split(" ")[0] || implicitRole(el);
+
+  function labelText(el) {
+    if (el.labels && el.labels.length) return norm(el.labels[0].innerText || el.labels[0].textContent);
+    return "";
+  }
+
+  function accName(el) {
+    const aria = norm(el.getAttribute("aria-label"));
+    if (aria) return aria;
+    const by = el.getAttribute("aria-labelledby");
+    if (by) {
+      const t = by.split(/\s+/).map((id) => document.getElementById(id)).filter(Boolean)
+        .map((n) => norm(n.innerText || n.textContent)).join(" ");
+      if (t) return norm(t);
+    }
+    const tag = el.tagName.toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select") {
+      const type = (el.getAttribute("type") || "").toLowerCase();
+      if (["button", "submit", "reset"].includes(type)) return norm(el.value) || (type === "submit" ? "Submit" : type === "reset" ? "Reset" : "");
+      if (type === "image") return norm(el.getAttribute("alt"));
+      return labelText(el) || norm(el.getAttribute("title")) || norm(el.getAttribute("placeholder"));
+    }
+    if (tag === "img") return norm(el.getAttribute("alt")) || norm(el.getAttribute("title"));
+    const text = norm(el.innerText || el.textContent);
+    return text || norm(el.getAttribute("title"));
+  }
+
+  function isVisible(el) {
+    if (el.checkVisibility && !el.checkVisibility({ visibilityProperty: true, opacityProperty: false })) return false;
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0;
+  }
+
+  function isButton(el) {
+    const tag = el.tagName.toLowerCase();
+    const type = (el.getAttribute("type") || "").toLowerCase();
+    return tag === "button" || (tag === "input" && ["button", "submit", "reset", "image"].includes(type)) ||
+      el.getAttribute("role") === "button";
+  }
+
+  function ownText(el) {
+    let t = "";
+    for (const c of el.childNodes) if (c.nodeType === 3) t += c.nodeValue;
+    return norm(t);
+  }
+
+  function neighborText(el) {
+    // The closest text around the element that is not its own: label, siblings, then ancestors.
+    const own = norm(el.innerText || el.textContent);
+    const lab = labelText(el);
+    if (lab && lab !== own) return cap(lab, 120);
+    for (const sib of [el.previousElementSibling, el.nextElementSibling]) {
+      if (sib) {
+        const t = norm(sib.innerText || sib.textContent);
+        if (t && t !== own) return cap(t, 120);
+      }
+    }
+    let n = el.parentElement;
+    for (let i = 0; n && i < 3 && n !== document.body; i++, n = n.parentElement) {
+      const t = norm(n.innerText || n.textContent).replace(own, " ").trim();
+      if (t) return cap(norm(t), 120);
+    }
+    return "";
+  }
+
+  function fingerprint(el) {
+    if (!el || el.nodeType !== 1) return null;
+    const r = el.getBoundingClientRect();
+    const text = cap(norm(el.innerText || el.textContent), 200);
+    const fp = {
+      tag: el.tagName.toUpperCase(),
+      text,
+      visible_text: isVisible(el) ? text : "",
+      xpath: xpath(el),
+      idxpath: idxpath(el),
+      x: Math.round(r.left + window.scrollX),
+      y: Math.round(r.top + window.scrollY),
+      width: Math.round(r.width),
+      height: Math.round(r.height),
+      area: Math.round(r.width * r.height),
+      shape: r.height > 0 ? Math.round((r.width * 100) / r.height) : 0,
+      is_button: isButton(el) ? "yes" : "no",
+      neighbor_text: neighborText(el),
+      role: roleOf(el),
+    };
+    const attrs = { id: "id", name: "name", class: "class", type: "type", href: "href", alt: "alt",
+      placeholder: "placeholder", title: "title", "aria-label": "aria_label" };
+    for (const [a, k] of Object.entries(attrs)) {
+      const v = el.getAttribute(a);
+      if (v != null && v !== "") fp[k] = cap(norm(v), 300);
+    }
+    for (const a of TESTID_ATTRS) {
+      const v = el.getAttribute(a);
+      if (v) { fp.data_testid = v; break; }
+    }
+    const tag = fp.tag;
+    if ((tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA" || tag === "BUTTON" || tag === "OPTION") &&
+        el.value != null && el.value !== "" && (el.getAttribute("type") || "").toLowerCase() !== "password") {
+      fp.value = cap(String(el.value), 200);
+    }
+    return fp;
+  }
+
+  function captcha() {
+    for (const f of document.querySelectorAll("iframe")) {
+      const src = (f.getAttribute("src") || "") + " " + (f.getAttribute("title") || "");
+      if (f.closest(".grecaptcha-badge")) continue; // invisible reCAPTCHA v3 badge: not a challenge
+      const r = f.getBoundingClientRect();
+      if (r.width < 30 || r.height < 30) continue;
+      if (/recaptcha/i.test(src)) return "recaptcha";
+      if (/hcaptcha/i.test(src)) return "hcaptcha";
+      if (/challenges\.cloudflare\.com|turnstile/i.test(src)) return "turnstile";
+      if (/captcha|arkoselabs|funcaptcha/i.test(src)) return "captcha";
+    }
+    const widgets = [[".g-recaptcha, #recaptcha, [data-recaptcha]", "recaptcha"], [".h-captcha, [data-hcaptcha-widget-id]", "hcaptcha"],
+      [".cf-turnstile, #challenge-form, #cf-challenge-running, #challenge-stage", "turnstile"]];
+    for (const [sel, kind] of widgets) {
+      const el = document.querySelector(sel);
+      if (el && isVisible(el)) return kind;
+    }
+    const sk = document.querySelector("[data-sitekey]");
+    if (sk && isVisible(sk)) return "captcha";
+    const body = document.body ? cap(document.body.innerText || "", 5000) : "";
+    if (/verify (that )?you are (a )?human|i'?m not a robot|are you a robot|checking (if the site connection is secure|your browser)|complete the security check|press (&|and) hold/i.test(body)) {
+      return "challenge";
+    }
+    return null;
+  }
+
+  function passwordVisible() {
+    for (const el of document.querySelectorAll("input[type=password]")) if (isVisible(el)) return true;
+    return false;
+  }
+
+  function pageState() {
+    let status = null;
+    try {
+      const nav = performance.getEntriesByType("navigation")[0];
+      if (nav && nav.responseStatus) status = nav.responseStatus;
+    } catch (e) { /* old engines */ }
+    const pw = passwordVisible();
+    const body = document.body ? cap(document.body.innerText || "", 5000) : "";
+    const busyEl = document.querySelector("[aria-busy=true], .spinner, .loading, .loader, [role=progressbar], .skeleton");
+    return {
+      url: location.href,
+      title: document.title,
+      readyState: document.readyState,
+      http_status: status,
+      password_visible: pw,
+      login_form: pw,
+      captcha: captcha(),
+      busy: !!(busyEl && isVisible(busyEl)) || /^\s*loading(\.\.\.|…)?\s*$/i.test(body),
+      auth_error_text: /invalid (username|password|credentials|login)|incorrect (username|password|email)|wrong password|login failed|authentication failed|session (has )?expired/i.test(body),
+    };
+  }
+
+  function isInteractable(el) {
+    const tag = el.tagName;
+    if (["A", "BUTTON", "INPUT", "SELECT", "TEXTAREA", "SUMMARY", "LABEL", "OPTION"].includes(tag)) return true;
+    if (el.hasAttribute("onclick") || el.isContentEditable || el.hasAttribute("tabindex")) return true;
+    const role = el.getAttribute("role");
+    return !!role && /button|link|checkbox|radio|tab|menuitem|option|switch|textbox|combobox|searchbox/.test(role);
+  }
+
+  function observe(maxElements) {
+    const max = maxElements || 3000;
+    const refs = [];
+    const elements = [];
+    const all = document.body ? document.body.querySelectorAll("*") : [];
+    for (const el of all) {
+      if (elements.length >= max) break;
+      if (["SCRIPT", "STYLE", "NOSCRIPT", "TEMPLATE", "META", "LINK", "HEAD"].includes(el.tagName)) continue;
+      const interactable = isInteractable(el);
+      if (!interactable && !ownText(el)) continue;
+      if (!isVisible(el) && !(el.tagName === "INPUT" && el.type === "hidden" && false)) continue;
+      const fp = fingerprint(el);
+      fp.visible = true;
+      fp.enabled = !(el.disabled || el.getAttribute("aria-disabled") === "true");
+      fp.interactable = interactable;
+      fp.ref = refs.length;
+      const name = accName(el);
+      if (name) fp.name_text = cap(name, 200);
+      refs.push(el);
+      elements.push(fp);
+    }
+    window[REFS] = refs;
+    const links = [];
+    for (const a of document.querySelectorAll("a[href]")) {
+      if (links.length >= 500) break;
+      if (!isVisible(a)) continue;
+      links.push({ text: cap(norm(a.innerText || a.textContent), 120), href: a.href, ref: refs.indexOf(a) });
+    }
+    const forms = [];
+    for (const f of document.querySelectorAll("form")) {
+      if (forms.length >= 50) break;
+      const inputs = [];
+      for (const i of f.querySelectorAll("input, select, textarea")) {
+        if ((i.type || "") === "hidden") continue;
+        inputs.push({ tag: i.tagName.toLowerCase(), type: i.getAttribute("type") || "", name: i.getAttribute("name") || "",
+          id: i.id || "", label: labelText(i), placeholder: i.getAttribute("placeholder") || "",
+          visible: isVisible(i), ref: refs.indexOf(i) });
+      }
+      const submits = [];
+      for (const b of f.querySelectorAll("button, input[type=submit], input[type=image]")) {
+        submits.push({ text: accName(b), id: b.id || "", name: b.getAttribute("name") || "", visible: isVisible(b), ref: refs.indexOf(b) });
+      }
+      forms.push({ id: f.id || "", name: f.getAttribute("name") || "", action: f.getAttribute("action") || "",
+        method: (f.getAttribute("method") || "get").toLowerCase(), inputs, submits });
+    }
+    const state = pageState();
+    return Object.assign(state, {
+      elements,
+      links,
+      forms,
+      text_excerpt: document.body ? cap(norm(document.body.innerText), 4000) : "",
+    });
+  }
+
+  const STABLE_ID = (id) => !!id && !/\d{4,}|[0-9a-f]{8,}|^(ember|react|ng-|:r|mui-|radix-|headlessui-)|^[0-9]/i.test(id) &&
+    /^[A-Za-z][\w-]*$/.test(id);
+  const q = (s) => JSON.stringify(s);
+
+  function cssPath(el) {
+    const parts = [];
+    for (let n = el; n && n.nodeType === 1 && n !== document.documentElement; n = n.parentElement) {
+      if (n !== el && STABLE_ID(n.id)) { parts.unshift("#" + CSS.escape(n.id)); break; }
+      let part = n.tagName.toLowerCase();
+      const parent = n.parentElement;
+      if (parent) {
+        const same = Array.from(parent.children).filter((c) => c.tagName === n.tagName);
+        if (same.length > 1) part += ":nth-of-type(" + (same.indexOf(n) + 1) + ")";
+      }
+      parts.unshift(part);
+      if (n === document.body) break;
+    }
+    return parts.join(" > ");
+  }
+
+  function selectorCandidates(el) {
+    const out = [];
+    for (const a of TESTID_ATTRS) {
+      const v = el.getAttribute(a);
+      if (v) out.push({ selector: "[" + a + "=" + q(v) + "]", kind: "test_id", attribute: a, value: v });
+    }
+    const role = roleOf(el);
+    const name = accName(el);
+    if (role && name && name.length <= 80) {
+      out.push({ selector: "role=" + role + "[name=" + q(name) + "s]", kind: "role", role, name });
+    }
+    if (STABLE_ID(el.id)) out.push({ selector: "#" + CSS.escape(el.id), kind: "id" });
+    const tag = el.tagName.toLowerCase();
+    for (const a of ["name", "placeholder", "aria-label"]) {
+      const v = el.getAttribute(a);
+      if (v && v.length <= 80) out.push({ selector: tag + "[" + a + "=" + q(v) + "]", kind: "attribute" });
+    }
+    const text = norm(el.innerText || el.textContent);
+    if (text && text.length <= 60 && !["INPUT", "SELECT", "TEXTAREA"].includes(el.tagName)) {
+      out.push({ selector: "text=" + q(text), kind: "text", text });
+    }
+    out.push({ selector: cssPath(el), kind: "css" });
+    return out;
+  }
+
+  function domExcerpt(max) {
+    if (!document.documentElement) return "";
+    const clone = document.documentElement.cloneNode(true);
+    for (const n of clone.querySelectorAll("script, style, noscript, svg, link[rel=stylesheet], template")) n.remove();
+    const html = clone.outerHTML.replace(/\s{2,}/g, " ");
+    return cap(html, max || 20000);
+  }
+
+  // What the classifier needs when an element action failed: how many elements match, whether the
+  // first is visible and enabled, and the page state.
+  function elementEvidence(els) {
+    const first = els && els[0];
+    return Object.assign(pageState(), {
+      match_count: els ? els.length : 0,
+      match_visible: first ? isVisible(first) : null,
+      match_enabled: first ? !(first.disabled || first.getAttribute("aria-disabled") === "true") : null,
+    });
+  }
+
+  const ref = (n) => (window[REFS] || [])[n] || null;
+
+  return { fingerprint, pageState, observe, selectorCandidates, domExcerpt, elementEvidence, ref, accName, roleOf };
+})()

@@ -1,0 +1,30 @@
+"""JavaScript expressions built from snapshot.js, ready for page.evaluate / locator.evaluate.
+
+The helper object is rebuilt inside each evaluate call instead of being installed as a page global:
+nothing of ours lives in the page's world between calls (except the observe() element refs during a
+hand-over), so sites cannot see or break it, and navigations need no re-injection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SOURCE = (Path(__file__).with_name("snapshot.js")).read_text().strip()
+_A = f"({SOURCE})"
+
+# Element -> fingerprint dict (DESIGN §4 names).
+FINGERPRINT = f"(el) => {_A}.fingerprint(el)"
+# Read actions return [value, fingerprint] in one round trip.
+READ_INNER_TEXT = f"(el) => [el.innerText, {_A}.fingerprint(el)]"
+READ_TEXT_CONTENT = f"(el) => [el.textContent, {_A}.fingerprint(el)]"
+READ_INNER_HTML = f"(el) => [el.innerHTML, {_A}.fingerprint(el)]"
+READ_ATTRIBUTE = f"(el, name) => [el.getAttribute(name), {_A}.fingerprint(el)]"
+PAGE_STATE = f"() => {_A}.pageState()"
+OBSERVE = f"(max) => {_A}.observe(max)"
+DOM_EXCERPT = f"(max) => {_A}.domExcerpt(max)"
+# Used with locator.evaluate_all: the evidence about a selector that failed.
+ELEMENT_EVIDENCE = f"(els) => {_A}.elementEvidence(els)"
+REF_HANDLE = f"(n) => {_A}.ref(n)"
+SELECTOR_CANDIDATES = f"(n) => {{ const A = {_A}; const el = A.ref(n); return el ? A.selectorCandidates(el) : []; }}"
+# evaluate_all over a candidate selector: [count, matches the ref'd element].
+VERIFY_REF = f"(els, n) => [els.length, els.length === 1 && els[0] === {_A}.ref(n)]"

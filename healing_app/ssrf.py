@@ -1,0 +1,227 @@
+"""The SSRF guard for outgoing webhooks.
+
+A webhook URL is chosen by a user, so a request to it must never reach our own network: loopback, private
+ranges, link-local (the cloud metadata service) and friends. Checking the URL when it is saved is not enough:
+the name can resolve differently a second later (DNS rebinding). So the address is checked again at connect
+time, inside the HTTP transport, and the socket is opened to exactly the address that was checked.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+
+import httpcore
+import httpx
+from django.conf import settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ALLOWED_SCHEMES = ("http", "https")
+MAX_RESPONSE_BYTES = 16 * 1024
+
+# Metadata services of the big clouds. Refused even when private addresses are allowed: a webhook never
+# has a reason to talk to them, and they hand out credentials.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean
+        "fd00:ec2::254",  # AWS over IPv6
+        "100.100.100.200",  # Alibaba Cloud
+        "192.0.0.192",  # Oracle Cloud
+    )
+)
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class UnsafeURL(ValueError):
+    """The URL or one of the addresses its host resolves to must not be contacted."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status_code: int
+    body: bytes  # at most MAX_RESPONSE_BYTES; the rest is never read
+    location: str  # a redirect's target, reported but not followed
+
+
+def allow_private_default() -> bool:
+    return bool(settings.WEBHOOKS_ALLOW_PRIVATE)
+
+
+def address_refusal(ip: IPAddress, *, allow_private: bool) -> str | None:
+    """Why `ip` must not be contacted, or None when it may be."""
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        # ::ffff:127.0.0.1 and friends reach the IPv4 address inside them, so that address is what counts.
+        return address_refusal(embedded, allow_private=allow_private)
+    if ip in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_loopback:
+        return None if allow_private else "a loopback address"
+    if ip.is_reserved or (ip.version == 6 and ip.is_site_local):
+        return "a reserved address"
+    if allow_private:
+        return None
+    if ip in _CGNAT:
+        return "a shared (CGNAT) address"
+    if ip.is_private or not ip.is_global:
+        return "a private address"
+    return None
+
+
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    if ip.version == 4:
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _IPV4_COMPATIBLE and int(ip) > 1:  # deprecated ::a.b.c.d form; :: and ::1 are themselves
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    return None
+
+
+def parse_url(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL, or UnsafeURL. Uses the same parser as the sender."""
+    if not isinstance(url, str) or not url.strip():
+        raise UnsafeURL("a URL is required")
+    try:
+        parsed = httpx.URL(url.strip())
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise UnsafeURL(f"not a valid URL: {exc}") from None
+    if parsed.scheme not in ALLOWED_SCHEMES:
+        raise UnsafeURL("only http:// and https:// URLs are allowed")
+    host = parsed.raw_host.decode("ascii")
+    if not host:
+        raise UnsafeURL("the URL has no host")
+    return parsed.scheme, host, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address `host` resolves to, in the resolver's order. Raises socket.gaierror."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: list[IPAddress] = []
+    for _family, _type, _proto, _canonname, sockaddr in infos:
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if ip not in addresses:
+            addresses.append(ip)
+    return addresses
+
+
+def checked_addresses(host: str, port: int, *, allow_private: bool) -> list[IPAddress]:
+    """Resolve `host` and refuse it if ANY address is unsafe: a name with one bad address is a bad name."""
+    addresses = resolve(host, port)
+    if not addresses:
+        raise socket.gaierror(f"{host} has no addresses")
+    for ip in addresses:
+        refusal = address_refusal(ip, allow_private=allow_private)
+        if refusal is not None:
+            shown = host if _is_literal(host) else f"{host} ({ip})"
+            raise UnsafeURL(f"{shown} is {refusal}; webhooks may only go to public addresses")
+    return addresses
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def check_url(url: str, *, allow_private: bool | None = None) -> None:
+    """Refuse (UnsafeURL) a URL that is not http(s) or whose host resolves to an address we must not contact."""
+    allow = allow_private_default() if allow_private is None else allow_private
+    _scheme, host, port = parse_url(url)
+    try:
+        checked_addresses(host, port, allow_private=allow)
+    except socket.gaierror:
+        raise UnsafeURL(f"the host {host} does not resolve") from None
+
+
+class GuardedNetworkBackend(httpcore.SyncBackend):
+    """Connects only to checked addresses, and to the very address that was checked (no second lookup)."""
+
+    def __init__(self, *, allow_private: bool):
+        self.allow_private = allow_private
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        try:
+            addresses = checked_addresses(host, port, allow_private=self.allow_private)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        error: Exception | None = None
+        for ip in addresses:
+            try:
+                return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    def __init__(self, *, allow_private: bool):
+        # No proxies from the environment: a proxy would make the connection to the real target for us, unchecked.
+        super().__init__(trust_env=False)
+        # httpx offers no way to pass a network backend, so its connection pool is replaced by one that has ours.
+        # TLS still verifies the certificate against the URL's host name, not the pinned address.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            network_backend=GuardedNetworkBackend(allow_private=allow_private),
+            max_connections=1,
+        )
+
+
+def guarded_post(
+    url: str,
+    *,
+    content: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    max_bytes: int = MAX_RESPONSE_BYTES,
+    allow_private: bool | None = None,
+) -> Reply:
+    """POST once, without following redirects, reading at most `max_bytes` of the reply within `timeout` overall.
+
+    Raises UnsafeURL (refused before connecting), httpx.TimeoutException or another httpx.HTTPError.
+    """
+    allow = allow_private_default() if allow_private is None else allow_private
+    parse_url(url)
+    deadline = time.monotonic() + timeout
+    headers = {**headers, "accept-encoding": "identity"}
+    with httpx.Client(
+        transport=GuardedTransport(allow_private=allow),
+        follow_redirects=False,
+        trust_env=False,
+        timeout=httpx.Timeout(timeout),
+    ) as client:
+        with client.stream("POST", url, content=content, headers=headers) as response:
+            body = bytearray()
+            # httpx's timeouts are per network operation; the deadline stops a receiver that drips bytes slowly.
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) >= max_bytes:
+                    break
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(f"the reply took longer than {timeout:g}s")
+            return Reply(
+                status_code=response.status_code,
+                body=bytes(body[:max_bytes]),
+                location=response.headers.get("location", "") if response.is_redirect else "",
+            )

@@ -822,17 +822,27 @@ def insert_login_steps(
     submit_selector: str,
     username_key: str = "username",
     password_key: str = "password",
+    login_url: str | None = None,
+    base_url_param: str | None = None,
 ) -> str:
     """Insert a login from ``params["secrets"]`` before the statement on ``line``.
 
-    Only the secret *keys* are written into the code, never their values.
+    Only the secret *keys* are written into the code, never their values. With ``login_url`` the
+    login starts by opening that page; when ``base_url_param`` is given, ``login_url`` is a path
+    appended to ``params[base_url_param]`` so the code keeps working on other deployments of the site.
     """
 
     def build(page: str, params: str | None) -> list[str]:
         if params is None:
             raise PatchError(f"no params in scope on line {line} to read secrets from")
         secrets = f'{params}["secrets"]'
+        opening = []
+        if login_url and base_url_param:
+            opening = [f"{page}.goto({params}[{_string(base_url_param).value}] + {_string(login_url).value})"]
+        elif login_url:
+            opening = [f"{page}.goto({_string(login_url).value})"]
         return [
+            *opening,
             f"{page}.fill({_string(username_selector).value}, {secrets}[{_string(username_key).value}])",
             f"{page}.fill({_string(password_selector).value}, {secrets}[{_string(password_key).value}])",
             f"{page}.click({_string(submit_selector).value})",

@@ -48,15 +48,17 @@ def takeover(*, run: Run, failure: dict, handover) -> None:
         allowed_hosts=_allowed_hosts(task, run),
         params={**task.params, **run.params},
     )
-    agent = agent_for(task)
     started = time.monotonic()
+    kind = "heuristic"
     try:
+        agent = agent_for(task)
+        kind = agent.kind
         outcome = agent.take_over(context, handover)
     except Exception as exc:  # an agent bug must fail the heal, not the worker
-        logger.exception("agent %s crashed during takeover of %s", agent.kind, run.pk)
-        outcome = TakeoverOutcome(recovered=False, reason=f"the {agent.kind} agent failed: {type(exc).__name__}")
+        logger.exception("the %s agent crashed during the takeover of %s", kind, run.pk)
+        outcome = TakeoverOutcome(recovered=False, reason=f"the {kind} agent failed: {type(exc).__name__}: {exc}")
     elapsed_ms = int((time.monotonic() - started) * 1000)
-    _record_takeover(event=event, failure=failure, agent_kind=agent.kind, outcome=outcome, elapsed_ms=elapsed_ms)
+    _record_takeover(event=event, failure=failure, agent_kind=kind, outcome=outcome, elapsed_ms=elapsed_ms)
     if not outcome.recovered:
         handover.abort(outcome.reason)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 
@@ -18,6 +19,18 @@ from tasks_app.services import fingerprints_store, task_runtime_secrets
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 10
+_pool = None
+
+
+def browser_pool():
+    """This process's Chromium, started on first use and reused by every run (each gets a fresh context)."""
+    global _pool
+    if _pool is None:
+        from tasks_app.runner.browser import BrowserPool
+
+        _pool = BrowserPool(executable_path=settings.CHROMIUM_PATH or None)
+        atexit.register(_pool.close)
+    return _pool
 
 
 def run_claim(run_id: str) -> Run | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from tasks_app import execution
-from tasks_app.runner.browser import shared_pool
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +14,7 @@ def run_task(run_id: str) -> str:
     if run is None:
         return "skipped: not queued (already claimed or finished)"
     try:
-        result = execution.run_execute(run, browser=shared_pool())
+        result = execution.run_execute(run, browser=execution.browser_pool())
     except Exception as exc:  # the runner itself broke: the run must still end, with the reason
         logger.exception("runner failed for %s", run_id)
         execution.run_fail(run, f"the runner failed: {type(exc).__name__}: {exc}")

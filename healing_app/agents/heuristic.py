@@ -197,7 +197,10 @@ class HeuristicAgent:
         form = _login_form(page.get("forms") or [])
         if form is None:
             return TakeoverOutcome(recovered=False, reason="no login form found on the page")
-        user_field, password_field, submit = form
+        selectors = [_unique_selector(run.handover, item) for item in form]
+        if None in selectors:
+            return TakeoverOutcome(recovered=False, reason="the login form's fields have no unique selector")
+        user_field, password_field, submit = selectors
         run.log("fill_secret", selector=user_field, secret=user_key)
         run.handover.fill_secret(selector=user_field, secret_key=user_key)
         run.log("fill_secret", selector=password_field, secret="password")
@@ -207,19 +210,22 @@ class HeuristicAgent:
         if not clicked.get("ok"):
             return TakeoverOutcome(recovered=False, reason=f"the login button did not work: {clicked.get('error')}")
         run.handover.wait(load_state="load", timeout_ms=10_000)
-        after = run.handover.observe()
-        if after.get("login_form"):
+        if run.handover.observe().get("login_form"):
             return TakeoverOutcome(recovered=False, reason="still on the login form after signing in (wrong credentials?)")
         run.log("retry_step")
         answer = run.handover.retry_step()
         if not answer.get("ok"):
             return TakeoverOutcome(recovered=False, reason=f"logged in, but the step still fails: {answer.get('error')}")
+        login_url = (page.get("url") or "").split("?")[0]
+        base_url = str(run.context.params.get("base_url") or "").rstrip("/")
         return TakeoverOutcome(
             recovered=True,
             recovery={
                 "kind": "login",
                 "line": failure.get("line"),
-                "login_url": page.get("url"),
+                "login_url": login_url,
+                # Relative to params["base_url"] when possible, so the code keeps working on another host.
+                "login_path": login_url[len(base_url):] if base_url and login_url.startswith(base_url) else None,
                 "username_selector": user_field,
                 "password_selector": password_field,
                 "submit_selector": submit,
@@ -271,6 +277,8 @@ def _apply(code: str, recovery: dict) -> tuple[str, str]:
             password_selector=recovery["password_selector"],
             submit_selector=recovery["submit_selector"],
             username_key=recovery.get("username_key", "username"),
+            login_url=recovery.get("login_path") or recovery.get("login_url"),
+            base_url_param="base_url" if recovery.get("login_path") else None,
         )
         return new, (
             f"A login wall appeared before line {line}; the new version signs in with the task's secrets "
@@ -343,22 +351,32 @@ def _link_score(wanted_path: str, link: dict) -> float:
     return max(fuzz.token_set_ratio(wanted, path), 0.9 * fuzz.token_set_ratio(wanted, text))
 
 
-def _login_form(forms: list[dict]) -> tuple[str, str, str] | None:
-    """(username field, password field, submit button) selectors of the first form with a password field."""
+SUBMIT_WORDS = ("log in", "login", "sign in", "signin", "continue", "submit", "next")
+
+
+def _login_form(forms: list[dict]) -> tuple[dict, dict, dict] | None:
+    """(username field, password field, submit button) of the first form with a visible password field."""
     for form in forms:
-        inputs = form.get("inputs") or []
+        inputs = [i for i in form.get("inputs") or [] if i.get("visible", True)]
         password = next((i for i in inputs if (i.get("type") or "").lower() == "password"), None)
         if password is None:
             continue
-        def hint(i: dict) -> str:
-            return " ".join(str(i.get(k) or "") for k in ("name", "id", "label", "placeholder", "autocomplete")).lower()
-        user = next(
-            (i for i in inputs if i is not password and (i.get("type") or "text").lower() in ("text", "email")
-             and any(h in hint(i) for h in USERNAME_HINTS)),
-            None,
-        ) or next((i for i in inputs if i is not password and (i.get("type") or "text").lower() in ("text", "email")), None)
-        submits = form.get("submits") or []
-        if user is None or not submits:
-            continue
-        return user["selector"], password["selector"], submits[0]["selector"]
+        texts = [i for i in inputs if i is not password and (i.get("type") or "text").lower() in ("text", "email", "")]
+        user = next((i for i in texts if any(h in _hint(i) for h in USERNAME_HINTS)), texts[0] if texts else None)
+        submits = [b for b in form.get("submits") or [] if b.get("visible", True)]
+        submit = next((b for b in submits if any(w in (b.get("text") or "").lower() for w in SUBMIT_WORDS)), None)
+        submit = submit or (submits[0] if submits else None)
+        if user is not None and submit is not None:
+            return user, password, submit
     return None
+
+
+def _hint(field: dict) -> str:
+    return " ".join(str(field.get(k) or "") for k in ("name", "id", "label", "placeholder")).lower()
+
+
+def _unique_selector(handover, item: dict) -> str | None:
+    if item.get("ref") is None or item["ref"] < 0:
+        return None
+    options = handover.selector_for(item["ref"])
+    return options[0]["selector"] if options else None

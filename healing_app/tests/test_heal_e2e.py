@@ -1,0 +1,292 @@
+"""End to end: a task that works on version 1 of a page breaks on version 2 and heals during the run.
+
+Real Chromium, pages served on localhost, real RQ queues on Redis and the product's own worker class.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from healing_app.models import HealingEvent
+from healing_app.services import healing_approve, healing_reject
+from tasks_app import services
+from tasks_app.models import Run
+from tasks_app.tests.sites import Response, redirect, serve
+
+pytestmark = pytest.mark.django_db(transaction=True)
+S = HealingEvent.Status
+
+CONTACT_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/contact")
+    page.fill("#name", params["name"])
+    # Send the form.
+    page.click("#submit")
+    return {"confirmation": page.inner_text(".confirmation")}
+'''
+
+
+def contact_page(version: int) -> str:
+    if version == 1:
+        button = '<button id="submit" type="submit" class="btn primary">Send</button>'
+    elif version == 2:
+        button = '<button id="send-message" type="submit" class="btn primary cta" data-testid="send">Send message</button>'
+    else:  # the real button is gone; a look-alike sits in another form
+        button = ""
+    decoy = (
+        '<form method="post" action="/newsletter"><label for="nl">Newsletter</label><input id="nl" name="nl">'
+        '<button id="newsletter-send" type="submit" class="btn primary">Send</button></form>'
+    )
+    return (
+        '<html><body><h1>Contact</h1>'
+        '<form method="post" action="/thanks"><label for="name">Name</label><input id="name" name="name">'
+        f'<button type="reset" class="btn">Clear</button>{button}</form>{decoy if version == 3 else ""}</body></html>'
+    )
+
+
+def thanks(request) -> str:
+    return f'<p class="confirmation">Thanks, {request.form.get("name")}!</p>'
+
+
+def contact_site(version: int):
+    return serve({
+        "/contact": lambda request: contact_page(site_version["v"]),
+        "/thanks": thanks,
+        "/newsletter": '<p class="subscribed">Subscribed</p>',
+    })
+
+
+site_version = {"v": 1}
+
+
+def make_task(site, code=CONTACT_CODE, **config):
+    return services.task_create(
+        name="contact",
+        prompt="Fill out the contact form",
+        code=code,
+        params={"base_url": site.url, "name": "Ada"},
+        self_healing=True,
+        self_healing_config=config,
+    )
+
+
+def run_now(task, drain) -> Run:
+    run = services.run_enqueue(task=task)
+    drain()
+    run.refresh_from_db()
+    return run
+
+
+def _explain(run: Run) -> str:
+    event = HealingEvent.objects.filter(run=run).first()
+    return f"{run.error_type}: {run.error_message}; event: {event and (event.status, event.reason, event.agent_trace)}"
+
+
+@pytest.fixture(autouse=True)
+def reset_site():
+    site_version["v"] = 1
+    yield
+
+
+def test_renamed_button_heals_during_the_run_and_auto_deploys(drain):
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True)
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site_version["v"] = 2
+        healed = run_now(task, drain)
+    assert healed.status == Run.Status.HEALED, _explain(healed)
+    assert healed.output == {"confirmation": "Thanks, Ada!"}
+    # One POST for the v1 run, one for the healed run (not restarted), one for the validation run.
+    assert site.hits["POST /thanks"] == 3
+    event = HealingEvent.objects.get(run=healed)
+    assert event.status == S.DEPLOYED
+    assert event.error_type == "element_not_found"
+    assert event.validation_run.status == Run.Status.SUCCEEDED
+    task.refresh_from_db()
+    assert task.current_version == event.new_version
+    old_lines, new_lines = event.original_version.code.splitlines(), event.new_version.code.splitlines()
+    changed = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
+    assert len(old_lines) == len(new_lines) and len(changed) == 1
+    assert changed[0][0].strip() == 'page.click("#submit")'
+    assert "send" in changed[0][1] and "#submit" not in changed[0][1]
+    assert "# Send the form." in event.new_version.code  # comments survive the patch
+    assert "#submit" in event.root_cause and "line 5" in event.root_cause
+    assert [entry["status"] for entry in event.timeline] == ["triggered", "healing", "validating", "deployed"]
+
+
+def test_without_auto_deploy_the_heal_waits_for_a_reviewer_then_deploys_on_approval(drain, reviewer):
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=False)
+        run_now(task, drain)
+        site_version["v"] = 2
+        run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert event.status == S.PENDING_REVIEW
+    task.refresh_from_db()
+    assert task.current_version == event.original_version
+    healing_approve(event=event, reviewer=reviewer)
+    task.refresh_from_db()
+    assert task.current_version == event.new_version
+
+
+def test_rejected_heal_leaves_the_code_unchanged_and_the_element_stays_rejected(drain, reviewer):
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=False, max_attempts=5)
+        run_now(task, drain)
+        site_version["v"] = 2
+        run_now(task, drain)
+        event = HealingEvent.objects.get(task=task)
+        healing_reject(event=event, reviewer=reviewer, comment="that is the wrong button")
+        task.refresh_from_db()
+        assert task.current_version == event.original_version
+        # The next run must not pick the rejected element again.
+        again = run_now(task, drain)
+    second = HealingEvent.objects.filter(task=task).exclude(pk=event.pk).get()
+    chosen = [c for c in second.candidate_scores if c.get("id") == "send-message"]
+    assert second.chosen_element is None or second.chosen_element.get("id") != "send-message"
+    assert again.status == Run.Status.FAILED or second.new_version_id is None or not chosen
+
+
+def test_a_decoy_look_alike_is_never_deployed(drain):
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True)
+        run_now(task, drain)
+        first_version = task.current_version
+        site_version["v"] = 3
+        run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert event.status == S.FAILED
+    task.refresh_from_db()
+    assert task.current_version == first_version
+
+
+def test_failure_types_not_in_trigger_on_are_not_healed(drain):
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True, trigger_on=["timeout"])
+        run_now(task, drain)
+        site_version["v"] = 2
+        run = run_now(task, drain)
+    assert run.status == Run.Status.FAILED
+    assert run.error_type == "element_not_found"
+    assert not HealingEvent.objects.exists()
+
+
+def test_max_attempts_stops_new_heal_loops_for_the_same_step(drain):
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True, max_attempts=1)
+        run_now(task, drain)
+        site_version["v"] = 3  # only a decoy: every heal of this step fails
+        run_now(task, drain)
+        run_now(task, drain)
+    first, second = HealingEvent.objects.order_by("created_at")
+    assert first.attempt == 1 and first.agent_trace
+    assert second.status == S.FAILED
+    assert "max_attempts (1)" in second.reason
+    assert second.agent_trace == []
+
+
+CATALOG_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/catalog")
+    return {"products": page.inner_text(".products")}
+'''
+
+
+def test_moved_page_is_found_from_the_sites_own_links(drain):
+    pages = {
+        "/": '<a href="/catalog">Catalog</a> <a href="/contact">Contact</a>',
+        "/catalog": '<ul class="products"><li>Mug 12.00</li></ul>',
+    }
+    with serve(pages) as site:
+        task = make_task(site, code=CATALOG_CODE, auto_deploy=True)
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages = {
+            "/": '<a href="/products">Our products</a> <a href="/contact">Contact</a> <a href="/about">About us</a>',
+            "/products": '<ul class="products"><li>Mug 12.00</li></ul>',
+        }
+        run = run_now(task, drain)
+    assert run.status == Run.Status.HEALED
+    event = HealingEvent.objects.get(task=task)
+    assert event.error_type == "navigation_error"
+    assert event.status == S.DEPLOYED
+    assert '"/products"' in event.new_version.code and "/catalog" not in event.new_version.code
+
+
+SLOW_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/report")
+    return {"total": page.inner_text("#total")}
+'''
+
+
+def test_a_slower_page_gets_a_longer_timeout(drain):
+    fast = '<div id="total">42</div>'
+    slow = (
+        '<div id="out"></div><script src="/late.js"></script>'
+    )
+    late_js = Response(
+        "setTimeout(() => { document.getElementById('out').innerHTML = '<div id=\"total\">42</div>'; }, 6500);",
+        content_type="application/javascript",
+    )
+    with serve({"/report": fast, "/late.js": late_js}) as site:
+        task = make_task(site, code=SLOW_CODE, auto_deploy=True, trigger_on=["timeout", "element_not_found"])
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages["/report"] = slow
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, (run.error_type, run.error_message, event.reason)
+    assert event.error_type in ("timeout", "element_not_found")
+    assert event.status == S.DEPLOYED, event.reason
+    assert "timeout=" in event.new_version.code
+
+
+ACCOUNT_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/account")
+    return {"balance": page.inner_text("#balance")}
+'''
+
+
+def test_a_new_login_wall_is_passed_with_the_tasks_secrets(drain):
+    def account(request):
+        if "session=ok" in request.headers.get("Cookie", ""):
+            return '<h1>Account</h1><p id="balance">100.00</p>'
+        return redirect("/login")
+
+    def login(request):
+        if request.method == "POST" and request.form.get("user") == "ada" and request.form.get("pass") == "correct-horse":
+            return Response("", status=302, headers={"Location": "/account", "Set-Cookie": "session=ok; Path=/"})
+        return (
+            '<form method="post" action="/login"><label for="u">Email</label><input id="u" name="user" type="email">'
+            '<label for="p">Password</label><input id="p" name="pass" type="password">'
+            '<button type="submit">Sign in</button></form>'
+        )
+
+    with serve({"/account": '<h1>Account</h1><p id="balance">100.00</p>', "/login": login}) as site:
+        task = make_task(site, code=ACCOUNT_CODE, auto_deploy=True, trigger_on=["authentication_failure"])
+        services.task_update(task=task, secrets={"username": "ada", "password": "correct-horse"})
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages["/account"] = account
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert event.error_type == "authentication_failure"
+    assert run.status == Run.Status.HEALED, event.reason
+    assert event.status == S.DEPLOYED, event.reason
+    code = event.new_version.code
+    assert 'params["secrets"]["password"]' in code and "correct-horse" not in code
+    assert "correct-horse" not in str(event.agent_trace)
+
+
+def test_a_captcha_needs_a_human_and_changes_no_code(drain):
+    captcha = (
+        '<div class="g-recaptcha" data-sitekey="x"></div>'
+        '<iframe title="reCAPTCHA" src="about:blank"></iframe><p>Verify you are human</p>'
+    )
+    with serve({"/catalog": '<ul class="products"><li>Mug</li></ul>'}) as site:
+        task = make_task(site, code=CATALOG_CODE, auto_deploy=True, trigger_on=["captcha_detected", "element_not_found"])
+        run_now(task, drain)
+        site.pages["/catalog"] = captcha
+        run = run_now(task, drain)
+    assert run.status == Run.Status.FAILED
+    event = HealingEvent.objects.get(task=task)
+    assert event.error_type == "captcha_detected"
+    assert event.status == S.FAILED
+    assert "needs a human" in event.reason
+    assert event.screenshot
+    assert event.new_version is None

@@ -236,3 +236,112 @@ class FakeOpenAI:
             handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up first (a timeout test): nothing to answer
+
+
+# -- the page side -----------------------------------------------------------------------------------
+
+
+class FakeHandover:
+    """The runner's hand-over, in memory: pages by URL, elements with refs, a scripted failing step.
+
+    `step_ok(selector=, url=, timeout_ms=, handover=)` decides whether `retry_step` succeeds. An element
+    may carry `goes_to` (a click navigates there); `selectors` maps a ref to its unique selectors.
+    Every call is recorded in `calls` as (op, kwargs).
+    """
+
+    def __init__(
+        self,
+        pages: dict[str, dict],
+        start: str,
+        *,
+        step_ok: Callable[..., bool] = lambda **_: False,
+        selectors: dict[int, list[str]] | None = None,
+        secret_keys: tuple[str, ...] = (),
+    ) -> None:
+        self.pages = pages
+        self.url = start
+        self.step_ok = step_ok
+        self.selectors = selectors or {}
+        self.secret_keys = set(secret_keys)
+        self.calls: list[tuple[str, dict]] = []
+        self.outcome: str | None = None
+        self.filled_secrets: list[str] = []
+
+    @property
+    def closed(self) -> bool:
+        return self.outcome is not None
+
+    def _record(self, op: str, **kwargs: Any) -> None:
+        if self.outcome is not None:
+            raise RuntimeError(f"hand-over already ended ({self.outcome})")
+        self.calls.append((op, {k: v for k, v in kwargs.items() if v is not None}))
+
+    def ops(self, op: str) -> list[dict]:
+        return [kwargs for name, kwargs in self.calls if name == op]
+
+    def _element(self, ref: int | None, selector: str | None) -> dict | None:
+        elements = self.pages[self.url].get("elements", [])
+        if ref is not None:
+            return next((e for e in elements if e.get("ref") == ref), None)
+        for element in elements:
+            if selector in self.selectors.get(element.get("ref"), []):
+                return element
+        return None
+
+    def observe(self) -> dict:
+        self._record("observe")
+        page = self.pages[self.url]
+        return json.loads(json.dumps({"url": self.url, "title": "", "http_status": 200, "links": [], "forms": [], **page}))
+
+    def act(self, action: str, *, ref: int | None = None, selector: str | None = None, value: Any = None, timeout_ms: int | None = None) -> dict:
+        self._record("act", action=action, ref=ref, selector=selector, value=value, timeout_ms=timeout_ms)
+        element = self._element(ref, selector)
+        if element is None:
+            return {"ok": False, "error": "no such element", "value": None}
+        if action == "click" and element.get("goes_to"):
+            self.url = element["goes_to"]
+        if action == "inner_text":
+            return {"ok": True, "error": None, "value": element.get("text")}
+        return {"ok": True, "error": None, "value": None}
+
+    def fill_secret(self, *, ref: int | None = None, selector: str | None = None, secret_key: str, timeout_ms: int | None = None) -> dict:
+        self._record("fill_secret", ref=ref, selector=selector, secret_key=secret_key)
+        if secret_key not in self.secret_keys:
+            return {"ok": False, "error": f"no secret named {secret_key!r}"}
+        self.filled_secrets.append(secret_key)
+        return {"ok": True, "error": None}
+
+    def goto(self, url: str, *, timeout_ms: int | None = None) -> dict:
+        self._record("goto", url=url)
+        if url not in self.pages:
+            return {"ok": False, "status": 404, "url": url, "error": "404"}
+        self.url = url
+        return {"ok": True, "status": 200, "url": url, "error": None}
+
+    def wait(self, *, load_state: str | None = None, selector: str | None = None, timeout_ms: int | None = None) -> dict:
+        self._record("wait", load_state=load_state, selector=selector, timeout_ms=timeout_ms)
+        return {"ok": True, "url": self.url, "error": None}
+
+    def screenshot(self) -> str:
+        self._record("screenshot")
+        return "iVBORw0KGgo="
+
+    def selector_for(self, ref: int) -> list[dict]:
+        self._record("selector_for", ref=ref)
+        return [{"selector": s, "kind": "css", "count": 1} for s in self.selectors.get(ref, [])]
+
+    def retry_step(self, *, selector: str | None = None, url: str | None = None, timeout_ms: int | None = None) -> dict:
+        self._record("retry_step", selector=selector, url=url, timeout_ms=timeout_ms)
+        if self.step_ok(selector=selector, url=url, timeout_ms=timeout_ms, handover=self):
+            self.outcome = "retried"
+            return {"ok": True, "value": None, "error": None}
+        return {"ok": False, "value": None, "error": "TimeoutError: waiting for locator"}
+
+    def resume(self, value: Any = None) -> None:
+        self._record("resume", value=value)
+        self.outcome = "resumed"
+
+    def abort(self, reason: str = "aborted") -> None:
+        if self.outcome is None:
+            self._record("abort", reason=reason)
+            self.outcome = "aborted"

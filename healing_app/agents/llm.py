@@ -1,0 +1,997 @@
+"""The LLM runtime agent: Chat Completions with tool calling through the official `openai` client.
+
+It drives the same hand-over as the heuristic agent. The model sees the failing step, the code, a
+compact view of the page (JSON inside a nonce-fenced "untrusted" block) and the locator engine's
+ranked candidates; it acts through a small tool set that the parent executes on the paused run, and
+finishes with `done`, which re-runs the failing step itself through `handover.retry_step(...)` so
+the fix is machine-readable (the same `recovery` kinds the heuristic agent produces).
+
+Safety lives here, not in the model: every tool call is checked before it runs (allowed hosts,
+rejected elements, secret placeholders, no faking of the step), every call and refusal is in the
+trace, secret values are replaced by `{{secret:NAME}}` in anything sent, and steps, time and tokens
+are bounded. When the model cannot be used (budget, 429s or 5xx after bounded retries, timeouts, an
+unusable answer) the heuristic agent takes over, and the trace says why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets as pysecrets
+import time
+from dataclasses import dataclass, field
+from difflib import unified_diff
+from typing import Any
+from urllib.parse import urljoin, urlparse
+
+from django.conf import settings
+
+from healing_app import codegen, costs
+from healing_app.agents import prompts
+from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
+from healing_app.selectors import fingerprint_from_selector, same_element
+
+logger = logging.getLogger(__name__)
+
+OMITTED = "(older page view omitted)"
+PLACEHOLDER = re.compile(r"^\{\{secret:([\w.-]+)\}\}$")
+PLACEHOLDER_IN_CODE = re.compile(r"""(?P<q>["'])\{\{secret:(?P<key>[\w-]+)\}\}(?P=q)""")
+LOAD_STATES = ("load", "domcontentloaded", "networkidle")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds of one takeover or one patch. Defaults fit inside the runner's hand-over budget (300 s)
+    and the `runs` job timeout; each can be set in settings (LLM_MAX_STEPS, ...)."""
+
+    max_steps: int = 12  # model replies per takeover
+    max_seconds: float = 60.0  # wall clock of a takeover, retries and page actions included
+    max_tokens: int = 60_000  # prompt + completion tokens per takeover
+    max_completion_tokens: int = 1_500  # per reply
+    max_retries: int = 2  # per request, on 429, 5xx, timeouts and connection errors
+    patch_seconds: float = 90.0
+    max_elements: int = 60  # elements in one page view
+    text_chars: int = 1_500  # page text in one page view
+    max_wait_ms: int = 30_000  # longest wait or step timeout the model may ask for
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        names = {
+            "max_steps": "LLM_MAX_STEPS",
+            "max_seconds": "LLM_TAKEOVER_SECONDS",
+            "max_tokens": "LLM_MAX_TOKENS_PER_HEAL",
+            "max_retries": "LLM_MAX_RETRIES",
+        }
+        return cls(**{field_: getattr(settings, name) for field_, name in names.items() if hasattr(settings, name)})
+
+
+class LLMUnavailable(Exception):
+    """The model could not be used for this request (after the bounded retries); fall back."""
+
+
+# -- the tools the model may call -----------------------------------------------------------------
+
+_TARGET = {
+    "ref": {"type": "integer", "description": "element ref from the latest page view"},
+    "selector": {"type": "string", "description": "a Playwright selector, only when no ref fits"},
+}
+
+
+def _tool(name: str, description: str, properties: dict, required: tuple[str, ...] = ()) -> dict:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": properties,
+                "required": list(required),
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+TAKEOVER_TOOLS = [
+    _tool("click", "Click an element (to prepare the page; the failing step itself is finished with done).", _TARGET),
+    _tool(
+        "fill",
+        "Type a value into a field. For a secret, the whole value is the placeholder {{secret:NAME}}.",
+        {**_TARGET, "value": {"type": "string"}},
+        ("value",),
+    ),
+    _tool("select", "Choose an option of a <select> by value or label.", {**_TARGET, "value": {"type": "string"}}, ("value",)),
+    _tool("press", "Press a key (e.g. Enter) in an element.", {**_TARGET, "key": {"type": "string"}}, ("key",)),
+    _tool("goto", "Open a URL of the task's own sites.", {"url": {"type": "string"}}, ("url",)),
+    _tool(
+        "wait",
+        "Wait for a load state or for an element to appear.",
+        {
+            "load_state": {"type": "string", "enum": list(LOAD_STATES)},
+            "selector": {"type": "string"},
+            "timeout_ms": {"type": "integer"},
+        },
+    ),
+    _tool(
+        "extract",
+        "Read an element's text, or one attribute of it.",
+        {**_TARGET, "attribute": {"type": "string"}},
+    ),
+    _tool(
+        "done",
+        "Re-run the failing step with your fix and finish: ref/selector for the element it should use, url for "
+        "a moved page, timeout_ms for a slower page, or nothing when the preparation alone fixed it.",
+        {
+            **_TARGET,
+            "url": {"type": "string"},
+            "timeout_ms": {"type": "integer"},
+            "explanation": {"type": "string", "description": "one sentence: what changed on the site"},
+        },
+    ),
+    _tool("give_up", "Stop: the step cannot be completed safely.", {"reason": {"type": "string"}}, ("reason",)),
+]
+
+PATCH_TOOL = _tool(
+    "submit_patch",
+    "Submit the root cause and the full patched code.",
+    {"root_cause": {"type": "string"}, "code": {"type": "string"}},
+    ("root_cause", "code"),
+)
+
+_ALLOWED_ARGS = {t["function"]["name"]: set(t["function"]["parameters"]["properties"]) for t in TAKEOVER_TOOLS}
+
+
+# -- the agent --------------------------------------------------------------------------------------
+
+
+class LLMAgent:
+    kind = "llm"
+
+    def __init__(
+        self,
+        *,
+        client: Any = None,
+        model: str | None = None,
+        fallback: Any,
+        limits: Limits | None = None,
+        secrets: dict[str, str] | None = None,
+        budget_reason: str | None = None,
+    ) -> None:
+        self._client = client
+        self.model = model or settings.OPENAI_MODEL
+        self.fallback = fallback
+        self.limits = limits or Limits.from_settings()
+        self.budget_reason = budget_reason
+        # Values are kept only to scrub them out of what is sent; the model never gets them.
+        self._secret_values = {k: v for k, v in (secrets or {}).items() if isinstance(v, str) and v}
+
+    @classmethod
+    def for_task(cls, task, *, fallback) -> LLMAgent:
+        return cls(
+            fallback=fallback,
+            secrets=_flat_secrets(task.secrets),
+            budget_reason=costs.budget_exceeded(task),
+        )
+
+    def _scrub(self, value: Any) -> Any:
+        """Replace every secret value, anywhere in `value`, by its {{secret:NAME}} placeholder."""
+        if not self._secret_values:
+            return value
+        ordered = dict(sorted(self._secret_values.items(), key=lambda kv: len(kv[1]), reverse=True))
+        return _scrub_value(value, ordered)
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = make_client()
+        return self._client
+
+    # -- takeover ---------------------------------------------------------------------------------
+
+    def take_over(self, context: TakeoverContext, handover) -> TakeoverOutcome:
+        trace: list[dict] = []
+        if self.budget_reason:
+            return self._delegate(context, handover, trace, action="budget_stop", reason=self.budget_reason)
+        if context.failure.get("type") == "captcha_detected":
+            # Nothing for a model to do (captchas are not solved); the heuristic agent records it for a human.
+            return self._delegate(context, handover, trace, action="delegate", reason="captcha: handled without the model")
+        session = _Takeover(agent=self, context=context, handover=handover, trace=trace)
+        try:
+            outcome = session.run()
+        except LLMUnavailable as exc:
+            return self._delegate(
+                context, handover, trace, action="llm_unavailable", reason=str(exc), tokens=session.chat.tokens
+            )
+        if outcome.recovered or outcome.needs_human or session.security_stop or getattr(handover, "closed", False):
+            return outcome
+        return self._delegate(
+            context, handover, trace, action="fallback", reason=outcome.reason, tokens=session.chat.tokens,
+            candidates=outcome.candidates,
+        )
+
+    def _delegate(self, context, handover, trace, *, action, reason, tokens=(0, 0), candidates=None) -> TakeoverOutcome:
+        """Let the heuristic agent finish the takeover; the trace keeps what the LLM did and why it stopped."""
+        logger.info("LLM agent hands task %s over to the heuristic agent: %s", context.task_id, reason)
+        trace.append(_entry(action, reason=reason, to="heuristic"))
+        outcome = self.fallback.take_over(context, handover)
+        self.kind = getattr(self.fallback, "kind", "heuristic")
+        outcome.trace = [*trace, *outcome.trace]
+        outcome.prompt_tokens += tokens[0]
+        outcome.completion_tokens += tokens[1]
+        if not outcome.candidates and candidates:
+            outcome.candidates = candidates
+        if outcome.recovered:
+            outcome.reason = outcome.reason or f"completed by the heuristic agent ({reason})"
+        return outcome
+
+    # -- after the run ----------------------------------------------------------------------------
+
+    def write_patch(self, *, code: str, recoveries: list[dict], failure: dict, prompt: str) -> Patch:
+        if self.budget_reason:
+            logger.info("LLM budget stop for a patch: %s", self.budget_reason)
+            return self.fallback.write_patch(code=code, recoveries=recoveries, failure=failure, prompt=prompt)
+        draft, draft_error = _mechanical_patch(self.fallback, code=code, recoveries=recoveries, failure=failure, prompt=prompt)
+        allowed = _hosts_in(recoveries, failure)
+        messages = [
+            {"role": "system", "content": prompts.PATCH_SYSTEM.format(allowed_hosts=", ".join(allowed) or "(those in the code)")},
+            {
+                "role": "user",
+                "content": prompts.PATCH_USER.format(
+                    prompt=prompt or "(none)",
+                    failure=json.dumps(_failure_view(failure), ensure_ascii=False),
+                    recoveries=prompts.untrusted_block(_nonce(), recoveries),
+                    code=prompts.numbered(code),
+                    draft=prompts.PATCH_DRAFT.format(diff=_diff(code, draft.code)) if draft and draft.code else "",
+                ),
+            },
+        ]
+        chat = _Chat(self, deadline=time.monotonic() + self.limits.patch_seconds, trace=[])
+        try:
+            message = chat.complete(
+                messages, tools=[PATCH_TOOL], tool_choice={"type": "function", "function": {"name": "submit_patch"}}
+            )
+            answer = _patch_answer(message)
+        except LLMUnavailable as exc:
+            answer, problem = None, f"the model was unavailable ({exc})"
+        else:
+            problem = _patch_problem(answer, code)
+        prompt_tokens, completion_tokens = chat.tokens
+        if problem is None:
+            new_code = _placeholders_to_params(answer["code"])
+            return Patch(
+                root_cause=answer["root_cause"].strip(),
+                code=None if new_code.strip() == code.strip() else new_code,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+        logger.warning("LLM patch unusable (%s); using the mechanical patch", problem)
+        if draft is None:
+            raise ValueError(f"{problem}, and no mechanical patch applies: {draft_error}")
+        draft.root_cause = f"{draft.root_cause} (written without the model: {problem})".strip()
+        draft.prompt_tokens += prompt_tokens
+        draft.completion_tokens += completion_tokens
+        return draft
+
+
+# -- one takeover ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Takeover:
+    agent: LLMAgent
+    context: TakeoverContext
+    handover: Any
+    trace: list[dict]
+    security_stop: bool = False
+    candidates: list[dict] = field(default_factory=list)
+    prep: list[dict] = field(default_factory=list)  # actions before done, machine-readable for the patch
+    elements: dict[int, dict] = field(default_factory=dict)  # ref -> element of the latest page view
+
+    def __post_init__(self) -> None:
+        self.limits = self.agent.limits
+        self.deadline = time.monotonic() + self.limits.max_seconds
+        self.chat = _Chat(self.agent, deadline=self.deadline, trace=self.trace)
+        self.nonce = _nonce()
+        failure = self.context.failure
+        self.target = self.context.stored_fingerprint or fingerprint_from_selector(
+            failure.get("selector") or "", prompt=self.context.prompt
+        )
+        self.allowed_hosts = _allowed(self.context)
+        self.locator_verdict: dict = {}
+
+    def run(self) -> TakeoverOutcome:
+        failure = self.context.failure
+        page = self._observe()
+        messages: list[dict] = [
+            {
+                "role": "system",
+                "content": prompts.TAKEOVER_SYSTEM.format(
+                    allowed_hosts=", ".join(self.allowed_hosts) or "(none)",
+                    secret_keys=", ".join(self.context.secret_keys) or "(none)",
+                ),
+            },
+            {
+                "role": "user",
+                "content": prompts.TAKEOVER_USER.format(
+                    prompt=self.context.prompt or "(none)",
+                    failure=json.dumps(_failure_view(failure), ensure_ascii=False),
+                    code=prompts.numbered(self.context.code),
+                    candidates_intro=(
+                        "Candidates for the element the failing step meant, ranked by the similarity engine "
+                        f"(compared with {'the element as it was when the step last worked' if self.context.stored_fingerprint else 'what the selector and the prompt say'}):"
+                    ),
+                    candidates=json.dumps({"verdict": self.locator_verdict, "ranked": self.candidates[:5]}, ensure_ascii=False),
+                ),
+            },
+            {"role": "user", "content": prompts.TAKEOVER_PAGE.format(page=prompts.untrusted_block(self.nonce, page))},
+        ]
+        page_messages = [2]
+        for step in range(1, self.limits.max_steps + 1):
+            if self.chat.tokens_total >= self.limits.max_tokens:
+                return self._stop(f"token budget of the takeover used up ({self.chat.tokens_total} tokens)")
+            _stub_old_pages(messages, page_messages)
+            message = self.chat.complete(messages, tools=TAKEOVER_TOOLS)
+            calls = message.tool_calls or []
+            messages.append(_assistant_dict(message))
+            if not calls:
+                self.trace.append(_entry("model_text", text=_clip(message.content or "", 300)))
+                messages.append({"role": "user", "content": "Answer with a tool call: done, give_up, or an action."})
+                continue
+            for call in calls:
+                result, finished = self._tool(call)
+                page_block = result.pop("page", None)
+                content = json.dumps(result, ensure_ascii=False)
+                if page_block:
+                    page_messages.append(len(messages))
+                    content += "\n" + page_block
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+                if finished is not None:
+                    return finished
+            if time.monotonic() >= self.deadline:
+                return self._stop(f"time budget of the takeover used up ({self.limits.max_seconds:.0f} s)")
+        return self._stop(f"no completion within {self.limits.max_steps} model steps")
+
+    def _stop(self, reason: str, *, needs_human: bool = False) -> TakeoverOutcome:
+        self.trace.append(_entry("stop", reason=reason))
+        return TakeoverOutcome(
+            recovered=False,
+            reason=reason,
+            needs_human=needs_human,
+            trace=self.trace,
+            candidates=self.candidates,
+            prompt_tokens=self.chat.tokens[0],
+            completion_tokens=self.chat.tokens[1],
+        )
+
+    # -- page view ---------------------------------------------------------------------------------
+
+    def _observe(self) -> dict:
+        from healing_app.locate import locate  # the locator engine is optional to import-time users of this module
+
+        obs = self.handover.observe()
+        elements = obs.get("elements") or []
+        self.elements = {e["ref"]: e for e in elements if isinstance(e.get("ref"), int)}
+        self.current_url = obs.get("url") or self.context.failure.get("url") or ""
+        excluded = frozenset(
+            i for i, e in enumerate(elements) if any(same_element(e, r) for r in self.context.rejected_elements)
+        )
+        ranked_refs: list[int] = []
+        if elements and self.target:
+            result = locate(self.target, elements, excluded=excluded)
+            self.candidates = [
+                {**_element_view(elements[i]), "score": round(score, 4)} for i, score in result.ranked[:10]
+            ]
+            ranked_refs = [elements[i].get("ref") for i, _ in result.ranked[:5]]
+            self.locator_verdict = {
+                "choice_ref": elements[result.index].get("ref") if result.index is not None else None,
+                "confidence": round(result.confidence, 3),
+                "margin": round(result.margin, 4),
+                "abstained": result.abstained,
+                "reason": result.reason,
+            }
+            self.trace.append(
+                _entry("locate", candidates=len(elements), excluded=len(excluded), best=self.candidates[:1], **self.locator_verdict)
+            )
+        return self.agent._scrub(_page_view(obs, self.limits, keep_refs=ranked_refs))
+
+    def _fresh_view(self) -> dict:
+        return {"page": prompts.untrusted_block(self.nonce, self._observe()), "candidates": self.candidates[:5]}
+
+    # -- tools -------------------------------------------------------------------------------------
+
+    def _tool(self, call) -> tuple[dict, TakeoverOutcome | None]:
+        name = call.function.name
+        try:
+            args = json.loads(call.function.arguments or "{}")
+            if not isinstance(args, dict):
+                raise ValueError
+        except ValueError:
+            self.trace.append(_entry("tool_call", tool=name, error="arguments are not a JSON object"))
+            return {"ok": False, "error": "arguments must be a JSON object"}, None
+        logged = self.agent._scrub(args)
+        if name not in _ALLOWED_ARGS:
+            self.trace.append(_entry("tool_call", tool=name, args=logged, error="unknown tool"))
+            return {"ok": False, "error": f"unknown tool {name!r}"}, None
+        extra = sorted(set(args) - _ALLOWED_ARGS[name])
+        if extra:
+            weakens = name == "done" or any(k in ("value", "skip", "skip_step", "expected", "assert") for k in extra)
+            return self._refuse(
+                name, logged, f"unexpected arguments {extra}: the step must really run on the page",
+                category="weakens_step" if weakens else "bad_arguments",
+            ), None
+        refusal = self._check(name, args)
+        if refusal:
+            return self._refuse(name, logged, refusal[1], category=refusal[0]), None
+        handler = getattr(self, f"_do_{name}")
+        try:
+            result, finished = handler(args)
+        except Exception as exc:  # noqa: BLE001 - a page-side error is an answer for the model, not a crash
+            result, finished = {"ok": False, "error": f"{type(exc).__name__}: {_clip(str(exc), 300)}"}, None
+        result = self.agent._scrub(result)
+        summary = {k: v for k, v in result.items() if k not in ("page", "candidates")}
+        self.trace.append(_entry("tool_call", tool=name, args=logged, result=_clip_dict(summary)))
+        return result, finished
+
+    def _refuse(self, name: str, args: dict, reason: str, *, category: str) -> dict:
+        logger.warning("LLM tool call refused (%s): %s %s", category, name, reason)
+        self.trace.append(_entry("refused", tool=name, args=args, category=category, reason=reason))
+        return {"ok": False, "refused": True, "error": f"refused: {reason}"}
+
+    def _check(self, name: str, args: dict) -> tuple[str, str] | None:
+        """(category, reason) when a call must not run: leaving the task's sites, a rejected element."""
+        urls = []
+        if name in ("goto", "done") and args.get("url"):
+            urls.append(urljoin(self.current_url, str(args["url"])))
+        ref = args.get("ref")
+        if ref is not None:
+            element = self.elements.get(ref)
+            if element is None:
+                return ("bad_arguments", f"no element with ref {ref} in the latest page view")
+            if name in ("click", "done") and element.get("href"):
+                urls.append(urljoin(self.current_url, element["href"]))
+            if name in ("click", "done") and any(same_element(element, r) for r in self.context.rejected_elements):
+                return ("rejected_element", f"a reviewer rejected element ref {ref} for this step before")
+        for url in urls:
+            if urlparse(url).scheme in ("http", "https") and not _host_allowed(url, self.allowed_hosts):
+                return ("leaves_allowed_hosts", f"{_clip(url, 120)} is not on the task's sites ({', '.join(self.allowed_hosts)})")
+            if urlparse(url).scheme not in ("http", "https", ""):
+                return ("leaves_allowed_hosts", f"{_clip(url, 120)} is not an http(s) URL")
+        return None
+
+    def _target(self, args: dict) -> dict:
+        if args.get("ref") is not None:
+            return {"ref": int(args["ref"])}
+        if args.get("selector"):
+            return {"selector": str(args["selector"])}
+        raise ValueError("give ref or selector")
+
+    def _stable_selector(self, target: dict) -> str | None:
+        if "selector" in target:
+            return target["selector"]
+        try:
+            options = self.handover.selector_for(target["ref"])
+        except Exception:  # noqa: BLE001 - only for the record
+            return None
+        return options[0]["selector"] if options else None
+
+    def _after_action(self, result: dict) -> tuple[dict, TakeoverOutcome | None]:
+        view = self._fresh_view()
+        if not _host_allowed(self.current_url, self.allowed_hosts):
+            self.security_stop = True
+            reason = f"the page left the task's sites (now at {_clip(self.current_url, 120)})"
+            self.trace.append(_entry("refused", category="leaves_allowed_hosts", reason=reason))
+            return result, self._stop(reason)
+        return {**result, **view}, None
+
+    def _do_click(self, args):
+        target = self._target(args)
+        selector = self._stable_selector(target)
+        answer = self.handover.act("click", **target)
+        if answer.get("ok"):
+            self.prep.append({"action": "click", "selector": selector})
+        return self._after_action({"ok": bool(answer.get("ok")), "error": answer.get("error")})
+
+    def _do_fill(self, args):
+        target = self._target(args)
+        value = str(args["value"])
+        selector = self._stable_selector(target)
+        match = PLACEHOLDER.match(value)
+        if match:
+            key = match.group(1)
+            if key not in self.context.secret_keys:
+                return {"ok": False, "error": f"no secret named {key!r}; available: {', '.join(self.context.secret_keys)}"}, None
+            answer = self.handover.fill_secret(secret_key=key, **target)
+            if answer.get("ok"):
+                self.prep.append({"action": "fill", "selector": selector, "secret_key": key})
+        elif "{{secret:" in value:
+            return {"ok": False, "error": "a secret placeholder must be the whole value"}, None
+        else:
+            answer = self.handover.act("fill", value=value, **target)
+            if answer.get("ok"):
+                self.prep.append({"action": "fill", "selector": selector, "value": value})
+        return {"ok": bool(answer.get("ok")), "error": answer.get("error")}, None
+
+    def _do_select(self, args):
+        target = self._target(args)
+        selector = self._stable_selector(target)
+        answer = self.handover.act("select", value=str(args["value"]), **target)
+        if answer.get("ok"):
+            self.prep.append({"action": "select", "selector": selector, "value": str(args["value"])})
+        return self._after_action({"ok": bool(answer.get("ok")), "error": answer.get("error")})
+
+    def _do_press(self, args):
+        target = self._target(args)
+        selector = self._stable_selector(target)
+        answer = self.handover.act("press", value=str(args["key"]), **target)
+        if answer.get("ok"):
+            self.prep.append({"action": "press", "selector": selector, "key": str(args["key"])})
+        return self._after_action({"ok": bool(answer.get("ok")), "error": answer.get("error")})
+
+    def _do_goto(self, args):
+        url = urljoin(self.current_url, str(args["url"]))
+        answer = self.handover.goto(url)
+        if answer.get("ok"):
+            self.prep.append({"action": "goto", "url": url})
+        return self._after_action({"ok": bool(answer.get("ok")), "status": answer.get("status"), "error": answer.get("error")})
+
+    def _do_wait(self, args):
+        timeout = min(int(args.get("timeout_ms") or 10_000), self.limits.max_wait_ms)
+        if args.get("selector"):
+            answer = self.handover.wait(selector=str(args["selector"]), timeout_ms=timeout)
+        else:
+            answer = self.handover.wait(load_state=args.get("load_state") or "load", timeout_ms=timeout)
+        return self._after_action({"ok": bool(answer.get("ok")), "error": answer.get("error")})
+
+    def _do_extract(self, args):
+        target = self._target(args)
+        if args.get("attribute"):
+            answer = self.handover.act("get_attribute", value=str(args["attribute"]), **target)
+        else:
+            answer = self.handover.act("inner_text", **target)
+        value = answer.get("value")
+        return {
+            "ok": bool(answer.get("ok")),
+            "error": answer.get("error"),
+            "untrusted_value": prompts.untrusted_block(self.nonce, _clip(str(value), 2000) if value is not None else None),
+        }, None
+
+    def _do_give_up(self, args):
+        reason = _clip(str(args.get("reason") or "the model gave up"), 500)
+        captcha = "captcha" in reason.lower()
+        return {"ok": True}, self._stop(f"the model gave up: {reason}", needs_human=captcha)
+
+    def _do_done(self, args):
+        failure = self.context.failure
+        timeout = args.get("timeout_ms")
+        timeout = min(int(timeout), self.limits.max_wait_ms) if timeout else None
+        url = urljoin(self.current_url, str(args["url"])) if args.get("url") else None
+        explanation = _clip(str(args.get("explanation") or ""), 500)
+        options: list[dict] = []
+        element = None
+        if args.get("ref") is not None:
+            element = self.elements.get(int(args["ref"]))
+            options = [o for o in self.handover.selector_for(int(args["ref"])) if o.get("count", 1) == 1]
+            if not options:
+                return {"ok": False, "error": "no unique selector for that element; pick another or give a selector"}, None
+        elif args.get("selector"):
+            options = [{"selector": str(args["selector"]), "kind": "model"}]
+        errors = []
+        started = time.monotonic()
+        for option in options or [{}]:
+            answer = self.handover.retry_step(selector=option.get("selector"), url=url, timeout_ms=timeout)
+            self.trace.append(
+                _entry("retry_step", selector=option.get("selector"), url=url, timeout_ms=timeout, ok=bool(answer.get("ok")), error=answer.get("error"))
+            )
+            if answer.get("ok"):
+                waited_ms = int((time.monotonic() - started) * 1000)
+                recovery = self._recovery(option, element, url=url, timeout=timeout, waited_ms=waited_ms, explanation=explanation)
+                return {"ok": True}, TakeoverOutcome(
+                    recovered=True,
+                    recovery=recovery,
+                    trace=self.trace,
+                    candidates=self.candidates,
+                    chosen_element=_full(element) if element else None,
+                    prompt_tokens=self.chat.tokens[0],
+                    completion_tokens=self.chat.tokens[1],
+                )
+            errors.append(_clip(str(answer.get("error")), 300))
+        return self._after_action({"ok": False, "error": "the step still fails: " + " | ".join(errors)})
+
+    def _recovery(self, option: dict, element: dict | None, *, url, timeout, waited_ms, explanation) -> dict:
+        """The fix in the heuristic agent's recovery kinds where one fits, so either agent can write the code."""
+        failure = self.context.failure
+        base = {"line": failure.get("line"), "agent": "llm", "explanation": explanation, "actions": self.prep}
+        if url:
+            return {
+                **base,
+                "kind": "url",
+                "old_path": urlparse(failure.get("url") or "").path,
+                "new_path": urlparse(url).path,
+                "new_url": url,
+                "link_text": None,
+            }
+        if option.get("selector"):
+            score = next((c["score"] for c in self.candidates if element and c.get("ref") == element.get("ref")), None)
+            recovery = {
+                **base,
+                "kind": "selector",
+                "old_selector": failure.get("selector"),
+                "new_selector": option["selector"],
+                "selector_kind": option.get("kind"),
+                "confidence": self.locator_verdict.get("confidence", 0) if element and element.get("ref") == self.locator_verdict.get("choice_ref") else (score or 0),
+                "before": self.target,
+                "after": _full(element) if element else {"selector": option["selector"]},
+            }
+            if timeout:
+                recovery["timeout_ms"] = timeout
+            return recovery
+        if timeout:
+            return {
+                **base,
+                "kind": "timeout",
+                "selector": failure.get("selector"),
+                "waited_ms": waited_ms,
+                "timeout_ms": max(timeout, 10_000),
+            }
+        login = _login_from(self.prep)
+        if failure.get("type") == "authentication_failure" and login:
+            return {**base, "kind": "login", "login_url": self.current_url, **login}
+        if failure.get("type") == "navigation_error" and not self.prep:
+            return {**base, "kind": "transient", "status": failure.get("http_status")}
+        return {**base, "kind": "steps"}
+
+
+# -- the conversation with the API ----------------------------------------------------------------
+
+
+class _Chat:
+    """Calls Chat Completions with bounded retries inside a deadline, and keeps the token count."""
+
+    def __init__(self, agent: LLMAgent, *, deadline: float, trace: list[dict]) -> None:
+        self.agent = agent
+        self.deadline = deadline
+        self.trace = trace
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    @property
+    def tokens(self) -> tuple[int, int]:
+        return self.prompt_tokens, self.completion_tokens
+
+    @property
+    def tokens_total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def complete(self, messages: list[dict], *, tools: list[dict], tool_choice: Any = None):
+        import openai
+
+        limits = self.agent.limits
+        body = {
+            "model": self.agent.model,
+            "messages": self.agent._scrub(messages),
+            "tools": tools,
+            "max_completion_tokens": limits.max_completion_tokens,
+        }
+        if tool_choice is not None:
+            body["tool_choice"] = tool_choice
+        last_error = "no attempt"
+        for attempt in range(1, limits.max_retries + 2):
+            remaining = self.deadline - time.monotonic()
+            if remaining < 1.0:
+                raise LLMUnavailable(f"time budget used up ({last_error})" if attempt > 1 else "time budget used up")
+            timeout = min(settings.OPENAI_TIMEOUT_S, remaining)
+            started = time.monotonic()
+            try:
+                response = self.agent.client.with_options(timeout=timeout, max_retries=0).chat.completions.create(**body)
+            except openai.APIStatusError as exc:
+                retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+                last_error = f"HTTP {exc.status_code}"
+                self._failed(attempt, exc.request_id, last_error, started)
+                if not retryable:
+                    raise LLMUnavailable(f"the LLM API refused the request: HTTP {exc.status_code} (request id {exc.request_id})") from exc
+                delay = _retry_after(exc.response) or 0.5 * 2 ** (attempt - 1)
+            except openai.APITimeoutError as exc:
+                last_error = f"no answer within {timeout:.1f} s"
+                self._failed(attempt, None, last_error, started)
+                delay = 0.0
+                if timeout < settings.OPENAI_TIMEOUT_S:  # the deadline, not the API, cut this one short
+                    raise LLMUnavailable(f"time budget used up ({last_error})") from exc
+            except openai.APIConnectionError as exc:
+                last_error = f"connection failed: {type(exc.__cause__ or exc).__name__}"
+                self._failed(attempt, None, last_error, started)
+                delay = 0.5 * 2 ** (attempt - 1)
+            else:
+                return self._succeeded(response, attempt, started)
+            if attempt > limits.max_retries:
+                break
+            time.sleep(max(0.0, min(delay, self.deadline - time.monotonic() - 1.0)))
+        raise LLMUnavailable(f"the LLM API failed {limits.max_retries + 1} times; last: {last_error}")
+
+    def _failed(self, attempt: int, request_id: str | None, error: str, started: float) -> None:
+        ms = int((time.monotonic() - started) * 1000)
+        logger.warning("LLM request failed: %s (request id %s, attempt %d, %d ms)", error, request_id, attempt, ms)
+        self.trace.append(_entry("llm_error", error=error, request_id=request_id, attempt=attempt, ms=ms))
+
+    def _succeeded(self, response, attempt: int, started: float):
+        ms = int((time.monotonic() - started) * 1000)
+        usage = response.usage
+        prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
+        completion_tokens = getattr(usage, "completion_tokens", 0) or 0
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        request_id = getattr(response, "_request_id", None)
+        logger.info(
+            "LLM request %s: model %s, %d prompt + %d completion tokens, %d ms",
+            request_id, response.model, prompt_tokens, completion_tokens, ms,
+        )
+        self.trace.append(
+            _entry(
+                "llm_call",
+                request_id=request_id,
+                model=response.model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                ms=ms,
+                attempt=attempt,
+            )
+        )
+        if not response.choices:
+            raise LLMUnavailable(f"the LLM API answered without a choice (request id {request_id})")
+        return response.choices[0].message
+
+
+# -- LLMAgent helpers ------------------------------------------------------------------------------
+
+
+def _scrub_value(value: Any, secrets: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for key, secret in secrets.items():
+            if secret in value:
+                value = value.replace(secret, "{{secret:" + key + "}}")
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(v, secrets) for v in value]
+    return value
+
+
+def make_client():
+    """The official client for the configured endpoint; retries are ours (bounded by the takeover's deadline)."""
+    from openai import OpenAI
+
+    return OpenAI(
+        # Local servers (vLLM, Ollama, LM Studio) ignore the key, but the client requires one.
+        api_key=settings.OPENAI_API_KEY or "not-needed",
+        base_url=settings.OPENAI_BASE_URL or None,
+        timeout=settings.OPENAI_TIMEOUT_S,
+        max_retries=0,
+    )
+
+
+def _flat_secrets(secrets: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in (secrets or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat_secrets(value, name + "."))
+        elif value not in (None, ""):
+            out[name] = str(value)
+    return out
+
+
+def _entry(action: str, **details: Any) -> dict:
+    return {"at": round(time.time(), 3), "action": action, **{k: v for k, v in details.items() if v is not None}}
+
+
+def _nonce() -> str:
+    return pysecrets.token_hex(8)
+
+
+def _clip(text: str, n: int) -> str:
+    text = text if isinstance(text, str) else str(text)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _clip_dict(data: dict) -> dict:
+    return {k: _clip(v, 300) if isinstance(v, str) else v for k, v in data.items()}
+
+
+def _retry_after(response) -> float | None:
+    headers = getattr(response, "headers", None) or {}
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw:
+            try:
+                return max(0.0, float(raw) / divisor)
+            except ValueError:
+                continue
+    return None
+
+
+def _assistant_dict(message) -> dict:
+    out: dict[str, Any] = {"role": "assistant", "content": message.content or ""}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
+            for c in message.tool_calls
+        ]
+    return out
+
+
+def _stub_old_pages(messages: list[dict], page_messages: list[int]) -> None:
+    """Only the newest page view stays in full; older ones cost tokens and add nothing."""
+    for index in page_messages[:-1]:
+        message = messages[index]
+        head, _, rest = message["content"].partition("\n")
+        if rest and rest != OMITTED:
+            message["content"] = head + "\n" + OMITTED
+
+
+_VIEW_KEYS = (
+    "ref", "tag", "role", "name_text", "text", "id", "name", "type", "class", "href", "aria_label",
+    "placeholder", "data_testid", "title", "alt", "value",
+)
+
+
+def _element_view(element: dict) -> dict:
+    out = {}
+    for key in _VIEW_KEYS:
+        value = element.get(key)
+        if value in (None, "", "no"):
+            continue
+        if key == "value" and (element.get("type") or "").lower() == "password":
+            continue
+        if key == "name_text" and value == element.get("text"):
+            continue
+        out[key] = _clip(value, 80 if key in ("text", "name_text") else 120) if isinstance(value, str) else value
+    if element.get("enabled") is False:
+        out["disabled"] = True
+    return out
+
+
+def _full(element: dict | None) -> dict | None:
+    if element is None:
+        return None
+    return {k: v for k, v in element.items() if k not in ("ref", "value")}
+
+
+def _page_view(obs: dict, limits: Limits, *, keep_refs: list[int]) -> dict:
+    elements = obs.get("elements") or []
+    wanted = set(keep_refs)
+    chosen = [e for e in elements if e.get("ref") in wanted]
+    rest = sorted(
+        (e for e in elements if e.get("ref") not in wanted and e.get("visible", True) is not False),
+        key=lambda e: (not e.get("interactable", e.get("is_button") == "yes"), e.get("y") or 0),
+    )
+    chosen += rest[: max(0, limits.max_elements - len(chosen))]
+    chosen.sort(key=lambda e: e.get("ref", 0))
+    forms = [
+        {
+            "id": f.get("id"),
+            "action": f.get("action"),
+            "inputs": [{k: v for k, v in i.items() if k in ("ref", "type", "name", "id", "label", "placeholder") and v not in ("", None)} for i in f.get("inputs") or []][:15],
+            "submits": [{k: v for k, v in s.items() if k in ("ref", "text", "id") and v not in ("", None)} for s in f.get("submits") or []][:5],
+        }
+        for f in (obs.get("forms") or [])[:5]
+    ]
+    return {
+        "url": obs.get("url"),
+        "title": obs.get("title"),
+        "http_status": obs.get("http_status"),
+        "login_form": obs.get("login_form"),
+        "captcha": obs.get("captcha"),
+        "elements": [_element_view(e) for e in chosen],
+        "elements_omitted": max(0, len(elements) - len(chosen)),
+        "forms": forms,
+        "text_excerpt": _clip(obs.get("text_excerpt") or "", limits.text_chars),
+    }
+
+
+def _failure_view(failure: dict) -> dict:
+    return {
+        k: (_clip(v, 600) if isinstance(v, str) else v)
+        for k, v in failure.items()
+        if k in ("type", "message", "line", "action", "selector", "url", "http_status", "args") and v not in (None, "", {})
+    }
+
+
+def _allowed(context: TakeoverContext) -> list[str]:
+    hosts = [h.lower() for h in context.allowed_hosts if h]
+    if not hosts:  # no URL in the params: the site the run was on is the task's site
+        host = urlparse(context.failure.get("url") or "").hostname
+        if host:
+            hosts.append(host)
+    return hosts
+
+
+def _host_allowed(url: str, allowed: list[str]) -> bool:
+    try:
+        host = (urlparse(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    if not host:
+        return urlparse(url).scheme in ("about", "") and url in ("", "about:blank")
+    return any(host == d or host.endswith("." + d) for d in (a.lower().removeprefix("*.").rstrip(".") for a in allowed))
+
+
+def _hosts_in(recoveries: list[dict], failure: dict) -> list[str]:
+    hosts = []
+    for url in [failure.get("url"), *(r.get("new_url") for r in recoveries)]:
+        host = urlparse(url or "").hostname
+        if host and host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
+def _login_from(prep: list[dict]) -> dict | None:
+    """The heuristic agent's login recovery from the agent's own steps: two secret fills, then a click."""
+    fills = [a for a in prep if a["action"] == "fill" and a.get("secret_key") and a.get("selector")]
+    password = next((a for a in fills if "password" in a["secret_key"].lower()), None)
+    user = next((a for a in fills if a is not password), None)
+    if not (password and user):
+        return None
+    after = prep[prep.index(password) + 1 :]
+    submit = next((a for a in after if a["action"] == "click" and a.get("selector")), None)
+    if submit is None:
+        return None
+    return {
+        "username_selector": user["selector"],
+        "password_selector": password["selector"],
+        "submit_selector": submit["selector"],
+        "username_key": user["secret_key"],
+    }
+
+
+def _mechanical_patch(fallback, **kwargs) -> tuple[Patch | None, str]:
+    try:
+        return fallback.write_patch(**kwargs), ""
+    except (codegen.PatchError, ValueError, KeyError) as exc:
+        return None, str(exc)
+
+
+def _diff(old: str, new: str) -> str:
+    return "".join(unified_diff(old.splitlines(True), new.splitlines(True), "original", "patched"))
+
+
+def _patch_answer(message) -> dict | None:
+    """root_cause and code from a submit_patch call, or from a JSON object in the text."""
+    for call in message.tool_calls or []:
+        if call.function.name == "submit_patch":
+            try:
+                data = json.loads(call.function.arguments or "{}")
+            except ValueError:
+                return None
+            return data if isinstance(data, dict) else None
+    content = message.content or ""
+    start, end = content.find("{"), content.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        data = json.loads(content[start : end + 1])
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _patch_problem(answer: dict | None, original: str) -> str | None:
+    """Why the model's answer cannot be used as a patch (not: whether it is safe; the gate decides that)."""
+    if answer is None:
+        return "the model's answer had no patch"
+    if not isinstance(answer.get("root_cause"), str) or not answer["root_cause"].strip():
+        return "the model gave no root cause"
+    code = answer.get("code")
+    if not isinstance(code, str) or not code.strip():
+        return "the model gave no code"
+    try:
+        codegen.validate_task_code(_placeholders_to_params(code))
+    except codegen.CodeValidationError as exc:
+        return f"the model's code is not a task module ({exc})"
+    return None
+
+
+def _placeholders_to_params(code: str) -> str:
+    """A literal "{{secret:password}}" in generated code means params["secrets"]["password"]."""
+    return PLACEHOLDER_IN_CODE.sub(lambda m: f'params["secrets"]["{m.group("key")}"]', code)

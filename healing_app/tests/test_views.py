@@ -1,0 +1,299 @@
+"""The review dashboard's healing pages through Django's test client: access, filters, paging, decisions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from healing_app.models import HealingEvent
+from tasks_app.models import AuditLog, Task
+from tests.browser import scenario
+
+pytestmark = pytest.mark.django_db
+Status = HealingEvent.Status
+
+
+@pytest.fixture
+def task():
+    return scenario.task_make()
+
+
+@pytest.fixture
+def pending(task):
+    return HealingEvent.objects.get(pk=scenario.event_pending_make(task.pk))
+
+
+def _bulk_events(task, count, *, start=None, status=Status.FAILED, error_type="timeout"):
+    start = start or timezone.now()
+    HealingEvent.objects.bulk_create(
+        HealingEvent(
+            task=task, status=status, error_type=error_type, created_at=start - dt.timedelta(minutes=i),
+            root_cause=f"cause {i}",
+        )
+        for i in range(count)
+    )
+
+
+def _login(client, user):
+    client.force_login(user)
+    return client
+
+
+# -- access ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,args", [
+    ("queue", []), ("queue-rows", []), ("overview", []), ("event-detail", ["heal_x"]), ("event-part", ["heal_x", "summary"]),
+    ("event-screenshot", ["heal_x"]), ("task-list", []), ("task-detail", ["task_x"]),
+])
+def test_every_page_sends_anonymous_visitors_to_the_login_page(client, name, args):
+    response = client.get(reverse(name, args=args))
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_login_page_renders_a_labelled_form(client):
+    response = client.get("/accounts/login/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert '<label for="id_username">' in html and '<label for="id_password">' in html
+
+
+def test_login_then_queue(client, reviewer):
+    response = client.post("/accounts/login/", {"username": "rita", "password": "pw-rita-123!"}, follow=True)
+    assert response.redirect_chain[-1][0] == "/"
+    assert b"Review queue" in response.content
+
+
+# -- queue -----------------------------------------------------------------------------------------
+
+
+def test_queue_shows_events_newest_first_and_the_pending_count(client, reviewer, task, pending):
+    _bulk_events(task, 3, start=timezone.now() - dt.timedelta(days=1))
+    html = _login(client, reviewer).get("/").content.decode()
+    ids = re.findall(r'<tr data-id="(heal_[^"]+)"', html)
+    assert ids[0] == pending.pk and len(ids) == 4
+    assert '<strong id="pending-count">1</strong>' in html
+    assert 'href="/webhooks/"' in html and 'href="/api/v1/docs"' in html and 'href="/admin/"' in html
+
+
+def test_queue_filters_by_status_error_type_task_agent_date_and_search(client, reviewer, task, pending):
+    other = scenario.task_make("Newsletter signup")
+    _bulk_events(other, 2, start=timezone.now() - dt.timedelta(days=10), error_type="navigation_error")
+    client = _login(client, reviewer)
+
+    def ids(**params):
+        return re.findall(r'<tr data-id="(heal_[^"]+)"', client.get("/", params).content.decode())
+
+    assert ids(status="pending_review") == [pending.pk]
+    assert len(ids(error_type="navigation_error")) == 2
+    assert ids(task=task.pk) == [pending.pk]
+    assert len(ids(task="newsletter")) == 2
+    assert ids(agent="heuristic") == [pending.pk]
+    today = timezone.localdate()
+    assert ids(since=(today - dt.timedelta(days=1)).isoformat()) == [pending.pk]
+    assert len(ids(until=(today - dt.timedelta(days=5)).isoformat())) == 2
+    assert ids(q="no longer matches") == [pending.pk]
+    assert ids(q=pending.pk) == [pending.pk]
+    assert len(ids(q="newsletter")) == 2
+
+
+def test_queue_reports_a_bad_filter_instead_of_failing(client, reviewer, task, pending):
+    response = _login(client, reviewer).get("/", {"status": "nonsense", "since": "2025-13-45"})
+    assert response.status_code == 200
+    assert b"Select a valid choice" in response.content
+    assert pending.pk.encode() in response.content  # invalid filters are ignored, not applied half-way
+
+
+def test_queue_pages_with_a_cursor_and_back(client, reviewer, task):
+    _bulk_events(task, 120)
+    client = _login(client, reviewer)
+    first = client.get("/").content.decode()
+    page1 = re.findall(r'<tr data-id="(heal_[^"]+)"', first)
+    after = re.search(r'rel="next" href="\?after=([\w-]+)"', first).group(1)
+    second = client.get("/", {"after": after}).content.decode()
+    page2 = re.findall(r'<tr data-id="(heal_[^"]+)"', second)
+    third = client.get("/", {"after": re.search(r'rel="next" href="\?after=([\w-]+)"', second).group(1)}).content.decode()
+    page3 = re.findall(r'<tr data-id="(heal_[^"]+)"', third)
+    assert (len(page1), len(page2), len(page3)) == (50, 50, 20)
+    assert not set(page1) & set(page2) and not set(page2) & set(page3)
+    assert 'rel="next"' not in third
+    before = re.search(r'rel="prev" href="\?before=([\w-]+)"', second).group(1)
+    back = re.findall(r'<tr data-id="(heal_[^"]+)"', client.get("/", {"before": before}).content.decode())
+    assert back == page1
+
+
+def test_queue_pagination_keeps_filters(client, reviewer, task):
+    _bulk_events(task, 60, status=Status.REJECTED)
+    html = _login(client, reviewer).get("/", {"status": "rejected"}).content.decode()
+    assert re.search(r'rel="next" href="\?status=rejected&amp;after=[\w-]+"', html)
+
+
+def test_queue_query_count_does_not_grow_with_rows(client, reviewer, task, django_assert_max_num_queries):
+    client = _login(client, reviewer)
+    _bulk_events(task, 5)
+    with django_assert_max_num_queries(5) as few:
+        client.get("/")
+    _bulk_events(task, 100, start=timezone.now() - dt.timedelta(days=3))
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get("/")
+
+
+def test_queue_rows_fragment_has_the_rows_and_the_count(client, reviewer, pending):
+    html = _login(client, reviewer).get(reverse("queue-rows"), {"status": "pending_review"}).content.decode()
+    assert html.lstrip().startswith("{#") is False
+    assert '<tbody id="queue-rows">' in html and pending.pk in html and 'id="pending-count">1<' in html
+
+
+# -- event page ------------------------------------------------------------------------------------
+
+
+def test_event_page_shows_the_evidence(client, reviewer, pending):
+    html = _login(client, reviewer).get(reverse("event-detail", args=[pending.pk])).content.decode()
+    for expected in (
+        "#submit",  # failing selector
+        "element_not_found",
+        "TimeoutError: waiting for locator",
+        "no longer matches",  # root cause
+        'class="diff diff-side"', 'class="diff diff-inline"', "diff-del", "diff-add",
+        "button[data-test=send]",
+        "retry_step",  # the agent's trace
+        "0.913",  # a candidate's score
+        reverse("event-screenshot", args=[pending.pk]),
+        "Succeeded",  # the validation run
+        "pending_review",  # timeline
+    ):
+        assert expected in html, expected
+
+
+def test_event_screenshot_is_served_as_png(client, reviewer, pending):
+    response = _login(client, reviewer).get(reverse("event-screenshot", args=[pending.pk]))
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert response.content.startswith(b"\x89PNG")
+
+
+def test_event_page_query_count_is_constant(client, reviewer, pending, django_assert_max_num_queries):
+    client = _login(client, reviewer)
+    with django_assert_max_num_queries(6):  # session, user, the event with its joins, the user's permissions (2)
+        client.get(reverse("event-detail", args=[pending.pk]))
+
+
+def test_unknown_event_is_404(client, reviewer):
+    assert _login(client, reviewer).get(reverse("event-detail", args=["heal_nope"])).status_code == 404
+
+
+def test_reviewer_sees_approve_and_reject(client, reviewer, pending):
+    html = _login(client, reviewer).get(reverse("event-detail", args=[pending.pk])).content.decode()
+    assert 'id="approve-button"' in html and 'id="reject-button"' in html
+    assert re.search(r'<textarea[^>]*name="comment"[^>]*required', html)
+
+
+def test_non_reviewer_sees_no_buttons_and_a_forged_post_is_forbidden(client, member, pending):
+    client = _login(client, member)
+    html = client.get(reverse("event-detail", args=[pending.pk])).content.decode()
+    assert "approve-button" not in html and "reject-button" not in html
+    assert client.post(reverse("event-approve", args=[pending.pk])).status_code == 403
+    assert client.post(reverse("event-reject", args=[pending.pk]), {"comment": "no"}).status_code == 403
+    pending.refresh_from_db()
+    assert pending.status == Status.PENDING_REVIEW
+
+
+def test_approve_deploys_the_new_version(client, reviewer, pending):
+    response = _login(client, reviewer).post(reverse("event-approve", args=[pending.pk]), follow=True)
+    pending.refresh_from_db()
+    task = Task.objects.get(pk=pending.task_id)
+    assert pending.status == Status.DEPLOYED and pending.reviewer == reviewer
+    assert task.current_version_id == pending.new_version_id
+    assert b"Version 2 is now the task" in response.content
+    assert b"Deployed by rita" in response.content
+
+
+def test_a_second_approval_is_told_who_decided_and_deploys_nothing(client, reviewer, django_user_model, pending):
+    _login(client, reviewer).post(reverse("event-approve", args=[pending.pk]))
+    second = django_user_model.objects.create_user("sam", password="pw-sam-123!")
+    second.groups.add(*reviewer.groups.all())
+    other = _login(Client(), second)
+    response = other.post(reverse("event-approve", args=[pending.pk]))
+    assert response.status_code == 409
+    assert "Already deployed by rita" in response.content.decode()
+    assert "nothing changed" in response.content.decode()
+    assert AuditLog.objects.filter(action="version.deploy", object_id=pending.task_id).count() == 1
+    response = other.post(reverse("event-reject", args=[pending.pk]), {"comment": "too late"})
+    assert response.status_code == 409 and b"Already deployed by rita" in response.content
+
+
+def test_reject_needs_a_comment(client, reviewer, pending):
+    client = _login(client, reviewer)
+    response = client.post(reverse("event-reject", args=[pending.pk]), {"comment": "   "})
+    assert response.status_code == 400
+    assert b"a comment is required to reject" in response.content
+    assert b'aria-invalid="true"' in response.content
+    pending.refresh_from_db()
+    assert pending.status == Status.PENDING_REVIEW
+
+
+def test_reject_with_a_comment(client, reviewer, pending):
+    response = _login(client, reviewer).post(
+        reverse("event-reject", args=[pending.pk]), {"comment": "picks the reset button"}, follow=True
+    )
+    pending.refresh_from_db()
+    assert pending.status == Status.REJECTED and pending.review_comment == "picks the reset button"
+    assert Task.objects.get(pk=pending.task_id).current_version_id == pending.original_version_id
+    assert b"Rejected by rita" in response.content
+
+
+def test_decisions_need_a_csrf_token(reviewer, pending):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(reviewer)
+    assert client.post(reverse("event-approve", args=[pending.pk])).status_code == 403
+    pending.refresh_from_db()
+    assert pending.status == Status.PENDING_REVIEW
+    page = client.get(reverse("event-detail", args=[pending.pk])).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    assert client.post(reverse("event-approve", args=[pending.pk]), {"csrfmiddlewaretoken": token}).status_code == 302
+    pending.refresh_from_db()
+    assert pending.status == Status.DEPLOYED
+
+
+def test_decisions_are_post_only(client, reviewer, pending):
+    assert _login(client, reviewer).get(reverse("event-approve", args=[pending.pk])).status_code == 405
+
+
+def test_event_parts_render_alone(client, reviewer, pending):
+    client = _login(client, reviewer)
+    summary = client.get(reverse("event-part", args=[pending.pk, "summary"])).content.decode()
+    evidence = client.get(reverse("event-part", args=[pending.pk, "evidence"])).content.decode()
+    assert summary.startswith('<div id="event-summary">') and "Pending review" in summary
+    assert evidence.startswith('<div id="event-evidence">') and "diff-add" in evidence
+    assert client.get(reverse("event-part", args=[pending.pk, "nope"])).status_code == 404
+
+
+def test_event_that_is_still_healing_shows_what_it_has(client, reviewer, task):
+    event_id = scenario.event_pending_make(task.pk, final=Status.FAILED)
+    html = _login(client, reviewer).get(reverse("event-detail", args=[event_id])).content.decode()
+    assert "The heal failed" in html and "No new version yet" in html and "approve-button" not in html
+
+
+def test_event_text_is_escaped(client, reviewer, pending):
+    HealingEvent.objects.filter(pk=pending.pk).update(root_cause="<script>alert(1)</script>")
+    html = _login(client, reviewer).get(reverse("event-detail", args=[pending.pk])).content.decode()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+
+
+# -- overview --------------------------------------------------------------------------------------
+
+
+def test_overview_draws_charts(client, reviewer, task, pending):
+    _bulk_events(task, 10, error_type="navigation_error")
+    HealingEvent.objects.filter(pk=pending.pk).update(status=Status.DEPLOYED, decided_at=timezone.now())
+    response = _login(client, reviewer).get(reverse("overview"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count("<svg") == 5
+    assert "Runs and failures per day" in html and "navigation_error".replace("_", " ") in html
+    assert "style=" not in html  # the CSP forbids inline styles

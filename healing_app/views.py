@@ -1,0 +1,244 @@
+"""Dashboard pages for healing events: the review queue, one event, approve/reject, the overview.
+
+Views stay thin: they read through healing_app.queries, act through healing_app.services, and
+render. Live pages re-fetch the small fragment views below when the websocket says something changed,
+so every piece of HTML comes from these templates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from healing_app import charts, queries, services
+from healing_app.diffing import render_diff
+from healing_app.models import HealingEvent
+from tasks_app.config import InputError
+
+EVENT_PARTS = {"summary": "healing/_event_summary.html", "evidence": "healing/_event_evidence.html"}
+
+
+@require_GET
+@login_required
+def queue(request: HttpRequest) -> HttpResponse:
+    return render(request, "healing/queue.html", _queue_context(request))
+
+
+@require_GET
+@login_required
+def queue_rows(request: HttpRequest) -> HttpResponse:
+    """The rows and counts of the queue's current page: what live pages swap in when events change."""
+    return render(request, "healing/_queue_rows.html", _queue_context(request))
+
+
+@require_GET
+@login_required
+def event_detail(request: HttpRequest, event_id: str) -> HttpResponse:
+    return render(request, "healing/event.html", _event_context(request, event_id))
+
+
+@require_GET
+@login_required
+def event_part(request: HttpRequest, event_id: str, part: str) -> HttpResponse:
+    if part not in EVENT_PARTS:
+        raise Http404("no such part")
+    return render(request, EVENT_PARTS[part], _event_context(request, event_id))
+
+
+@require_GET
+@login_required
+def event_screenshot(request: HttpRequest, event_id: str) -> HttpResponse:
+    png = queries.event_screenshot(event_id)
+    if png is None:
+        raise Http404("no screenshot")
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"  # a failure's screenshot never changes
+    return response
+
+
+@require_POST
+@login_required
+def event_approve(request: HttpRequest, event_id: str) -> HttpResponse:
+    event = _event_or_404(event_id)
+    try:
+        event = services.healing_approve(event=event, reviewer=request.user, comment=request.POST.get("comment", ""))
+    except services.AlreadyDecided as exc:
+        return _refused(request, event_id, decided_message(exc.event))
+    except services.Superseded as exc:
+        return _refused(request, event_id, f"Not deployed: {exc}. Nothing changed.")
+    number = event.new_version.number if event.new_version_id else "?"
+    messages.success(request, f"Approved. Version {number} is now the task's current version.")
+    return redirect("event-detail", event_id=event.pk)
+
+
+@require_POST
+@login_required
+def event_reject(request: HttpRequest, event_id: str) -> HttpResponse:
+    event = _event_or_404(event_id)
+    try:
+        services.healing_reject(event=event, reviewer=request.user, comment=request.POST.get("comment", ""))
+    except InputError as exc:
+        context = _event_context(request, event_id)
+        context["reject_error"] = exc.message
+        return render(request, "healing/event.html", context, status=400)
+    except services.AlreadyDecided as exc:
+        return _refused(request, event_id, decided_message(exc.event))
+    messages.success(request, "Rejected. The healed version stays an undeployed draft.")
+    return redirect("event-detail", event_id=event_id)
+
+
+@require_GET
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    stats = queries.overview_stats(days=30)
+    status_css = {
+        "Deployed": "s-ok", "Pending review": "s-wait", "Rejected": "s-bad", "Failed": "s-bad",
+        "Triggered": "s-open", "Healing": "s-open", "Validating": "s-open",
+    }
+    context = {
+        "stats": stats,
+        "runs_chart": charts.stacked_bars(
+            title="Runs and failures per day",
+            labels=stats.days,
+            series=[("succeeded or healed", "s-ok", stats.runs_ok), ("failed", "s-bad", stats.runs_failed)],
+        ),
+        "outcome_chart": charts.horizontal_bars(
+            title="Heals by outcome", items=[(label, n, status_css.get(label, "s-open")) for label, n in stats.heals_by_status]
+        ),
+        "type_chart": charts.horizontal_bars(
+            title="Heals by error type", items=[(label.replace("_", " "), n, "s-type") for label, n in stats.heals_by_type]
+        ),
+        "heal_time_chart": charts.line(
+            title="Average time to heal (trigger to deploy), minutes", labels=stats.days, values=stats.heal_minutes, unit=" min"
+        ),
+        "cost_chart": charts.line(title="LLM cost per day, USD", labels=stats.days, values=stats.cost_usd, css="s-cost"),
+        "totals": {
+            "runs": sum(stats.runs_ok) + sum(stats.runs_failed),
+            "failed": sum(stats.runs_failed),
+            "heals": sum(n for _, n in stats.heals_by_status),
+            "deployed": dict(stats.heals_by_status).get(HealingEvent.Status.DEPLOYED.label, 0),
+        },
+        "rows": list(zip(stats.days, stats.runs_ok, stats.runs_failed, stats.heal_minutes, stats.cost_usd)),
+    }
+    return render(request, "healing/overview.html", context)
+
+
+def decided_message(event: HealingEvent) -> str:
+    """What a second reviewer needs to know: who got there first, and that their click changed nothing."""
+    when = timezone.localtime(event.decided_at).strftime("%Y-%m-%d %H:%M UTC") if event.decided_at else ""
+    who = event.reviewer.get_username() if event.reviewer_id and event.reviewer else "automatic deployment"
+    if event.status == HealingEvent.Status.DEPLOYED:
+        return f"Already deployed by {who} {when}; nothing changed.".replace("  ", " ")
+    if event.status == HealingEvent.Status.REJECTED:
+        return f"Already rejected by {who} {when}; nothing changed.".replace("  ", " ")
+    if event.status == HealingEvent.Status.FAILED:
+        return "This heal failed, so there is nothing to decide; nothing changed."
+    return f"This event is {event.get_status_display().lower()}, not waiting for review yet; nothing changed."
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _queue_context(request: HttpRequest) -> dict:
+    form = queries.QueueFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    page = queries.queue_page(filters, after=request.GET.get("after", ""), before=request.GET.get("before", ""))
+    base = request.GET.copy()
+    for key in ("after", "before"):
+        base.pop(key, None)
+    return {
+        "form": form,
+        "page": page,
+        "pending_count": queries.pending_review_count(),
+        "filter_query": base.urlencode(),
+        "filtered": any(filters.values()) if filters else False,
+    }
+
+
+def _event_or_404(event_id: str) -> HealingEvent:
+    event = HealingEvent.objects.filter(pk=event_id).only("id", "task_id", "status").first()
+    if event is None:
+        raise Http404("no such healing event")
+    return event
+
+
+def _event_context(request: HttpRequest, event_id: str) -> dict:
+    try:
+        event = queries.event_detail(event_id)
+    except HealingEvent.DoesNotExist:
+        raise Http404("no such healing event") from None
+    diff = None
+    if event.original_version_id and event.new_version_id:
+        diff = render_diff(event.original_version.code, event.new_version.code, context=6)
+    return {
+        "event": event,
+        "task": event.task,
+        "diff": diff,
+        "can_review": services.can_review(request.user),
+        "is_pending": event.status == HealingEvent.Status.PENDING_REVIEW,
+        "trace": _trace_rows(event.agent_trace),
+        "candidates": _candidate_rows(event.candidate_scores),
+        "tokens": event.prompt_tokens + event.completion_tokens,
+    }
+
+
+def _refused(request: HttpRequest, event_id: str, message: str) -> HttpResponse:
+    """Show the event as it is now, with why the click changed nothing (409: the state had moved on)."""
+    context = _event_context(request, event_id)
+    context["refusal"] = message
+    return render(request, "healing/event.html", context, status=409)
+
+
+def _trace_rows(agent_trace: list) -> list[dict]:
+    """Flatten the takeovers (one per failure in a run) into numbered steps with their details."""
+    rows = []
+    for takeover in agent_trace or []:
+        if not isinstance(takeover, dict):
+            continue
+        for step in takeover.get("steps") or []:
+            if not isinstance(step, dict):
+                continue
+            details = [(k, _plain(v)) for k, v in step.items() if k not in ("action", "at")]
+            at = step.get("at")
+            rows.append({
+                "action": str(step.get("action", "?")),
+                "at": dt.datetime.fromtimestamp(at, tz=dt.timezone.utc) if isinstance(at, (int, float)) else None,
+                "details": details,
+            })
+    return rows
+
+
+def _candidate_rows(candidates: list) -> list[dict]:
+    """Each ranked element as score, a CSS-like name (button#send), its text and its other properties."""
+    rows = []
+    for c in candidates or []:
+        if not isinstance(c, dict):
+            continue
+        tag = str(c.get("tag") or "?").lower()
+        element = tag + (f"#{c['id']}" if c.get("id") else "")
+        text = c.get("text") or c.get("visible_text") or c.get("aria_label") or "—"
+        shown = {"score", "tag", "id", "text", "visible_text"}
+        try:
+            score = float(c.get("score") or 0)
+        except (TypeError, ValueError):
+            score = 0.0
+        rows.append({
+            "score": score,
+            "element": element,
+            "text": str(text),
+            "attrs": [(k, _plain(v)) for k, v in c.items() if k not in shown and v not in (None, "")],
+        })
+    return rows
+
+
+def _plain(value) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)[:2000]

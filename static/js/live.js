@@ -1,0 +1,203 @@
+// Anchor live updates: one websocket per page; when it says something changed, re-fetch the
+// server-rendered fragment of each affected part and swap it in. The server stays the only renderer.
+//
+// Markup contract (no inline script: the CSP allows only files from /static/):
+//   <body data-live-socket="/ws/live/?task=..&obj=..">
+//   <div id="x" data-live-src="/fragment/url" data-live-on="healing. run."   kind prefixes to react to
+//        data-live-except="run.step"   kinds to ignore
+//        data-live-task="task_…"       only messages of this task
+//        data-live-event="heal_…"      only messages whose data.event is this id
+//        data-live-mark-new="tr[data-id]">   highlight children that were not there before
+//   <ol data-live-steps="run_…">       run.step messages append their server-rendered html here
+// The fragment response contains elements with the same ids; their children replace ours, so our
+// data-live-* attributes survive the swap.
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var socketPath = body && body.getAttribute("data-live-socket");
+  if (!socketPath) return;
+
+  var statusEl = document.getElementById("live-status");
+  var announcer = document.getElementById("live-announcer");
+  var pending = new Map(); // element -> timer: coalesce bursts (a heal sends several messages at once)
+  var inflight = new Map(); // element -> true while a fetch runs; a message during it re-fetches after
+  var stepBuffer = new Map(); // run id -> [html]: steps that arrived before their run was on the page
+  var retryDelay = 500;
+  var socket = null;
+
+  function setStatus(state, text) {
+    if (!statusEl) return;
+    statusEl.setAttribute("data-state", state);
+    statusEl.textContent = text;
+  }
+
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + socketPath);
+    socket.addEventListener("open", function () {
+      var wasRetry = retryDelay > 500;
+      retryDelay = 500;
+      setStatus("on", "Live");
+      body.setAttribute("data-live-ready", "1");
+      // Messages sent while we were away are lost; re-fetch everything once to catch up.
+      if (wasRetry) refreshAll();
+    });
+    socket.addEventListener("message", function (e) {
+      var message;
+      try { message = JSON.parse(e.data); } catch (err) { return; }
+      handle(message);
+    });
+    socket.addEventListener("close", function () {
+      body.removeAttribute("data-live-ready");
+      setStatus("off", "Reconnecting…");
+      setTimeout(connect, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 15000);
+    });
+  }
+
+  function handle(message) {
+    var kind = message.kind || "";
+    var data = message.data || {};
+    if (kind === "run.step" && data.run && message.html) {
+      appendStep(data.run, data.step && data.step.index, message.html);
+      return;
+    }
+    var parts = document.querySelectorAll("[data-live-src]");
+    for (var i = 0; i < parts.length; i++) {
+      if (matches(parts[i], kind, message.task_id, data)) schedule(parts[i]);
+    }
+  }
+
+  function matches(el, kind, taskId, data) {
+    var on = (el.getAttribute("data-live-on") || "").split(/\s+/).filter(Boolean);
+    var except = (el.getAttribute("data-live-except") || "").split(/\s+/).filter(Boolean);
+    if (except.indexOf(kind) !== -1) return false;
+    if (!on.some(function (prefix) { return kind.indexOf(prefix) === 0; })) return false;
+    var task = el.getAttribute("data-live-task");
+    if (task && task !== taskId) return false;
+    var event = el.getAttribute("data-live-event");
+    if (event && event !== data.event) return false;
+    return true;
+  }
+
+  function schedule(el) {
+    if (inflight.get(el)) { inflight.set(el, "again"); return; }
+    if (pending.has(el)) return;
+    pending.set(el, setTimeout(function () { pending.delete(el); refresh(el); }, 30));
+  }
+
+  function refreshAll() {
+    document.querySelectorAll("[data-live-src]").forEach(schedule);
+  }
+
+  function refresh(el) {
+    inflight.set(el, true);
+    fetch(el.getAttribute("data-live-src"), { credentials: "same-origin", headers: { "X-Live-Fragment": "1" } })
+      .then(function (response) {
+        if (response.redirected && response.url.indexOf("/accounts/login/") !== -1) {
+          location.reload(); // the session ended: show the login page instead of swapping it in
+          return null;
+        }
+        return response.ok ? response.text() : null;
+      })
+      .then(function (html) { if (html !== null && html !== undefined) swap(html); })
+      .catch(function () { /* a failed fetch is retried by the next message or the reconnect */ })
+      .then(function () {
+        var again = inflight.get(el) === "again";
+        inflight.delete(el);
+        if (again) schedule(el);
+      });
+  }
+
+  function swap(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    var incoming = template.content.querySelectorAll("[id]");
+    for (var i = 0; i < incoming.length; i++) {
+      var fresh = incoming[i];
+      if (fresh.parentElement && fresh.parentElement.closest && fresh.parentElement.closest("[id]")) continue; // nested: swapped with its parent
+      var target = document.getElementById(fresh.id);
+      if (!target) continue;
+      var oldVersion = target.querySelector("[data-live-version]");
+      var newVersion = fresh.querySelector("[data-live-version]");
+      if (oldVersion && newVersion && oldVersion.getAttribute("data-live-version") === newVersion.getAttribute("data-live-version")) continue;
+      var markSelector = target.getAttribute("data-live-mark-new");
+      var before = markSelector ? idsOf(target, markSelector) : null;
+      var hadFocus = target.contains(document.activeElement) && document.activeElement.id;
+      target.replaceChildren.apply(target, Array.prototype.slice.call(fresh.childNodes));
+      if (hadFocus) {
+        var again = document.getElementById(hadFocus);
+        if (again) again.focus();
+      }
+      if (before) markNew(target, markSelector, before);
+      applyDiffMode();
+      replaySteps();
+    }
+  }
+
+  function idsOf(root, selector) {
+    var ids = new Set();
+    root.querySelectorAll(selector).forEach(function (el) { ids.add(el.getAttribute("data-id")); });
+    return ids;
+  }
+
+  function markNew(root, selector, before) {
+    var added = 0;
+    root.querySelectorAll(selector).forEach(function (el) {
+      if (!before.has(el.getAttribute("data-id"))) {
+        el.classList.add("row-new");
+        added++;
+      }
+    });
+    if (added && announcer) announcer.textContent = added === 1 ? "1 new healing event" : added + " new healing events";
+  }
+
+  function appendStep(runId, index, html) {
+    var list = document.querySelector('[data-live-steps="' + cssEscape(runId) + '"]');
+    if (!list) {
+      var buffered = stepBuffer.get(runId) || [];
+      buffered.push([index, html]);
+      stepBuffer.set(runId, buffered.slice(-200));
+      return;
+    }
+    if (index !== undefined && index !== null && list.querySelector('[data-index="' + index + '"]')) return;
+    list.insertAdjacentHTML("beforeend", html);
+  }
+
+  function replaySteps() {
+    stepBuffer.forEach(function (steps, runId) {
+      if (!document.querySelector('[data-live-steps="' + cssEscape(runId) + '"]')) return;
+      stepBuffer.delete(runId);
+      steps.forEach(function (s) { appendStep(runId, s[0], s[1]); });
+    });
+  }
+
+  function cssEscape(value) {
+    return window.CSS && CSS.escape ? CSS.escape(value) : String(value).replace(/[^\w-]/g, "");
+  }
+
+  // Diff layout toggle: the choice lives on <body>, so swapped-in diffs keep it.
+  function applyDiffMode() {
+    var mode = body.getAttribute("data-diff-mode") || "side";
+    document.querySelectorAll("button[data-diff-mode]").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-diff-mode") === mode ? "true" : "false");
+    });
+  }
+
+  document.addEventListener("click", function (e) {
+    var button = e.target.closest && e.target.closest("button[data-diff-mode]");
+    if (!button) return;
+    body.setAttribute("data-diff-mode", button.getAttribute("data-diff-mode"));
+    try { localStorage.setItem("anchor-diff-mode", button.getAttribute("data-diff-mode")); } catch (err) { /* private mode */ }
+    applyDiffMode();
+  });
+
+  try {
+    var saved = localStorage.getItem("anchor-diff-mode");
+    if (saved === "inline" || saved === "side") body.setAttribute("data-diff-mode", saved);
+  } catch (err) { /* private mode */ }
+  applyDiffMode();
+  setStatus("off", "Connecting…");
+  connect();
+})();

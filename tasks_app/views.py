@@ -1,0 +1,172 @@
+"""Dashboard pages for tasks: the list, one task (config, versions, diff, rollback, runs, heals), Run now.
+
+Thin: reads are a few bounded queries here, every change goes through tasks_app.services. The live
+parts of the task page are re-fetched through `task_part` when the websocket says they changed.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from healing_app.diffing import render_diff
+from healing_app.models import HealingEvent
+from healing_app.services import can_review
+from tasks_app import services
+from tasks_app.audit import as_actor
+from tasks_app.config import InputError
+from tasks_app.forms import DiffForm, HealingConfigForm
+from tasks_app.models import CodeVersion, Run, Task
+
+TASK_PARTS = {"versions": "tasks/_versions.html", "runs": "tasks/_runs.html", "events": "tasks/_events.html"}
+RUNS_SHOWN = 15
+VERSIONS_SHOWN = 50
+EVENTS_SHOWN = 20
+
+
+@require_GET
+@login_required
+def task_list(request: HttpRequest) -> HttpResponse:
+    q = request.GET.get("q", "").strip()[:200]
+    tasks = Task.objects.select_related("current_version").only(
+        "id", "name", "self_healing", "created_at", "current_version__number"
+    )
+    if q:
+        tasks = tasks.filter(Q(pk=q) | Q(name__icontains=q))
+    latest_run = Run.objects.filter(task=OuterRef("pk")).order_by("-created_at")
+    page = Paginator(tasks.order_by("-created_at", "-id"), 50).get_page(request.GET.get("page"))
+    # Annotate only the page's rows, so the list costs the same with 10 or 10k tasks.
+    ids = [task.pk for task in page.object_list]
+    extra = {
+        row["pk"]: row
+        for row in Task.objects.filter(pk__in=ids)
+        .annotate(
+            last_run_status=Subquery(latest_run.values("status")[:1]),
+            last_run_at=Subquery(latest_run.values("created_at")[:1]),
+            pending=Count("healing_events", filter=Q(healing_events__status=HealingEvent.Status.PENDING_REVIEW)),
+        )
+        .values("pk", "last_run_status", "last_run_at", "pending")
+    }
+    rows = [(task, extra.get(task.pk, {})) for task in page.object_list]
+    return render(request, "tasks/list.html", {"page": page, "rows": rows, "q": q})
+
+
+@require_GET
+@login_required
+def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
+    task = _task_or_404(task_id)
+    context = _task_context(request, task)
+    context["config_form"] = HealingConfigForm.for_task(task)
+    return render(request, "tasks/detail.html", context)
+
+
+@require_GET
+@login_required
+def task_part(request: HttpRequest, task_id: str, part: str) -> HttpResponse:
+    if part not in TASK_PARTS:
+        raise Http404("no such part")
+    task = _task_or_404(task_id)
+    return render(request, TASK_PARTS[part], _task_context(request, task, part=part))
+
+
+@require_POST
+@login_required
+def task_config(request: HttpRequest, task_id: str) -> HttpResponse:
+    task = _task_or_404(task_id)
+    form = HealingConfigForm(request.POST)
+    if form.is_valid():
+        try:
+            services.task_update(task=task, actor=as_actor(request.user), **form.service_kwargs())
+        except InputError as exc:
+            form.add_service_error(exc.field, exc.message)
+        else:
+            messages.success(request, "Healing settings saved.")
+            return redirect(reverse("task-detail", args=[task.pk]) + "#config")
+    context = _task_context(request, task)
+    context["config_form"] = form
+    return render(request, "tasks/detail.html", context, status=400)
+
+
+@require_POST
+@login_required
+def task_run(request: HttpRequest, task_id: str) -> HttpResponse:
+    task = _task_or_404(task_id)
+    try:
+        run = services.run_enqueue(task=task, actor=as_actor(request.user))
+    except InputError as exc:
+        messages.error(request, f"Not started: {exc.message}")
+    else:
+        messages.success(request, f"Run {run.pk} queued; its steps appear below as they happen.")
+    return redirect(reverse("task-detail", args=[task.pk]) + "#runs")
+
+
+@require_POST
+@login_required
+def task_deploy(request: HttpRequest, task_id: str) -> HttpResponse:
+    """Make an earlier (or any) version current: a rollback. Deploying code is a reviewer's call."""
+    if not can_review(request.user):
+        raise PermissionDenied("only reviewers can deploy a version")
+    task = _task_or_404(task_id)
+    number = request.POST.get("version", "")
+    version = CodeVersion.objects.filter(task=task, number=int(number)).first() if number.isdigit() else None
+    if version is None:
+        messages.error(request, "No such version of this task.")
+    elif version.pk == task.current_version_id:
+        messages.info(request, f"Version {version.number} is already current; nothing changed.")
+    else:
+        services.version_deploy(task=task, version=version, actor=as_actor(request.user), reason="deployed from the task page")
+        messages.success(request, f"Version {version.number} is now current.")
+    return redirect(reverse("task-detail", args=[task.pk]) + "#versions")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _task_or_404(task_id: str) -> Task:
+    return get_object_or_404(Task.objects.select_related("current_version"), pk=task_id)
+
+
+def _task_context(request: HttpRequest, task: Task, *, part: str | None = None) -> dict:
+    """What the task page shows; a fragment request loads only its own part."""
+    context: dict = {"task": task, "can_review": can_review(request.user)}
+    if part in (None, "versions"):
+        context["versions"] = list(
+            task.versions.select_related("author").defer("code").order_by("-number")[:VERSIONS_SHOWN]
+        )
+    if part in (None, "runs"):
+        context["runs"] = list(
+            task.runs.select_related("version").defer("screenshots", "version__code").order_by("-created_at")[:RUNS_SHOWN]
+        )
+    if part in (None, "events"):
+        context["events"] = list(
+            task.healing_events.select_related("new_version")
+            .only("id", "created_at", "status", "error_type", "agent_kind", "root_cause", "task_id", "new_version__number")
+            .order_by("-created_at")[:EVENTS_SHOWN]
+        )
+    if part is None:
+        context.update(_diff_context(request, task))
+    return context
+
+
+def _diff_context(request: HttpRequest, task: Task) -> dict:
+    form = DiffForm(request.GET) if {"a", "b"} <= set(request.GET) else DiffForm(initial=_default_pair(task))
+    if not form.is_bound or not form.is_valid():
+        return {"diff_form": form, "version_diff": None}
+    a, b = form.cleaned_data["a"], form.cleaned_data["b"]
+    codes = dict(task.versions.filter(number__in=[a, b]).values_list("number", "code"))
+    if a not in codes or b not in codes:
+        form.add_error(None, "Both versions must exist for this task.")
+        return {"diff_form": form, "version_diff": None}
+    return {"diff_form": form, "version_diff": render_diff(codes[a], codes[b], context=6), "diff_pair": (a, b)}
+
+
+def _default_pair(task: Task) -> dict:
+    current = task.current_version.number if task.current_version_id else 1
+    return {"a": max(current - 1, 1), "b": current}

@@ -315,7 +315,7 @@ class BrowserPool:
         from .sandbox import spawn_child
 
         assert self.cdp_url
-        self._spare = spawn_child(self.cdp_url, memory_mb=self.memory_mb)
+        self._spare = spawn_child(self.cdp_url, memory_mb=self.memory_mb, spare=True)
 
     def acquire(self) -> Child:
         """A child connected to this browser (warm if one was prepared), and prepare the next."""
@@ -334,6 +334,7 @@ class BrowserPool:
                     child.cleanup()
                 assert self.cdp_url
                 child = spawn_child(self.cdp_url, memory_mb=self.memory_mb)
+            child.promote()
             if self.prewarm:
                 self._spawn_spare()
             self.runs += 1

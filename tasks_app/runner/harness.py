@@ -385,9 +385,15 @@ class Runtime:
         return ev
 
     def capture(self) -> tuple[str | None, str]:
-        png = self.bounded(self.page._impl_obj.screenshot(timeout=3000), 4.0)
+        try:
+            png = Page.screenshot(self.page, timeout=3000)
+        except Exception:  # noqa: BLE001 - a page that cannot be captured is still a failure to report
+            png = None
         b64 = base64.b64encode(png).decode() if png else None
-        dom = self.bounded(self.page._impl_obj.evaluate(snapshot.DOM_EXCERPT, DOM_EXCERPT_CHARS), 2.0) or ""
+        try:
+            dom = self.bounded(self.page._impl_obj.evaluate(snapshot.DOM_EXCERPT, DOM_EXCERPT_CHARS), 2.0) or ""
+        except Exception:  # noqa: BLE001
+            dom = ""
         return b64, self.mask(dom)
 
     def on_failure(self, exc: BaseException, *, action: str, selector: str | None, args: dict,
@@ -973,8 +979,13 @@ def _script_error_message(exc: BaseException, task_file: str, spec: RunSpec) -> 
 
 
 def _task_traceback(exc: BaseException, task_file: str) -> str:
+    """The task's own frames only: the harness and Playwright internals are noise to its author."""
     try:
-        return "".join(traceback.format_exception(exc))[-4000:]
+        frames = [fs for fs in traceback.extract_tb(exc.__traceback__) if fs.filename == task_file]
+        lines = ["Traceback (task code):"]
+        lines += [f"  line {fs.lineno}, in {fs.name}: {(fs.line or '').strip()}" for fs in frames]
+        lines += [ln.rstrip() for ln in traceback.format_exception_only(exc)]
+        return "\n".join(lines)[-4000:]
     except Exception:  # noqa: BLE001
         return repr(exc)
 

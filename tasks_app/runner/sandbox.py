@@ -53,6 +53,7 @@ MEMORY_MB = int(os.environ.get("ANCHOR_RUNNER_MEMORY_MB", "2048"))
 FSIZE_MB = 256
 NPROC = 128  # processes + threads of one run's uid: the harness, its driver, their threads
 READY_TIMEOUT_S = 30
+SPARE_NICE = 10
 LOG_TAIL_BYTES = 64 * 1024
 _BOOT = (
     "import sys; sys.path.insert(0, {root!r}); "
@@ -74,8 +75,10 @@ class HandoverError(RuntimeError):
     """A hand-over command failed, or the hand-over is already closed."""
 
 
-def _limits(memory_mb: int) -> Callable[[], None]:
+def _limits(memory_mb: int, nice: int = 0) -> Callable[[], None]:
     def apply() -> None:
+        if nice:
+            os.nice(nice)  # a warm spare must not slow down the run in progress
         resource.setrlimit(resource.RLIMIT_CPU, (600, 610))  # tightened to the spec in the harness
         data = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_DATA, (data, data))
@@ -98,6 +101,14 @@ class Child:
         self.spawned_at = time.perf_counter()
         self.ready: dict | None = None
         self._cleaned = False
+
+    def promote(self) -> None:
+        """A spare becomes the run in progress: back to normal CPU priority (needs root)."""
+        if self.uid is not None:
+            try:
+                os.setpriority(os.PRIO_USER, self.uid, 0)
+            except OSError:
+                pass
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> dict:
         if self.ready is None:
@@ -143,7 +154,7 @@ class Child:
         return logs
 
 
-def spawn_child(cdp_url: str, *, memory_mb: int | None = None) -> Child:
+def spawn_child(cdp_url: str, *, memory_mb: int | None = None, spare: bool = False) -> Child:
     """Start a harness process; it warms up (imports, driver, CDP, context) on its own."""
     from .browser import allocate_uid
 
@@ -170,7 +181,7 @@ def spawn_child(cdp_url: str, *, memory_mb: int | None = None) -> Child:
         proc = subprocess.Popen(
             cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             pass_fds=[child_sock.fileno()], start_new_session=True,
-            preexec_fn=_limits(memory_mb or MEMORY_MB),  # noqa: PLW1509 - resource limits need it
+            preexec_fn=_limits(memory_mb or MEMORY_MB, SPARE_NICE if spare and uid is not None else 0),  # noqa: PLW1509
         )
     finally:
         child_sock.close()

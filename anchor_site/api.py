@@ -1,5 +1,345 @@
-"""The versioned REST API: one NinjaAPI, with each app's router mounted under /api/v1/."""
+"""The versioned REST API: one NinjaAPI under /api/v1/, its authentication, rate limits and error format.
 
+Every endpoint is authenticated by an API key, sent as `Authorization: Bearer <key>` or as an
+`anchor-api-key` header. The routers find the caller in `request.auth` (a `Caller`): `.key`, `.user`
+and `.actor`, the actor every change must be audited under.
+
+Every error is JSON shaped `{"error": {"code": ..., "message": ..., "field": ...}}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.docs import Swagger
+from ninja.security import APIKeyHeader, HttpBearer
 
-api = NinjaAPI(title="Anchor API", version="1", urls_namespace="api-v1")
+from healing_app.services import AlreadyDecided, Superseded
+from tasks_app.api_keys import api_key_authenticate
+from tasks_app.audit import Actor
+from tasks_app.config import InputError
+from tasks_app.models import ApiKey
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the API key, its owner, and the actor their changes are audited under."""
+
+    key: ApiKey
+
+    @property
+    def user(self):
+        return self.key.user
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(user=self.key.user, via=f"api key {self.key.id}")
+
+
+class RateLimited(Exception):
+    def __init__(self, *, code: str, message: str, retry_after: int):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+# -- rate limits ---------------------------------------------------------------------------------------
+#
+# Fixed one-minute windows in Redis, so every web process shares the same counters. Settings are read on
+# each call (tests and deployments can change them). If Redis is down the limits are not enforced: losing
+# the API because the limiter's store restarts would be worse than a minute without limits.
+
+_WINDOW_S = 60
+_redis_client: redis.Redis | None = None
+
+
+def _redis() -> redis.Redis:
+    global _redis_client
+    if _redis_client is None:
+        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return _redis_client
+
+
+def _window() -> tuple[int, int]:
+    """The current window's number and the seconds until it ends."""
+    now = time.time()
+    return int(now // _WINDOW_S), max(1, math.ceil(_WINDOW_S - now % _WINDOW_S))
+
+
+def _counter_key(kind: str, ident: str, window: int) -> str:
+    prefix = getattr(settings, "API_RATE_LIMIT_PREFIX", "anchor:api")
+    return f"{prefix}:{kind}:{ident}:{window}"
+
+
+def _count(kind: str, ident: str) -> tuple[int, int]:
+    """Add one to this window's counter; returns (count, seconds left). (0, …) when Redis is away."""
+    window, left = _window()
+    key = _counter_key(kind, ident, window)
+    try:
+        pipe = _redis().pipeline()
+        pipe.incr(key)
+        pipe.expire(key, _WINDOW_S + 5)
+        count, _ = pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("API rate limiting skipped, Redis unavailable: %s", exc)
+        return 0, left
+    return int(count), left
+
+
+def _peek(kind: str, ident: str) -> tuple[int, int]:
+    window, left = _window()
+    try:
+        value = _redis().get(_counter_key(kind, ident, window))
+    except redis.RedisError as exc:
+        logger.warning("API auth throttling skipped, Redis unavailable: %s", exc)
+        return 0, left
+    return int(value or 0), left
+
+
+def client_ip(request: HttpRequest) -> str:
+    # Behind our own proxy the client is the address it appended last; otherwise X-Forwarded-For is
+    # whatever the client chose to send, and trusting it would let anyone dodge the throttle.
+    if settings.SECURE_PROXY_SSL_HEADER:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded.strip():
+            return forwarded.split(",")[-1].strip()
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def _check_auth_throttle(ip: str) -> None:
+    failures, left = _peek("authfail", ip)
+    if failures >= settings.API_AUTH_FAILURES_PER_MINUTE:
+        # Even a correct key is refused now: otherwise a guesser would learn when a guess was right.
+        raise RateLimited(
+            code="too_many_auth_failures",
+            message="too many failed authentication attempts from this address; retry later",
+            retry_after=left,
+        )
+
+
+def _check_key_rate(key: ApiKey) -> None:
+    count, left = _count("key", key.id)
+    if count > settings.API_RATE_LIMIT_PER_MINUTE:
+        raise RateLimited(
+            code="rate_limited",
+            message=f"rate limit of {settings.API_RATE_LIMIT_PER_MINUTE} requests per minute exceeded",
+            retry_after=left,
+        )
+
+
+# -- authentication ------------------------------------------------------------------------------------
+
+
+def _authenticate(request: HttpRequest, raw: str | None) -> Caller | None:
+    if not raw:
+        return None  # no key in this header; the other scheme may carry one
+    ip = client_ip(request)
+    _check_auth_throttle(ip)
+    key = api_key_authenticate(raw.strip())
+    if key is None:
+        # Count by address, not by key: guessing is spread over many keys.
+        _count("authfail", ip)
+        raise AuthenticationError(message="invalid or revoked API key")
+    _check_key_rate(key)
+    return Caller(key=key)
+
+
+class BearerKeyAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> Caller | None:
+        return _authenticate(request, token)
+
+
+class HeaderKeyAuth(APIKeyHeader):
+    param_name = "anchor-api-key"
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Caller | None:
+        return _authenticate(request, key)
+
+
+# -- browsable docs ------------------------------------------------------------------------------------
+
+
+class Docs(Swagger):
+    """Swagger UI under the site's strict Content-Security-Policy.
+
+    The page's only inline script is allowed by its hash, and Swagger UI's inline styles are allowed on
+    this page alone. Without "ninja" in INSTALLED_APPS, django-ninja loads Swagger UI from its CDN.
+    """
+
+    _CDN = "https://cdn.jsdelivr.net"
+    _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+
+    def render_page(self, request: HttpRequest, api: NinjaAPI, **kwargs: Any) -> HttpResponse:
+        response = super().render_page(request, api, **kwargs)
+        html = response.content.decode()
+        hashes = " ".join(
+            "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+            for body in self._INLINE_SCRIPT.findall(html)
+        )
+        response["Content-Security-Policy"] = (
+            f"default-src 'self'; img-src 'self' data: {self._CDN} https://django-ninja.dev; "
+            f"style-src 'self' 'unsafe-inline' {self._CDN}; script-src 'self' {self._CDN} {hashes}; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+        )
+        return response
+
+
+api = NinjaAPI(
+    title="Anchor API",
+    version="1",
+    description="Self-healing browser tasks. Authenticate with `Authorization: Bearer <key>` or `anchor-api-key: <key>`.",
+    urls_namespace="api-v1",
+    auth=[BearerKeyAuth(), HeaderKeyAuth()],
+    docs=Docs(),
+)
+
+
+# -- errors --------------------------------------------------------------------------------------------
+
+
+def error_response(
+    request: HttpRequest, *, status: int, code: str, message: str, field: str | None = None, **extra: Any
+) -> HttpResponse:
+    body: dict[str, Any] = {"code": code, "message": message, "field": field}
+    body.update(extra)
+    return api.create_response(request, {"error": body}, status=status)
+
+
+def _field_from_loc(loc: tuple | list) -> str:
+    """`("body", "payload", "self_healing_config", "max_attempts")` → `self_healing_config.max_attempts`."""
+    parts = [str(part) for part in loc]
+    source = parts[0] if parts else "body"
+    rest = parts[1:]
+    # A body schema is read from one parameter; its name is ours, not the caller's.
+    if source == "body" and rest and rest[0] in _BODY_PARAM_NAMES:
+        rest = rest[1:]
+    return ".".join(rest) or source
+
+
+_BODY_PARAM_NAMES = {"payload", "body", "data"}
+
+_FRIENDLY = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "int_type": "must be an integer",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "list_type": "must be a list",
+}
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    details = [
+        {"field": _field_from_loc(err.get("loc", ())), "message": _FRIENDLY.get(err.get("type", ""), err.get("msg", "is invalid"))}
+        for err in exc.errors
+    ]
+    first = details[0] if details else {"field": None, "message": "invalid request"}
+    return error_response(request, status=400, code="invalid_input", message=first["message"], field=first["field"], details=details)
+
+
+@api.exception_handler(InputError)
+def _input_error(request: HttpRequest, exc: InputError) -> HttpResponse:
+    return error_response(request, status=400, code="invalid_input", message=exc.message, field=exc.field)
+
+
+@api.exception_handler(AuthenticationError)
+def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    message = exc.message if exc.message != "Unauthorized" else "an API key is required (Authorization: Bearer <key>)"
+    response = error_response(request, status=401, code="unauthenticated", message=message)
+    response["WWW-Authenticate"] = 'Bearer realm="anchor"'
+    return response
+
+
+@api.exception_handler(PermissionDenied)
+def _permission_denied(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+    return error_response(request, status=403, code="permission_denied", message=str(exc) or "permission denied")
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error_response(request, status=404, code="not_found", message=str(exc) or "not found")
+
+
+@api.exception_handler(ObjectDoesNotExist)
+def _does_not_exist(request: HttpRequest, exc: ObjectDoesNotExist) -> HttpResponse:
+    return error_response(request, status=404, code="not_found", message="not found")
+
+
+@api.exception_handler(AlreadyDecided)
+def _already_decided(request: HttpRequest, exc: AlreadyDecided) -> HttpResponse:
+    return error_response(request, status=409, code="already_decided", message=str(exc), status_now=exc.event.status)
+
+
+@api.exception_handler(Superseded)
+def _superseded(request: HttpRequest, exc: Superseded) -> HttpResponse:
+    return error_response(request, status=409, code="superseded", message=str(exc))
+
+
+@api.exception_handler(RateLimited)
+def _rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
+    response = error_response(request, status=429, code=exc.code, message=exc.message)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+_HTTP_CODES = {400: "invalid_input", 401: "unauthenticated", 403: "permission_denied", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 429: "rate_limited"}
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    field = "body" if exc.status_code == 400 else None
+    response = error_response(request, status=exc.status_code, code=code, message=exc.message, field=field)
+    if exc.status_code == 429 and getattr(exc, "wait", None):
+        response["Retry-After"] = str(math.ceil(exc.wait))
+    return response
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        raise exc  # DatabaseUnavailableMiddleware answers an outage with a 503 and Retry-After
+    logger.exception("API error on %s %s", request.method, request.path)
+    return error_response(request, status=500, code="internal_error", message="an unexpected error occurred; it has been logged")
+
+
+# -- routers -------------------------------------------------------------------------------------------
+
+from healing_app.api import router as healing_events_router  # noqa: E402
+from healing_app.api import task_events_router  # noqa: E402
+from tasks_app.api import runs_router, tasks_router  # noqa: E402
+
+api.add_router("/tasks", tasks_router)
+api.add_router("/tasks", task_events_router)
+api.add_router("/runs", runs_router)
+api.add_router("/healing-events", healing_events_router)
+
+try:
+    from healing_app.webhooks_api import router as webhooks_router  # noqa: E402
+except ModuleNotFoundError as exc:  # being written in parallel; mounted as soon as it exists
+    if exc.name != "healing_app.webhooks_api":
+        raise
+else:
+    api.add_router("/webhooks", webhooks_router)

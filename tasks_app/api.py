@@ -1,0 +1,203 @@
+"""REST endpoints for tasks, their code versions and their runs. Thin: each one calls a service.
+
+`request.auth` is the calling API key (see anchor_site/api.py); changes are audited under its owner.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest
+from django.shortcuts import get_object_or_404
+from ninja import Path, Query, Router, Status
+
+from tasks_app import services
+from tasks_app.api_schemas import (
+    ERRORS,
+    MAX_INT,
+    DiffOut,
+    RunCreateIn,
+    RunOut,
+    RunPage,
+    RunStartedOut,
+    TaskCreateIn,
+    TaskOut,
+    TaskPage,
+    TaskUpdateIn,
+    VersionOut,
+    VersionPage,
+    clean_body,
+    diff_out,
+    paginate,
+    task_out,
+    version_out,
+)
+from tasks_app.config import InputError
+from tasks_app.models import CodeVersion, Run, Task
+
+tasks_router = Router(tags=["tasks"])
+runs_router = Router(tags=["runs"])
+
+Limit = Query(20, ge=1, le=100, description="page size")
+Cursor = Query(None, max_length=500, description="`next_cursor` of the previous page")
+VersionNumber = Path(..., ge=1, le=MAX_INT)
+
+
+def get_task(task_id: str) -> Task:
+    # Ids never contain NUL and are short; anything else cannot exist (and PostgreSQL would refuse a NUL).
+    if "\x00" in task_id or len(task_id) > 40:
+        raise Http404("no such task")
+    return get_object_or_404(Task.objects.select_related("current_version"), pk=task_id)
+
+
+def _get_version(task: Task, number: int) -> CodeVersion:
+    version = task.versions.select_related("parent", "author").filter(number=number).first()
+    if version is None:
+        raise Http404(f"task {task.pk} has no version {number}")
+    return version
+
+
+# -- tasks ---------------------------------------------------------------------------------------------
+
+
+@tasks_router.post("", response={201: TaskOut, **ERRORS}, summary="Create a task")
+def task_create(request: HttpRequest, payload: TaskCreateIn):
+    task = services.task_create(actor=request.auth.actor, **clean_body(payload))
+    return Status(201, task_out(task))
+
+
+@tasks_router.get("", response={200: TaskPage, **ERRORS}, summary="List tasks, newest first")
+def task_list(request: HttpRequest, cursor: str | None = Cursor, limit: int = Limit):
+    rows, next_cursor = paginate(
+        Task.objects.select_related("current_version"), order_field="created_at", cursor=cursor, limit=limit
+    )
+    return {"data": [task_out(task) for task in rows], "next_cursor": next_cursor}
+
+
+@tasks_router.get("/{task_id}", response={200: TaskOut, **ERRORS}, summary="Get a task")
+def task_get(request: HttpRequest, task_id: str):
+    return task_out(get_task(task_id))
+
+
+@tasks_router.patch("/{task_id}", response={200: TaskOut, **ERRORS}, summary="Update a task (partial)")
+def task_update(request: HttpRequest, task_id: str, payload: TaskUpdateIn):
+    task = services.task_update(task=get_task(task_id), actor=request.auth.actor, **clean_body(payload))
+    return task_out(Task.objects.select_related("current_version").get(pk=task.pk))
+
+
+@tasks_router.delete("/{task_id}", response={204: None, **ERRORS}, summary="Delete a task")
+def task_delete(request: HttpRequest, task_id: str):
+    services.task_delete(task=get_task(task_id), actor=request.auth.actor)
+    return Status(204, None)
+
+
+# -- versions ------------------------------------------------------------------------------------------
+
+
+@tasks_router.get("/{task_id}/versions", response={200: VersionPage, **ERRORS}, summary="List code versions")
+def version_list(request: HttpRequest, task_id: str, cursor: str | None = Cursor, limit: int = Limit):
+    task = get_task(task_id)
+    rows, next_cursor = paginate(
+        task.versions.select_related("parent", "author"), order_field="number", cursor=cursor, limit=limit
+    )
+    current = task.current_version_id
+    return {
+        "data": [version_out(v, current_version_id=current, with_code=False) for v in rows],
+        "next_cursor": next_cursor,
+    }
+
+
+@tasks_router.get("/{task_id}/versions/{number}", response={200: VersionOut, **ERRORS}, summary="Get a code version")
+def version_get(request: HttpRequest, task_id: str, number: int = VersionNumber):
+    task = get_task(task_id)
+    return version_out(_get_version(task, number), current_version_id=task.current_version_id, with_code=True)
+
+
+@tasks_router.get(
+    "/{task_id}/versions/{number}/diff",
+    response={200: DiffOut, **ERRORS},
+    summary="Diff a version against another (by default its parent)",
+)
+def version_diff(
+    request: HttpRequest,
+    task_id: str,
+    number: int = VersionNumber,
+    against: int | None = Query(None, ge=1, le=MAX_INT, description="the older version; default: the parent"),
+):
+    task = get_task(task_id)
+    new = _get_version(task, number)
+    if against is None:
+        against = new.parent.number if new.parent_id else max(number - 1, 1)
+    old = _get_version(task, against)
+    return diff_out(old, new)
+
+
+@tasks_router.post(
+    "/{task_id}/versions/{number}/deploy",
+    response={200: TaskOut, **ERRORS},
+    summary="Make a version current (rollback or roll forward)",
+)
+def version_deploy(request: HttpRequest, task_id: str, number: int = VersionNumber):
+    task = get_task(task_id)
+    version = _get_version(task, number)
+    task = services.version_deploy(task=task, version=version, actor=request.auth.actor, reason="deployed through the API")
+    return task_out(Task.objects.select_related("current_version").get(pk=task.pk))
+
+
+# -- runs ----------------------------------------------------------------------------------------------
+
+
+@tasks_router.post(
+    "/{task_id}/runs",
+    response={202: RunStartedOut, **ERRORS},
+    summary="Start a run; it is queued and runs in the background",
+)
+def run_start(request: HttpRequest, task_id: str, payload: RunCreateIn | None = None):
+    task = get_task(task_id)
+    data = clean_body(payload)
+    version = None
+    if "version" in data:
+        version = task.versions.filter(number=data["version"]).first()
+        if version is None:
+            raise InputError("version", f"task {task.pk} has no version {data['version']}")
+    run = services.run_enqueue(task=task, actor=request.auth.actor, params=data.get("params"), version=version)
+    return Status(202, {"id": run.pk, "status": run.status})
+
+
+@tasks_router.get("/{task_id}/runs", response={200: RunPage, **ERRORS}, summary="List a task's runs, newest first")
+def run_list(request: HttpRequest, task_id: str, cursor: str | None = Cursor, limit: int = Limit):
+    task = get_task(task_id)
+    rows, next_cursor = paginate(
+        task.runs.select_related("version").prefetch_related("healing_events"),
+        order_field="created_at",
+        cursor=cursor,
+        limit=limit,
+    )
+    return {"data": [run_out(run) for run in rows], "next_cursor": next_cursor}
+
+
+@runs_router.get("/{run_id}", response={200: RunOut, **ERRORS}, summary="Get a run")
+def run_get(request: HttpRequest, run_id: str):
+    if "\x00" in run_id or len(run_id) > 40:
+        raise Http404("no such run")
+    run = get_object_or_404(Run.objects.select_related("version").prefetch_related("healing_events"), pk=run_id)
+    return run_out(run)
+
+
+def run_out(run: Run) -> dict:
+    events = list(run.healing_events.all())
+    return {
+        "id": run.pk,
+        "task": run.task_id,
+        "status": run.status,
+        "purpose": run.purpose,
+        "version": run.version.number if run.version_id else None,
+        "params": run.params,
+        "output": run.output,
+        "error_type": run.error_type or None,
+        "error_message": run.error_message or None,
+        "trace": run.trace,
+        "healing_event": events[0].pk if events else None,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_ms": run.duration_ms,
+    }

@@ -1,0 +1,310 @@
+"""The shapes of the REST API: request and response schemas, the error envelope and cursor pages.
+
+Input schemas are strict (no coercion of "true" into true) and refuse unknown fields, so a typo in a
+field name is a 400 that names it instead of a silent no-op. Optional input fields are left out of the
+request rather than sent as null; the services still validate every value they receive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from django.db.models import DateTimeField, Model, Q, QuerySet
+from ninja import Schema
+from pydantic import ConfigDict, Field
+
+from healing_app.diffing import render_diff
+from tasks_app.config import FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError
+from tasks_app.services import NAME_MAX
+
+FailureType = Literal[FAILURE_TYPES]  # type: ignore[valid-type]
+MAX_INT = 2**31 - 1  # the database's integer range; larger numbers could only be a 404 anyway
+
+
+def _drop_null_defaults(schema: dict[str, Any]) -> None:
+    # Optional input fields default to "not given", which is not the same as null; say so in OpenAPI.
+    for prop in schema.get("properties", {}).values():
+        if prop.get("default", 0) is None:
+            prop.pop("default")
+
+
+class InputSchema(Schema):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_drop_null_defaults)
+
+
+# -- errors --------------------------------------------------------------------------------------------
+
+
+class ErrorDetail(Schema):
+    field: str | None = None
+    message: str
+
+
+class ErrorBody(Schema):
+    code: str = Field(description="machine-readable: invalid_input, unauthenticated, permission_denied, not_found, "
+                                  "already_decided, superseded, rate_limited, too_many_auth_failures, internal_error")
+    message: str
+    field: str | None = Field(None, description="the request field at fault, dotted (self_healing_config.max_attempts)")
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorOut(Schema):
+    error: ErrorBody
+
+
+ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 429: ErrorOut}
+
+
+# -- tasks ---------------------------------------------------------------------------------------------
+
+
+class SelfHealingConfigIn(InputSchema):
+    """Only the keys given change; keys left out keep their current values (or the defaults)."""
+
+    auto_deploy: bool = Field(None, description="deploy a validated fix without review")
+    trigger_on: list[FailureType] = Field(None, description="failure types that start a heal")
+    max_attempts: int = Field(None, ge=MAX_ATTEMPTS_RANGE[0], le=MAX_ATTEMPTS_RANGE[1],
+                              description="heal attempts per failing step and code version")
+    validation_required: bool = Field(None, description="run the healed version once before deploying it")
+
+
+class SelfHealingConfigOut(Schema):
+    auto_deploy: bool
+    trigger_on: list[str]
+    max_attempts: int
+    validation_required: bool
+
+
+HealingAgent = Literal["", "auto", "heuristic", "llm"]
+
+
+class TaskCreateIn(InputSchema):
+    name: str = Field(..., max_length=NAME_MAX)
+    prompt: str = Field(None, max_length=20_000)
+    self_healing: bool = None
+    self_healing_config: SelfHealingConfigIn = None
+    code: str = Field(None, description="Python module with `def run(page, params)`; becomes version 1")
+    params: dict[str, Any] = None
+    secrets: dict[str, str] = Field(None, description="write-only; only their names are ever returned")
+    healing_agent: HealingAgent = Field(None, description="empty for the deployment's default")
+
+
+class TaskUpdateIn(InputSchema):
+    name: str = Field(None, max_length=NAME_MAX)
+    prompt: str = Field(None, max_length=20_000)
+    self_healing: bool = None
+    self_healing_config: SelfHealingConfigIn = None
+    code: str = Field(None, description="becomes a new version (source manual) and is deployed")
+    params: dict[str, Any] = None
+    secrets: dict[str, str] = Field(None, description="replaces all secrets; write-only")
+    healing_agent: HealingAgent = None
+
+
+class TaskOut(Schema):
+    id: str
+    name: str
+    prompt: str
+    self_healing: bool
+    self_healing_config: SelfHealingConfigOut
+    current_version: int | None
+    code_status: str
+    params: dict[str, Any]
+    secret_keys: list[str]
+    healing_agent: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskPage(Schema):
+    data: list[TaskOut]
+    next_cursor: str | None
+
+
+def task_out(task) -> dict[str, Any]:
+    return {
+        "id": task.pk,
+        "name": task.name,
+        "prompt": task.prompt,
+        "self_healing": task.self_healing,
+        "self_healing_config": task.config,
+        "current_version": task.current_version.number if task.current_version_id else None,
+        "code_status": task.code_status,
+        "params": task.params,
+        "secret_keys": task.secret_keys,
+        "healing_agent": task.healing_agent,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+    }
+
+
+# -- versions ------------------------------------------------------------------------------------------
+
+
+class VersionSummaryOut(Schema):
+    number: int
+    source: str
+    parent_version: int | None
+    author: str | None
+    note: str
+    is_current: bool
+    created_at: datetime
+
+
+class VersionOut(VersionSummaryOut):
+    code: str
+
+
+class VersionPage(Schema):
+    data: list[VersionSummaryOut]
+    next_cursor: str | None
+
+
+class DiffOut(Schema):
+    from_version: int
+    to_version: int
+    added: int
+    removed: int
+    unified: str = Field(description="unified diff text")
+    side_by_side_html: str = Field(description="escaped HTML table, styled by the dashboard's CSS classes")
+    inline_html: str
+
+
+def diff_out(old, new) -> dict[str, Any]:
+    """Two code versions compared: counts, a unified diff for programs, HTML for people."""
+    rendered = render_diff(old.code, new.code, context=3)
+    unified = difflib.unified_diff(
+        old.code.splitlines(keepends=True), new.code.splitlines(keepends=True), f"v{old.number}", f"v{new.number}"
+    )
+    return {
+        "from_version": old.number,
+        "to_version": new.number,
+        "added": rendered.added,
+        "removed": rendered.removed,
+        "unified": "".join(unified),
+        "side_by_side_html": rendered.side_by_side_html,
+        "inline_html": rendered.inline_html,
+    }
+
+
+def version_out(version, *, current_version_id: int | None, with_code: bool) -> dict[str, Any]:
+    data = {
+        "number": version.number,
+        "source": version.source,
+        "parent_version": version.parent.number if version.parent_id else None,
+        "author": version.author.get_username() if version.author_id else None,
+        "note": version.note,
+        "is_current": current_version_id == version.pk,
+        "created_at": version.created_at,
+    }
+    if with_code:
+        data["code"] = version.code
+    return data
+
+
+# -- runs ----------------------------------------------------------------------------------------------
+
+
+class RunCreateIn(InputSchema):
+    params: dict[str, Any] = Field(None, description="merged over the task's params for this run")
+    version: int = Field(None, ge=1, le=MAX_INT, description="code version number; the current one if left out")
+
+
+class RunStartedOut(Schema):
+    id: str
+    status: str
+
+
+class RunOut(Schema):
+    id: str
+    task: str
+    status: str
+    purpose: str
+    version: int | None
+    params: dict[str, Any]
+    output: Any = None
+    error_type: str | None
+    error_message: str | None
+    trace: list[Any]
+    healing_event: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+
+
+class RunPage(Schema):
+    data: list[RunOut]
+    next_cursor: str | None
+
+
+# -- cursor pages --------------------------------------------------------------------------------------
+#
+# Keyset pagination: a cursor is the last row's (ordering value, primary key), so pages stay correct
+# while rows are added, and no page costs an OFFSET scan.
+
+
+def paginate(queryset: QuerySet, *, order_field: str, cursor: str | None, limit: int) -> tuple[list[Model], str | None]:
+    """Rows newest (highest `order_field`) first, and the cursor of the next page or None."""
+    queryset = queryset.order_by(f"-{order_field}", "-pk")
+    if cursor:
+        value, pk = _decode_cursor(cursor, queryset.model, order_field)
+        queryset = queryset.filter(Q(**{f"{order_field}__lt": value}) | Q(**{order_field: value, "pk__lt": pk}))
+    rows = list(queryset[: limit + 1])
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    return rows, _encode_cursor(getattr(last, order_field), last.pk)
+
+
+def _encode_cursor(value: Any, pk: Any) -> str:
+    raw = json.dumps([value.isoformat() if isinstance(value, datetime) else value, pk])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, model: type[Model], order_field: str) -> tuple[Any, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value, pk = json.loads(raw)
+        if isinstance(model._meta.get_field(order_field), DateTimeField):
+            value = datetime.fromisoformat(value)
+        elif not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError("not an integer")
+        if not isinstance(pk, (str, int)) or isinstance(pk, bool) or "\x00" in str(pk):
+            raise ValueError("bad key")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InputError("cursor", "is not a cursor this API returned") from None
+    return value, pk
+
+
+def has_nul(value: Any) -> str | None:
+    """The dotted path of the first string containing NUL, which PostgreSQL cannot store, or None."""
+    if isinstance(value, str):
+        return "" if "\x00" in value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return str(key).replace("\x00", "")
+        inner = has_nul(item)
+        if inner is not None:
+            return f"{key}.{inner}" if inner else str(key)
+    return None
+
+
+def clean_body(payload: InputSchema | None) -> dict[str, Any]:
+    """The fields the caller actually sent, refusing text the database cannot store."""
+    data = payload.model_dump(exclude_unset=True) if payload is not None else {}
+    bad = has_nul(data)
+    if bad is not None:
+        raise InputError(bad or "body", "must not contain NUL characters")
+    return data

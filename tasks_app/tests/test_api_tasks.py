@@ -1,0 +1,313 @@
+"""The tasks API: create, list, get, update, delete, and code versions (list, get, diff, deploy)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tasks_app.api_keys import api_key_create
+from tasks_app.models import AuditLog, CodeVersion, Task
+
+pytestmark = pytest.mark.django_db
+
+CODE_V1 = '''def run(page, params):
+    page.goto(params["base_url"] + "/contact")
+    page.click("#submit")
+    return {"ok": True}
+'''
+CODE_V2 = CODE_V1.replace("#submit", "button[data-test=send]")
+
+
+class Api:
+    """The Django test client speaking JSON with an API key."""
+
+    def __init__(self, client, raw_key: str):
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {raw_key}"}
+
+    def call(self, method: str, path: str, body=None, *, raw: str | None = None):
+        data = raw if raw is not None else json.dumps(body) if body is not None else ""
+        return getattr(self.client, method)(
+            f"/api/v1{path}", data=data, content_type="application/json", headers=self.headers
+        )
+
+    def get(self, path):
+        return self.call("get", path)
+
+    def post(self, path, body=None, **kw):
+        return self.call("post", path, body, **kw)
+
+    def patch(self, path, body=None, **kw):
+        return self.call("patch", path, body, **kw)
+
+    def delete(self, path):
+        return self.call("delete", path)
+
+
+@pytest.fixture(autouse=True)
+def _own_rate_limit_counters(settings):
+    settings.API_RATE_LIMIT_PREFIX = f"test:{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user("mo")  # no password: hashing one costs a second per test
+
+
+@pytest.fixture
+def api(client, owner):
+    _, raw = api_key_create(user=owner, name="tests")
+    return Api(client, raw)
+
+
+def _create(api, **fields):
+    response = api.post("/tasks", {"name": "form_submission", **fields})
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_create_returns_the_task_with_the_full_config_defaults_filled_in(api):
+    body = _create(
+        api,
+        prompt="Fill out the contact form on example.com",
+        self_healing=True,
+        self_healing_config={"auto_deploy": True, "trigger_on": ["timeout", "element_not_found"]},
+    )
+    assert body["id"].startswith("task_")
+    assert body["self_healing"] is True
+    assert body["self_healing_config"] == {
+        "auto_deploy": True,
+        "trigger_on": ["timeout", "element_not_found"],
+        "max_attempts": 3,
+        "validation_required": True,
+    }
+    assert body["current_version"] is None
+    assert set(body) == {
+        "id", "name", "prompt", "self_healing", "self_healing_config", "current_version", "code_status",
+        "params", "secret_keys", "healing_agent", "created_at", "updated_at",
+    }
+    assert Task.objects.get(pk=body["id"]).prompt == "Fill out the contact form on example.com"
+
+
+def test_create_with_code_makes_it_version_1_and_current(api):
+    body = _create(api, code=CODE_V1, params={"base_url": "http://127.0.0.1:9"})
+    assert body["current_version"] == 1
+    assert body["code_status"] == "ready"
+    assert body["params"] == {"base_url": "http://127.0.0.1:9"}
+    version = CodeVersion.objects.get(task_id=body["id"])
+    assert (version.number, version.source, version.code) == (1, "initial", CODE_V1)
+
+
+def test_secrets_are_write_only_and_only_their_names_come_back(api):
+    body = _create(api, secrets={"password": "hunter2-very-secret"})
+    assert body["secret_keys"] == ["password"]
+    for response in (api.get(f"/tasks/{body['id']}"), api.get("/tasks")):
+        assert "hunter2-very-secret" not in response.content.decode()
+    assert Task.objects.get(pk=body["id"]).secrets == {"password": "hunter2-very-secret"}
+    api.patch(f"/tasks/{body['id']}", {"secrets": {"token": "t0ken-value"}})
+    assert api.get(f"/tasks/{body['id']}").json()["secret_keys"] == ["token"]
+
+
+def test_get_returns_the_task_and_unknown_ids_are_a_json_404(api):
+    body = _create(api)
+    assert api.get(f"/tasks/{body['id']}").json() == body
+    response = api.get("/tasks/task_doesnotexist")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_list_pages_by_cursor_newest_first_without_gaps_or_repeats(api):
+    created = [_create(api, name=f"task {i}")["id"] for i in range(5)]
+    seen, cursor, pages = [], None, 0
+    while True:
+        query = "?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = api.get(f"/tasks{query}").json()
+        seen += [task["id"] for task in page["data"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == list(reversed(created))
+
+
+@pytest.mark.parametrize("query, field", [("?cursor=not-a-cursor", "cursor"), ("?limit=0", "limit"), ("?limit=101", "limit")])
+def test_bad_paging_parameters_are_a_400_naming_them(api, query, field):
+    response = api.get(f"/tasks{query}")
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == field
+
+
+def test_update_replaces_only_the_config_keys_given(api):
+    body = _create(
+        api,
+        self_healing=True,
+        self_healing_config={"auto_deploy": True, "validation_required": False, "max_attempts": 5},
+    )
+    response = api.patch(f"/tasks/{body['id']}", {"self_healing_config": {"max_attempts": 2}})
+    assert response.status_code == 200, response.content
+    assert response.json()["self_healing_config"] == {
+        "auto_deploy": True,
+        "trigger_on": ["timeout", "element_not_found", "navigation_error"],
+        "max_attempts": 2,
+        "validation_required": False,
+    }
+
+
+def test_update_changes_only_the_fields_given(api):
+    body = _create(api, prompt="p", self_healing=True, params={"a": 1})
+    updated = api.patch(f"/tasks/{body['id']}", {"self_healing": False}).json()
+    assert updated["self_healing"] is False
+    assert {k: updated[k] for k in ("name", "prompt", "params", "self_healing_config")} == {
+        k: body[k] for k in ("name", "prompt", "params", "self_healing_config")
+    }
+
+
+def test_update_with_code_adds_a_manual_version_and_deploys_it(api):
+    body = _create(api, code=CODE_V1)
+    updated = api.patch(f"/tasks/{body['id']}", {"code": CODE_V2}).json()
+    assert updated["current_version"] == 2
+    version = CodeVersion.objects.get(task_id=body["id"], number=2)
+    assert (version.source, version.parent.number) == ("manual", 1)
+
+
+def test_delete_removes_the_task(api):
+    body = _create(api)
+    response = api.delete(f"/tasks/{body['id']}")
+    assert response.status_code == 204
+    assert api.get(f"/tasks/{body['id']}").status_code == 404
+    assert api.delete(f"/tasks/{body['id']}").status_code == 404
+
+
+def test_changes_are_audited_under_the_keys_owner(api, owner):
+    body = _create(api)
+    api.patch(f"/tasks/{body['id']}", {"prompt": "changed"})
+    entries = AuditLog.objects.filter(object_id=body["id"]).order_by("created_at")
+    assert [e.action for e in entries] == ["task.create", "task.update"]
+    assert all(e.actor == owner for e in entries)
+    assert all(e.actor_label.startswith("mo via api key key_") for e in entries)
+
+
+BAD_CONFIG = [
+    ({"self_healing_config": {"auto_deploy": True, "retries": 2}}, "self_healing_config.retries"),
+    ({"self_healing_config": {"trigger_on": ["timeout", "dom_changed"]}}, "self_healing_config.trigger_on.1"),
+    ({"self_healing_config": {"trigger_on": "timeout"}}, "self_healing_config.trigger_on"),
+    ({"self_healing_config": {"max_attempts": 0}}, "self_healing_config.max_attempts"),
+    ({"self_healing_config": {"max_attempts": 11}}, "self_healing_config.max_attempts"),
+    ({"self_healing_config": {"max_attempts": "3"}}, "self_healing_config.max_attempts"),
+    ({"self_healing_config": {"max_attempts": 2.5}}, "self_healing_config.max_attempts"),
+    ({"self_healing_config": {"auto_deploy": "yes"}}, "self_healing_config.auto_deploy"),
+    ({"self_healing_config": {"auto_deploy": None}}, "self_healing_config.auto_deploy"),
+    ({"self_healing_config": ["timeout"]}, "self_healing_config"),
+    ({"self_healing": "true"}, "self_healing"),
+    ({"self_healing": 1}, "self_healing"),
+    ({"name": 123}, "name"),
+    ({"name": "   "}, "name"),
+    ({"name": "x" * 201}, "name"),
+    ({"prompt": ["a"]}, "prompt"),
+    ({"params": [1, 2]}, "params"),
+    ({"params": {"secrets": {"a": "b"}}}, "params.secrets"),
+    ({"secrets": {"password": 1234}}, "secrets.password"),
+    ({"healing_agent": "gpt-9"}, "healing_agent"),
+    ({"self_healing_confg": {"auto_deploy": True}}, "self_healing_confg"),
+    ({"prompt": "nul \x00 byte"}, "prompt"),
+    ({"params": {"k": "nul \x00 byte"}}, "params.k"),
+]
+
+
+@pytest.mark.parametrize("fields, field", BAD_CONFIG)
+def test_bad_input_on_create_is_a_400_naming_the_field(api, fields, field):
+    response = api.post("/tasks", {"name": "t", **fields})
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("invalid_input", field)
+    assert error["message"]
+    assert Task.objects.count() == 0
+
+
+@pytest.mark.parametrize("fields, field", BAD_CONFIG)
+def test_bad_input_on_update_is_a_400_and_changes_nothing(api, fields, field):
+    body = _create(api, self_healing=True)
+    response = api.patch(f"/tasks/{body['id']}", fields)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == field
+    assert api.get(f"/tasks/{body['id']}").json() == body
+
+
+def test_code_that_does_not_parse_is_a_400_naming_the_line(api):
+    response = api.post("/tasks", {"name": "t", "code": "def run(page, params):\n    page.click('#a'\n"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["field"] == "code"
+    assert "line 2" in error["message"] or "line 3" in error["message"]
+
+
+def test_code_without_a_run_function_is_a_400(api):
+    response = api.post("/tasks", {"name": "t", "code": "print('hello')\n"})
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "code"
+
+
+@pytest.mark.parametrize(
+    "raw, field", [("{not json", "body"), ("[1, 2]", "body"), ('"a string"', "body"), ("{}", "name")]
+)
+def test_malformed_bodies_are_a_400(api, raw, field):
+    response = api.post("/tasks", raw=raw)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == field
+
+
+def test_a_missing_name_is_a_400_naming_it(api):
+    response = api.post("/tasks", {"prompt": "no name"})
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "invalid_input",
+        "message": "is required",
+        "field": "name",
+        "details": [{"field": "name", "message": "is required"}],
+    }
+
+
+# -- versions ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def versioned(api):
+    body = _create(api, code=CODE_V1)
+    api.patch(f"/tasks/{body['id']}", {"code": CODE_V2})
+    return body["id"]
+
+
+def test_versions_are_listed_newest_first(api, versioned):
+    page = api.get(f"/tasks/{versioned}/versions").json()
+    assert [(v["number"], v["source"], v["is_current"]) for v in page["data"]] == [(2, "manual", True), (1, "initial", False)]
+    assert page["next_cursor"] is None
+    assert page["data"][0]["parent_version"] == 1
+    assert page["data"][0]["author"] == "mo"
+
+
+def test_a_version_comes_with_its_code(api, versioned):
+    body = api.get(f"/tasks/{versioned}/versions/1").json()
+    assert (body["number"], body["code"]) == (1, CODE_V1)
+    assert api.get(f"/tasks/{versioned}/versions/9").status_code == 404
+    assert api.get(f"/tasks/{versioned}/versions/0").status_code == 400
+
+
+def test_a_diff_compares_a_version_with_its_parent_by_default(api, versioned):
+    body = api.get(f"/tasks/{versioned}/versions/2/diff").json()
+    assert (body["from_version"], body["to_version"], body["added"], body["removed"]) == (1, 2, 1, 1)
+    assert '-    page.click("#submit")' in body["unified"]
+    assert '+    page.click("button[data-test=send]")' in body["unified"]
+    assert "diff-side" in body["side_by_side_html"]
+    assert api.get(f"/tasks/{versioned}/versions/1/diff?against=2").json()["from_version"] == 2
+
+
+def test_deploying_an_older_version_rolls_back_without_new_code(api, versioned, owner):
+    response = api.post(f"/tasks/{versioned}/versions/1/deploy")
+    assert response.status_code == 200, response.content
+    assert response.json()["current_version"] == 1
+    assert CodeVersion.objects.filter(task_id=versioned).count() == 2
+    entry = AuditLog.objects.filter(action="version.deploy", object_id=versioned).latest("created_at")
+    assert entry.actor == owner and entry.data["version"] == 1

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.template.loader import render_to_string
 
 from healing_app import broadcast
+
+logger = logging.getLogger(__name__)
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -28,7 +33,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def anchor_update(self, message):
-        await self.send_json({"kind": message["kind"], "task_id": message["task_id"], "data": message["data"]})
+        payload = {"kind": message["kind"], "task_id": message["task_id"], "data": message["data"]}
+        if message["kind"] == "run.step":
+            # A running task's steps are only in the database once the run ends, so the page cannot
+            # re-fetch them; the step's HTML comes from the same template the task page uses instead.
+            payload["html"] = _step_html(message["data"])
+        await self.send_json(payload)
 
     def _query_value(self, key: str) -> str:
         from urllib.parse import parse_qs
@@ -37,3 +47,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         value = values[0] if values else ""
         # Ids are short and prefixed; anything else is ignored rather than used as a group name.
         return value if value.replace("_", "").isalnum() and len(value) < 60 else ""
+
+
+def _step_html(data: dict) -> str:
+    step = data.get("step")
+    if not isinstance(step, dict):
+        return ""
+    try:
+        return render_to_string("tasks/_step.html", {"step": step})
+    except Exception as exc:  # a malformed step must not close every dashboard's socket
+        logger.warning("run.step not rendered: %s", exc)
+        return ""

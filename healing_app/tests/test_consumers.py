@@ -1,0 +1,117 @@
+"""The live websocket through the real ASGI stack (origin check, session auth) and the real Redis channel layer."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from healing_app import broadcast
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def private_channel_layer(settings):
+    """Our own group-name prefix: other test runs on this Redis must not see our broadcasts, nor we theirs."""
+    layers = {name: {**conf, "CONFIG": {**conf["CONFIG"], "prefix": f"anchor-test-{uuid.uuid4().hex[:8]}"}}
+              for name, conf in settings.CHANNEL_LAYERS.items()}
+    settings.CHANNEL_LAYERS = layers
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+def _application():
+    from anchor_site.asgi import application
+
+    return application
+
+
+def _session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+def _communicator(path: str, *, cookie: bytes | None = None, origin: bytes = b"http://localhost") -> WebsocketCommunicator:
+    headers = [(b"origin", origin), (b"host", b"localhost")]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return WebsocketCommunicator(_application(), path, headers=headers)
+
+
+def test_anonymous_visitors_are_refused():
+    async def scenario():
+        communicator = _communicator("/ws/live/")
+        connected, _ = await communicator.connect()
+        await communicator.disconnect()
+        return connected
+
+    assert async_to_sync(scenario)() is False
+
+
+def test_a_foreign_origin_is_refused_even_with_a_session(member):
+    cookie = _session_cookie(member)
+
+    async def scenario():
+        communicator = _communicator("/ws/live/", cookie=cookie, origin=b"http://evil.example")
+        connected, _ = await communicator.connect()
+        await communicator.disconnect()
+        return connected
+
+    assert async_to_sync(scenario)() is False
+
+
+def test_a_logged_in_user_receives_broadcasts_for_the_page(member):
+    cookie = _session_cookie(member)
+
+    async def scenario():
+        communicator = _communicator("/ws/live/?task=task_abc&obj=heal_xyz", cookie=cookie)
+        connected, _ = await communicator.connect()
+        assert connected
+        await sync_to_async(broadcast.publish)(
+            kind="healing.pending_review", task_id="task_abc", data={"event": "heal_xyz", "status": "pending_review"}
+        )
+        # The message reaches the page through three groups (events, task, object); each is delivered.
+        first = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return first
+
+    message = async_to_sync(scenario)()
+    assert message == {"kind": "healing.pending_review", "task_id": "task_abc",
+                       "data": {"event": "heal_xyz", "status": "pending_review"}}
+
+
+def test_run_steps_arrive_with_their_rendered_html(member):
+    cookie = _session_cookie(member)
+    step = {"index": 2, "line": 5, "action": "click", "selector": "#submit<b>", "outcome": "ok", "duration_ms": 42.0}
+
+    async def scenario():
+        communicator = _communicator("/ws/live/?task=task_abc", cookie=cookie)
+        assert (await communicator.connect())[0]
+        await sync_to_async(broadcast.publish)(kind="run.step", task_id="task_abc", data={"run": "run_1", "step": step})
+        message = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return message
+
+    message = async_to_sync(scenario)()
+    assert message["data"]["step"] == step
+    assert 'data-index="2"' in message["html"] and "#submit&lt;b&gt;" in message["html"]
+
+
+def test_group_names_from_the_query_string_are_sanitised(member):
+    cookie = _session_cookie(member)
+
+    async def scenario():
+        communicator = _communicator("/ws/live/?task=../../etc&obj=" + "x" * 100, cookie=cookie)
+        connected, _ = await communicator.connect()
+        await communicator.disconnect()
+        return connected
+
+    assert async_to_sync(scenario)() is True  # connected, but joined only the shared events group

@@ -1,0 +1,166 @@
+"""The task pages through Django's test client: list, detail, settings, Run now, diff and rollback."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from healing_app.models import HealingEvent
+from tasks_app import services
+from tasks_app.models import CodeVersion, Run, Task
+from tests.browser import scenario
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def task():
+    return scenario.task_make()
+
+
+@pytest.fixture
+def healed(task):
+    """The task with a healed v2 waiting for review, and its runs."""
+    scenario.event_pending_make(task.pk)
+    return Task.objects.get(pk=task.pk)
+
+
+def _login(client, user):
+    client.force_login(user)
+    return client
+
+
+def test_task_list_links_each_task(client, member, task):
+    scenario.task_make("Newsletter signup")
+    html = _login(client, member).get(reverse("task-list")).content.decode()
+    assert reverse("task-detail", args=[task.pk]) in html and "Newsletter signup" in html
+    html = client.get(reverse("task-list"), {"q": "newsletter"}).content.decode()
+    assert "Newsletter signup" in html and "Contact form" not in html
+
+
+def test_task_list_query_count_does_not_grow_with_tasks(client, member, django_assert_max_num_queries):
+    client = _login(client, member)
+    for i in range(3):
+        scenario.task_make(f"task {i}")
+    with django_assert_max_num_queries(8) as few:
+        client.get(reverse("task-list"))
+    for i in range(20):
+        scenario.task_make(f"more {i}")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get(reverse("task-list"))
+
+
+def test_task_page_shows_config_versions_runs_and_heals(client, reviewer, healed):
+    html = _login(client, reviewer).get(reverse("task-detail", args=[healed.pk])).content.decode()
+    assert 'id="current-version">Current version: <strong>v1</strong>' in html
+    assert "Roll back to" not in html and "Deploy v2" in html
+    assert 'data-live-steps="run_' in html and "button[data-test=send]" in html
+    assert "Pending review" in html
+    assert 'id="run-now"' in html
+    assert re.search(r'<input type="checkbox" name="self_healing" id="id_self_healing" checked', html)
+    assert 'value="3" min="1" max="10"' in html  # max_attempts
+    # the default comparison is v1 → v2... of the current version: only v1 is current, so it compares v1 with itself
+    assert "Compare versions" in html
+
+
+def test_task_page_query_count_is_constant(client, reviewer, healed, django_assert_max_num_queries):
+    client = _login(client, reviewer)
+    with django_assert_max_num_queries(12) as few:
+        client.get(reverse("task-detail", args=[healed.pk]))
+    for _ in range(3):
+        scenario.event_pending_make(healed.pk)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get(reverse("task-detail", args=[healed.pk]))
+
+
+def test_diff_between_two_versions(client, member, healed):
+    html = _login(client, member).get(reverse("task-detail", args=[healed.pk]), {"a": 1, "b": 2}).content.decode()
+    assert 'class="diff diff-side"' in html and 'class="diff diff-inline"' in html
+    assert "diff-del" in html and "diff-add" in html and "button[data-test=send]" in html
+    html = client.get(reverse("task-detail", args=[healed.pk]), {"a": 1, "b": 9}).content.decode()
+    assert "Both versions must exist" in html
+
+
+def test_saving_healing_settings_calls_task_update(client, member, task):
+    response = _login(client, member).post(
+        reverse("task-config", args=[task.pk]),
+        {"trigger_on": ["timeout", "captcha_detected"], "max_attempts": "5", "auto_deploy": "on"},
+    )
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert task.self_healing is False
+    assert task.config["trigger_on"] == ["timeout", "captcha_detected"]
+    assert task.config["max_attempts"] == 5 and task.config["auto_deploy"] is True
+    assert task.config["validation_required"] is False
+
+
+def test_bad_settings_are_shown_next_to_the_field(client, member, task):
+    response = _login(client, member).post(
+        reverse("task-config", args=[task.pk]), {"self_healing": "on", "max_attempts": "99", "trigger_on": ["bogus"]}
+    )
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert re.search(r'id="id_max_attempts"[^>]*aria-invalid="true"', html)
+    assert 'id="id_max_attempts-error">Ensure this value is less than or equal to 10.' in html
+    assert 'id="trigger_on-error">Select a valid choice.' in html
+    task.refresh_from_db()
+    assert task.config["max_attempts"] == 3
+
+
+def test_run_now_queues_a_run(client, member, task):
+    response = _login(client, member).post(reverse("task-run", args=[task.pk]), follow=True)
+    run = Run.objects.get(task=task)
+    assert run.status == Run.Status.QUEUED and run.requested_by == member
+    assert f"Run {run.pk} queued".encode() in response.content
+
+
+def test_run_now_without_code_explains_why(client, member):
+    task = services.task_create(name="no code yet")
+    response = _login(client, member).post(reverse("task-run", args=[task.pk]), follow=True)
+    assert b"Not started:" in response.content and not Run.objects.filter(task=task).exists()
+
+
+def test_rollback_by_a_reviewer(client, reviewer, healed):
+    client = _login(client, reviewer)
+    client.post(reverse("task-deploy", args=[healed.pk]), {"version": "2"})
+    assert Task.objects.get(pk=healed.pk).current_version.number == 2
+    response = client.post(reverse("task-deploy", args=[healed.pk]), {"version": "1"}, follow=True)
+    assert Task.objects.get(pk=healed.pk).current_version.number == 1
+    assert b"Version 1 is now current" in response.content
+    assert CodeVersion.objects.filter(task=healed).count() == 2  # a rollback writes no new code
+
+
+def test_rollback_is_for_reviewers_only(client, member, healed):
+    client = _login(client, member)
+    assert b"Deploy v2" not in client.get(reverse("task-detail", args=[healed.pk])).content
+    assert client.post(reverse("task-deploy", args=[healed.pk]), {"version": "2"}).status_code == 403
+    assert Task.objects.get(pk=healed.pk).current_version.number == 1
+
+
+def test_task_forms_need_a_csrf_token(member, task):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(member)
+    assert client.post(reverse("task-run", args=[task.pk])).status_code == 403
+    assert client.post(reverse("task-config", args=[task.pk]), {"max_attempts": "2"}).status_code == 403
+    assert not Run.objects.filter(task=task).exists()
+
+
+def test_task_parts_render_alone(client, member, healed):
+    client = _login(client, member)
+    for part, marker in (("versions", 'id="current-version"'), ("runs", "data-live-steps"), ("events", "Pending review")):
+        html = client.get(reverse("task-part", args=[healed.pk, part])).content.decode()
+        assert html.startswith(f'<div id="task-{part}">') and marker in html, part
+    assert client.get(reverse("task-part", args=[healed.pk, "secrets"])).status_code == 404
+
+
+def test_unknown_task_is_404(client, member):
+    assert _login(client, member).get(reverse("task-detail", args=["task_nope"])).status_code == 404
+
+
+def test_anonymous_cannot_post(client, task):
+    response = client.post(reverse("task-run", args=[task.pk]))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    assert not HealingEvent.objects.exists() and not Run.objects.filter(task=task).exists()

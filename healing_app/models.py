@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from tasks_app.crypto import decrypt_secrets, encrypt_secrets
 from tasks_app.ids import new_heal_id, new_webhook_id
 from tasks_app.models import CodeVersion, Run, Task
 
@@ -139,12 +140,15 @@ class WebhookEndpoint(models.Model):
     description = models.CharField(max_length=200, blank=True)
     event_types = models.JSONField(default=list, blank=True, help_text="empty means every event type")
     task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.CASCADE, related_name="webhooks")
-    secret = models.CharField(max_length=100, editable=False)
-    previous_secret = models.CharField(max_length=100, blank=True, editable=False)
+    # Signing secrets (whsec_…), encrypted at rest: whoever reads the database must not be able to forge our webhooks.
+    secret = models.TextField(editable=False)
+    previous_secret = models.TextField(blank=True, editable=False)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=200, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    failing_since = models.DateTimeField(null=True, blank=True, help_text="first failure since the last success")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -161,34 +165,77 @@ class WebhookEndpoint(models.Model):
             return False
         return self.task_id is None or self.task_id == task_id
 
+    def set_secret(self, raw: str, *, previous_expires_at=None) -> None:
+        """Make `raw` the signing secret; with `previous_expires_at`, the old one keeps signing until then."""
+        if previous_expires_at is not None and self.secret:
+            self.previous_secret = self.secret
+            self.previous_secret_expires_at = previous_expires_at
+        else:
+            self.previous_secret = ""
+            self.previous_secret_expires_at = None
+        self.secret = encrypt_secrets({"secret": raw})
+
+    @property
+    def current_secret(self) -> str:
+        return decrypt_secrets(self.secret).get("secret", "")
+
+    def signing_secrets(self, *, at) -> list[str]:
+        """The secrets a message sent at `at` is signed with: the current one, and the previous during its grace period."""
+        secrets = [self.current_secret]
+        if self.previous_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > at:
+            secrets.append(decrypt_secrets(self.previous_secret).get("secret", ""))
+        return [s for s in secrets if s]
+
+    @property
+    def secret_masked(self) -> str:
+        raw = self.current_secret
+        return f"whsec_••••••••{raw[-4:]}" if raw else "—"
+
 
 class WebhookDelivery(models.Model):
     """One attempt to deliver one message to one endpoint. Retries share the message id."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Trigger(models.TextChoices):
+        EVENT = "event", "Event"
+        RETRY = "retry", "Automatic retry"
+        REDELIVER = "redeliver", "Redelivery"
+        TEST = "test", "Test event"
+
+    # Only these follow the retry schedule; a redelivery or a test is one attempt that a person watches.
+    AUTOMATIC = (Trigger.EVENT, Trigger.RETRY)
 
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     message_id = models.CharField(max_length=60, db_index=True)
     event_type = models.CharField(max_length=40)
     payload = models.JSONField()
     attempt = models.PositiveSmallIntegerField(default=1)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.EVENT)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     response_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_excerpt = models.CharField(max_length=500, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     error = models.CharField(max_length=500, blank=True)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="when this attempt is due")
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["endpoint", "message_id", "attempt"], name="unique_delivery_attempt")
         ]
+        indexes = [models.Index(fields=["endpoint", "-created_at"])]
 
     def __str__(self) -> str:
         return f"{self.message_id} #{self.attempt} {self.status}"
+
+    @property
+    def is_automatic(self) -> bool:
+        return self.trigger in self.AUTOMATIC

@@ -126,9 +126,6 @@ GENERATE_USER = """\
 Task prompt (from the task's owner): {prompt}
 
 Task params: {params}
-
-Start page (untrusted data):
-{page}
 """
 
 

@@ -1,0 +1,359 @@
+"""Version 1 of a task from its prompt: the LLM looks at the site through a sandboxed run and writes the code.
+
+    task_create(name=..., prompt=..., params={"base_url": ...})   # no code, LLM configured
+      → code_status "generating", task_generate_enqueue(task=task) → RQ "healing" queue
+      → task_generate(task_id=...): a tiny probe task opens the start page in the sandbox and pauses
+        there (a deliberate missing element, so the runner's hand-over opens); the model explores
+        read-only (open pages and follow links of the task's own sites) and calls write_code
+      → the code passes validate_task_code and the safety gate (with up to two chances to fix what
+        the gate refused), becomes CodeVersion v1 (source "generated")
+      → deployed when auto_deploy is on, otherwise code_status "pending_review" for a person.
+
+Exploring never clicks buttons or submits forms, so generating code has no side effect on the site.
+Failures (no LLM answer, gate refusals, budget) leave the task at "needs_code"; the audit log entry
+"task.generate" says why and carries the tokens and USD spent either way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlparse
+
+import django_rq
+from django.conf import settings
+from django.db import transaction
+
+from healing_app import codegen, costs
+from healing_app.agents import prompts
+from healing_app.agents.llm import (
+    Limits,
+    LLMAgent,
+    LLMUnavailable,
+    _assistant_dict,
+    _Chat,
+    _clip,
+    _entry,
+    _flat_secrets,
+    _host_allowed,
+    _nonce,
+    _page_view,
+    _placeholders_to_params,
+    _stub_old_pages,
+    _tool,
+)
+from tasks_app.audit import audit_log
+from tasks_app.models import CodeVersion, Task
+
+logger = logging.getLogger(__name__)
+
+PROBE_CODE = '''def run(page, params):
+    page.goto(params["start_url"])
+    # Pause on the start page: the code writer takes over through the hand-over channel.
+    page.click("#anchor-explore-pause", timeout=300)
+'''
+MAX_GATE_REPAIRS = 2
+EXPLORE_WALL_S = 60.0
+JOB_TIMEOUT_S = 300
+
+GENERATE_TOOLS = [
+    _tool("goto", "Open a page of the task's own sites.", {"url": {"type": "string"}}, ("url",)),
+    _tool("open_link", "Follow a link (an <a> element with an href) of the current page.", {"ref": {"type": "integer"}}, ("ref",)),
+    _tool(
+        "write_code",
+        "Submit version 1 of the task code, with a short note for the reviewer.",
+        {"code": {"type": "string"}, "notes": {"type": "string"}},
+        ("code",),
+    ),
+    _tool("give_up", "Stop: the prompt cannot be turned into code for this site.", {"reason": {"type": "string"}}, ("reason",)),
+]
+
+
+@dataclass
+class Generated:
+    code: str | None
+    notes: str = ""
+    reason: str = ""  # why there is no code
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    trace: list[dict] = field(default_factory=list)
+
+
+# -- the service and its job ------------------------------------------------------------------------
+
+
+def task_generate_enqueue(*, task: Task) -> None:
+    """Queue the generation of version 1 on the `healing` queue, once the task row is committed."""
+    transaction.on_commit(
+        lambda: django_rq.get_queue("healing").enqueue(
+            "healing_app.task_generation.task_generate_job",
+            task.pk,
+            job_id=f"generate-{task.pk}",
+            job_timeout=JOB_TIMEOUT_S,
+        )
+    )
+
+
+def task_generate_job(task_id: str) -> str:
+    return task_generate(task_id=task_id).code_status
+
+
+Explorer = Callable[[Callable[[Any], Generated]], Generated]
+
+
+def task_generate(*, task_id: str, explore: Explorer | None = None, client: Any = None) -> Task:
+    """Write version 1 of a task that has none. Safe to run twice: a task with a version is left alone.
+
+    `explore(work)` opens the start page and calls `work(handover)`; by default it is a sandboxed run
+    in the shared browser pool.
+    """
+    task = Task.objects.get(pk=task_id)
+    if task.code_status != Task.CodeStatus.GENERATING or task.versions.exists():
+        return task
+    budget = costs.budget_exceeded(task)
+    if budget:
+        return _finish(task, Generated(code=None, reason=budget))
+    start_url = start_url_for(task)
+    if not start_url:
+        return _finish(task, Generated(code=None, reason="no start URL: give the task a base_url param or name the site in the prompt"))
+    allowed = allowed_hosts_for(task, start_url)
+    writer = CodeWriter(
+        agent=LLMAgent(client=client, fallback=None, secrets=_flat_secrets(task.secrets)),
+        prompt=task.prompt,
+        params=task.params,
+        secret_keys=task.secret_keys,
+        allowed_hosts=allowed,
+    )
+    explore = explore or (lambda work: explore_in_sandbox(start_url=start_url, allowed_hosts=allowed, work=work))
+    try:
+        generated = explore(writer.write)
+    except Exception as exc:  # noqa: BLE001 - the runner failed: the task must still leave "generating"
+        logger.exception("exploring the site for %s failed", task.pk)
+        generated = Generated(code=None, reason=f"could not explore the site: {type(exc).__name__}: {_clip(str(exc), 200)}")
+    return _finish(task, generated)
+
+
+def _finish(task: Task, generated: Generated) -> Task:
+    from tasks_app import services as task_services
+
+    usd = costs.cost_usd(prompt_tokens=generated.prompt_tokens, completion_tokens=generated.completion_tokens)
+    data = {
+        "ok": generated.code is not None,
+        "model": settings.OPENAI_MODEL,
+        "prompt_tokens": generated.prompt_tokens,
+        "completion_tokens": generated.completion_tokens,
+        "cost_usd": str(usd),
+        "reason": generated.reason,
+        "notes": _clip(generated.notes, 1000),
+        "trace": generated.trace[-40:],
+    }
+    with transaction.atomic():
+        task = Task.objects.select_for_update().get(pk=task.pk)
+        if task.code_status != Task.CodeStatus.GENERATING or task.versions.exists():
+            return task  # another run of this job finished first
+        if generated.code is None:
+            task.code_status = Task.CodeStatus.NEEDS_CODE
+            task.save(update_fields=["code_status", "updated_at"])
+            audit_log(actor=None, action=costs.GENERATION_ACTION, obj=task, data=data)
+            logger.info("no code generated for %s: %s", task.pk, generated.reason)
+            return task
+        version = task_services.version_create(
+            task=task,
+            code=generated.code,
+            source=CodeVersion.Source.GENERATED,
+            note=_clip(f"generated from the prompt by {settings.OPENAI_MODEL}. {generated.notes}", 500),
+        )
+        data["version"] = version.number
+        audit_log(actor=None, action=costs.GENERATION_ACTION, obj=task, data=data)
+        if task.config["auto_deploy"]:
+            task_services.version_deploy(task=task, version=version, reason="auto-deploy of the generated version 1")
+        else:
+            task.code_status = Task.CodeStatus.PENDING_REVIEW
+            task.save(update_fields=["code_status", "updated_at"])
+    task.refresh_from_db()
+    return task
+
+
+# -- where to start and where the task may go -------------------------------------------------------
+
+_URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>)]+")
+_DOMAIN_IN_TEXT = re.compile(r"\b((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})\b", re.I)
+
+
+def start_url_for(task: Task) -> str | None:
+    params = task.params or {}
+    if isinstance(params.get("base_url"), str) and params["base_url"].startswith(("http://", "https://")):
+        return params["base_url"]
+    for value in params.values():
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return value
+    if match := _URL_IN_TEXT.search(task.prompt or ""):
+        return match.group(0).rstrip(".,;")
+    if match := _DOMAIN_IN_TEXT.search(task.prompt or ""):
+        return f"https://{match.group(1).lower()}/"
+    return None
+
+
+def allowed_hosts_for(task: Task, start_url: str) -> list[str]:
+    hosts = []
+    for value in [*(task.params or {}).values(), start_url]:
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            host = urlparse(value).hostname
+            if host and host not in hosts:
+                hosts.append(host)
+    return hosts
+
+
+# -- exploring in the sandbox -----------------------------------------------------------------------
+
+
+def explore_in_sandbox(*, start_url: str, allowed_hosts: list[str], work: Callable[[Any], Generated]) -> Generated:
+    """Open `start_url` in a sandboxed run and let `work` use the paused page through the hand-over."""
+    from tasks_app.execution import browser_pool
+    from tasks_app.runner.protocol import RunSpec
+    from tasks_app.runner.sandbox import execute
+
+    box: dict[str, Generated] = {}
+
+    def on_handover(failure, handover) -> None:
+        try:
+            box["result"] = work(handover)
+        except Exception as exc:  # noqa: BLE001 - reported as the reason, the sandbox run just ends
+            logger.exception("the code writer failed")
+            box["result"] = Generated(code=None, reason=f"the code writer failed: {type(exc).__name__}: {_clip(str(exc), 200)}")
+        finally:
+            handover.abort("exploration finished")
+
+    spec = RunSpec(
+        code=PROBE_CODE,
+        params={"start_url": start_url},
+        handover_on=["element_not_found", "timeout"],
+        wall_timeout_s=EXPLORE_WALL_S,
+        allowed_hosts=allowed_hosts,
+    )
+    result = execute(spec, on_handover=on_handover, browser=browser_pool(), handover_timeout_s=Limits().max_seconds * 2)
+    if "result" in box:
+        return box["result"]
+    return Generated(code=None, reason=f"could not open {start_url}: {result.error_type or ''} {_clip(result.error_message or '', 300)}".strip())
+
+
+# -- the model's side -------------------------------------------------------------------------------
+
+
+@dataclass
+class CodeWriter:
+    agent: LLMAgent
+    prompt: str
+    params: dict
+    secret_keys: list[str]
+    allowed_hosts: list[str]
+
+    def write(self, handover) -> Generated:
+        limits = self.agent.limits
+        trace: list[dict] = []
+        chat = _Chat(self.agent, deadline=time.monotonic() + limits.max_seconds, trace=trace)
+        nonce = _nonce()
+        self.handover, self.trace, self.nonce = handover, trace, nonce
+        page = self._observe()
+        messages: list[dict] = [
+            {
+                "role": "system",
+                "content": prompts.GENERATE_SYSTEM.format(
+                    allowed_hosts=", ".join(self.allowed_hosts), secret_keys=", ".join(self.secret_keys) or "(none)"
+                ),
+            },
+            {
+                "role": "user",
+                "content": prompts.GENERATE_USER.format(
+                    prompt=self.prompt or "(none)",
+                    params=json.dumps({k: v for k, v in self.params.items() if k != "secrets"}, ensure_ascii=False),
+                ),
+            },
+            {"role": "user", "content": prompts.TAKEOVER_PAGE.format(page=prompts.untrusted_block(nonce, page))},
+        ]
+        page_messages = [2]
+        repairs = 0
+
+        def result(**kwargs) -> Generated:
+            return Generated(prompt_tokens=chat.prompt_tokens, completion_tokens=chat.completion_tokens, trace=trace, **kwargs)
+
+        try:
+            for _ in range(limits.max_steps):
+                if chat.tokens_total >= limits.max_tokens:
+                    return result(code=None, reason=f"token budget used up ({chat.tokens_total} tokens)")
+                _stub_old_pages(messages, page_messages)
+                message = chat.complete(messages, tools=GENERATE_TOOLS)
+                messages.append(_assistant_dict(message))
+                if not message.tool_calls:
+                    messages.append({"role": "user", "content": "Answer with a tool call: write_code, goto, open_link or give_up."})
+                    continue
+                for call in message.tool_calls:
+                    name = call.function.name
+                    try:
+                        args = json.loads(call.function.arguments or "{}")
+                        assert isinstance(args, dict)
+                    except (ValueError, AssertionError):
+                        args = None
+                    if args is None:
+                        reply: dict = {"ok": False, "error": "arguments must be a JSON object"}
+                    elif name == "write_code":
+                        code, violations = self._check(str(args.get("code") or ""))
+                        trace.append(_entry("write_code", ok=not violations, violations=violations or None))
+                        if not violations:
+                            return result(code=code, notes=str(args.get("notes") or ""))
+                        repairs += 1
+                        if repairs > MAX_GATE_REPAIRS:
+                            return result(code=None, reason="generated code refused by the safety gate: " + "; ".join(violations))
+                        reply = {"ok": False, "refused": True, "error": "refused by the safety gate: " + "; ".join(violations) + ". Fix it and call write_code again."}
+                    elif name == "give_up":
+                        trace.append(_entry("give_up", reason=_clip(str(args.get("reason") or ""), 300)))
+                        return result(code=None, reason=f"the model gave up: {_clip(str(args.get('reason') or ''), 300)}")
+                    elif name in ("goto", "open_link"):
+                        reply = self._navigate(name, args)
+                    else:
+                        reply = {"ok": False, "error": f"unknown tool {name!r}"}
+                    page_block = reply.pop("page", None)
+                    content = json.dumps(reply, ensure_ascii=False)
+                    if page_block:
+                        page_messages.append(len(messages))
+                        content += "\n" + page_block
+                    messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+            return result(code=None, reason=f"no code within {limits.max_steps} model steps")
+        except LLMUnavailable as exc:
+            return result(code=None, reason=f"the LLM was unavailable: {exc}")
+
+    def _observe(self) -> dict:
+        obs = self.handover.observe()
+        self.url = obs.get("url") or ""
+        self.elements = {e.get("ref"): e for e in obs.get("elements") or []}
+        return self.agent._scrub(_page_view(obs, self.agent.limits, keep_refs=[]))
+
+    def _navigate(self, name: str, args: dict) -> dict:
+        if name == "goto":
+            url = urljoin(self.url, str(args.get("url") or ""))
+        else:
+            element = self.elements.get(args.get("ref"))
+            if element is None or not element.get("href"):
+                return {"ok": False, "error": "open_link needs the ref of a link (an element with an href)"}
+            url = urljoin(self.url, element["href"])
+        if not _host_allowed(url, self.allowed_hosts):
+            reason = f"{_clip(url, 120)} is not on the task's sites ({', '.join(self.allowed_hosts)})"
+            logger.warning("code writer navigation refused: %s", reason)
+            self.trace.append(_entry("refused", tool=name, category="leaves_allowed_hosts", reason=reason))
+            return {"ok": False, "refused": True, "error": f"refused: {reason}"}
+        # Following a link is a navigation to its href: no click, so no script of the site runs for it.
+        answer = self.handover.goto(url)
+        self.trace.append(_entry("tool_call", tool=name, url=url, ok=bool(answer.get("ok")), status=answer.get("status")))
+        view = self._observe()
+        return {"ok": bool(answer.get("ok")), "status": answer.get("status"), "error": answer.get("error"),
+                "page": prompts.untrusted_block(self.nonce, view)}
+
+    def _check(self, code: str) -> tuple[str, list[str]]:
+        code = _placeholders_to_params(code)
+        violations = codegen.check_generated_code(code, original=None, allowed_domains=self.allowed_hosts)
+        return code, violations

@@ -181,7 +181,8 @@ def healing_event_approve(request: HttpRequest, event_id: str, payload: ApproveI
     response={200: HealingEventDetailOut, **REVIEW_ERRORS},
     summary="Reject the healed version (reviewers; a comment is required)",
 )
-def healing_event_reject(request: HttpRequest, event_id: str, payload: RejectIn):
-    comment = clean_body(payload)["comment"]
+def healing_event_reject(request: HttpRequest, event_id: str, payload: RejectIn | None = None):
+    # An empty body is read as no comment, so the caller hears "comment is required", not "body".
+    comment = clean_body(payload).get("comment", "")
     event = services.healing_reject(event=_get_event(event_id), reviewer=request.auth.actor, comment=comment)
     return event_detail_out(_get_event(event.pk))

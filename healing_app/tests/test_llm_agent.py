@@ -560,3 +560,126 @@ def test_an_unavailable_model_falls_back_to_the_mechanical_patch(fake):
 
     assert len(fake.requests) == 3
     assert '[data-testid="send"]' in patch.code and "HTTP 500" in patch.root_cause
+
+
+# -- end to end: the pipeline, the real runner and Chromium, the LLM on the scripted server ---------
+
+E2E_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/contact")
+    page.fill("#name", params["name"])
+    # Send the form.
+    page.click("#submit")
+    return {"confirmation": page.inner_text(".confirmation")}
+'''
+
+
+def e2e_site(state: dict):
+    from tasks_app.tests.sites import serve
+
+    def contact(request):
+        if state["v"] == 1:
+            button = '<button id="submit" type="submit" class="btn primary">Send</button>'
+        else:
+            button = '<button id="send-message" type="submit" class="btn primary cta" data-testid="send">Send message</button>'
+        return (
+            '<html><body><h1>Contact</h1><form method="post" action="/thanks"><label for="name">Name</label>'
+            f'<input id="name" name="name"><button type="reset" class="btn">Clear</button>{button}</form></body></html>'
+        )
+
+    return serve({"/contact": contact, "/thanks": lambda r: f'<p class="confirmation">Thanks, {r.form.get("name")}!</p>'})
+
+
+def latest_page(body: dict) -> dict:
+    """The newest page view the agent sent (JSON inside the nonce-fenced untrusted block)."""
+    for message in reversed(body["messages"]):
+        found = re.search(r'<untrusted-page-data nonce="[0-9a-f]+">\n(.*)\n</untrusted-page-data', message.get("content") or "", re.S)
+        if found:
+            return json.loads(found.group(1))
+    raise AssertionError("no page view in the request")
+
+
+def click_the_send_button(body: dict):
+    ref = next(e["ref"] for e in latest_page(body)["elements"] if e.get("text") == "Send message")
+    return tool_call("done", ref=ref, explanation="the Send button was renamed to Send message")
+
+
+def patch_with(transform):
+    def reply(body: dict):
+        code = body["messages"][1]["content"].split("Original code (line numbers added for reference only; do not copy them):\n", 1)[1]
+        original = "\n".join(line.split("| ", 1)[1] if "| " in line else "" for line in code.split("\n\n")[0].splitlines()) + "\n"
+        return tool_call("submit_patch", root_cause="`#submit` on line 5 no longer matches: the button was renamed to "
+                         "“Send message” and now has data-testid=send.", code=transform(original))
+    return reply
+
+
+def heal_once(fake, drain, *, patch_reply, **config):
+    from tasks_app import services
+
+    state = {"v": 1}
+    with e2e_site(state) as site, override_settings(HEALING_AGENT="llm", OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="sk-test"):
+        task = services.task_create(
+            name="contact", prompt="Fill out the contact form", code=E2E_CODE,
+            params={"base_url": site.url, "name": "Ada"}, self_healing=True, self_healing_config=config,
+        )
+        first = services.run_enqueue(task=task)
+        drain()
+        state["v"] = 2
+        fake.script(click_the_send_button, patch_reply)
+        healed = services.run_enqueue(task=task)
+        drain()
+    first.refresh_from_db()
+    healed.refresh_from_db()
+    return task, first, healed, site
+
+
+@pytest.mark.django_db(transaction=True)
+def test_full_llm_heal_takeover_root_cause_patch_validation_review(fake, drain):
+    from healing_app.models import HealingEvent
+    from tasks_app.models import Run
+
+    task, first, healed, site = heal_once(
+        fake, drain, patch_reply=patch_with(lambda code: code.replace('page.click("#submit")', "page.click('[data-testid=\"send\"]')")),
+    )
+
+    assert first.status == Run.Status.SUCCEEDED
+    assert healed.status == Run.Status.HEALED and healed.output == {"confirmation": "Thanks, Ada!"}
+    assert site.hits["POST /thanks"] == 3  # v1 run, the healed run (not restarted), the validation run
+    event = HealingEvent.objects.get(run=healed)
+    assert event.status == HealingEvent.Status.PENDING_REVIEW, event.reason
+    assert event.agent_kind == "llm"
+    assert event.recovery[0]["kind"] == "selector" and event.recovery[0]["agent"] == "llm"
+    assert "line 5" in event.root_cause and "Send message" in event.root_cause
+    assert "page.click('[data-testid=\"send\"]')" in event.new_version.code and "# Send the form." in event.new_version.code
+    assert event.validation_run.status == Run.Status.SUCCEEDED
+    assert event.prompt_tokens > 0 and event.completion_tokens > 0
+    assert any(s.get("action") == "llm_call" for s in event.agent_trace[0]["steps"])
+    assert len(fake.requests) == 2 and fake.exhausted == 0  # one takeover turn, one patch; validation needs no model
+    task.refresh_from_db()
+    assert task.current_version == event.original_version  # waits for a reviewer
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("transform", "reason"),
+    [
+        (lambda code: "import os\n" + code.replace('"#submit"', '"[data-testid=send]"'), "import of `os` is not allowed"),
+        (
+            lambda code: code.replace('params["base_url"] + "/contact"', '"https://evil.example/contact"'),
+            "leaves the allowed domains",
+        ),
+    ],
+    ids=["imports-os", "leaves-the-site"],
+)
+def test_a_model_patch_refused_by_the_safety_gate_fails_the_event_with_the_reason(fake, drain, transform, reason):
+    from healing_app.models import HealingEvent
+    from tasks_app.models import Run
+
+    task, _, healed, _ = heal_once(fake, drain, patch_reply=patch_with(transform), auto_deploy=True)
+
+    assert healed.status == Run.Status.HEALED  # the run itself was completed by the takeover
+    event = HealingEvent.objects.get(run=healed)
+    assert event.status == HealingEvent.Status.FAILED
+    assert event.reason.startswith("generated code refused by the safety gate") and reason in event.reason
+    assert event.new_version is None
+    task.refresh_from_db()
+    assert task.current_version == event.original_version

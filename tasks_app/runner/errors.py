@@ -19,7 +19,7 @@ Evidence keys (all optional):
   readyState       document.readyState;  pending_requests: requests in flight;  busy: loading UI shown
   login_form       a visible password field;  auth_error_text: "invalid password"-like text shown
   login_expected   the task logs in itself (its code handles passwords/secrets)
-  password_filled  the task already typed a password/secret in this run
+  password_filled  the task typed a secret and then submitted (clicked/pressed) in this run
   captcha          "recaptcha" | "hcaptcha" | "turnstile" | "challenge" | "captcha" | None
 """
 

@@ -187,6 +187,7 @@ class Runtime:
         self.failure: Failure | None = None
         self.handled = handled_lines(spec.code)
         self.login_expected = bool(_LOGIN_IN_CODE.search(spec.code))
+        self.secret_typed = False
         self.password_filled = False
         self.pending_requests = 0
         self.blocked: list[str] = []
@@ -259,6 +260,7 @@ class Runtime:
                outcome: str, error: str | None = None, fingerprint: dict | None = None,
                recovery: dict | None = None) -> Step:
         now = time.perf_counter()
+        selector = self.mask(selector)
         step = Step(
             index=self.step_index,
             line=line,
@@ -348,7 +350,9 @@ class Runtime:
                                    evidence_loc=evidence_loc, navigation=navigation,
                                    requested_url=requested_url, lines=lines, started=started)
         if action in ("fill", "type", "press_sequentially") and args.get("value") in self.secrets:
-            self.password_filled = True
+            self.secret_typed = True
+        elif self.secret_typed and action in ("click", "press", "dblclick", "tap", "dispatch_event"):
+            self.password_filled = True  # typed a secret, then submitted: a login form now means rejection
         self.record(action=action, selector=selector, args=args, line=line, started=started,
                     outcome=OUTCOME_OK, fingerprint=fp)
         return value
@@ -400,8 +404,6 @@ class Runtime:
                    native: Callable, evidence_loc: Any, navigation: bool, requested_url: str | None,
                    lines: list[int], started: float) -> Any:
         line = lines[0] if lines else None
-        if isinstance(exc, PlaywrightError) and exc.name == "TimeoutError":
-            pass
         ev = self.evidence(exc, selector=selector, evidence_loc=evidence_loc, navigation=navigation,
                            requested_url=requested_url)
         etype = exc.error_type if isinstance(exc, PageCheckError) else errors.classify(ev)
@@ -420,10 +422,10 @@ class Runtime:
             message=message,
             exception=type(exc).__name__,
             action=action,
-            selector=selector,
+            selector=self.mask(selector),
             args=self.mask(args),
             line=line,
-            step_key=step_key(line, action, selector),
+            step_key=step_key(line, action, self.mask(selector)),
             url=self.mask(self.page.url),
             http_status=ev.get("http_status"),
             screenshot_png_b64=shot,
@@ -856,6 +858,7 @@ def main(argv: list[str] | None = None) -> None:
     result["timings"].update(timings)
     result["timings"]["fingerprint_ms"] = round(rt.fp_ms, 1)
     t = time.perf_counter()
+    _flush()
     rt.send({"t": "result", "result": result})
     try:
         context.close()
@@ -864,7 +867,16 @@ def main(argv: list[str] | None = None) -> None:
     except Exception:  # noqa: BLE001
         pass
     chan.send({"t": "closed", "teardown_ms": round((time.perf_counter() - t) * 1000, 1)})
+    _flush()
     os._exit(0)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def _install_listeners(rt: Runtime, context: Any) -> None:
@@ -955,7 +967,7 @@ def run_task(rt: Runtime, spec: RunSpec, task_file: str) -> dict:
         failure = None
     return {
         "status": status,
-        "output": output if status == "ok" else None,
+        "output": rt.mask(output) if status == "ok" else None,
         "error_type": error_type,
         "error_message": error_message,
         "failure": failure.to_dict() if failure else None,

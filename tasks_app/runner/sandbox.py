@@ -165,7 +165,7 @@ def spawn_child(cdp_url: str, *, memory_mb: int | None = None, spare: bool = Fal
     os.chmod(workdir, 0o700)
     parent_sock, child_sock = socket.socketpair()
     log = tempfile.TemporaryFile()
-    cmd = [sys.executable, "-E", "-s", "-B", "-c", _BOOT.format(root=ROOT),
+    cmd = [sys.executable, "-E", "-s", "-B", "-u", "-c", _BOOT.format(root=ROOT),
            "--fd", str(child_sock.fileno()), "--cdp", cdp_url, "--nproc", str(NPROC)]
     if uid is not None:
         cmd += ["--uid", str(uid)]

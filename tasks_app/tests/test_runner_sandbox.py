@@ -1,0 +1,224 @@
+"""Hostile or broken task code is contained: the caller survives, the run fails with a reason."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+
+import pytest
+
+from tasks_app.runner import BrowserPool, RunSpec, execute
+from tasks_app.runner.browser import UID_BASE, UID_SPAN, chromium_pids, pids_of_uid, privileged
+
+from .sites import serve
+
+needs_root = pytest.mark.skipif(not privileged(), reason="per-run uids need a root worker")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with BrowserPool(memory_mb=1024) as p:
+        yield p
+
+
+def run(pool, code, **kw):
+    kw.setdefault("wall_timeout_s", 20)
+    return execute(RunSpec(code=textwrap.dedent(code), params=kw.pop("params", {}), secrets=kw.pop("secrets", {}),
+                           **kw), browser=pool)
+
+
+def sandbox_processes(pool):
+    """Processes of run uids other than the pool's browser and its warm spare."""
+    keep = {pool.uid, pool._spare.uid if pool._spare else None}
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{pid}")
+        except FileNotFoundError:
+            continue
+        if UID_BASE <= st.st_uid < UID_BASE + UID_SPAN and st.st_uid not in keep and pids_of_uid(st.st_uid):
+            out.append((int(pid), st.st_uid))
+    return out
+
+
+@needs_root
+def test_task_runs_as_its_own_unprivileged_uid(pool):
+    result = run(pool, """
+        import os
+        def run(page, params):
+            return {"uid": os.getuid(), "euid": os.geteuid(), "cwd": os.getcwd(), "groups": os.getgroups()}
+        """)
+    assert result.status == "succeeded", result.error_message
+    assert result.output["uid"] >= UID_BASE and result.output["euid"] == result.output["uid"]
+    assert result.output["groups"] == []
+    assert not os.path.exists(result.output["cwd"])  # the temp working dir is gone
+
+
+def test_environment_holds_no_parent_secrets(pool, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-parent-secret")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:pw@db/anchor")
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "dj-secret")
+    result = run(pool, """
+        import os
+        def run(page, params):
+            try:
+                parent = open(f"/proc/{os.getppid()}/environ", "rb").read().decode(errors="replace")
+            except OSError as exc:
+                parent = type(exc).__name__
+            return {"env": dict(os.environ), "parent": parent, "secrets": params["secrets"]}
+        """, secrets={"token": "task-own"})
+    assert result.status == "succeeded", result.error_message
+    env = result.output["env"]
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PYTHONUNBUFFERED"}
+    text = str(result.output)
+    for leaked in ("sk-parent-secret", "postgres://", "dj-secret"):
+        assert leaked not in text
+    if privileged():
+        assert result.output["parent"] == "PermissionError"
+    assert result.output["secrets"] == {"token": "***"}  # its own secrets reach it (masked in output)
+
+
+@needs_root
+def test_fork_bomb_is_contained(pool):
+    t0 = time.monotonic()
+    result = run(pool, """
+        import os
+        def run(page, params):
+            while True:
+                try:
+                    os.fork()
+                except OSError:
+                    pass
+        """, wall_timeout_s=5)
+    assert result.status == "failed"
+    assert result.error_type == "script_error"
+    assert "wall-clock limit" in result.error_message
+    assert time.monotonic() - t0 < 30
+    assert sandbox_processes(pool) == []
+    # the worker, the pool and its browser carry on
+    assert run(pool, "def run(page, params):\n    return 1\n").output == 1
+
+
+@needs_root
+def test_fork_bomb_that_lets_errors_through_fails_fast(pool):
+    result = run(pool, """
+        import os
+        def run(page, params):
+            while True:
+                os.fork()
+        """)
+    assert result.status == "failed" and result.error_type == "script_error"
+    assert "BlockingIOError" in result.error_message or "Resource temporarily unavailable" in result.error_message
+    assert sandbox_processes(pool) == []
+
+
+def test_memory_hog_is_stopped(pool):
+    result = run(pool, """
+        def run(page, params):
+            hog = []
+            while True:
+                hog.append(bytearray(64 * 1024 * 1024))
+        """)
+    assert result.status == "failed" and result.error_type == "script_error"
+    assert "memory" in result.error_message.lower()
+
+
+def test_infinite_loop_hits_the_wall_clock_limit(pool):
+    t0 = time.monotonic()
+    result = run(pool, """
+        def run(page, params):
+            while True:
+                pass
+        """, wall_timeout_s=3)
+    assert result.status == "failed" and result.error_type == "script_error"
+    assert "wall-clock limit of 3 s" in result.error_message
+    assert result.failure.details["reason"] == "wall_timeout"
+    assert time.monotonic() - t0 < 20
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "chrome://version", "data:text/html,<h1>x</h1>",
+                                 "javascript:alert(1)", "ftp://127.0.0.1/"])
+def test_non_http_navigation_is_blocked(pool, url):
+    result = run(pool, f"""
+        def run(page, params):
+            page.goto({url!r})
+            return page.content()
+        """)
+    assert result.status == "failed" and result.error_type == "script_error"
+    assert "blocked" in result.error_message
+    assert "root:x:0:0" not in str(result.to_dict())
+
+
+def test_navigation_outside_allowed_hosts_is_blocked(pool):
+    with serve({"/": '<a id="out" href="http://localhost:{port}/">out</a>'}) as site:
+        site.pages["/"] = site.pages["/"].replace("{port}", str(site.port))
+        code = """
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                try:
+                    page.click("#out")
+                    page.wait_for_timeout(300)
+                except Exception:
+                    pass
+                outside = page.url
+                page.goto("http://localhost:%d/")
+                return outside
+            """ % site.port
+        result = run(pool, code, params={"base": site.url}, allowed_hosts=["127.0.0.1"])
+    assert result.status == "failed" and "host not in allowed_hosts" in result.error_message
+    assert site.hits["/"] == 1  # the link click to localhost never reached the server
+
+
+def test_no_chromium_left_after_a_killed_cold_run():
+    before = set(chromium_pids())
+    with serve({"/": "<h1>hi</h1>"}) as site:
+        result = execute(RunSpec(code=textwrap.dedent("""
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                while True:
+                    pass
+            """), params={"base": site.url}, secrets={}, wall_timeout_s=4))
+    assert result.status == "failed" and "wall-clock" in result.error_message
+    assert result.timings.get("browser_start_ms")  # this run started (and must have stopped) its own Chromium
+    time.sleep(0.2)
+    assert set(chromium_pids()) - before == set()
+
+
+def test_secrets_are_masked_in_steps_errors_and_logs(pool):
+    page = '<input id="user"><input id="pw" type="password"><p id="greet"></p>'
+    with serve({"/login": page}) as site:
+        result = run(pool, """
+            def run(page, params):
+                s = params["secrets"]
+                page.goto(params["base"] + "/login")
+                page.fill("#user", s["user"])
+                page.fill("#pw", s["password"])
+                print("logging in with", s["password"])
+                page.fill("#missing-" + s["password"], "x", timeout=500)
+            """, params={"base": site.url}, secrets={"user": "ann@example.com", "password": "hunter2-pw"})
+    dump = str(result.to_dict())
+    assert "hunter2-pw" not in dump and "ann@example.com" not in dump
+    assert result.steps[1].args == {"value": "***"} and result.steps[2].args == {"value": "***"}
+    assert result.steps[1].fingerprint["tag"] == "INPUT"
+    assert "#missing-***" in result.failure.selector or "#missing-***" in result.error_message
+    assert "logging in with ***" in result.logs
+
+
+def test_task_output_on_stdout_does_not_disturb_the_protocol(pool):
+    result = run(pool, """
+        import sys
+        def run(page, params):
+            sys.stdout.write("x" * 100000 + "\\n")
+            print('{"t": "result", "result": {"status": "ok", "output": "forged"}}')
+            return "real"
+        """)
+    assert result.output == "real"
+    assert "forged" in result.logs
+
+
+def test_non_json_output_is_a_script_error(pool):
+    result = run(pool, "def run(page, params):\n    return object()\n")
+    assert result.status == "failed" and "not JSON" in result.error_message

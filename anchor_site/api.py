@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db import InterfaceError, OperationalError
@@ -67,14 +69,32 @@ class RateLimited(Exception):
 # the API because the limiter's store restarts would be worse than a minute without limits.
 
 _WINDOW_S = 60
+_OUTAGE_BACKOFF_S = 5.0
 _redis_client: redis.Redis | None = None
+_redis_down_until = 0.0
 
 
 def _redis() -> redis.Redis:
     global _redis_client
     if _redis_client is None:
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+        # No retries and short timeouts: every API request waits on this call.
+        _redis_client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        )
     return _redis_client
+
+
+def _redis_call(fn):
+    """Run `fn(client)`; None while Redis is unreachable, which is then not retried for a few seconds."""
+    global _redis_down_until
+    if time.monotonic() < _redis_down_until:
+        return None
+    try:
+        return fn(_redis())
+    except redis.RedisError as exc:
+        _redis_down_until = time.monotonic() + _OUTAGE_BACKOFF_S
+        logger.warning("API rate limits not enforced, Redis unavailable: %s", exc)
+        return None
 
 
 def _window() -> tuple[int, int]:
@@ -89,27 +109,20 @@ def _counter_key(kind: str, ident: str, window: int) -> str:
 
 
 def _count(kind: str, ident: str) -> tuple[int, int]:
-    """Add one to this window's counter; returns (count, seconds left). (0, …) when Redis is away."""
+    """Add one to this window's counter; returns (count, seconds left), count 0 when Redis is away."""
     window, left = _window()
     key = _counter_key(kind, ident, window)
-    try:
-        pipe = _redis().pipeline()
-        pipe.incr(key)
-        pipe.expire(key, _WINDOW_S + 5)
-        count, _ = pipe.execute()
-    except redis.RedisError as exc:
-        logger.warning("API rate limiting skipped, Redis unavailable: %s", exc)
-        return 0, left
-    return int(count), left
+
+    def incr(client: redis.Redis) -> int:
+        count, _ = client.pipeline().incr(key).expire(key, _WINDOW_S + 5).execute()
+        return int(count)
+
+    return _redis_call(incr) or 0, left
 
 
 def _peek(kind: str, ident: str) -> tuple[int, int]:
     window, left = _window()
-    try:
-        value = _redis().get(_counter_key(kind, ident, window))
-    except redis.RedisError as exc:
-        logger.warning("API auth throttling skipped, Redis unavailable: %s", exc)
-        return 0, left
+    value = _redis_call(lambda client: client.get(_counter_key(kind, ident, window)))
     return int(value or 0), left
 
 

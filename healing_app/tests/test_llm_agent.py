@@ -683,3 +683,69 @@ def test_a_model_patch_refused_by_the_safety_gate_fails_the_event_with_the_reaso
     assert event.new_version is None
     task.refresh_from_db()
     assert task.current_version == event.original_version
+
+
+# -- what a heal costs in tokens (the numbers in docs/llm.md) --------------------------------------
+
+
+def busy_page(n: int) -> dict:
+    """A page the size of a real site's: n visible elements, of which the view keeps 60."""
+    elements = [
+        element(i, "A" if i % 3 else "DIV", text=f"Menu item number {i} with a longer label", href=f"{BASE}/p/{i}",
+                class_="nav-link item col-md-4", id=f"item-{i}")
+        for i in range(4, n)
+    ]
+    return _fix_class({**CONTACT_V2, "elements": CONTACT_V2["elements"] + elements, "text_excerpt": "Lorem ipsum dolor sit amet. " * 200})
+
+
+def measure(fake, script, handover, ctx, patch_reply) -> dict:
+    fake.script(*script, patch_reply)
+    agent = agent_on(fake)
+    outcome = agent.take_over(ctx, handover)
+    assert outcome.recovered, outcome.trace
+    patch = agent.write_patch(code=ctx.code, recoveries=[outcome.recovery], failure=ctx.failure, prompt=ctx.prompt)
+    return {
+        "requests": len(fake.requests),
+        "takeover": (outcome.prompt_tokens, outcome.completion_tokens),
+        "patch": (patch.prompt_tokens, patch.completion_tokens),
+        "total": outcome.prompt_tokens + outcome.completion_tokens + patch.prompt_tokens + patch.completion_tokens,
+    }
+
+
+PATCH_REPLY = tool_call("submit_patch", root_cause="`#submit` on line 4 no longer matches: renamed to Send message.", code=PATCHED)
+
+
+def test_token_cost_of_typical_heals_stays_bounded(fake, capsys):
+    results = {}
+    with FakeOpenAI() as server:
+        results["renamed button, 1 turn"] = measure(server, [tool_call("done", ref=2)], contact_handover(), context(), PATCH_REPLY)
+    with FakeOpenAI() as server:
+        results["renamed button, 300-element page"] = measure(
+            server, [tool_call("done", ref=2)],
+            FakeHandover({BASE + "/contact": busy_page(300)}, BASE + "/contact", selectors=SELECTORS,
+                         step_ok=lambda selector=None, **_: selector == '[data-testid="send"]'),
+            context(), PATCH_REPLY,
+        )
+    with FakeOpenAI() as server:
+        login = {"login_form": True, "elements": [element(0, "INPUT", id="user"), element(1, "INPUT", id="pass", type="password"), element(2, "BUTTON", text="Sign in")]}
+        results["login wall, 4 turns"] = measure(
+            server,
+            [tool_call("fill", ref=0, value="{{secret:username}}"), tool_call("fill", ref=1, value="{{secret:password}}"),
+             tool_call("click", ref=2), tool_call("done")],
+            FakeHandover({BASE + "/login": login}, BASE + "/login", secret_keys=("username", "password"),
+                         selectors={0: ["#user"], 1: ["#pass"], 2: ["#signin"]}, step_ok=lambda **_: True),
+            context(failure={**FAILURE, "type": "authentication_failure"}, secret_keys=["password", "username"]),
+            PATCH_REPLY,
+        )
+    with FakeOpenAI() as server:
+        results["slow page, 2 turns"] = measure(
+            server, [tool_call("wait", load_state="networkidle", timeout_ms=20000), tool_call("done", timeout_ms=20000)],
+            FakeHandover({BASE + "/contact": CONTACT_V2}, BASE + "/contact", step_ok=lambda timeout_ms=None, **_: bool(timeout_ms)),
+            context(failure={**FAILURE, "type": "timeout"}), PATCH_REPLY,
+        )
+    with capsys.disabled():
+        print("\nLLM heal token cost (scripted server, ~4 characters per token):")
+        for name, r in results.items():
+            print(f"  {name:36} requests={r['requests']} takeover={r['takeover']} patch={r['patch']} total={r['total']}")
+    for r in results.values():
+        assert r["total"] < Limits().max_tokens  # far inside the per-heal bound

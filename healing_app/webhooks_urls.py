@@ -1,3 +1,19 @@
+"""Dashboard pages for webhook endpoints, mounted at /webhooks/."""
+
 from django.urls import path
 
-urlpatterns: list = []
+from healing_app import webhooks_views as views
+
+app_name = "webhooks"
+
+urlpatterns = [
+    path("", views.endpoint_list, name="list"),
+    path("new/", views.endpoint_create, name="create"),
+    path("<str:endpoint_id>/", views.endpoint_detail, name="detail"),
+    path("<str:endpoint_id>/edit/", views.endpoint_edit, name="edit"),
+    path("<str:endpoint_id>/delete/", views.endpoint_delete, name="delete"),
+    path("<str:endpoint_id>/test/", views.endpoint_send_test, name="send_test"),
+    path("<str:endpoint_id>/rotate-secret/", views.endpoint_rotate_secret, name="rotate_secret"),
+    path("<str:endpoint_id>/enabled/", views.endpoint_set_enabled, name="set_enabled"),
+    path("<str:endpoint_id>/deliveries/<int:delivery_id>/redeliver/", views.delivery_redeliver, name="redeliver"),
+]

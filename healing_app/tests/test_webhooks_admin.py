@@ -1,0 +1,131 @@
+"""Admin for webhook endpoints and deliveries: every change goes through the webhook services."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from django.urls import reverse
+
+from healing_app import ssrf, webhooks
+from healing_app.models import WebhookDelivery, WebhookEndpoint
+from healing_app.webhook_services import webhook_endpoint_create
+from tasks_app.models import AuditLog
+
+pytestmark = pytest.mark.django_db
+
+PUBLIC_URL = "https://hooks.example.test/anchor"
+CHANGELIST = "admin:healing_app_webhookendpoint_changelist"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(settings, monkeypatch):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    real = ssrf.resolve
+    monkeypatch.setattr(
+        ssrf, "resolve", lambda host, port: [ipaddress.ip_address("93.184.215.14")] if host == "hooks.example.test" else real(host, port)
+    )
+
+    class NoQueue:
+        def enqueue(self, *args, **kwargs):
+            pass
+
+        def enqueue_in(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(webhooks, "_queue", NoQueue)
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("root", password="pw-root-123!"))
+    return client
+
+
+@pytest.fixture
+def endpoint():
+    created, _ = webhook_endpoint_create(actor=None, url=PUBLIC_URL)
+    return created
+
+
+def test_the_changelist_lists_endpoints_with_status(admin_client, endpoint):
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=False, disabled_reason="the receiver answered 410 Gone")
+    page = admin_client.get(reverse(CHANGELIST), {"q": "hooks.example"}).content.decode()
+    assert endpoint.pk in page and "the receiver answered 410 Gone" in page
+
+
+def test_adding_an_endpoint_goes_through_the_service_and_shows_the_secret_once(admin_client):
+    response = admin_client.post(
+        reverse("admin:healing_app_webhookendpoint_add"), {"url": PUBLIC_URL, "description": "ops", "event_types": ["run.failed"]}
+    )
+    assert response.status_code == 200
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.current_secret in response.content.decode()
+    assert endpoint.event_types == ["run.failed"]
+    assert AuditLog.objects.filter(action="webhook.create", actor_label="root via admin").exists()
+    change = admin_client.get(reverse("admin:healing_app_webhookendpoint_change", args=[endpoint.pk])).content.decode()
+    assert endpoint.current_secret not in change
+    assert endpoint.secret_masked in change
+
+
+def test_a_refused_url_is_an_error_on_the_admin_form(admin_client):
+    response = admin_client.post(reverse("admin:healing_app_webhookendpoint_add"), {"url": "http://169.254.169.254/"})
+    assert response.status_code == 200
+    assert "metadata" in str(response.context["adminform"].form.errors["url"])
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_changing_an_endpoint_in_the_admin_is_audited(admin_client, endpoint):
+    response = admin_client.post(
+        reverse("admin:healing_app_webhookendpoint_change", args=[endpoint.pk]),
+        {"url": PUBLIC_URL, "description": "changed", "event_types": [], "enabled": "on"},
+    )
+    assert response.status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.description == "changed"
+    assert AuditLog.objects.get(action="webhook.update").data == {"changed": ["description"]}
+
+
+def _action(admin_client, action: str, *ids, model: str = "webhookendpoint"):
+    return admin_client.post(
+        reverse(f"admin:healing_app_{model}_changelist"), {"action": action, "_selected_action": [str(i) for i in ids]}
+    )
+
+
+def test_the_rotate_action_shows_the_new_secrets(admin_client, endpoint):
+    old = endpoint.current_secret
+    response = _action(admin_client, "rotate_secret", endpoint.pk)
+    endpoint.refresh_from_db()
+    assert endpoint.current_secret != old
+    assert endpoint.current_secret in response.content.decode()
+    assert endpoint.signing_secrets(at=endpoint.created_at) == [endpoint.current_secret, old]
+
+
+def test_the_disable_and_enable_actions(admin_client, endpoint):
+    _action(admin_client, "disable", endpoint.pk)
+    endpoint.refresh_from_db()
+    assert not endpoint.enabled and endpoint.disabled_reason == "disabled by root via admin"
+    _action(admin_client, "enable", endpoint.pk)
+    endpoint.refresh_from_db()
+    assert endpoint.enabled
+
+
+def test_the_send_test_action_queues_a_test_event(admin_client, endpoint):
+    _action(admin_client, "send_test", endpoint.pk)
+    assert WebhookDelivery.objects.get().event_type == "webhook.test"
+
+
+def test_deleting_in_the_admin_goes_through_the_service(admin_client, endpoint):
+    response = admin_client.post(reverse("admin:healing_app_webhookendpoint_delete", args=[endpoint.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert not WebhookEndpoint.objects.exists()
+    assert AuditLog.objects.filter(action="webhook.delete").exists()
+
+
+def test_deliveries_are_read_only_and_can_be_redelivered(admin_client, endpoint):
+    first = WebhookDelivery.objects.create(endpoint=endpoint, message_id="msg_1", event_type="run.failed", payload={}, status="failed")
+    assert admin_client.get(reverse("admin:healing_app_webhookdelivery_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:healing_app_webhookdelivery_add")).status_code == 403
+    _action(admin_client, "redeliver", first.pk, model="webhookdelivery")
+    again = WebhookDelivery.objects.get(attempt=2)
+    assert (again.message_id, again.trigger) == ("msg_1", "redeliver")

@@ -1,0 +1,205 @@
+"""Dashboard pages at /webhooks/: list with status, create/edit, delivery log, and the POST buttons."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from healing_app import ssrf, webhooks
+from healing_app.models import WebhookDelivery, WebhookEndpoint
+from healing_app.webhook_services import webhook_endpoint_create
+from tasks_app.models import AuditLog
+
+pytestmark = pytest.mark.django_db
+
+PUBLIC_URL = "https://hooks.example.test/anchor"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(settings, monkeypatch):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    real = ssrf.resolve
+    monkeypatch.setattr(
+        ssrf, "resolve", lambda host, port: [ipaddress.ip_address("93.184.215.14")] if host == "hooks.example.test" else real(host, port)
+    )
+    jobs: list = []
+
+    class Recording:
+        def enqueue(self, func, *args, **kwargs):
+            jobs.append(args)
+
+        def enqueue_in(self, delay, func, *args, **kwargs):
+            jobs.append(args)
+
+    monkeypatch.setattr(webhooks, "_queue", Recording)
+    return jobs
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user("mo", password="pw-mo-123!")
+
+
+@pytest.fixture
+def browser(client, owner):
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def endpoint(owner):
+    created, _ = webhook_endpoint_create(actor=owner, url=PUBLIC_URL, description="team chat")
+    return created
+
+
+def test_pages_need_a_login(client, endpoint):
+    for url in (reverse("webhooks:list"), reverse("webhooks:create"), reverse("webhooks:detail", args=[endpoint.pk])):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
+
+
+def test_the_list_shows_endpoints_and_why_a_disabled_one_is_off(browser, endpoint):
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=False, disabled_reason="the receiver answered 410 Gone")
+    page = browser.get(reverse("webhooks:list")).content.decode()
+    assert PUBLIC_URL in page
+    assert "disabled because the receiver answered 410 Gone" in page
+
+
+def test_creating_an_endpoint_shows_its_secret_once(browser, owner):
+    response = browser.post(
+        reverse("webhooks:create"), {"url": PUBLIC_URL, "description": "ci", "event_types": ["healing.deployed", "run.failed"]}
+    )
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    endpoint = WebhookEndpoint.objects.get()
+    secret = endpoint.current_secret
+    assert secret in response.content.decode()
+    assert (endpoint.owner, endpoint.event_types) == (owner, ["healing.deployed", "run.failed"])
+    detail = browser.get(reverse("webhooks:detail", args=[endpoint.pk])).content.decode()
+    assert secret not in detail
+    assert endpoint.secret_masked in detail
+
+
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/", "http://127.0.0.1/", "http://[::ffff:127.0.0.1]/", "http://10.0.0.1/", "http://localhost/", "file:///etc/passwd"]
+)
+def test_a_refused_url_is_a_field_error_on_the_form(browser, url):
+    response = browser.post(reverse("webhooks:create"), {"url": url})
+    assert response.status_code == 200
+    assert response.context["form"].errors["url"]
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_editing_saves_through_the_service(browser, endpoint):
+    response = browser.post(
+        reverse("webhooks:edit", args=[endpoint.pk]), {"url": PUBLIC_URL, "description": "ops", "event_types": ["run.failed"]}
+    )
+    assert response.status_code == 302
+    endpoint.refresh_from_db()
+    assert (endpoint.description, endpoint.event_types) == ("ops", ["run.failed"])
+    assert AuditLog.objects.filter(action="webhook.update", actor_label="mo via dashboard").exists()
+
+
+def test_the_edit_form_starts_from_the_endpoint(browser, endpoint):
+    form = browser.get(reverse("webhooks:edit", args=[endpoint.pk])).context["form"]
+    assert form.initial["url"] == PUBLIC_URL
+    assert form.initial["description"] == "team chat"
+
+
+def test_the_delivery_log_lists_attempts_with_a_redeliver_button(browser, endpoint):
+    failed = WebhookDelivery.objects.create(
+        endpoint=endpoint, message_id="msg_log", event_type="healing.failed", payload={"type": "healing.failed"},
+        status="failed", response_code=500, error="HTTP 500", response_excerpt="boom",
+    )
+    page = browser.get(reverse("webhooks:detail", args=[endpoint.pk])).content.decode()
+    assert "msg_log" in page and "HTTP 500" in page and "boom" in page
+    assert reverse("webhooks:redeliver", args=[endpoint.pk, failed.pk]) in page
+
+
+def test_a_disabled_endpoint_page_says_why(browser, endpoint):
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        enabled=False, disabled_reason="15+ deliveries in a row failed over more than 24 hours (last: HTTP 503)"
+    )
+    page = browser.get(reverse("webhooks:detail", args=[endpoint.pk])).content.decode()
+    assert "disabled because 15+ deliveries in a row failed" in page
+
+
+def test_send_test_queues_a_test_event(browser, endpoint, _isolated):
+    response = browser.post(reverse("webhooks:send_test", args=[endpoint.pk]))
+    assert response.status_code == 302
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.event_type == "webhook.test"
+
+
+def test_redeliver_queues_the_next_attempt(browser, endpoint):
+    first = WebhookDelivery.objects.create(endpoint=endpoint, message_id="msg_1", event_type="run.failed", payload={}, status="failed")
+    response = browser.post(reverse("webhooks:redeliver", args=[endpoint.pk, first.pk]))
+    assert response.status_code == 302
+    assert WebhookDelivery.objects.filter(message_id="msg_1", attempt=2, trigger="redeliver").exists()
+
+
+def test_rotating_shows_the_new_secret_once(browser, endpoint):
+    old = endpoint.current_secret
+    response = browser.post(reverse("webhooks:rotate_secret", args=[endpoint.pk]))
+    endpoint.refresh_from_db()
+    page = response.content.decode()
+    assert endpoint.current_secret in page and old not in page
+    assert "two signatures" in page
+    browser.post(reverse("webhooks:rotate_secret", args=[endpoint.pk]), {"immediately": "1"})
+    endpoint.refresh_from_db()
+    assert endpoint.previous_secret == ""
+
+
+def test_disable_and_enable_buttons(browser, endpoint):
+    browser.post(reverse("webhooks:set_enabled", args=[endpoint.pk]), {"enabled": "0"})
+    endpoint.refresh_from_db()
+    assert not endpoint.enabled and endpoint.disabled_reason == "disabled by mo via dashboard"
+    browser.post(reverse("webhooks:set_enabled", args=[endpoint.pk]), {"enabled": "1"})
+    endpoint.refresh_from_db()
+    assert endpoint.enabled and endpoint.disabled_reason == ""
+
+
+def test_delete_asks_first_then_deletes(browser, endpoint):
+    assert browser.get(reverse("webhooks:delete", args=[endpoint.pk])).status_code == 200
+    assert WebhookEndpoint.objects.exists()
+    response = browser.post(reverse("webhooks:delete", args=[endpoint.pk]))
+    assert response.status_code == 302
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_buttons_only_answer_post(browser, endpoint):
+    for name in ("send_test", "rotate_secret", "set_enabled"):
+        assert browser.get(reverse(f"webhooks:{name}", args=[endpoint.pk])).status_code == 405
+
+
+def test_buttons_need_the_csrf_token(owner, endpoint):
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(owner)
+    assert strict.post(reverse("webhooks:send_test", args=[endpoint.pk])).status_code == 403
+    page = strict.get(reverse("webhooks:detail", args=[endpoint.pk])).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    assert strict.post(reverse("webhooks:send_test", args=[endpoint.pk]), {"csrfmiddlewaretoken": token}).status_code == 302
+
+
+def test_someone_elses_endpoint_is_a_404_everywhere(client, django_user_model, endpoint):
+    client.force_login(django_user_model.objects.create_user("eve", password="pw-eve-123!"))
+    assert PUBLIC_URL not in client.get(reverse("webhooks:list")).content.decode()
+    for name in ("detail", "edit", "delete"):
+        assert client.get(reverse(f"webhooks:{name}", args=[endpoint.pk])).status_code == 404
+    for name in ("send_test", "rotate_secret", "set_enabled", "delete"):
+        assert client.post(reverse(f"webhooks:{name}", args=[endpoint.pk])).status_code == 404
+    endpoint.refresh_from_db()
+    assert endpoint.enabled
+
+
+def test_staff_can_change_any_endpoint(client, django_user_model, endpoint):
+    client.force_login(django_user_model.objects.create_user("sam", password="pw-sam-123!", is_staff=True))
+    response = client.post(reverse("webhooks:set_enabled", args=[endpoint.pk]), {"enabled": "0"})
+    assert response.status_code == 302
+    endpoint.refresh_from_db()
+    assert not endpoint.enabled

@@ -1,0 +1,165 @@
+"""Dashboard pages for webhook endpoints under /webhooks/. Thin: every change calls healing_app.webhook_services.
+
+People see and change their own endpoints (staff: all). Someone else's endpoint is a 404.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from healing_app import webhook_services as services
+from healing_app import webhooks
+from healing_app.models import WebhookEndpoint
+from tasks_app.audit import Actor
+from tasks_app.config import InputError
+from tasks_app.models import Task
+
+DELIVERIES_PER_PAGE = 50
+
+
+class WebhookEndpointForm(forms.Form):
+    url = forms.CharField(label="URL", max_length=services.URL_MAX, help_text="http(s), on a public address.")
+    description = forms.CharField(max_length=services.DESCRIPTION_MAX, required=False)
+    event_types = forms.MultipleChoiceField(
+        choices=[(t, t) for t in WebhookEndpoint.EVENT_TYPES],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every event type.",
+    )
+    task = forms.ModelChoiceField(
+        queryset=Task.objects.order_by("name"), required=False, empty_label="Every task", help_text="Only this task's events."
+    )
+
+    @classmethod
+    def for_endpoint(cls, endpoint: WebhookEndpoint) -> WebhookEndpointForm:
+        return cls(initial={
+            "url": endpoint.url,
+            "description": endpoint.description,
+            "event_types": endpoint.event_types,
+            "task": endpoint.task_id,
+        })
+
+    def add_input_error(self, exc: InputError) -> None:
+        self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return Actor(user=request.user, via="dashboard")
+
+
+def _endpoint(request: HttpRequest, endpoint_id: str) -> WebhookEndpoint:
+    endpoint = services.webhook_endpoints_for(user=request.user).filter(pk=endpoint_id).first()
+    if endpoint is None:
+        raise Http404("no such webhook endpoint")
+    return endpoint
+
+
+@login_required
+def endpoint_list(request: HttpRequest) -> HttpResponse:
+    endpoints = services.webhook_endpoints_for(user=request.user)
+    return render(request, "webhooks/list.html", {"endpoints": endpoints})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def endpoint_create(request: HttpRequest) -> HttpResponse:
+    form = WebhookEndpointForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            endpoint, secret = services.webhook_endpoint_create(actor=_actor(request), **form.cleaned_data)
+        except InputError as exc:
+            form.add_input_error(exc)
+        else:
+            return _secret_page(request, endpoint, secret, created=True)
+    return render(request, "webhooks/form.html", {"form": form, "endpoint": None})
+
+
+@login_required
+def endpoint_detail(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    endpoint = _endpoint(request, endpoint_id)
+    deliveries = Paginator(endpoint.deliveries.all(), DELIVERIES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "webhooks/detail.html", {"endpoint": endpoint, "deliveries": deliveries})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def endpoint_edit(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    endpoint = _endpoint(request, endpoint_id)
+    form = WebhookEndpointForm(request.POST) if request.method == "POST" else WebhookEndpointForm.for_endpoint(endpoint)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.webhook_endpoint_update(endpoint=endpoint, actor=_actor(request), **form.cleaned_data)
+        except InputError as exc:
+            form.add_input_error(exc)
+        else:
+            messages.success(request, "Webhook endpoint saved.")
+            return redirect("webhooks:detail", endpoint_id=endpoint.pk)
+    return render(request, "webhooks/form.html", {"form": form, "endpoint": endpoint})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def endpoint_delete(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    endpoint = _endpoint(request, endpoint_id)
+    if request.method == "POST":
+        services.webhook_endpoint_delete(endpoint=endpoint, actor=_actor(request))
+        messages.success(request, f"Webhook endpoint {endpoint_id} deleted.")
+        return redirect("webhooks:list")
+    return render(request, "webhooks/confirm_delete.html", {"endpoint": endpoint})
+
+
+@login_required
+@require_POST
+def endpoint_send_test(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    endpoint = _endpoint(request, endpoint_id)
+    delivery = services.webhook_send_test(endpoint=endpoint, actor=_actor(request))
+    messages.success(request, f"Test event {delivery.message_id} queued; its attempt appears below.")
+    return redirect("webhooks:detail", endpoint_id=endpoint.pk)
+
+
+@login_required
+@require_POST
+def endpoint_rotate_secret(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    endpoint = _endpoint(request, endpoint_id)
+    grace = timedelta(0) if request.POST.get("immediately") else webhooks.SECRET_GRACE
+    secret = services.webhook_secret_rotate(endpoint=endpoint, actor=_actor(request), grace=grace)
+    endpoint.refresh_from_db()
+    return _secret_page(request, endpoint, secret, created=False)
+
+
+@login_required
+@require_POST
+def endpoint_set_enabled(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    endpoint = _endpoint(request, endpoint_id)
+    enabled = request.POST.get("enabled") == "1"
+    services.webhook_endpoint_update(endpoint=endpoint, actor=_actor(request), enabled=enabled)
+    messages.success(request, f"Webhook endpoint {'enabled' if enabled else 'disabled'}.")
+    return redirect("webhooks:detail", endpoint_id=endpoint.pk)
+
+
+@login_required
+@require_POST
+def delivery_redeliver(request: HttpRequest, endpoint_id: str, delivery_id: int) -> HttpResponse:
+    endpoint = _endpoint(request, endpoint_id)
+    delivery = endpoint.deliveries.filter(pk=delivery_id).first()
+    if delivery is None:
+        raise Http404("no such delivery")
+    attempt = services.webhook_redeliver(delivery=delivery, actor=_actor(request))
+    messages.success(request, f"Redelivery of {attempt.message_id} queued as attempt {attempt.attempt}.")
+    return redirect("webhooks:detail", endpoint_id=endpoint.pk)
+
+
+def _secret_page(request: HttpRequest, endpoint: WebhookEndpoint, secret: str, *, created: bool) -> HttpResponse:
+    # Rendered, not redirected: a secret must not travel through the session or a message cookie.
+    response = render(request, "webhooks/secret.html", {"endpoint": endpoint, "secret": secret, "created": created})
+    response["Cache-Control"] = "no-store"
+    return response
+

@@ -1,0 +1,43 @@
+"""Python client for the Anchor API: self-healing browser tasks.
+
+    from anchor_sdk import Anchor
+
+    anchor = Anchor(api_key="ak_...")  # base URL from ANCHOR_BASE_URL, or base_url=...
+    task = anchor.tasks.create(name="form_submission", prompt="...", self_healing=True)
+"""
+
+__version__ = "0.1.0"
+
+from anchor_sdk.client import Anchor  # noqa: E402
+from anchor_sdk.errors import (  # noqa: E402
+    AnchorError,
+    APIConnectionError,
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
+from anchor_sdk.models import Diff, HealingEvent, Page, Run, SelfHealingConfig, Task, Version  # noqa: E402
+
+__all__ = [
+    "APIConnectionError",
+    "Anchor",
+    "AnchorError",
+    "AuthenticationError",
+    "ConflictError",
+    "Diff",
+    "HealingEvent",
+    "NotFoundError",
+    "Page",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Run",
+    "SelfHealingConfig",
+    "ServerError",
+    "Task",
+    "ValidationError",
+    "Version",
+]

@@ -1,0 +1,188 @@
+"""The API's resources: tasks (with their versions, runs and healing history), runs, healing events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional
+from urllib.parse import quote
+
+from anchor_sdk._http import Transport
+from anchor_sdk.models import Diff, HealingEvent, Page, Run, Task, Version
+
+_UNSET: Any = object()
+
+
+def _seg(value: Any) -> str:
+    return quote(str(value), safe="")
+
+
+def _given(**fields: Any) -> Dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not _UNSET}
+
+
+class Tasks:
+    def __init__(self, transport: Transport):
+        self._t = transport
+
+    def create(
+        self,
+        *,
+        name: str,
+        prompt: str = _UNSET,
+        self_healing: bool = _UNSET,
+        self_healing_config: Optional[Dict[str, Any]] = _UNSET,
+        code: str = _UNSET,
+        params: Dict[str, Any] = _UNSET,
+        secrets: Dict[str, str] = _UNSET,
+        healing_agent: str = _UNSET,
+    ) -> Task:
+        """Create a task. `self_healing_config` keys left out get their defaults; `secrets` are write-only."""
+        body = _given(
+            name=name,
+            prompt=prompt,
+            self_healing=self_healing,
+            self_healing_config=self_healing_config,
+            code=code,
+            params=params,
+            secrets=secrets,
+            healing_agent=healing_agent,
+        )
+        return Task.from_dict(self._t.request("POST", "/tasks", json=body))
+
+    def update(
+        self,
+        task_id: str,
+        *,
+        name: str = _UNSET,
+        prompt: str = _UNSET,
+        self_healing: bool = _UNSET,
+        self_healing_config: Dict[str, Any] = _UNSET,
+        code: str = _UNSET,
+        params: Dict[str, Any] = _UNSET,
+        secrets: Dict[str, str] = _UNSET,
+        healing_agent: str = _UNSET,
+    ) -> Task:
+        """Change only what is given. `self_healing_config` keys given replace those keys; the others stay."""
+        body = _given(
+            name=name,
+            prompt=prompt,
+            self_healing=self_healing,
+            self_healing_config=self_healing_config,
+            code=code,
+            params=params,
+            secrets=secrets,
+            healing_agent=healing_agent,
+        )
+        return Task.from_dict(self._t.request("PATCH", f"/tasks/{_seg(task_id)}", json=body))
+
+    def get(self, task_id: str) -> Task:
+        return Task.from_dict(self._t.request("GET", f"/tasks/{_seg(task_id)}"))
+
+    def list(self, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[Task]:
+        """One page of tasks, newest first. `page.auto_paging_iter()` walks all of them."""
+
+        def fetch(next_cursor: Optional[str]) -> Page[Task]:
+            body = self._t.request("GET", "/tasks", params={"limit": limit, "cursor": next_cursor})
+            return Page([Task.from_dict(d) for d in body["data"]], body.get("next_cursor"), fetch)
+
+        return fetch(cursor)
+
+    def delete(self, task_id: str) -> None:
+        self._t.request("DELETE", f"/tasks/{_seg(task_id)}")
+
+    def run(self, task_id: str, *, params: Optional[Dict[str, Any]] = None, version: Optional[int] = None) -> Run:
+        """Start a run (queued; it runs in the background). `anchor.runs.wait(run.id)` waits for it."""
+        body = _given(params=params if params is not None else _UNSET, version=version if version is not None else _UNSET)
+        return Run.from_dict(self._t.request("POST", f"/tasks/{_seg(task_id)}/runs", json=body))
+
+    def list_runs(self, task_id: str, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[Run]:
+        def fetch(next_cursor: Optional[str]) -> Page[Run]:
+            body = self._t.request("GET", f"/tasks/{_seg(task_id)}/runs", params={"limit": limit, "cursor": next_cursor})
+            return Page([Run.from_dict(d) for d in body["data"]], body.get("next_cursor"), fetch)
+
+        return fetch(cursor)
+
+    def get_healing_events(self, task_id: str, *, limit: Optional[int] = None) -> List[HealingEvent]:
+        """The task's healing events, newest first: all of them, or the newest `limit`."""
+        events: List[HealingEvent] = []
+        cursor: Optional[str] = None
+        while True:
+            page_size = 100 if limit is None else max(1, min(100, limit - len(events)))
+            body = self._t.request(
+                "GET", f"/tasks/{_seg(task_id)}/healing-events", params={"limit": page_size, "cursor": cursor}
+            )
+            events.extend(HealingEvent.from_dict(d) for d in body["data"])
+            cursor = body.get("next_cursor")
+            if cursor is None or (limit is not None and len(events) >= limit):
+                return events
+
+    def list_versions(self, task_id: str, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[Version]:
+        def fetch(next_cursor: Optional[str]) -> Page[Version]:
+            body = self._t.request(
+                "GET", f"/tasks/{_seg(task_id)}/versions", params={"limit": limit, "cursor": next_cursor}
+            )
+            return Page([Version.from_dict(d) for d in body["data"]], body.get("next_cursor"), fetch)
+
+        return fetch(cursor)
+
+    def get_version(self, task_id: str, number: int) -> Version:
+        return Version.from_dict(self._t.request("GET", f"/tasks/{_seg(task_id)}/versions/{int(number)}"))
+
+    def diff_versions(self, task_id: str, number: int, *, against: Optional[int] = None) -> Diff:
+        """What changed from `against` (default: the version's parent) to version `number`."""
+        body = self._t.request(
+            "GET", f"/tasks/{_seg(task_id)}/versions/{int(number)}/diff", params={"against": against}
+        )
+        return Diff.from_dict(body)
+
+    def deploy_version(self, task_id: str, number: int) -> Task:
+        """Make version `number` current: a rollback, or a roll forward."""
+        return Task.from_dict(self._t.request("POST", f"/tasks/{_seg(task_id)}/versions/{int(number)}/deploy"))
+
+
+class Runs:
+    def __init__(self, transport: Transport):
+        self._t = transport
+
+    def get(self, run_id: str) -> Run:
+        return Run.from_dict(self._t.request("GET", f"/runs/{_seg(run_id)}"))
+
+    def wait(self, run_id: str, *, timeout: float = 300.0, poll_interval: float = 1.0) -> Run:
+        """Poll until the run has finished (succeeded, healed or failed); TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get(run_id)
+            if run.finished:
+                return run
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} still {run.status} after {timeout:.0f}s")
+            time.sleep(poll_interval)
+
+
+class HealingEvents:
+    def __init__(self, transport: Transport):
+        self._t = transport
+
+    def get(self, event_id: str) -> HealingEvent:
+        """One event with everything the dashboard shows (root cause, agent trace, diff, cost, timeline)."""
+        return HealingEvent.from_dict(self._t.request("GET", f"/healing-events/{_seg(event_id)}"))
+
+    def list(self, task_id: str, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[HealingEvent]:
+        def fetch(next_cursor: Optional[str]) -> Page[HealingEvent]:
+            body = self._t.request(
+                "GET", f"/tasks/{_seg(task_id)}/healing-events", params={"limit": limit, "cursor": next_cursor}
+            )
+            return Page([HealingEvent.from_dict(d) for d in body["data"]], body.get("next_cursor"), fetch)
+
+        return fetch(cursor)
+
+    def approve(self, event_id: str, *, comment: Optional[str] = None) -> HealingEvent:
+        """Deploy the healed version (needs the reviewer permission). ConflictError if already decided."""
+        body = {"comment": comment} if comment is not None else {}
+        return HealingEvent.from_dict(self._t.request("POST", f"/healing-events/{_seg(event_id)}/approve", json=body))
+
+    def reject(self, event_id: str, *, comment: str) -> HealingEvent:
+        """Discard the healed version; the comment saying why is required."""
+        return HealingEvent.from_dict(
+            self._t.request("POST", f"/healing-events/{_seg(event_id)}/reject", json={"comment": comment})
+        )

@@ -182,3 +182,55 @@ def _agent_steps() -> list[dict]:
          "best": {"tag": "BUTTON", "text": "Send", "score": 0.9132}},
         {"at": round(at + 0.2, 3), "action": "retry_step", "selector": NEW_SELECTOR, "ok": True},
     ]
+
+
+def run_steps_play(task_id: str, *, delay_s: float = 0.4) -> str:
+    """A run that executes step by step the way the runner reports it: run.started, run.step…, run.finished."""
+    import time
+
+    from healing_app import broadcast
+    from tasks_app.execution import run_announce
+
+    task = Task.objects.select_related("current_version").get(pk=task_id)
+    run = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING, started_at=timezone.now())
+    broadcast.publish(kind="run.started", task_id=task.pk, data={"run": run.pk, "status": run.status})
+    steps = _trace(task.current_version.code)
+    for step in steps:
+        time.sleep(delay_s)
+        step = {**step, "outcome": "ok", "recovery": None}
+        broadcast.publish(kind="run.step", task_id=task.pk, data={"run": run.pk, "step": step})
+    Run.objects.filter(pk=run.pk).update(
+        status=Run.Status.SUCCEEDED, finished_at=timezone.now(), trace=steps, output={"confirmation": "Thanks, Ada!"}
+    )
+    run.refresh_from_db()
+    run_announce(run)
+    return run.pk
+
+
+# -- small entry points for jobs (RQ passes plain arguments and keeps plain results) ----------------
+
+
+def task_make_id(name: str) -> str:
+    return task_make(name).pk
+
+
+def events_bulk_make(task_id: str, count: int, *, status: str, error_type: str, days_ago: int = 400) -> int:
+    """Many old events at once, for paging and filters (no transitions: they are history, not news)."""
+    import datetime as dt
+
+    now = timezone.now()
+    HealingEvent.objects.bulk_create(
+        HealingEvent(task_id=task_id, status=status, error_type=error_type, root_cause=f"bulk {i}",
+                     created_at=now - dt.timedelta(days=days_ago, minutes=i))
+        for i in range(count)
+    )
+    return count
+
+
+def event_approve_as(event_id: str, username: str) -> str:
+    from django.contrib.auth import get_user_model
+
+    from healing_app.services import healing_approve
+
+    reviewer = get_user_model().objects.get(username=username)
+    return healing_approve(event=HealingEvent.objects.get(pk=event_id), reviewer=reviewer).status

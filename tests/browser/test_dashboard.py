@@ -1,0 +1,164 @@
+"""The review dashboard in Chromium against a live Anchor (daphne, an RQ worker, Redis): see conftest.py."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import MEMBER, REVIEWER, wait_live
+
+pytestmark = pytest.mark.browser
+
+
+def _pending_event(anchor_live, task_id: str) -> str:
+    # The worker makes the event, moving it through its real states and broadcasts.
+    return anchor_live.enqueue("tests.browser.scenario.event_pending_make", task_id)
+
+
+def test_a_new_event_appears_in_the_queue_without_a_reload(page, anchor_live, login, live_task):
+    login(page, REVIEWER)
+    wait_live(page)
+    page.evaluate("window.__sameDocument = true")
+    pending_before = int(page.locator("#pending-count").inner_text())
+
+    event_id = _pending_event(anchor_live, live_task)
+
+    row = page.locator(f'tr[data-id="{event_id}"]')
+    expect(row).to_be_visible(timeout=10_000)
+    expect(row).to_contain_text("Pending review")
+    expect(page.locator("#pending-count")).to_have_text(str(pending_before + 1))
+    assert page.evaluate("window.__sameDocument") is True  # no reload happened
+    assert page.locator("tbody#queue-rows tr").first.get_attribute("data-id") == event_id
+
+
+def test_reviewer_approves_from_the_diff_and_other_windows_follow(browser, page, anchor_live, login, live_task):
+    event_id = _pending_event(anchor_live, live_task)
+
+    # A second person watches the task page and the event page in another browser context.
+    other = browser.new_context()
+    try:
+        watcher = other.new_page()
+        login(watcher, MEMBER, next_url=f"/tasks/{live_task}/")
+        wait_live(watcher)
+        expect(watcher.locator("#current-version")).to_contain_text("v1")
+        watcher_event = other.new_page()
+        watcher_event.goto(f"{anchor_live.url}/events/{event_id}/")
+        wait_live(watcher_event)
+        expect(watcher_event.locator("#event-status")).to_have_text("Pending review")
+
+        login(page, REVIEWER, next_url=f"/events/{event_id}/")
+        wait_live(page)
+        side = page.locator("table.diff-side")
+        expect(side).to_be_visible()
+        expect(side.locator("td.diff-del")).to_contain_text('"#submit"')
+        expect(side.locator("td.diff-add")).to_contain_text('"button[data-test=send]"')
+        page.get_by_role("button", name="Inline").click()
+        inline = page.locator("table.diff-inline")
+        expect(inline).to_be_visible()
+        expect(side).to_be_hidden()
+        expect(inline.locator("tr.diff-del")).to_contain_text("#submit")
+        expect(inline.locator("tr.diff-add")).to_contain_text("button[data-test=send]")
+
+        page.get_by_role("button", name=re.compile(r"Approve and deploy v2")).click()
+        expect(page.locator(".message-success")).to_contain_text("Version 2 is now the task's current version")
+        expect(page.locator("#event-status")).to_have_text("Deployed")
+
+        # Both of the other person's pages update by themselves.
+        expect(watcher.locator("#current-version")).to_contain_text("v2", timeout=10_000)
+        expect(watcher_event.locator("#event-status")).to_have_text("Deployed", timeout=10_000)
+        expect(watcher_event.locator("#decision-note")).to_contain_text("Deployed by rita")
+    finally:
+        other.close()
+
+
+def test_a_second_approval_is_told_it_changed_nothing(browser, page, anchor_live, login, live_task):
+    event_id = _pending_event(anchor_live, live_task)
+    login(page, REVIEWER, next_url=f"/events/{event_id}/")
+    # Someone else approves first (through the same service, from another process).
+    assert anchor_live.enqueue("tests.browser.scenario.event_approve_as", event_id, "rita") == "deployed"
+    # This page may already show the result live; if the button is still there, clicking it must change nothing.
+    button = page.get_by_role("button", name=re.compile("Approve and deploy"))
+    if button.count():
+        button.click()
+        expect(page.locator("#refusal")).to_contain_text("Already deployed by rita")
+        expect(page.locator("#refusal")).to_contain_text("nothing changed")
+    expect(page.locator("#event-status")).to_have_text("Deployed")
+
+
+def test_rejecting_requires_a_comment(page, anchor_live, login, live_task):
+    event_id = _pending_event(anchor_live, live_task)
+    login(page, REVIEWER, next_url=f"/events/{event_id}/")
+    comment = page.get_by_label("Why reject? (required)")
+
+    page.get_by_role("button", name="Reject").click()  # the browser refuses the empty required field
+    assert comment.evaluate("el => el.validity.valueMissing") is True
+    expect(page.locator("#event-status")).to_have_text("Pending review")
+
+    # Past the browser's check (whitespace only), the server refuses too and says why, next to the field.
+    comment.fill("   ")
+    page.get_by_role("button", name="Reject").click()
+    expect(page.locator("#reject-comment-error")).to_contain_text("a comment is required to reject")
+    expect(page.locator("#event-status")).to_have_text("Pending review")
+
+    page.get_by_label("Why reject? (required)").fill("It picked the wrong button")
+    page.get_by_role("button", name="Reject").click()
+    expect(page.locator("#event-status")).to_have_text("Rejected")
+    expect(page.locator("#decision-note")).to_contain_text("Rejected by rita")
+
+
+def test_a_non_reviewer_sees_no_buttons_and_a_forged_post_is_refused(page, anchor_live, login, live_task):
+    event_id = _pending_event(anchor_live, live_task)
+    login(page, MEMBER, next_url=f"/events/{event_id}/")
+    expect(page.locator("#event-status")).to_have_text("Pending review")
+    expect(page.get_by_role("button", name=re.compile("Approve"))).to_have_count(0)
+    expect(page.get_by_role("button", name="Reject")).to_have_count(0)
+    expect(page.locator("#decision-note")).to_contain_text("Waiting for a reviewer")
+
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    response = page.request.post(
+        f"{anchor_live.url}/events/{event_id}/approve/", form={"csrfmiddlewaretoken": csrf}, max_redirects=0
+    )
+    assert response.status == 403
+    page.reload()
+    expect(page.locator("#event-status")).to_have_text("Pending review")
+
+
+def test_filters_and_pagination(page, anchor_live, login, live_task):
+    anchor_live.enqueue(
+        "tests.browser.scenario.events_bulk_make", live_task, 55, status="rejected", error_type="captcha_detected"
+    )
+    login(page, REVIEWER)
+    page.get_by_label("Error type").select_option("captcha_detected")
+    page.get_by_label("Task", exact=True).fill(live_task)
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("tbody#queue-rows tr[data-id]")
+    expect(rows).to_have_count(50)
+    for text in rows.all_inner_texts()[:5]:
+        assert "captcha_detected" in text
+    first_page = rows.first.get_attribute("data-id")
+
+    page.get_by_role("link", name="Older ›").click()
+    expect(rows).to_have_count(5)
+    assert "error_type=captcha_detected" in page.url
+    page.get_by_role("link", name="‹ Newer").click()
+    expect(rows).to_have_count(50)
+    assert rows.first.get_attribute("data-id") == first_page
+
+    page.get_by_label("Search").fill("bulk 54")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("captcha_detected")
+
+
+def test_a_running_tasks_steps_appear_as_they_happen(page, anchor_live, login, live_task):
+    login(page, REVIEWER, next_url=f"/tasks/{live_task}/")
+    wait_live(page)
+    anchor_live.enqueue_nowait("tests.browser.scenario.run_steps_play", live_task, delay_s=0.4)
+    steps = page.locator("#task-runs [data-live-steps] li.step")
+    expect(steps.first).to_be_visible(timeout=10_000)
+    # The first step shows while the run is still running (it takes five steps of 0.4 s).
+    expect(page.locator("#task-runs .badge-run-running").first).to_be_visible()
+    expect(steps).to_have_count(5, timeout=10_000)
+    expect(page.locator("#task-runs .badge-run-succeeded").first).to_be_visible(timeout=10_000)

@@ -101,7 +101,9 @@ def spend(*, task_id: str | None = None, since: dt.datetime | None = None) -> Sp
     """LLM spend of one task (or of all tasks) since `since` (None: ever)."""
     heal = _healing_spend(task_id=task_id, since=since)
     gen = _generation_spend(task_id=task_id, since=since)
-    return Spend(heal.prompt_tokens + gen.prompt_tokens, heal.completion_tokens + gen.completion_tokens, heal.usd + gen.usd)
+    return Spend(
+        heal.prompt_tokens + gen.prompt_tokens, heal.completion_tokens + gen.completion_tokens, heal.usd + gen.usd
+    )
 
 
 def task_month_spend(task) -> Decimal:

@@ -52,25 +52,35 @@ from tasks_app.models import CodeVersion, Task
 
 logger = logging.getLogger(__name__)
 
-PROBE_CODE = '''def run(page, params):
+PROBE_CODE = """def run(page, params):
     page.goto(params["start_url"])
     # Pause on the start page: the code writer takes over through the hand-over channel.
     page.click("#anchor-explore-pause", timeout=300)
-'''
+"""
 MAX_GATE_REPAIRS = 2
 EXPLORE_WALL_S = 60.0
 JOB_TIMEOUT_S = 300
 
 GENERATE_TOOLS = [
     _tool("goto", "Open a page of the task's own sites.", {"url": {"type": "string"}}, ("url",)),
-    _tool("open_link", "Follow a link (an <a> element with an href) of the current page.", {"ref": {"type": "integer"}}, ("ref",)),
+    _tool(
+        "open_link",
+        "Follow a link (an <a> element with an href) of the current page.",
+        {"ref": {"type": "integer"}},
+        ("ref",),
+    ),
     _tool(
         "write_code",
         "Submit version 1 of the task code, with a short note for the reviewer.",
         {"code": {"type": "string"}, "notes": {"type": "string"}},
         ("code",),
     ),
-    _tool("give_up", "Stop: the prompt cannot be turned into code for this site.", {"reason": {"type": "string"}}, ("reason",)),
+    _tool(
+        "give_up",
+        "Stop: the prompt cannot be turned into code for this site.",
+        {"reason": {"type": "string"}},
+        ("reason",),
+    ),
 ]
 
 
@@ -120,7 +130,10 @@ def task_generate(*, task_id: str, explore: Explorer | None = None, client: Any 
         return _finish(task, Generated(code=None, reason=budget))
     start_url = start_url_for(task)
     if not start_url:
-        return _finish(task, Generated(code=None, reason="no start URL: give the task a base_url param or name the site in the prompt"))
+        return _finish(
+            task,
+            Generated(code=None, reason="no start URL: give the task a base_url param or name the site in the prompt"),
+        )
     allowed = allowed_hosts_for(task, start_url)
     writer = CodeWriter(
         agent=LLMAgent(client=client, fallback=None, secrets=_flat_secrets(task.secrets)),
@@ -134,7 +147,9 @@ def task_generate(*, task_id: str, explore: Explorer | None = None, client: Any 
         generated = explore(writer.write)
     except Exception as exc:  # noqa: BLE001 - the runner failed: the task must still leave "generating"
         logger.exception("exploring the site for %s failed", task.pk)
-        generated = Generated(code=None, reason=f"could not explore the site: {type(exc).__name__}: {_clip(str(exc), 200)}")
+        generated = Generated(
+            code=None, reason=f"could not explore the site: {type(exc).__name__}: {_clip(str(exc), 200)}"
+        )
     return _finish(task, generated)
 
 
@@ -225,7 +240,9 @@ def explore_in_sandbox(*, start_url: str, allowed_hosts: list[str], work: Callab
             box["result"] = work(handover)
         except Exception as exc:  # noqa: BLE001 - reported as the reason, the sandbox run just ends
             logger.exception("the code writer failed")
-            box["result"] = Generated(code=None, reason=f"the code writer failed: {type(exc).__name__}: {_clip(str(exc), 200)}")
+            box["result"] = Generated(
+                code=None, reason=f"the code writer failed: {type(exc).__name__}: {_clip(str(exc), 200)}"
+            )
         finally:
             handover.abort("exploration finished")
 
@@ -239,7 +256,8 @@ def explore_in_sandbox(*, start_url: str, allowed_hosts: list[str], work: Callab
     result = execute(spec, on_handover=on_handover, browser=browser_pool(), handover_timeout_s=Limits().max_seconds * 2)
     if "result" in box:
         return box["result"]
-    return Generated(code=None, reason=f"could not open {start_url}: {result.error_type or ''} {_clip(result.error_message or '', 300)}".strip())
+    error = f"{result.error_type or ''} {_clip(result.error_message or '', 300)}".strip()
+    return Generated(code=None, reason=f"could not open {start_url}: {error}")
 
 
 # -- the model's side -------------------------------------------------------------------------------
@@ -280,7 +298,9 @@ class CodeWriter:
         repairs = 0
 
         def result(**kwargs) -> Generated:
-            return Generated(prompt_tokens=chat.prompt_tokens, completion_tokens=chat.completion_tokens, trace=trace, **kwargs)
+            return Generated(
+                prompt_tokens=chat.prompt_tokens, completion_tokens=chat.completion_tokens, trace=trace, **kwargs
+            )
 
         try:
             for _ in range(limits.max_steps):
@@ -290,7 +310,9 @@ class CodeWriter:
                 message = chat.complete(messages, tools=GENERATE_TOOLS)
                 messages.append(_assistant_dict(message))
                 if not message.tool_calls:
-                    messages.append({"role": "user", "content": "Answer with a tool call: write_code, goto, open_link or give_up."})
+                    messages.append(
+                        {"role": "user", "content": "Answer with a tool call: write_code, goto, open_link or give_up."}
+                    )
                     continue
                 for call in message.tool_calls:
                     name = call.function.name
@@ -308,11 +330,21 @@ class CodeWriter:
                             return result(code=code, notes=str(args.get("notes") or ""))
                         repairs += 1
                         if repairs > MAX_GATE_REPAIRS:
-                            return result(code=None, reason="generated code refused by the safety gate: " + "; ".join(violations))
-                        reply = {"ok": False, "refused": True, "error": "refused by the safety gate: " + "; ".join(violations) + ". Fix it and call write_code again."}
+                            return result(
+                                code=None, reason="generated code refused by the safety gate: " + "; ".join(violations)
+                            )
+                        reply = {
+                            "ok": False,
+                            "refused": True,
+                            "error": "refused by the safety gate: "
+                            + "; ".join(violations)
+                            + ". Fix it and call write_code again.",
+                        }
                     elif name == "give_up":
                         trace.append(_entry("give_up", reason=_clip(str(args.get("reason") or ""), 300)))
-                        return result(code=None, reason=f"the model gave up: {_clip(str(args.get('reason') or ''), 300)}")
+                        return result(
+                            code=None, reason=f"the model gave up: {_clip(str(args.get('reason') or ''), 300)}"
+                        )
                     elif name in ("goto", "open_link"):
                         reply = self._navigate(name, args)
                     else:
@@ -348,10 +380,16 @@ class CodeWriter:
             return {"ok": False, "refused": True, "error": f"refused: {reason}"}
         # Following a link is a navigation to its href: no click, so no script of the site runs for it.
         answer = self.handover.goto(url)
-        self.trace.append(_entry("tool_call", tool=name, url=url, ok=bool(answer.get("ok")), status=answer.get("status")))
+        self.trace.append(
+            _entry("tool_call", tool=name, url=url, ok=bool(answer.get("ok")), status=answer.get("status"))
+        )
         view = self._observe()
-        return {"ok": bool(answer.get("ok")), "status": answer.get("status"), "error": answer.get("error"),
-                "page": prompts.untrusted_block(self.nonce, view)}
+        return {
+            "ok": bool(answer.get("ok")),
+            "status": answer.get("status"),
+            "error": answer.get("error"),
+            "page": prompts.untrusted_block(self.nonce, view),
+        }
 
     def _check(self, code: str) -> tuple[str, list[str]]:
         code = _placeholders_to_params(code)

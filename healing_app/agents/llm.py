@@ -102,7 +102,12 @@ TAKEOVER_TOOLS = [
         {**_TARGET, "value": {"type": "string"}},
         ("value",),
     ),
-    _tool("select", "Choose an option of a <select> by value or label.", {**_TARGET, "value": {"type": "string"}}, ("value",)),
+    _tool(
+        "select",
+        "Choose an option of a <select> by value or label.",
+        {**_TARGET, "value": {"type": "string"}},
+        ("value",),
+    ),
     _tool("press", "Press a key (e.g. Enter) in an element.", {**_TARGET, "key": {"type": "string"}}, ("key",)),
     _tool("goto", "Open a URL of the task's own sites.", {"url": {"type": "string"}}, ("url",)),
     _tool(
@@ -196,7 +201,9 @@ class LLMAgent:
             return self._delegate(context, handover, trace, action="budget_stop", reason=self.budget_reason)
         if context.failure.get("type") == "captcha_detected":
             # Nothing for a model to do (captchas are not solved); the heuristic agent records it for a human.
-            return self._delegate(context, handover, trace, action="delegate", reason="captcha: handled without the model")
+            return self._delegate(
+                context, handover, trace, action="delegate", reason="captcha: handled without the model"
+            )
         session = _Takeover(agent=self, context=context, handover=handover, trace=trace)
         try:
             outcome = session.run()
@@ -207,7 +214,12 @@ class LLMAgent:
         if outcome.recovered or outcome.needs_human or session.security_stop or getattr(handover, "closed", False):
             return outcome
         return self._delegate(
-            context, handover, trace, action="fallback", reason=outcome.reason, tokens=session.chat.tokens,
+            context,
+            handover,
+            trace,
+            action="fallback",
+            reason=outcome.reason,
+            tokens=session.chat.tokens,
             candidates=outcome.candidates,
         )
 
@@ -232,10 +244,15 @@ class LLMAgent:
         if self.budget_reason:
             logger.info("LLM budget stop for a patch: %s", self.budget_reason)
             return self.fallback.write_patch(code=code, recoveries=recoveries, failure=failure, prompt=prompt)
-        draft, draft_error = _mechanical_patch(self.fallback, code=code, recoveries=recoveries, failure=failure, prompt=prompt)
+        draft, draft_error = _mechanical_patch(
+            self.fallback, code=code, recoveries=recoveries, failure=failure, prompt=prompt
+        )
         allowed = _hosts_in(recoveries, failure)
         messages = [
-            {"role": "system", "content": prompts.PATCH_SYSTEM.format(allowed_hosts=", ".join(allowed) or "(those in the code)")},
+            {
+                "role": "system",
+                "content": prompts.PATCH_SYSTEM.format(allowed_hosts=", ".join(allowed) or "(those in the code)"),
+            },
             {
                 "role": "user",
                 "content": prompts.PATCH_USER.format(
@@ -303,6 +320,11 @@ class _Takeover:
 
     def run(self) -> TakeoverOutcome:
         failure = self.context.failure
+        compared_with = (
+            "the element as it was when the step last worked"
+            if self.context.stored_fingerprint
+            else "what the selector and the prompt say"
+        )
         page = self._observe()
         messages: list[dict] = [
             {
@@ -320,15 +342,17 @@ class _Takeover:
                     code=prompts.numbered(self.context.code),
                     candidates_intro=(
                         "Candidates for the element the failing step meant, ranked by the similarity engine "
-                        f"(compared with {'the element as it was when the step last worked' if self.context.stored_fingerprint else 'what the selector and the prompt say'}):"
+                        f"(compared with {compared_with}):"
                     ),
-                    candidates=json.dumps({"verdict": self.locator_verdict, "ranked": self.candidates[:5]}, ensure_ascii=False),
+                    candidates=json.dumps(
+                        {"verdict": self.locator_verdict, "ranked": self.candidates[:5]}, ensure_ascii=False
+                    ),
                 ),
             },
             {"role": "user", "content": prompts.TAKEOVER_PAGE.format(page=prompts.untrusted_block(self.nonce, page))},
         ]
         page_messages = [2]
-        for step in range(1, self.limits.max_steps + 1):
+        for _ in range(self.limits.max_steps):
             if self.chat.tokens_total >= self.limits.max_tokens:
                 return self._stop(f"token budget of the takeover used up ({self.chat.tokens_total} tokens)")
             _stub_old_pages(messages, page_messages)
@@ -392,7 +416,13 @@ class _Takeover:
                 "reason": result.reason,
             }
             self.trace.append(
-                _entry("locate", candidates=len(elements), excluded=len(excluded), best=self.candidates[:1], **self.locator_verdict)
+                _entry(
+                    "locate",
+                    candidates=len(elements),
+                    excluded=len(excluded),
+                    best=self.candidates[:1],
+                    **self.locator_verdict,
+                )
             )
         return self.agent._scrub(_page_view(obs, self.limits, keep_refs=ranked_refs))
 
@@ -418,7 +448,9 @@ class _Takeover:
         if extra:
             weakens = name == "done" or any(k in ("value", "skip", "skip_step", "expected", "assert") for k in extra)
             return self._refuse(
-                name, logged, f"unexpected arguments {extra}: the step must really run on the page",
+                name,
+                logged,
+                f"unexpected arguments {extra}: the step must really run on the page",
                 category="weakens_step" if weakens else "bad_arguments",
             ), None
         refusal = self._check(name, args)
@@ -455,7 +487,10 @@ class _Takeover:
                 return ("rejected_element", f"a reviewer rejected element ref {ref} for this step before")
         for url in urls:
             if urlparse(url).scheme in ("http", "https") and not _host_allowed(url, self.allowed_hosts):
-                return ("leaves_allowed_hosts", f"{_clip(url, 120)} is not on the task's sites ({', '.join(self.allowed_hosts)})")
+                return (
+                    "leaves_allowed_hosts",
+                    f"{_clip(url, 120)} is not on the task's sites ({', '.join(self.allowed_hosts)})",
+                )
             if urlparse(url).scheme not in ("http", "https", ""):
                 return ("leaves_allowed_hosts", f"{_clip(url, 120)} is not an http(s) URL")
         return None
@@ -501,7 +536,10 @@ class _Takeover:
         if match:
             key = match.group(1)
             if key not in self.context.secret_keys:
-                return {"ok": False, "error": f"no secret named {key!r}; available: {', '.join(self.context.secret_keys)}"}, None
+                return {
+                    "ok": False,
+                    "error": f"no secret named {key!r}; available: {', '.join(self.context.secret_keys)}",
+                }, None
             answer = self.handover.fill_secret(secret_key=key, **target)
             if answer.get("ok"):
                 self.prep.append({"action": "fill", "selector": selector, "secret_key": key})
@@ -534,7 +572,9 @@ class _Takeover:
         answer = self.handover.goto(url)
         if answer.get("ok"):
             self.prep.append({"action": "goto", "url": url})
-        return self._after_action({"ok": bool(answer.get("ok")), "status": answer.get("status"), "error": answer.get("error")})
+        return self._after_action(
+            {"ok": bool(answer.get("ok")), "status": answer.get("status"), "error": answer.get("error")}
+        )
 
     def _do_wait(self, args):
         timeout = min(int(args.get("timeout_ms") or 10_000), self.limits.max_wait_ms)
@@ -554,7 +594,9 @@ class _Takeover:
         return {
             "ok": bool(answer.get("ok")),
             "error": answer.get("error"),
-            "untrusted_value": prompts.untrusted_block(self.nonce, _clip(str(value), 2000) if value is not None else None),
+            "untrusted_value": prompts.untrusted_block(
+                self.nonce, _clip(str(value), 2000) if value is not None else None
+            ),
         }, None
 
     def _do_give_up(self, args):
@@ -563,7 +605,6 @@ class _Takeover:
         return {"ok": True}, self._stop(f"the model gave up: {reason}", needs_human=captcha)
 
     def _do_done(self, args):
-        failure = self.context.failure
         timeout = args.get("timeout_ms")
         timeout = min(int(timeout), self.limits.max_wait_ms) if timeout else None
         url = urljoin(self.current_url, str(args["url"])) if args.get("url") else None
@@ -574,7 +615,10 @@ class _Takeover:
             element = self.elements.get(int(args["ref"]))
             options = [o for o in self.handover.selector_for(int(args["ref"])) if o.get("count", 1) == 1]
             if not options:
-                return {"ok": False, "error": "no unique selector for that element; pick another or give a selector"}, None
+                return {
+                    "ok": False,
+                    "error": "no unique selector for that element; pick another or give a selector",
+                }, None
         elif args.get("selector"):
             options = [{"selector": str(args["selector"]), "kind": "model"}]
         errors = []
@@ -582,11 +626,20 @@ class _Takeover:
         for option in options or [{}]:
             answer = self.handover.retry_step(selector=option.get("selector"), url=url, timeout_ms=timeout)
             self.trace.append(
-                _entry("retry_step", selector=option.get("selector"), url=url, timeout_ms=timeout, ok=bool(answer.get("ok")), error=answer.get("error"))
+                _entry(
+                    "retry_step",
+                    selector=option.get("selector"),
+                    url=url,
+                    timeout_ms=timeout,
+                    ok=bool(answer.get("ok")),
+                    error=answer.get("error"),
+                )
             )
             if answer.get("ok"):
                 waited_ms = int((time.monotonic() - started) * 1000)
-                recovery = self._recovery(option, element, url=url, timeout=timeout, waited_ms=waited_ms, explanation=explanation)
+                recovery = self._recovery(
+                    option, element, url=url, timeout=timeout, waited_ms=waited_ms, explanation=explanation
+                )
                 return {"ok": True}, TakeoverOutcome(
                     recovered=True,
                     recovery=recovery,
@@ -620,7 +673,9 @@ class _Takeover:
                 "old_selector": failure.get("selector"),
                 "new_selector": option["selector"],
                 "selector_kind": option.get("kind"),
-                "confidence": self.locator_verdict.get("confidence", 0) if element and element.get("ref") == self.locator_verdict.get("choice_ref") else (score or 0),
+                "confidence": self.locator_verdict.get("confidence", 0)
+                if element and element.get("ref") == self.locator_verdict.get("choice_ref")
+                else (score or 0),
                 "before": self.target,
                 "after": _full(element) if element else {"selector": option["selector"]},
             }
@@ -684,13 +739,17 @@ class _Chat:
             timeout = min(settings.OPENAI_TIMEOUT_S, remaining)
             started = time.monotonic()
             try:
-                response = self.agent.client.with_options(timeout=timeout, max_retries=0).chat.completions.create(**body)
+                response = self.agent.client.with_options(timeout=timeout, max_retries=0).chat.completions.create(
+                    **body
+                )
             except openai.APIStatusError as exc:
                 retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
                 last_error = f"HTTP {exc.status_code}"
                 self._failed(attempt, exc.request_id, last_error, started)
                 if not retryable:
-                    raise LLMUnavailable(f"the LLM API refused the request: HTTP {exc.status_code} (request id {exc.request_id})") from exc
+                    raise LLMUnavailable(
+                        f"the LLM API refused the request: HTTP {exc.status_code} (request id {exc.request_id})"
+                    ) from exc
                 delay = _retry_after(exc.response) or 0.5 * 2 ** (attempt - 1)
             except openai.APITimeoutError as exc:
                 last_error = f"no answer within {timeout:.1f} s"
@@ -724,7 +783,11 @@ class _Chat:
         request_id = getattr(response, "_request_id", None)
         logger.info(
             "LLM request %s: model %s, %d prompt + %d completion tokens, %d ms",
-            request_id, response.model, prompt_tokens, completion_tokens, ms,
+            request_id,
+            response.model,
+            prompt_tokens,
+            completion_tokens,
+            ms,
         )
         self.trace.append(
             _entry(
@@ -831,8 +894,22 @@ def _stub_old_pages(messages: list[dict], page_messages: list[int]) -> None:
 
 
 _VIEW_KEYS = (
-    "ref", "tag", "role", "name_text", "text", "id", "name", "type", "class", "href", "aria_label",
-    "placeholder", "data_testid", "title", "alt", "value",
+    "ref",
+    "tag",
+    "role",
+    "name_text",
+    "text",
+    "id",
+    "name",
+    "type",
+    "class",
+    "href",
+    "aria_label",
+    "placeholder",
+    "data_testid",
+    "title",
+    "alt",
+    "value",
 )
 
 
@@ -872,8 +949,18 @@ def _page_view(obs: dict, limits: Limits, *, keep_refs: list[int]) -> dict:
         {
             "id": f.get("id"),
             "action": f.get("action"),
-            "inputs": [{k: v for k, v in i.items() if k in ("ref", "type", "name", "id", "label", "placeholder") and v not in ("", None)} for i in f.get("inputs") or []][:15],
-            "submits": [{k: v for k, v in s.items() if k in ("ref", "text", "id") and v not in ("", None)} for s in f.get("submits") or []][:5],
+            "inputs": [
+                {
+                    k: v
+                    for k, v in i.items()
+                    if k in ("ref", "type", "name", "id", "label", "placeholder") and v not in ("", None)
+                }
+                for i in f.get("inputs") or []
+            ][:15],
+            "submits": [
+                {k: v for k, v in s.items() if k in ("ref", "text", "id") and v not in ("", None)}
+                for s in f.get("submits") or []
+            ][:5],
         }
         for f in (obs.get("forms") or [])[:5]
     ]
@@ -894,7 +981,8 @@ def _failure_view(failure: dict) -> dict:
     return {
         k: (_clip(v, 600) if isinstance(v, str) else v)
         for k, v in failure.items()
-        if k in ("type", "message", "line", "action", "selector", "url", "http_status", "args") and v not in (None, "", {})
+        if k in ("type", "message", "line", "action", "selector", "url", "http_status", "args")
+        and v not in (None, "", {})
     }
 
 

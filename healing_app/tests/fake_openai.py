@@ -145,7 +145,9 @@ class FakeOpenAI:
     def client(self, *, timeout: float = 5.0, max_retries: int = 0):
         from openai import OpenAI
 
-        return OpenAI(api_key="sk-test-not-a-real-key", base_url=self.base_url, timeout=timeout, max_retries=max_retries)
+        return OpenAI(
+            api_key="sk-test-not-a-real-key", base_url=self.base_url, timeout=timeout, max_retries=max_retries
+        )
 
     # -- scripting and inspection ------------------------------------------------------------------
 
@@ -183,11 +185,15 @@ class FakeOpenAI:
             self.requests.append(body)
             item = self._script.pop(0) if self._script else None
         if not handler.path.rstrip("/").endswith("/chat/completions"):
-            self._send(handler, 404, {"error": {"message": f"no route {handler.path}", "type": "not_found"}}, request_id)
+            self._send(
+                handler, 404, {"error": {"message": f"no route {handler.path}", "type": "not_found"}}, request_id
+            )
             return
         if item is None:
             self.exhausted += 1
-            reply = Reply(status=400, error_type="invalid_request_error", message={"error": "fake server: script exhausted"})
+            reply = Reply(
+                status=400, error_type="invalid_request_error", message={"error": "fake server: script exhausted"}
+            )
         else:
             reply = item(body) if callable(item) else item
         if reply.delay_s:
@@ -223,7 +229,9 @@ class FakeOpenAI:
         }
         self._send(handler, 200, payload, request_id, reply.headers)
 
-    def _send(self, handler: BaseHTTPRequestHandler, status: int, payload: dict, request_id: str, headers: dict | None = None) -> None:
+    def _send(
+        self, handler: BaseHTTPRequestHandler, status: int, payload: dict, request_id: str, headers: dict | None = None
+    ) -> None:
         data = json.dumps(payload).encode()
         try:
             handler.send_response(status)
@@ -291,9 +299,19 @@ class FakeHandover:
     def observe(self) -> dict:
         self._record("observe")
         page = self.pages[self.url]
-        return json.loads(json.dumps({"url": self.url, "title": "", "http_status": 200, "links": [], "forms": [], **page}))
+        return json.loads(
+            json.dumps({"url": self.url, "title": "", "http_status": 200, "links": [], "forms": [], **page})
+        )
 
-    def act(self, action: str, *, ref: int | None = None, selector: str | None = None, value: Any = None, timeout_ms: int | None = None) -> dict:
+    def act(
+        self,
+        action: str,
+        *,
+        ref: int | None = None,
+        selector: str | None = None,
+        value: Any = None,
+        timeout_ms: int | None = None,
+    ) -> dict:
         self._record("act", action=action, ref=ref, selector=selector, value=value, timeout_ms=timeout_ms)
         element = self._element(ref, selector)
         if element is None:
@@ -304,7 +322,9 @@ class FakeHandover:
             return {"ok": True, "error": None, "value": element.get("text")}
         return {"ok": True, "error": None, "value": None}
 
-    def fill_secret(self, *, ref: int | None = None, selector: str | None = None, secret_key: str, timeout_ms: int | None = None) -> dict:
+    def fill_secret(
+        self, *, ref: int | None = None, selector: str | None = None, secret_key: str, timeout_ms: int | None = None
+    ) -> dict:
         self._record("fill_secret", ref=ref, selector=selector, secret_key=secret_key)
         if secret_key not in self.secret_keys:
             return {"ok": False, "error": f"no secret named {secret_key!r}"}
@@ -318,7 +338,9 @@ class FakeHandover:
         self.url = url
         return {"ok": True, "status": 200, "url": url, "error": None}
 
-    def wait(self, *, load_state: str | None = None, selector: str | None = None, timeout_ms: int | None = None) -> dict:
+    def wait(
+        self, *, load_state: str | None = None, selector: str | None = None, timeout_ms: int | None = None
+    ) -> dict:
         self._record("wait", load_state=load_state, selector=selector, timeout_ms=timeout_ms)
         return {"ok": True, "url": self.url, "error": None}
 

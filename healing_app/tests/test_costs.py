@@ -34,8 +34,12 @@ def test_cost_defaults_to_the_configured_model():
 
 def event(task, *, usd="0", prompt=0, completion=0, when=None) -> HealingEvent:
     row = HealingEvent.objects.create(
-        task=task, error_type="element_not_found", status="failed",
-        cost_usd=Decimal(usd), prompt_tokens=prompt, completion_tokens=completion,
+        task=task,
+        error_type="element_not_found",
+        status="failed",
+        cost_usd=Decimal(usd),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
     )
     if when is not None:
         HealingEvent.objects.filter(pk=row.pk).update(created_at=when)
@@ -67,7 +71,12 @@ def test_events_without_a_priced_cost_count_by_their_tokens():
 @pytest.mark.django_db
 def test_generation_spend_counts_towards_the_task():
     task = Task.objects.create(name="a")
-    audit_log(actor=None, action=costs.GENERATION_ACTION, obj=task, data={"prompt_tokens": 10, "completion_tokens": 5, "cost_usd": "0.25"})
+    audit_log(
+        actor=None,
+        action=costs.GENERATION_ACTION,
+        obj=task,
+        data={"prompt_tokens": 10, "completion_tokens": 5, "cost_usd": "0.25"},
+    )
 
     assert costs.task_month_spend(task) == Decimal("0.25")
     assert costs.summary(task)["this_month"] == {"prompt_tokens": 10, "completion_tokens": 5, "usd": "0.250000"}

@@ -39,16 +39,37 @@ FAILURE = {
     "url": BASE + "/contact",
 }
 STORED = {
-    "tag": "BUTTON", "id": "submit", "text": "Send", "visible_text": "Send", "class": "btn primary", "type": "submit",
-    "xpath": "/html[1]/body[1]/main[1]/form[1]/button[1]", "idxpath": "/html[1]/body[1]/main[1]/form[1]/button[1]",
-    "x": 40, "y": 220, "width": 120, "height": 36, "is_button": "yes", "neighbor_text": "Name Message",
+    "tag": "BUTTON",
+    "id": "submit",
+    "text": "Send",
+    "visible_text": "Send",
+    "class": "btn primary",
+    "type": "submit",
+    "xpath": "/html[1]/body[1]/main[1]/form[1]/button[1]",
+    "idxpath": "/html[1]/body[1]/main[1]/form[1]/button[1]",
+    "x": 40,
+    "y": 220,
+    "width": 120,
+    "height": 36,
+    "is_button": "yes",
+    "neighbor_text": "Name Message",
 }
 
 
 def element(ref: int, tag: str, **props) -> dict:
-    base = {"ref": ref, "tag": tag, "visible": True, "enabled": True, "interactable": tag in ("A", "BUTTON", "INPUT"),
-            "xpath": f"/html[1]/body[1]/main[1]/form[1]/{tag.lower()}[{ref}]", "x": 40, "y": 60 * ref, "width": 120,
-            "height": 36, "is_button": "yes" if tag == "BUTTON" else "no"}
+    base = {
+        "ref": ref,
+        "tag": tag,
+        "visible": True,
+        "enabled": True,
+        "interactable": tag in ("A", "BUTTON", "INPUT"),
+        "xpath": f"/html[1]/body[1]/main[1]/form[1]/{tag.lower()}[{ref}]",
+        "x": 40,
+        "y": 60 * ref,
+        "width": 120,
+        "height": 36,
+        "is_button": "yes" if tag == "BUTTON" else "no",
+    }
     return {**base, **props}
 
 
@@ -57,9 +78,18 @@ CONTACT_V2 = {
     "elements": [
         element(0, "H1", text="Contact us"),
         element(1, "INPUT", id="name", name="name", type="text", neighbor_text="Name"),
-        element(2, "BUTTON", id="send-btn", text="Send message", visible_text="Send message", class_="btn primary",
-                data_testid="send", type="submit", neighbor_text="Name Message",
-                xpath="/html[1]/body[1]/main[1]/form[1]/button[1]"),
+        element(
+            2,
+            "BUTTON",
+            id="send-btn",
+            text="Send message",
+            visible_text="Send message",
+            class_="btn primary",
+            data_testid="send",
+            type="submit",
+            neighbor_text="Name Message",
+            xpath="/html[1]/body[1]/main[1]/form[1]/button[1]",
+        ),
         element(3, "A", text="Cancel", href=BASE + "/"),
     ],
     "text_excerpt": "Contact us Name Message Send message Cancel",
@@ -153,11 +183,19 @@ def test_the_model_gets_tools_the_failing_step_and_ranked_candidates(fake):
 
     body = fake.requests[0]
     assert {t["function"]["name"] for t in body["tools"]} == {
-        "click", "fill", "select", "press", "goto", "wait", "extract", "done", "give_up"
+        "click",
+        "fill",
+        "select",
+        "press",
+        "goto",
+        "wait",
+        "extract",
+        "done",
+        "give_up",
     }
     assert body["model"] == "gpt-4o-mini"
     task_message = body["messages"][1]["content"]
-    assert "#submit" in task_message and "   4|     page.click(\"#submit\")" in task_message
+    assert "#submit" in task_message and '   4|     page.click("#submit")' in task_message
     candidates = json.loads(task_message.split("as it was when the step last worked):\n", 1)[1])
     assert candidates["ranked"][0]["ref"] == 2 and candidates["ranked"][0]["score"] > 0
     assert candidates["verdict"]["choice_ref"] == 2
@@ -183,7 +221,9 @@ def test_preparation_steps_before_done_are_recorded_for_the_patch(fake):
     }
     fake.script(tool_call("click", ref=0), tool_call("done", ref=2))
     handover = FakeHandover(
-        {BASE + "/contact": banner}, BASE + "/contact", selectors={0: ["#accept"], **SELECTORS},
+        {BASE + "/contact": banner},
+        BASE + "/contact",
+        selectors={0: ["#accept"], **SELECTORS},
         step_ok=lambda selector=None, **_: selector == '[data-testid="send"]',
     )
 
@@ -211,7 +251,9 @@ def test_injected_page_text_stays_data_and_leaving_the_site_is_refused(fake):
         tool_call("done", ref=2),
     )
     handover = FakeHandover(
-        {BASE + "/contact": page}, BASE + "/contact", selectors=SELECTORS,
+        {BASE + "/contact": page},
+        BASE + "/contact",
+        selectors=SELECTORS,
         step_ok=lambda selector=None, **_: selector == '[data-testid="send"]',
     )
 
@@ -227,7 +269,9 @@ def test_injected_page_text_stays_data_and_leaving_the_site_is_refused(fake):
     assert "refused" in tool_messages(fake.requests[1])[0]["content"]
     page_message = fake.requests[0]["messages"][2]["content"]
     nonce = re.search(r'<untrusted-page-data nonce="([0-9a-f]+)">', page_message).group(1)
-    block = page_message.split(f'<untrusted-page-data nonce="{nonce}">', 1)[1].split(f'</untrusted-page-data nonce="{nonce}">')[0]
+    block = page_message.split(f'<untrusted-page-data nonce="{nonce}">', 1)[1].split(
+        f'</untrusted-page-data nonce="{nonce}">'
+    )[0]
     assert evil_text in block
     for message in fake.requests[0]["messages"]:
         if message is not fake.requests[0]["messages"][2]:
@@ -253,7 +297,9 @@ def test_a_rejected_element_is_never_chosen(fake):
     rejected = {k: v for k, v in CONTACT_V2["elements"][2].items() if k != "ref"}
     fake.script(tool_call("done", ref=2), tool_call("give_up", reason="only the rejected element fits"))
 
-    outcome = agent_on(fake, fallback=RecordingFallback()).take_over(context(rejected_elements=[rejected]), contact_handover())
+    outcome = agent_on(fake, fallback=RecordingFallback()).take_over(
+        context(rejected_elements=[rejected]), contact_handover()
+    )
 
     assert next(s for s in outcome.trace if s["action"] == "refused")["category"] == "rejected_element"
 
@@ -279,7 +325,9 @@ def test_secrets_are_placeholders_in_every_request_and_filled_by_the_parent(fake
         tool_call("done"),
     )
     handover = FakeHandover(
-        {BASE + "/login": login}, BASE + "/login", secret_keys=("username", "password"),
+        {BASE + "/login": login},
+        BASE + "/login",
+        secret_keys=("username", "password"),
         selectors={0: ["#user"], 1: ["#pass"], 2: ["#signin"]},
         step_ok=lambda handover, **_: handover.filled_secrets == ["username", "password"],
     )
@@ -415,7 +463,9 @@ def test_steps_are_bounded(fake):
 def test_tokens_are_bounded(fake):
     fake.script(*(tool_call("wait", load_state="load") for _ in range(5)))
 
-    outcome = agent_on(fake, fallback=RecordingFallback(), limits=Limits(max_tokens=1)).take_over(context(), contact_handover())
+    outcome = agent_on(fake, fallback=RecordingFallback(), limits=Limits(max_tokens=1)).take_over(
+        context(), contact_handover()
+    )
 
     assert len(fake.requests) == 1
     assert "token budget" in next(s for s in outcome.trace if s["action"] == "stop")["reason"]
@@ -494,7 +544,9 @@ def test_the_global_budget_stops_llm_patches_too(fake):
         agent = LLMAgent.for_task(task, fallback=HeuristicAgent())
         patch = agent.write_patch(
             code=CODE,
-            recoveries=[{"kind": "selector", "line": 4, "old_selector": "#submit", "new_selector": '[data-testid="send"]'}],
+            recoveries=[
+                {"kind": "selector", "line": 4, "old_selector": "#submit", "new_selector": '[data-testid="send"]'}
+            ],
             failure=FAILURE,
             prompt="",
         )
@@ -506,16 +558,30 @@ def test_the_global_budget_stops_llm_patches_too(fake):
 # -- write_patch -----------------------------------------------------------------------------------
 
 RECOVERY = {
-    "kind": "selector", "line": 4, "old_selector": "#submit", "new_selector": '[data-testid="send"]',
-    "selector_kind": "test_id", "confidence": 0.97, "before": STORED, "after": {"tag": "BUTTON", "data_testid": "send"},
+    "kind": "selector",
+    "line": 4,
+    "old_selector": "#submit",
+    "new_selector": '[data-testid="send"]',
+    "selector_kind": "test_id",
+    "confidence": 0.97,
+    "before": STORED,
+    "after": {"tag": "BUTTON", "data_testid": "send"},
 }
-PATCHED = CODE.replace('page.click("#submit")', 'page.click(\'[data-testid="send"]\')')
+PATCHED = CODE.replace('page.click("#submit")', "page.click('[data-testid=\"send\"]')")
 
 
 def test_the_model_writes_root_cause_and_patch(fake):
-    fake.script(tool_call("submit_patch", root_cause="`#submit` on line 4 was renamed; the button is now `[data-testid=send]`.", code=PATCHED))
+    fake.script(
+        tool_call(
+            "submit_patch",
+            root_cause="`#submit` on line 4 was renamed; the button is now `[data-testid=send]`.",
+            code=PATCHED,
+        )
+    )
 
-    patch = agent_on(fake).write_patch(code=CODE, recoveries=[RECOVERY], failure=FAILURE, prompt="Fill out the contact form")
+    patch = agent_on(fake).write_patch(
+        code=CODE, recoveries=[RECOVERY], failure=FAILURE, prompt="Fill out the contact form"
+    )
 
     assert patch.code == PATCHED
     assert "line 4" in patch.root_cause
@@ -544,7 +610,9 @@ def test_a_json_answer_in_text_is_accepted(fake):
 
 
 def test_secret_placeholders_in_model_code_become_params_secrets(fake):
-    code = CODE.replace('    page.click("#submit")', '    page.fill("#pw", "{{secret:password}}")\n    page.click("#submit")')
+    code = CODE.replace(
+        '    page.click("#submit")', '    page.fill("#pw", "{{secret:password}}")\n    page.click("#submit")'
+    )
     fake.script(tool_call("submit_patch", root_cause="login wall", code=code))
 
     patch = agent_on(fake).write_patch(code=CODE, recoveries=[RECOVERY], failure=FAILURE, prompt="")
@@ -556,7 +624,9 @@ def test_secret_placeholders_in_model_code_become_params_secrets(fake):
 def test_an_unavailable_model_falls_back_to_the_mechanical_patch(fake):
     fake.script(*(error(500) for _ in range(3)))
 
-    patch = agent_on(fake, limits=Limits(max_retries=2)).write_patch(code=CODE, recoveries=[RECOVERY], failure=FAILURE, prompt="")
+    patch = agent_on(fake, limits=Limits(max_retries=2)).write_patch(
+        code=CODE, recoveries=[RECOVERY], failure=FAILURE, prompt=""
+    )
 
     assert len(fake.requests) == 3
     assert '[data-testid="send"]' in patch.code and "HTTP 500" in patch.root_cause
@@ -564,13 +634,13 @@ def test_an_unavailable_model_falls_back_to_the_mechanical_patch(fake):
 
 # -- end to end: the pipeline, the real runner and Chromium, the LLM on the scripted server ---------
 
-E2E_CODE = '''def run(page, params):
+E2E_CODE = """def run(page, params):
     page.goto(params["base_url"] + "/contact")
     page.fill("#name", params["name"])
     # Send the form.
     page.click("#submit")
     return {"confirmation": page.inner_text(".confirmation")}
-'''
+"""
 
 
 def e2e_site(state: dict):
@@ -580,19 +650,26 @@ def e2e_site(state: dict):
         if state["v"] == 1:
             button = '<button id="submit" type="submit" class="btn primary">Send</button>'
         else:
-            button = '<button id="send-message" type="submit" class="btn primary cta" data-testid="send">Send message</button>'
+            button = (
+                '<button id="send-message" type="submit" class="btn primary cta" data-testid="send">'
+                "Send message</button>"
+            )
         return (
             '<html><body><h1>Contact</h1><form method="post" action="/thanks"><label for="name">Name</label>'
             f'<input id="name" name="name"><button type="reset" class="btn">Clear</button>{button}</form></body></html>'
         )
 
-    return serve({"/contact": contact, "/thanks": lambda r: f'<p class="confirmation">Thanks, {r.form.get("name")}!</p>'})
+    return serve(
+        {"/contact": contact, "/thanks": lambda r: f'<p class="confirmation">Thanks, {r.form.get("name")}!</p>'}
+    )
 
 
 def latest_page(body: dict) -> dict:
     """The newest page view the agent sent (JSON inside the nonce-fenced untrusted block)."""
     for message in reversed(body["messages"]):
-        found = re.search(r'<untrusted-page-data nonce="[0-9a-f]+">\n(.*)\n</untrusted-page-data', message.get("content") or "", re.S)
+        found = re.search(
+            r'<untrusted-page-data nonce="[0-9a-f]+">\n(.*)\n</untrusted-page-data', message.get("content") or "", re.S
+        )
         if found:
             return json.loads(found.group(1))
     raise AssertionError("no page view in the request")
@@ -605,10 +682,20 @@ def click_the_send_button(body: dict):
 
 def patch_with(transform):
     def reply(body: dict):
-        code = body["messages"][1]["content"].split("Original code (line numbers added for reference only; do not copy them):\n", 1)[1]
-        original = "\n".join(line.split("| ", 1)[1] if "| " in line else "" for line in code.split("\n\n")[0].splitlines()) + "\n"
-        return tool_call("submit_patch", root_cause="`#submit` on line 5 no longer matches: the button was renamed to "
-                         "“Send message” and now has data-testid=send.", code=transform(original))
+        code = body["messages"][1]["content"].split(
+            "Original code (line numbers added for reference only; do not copy them):\n", 1
+        )[1]
+        original = (
+            "\n".join(line.split("| ", 1)[1] if "| " in line else "" for line in code.split("\n\n")[0].splitlines())
+            + "\n"
+        )
+        return tool_call(
+            "submit_patch",
+            root_cause="`#submit` on line 5 no longer matches: the button was renamed to "
+            "“Send message” and now has data-testid=send.",
+            code=transform(original),
+        )
+
     return reply
 
 
@@ -616,10 +703,17 @@ def heal_once(fake, drain, *, patch_reply, **config):
     from tasks_app import services
 
     state = {"v": 1}
-    with e2e_site(state) as site, override_settings(HEALING_AGENT="llm", OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="sk-test"):
+    with (
+        e2e_site(state) as site,
+        override_settings(HEALING_AGENT="llm", OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="sk-test"),
+    ):
         task = services.task_create(
-            name="contact", prompt="Fill out the contact form", code=E2E_CODE,
-            params={"base_url": site.url, "name": "Ada"}, self_healing=True, self_healing_config=config,
+            name="contact",
+            prompt="Fill out the contact form",
+            code=E2E_CODE,
+            params={"base_url": site.url, "name": "Ada"},
+            self_healing=True,
+            self_healing_config=config,
         )
         first = services.run_enqueue(task=task)
         drain()
@@ -638,7 +732,11 @@ def test_full_llm_heal_takeover_root_cause_patch_validation_review(fake, drain):
     from tasks_app.models import Run
 
     task, first, healed, site = heal_once(
-        fake, drain, patch_reply=patch_with(lambda code: code.replace('page.click("#submit")', "page.click('[data-testid=\"send\"]')")),
+        fake,
+        drain,
+        patch_reply=patch_with(
+            lambda code: code.replace('page.click("#submit")', "page.click('[data-testid=\"send\"]')")
+        ),
     )
 
     assert first.status == Run.Status.SUCCEEDED
@@ -649,7 +747,10 @@ def test_full_llm_heal_takeover_root_cause_patch_validation_review(fake, drain):
     assert event.agent_kind == "llm"
     assert event.recovery[0]["kind"] == "selector" and event.recovery[0]["agent"] == "llm"
     assert "line 5" in event.root_cause and "Send message" in event.root_cause
-    assert "page.click('[data-testid=\"send\"]')" in event.new_version.code and "# Send the form." in event.new_version.code
+    assert (
+        "page.click('[data-testid=\"send\"]')" in event.new_version.code
+        and "# Send the form." in event.new_version.code
+    )
     assert event.validation_run.status == Run.Status.SUCCEEDED
     assert event.prompt_tokens > 0 and event.completion_tokens > 0
     assert any(s.get("action") == "llm_call" for s in event.agent_trace[0]["steps"])
@@ -662,7 +763,10 @@ def test_full_llm_heal_takeover_root_cause_patch_validation_review(fake, drain):
 @pytest.mark.parametrize(
     ("transform", "reason"),
     [
-        (lambda code: "import os\n" + code.replace('"#submit"', '"[data-testid=send]"'), "import of `os` is not allowed"),
+        (
+            lambda code: "import os\n" + code.replace('"#submit"', '"[data-testid=send]"'),
+            "import of `os` is not allowed",
+        ),
         (
             lambda code: code.replace('params["base_url"] + "/contact"', '"https://evil.example/contact"'),
             "leaves the allowed domains",
@@ -691,11 +795,23 @@ def test_a_model_patch_refused_by_the_safety_gate_fails_the_event_with_the_reaso
 def busy_page(n: int) -> dict:
     """A page the size of a real site's: n visible elements, of which the view keeps 60."""
     elements = [
-        element(i, "A" if i % 3 else "DIV", text=f"Menu item number {i} with a longer label", href=f"{BASE}/p/{i}",
-                class_="nav-link item col-md-4", id=f"item-{i}")
+        element(
+            i,
+            "A" if i % 3 else "DIV",
+            text=f"Menu item number {i} with a longer label",
+            href=f"{BASE}/p/{i}",
+            class_="nav-link item col-md-4",
+            id=f"item-{i}",
+        )
         for i in range(4, n)
     ]
-    return _fix_class({**CONTACT_V2, "elements": CONTACT_V2["elements"] + elements, "text_excerpt": "Lorem ipsum dolor sit amet. " * 200})
+    return _fix_class(
+        {
+            **CONTACT_V2,
+            "elements": CONTACT_V2["elements"] + elements,
+            "text_excerpt": "Lorem ipsum dolor sit amet. " * 200,
+        }
+    )
 
 
 def measure(fake, script, handover, ctx, patch_reply) -> dict:
@@ -712,40 +828,74 @@ def measure(fake, script, handover, ctx, patch_reply) -> dict:
     }
 
 
-PATCH_REPLY = tool_call("submit_patch", root_cause="`#submit` on line 4 no longer matches: renamed to Send message.", code=PATCHED)
+PATCH_REPLY = tool_call(
+    "submit_patch", root_cause="`#submit` on line 4 no longer matches: renamed to Send message.", code=PATCHED
+)
 
 
 def test_token_cost_of_typical_heals_stays_bounded(fake, capsys):
     results = {}
     with FakeOpenAI() as server:
-        results["renamed button, 1 turn"] = measure(server, [tool_call("done", ref=2)], contact_handover(), context(), PATCH_REPLY)
-    with FakeOpenAI() as server:
-        results["renamed button, 300-element page"] = measure(
-            server, [tool_call("done", ref=2)],
-            FakeHandover({BASE + "/contact": busy_page(300)}, BASE + "/contact", selectors=SELECTORS,
-                         step_ok=lambda selector=None, **_: selector == '[data-testid="send"]'),
-            context(), PATCH_REPLY,
+        results["renamed button, 1 turn"] = measure(
+            server, [tool_call("done", ref=2)], contact_handover(), context(), PATCH_REPLY
         )
     with FakeOpenAI() as server:
-        login = {"login_form": True, "elements": [element(0, "INPUT", id="user"), element(1, "INPUT", id="pass", type="password"), element(2, "BUTTON", text="Sign in")]}
+        results["renamed button, 300-element page"] = measure(
+            server,
+            [tool_call("done", ref=2)],
+            FakeHandover(
+                {BASE + "/contact": busy_page(300)},
+                BASE + "/contact",
+                selectors=SELECTORS,
+                step_ok=lambda selector=None, **_: selector == '[data-testid="send"]',
+            ),
+            context(),
+            PATCH_REPLY,
+        )
+    with FakeOpenAI() as server:
+        login = {
+            "login_form": True,
+            "elements": [
+                element(0, "INPUT", id="user"),
+                element(1, "INPUT", id="pass", type="password"),
+                element(2, "BUTTON", text="Sign in"),
+            ],
+        }
         results["login wall, 4 turns"] = measure(
             server,
-            [tool_call("fill", ref=0, value="{{secret:username}}"), tool_call("fill", ref=1, value="{{secret:password}}"),
-             tool_call("click", ref=2), tool_call("done")],
-            FakeHandover({BASE + "/login": login}, BASE + "/login", secret_keys=("username", "password"),
-                         selectors={0: ["#user"], 1: ["#pass"], 2: ["#signin"]}, step_ok=lambda **_: True),
+            [
+                tool_call("fill", ref=0, value="{{secret:username}}"),
+                tool_call("fill", ref=1, value="{{secret:password}}"),
+                tool_call("click", ref=2),
+                tool_call("done"),
+            ],
+            FakeHandover(
+                {BASE + "/login": login},
+                BASE + "/login",
+                secret_keys=("username", "password"),
+                selectors={0: ["#user"], 1: ["#pass"], 2: ["#signin"]},
+                step_ok=lambda **_: True,
+            ),
             context(failure={**FAILURE, "type": "authentication_failure"}, secret_keys=["password", "username"]),
             PATCH_REPLY,
         )
     with FakeOpenAI() as server:
         results["slow page, 2 turns"] = measure(
-            server, [tool_call("wait", load_state="networkidle", timeout_ms=20000), tool_call("done", timeout_ms=20000)],
-            FakeHandover({BASE + "/contact": CONTACT_V2}, BASE + "/contact", step_ok=lambda timeout_ms=None, **_: bool(timeout_ms)),
-            context(failure={**FAILURE, "type": "timeout"}), PATCH_REPLY,
+            server,
+            [tool_call("wait", load_state="networkidle", timeout_ms=20000), tool_call("done", timeout_ms=20000)],
+            FakeHandover(
+                {BASE + "/contact": CONTACT_V2},
+                BASE + "/contact",
+                step_ok=lambda timeout_ms=None, **_: bool(timeout_ms),
+            ),
+            context(failure={**FAILURE, "type": "timeout"}),
+            PATCH_REPLY,
         )
     with capsys.disabled():
         print("\nLLM heal token cost (scripted server, ~4 characters per token):")
         for name, r in results.items():
-            print(f"  {name:36} requests={r['requests']} takeover={r['takeover']} patch={r['patch']} total={r['total']}")
+            print(
+                f"  {name:36} requests={r['requests']} takeover={r['takeover']} patch={r['patch']} total={r['total']}"
+            )
     for r in results.values():
         assert r["total"] < Limits().max_tokens  # far inside the per-heal bound

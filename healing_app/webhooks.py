@@ -24,6 +24,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from standardwebhooks import Webhook
 
 from healing_app import ssrf
@@ -125,14 +127,21 @@ def delivery_enqueue(*, delivery: WebhookDelivery, delay: timedelta | None = Non
     delivery_id = delivery.pk
 
     def enqueue() -> None:
+        options = {"job_id": delivery_job_id(delivery_id), "job_timeout": _job_timeout()}
         queue = _queue()
         if delay:
-            queue.enqueue_in(delay, webhook_deliver, delivery_id, job_timeout=_job_timeout())
+            queue.enqueue_in(delay, webhook_deliver, delivery_id, **options)
         else:
-            queue.enqueue(webhook_deliver, delivery_id, job_timeout=_job_timeout())
+            queue.enqueue(webhook_deliver, delivery_id, **options)
 
-    # robust: with Redis down, the change that caused the event must still go through; the row stays pending.
+    # robust: with Redis down, the change that caused the event must still go through; the row stays pending
+    # and webhooks_recover() queues it again later.
     transaction.on_commit(enqueue, robust=True)
+
+
+def delivery_job_id(delivery_id: int) -> str:
+    # Derived from the row, so recovery can tell whether an attempt's job still exists.
+    return f"webhook-delivery-{delivery_id}"
 
 
 def _queue():
@@ -325,3 +334,47 @@ def endpoint_disable(*, endpoint_id: str, reason: str, actor: Actor) -> bool:
     if actor is SYSTEM:
         logger.warning("webhook endpoint %s disabled: %s", endpoint_id, reason)
     return True
+
+
+# -- recovery (called from the workers' maintenance tick) --------------------------------------------------------
+
+REQUEUE_AFTER = timedelta(seconds=60)
+LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def webhooks_recover() -> dict[str, int]:
+    """Repair what a lost queue or a dead worker left behind. Conditional updates make concurrent runs safe."""
+    return {"webhooks_requeued": deliveries_requeue_missing(), "webhooks_unstuck": deliveries_fail_stuck()}
+
+
+def deliveries_requeue_missing() -> int:
+    """A pending attempt, overdue, whose job is gone (Redis was down at enqueue, or lost its data) is queued again."""
+    cutoff = timezone.now() - REQUEUE_AFTER
+    queue = _queue()
+    count = 0
+    for delivery in WebhookDelivery.objects.filter(status=Status.PENDING, next_attempt_at__lt=cutoff)[:500]:
+        try:
+            state = Job.fetch(delivery_job_id(delivery.pk), connection=queue.connection).get_status()
+        except NoSuchJobError:
+            state = None
+        if state not in LIVE_JOB_STATES:
+            queue.enqueue(webhook_deliver, delivery.pk, job_id=delivery_job_id(delivery.pk), job_timeout=_job_timeout())
+            count += 1
+    if count:
+        logger.warning("queued %d webhook attempt(s) again whose job was lost", count)
+    return count
+
+
+def deliveries_fail_stuck() -> int:
+    """An attempt still `sending` long after its job's timeout lost its worker mid-send. It is marked failed and
+    retried: the receiver may have got it, but it deduplicates on the webhook-id, and silence would lose the message."""
+    cutoff = timezone.now() - timedelta(seconds=_job_timeout()) - REQUEUE_AFTER
+    count = 0
+    for delivery in WebhookDelivery.objects.filter(status=Status.SENDING, sent_at__lt=cutoff).select_related("endpoint")[:500]:
+        error = "the worker stopped while sending; the receiver may or may not have it"
+        if not WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(status=Status.FAILED, error=error):
+            continue  # another worker's maintenance got there first
+        delivery.refresh_from_db()
+        _record_failure(delivery, _Outcome(ok=False, duration_ms=0, error=error))
+        count += 1
+    return count

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-import uuid
 from datetime import timedelta
 
-import django_rq
 import pytest
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 from django.utils import timezone
-from rq import Queue, SimpleWorker
-from rq.registry import ScheduledJobRegistry
 from standardwebhooks import Webhook
 
 from healing_app import ssrf, webhooks
 from healing_app.models import WebhookDelivery, WebhookEndpoint
-from healing_app.tests.test_webhooks_receiver import Receiver, Reply
 from healing_app.webhook_services import (
     webhook_endpoint_create,
     webhook_endpoint_delete,
@@ -279,52 +273,3 @@ def test_a_redelivery_is_the_next_attempt_of_the_same_message(db, owner, endpoin
     assert again.payload == first.payload
     assert queue == [(webhooks.webhook_deliver, (again.pk,), None)]
     assert AuditLog.objects.get(action="webhook.redeliver").data == {"message_id": "msg_abc", "attempt": 3}
-
-
-# -- the real RQ queue ---------------------------------------------------------------------------------------------
-
-
-def test_deliveries_go_to_the_webhooks_queue():
-    assert webhooks._queue().name == "webhooks"
-
-
-@pytest.fixture
-def scratch_queue(monkeypatch):
-    """A throwaway queue on the real Redis, so a developer's worker on `webhooks` never sees test jobs."""
-    redis = django_rq.get_queue("webhooks").connection
-    queue = Queue(f"test-webhooks-{uuid.uuid4().hex}", connection=redis)
-    monkeypatch.setattr(webhooks, "_queue", lambda: queue)
-    yield queue
-    registry = ScheduledJobRegistry(queue=queue)
-    for job_id in [*queue.get_job_ids(), *registry.get_job_ids()]:
-        job = queue.fetch_job(job_id)
-        if job is not None:
-            job.delete()
-    queue.delete(delete_jobs=True)
-
-
-def test_a_delivery_runs_through_a_real_rq_worker_and_a_retry_is_scheduled_in_redis(
-    db, settings, scratch_queue, django_capture_on_commit_callbacks
-):
-    settings.WEBHOOKS_ALLOW_PRIVATE = True
-    with Receiver() as receiver:
-        receiver.reply(Reply(status=500))
-        _, secret = webhook_endpoint_create(actor=None, url=receiver.url())
-        with django_capture_on_commit_callbacks(execute=True):
-            [delivery] = webhooks.webhooks_fan_out(event_type="run.failed", task_id=None, data={"run": "run_1"})
-        [job] = scratch_queue.get_jobs()
-        assert (job.func_name, job.args) == ("healing_app.webhooks.webhook_deliver", (delivery.pk,))
-
-        # The worker runs in this process and thread, so it sees the test's uncommitted rows; on_commit
-        # callbacks inside the job are captured and run by hand.
-        with django_capture_on_commit_callbacks(execute=True):
-            SimpleWorker([scratch_queue], connection=scratch_queue.connection).work(burst=True)
-        assert connection.in_atomic_block
-
-        Webhook(secret).verify(receiver.requests[0].body, receiver.requests[0].headers)
-    retry = WebhookDelivery.objects.get(attempt=2)
-    registry = ScheduledJobRegistry(queue=scratch_queue)
-    [scheduled_id] = registry.get_job_ids()
-    assert scratch_queue.fetch_job(scheduled_id).args == (retry.pk,)
-    due_in = registry.get_scheduled_time(scheduled_id) - timezone.now()
-    assert timedelta(seconds=3) <= due_in <= timedelta(seconds=7)

@@ -373,6 +373,10 @@ class _Takeover:
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
                 if finished is not None:
                     return finished
+                if getattr(
+                    self.handover, "closed", False
+                ):  # the sandbox ended the hand-over (run killed, channel lost)
+                    return self._stop("the hand-over ended before the step was completed")
             if time.monotonic() >= self.deadline:
                 return self._stop(f"time budget of the takeover used up ({self.limits.max_seconds:.0f} s)")
         return self._stop(f"no completion within {self.limits.max_steps} model steps")
@@ -394,7 +398,8 @@ class _Takeover:
     def _observe(self) -> dict:
         from healing_app.locate import locate  # the locator engine is optional to import-time users of this module
 
-        obs = self.handover.observe()
+        # The runner masks secrets already; scrubbing again keeps them out of candidates and the trace regardless.
+        obs = self.agent._scrub(self.handover.observe())
         elements = obs.get("elements") or []
         self.elements = {e["ref"]: e for e in elements if isinstance(e.get("ref"), int)}
         self.current_url = obs.get("url") or self.context.failure.get("url") or ""
@@ -424,7 +429,7 @@ class _Takeover:
                     **self.locator_verdict,
                 )
             )
-        return self.agent._scrub(_page_view(obs, self.limits, keep_refs=ranked_refs))
+        return _page_view(obs, self.limits, keep_refs=ranked_refs)
 
     def _fresh_view(self) -> dict:
         return {"page": prompts.untrusted_block(self.nonce, self._observe()), "candidates": self.candidates[:5]}

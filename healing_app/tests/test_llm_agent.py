@@ -348,6 +348,7 @@ def test_secrets_are_placeholders_in_every_request_and_filled_by_the_parent(fake
         assert value not in sent
         assert value not in json.dumps(outcome.trace)
     assert "{{secret:username}}" in sent
+    assert secrets["username"] not in json.dumps(outcome.candidates)
 
 
 def test_a_placeholder_inside_a_longer_value_is_not_filled(fake):
@@ -480,6 +481,25 @@ def test_older_page_views_are_not_resent(fake):
     assert "(older page view omitted)" in last[2]["content"]
     assert "(older page view omitted)" in tool_messages(fake.requests[2])[0]["content"]
     assert "<untrusted-page-data" in tool_messages(fake.requests[2])[1]["content"]
+
+
+def test_a_hand_over_that_ends_underneath_stops_the_takeover(fake):
+    fake.script(tool_call("click", ref=3), tool_call("done", ref=2))
+    handover = contact_handover()
+    original_act = handover.act
+
+    def act_then_lose_the_sandbox(*args, **kwargs):
+        answer = original_act(*args, **kwargs)
+        handover.outcome = "aborted"  # what the runner's Handover does when its channel fails
+        return answer
+
+    handover.act = act_then_lose_the_sandbox
+    fallback = RecordingFallback()
+
+    outcome = agent_on(fake, fallback=fallback).take_over(context(), handover)
+
+    assert not outcome.recovered and "hand-over ended" in outcome.reason
+    assert len(fake.requests) == 1 and fallback.calls == 0
 
 
 def test_a_captcha_is_left_to_the_heuristic_agent_without_a_model_call(fake):

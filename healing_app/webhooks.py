@@ -179,7 +179,7 @@ def delivery_send(*, delivery: WebhookDelivery) -> WebhookDelivery:
         return delivery  # another run of this job has it, or it was sent or cancelled already
 
     outcome = _attempt(delivery=delivery, endpoint=endpoint, at=now)
-    WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
+    recorded = WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
         status=Status.SUCCEEDED if outcome.ok else Status.FAILED,
         response_code=outcome.status_code,
         response_excerpt=outcome.excerpt[:EXCERPT_CHARS],
@@ -187,6 +187,8 @@ def delivery_send(*, delivery: WebhookDelivery) -> WebhookDelivery:
         error=outcome.error[:500],
     )
     delivery.refresh_from_db()
+    if not recorded:
+        return delivery  # recovery declared this attempt lost meanwhile and scheduled its retry
     if outcome.ok:
         _record_success(delivery)
     else:

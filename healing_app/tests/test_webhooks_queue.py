@@ -118,3 +118,25 @@ def test_an_attempt_stuck_sending_after_its_worker_died_is_failed_and_retried(
     fresh.refresh_from_db()
     assert fresh.status == Status.SENDING  # its worker may still be at it
     assert receiver.requests == []
+
+
+def test_a_slow_worker_finishing_after_recovery_does_not_schedule_a_second_retry(
+    db, receiver, scratch_queue, monkeypatch, django_capture_on_commit_callbacks
+):
+    endpoint, _ = webhook_endpoint_create(actor=None, url=receiver.url())
+    slow = _overdue(endpoint)
+    real_attempt = webhooks._attempt
+
+    def attempt_outlived_by_recovery(**kwargs):
+        outcome = real_attempt(**kwargs)
+        WebhookDelivery.objects.filter(pk=slow.pk).update(sent_at=timezone.now() - timedelta(hours=1))
+        with django_capture_on_commit_callbacks(execute=True):
+            webhooks.webhooks_recover()  # meanwhile, maintenance gave the attempt up and scheduled a retry
+        return outcome
+
+    monkeypatch.setattr(webhooks, "_attempt", attempt_outlived_by_recovery)
+    receiver.reply(Reply(status=500))
+    with django_capture_on_commit_callbacks(execute=True):
+        webhooks.webhook_deliver(slow.pk)
+
+    assert WebhookDelivery.objects.filter(message_id=slow.message_id).count() == 2  # the attempt and one retry

@@ -6,6 +6,7 @@ say about the element is the best evidence left.
 
 from __future__ import annotations
 
+import json
 import re
 
 _ID = re.compile(r"#([A-Za-z_][\w\-]*)")
@@ -20,9 +21,21 @@ _ATTR_TO_PROP = {"data-testid": "data_testid", "data-test": "data_testid", "data
                  "href": "href", "title": "title", "alt": "alt", "value": "value", "id": "id", "role": "role"}
 
 
+def plain_selector(recorded: str | None) -> str:
+    """The selector as the code wrote it. The runner records `page.locator("#x")` as the JSON string '"#x"'."""
+    text = (recorded or "").strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+        return value if isinstance(value, str) else text
+    return text
+
+
 def fingerprint_from_selector(selector: str, *, prompt: str = "") -> dict:
     """The element properties a selector implies, e.g. '#submit' → {'id': 'submit', 'text': 'submit'}."""
-    last = selector.split(">>")[-1].strip()
+    last = plain_selector(selector).split(">>")[-1].strip()
     props: dict[str, str] = {}
     if match := _GET_BY.search(last):
         kind, first, name = match.groups()

@@ -16,7 +16,7 @@ from rapidfuzz import fuzz
 from healing_app import codegen
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
 from healing_app.locate import locate
-from healing_app.selectors import fingerprint_from_selector, same_element
+from healing_app.selectors import fingerprint_from_selector, plain_selector, same_element
 
 # Bounded budgets: a takeover must finish well inside the run's wall clock.
 TIMEOUT_RETRY_MS = 20_000
@@ -99,7 +99,7 @@ class HeuristicAgent:
                     recovery={
                         "kind": "selector",
                         "line": failure.get("line"),
-                        "old_selector": failure.get("selector"),
+                        "old_selector": plain_selector(failure.get("selector")),
                         "new_selector": option["selector"],
                         "selector_kind": option.get("kind"),
                         "confidence": round(result.confidence, 4),

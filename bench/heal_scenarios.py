@@ -1,0 +1,288 @@
+"""Heal realistic site changes end to end and count what heals, what abstains, and what is wrongly "fixed".
+
+    python bench/heal_scenarios.py [--only NAME ...] [--agent heuristic|llm]
+
+Each scenario is a small local site in a before and an after version, and a task that works on the
+before version. The bench runs the task on "before" (so its element fingerprints are stored), switches
+the site to "after", runs it again with healing on and auto-deploy, and reads the healing event:
+
+  healed      the run healed, the new version validated, and its output is the expected one
+  refused     nothing was deployed where nothing should be (abstained, captcha, removed element)
+  wrong       something was deployed that should not have been, or with the wrong output (target: 0)
+  missed      a heal that should have worked did not
+
+It uses a throw-away SQLite database and Redis database 8, the product's own worker class in-process,
+and real Chromium. Times: failure → healed action (the takeover), and failure → validated version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class Scenario:
+    name: str
+    change: str
+    code: str
+    before: dict
+    after: dict
+    expect: str  # "heal" or "refuse"
+    output: object = None
+    secrets: dict = field(default_factory=dict)
+    trigger_on: tuple = ("timeout", "element_not_found", "navigation_error", "authentication_failure", "captcha_detected")
+
+
+def _form(button: str, extra: str = "", fields: str = "") -> str:
+    fields = fields or '<label for="name">Name</label><input id="name" name="name">'
+    return (
+        f'<html><body><h1>Contact</h1>{extra}<form method="post" action="/thanks">{fields}'
+        f'<button type="reset" class="btn">Clear</button>{button}</form></body></html>'
+    )
+
+
+def _thanks(request) -> str:
+    return f'<p class="confirmation">Thanks, {request.form.get("name")}!</p>'
+
+
+FORM_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/contact")
+    page.fill("#name", "Ada")
+    page.click("#submit")
+    return {"confirmation": page.inner_text(".confirmation")}
+'''
+THANKS = {"confirmation": "Thanks, Ada!"}
+V1_BUTTON = '<button id="submit" type="submit" class="btn primary">Send</button>'
+
+
+def scenarios() -> list[Scenario]:
+    from tasks_app.tests.sites import Response, redirect
+
+    late = Response(
+        "setTimeout(() => { document.getElementById('out').innerHTML = '<div id=\"total\">42</div>'; }, 6500);",
+        content_type="application/javascript",
+    )
+
+    def account(request):
+        if "session=ok" in request.headers.get("Cookie", ""):
+            return '<h1>Account</h1><p id="balance">100.00</p>'
+        return redirect("/login")
+
+    def login(request):
+        if request.method == "POST" and request.form.get("user") == "ada" and request.form.get("pass") == "pw-123456":
+            return Response("", status=302, headers={"Location": "/account", "Set-Cookie": "session=ok; Path=/"})
+        return ('<form method="post" action="/login"><label for="u">Email</label><input id="u" name="user" type="email">'
+                '<label for="p">Password</label><input id="p" name="pass" type="password">'
+                '<button type="submit">Sign in</button></form>')
+
+    shop = lambda button: (  # noqa: E731
+        '<html><body><h1>Mug</h1><p class="price">12.00</p>'
+        f'<form method="post" action="/cart">{button}</form></body></html>'
+    )
+    cart = lambda request: '<p class="cart-count">1 item</p>'  # noqa: E731
+    buy_code = '''def run(page, params):
+    page.goto(params["base_url"] + "/item")
+    page.click('[data-testid="buy"]')
+    return {"cart": page.inner_text(".cart-count")}
+'''
+    return [
+        Scenario("renamed id", "button #submit → #send-message", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form('<button id="send-message" type="submit" class="btn primary">Send</button>'), "/thanks": _thanks},
+                 "heal", THANKS),
+        Scenario("reworded button", "id removed, text Send → Send message, new test id", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form('<button type="submit" class="btn primary cta" data-testid="send">Send message</button>'), "/thanks": _thanks},
+                 "heal", THANKS),
+        Scenario("restructured form", "fields wrapped in fieldsets, button id renamed", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form('<div class="actions"><button id="contact-submit" type="submit" class="btn primary">Send</button></div>',
+                                    fields='<fieldset><legend>You</legend><label for="name">Name</label><input id="name" name="name"></fieldset>'),
+                  "/thanks": _thanks},
+                 "heal", THANKS),
+        Scenario("moved element", "button moved above the fields and renamed", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": '<html><body><h1>Contact</h1><form method="post" action="/thanks">'
+                              '<button id="go" type="submit" class="btn primary">Send</button>'
+                              '<label for="name">Name</label><input id="name" name="name"></form></body></html>',
+                  "/thanks": _thanks},
+                 "heal", THANKS),
+        Scenario("look-alike decoy", "real button removed; a newsletter 'Send' button nearby", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form("", extra='<form method="post" action="/newsletter"><input id="nl" name="nl">'
+                                               '<button id="newsletter-send" type="submit" class="btn primary">Send</button></form>'),
+                  "/thanks": _thanks, "/newsletter": "<p>Subscribed</p>"},
+                 "refuse"),
+        Scenario("removed element", "the button is gone, nothing like it remains", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form("") .replace('<button type="reset" class="btn">Clear</button>', ""), "/thanks": _thanks},
+                 "refuse"),
+        Scenario("ambiguous twins", "two identical new buttons replace the old one", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form('<button type="submit" class="btn primary">Send</button><button type="submit" class="btn primary">Send</button>'),
+                  "/thanks": _thanks},
+                 "refuse"),
+        Scenario("renamed test id", 'data-testid buy → add-to-cart, text Buy → Add to cart', buy_code,
+                 {"/item": shop('<button data-testid="buy" class="buy">Buy</button>'), "/cart": cart},
+                 {"/item": shop('<button data-testid="add-to-cart" class="buy primary">Add to cart</button>'), "/cart": cart},
+                 "heal", {"cart": "1 item"}),
+        Scenario("renamed class", ".price → .product-price", '''def run(page, params):
+    page.goto(params["base_url"] + "/item")
+    return {"price": page.inner_text(".price")}
+''',
+                 {"/item": '<h1>Mug</h1><p class="price">12.00</p><p class="stock">In stock</p>'},
+                 {"/item": '<h1>Mug</h1><p class="product-price">12.00</p><p class="stock">In stock</p>'},
+                 "heal", {"price": "12.00"}),
+        Scenario("slow page", "the total appears after 6.5 s (timeout 5 s)", '''def run(page, params):
+    page.goto(params["base_url"] + "/report")
+    return {"total": page.inner_text("#total")}
+''',
+                 {"/report": '<div id="total">42</div>'},
+                 {"/report": '<div id="out"></div><script src="/late.js"></script>', "/late.js": late},
+                 "heal", {"total": "42"}),
+        Scenario("moved URL", "/catalog → /products, linked from the home page", '''def run(page, params):
+    page.goto(params["base_url"] + "/catalog")
+    return {"products": page.inner_text(".products")}
+''',
+                 {"/": '<a href="/catalog">Catalog</a>', "/catalog": '<ul class="products"><li>Mug 12.00</li></ul>'},
+                 {"/": '<a href="/products">Our products</a> <a href="/about">About</a>', "/products": '<ul class="products"><li>Mug 12.00</li></ul>'},
+                 "heal", {"products": "Mug 12.00"}),
+        Scenario("new login wall", "/account now redirects to a login form", '''def run(page, params):
+    page.goto(params["base_url"] + "/account")
+    return {"balance": page.inner_text("#balance")}
+''',
+                 {"/account": '<h1>Account</h1><p id="balance">100.00</p>', "/login": login},
+                 {"/account": account, "/login": login},
+                 "heal", {"balance": "100.00"}, secrets={"username": "ada", "password": "pw-123456"}),
+        Scenario("captcha", "a reCAPTCHA challenge appears", '''def run(page, params):
+    page.goto(params["base_url"] + "/catalog")
+    return {"products": page.inner_text(".products")}
+''',
+                 {"/catalog": '<ul class="products"><li>Mug</li></ul>'},
+                 {"/catalog": '<div class="g-recaptcha" data-sitekey="x"></div><p>Verify you are human</p>'},
+                 "refuse"),
+        Scenario("changed link text", 'get_by_text("Catalog") → link now says "Shop"', '''def run(page, params):
+    page.goto(params["base_url"] + "/")
+    page.get_by_text("Catalog").click()
+    return {"products": page.inner_text(".products")}
+''',
+                 {"/": '<nav><a href="/catalog">Catalog</a> <a href="/about">About</a></nav>', "/catalog": '<ul class="products"><li>Mug</li></ul>'},
+                 {"/": '<nav><a href="/catalog">Shop</a> <a href="/about">About</a></nav>', "/catalog": '<ul class="products"><li>Mug</li></ul>'},
+                 "heal", {"products": "Mug"}),
+    ]
+
+
+def setup_django(agent: str) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="anchor-bench-"))
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="anchor_site.settings",
+        DEBUG="1",
+        ANCHOR_VAR_DIR=str(tmp),
+        DATABASE_URL=f"sqlite:///{tmp}/bench.sqlite3",
+        REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"),
+        HEALING_AGENT=agent,
+        LOG_LEVEL="WARNING",
+    )
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def drain() -> None:
+    import django_rq
+
+    from tasks_app.worker import AnchorWorker
+
+    queues = [django_rq.get_queue(name) for name in ("runs", "healing", "webhooks")]
+    AnchorWorker(queues, connection=queues[0].connection).work(burst=True, with_scheduler=False, logging_level="WARNING")
+
+
+def play(scenario: Scenario) -> dict:
+    from healing_app.models import HealingEvent
+    from tasks_app import services
+    from tasks_app.models import Run
+    from tasks_app.tests.sites import serve
+
+    with serve(scenario.before) as site:
+        task = services.task_create(
+            name=scenario.name, code=scenario.code, params={"base_url": site.url}, secrets=scenario.secrets,
+            self_healing=True, self_healing_config={"auto_deploy": True, "trigger_on": list(scenario.trigger_on)},
+        )
+        services.run_enqueue(task=task)
+        drain()
+        site.pages = scenario.after
+        run = services.run_enqueue(task=task)
+        drain()
+    run.refresh_from_db()
+    event = HealingEvent.objects.filter(run=run).select_related("validation_run").first()
+    deployed = event is not None and event.status == HealingEvent.Status.DEPLOYED
+    right_output = deployed and event.validation_run is not None and event.validation_run.output == scenario.output
+    if scenario.expect == "heal":
+        verdict = "healed" if right_output else ("wrong" if deployed else "missed")
+    else:
+        verdict = "wrong" if deployed else "refused"
+    validated_ms = None
+    if deployed:
+        deployed_at = next(e["at"] for e in event.timeline if e["status"] == "deployed")
+        from datetime import datetime
+
+        validated_ms = (datetime.fromisoformat(deployed_at) - event.created_at).total_seconds() * 1000
+    return {
+        "name": scenario.name,
+        "expect": scenario.expect,
+        "verdict": verdict,
+        "run": run.status,
+        "event": event.status if event else "-",
+        "takeover_ms": (event.timings or {}).get("takeover_ms") if event else None,
+        "validated_ms": validated_ms,
+        "why": ((event.root_cause or event.reason) if event else run.error_message)[:110],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", help="scenario names to run")
+    parser.add_argument("--agent", default="heuristic", choices=("heuristic", "llm"))
+    args = parser.parse_args()
+    setup_django(args.agent)
+    import django_rq
+
+    django_rq.get_connection("runs").flushdb()
+    chosen = [s for s in scenarios() if not args.only or s.name in args.only]
+    rows = []
+    for scenario in chosen:
+        started = time.monotonic()
+        row = play(scenario)
+        rows.append(row)
+        print(f"{row['verdict']:8} {row['name']:18} run={row['run']:9} event={row['event']:15} "
+              f"{time.monotonic() - started:5.1f}s  {row['why']}", flush=True)
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("healed", "refused", "wrong", "missed")}
+    should_heal = sum(r["expect"] == "heal" for r in rows)
+    takeovers = [r["takeover_ms"] for r in rows if r["verdict"] == "healed" and r["takeover_ms"] is not None]
+    validated = [r["validated_ms"] for r in rows if r["verdict"] == "healed" and r["validated_ms"] is not None]
+    print()
+    print(f"scenarios: {len(rows)}  healed correctly: {counts['healed']}/{should_heal}  "
+          f"refused correctly: {counts['refused']}/{len(rows) - should_heal}  wrongly fixed: {counts['wrong']}  missed: {counts['missed']}")
+    if takeovers:
+        print(f"median failure → healed action: {statistics.median(takeovers):.0f} ms   "
+              f"median failure → validated version: {statistics.median(validated):.0f} ms")
+    from tasks_app.execution import browser_pool
+
+    browser_pool().close()
+
+
+if __name__ == "__main__":
+    main()

@@ -232,6 +232,7 @@ class BrowserPool:
                 self._launch()
             if self.prewarm and self._spare is None:
                 self._spawn_spare()
+                self._spare.tell_connect()
         return self
 
     def _launch(self) -> None:
@@ -309,6 +310,7 @@ class BrowserPool:
             self._launch()
             if self.prewarm:
                 self._spawn_spare()
+                self._spare.tell_connect()
 
     # --- children -----------------------------------------------------------------------------
     def _spawn_spare(self) -> None:
@@ -316,6 +318,18 @@ class BrowserPool:
 
         assert self.cdp_url
         self._spare = spawn_child(self.cdp_url, memory_mb=self.memory_mb, spare=True)
+
+    def wait_warm(self, timeout: float = 30.0) -> bool:
+        """Block until the warm child is ready (a worker idle between jobs is in this state)."""
+        self.start()
+        spare = self._spare
+        if spare is None:
+            return False
+        try:
+            spare.wait_connected(timeout)
+        except Exception:  # noqa: BLE001 - a broken spare is replaced at acquire()
+            return False
+        return True
 
     def acquire(self) -> Child:
         """A child connected to this browser (warm if one was prepared), and prepare the next."""
@@ -341,14 +355,16 @@ class BrowserPool:
             return child
 
     def release(self, clean: bool) -> None:
-        """After a run: recycle the browser if the run left it in an unknown state."""
+        """After a run: recycle the browser if the run left it in an unknown state, then let the
+        warm child connect (it stays off the browser while a run is in progress)."""
         dirty = not clean or self.runs >= self.max_runs
         if not dirty:
             pages = [t for t in self.targets() if t.get("type") == "page"]
-            # the start page, plus at most the warm child's own page
-            dirty = len(pages) > 2
+            dirty = len(pages) > 1  # only the start page may remain
         if dirty:
             self.restart()
+        elif self._spare is not None:
+            self._spare.tell_connect()
 
     def targets(self) -> list[dict]:
         if not self.port:

@@ -100,7 +100,30 @@ class Child:
         self.log = log
         self.spawned_at = time.perf_counter()
         self.ready: dict | None = None
+        self.connected: dict | None = None
+        self.connect_sent = False
         self._cleaned = False
+
+    def tell_connect(self) -> None:
+        """Ask a warm child to connect to the browser and open its context now (between runs)."""
+        if not self.connect_sent:
+            self.connect_sent = True
+            try:
+                self.chan.send({"t": "connect"})
+            except OSError:
+                pass
+
+    def wait_connected(self, timeout: float = READY_TIMEOUT_S) -> None:
+        self.wait_ready(timeout)
+        self.tell_connect()
+        if self.connected is None:
+            try:
+                msg = self.chan.recv(timeout=timeout)
+            except (TimeoutError, OSError, ValueError) as exc:
+                raise RunnerError(f"sandbox did not connect: {exc!r}") from exc
+            if not msg or msg.get("t") != "connected":
+                raise RunnerError(f"sandbox did not connect: {self.logs_tail()[-2000:]}")
+            self.connected = msg
 
     def promote(self) -> None:
         """A spare becomes the run in progress: back to normal CPU priority (needs root)."""

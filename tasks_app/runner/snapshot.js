@@ -4,6 +4,7 @@
 // neighbor_text, plus aria_label, role, placeholder, title, value, data_testid.
 // Kept cheap: fingerprint() runs once per element step and must cost well under a millisecond.
 (() => {
+  // @core-begin (fingerprint() and its helpers: sent alone with every element step)
   const REFS = "__anchorRefs";
   const TESTID_ATTRS = ["data-testid", "data-test-id", "data-test", "data-qa", "data-cy"];
   const norm = (s) => (s == null ? "" : String(s)).replace(/\s+/g, " ").trim();
@@ -172,6 +173,7 @@
     }
     return fp;
   }
+  // @core-end
 
   function captcha() {
     for (const f of document.querySelectorAll("iframe")) {

@@ -167,6 +167,11 @@ LLM_PRICES = {
     "gpt-4.1-mini": (Decimal("0.40"), Decimal("1.60")),
 }
 LLM_MONTHLY_BUDGET_USD = Decimal(env_str("LLM_MONTHLY_BUDGET_USD", "50"))
+# Bounds on one LLM takeover: model turns, seconds, tokens, and retries of a failed request.
+LLM_MAX_STEPS = env_int("LLM_MAX_STEPS", 12, minimum=1, maximum=100)
+LLM_TAKEOVER_SECONDS = env_float("LLM_TAKEOVER_SECONDS", 60.0, minimum=5.0)
+LLM_MAX_TOKENS_PER_HEAL = env_int("LLM_MAX_TOKENS_PER_HEAL", 60_000, minimum=1_000)
+LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 2, minimum=0, maximum=10)
 
 # Webhooks. Private addresses are refused unless this is on (development and tests only).
 WEBHOOKS_ALLOW_PRIVATE = env_bool("WEBHOOKS_ALLOW_PRIVATE", False)
@@ -185,5 +190,10 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_secrets"]},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+        "rq.worker": {"level": env_str("RQ_LOG_LEVEL", "INFO")},
+    },
 }

@@ -15,7 +15,7 @@ import django_rq
 from django.db import transaction
 from django.utils import timezone
 
-from healing_app import codegen
+from healing_app import codegen, costs
 from healing_app.agents import agent_for
 from healing_app.agents.base import TakeoverContext, TakeoverOutcome
 from healing_app.models import HealingEvent
@@ -107,8 +107,7 @@ def _record_takeover(*, event: HealingEvent, failure: dict, agent_kind: str, out
         event.agent_trace = [*event.agent_trace, {"failure": _failure_summary(failure), "steps": outcome.trace}]
         event.candidate_scores = outcome.candidates or event.candidate_scores
         event.chosen_element = outcome.chosen_element or event.chosen_element
-        event.prompt_tokens += outcome.prompt_tokens
-        event.completion_tokens += outcome.completion_tokens
+        _add_cost(event, outcome.prompt_tokens, outcome.completion_tokens)
         event.timings = {**event.timings, "takeover_ms": event.timings.get("takeover_ms", 0) + elapsed_ms}
         if outcome.recovered:
             event.recovery = [*(event.recovery or []), outcome.recovery]
@@ -177,8 +176,7 @@ def heal_generate(event_id: str) -> None:
         )
         event.new_version = version
         event.root_cause = patch.root_cause
-        event.prompt_tokens += patch.prompt_tokens
-        event.completion_tokens += patch.completion_tokens
+        _add_cost(event, patch.prompt_tokens, patch.completion_tokens)
         event.timings = {**event.timings, "generate_ms": int((time.monotonic() - started) * 1000)}
         event.save()
     if event.task.config["validation_required"]:
@@ -279,6 +277,15 @@ def event_payload(event: HealingEvent) -> dict:
         "reason": event.reason,
         "agent": event.agent_kind,
     }
+
+
+def _add_cost(event: HealingEvent, prompt_tokens: int, completion_tokens: int) -> None:
+    """Tokens and their price, added to what the event already spent."""
+    if not (prompt_tokens or completion_tokens):
+        return
+    event.prompt_tokens += prompt_tokens
+    event.completion_tokens += completion_tokens
+    event.cost_usd += costs.cost_usd(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
 def _enqueue(queue: str, func, *args) -> None:

@@ -8,14 +8,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from healing_app.models import HealingEvent, Review
-from healing_app.pipeline import event_payload
 from healing_app.notify import notify
+from healing_app.pipeline import event_payload
+from healing_app.task_generation import task_generate_enqueue
 from tasks_app import services as task_services
 from tasks_app.audit import Actor, as_actor, audit_log
 from tasks_app.config import InputError
 from tasks_app.models import Task
 
 REVIEW_PERMISSION = "healing_app.review_healingevent"
+__all__ = ["AlreadyDecided", "Superseded", "can_review", "healing_approve", "healing_reject", "task_generate_enqueue"]
 
 
 class AlreadyDecided(Exception):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import textwrap
@@ -62,13 +63,14 @@ TASK_10 = textwrap.dedent("""
 """)
 
 
-def bench_plain(base: str, runs: int) -> dict:
+def bench_plain_and_warm(base: str, runs: int) -> tuple[dict, dict]:
+    """Plain and warm runs alternate, so that load from elsewhere hits both alike."""
     from playwright.sync_api import sync_playwright
 
     ns: dict = {}
     exec(compile(TASK_20, "task20", "exec"), ns)  # noqa: S102
-    times = []
-    with sync_playwright() as pw:
+    plain_ms, warm_ms, parts = [], [], []
+    with sync_playwright() as pw, BrowserPool() as pool:
         t = time.perf_counter()
         browser = pw.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
         launch_ms = (time.perf_counter() - t) * 1000
@@ -78,32 +80,28 @@ def bench_plain(base: str, runs: int) -> dict:
             page = ctx.new_page()
             out = ns["run"](page, {"base": base, "fields": FIELDS})
             ctx.close()
-            if i:  # the first run warms caches
-                times.append((time.perf_counter() - t) * 1000)
-        assert out == [f"clicked {i}" for i in range(5)], out
-        browser.close()
-    return {"median_ms": statistics.median(times), "mean_ms": statistics.mean(times), "launch_ms": launch_ms}
-
-
-def spec(base: str, code: str = TASK_20) -> RunSpec:
-    return RunSpec(code=code, params={"base": base, "fields": FIELDS}, secrets={})
-
-
-def bench_warm(base: str, runs: int) -> dict:
-    times, parts = [], []
-    with BrowserPool() as pool:
-        for i in range(runs + 1):
+            ms = (time.perf_counter() - t) * 1000
+            assert out == [f"clicked {i}" for i in range(5)], out
+            if i:  # the first round warms caches
+                plain_ms.append(ms)
             pool.wait_warm()
             t = time.perf_counter()
             result = execute(spec(base), browser=pool)
             ms = (time.perf_counter() - t) * 1000
             assert result.status == "succeeded", (result.error_message, result.logs[-2000:])
             if i:
-                times.append(ms)
+                warm_ms.append(ms)
                 parts.append(result.timings)
-    keys = ("run_ms", "task_ms", "fingerprint_ms", "teardown_ms", "cleanup_ms")
-    return {"median_ms": statistics.median(times), "mean_ms": statistics.mean(times),
+        browser.close()
+    keys = ("connect_ms", "task_ms", "fingerprint_ms", "teardown_ms", "cleanup_ms")
+    plain = {"median_ms": statistics.median(plain_ms), "mean_ms": statistics.mean(plain_ms), "launch_ms": launch_ms}
+    warm = {"median_ms": statistics.median(warm_ms), "mean_ms": statistics.mean(warm_ms),
             "parts_median_ms": {k: statistics.median(p.get(k, 0) for p in parts) for k in keys}}
+    return plain, warm
+
+
+def spec(base: str, code: str = TASK_20) -> RunSpec:
+    return RunSpec(code=code, params={"base": base, "fields": FIELDS}, secrets={})
 
 
 def bench_cold(base: str, runs: int) -> dict:
@@ -116,8 +114,17 @@ def bench_cold(base: str, runs: int) -> dict:
     return {"median_ms": statistics.median(times), "mean_ms": statistics.mean(times)}
 
 
+def _cpu_s() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def bench_throughput(base: str, seconds: float) -> dict:
+    """Back-to-back runs; also the CPU they cost (this process and every descendant it reaped:
+    harness, driver, Chromium), which gives the capacity of an otherwise idle machine."""
     done = 0
+    cpu0 = _cpu_s()
     with BrowserPool() as pool:
         pool.wait_warm()
         execute(spec(base, TASK_10), browser=pool)
@@ -128,7 +135,10 @@ def bench_throughput(base: str, seconds: float) -> dict:
             assert result.status == "succeeded", result.error_message
             done += 1
         elapsed = time.perf_counter() - t0
-    return {"runs": done, "seconds": round(elapsed, 1), "runs_per_min": round(done * 60 / elapsed, 1)}
+    cpu_per_run = (_cpu_s() - cpu0) / (done + 1)  # pool start/stop and the warm-up run included
+    return {"runs": done, "seconds": round(elapsed, 1), "runs_per_min": round(done * 60 / elapsed, 1),
+            "cpu_s_per_run": round(cpu_per_run, 3),
+            "idle_machine_capacity_runs_per_min": round(60 * (os.cpu_count() or 1) / cpu_per_run, 1)}
 
 
 def main() -> None:
@@ -139,8 +149,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with serve({"/": PAGE}) as site:
-        plain = bench_plain(site.url, args.runs)
-        warm = bench_warm(site.url, args.runs)
+        plain, warm = bench_plain_and_warm(site.url, args.runs)
         cold = bench_cold(site.url, args.cold_runs)
         tput = bench_throughput(site.url, args.seconds)
     report = {
@@ -165,6 +174,8 @@ def main() -> None:
     print(f"runner, cold               : {cold['median_ms']:8.0f} ms/run   ratio {report['ratio_cold_vs_plain']}x")
     print(f"10-step task, back to back : {tput['runs_per_min']:8.1f} runs/min ({tput['runs']} runs in "
           f"{tput['seconds']} s; goal >= 60)")
+    print(f"    CPU per run            : {tput['cpu_s_per_run']} s (all processes) -> an idle "
+          f"{report['cpus']}-cpu worker could do ~{tput['idle_machine_capacity_runs_per_min']} runs/min")
 
 
 if __name__ == "__main__":

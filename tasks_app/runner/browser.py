@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .sandbox import Child
+    from .zygote import Zygote
 
 REQUIRED_ARGS = [
     "--no-sandbox",
@@ -203,9 +204,11 @@ class BrowserPool:
     """
 
     def __init__(self, *, executable_path: str | None = None, prewarm: bool = True, max_runs: int = 500,
-                 memory_mb: int | None = None) -> None:
+                 memory_mb: int | None = None, use_zygote: bool | None = None) -> None:
         self.executable_path = executable_path or chromium_path()
         self.prewarm = prewarm
+        # The fork server pays off for a pool that serves many runs; a one-run (cold) pool skips it.
+        self.use_zygote = prewarm if use_zygote is None else use_zygote
         self.max_runs = max_runs
         self.memory_mb = memory_mb
         self.uid: int | None = None
@@ -217,6 +220,7 @@ class BrowserPool:
         self.launches = 0
         self.last_start_ms = 0.0
         self._spare: Child | None = None
+        self._zygote: Zygote | None = None
         self._lock = threading.Lock()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -230,6 +234,7 @@ class BrowserPool:
         with self._lock:
             if self.proc is None or self.proc.poll() is not None:
                 self._launch()
+            self._ensure_zygote()
             if self.prewarm and self._spare is None:
                 self._spawn_spare()
                 self._spare.tell_connect()
@@ -294,11 +299,24 @@ class BrowserPool:
         self.proc = None
         self.cdp_url = None
 
+    def _ensure_zygote(self) -> None:
+        if not self.use_zygote or (self._zygote is not None and self._zygote.alive()):
+            return
+        from .sandbox import ROOT
+        from .zygote import Zygote
+
+        if self._zygote is not None:
+            self._zygote.close()
+        self._zygote = Zygote(ROOT)
+
     def close(self) -> None:
         with self._lock:
             if self._spare is not None:
                 self._spare.cleanup()
                 self._spare = None
+            if self._zygote is not None:
+                self._zygote.close()
+                self._zygote = None
             self._kill_browser()
 
     def restart(self) -> None:
@@ -317,7 +335,8 @@ class BrowserPool:
         from .sandbox import spawn_child
 
         assert self.cdp_url
-        self._spare = spawn_child(self.cdp_url, memory_mb=self.memory_mb, spare=True)
+        self._ensure_zygote()
+        self._spare = spawn_child(self.cdp_url, memory_mb=self.memory_mb, spare=True, zygote=self._zygote)
 
     def wait_warm(self, timeout: float = 30.0) -> bool:
         """Block until the warm child is ready (a worker idle between jobs is in this state)."""
@@ -347,7 +366,8 @@ class BrowserPool:
                 if child is not None:
                     child.cleanup()
                 assert self.cdp_url
-                child = spawn_child(self.cdp_url, memory_mb=self.memory_mb)
+                self._ensure_zygote()
+                child = spawn_child(self.cdp_url, memory_mb=self.memory_mb, zygote=self._zygote)
             child.promote()
             if self.prewarm:
                 self._spawn_spare()

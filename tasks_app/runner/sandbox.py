@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .browser import BrowserPool, kill_group, kill_uid, privileged
+from .zygote import Zygote
 from .protocol import (
     FAILURE_TYPES,
     SCRIPT_ERROR,
@@ -92,7 +93,7 @@ def _limits(memory_mb: int, nice: int = 0) -> Callable[[], None]:
 class Child:
     """One sandboxed harness process (parent-side handle)."""
 
-    def __init__(self, proc: subprocess.Popen, chan: Channel, uid: int | None, workdir: str, log: Any) -> None:
+    def __init__(self, proc: Any, chan: Channel, uid: int | None, workdir: str, log: Any) -> None:
         self.proc = proc
         self.chan = chan
         self.uid = uid
@@ -129,7 +130,7 @@ class Child:
         """A spare becomes the run in progress: back to normal CPU priority (needs root)."""
         if self.uid is not None:
             try:
-                os.setpriority(os.PRIO_USER, self.uid, 0)
+                os.setpriority(os.PRIO_USER, self.uid, os.getpriority(os.PRIO_PROCESS, 0))
             except OSError:
                 pass
 
@@ -177,8 +178,13 @@ class Child:
         return logs
 
 
-def spawn_child(cdp_url: str, *, memory_mb: int | None = None, spare: bool = False) -> Child:
-    """Start a harness process; it warms up (imports, driver, CDP, context) on its own."""
+def spawn_child(cdp_url: str, *, memory_mb: int | None = None, spare: bool = False,
+                zygote: Zygote | None = None) -> Child:
+    """Start a harness process; it warms up (driver start) on its own and waits for orders.
+
+    With a zygote (the pool's fork server) the child is forked from an interpreter that has
+    already imported Playwright; otherwise a fresh interpreter is started.
+    """
     from .browser import allocate_uid
 
     uid = allocate_uid()
@@ -188,10 +194,9 @@ def spawn_child(cdp_url: str, *, memory_mb: int | None = None, spare: bool = Fal
     os.chmod(workdir, 0o700)
     parent_sock, child_sock = socket.socketpair()
     log = tempfile.TemporaryFile()
-    cmd = [sys.executable, "-E", "-s", "-B", "-u", "-c", _BOOT.format(root=ROOT),
-           "--fd", str(child_sock.fileno()), "--cdp", cdp_url, "--nproc", str(NPROC)]
+    args = ["--cdp", cdp_url, "--nproc", str(NPROC)]
     if uid is not None:
-        cmd += ["--uid", str(uid)]
+        args += ["--uid", str(uid)]
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": workdir,
@@ -200,12 +205,23 @@ def spawn_child(cdp_url: str, *, memory_mb: int | None = None, spare: bool = Fal
         "LC_ALL": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
     }
+    nice = SPARE_NICE if spare and uid is not None else 0
     try:
-        proc = subprocess.Popen(
-            cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            pass_fds=[child_sock.fileno()], start_new_session=True,
-            preexec_fn=_limits(memory_mb or MEMORY_MB, SPARE_NICE if spare and uid is not None else 0),  # noqa: PLW1509
-        )
+        proc: Any = None
+        if zygote is not None and zygote.alive():
+            try:
+                proc = zygote.spawn(ctrl_fd=child_sock.fileno(), log_fd=log.fileno(), workdir=workdir, env=env,
+                                    args=args, memory_mb=memory_mb or MEMORY_MB, nice=nice)
+            except OSError:
+                proc = None
+        if proc is None:
+            cmd = [sys.executable, "-E", "-s", "-B", "-u", "-c", _BOOT.format(root=ROOT),
+                   "--fd", str(child_sock.fileno()), *args]
+            proc = subprocess.Popen(
+                cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                pass_fds=[child_sock.fileno()], start_new_session=True,
+                preexec_fn=_limits(memory_mb or MEMORY_MB, nice),  # noqa: PLW1509 - resource limits need it
+            )
     finally:
         child_sock.close()
     return Child(proc, Channel(parent_sock), uid, workdir, log)

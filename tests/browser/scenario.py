@@ -98,7 +98,7 @@ def event_pending_make(task_id: str, *, screenshot_b64: str | None = None, final
             event.transition_to(Status.FAILED, note=event.reason)
             event.save()
             _announce(event, "healing.failed")
-        return event.pk
+        return str(event.pk)
     with transaction.atomic():
         version = services.version_create(
             task=task, code=healed_code(original.code), source=CodeVersion.Source.HEALED, parent=original,
@@ -129,7 +129,7 @@ def event_pending_make(task_id: str, *, screenshot_b64: str | None = None, final
             kind = "healing.pending_review"
         event.save()
         _announce(event, kind)
-    return event.pk
+    return str(event.pk)
 
 
 def tiny_png_b64(width: int = 4, height: int = 3) -> str:
@@ -204,14 +204,14 @@ def run_steps_play(task_id: str, *, delay_s: float = 0.4) -> str:
     )
     run.refresh_from_db()
     run_announce(run)
-    return run.pk
+    return str(run.pk)
 
 
 # -- small entry points for jobs (RQ passes plain arguments and keeps plain results) ----------------
 
 
 def task_make_id(name: str) -> str:
-    return task_make(name).pk
+    return str(task_make(name).pk)
 
 
 def events_bulk_make(task_id: str, count: int, *, status: str, error_type: str, days_ago: int = 400) -> int:
@@ -233,4 +233,27 @@ def event_approve_as(event_id: str, username: str) -> str:
     from healing_app.services import healing_approve
 
     reviewer = get_user_model().objects.get(username=username)
-    return healing_approve(event=HealingEvent.objects.get(pk=event_id), reviewer=reviewer).status
+    return str(healing_approve(event=HealingEvent.objects.get(pk=event_id), reviewer=reviewer).status)
+
+
+def users_make(users: list, *, reviewers: list[str]) -> list[str]:
+    """Users (username, password); those named in `reviewers` join the reviewers group."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    made = []
+    for username, password in users:
+        user = get_user_model().objects.create_user(username, password=password)
+        if username in reviewers:
+            user.groups.add(Group.objects.get(name="reviewers"))
+        made.append(user.get_username())
+    return made
+
+
+def event_reject_as(event_id: str, username: str, comment: str) -> str:
+    from django.contrib.auth import get_user_model
+
+    from healing_app.services import healing_reject
+
+    reviewer = get_user_model().objects.get(username=username)
+    return str(healing_reject(event=HealingEvent.objects.get(pk=event_id), reviewer=reviewer, comment=comment).status)

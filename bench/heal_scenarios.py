@@ -79,7 +79,7 @@ def scenarios() -> list[Scenario]:
         return redirect("/login")
 
     def login(request):
-        if request.method == "POST" and request.form.get("user") == "ada" and request.form.get("pass") == "pw-123456":
+        if request.method == "POST" and request.form.get("user") == "ada@example.com" and request.form.get("pass") == "pw-123456":
             return Response("", status=302, headers={"Location": "/account", "Set-Cookie": "session=ok; Path=/"})
         return ('<form method="post" action="/login"><label for="u">Email</label><input id="u" name="user" type="email">'
                 '<label for="p">Password</label><input id="p" name="pass" type="password">'
@@ -163,7 +163,7 @@ def scenarios() -> list[Scenario]:
 ''',
                  {"/account": '<h1>Account</h1><p id="balance">100.00</p>', "/login": login},
                  {"/account": account, "/login": login},
-                 "heal", {"balance": "100.00"}, secrets={"username": "ada", "password": "pw-123456"}),
+                 "heal", {"balance": "100.00"}, secrets={"username": "ada@example.com", "password": "pw-123456"}),
         Scenario("captcha", "a reCAPTCHA challenge appears", '''def run(page, params):
     page.goto(params["base_url"] + "/catalog")
     return {"products": page.inner_text(".products")}

@@ -6,6 +6,7 @@ say about the element is the best evidence left.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 
@@ -85,3 +86,35 @@ def same_element(candidate: dict, rejected: dict) -> bool:
         return True
     keys = [k for k in ("tag", "id", "name", "data_testid", "text", "href") if rejected.get(k)]
     return len(keys) >= 2 and all((candidate.get(k) or "") == rejected[k] for k in keys)
+
+
+_SELECTOR_METHODS = frozenset({
+    "click", "dblclick", "fill", "type", "press", "check", "uncheck", "select_option", "hover", "focus",
+    "inner_text", "text_content", "inner_html", "get_attribute", "input_value", "is_visible",
+    "wait_for_selector", "locator", "query_selector", "query_selector_all",
+})
+
+
+def selectors_in_code(code: str, *, after_line: int = 0) -> list[str]:
+    """Selector literals the code uses after `after_line`, in order: what the next page must contain."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    found: list[tuple[int, int, str]] = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _SELECTOR_METHODS
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and node.lineno > after_line
+        ):
+            found.append((node.lineno, node.col_offset, node.args[0].value))
+    seen: list[str] = []
+    for _, _, selector in sorted(found):
+        if selector not in seen:
+            seen.append(selector)
+    return seen

@@ -16,12 +16,24 @@ from rapidfuzz import fuzz
 from healing_app import codegen
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
 from healing_app.locate import locate
-from healing_app.selectors import fingerprint_from_selector, plain_selector, same_element
+from healing_app.selectors import fingerprint_from_selector, plain_selector, same_element, selectors_in_code
 
 # Bounded budgets: a takeover must finish well inside the run's wall clock.
 TIMEOUT_RETRY_MS = 20_000
 NAVIGATION_RETRY_DELAYS_S = (0.5, 1.5, 3.0)
 LINK_MATCH_MIN = 55.0
+MOVED_PAGE_CANDIDATES = 8
+# Words sites use interchangeably when they rename a section.
+SYNONYMS = (
+    {"catalog", "catalogue", "products", "product", "shop", "store", "items"},
+    {"contact", "contacts", "support", "help", "feedback"},
+    {"account", "profile", "settings", "me", "my"},
+    {"login", "signin", "sign", "log"},
+    {"cart", "basket", "bag"},
+    {"checkout", "pay", "payment"},
+    {"about", "company", "team"},
+    {"news", "blog", "articles", "posts"},
+)
 USERNAME_HINTS = ("user", "email", "login", "account", "name")
 
 
@@ -84,6 +96,11 @@ class HeuristicAgent:
             abstained=result.abstained,
         )
         if result.abstained or result.index is None:
+            # Nothing on the page looks like the element; it may just not be there *yet*.
+            late = self._wait_for_original(run)
+            if late is not None:
+                late.candidates = candidates
+                return late
             return TakeoverOutcome(
                 recovered=False, reason=f"locator abstained: {result.reason}", candidates=candidates
             )
@@ -112,6 +129,22 @@ class HeuristicAgent:
             recovered=False, reason="no unique selector for the chosen element worked", candidates=candidates
         )
 
+    def _wait_for_original(self, run: _Run) -> TakeoverOutcome | None:
+        """A slow page looks like a missing element until the element arrives: wait once, boundedly."""
+        failure = run.context.failure
+        selector = plain_selector(failure.get("selector"))
+        if not selector:
+            return None
+        run.log("wait", selector=selector, timeout_ms=TIMEOUT_RETRY_MS, why="maybe the page is only slow")
+        started = time.monotonic()
+        if not run.handover.wait(selector=selector, timeout_ms=TIMEOUT_RETRY_MS).get("ok"):
+            return None
+        waited_ms = int((time.monotonic() - started) * 1000)
+        answer = run.handover.retry_step(timeout_ms=TIMEOUT_RETRY_MS)
+        if not answer.get("ok"):
+            return None
+        return TakeoverOutcome(recovered=True, recovery=_timeout_recovery(failure, waited_ms))
+
     def _timeout(self, run: _Run) -> TakeoverOutcome:
         failure = run.context.failure
         run.log("wait", load_state="networkidle", timeout_ms=TIMEOUT_RETRY_MS)
@@ -123,18 +156,7 @@ class HeuristicAgent:
         if not answer.get("ok"):
             run.log("retry_failed", error=answer.get("error"))
             return TakeoverOutcome(recovered=False, reason=f"still failing after {TIMEOUT_RETRY_MS} ms: {answer.get('error')}")
-        # Give the code head-room over what the page needed today, without going past the bounded budget.
-        needed = max(waited_ms * 3, 10_000)
-        return TakeoverOutcome(
-            recovered=True,
-            recovery={
-                "kind": "timeout",
-                "line": failure.get("line"),
-                "selector": failure.get("selector"),
-                "waited_ms": waited_ms,
-                "timeout_ms": min(TIMEOUT_RETRY_MS * 2, int(round(needed, -3))),
-            },
-        )
+        return TakeoverOutcome(recovered=True, recovery=_timeout_recovery(failure, waited_ms))
 
     def _navigation_error(self, run: _Run) -> TakeoverOutcome:
         failure = run.context.failure
@@ -154,28 +176,35 @@ class HeuristicAgent:
         return self._moved_page(run)
 
     def _moved_page(self, run: _Run) -> TakeoverOutcome:
+        """Find a page that moved: rank the site's own links by name, then check the page has what the code needs."""
         failure = run.context.failure
         wanted = failure.get("url") or ""
         wanted_path = urlparse(wanted).path
         origin = _origin(wanted)
         run.log("goto", url=origin + "/", why="look for the moved page among the site's own links")
         run.handover.goto(origin + "/")
-        links = run.handover.observe().get("links") or []
-        scored = sorted(
-            ((_link_score(wanted_path, link), link) for link in links if _same_origin(urljoin(origin + "/", link.get("href") or ""), origin)),
-            key=lambda pair: pair[0],
-            reverse=True,
-        )
-        run.log("rank_links", wanted=wanted_path, top=[{"href": l.get("href"), "text": l.get("text"), "score": round(s, 1)} for s, l in scored[:5]])
-        if not scored or scored[0][0] < LINK_MATCH_MIN:
-            return TakeoverOutcome(recovered=False, reason=f"no link on the site looks like {wanted_path}")
-        if len(scored) > 1 and scored[0][0] - scored[1][0] < 5 and _path_of(scored[0][1]) != _path_of(scored[1][1]):
-            return TakeoverOutcome(recovered=False, reason="two links match the moved page equally well")
-        new_url = urljoin(origin + "/", scored[0][1]["href"])
+        ranked = _rank_links(wanted_path, origin, run.handover.observe().get("links") or [])
+        run.log("rank_links", wanted=wanted_path, top=[{"url": url, "text": text, "score": round(score, 1)} for score, url, text in ranked[:5]])
+        needed = selectors_in_code(run.context.code, after_line=failure.get("line") or 0)[:3]
+        chosen = None
+        if needed:
+            # The next steps' elements tell the right page from a merely similar name.
+            for score, url, text in ranked[:MOVED_PAGE_CANDIDATES]:
+                run.log("goto", url=url, why=f"does it have {', '.join(needed)}?")
+                if not run.handover.goto(url).get("ok"):
+                    continue
+                if any(run.handover.wait(selector=sel, timeout_ms=1_000).get("ok") for sel in needed):
+                    chosen = (score, url, text)
+                    break
+        elif ranked and ranked[0][0] >= LINK_MATCH_MIN and (len(ranked) == 1 or ranked[0][0] - ranked[1][0] >= 5):
+            chosen = ranked[0]
+        if chosen is None:
+            return TakeoverOutcome(recovered=False, reason=f"no page linked from the site looks like {wanted_path}")
+        _, new_url, link_text = chosen
         run.log("retry_step", url=new_url)
         answer = run.handover.retry_step(url=new_url)
         if not answer.get("ok"):
-            return TakeoverOutcome(recovered=False, reason=f"the best matching link failed too: {answer.get('error')}")
+            return TakeoverOutcome(recovered=False, reason=f"the best matching page failed too: {answer.get('error')}")
         return TakeoverOutcome(
             recovered=True,
             recovery={
@@ -183,7 +212,7 @@ class HeuristicAgent:
                 "line": failure.get("line"),
                 "old_path": wanted_path,
                 "new_path": urlparse(new_url).path,
-                "link_text": scored[0][1].get("text"),
+                "link_text": link_text,
             },
         )
 
@@ -209,8 +238,7 @@ class HeuristicAgent:
         clicked = run.handover.act("click", selector=submit)
         if not clicked.get("ok"):
             return TakeoverOutcome(recovered=False, reason=f"the login button did not work: {clicked.get('error')}")
-        run.handover.wait(load_state="load", timeout_ms=10_000)
-        if run.handover.observe().get("login_form"):
+        if not _left_login_form(run.handover):
             return TakeoverOutcome(recovered=False, reason="still on the login form after signing in (wrong credentials?)")
         run.log("retry_step")
         answer = run.handover.retry_step()
@@ -248,6 +276,30 @@ class HeuristicAgent:
             causes.append(cause)
         changed = new_code != code
         return Patch(root_cause=" ".join(causes), code=new_code if changed else None)
+
+
+def _timeout_recovery(failure: dict, waited_ms: int) -> dict:
+    # Give the code head-room over what the page needed today, without going past the bounded budget.
+    waited_total = waited_ms + int(failure.get("timeout_ms") or 5_000)
+    needed = max(waited_total * 2, 10_000)
+    return {
+        "kind": "timeout",
+        "line": failure.get("line"),
+        "selector": plain_selector(failure.get("selector")),
+        "waited_ms": waited_total,
+        "timeout_ms": min(TIMEOUT_RETRY_MS * 2, int(round(needed, -3))),
+    }
+
+
+def _left_login_form(handover, *, within_s: float = 8.0) -> bool:
+    """Whether the page moved past the login form after submitting it (navigation takes a moment)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        handover.wait(load_state="load", timeout_ms=2_000)
+        if not handover.observe().get("login_form"):
+            return True
+        time.sleep(0.3)
+    return False
 
 
 def _apply(code: str, recovery: dict) -> tuple[str, str]:
@@ -343,12 +395,34 @@ def _words(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
+def _expand(words: str) -> str:
+    tokens = set(words.split())
+    for group in SYNONYMS:
+        if tokens & group:
+            tokens |= group
+    return " ".join(sorted(tokens))
+
+
 def _link_score(wanted_path: str, link: dict) -> float:
-    """How much a link looks like the page that moved: by its path and by its text."""
-    wanted = _words(wanted_path)
-    path = _words(_path_of(link))
-    text = _words(link.get("text") or "")
+    """How much a link looks like the page that moved: by its path and its text, synonyms included."""
+    wanted = _expand(_words(wanted_path))
+    path = _expand(_words(_path_of(link)))
+    text = _expand(_words(link.get("text") or ""))
     return max(fuzz.token_set_ratio(wanted, path), 0.9 * fuzz.token_set_ratio(wanted, text))
+
+
+def _rank_links(wanted_path: str, origin: str, links: list[dict]) -> list[tuple[float, str, str]]:
+    """Same-site links, one per path, best first; the broken path and the home page are not candidates."""
+    best: dict[str, tuple[float, str, str]] = {}
+    for link in links:
+        url = urljoin(origin + "/", link.get("href") or "").split("#")[0]
+        path = urlparse(url).path
+        if not _same_origin(url, origin) or path in ("", "/", wanted_path):
+            continue
+        score = _link_score(wanted_path, link)
+        if path not in best or score > best[path][0]:
+            best[path] = (score, url, link.get("text") or "")
+    return sorted(best.values(), key=lambda item: item[0], reverse=True)
 
 
 SUBMIT_WORDS = ("log in", "login", "sign in", "signin", "continue", "submit", "next")

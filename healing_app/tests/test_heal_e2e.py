@@ -203,7 +203,7 @@ def test_moved_page_is_found_from_the_sites_own_links(drain):
             "/products": '<ul class="products"><li>Mug 12.00</li></ul>',
         }
         run = run_now(task, drain)
-    assert run.status == Run.Status.HEALED
+    assert run.status == Run.Status.HEALED, _explain(run)
     event = HealingEvent.objects.get(task=task)
     assert event.error_type == "navigation_error"
     assert event.status == S.DEPLOYED
@@ -250,7 +250,7 @@ def test_a_new_login_wall_is_passed_with_the_tasks_secrets(drain):
         return redirect("/login")
 
     def login(request):
-        if request.method == "POST" and request.form.get("user") == "ada" and request.form.get("pass") == "correct-horse":
+        if request.method == "POST" and request.form.get("user") == "ada@example.com" and request.form.get("pass") == "correct-horse":
             return Response("", status=302, headers={"Location": "/account", "Set-Cookie": "session=ok; Path=/"})
         return (
             '<form method="post" action="/login"><label for="u">Email</label><input id="u" name="user" type="email">'
@@ -260,7 +260,7 @@ def test_a_new_login_wall_is_passed_with_the_tasks_secrets(drain):
 
     with serve({"/account": '<h1>Account</h1><p id="balance">100.00</p>', "/login": login}) as site:
         task = make_task(site, code=ACCOUNT_CODE, auto_deploy=True, trigger_on=["authentication_failure"])
-        services.task_update(task=task, secrets={"username": "ada", "password": "correct-horse"})
+        services.task_update(task=task, secrets={"username": "ada@example.com", "password": "correct-horse"})
         assert run_now(task, drain).status == Run.Status.SUCCEEDED
         site.pages["/account"] = account
         run = run_now(task, drain)

@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks_app.runner import BrowserPool, RunSpec, execute  # noqa: E402
-from tasks_app.runner.browser import CHROMIUM_ARGS, chromium_path  # noqa: E402
-from tasks_app.tests.sites import serve  # noqa: E402
+from tasks_app.runner import BrowserPool, RunSpec, execute
+from tasks_app.runner.browser import CHROMIUM_ARGS, chromium_path
+from tasks_app.tests.sites import serve
 
 FIELDS = [f"f{i}" for i in range(9)]
 PAGE = (

@@ -65,8 +65,10 @@ EXTRA_ARGS = [
     "--force-color-profile=srgb",
     "--hide-scrollbars",
     "--mute-audio",
-    "--disable-features=OptimizationHints,NetworkTimeServiceQuerying,MediaRouter,HttpsUpgrades,"
-    "HttpsFirstBalancedModeAutoEnable,PaintHolding,AutofillServerCommunication,Translate",
+    (
+        "--disable-features=OptimizationHints,NetworkTimeServiceQuerying,MediaRouter,HttpsUpgrades,"
+        "HttpsFirstBalancedModeAutoEnable,PaintHolding,AutofillServerCommunication,Translate"
+    ),
 ]
 CHROMIUM_ARGS = REQUIRED_ARGS + EXTRA_ARGS
 
@@ -190,9 +192,9 @@ def chromium_pids() -> list[int]:
         except OSError:
             continue
         name = os.path.basename(argv0.decode(errors="replace"))
-        if name in ("chromium", "chrome", "headless_shell", "chrome_crashpad_handler") and _proc_status(pid):
-            if _proc_status(pid)[1] not in ("Z", "X"):  # type: ignore[index]
-                out.append(pid)
+        st = _proc_status(pid)
+        if name in ("chromium", "chrome", "headless_shell", "chrome_crashpad_handler") and st and st[1] not in "ZX":
+            out.append(pid)
     return out
 
 
@@ -224,7 +226,7 @@ class BrowserPool:
         self._lock = threading.Lock()
 
     # --- lifecycle ----------------------------------------------------------------------------
-    def __enter__(self) -> BrowserPool:
+    def __enter__(self) -> BrowserPool:  # noqa: PYI034
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -33,10 +33,10 @@ from .protocol import SCRIPT_ERROR
 
 _LOGIN_URL = re.compile(
     r"(log[-_]?in|sign[-_]?in|/auth(enticate|orize)?(/|$|\?)|/sso(/|$)|session/new|/account/login|/oauth|/saml)",
-    re.I,
+    re.IGNORECASE,
 )
-_CLOSED = re.compile(r"Target (page, context or browser|closed)|has been closed|Browser closed|Connection closed", re.I)
-_NET_ERR = re.compile(r"net::ERR_[A-Z_]+|NS_ERROR_|Navigation failed because", re.I)
+_CLOSED = re.compile(r"Target (page, context or browser|closed)|has been closed|Browser closed|Connection closed", re.IGNORECASE)
+_NET_ERR = re.compile(r"net::ERR_[A-Z_]+|NS_ERROR_|Navigation failed because", re.IGNORECASE)
 
 
 def is_login_url(url: str | None) -> bool:

@@ -21,14 +21,14 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
-import asyncio.subprocess  # noqa: F401  (the driver is started after the uid drop)
+import asyncio.subprocess
 import base64
 import collections  # noqa: F401
 import csv  # noqa: F401
 import dataclasses  # noqa: F401
 import datetime  # noqa: F401
 import decimal  # noqa: F401
-import encodings.idna  # noqa: F401
+import encodings.idna
 import encodings.latin_1  # noqa: F401
 import enum  # noqa: F401
 import fractions  # noqa: F401
@@ -56,7 +56,8 @@ import typing  # noqa: F401
 import unicodedata  # noqa: F401
 import urllib.parse
 import uuid  # noqa: F401
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, sync_playwright
@@ -64,7 +65,6 @@ from playwright.sync_api import Locator, Page, sync_playwright
 from . import errors, snapshot
 from .protocol import (
     FAILURE_TYPES,
-    MASK,
     OUTCOME_ERROR,
     OUTCOME_OK,
     OUTCOME_RECOVERED,
@@ -84,7 +84,7 @@ DOM_EXCERPT_CHARS = 20000
 ALLOWED_SCHEMES = ("http", "https")
 # Sites and tasks that say "password", "secrets" or "login" handle a login themselves: a login form
 # is then part of the task, not a sign that the session was lost.
-_LOGIN_IN_CODE = re.compile(r"password|secrets|log_?in|sign_?in", re.I)
+_LOGIN_IN_CODE = re.compile(r"password|secrets|log_?in|sign_?in", re.IGNORECASE)
 _EXC_NAMES = {
     "Exception", "BaseException", "Error", "TimeoutError", "PlaywrightError", "PlaywrightTimeoutError",
 }
@@ -219,7 +219,7 @@ class Runtime:
         """Run an impl coroutine with a hard time bound (a page busy in JS never answers)."""
         try:
             return self.page._sync(asyncio.wait_for(coro, timeout_s))
-        except BaseException as exc:  # noqa: BLE001 - evidence gathering must not fail the run
+        except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return None
@@ -872,7 +872,7 @@ def main(argv: list[str] | None = None) -> None:
         context.close()
         browser.close()  # over CDP this disconnects; the pool's Chromium keeps running
         pw.stop()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001, S110 - the parent kills whatever is left anyway
         pass
     chan.send({"t": "closed", "teardown_ms": round((time.perf_counter() - t) * 1000, 1)})
     _flush()

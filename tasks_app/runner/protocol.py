@@ -194,7 +194,7 @@ class Channel:
                 raise ValueError("control message too large")
             try:
                 chunk = self.sock.recv(1 << 20)
-            except socket.timeout as exc:
+            except TimeoutError as exc:
                 raise TimeoutError from exc
             if not chunk:
                 return None

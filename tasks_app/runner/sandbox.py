@@ -29,11 +29,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .browser import BrowserPool, kill_group, kill_uid, privileged
-from .zygote import Zygote
 from .protocol import (
     FAILURE_TYPES,
     SCRIPT_ERROR,
@@ -48,6 +48,7 @@ from .protocol import (
     mask_secrets,
     secret_values,
 )
+from .zygote import Zygote
 
 ROOT = str(Path(__file__).resolve().parents[2])
 MEMORY_MB = int(os.environ.get("ANCHOR_RUNNER_MEMORY_MB", "2048"))
@@ -193,7 +194,7 @@ def spawn_child(cdp_url: str, *, memory_mb: int | None = None, spare: bool = Fal
         os.chown(workdir, uid, uid)
     os.chmod(workdir, 0o700)
     parent_sock, child_sock = socket.socketpair()
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the Child
     args = ["--cdp", cdp_url, "--nproc", str(NPROC)]
     if uid is not None:
         args += ["--uid", str(uid)]
@@ -529,7 +530,7 @@ def _abnormal_end(child: Child, spec: RunSpec, watchdog: _Watchdog, steps: list[
             reason = f"the run exceeded its wall-clock limit of {spec.wall_timeout_s:g} s and was stopped"
             detail = "wall_timeout"
         else:
-            reason = f"the recovery did not finish in time; the run was stopped"
+            reason = "the recovery did not finish in time; the run was stopped"
             detail = "handover_timeout"
     elif rc is not None and rc < 0:
         reason = _SIGNAL_REASONS.get(-rc, f"the sandbox was killed by signal {-rc}")
@@ -553,7 +554,7 @@ def _abnormal_end(child: Child, spec: RunSpec, watchdog: _Watchdog, steps: list[
 def _safe_call(fn: Callable, *args: Any) -> None:
     try:
         fn(*args)
-    except Exception:  # noqa: BLE001 - a broken listener must not break the run
+    except Exception:  # noqa: BLE001, S110 - a broken listener must not break the run
         pass
 
 

@@ -17,14 +17,15 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Union
+from typing import Any
 
 
 @dataclass
 class Response:
-    body: Union[str, bytes] = ""
+    body: str | bytes = ""
     status: int = 200
     headers: dict = field(default_factory=dict)
     content_type: str = "text/html; charset=utf-8"
@@ -50,7 +51,7 @@ class Request:
     form: dict
 
 
-Page = Union[str, bytes, Response, Callable[[Request], Union[str, bytes, Response]]]
+Page = str | bytes | Response | Callable[[Request], str | bytes | Response]
 
 
 class Site:
@@ -115,10 +116,10 @@ def _handler_class(site: Site) -> type:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             site.handle(self)
 
-        do_POST = do_HEAD = do_PUT = do_DELETE = do_GET  # noqa: N815
+        do_POST = do_HEAD = do_PUT = do_DELETE = do_GET
 
         def log_message(self, *args: Any) -> None:
             pass

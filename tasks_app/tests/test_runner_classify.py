@@ -116,8 +116,8 @@ def test_redirect_to_login_is_authentication_failure(pool):
 
 
 def test_login_wall_appearing_mid_task_is_authentication_failure(pool):
-    dashboard = """<button id="orders" onclick="document.body.innerHTML = LOGIN">Orders</button>
-    <script>const LOGIN = %r;</script>""" % LOGIN
+    dashboard = f"""<button id="orders" onclick="document.body.innerHTML = LOGIN">Orders</button>
+    <script>const LOGIN = {LOGIN!r};</script>"""
     with serve({"/dashboard": dashboard}) as site:
         result = run(pool, """
             def run(page, params):

@@ -172,9 +172,9 @@ def test_navigation_outside_allowed_hosts_is_blocked(pool):
                 except Exception:
                     pass
                 outside = page.url
-                page.goto("http://localhost:%d/")
+                page.goto("http://localhost:PORT/")
                 return outside
-            """ % site.port
+            """.replace("PORT", str(site.port))
         result = run(pool, code, params={"base": site.url}, allowed_hosts=["127.0.0.1"])
     assert result.status == "failed" and "host not in allowed_hosts" in result.error_message
     assert site.hits["/"] == 1  # the link click to localhost never reached the server

@@ -15,6 +15,7 @@ Process helpers (unique uids, killing everything a uid owns) live here too: sand
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
@@ -82,6 +83,23 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 class BrowserError(RuntimeError):
     """Chromium could not be started or reached."""
+
+
+try:  # loaded up front: preexec_fn runs after the uid switch, when /root's Python is unreadable
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover
+    _LIBC = None
+
+
+def die_with_parent() -> None:
+    """preexec: SIGKILL this process when its parent dies (a SIGKILLed worker leaves no browser).
+
+    Set after the uid switch (Popen runs preexec_fn after setuid), so it is not cleared by it.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl: go now
+            os._exit(1)
 
 
 def chromium_path() -> str:
@@ -263,7 +281,8 @@ class BrowserPool:
             kwargs.update(user=self.uid, group=self.uid, extra_groups=[])
         self.proc = subprocess.Popen(
             args, env=env, cwd=self.profile_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True, **kwargs,
+            stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,  # noqa: PLW1509
+            **kwargs,
         )
         port_file = os.path.join(self.profile_dir, "DevToolsActivePort")
         deadline = time.monotonic() + 20

@@ -125,7 +125,7 @@ def _fmt_call(name: str, args: tuple, kwargs: dict) -> str:
     parts = [json.dumps(a) if isinstance(a, str) else repr(a) for a in args]
     for k, v in kwargs.items():
         if isinstance(v, Locator):
-            v = getattr(v, "_desc", "locator")
+            v = v._chain() if isinstance(v, InstrumentedLocator) else "locator"
             parts.append(f"{k}={v}")
         else:
             parts.append(f"{k}={json.dumps(v) if isinstance(v, str) else repr(v)}")
@@ -282,6 +282,8 @@ class Runtime:
 
     # --- navigation policy ----------------------------------------------------------------
     def check_url(self, url: str) -> None:
+        if url == "about:blank":
+            return
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ALLOWED_SCHEMES:
@@ -650,7 +652,7 @@ def _step_args(action: str, rest: tuple, kwargs: dict) -> dict:
         }.get(action, "args")
         args[key] = rest[0] if len(rest) == 1 else list(rest)
     for k, v in kwargs.items():
-        args[k] = getattr(v, "_desc", v) if isinstance(v, Locator) else v
+        args[k] = v._chain() if isinstance(v, InstrumentedLocator) else v
     return {k: _jsonable(v) for k, v in args.items()}
 
 
@@ -677,50 +679,58 @@ GET_BY = ("get_by_role", "get_by_text", "get_by_label", "get_by_placeholder", "g
 
 
 class InstrumentedLocator(Locator):
-    """A Playwright Locator whose actions are recorded as steps (and can be handed over)."""
+    """A Playwright Locator whose actions are recorded as steps (and can be handed over).
 
-    def __init__(self, impl: Any, rt: Runtime, desc: str) -> None:
+    `_desc` is the readable selector of the step: the plain selector for `page.locator(sel)` (so
+    that it reads like `page.click(sel)` and can be found as a literal in the task code), the call
+    chain otherwise: `locator("li").filter(has_text="Tea").get_by_role("button", name="Add")`.
+    """
+
+    def __init__(self, impl: Any, rt: Runtime, desc: str, raw: bool = False) -> None:
         super().__init__(impl)
         self._rt = rt
         self._desc = desc
+        self._raw = raw
 
-    def _wrap(self, loc: Locator, desc: str) -> InstrumentedLocator:
-        return InstrumentedLocator(loc._impl_obj, self._rt, desc)
+    def _chain(self) -> str:
+        return f"locator({json.dumps(self._desc)})" if self._raw else self._desc
+
+    def _wrap(self, loc: Locator, suffix: str) -> InstrumentedLocator:
+        return InstrumentedLocator(loc._impl_obj, self._rt, f"{self._chain()}.{suffix}")
 
     def locator(self, selector_or_locator: Any, **kwargs: Any) -> InstrumentedLocator:
         if isinstance(selector_or_locator, InstrumentedLocator):
-            sel_desc = selector_or_locator._desc
+            sel_desc = selector_or_locator._chain()
             selector_or_locator = Locator(selector_or_locator._impl_obj)
         else:
             sel_desc = json.dumps(selector_or_locator)
         loc = Locator.locator(Locator(self._impl_obj), selector_or_locator, **_unwrap(kwargs))
-        return self._wrap(loc, f"{self._desc}.locator({sel_desc})")
+        return self._wrap(loc, f"locator({sel_desc})")
 
     @property
     def first(self) -> InstrumentedLocator:  # type: ignore[override]
-        return self._wrap(Locator(self._impl_obj).first, f"{self._desc}.first")
+        return self._wrap(Locator(self._impl_obj).first, "first")
 
     @property
     def last(self) -> InstrumentedLocator:  # type: ignore[override]
-        return self._wrap(Locator(self._impl_obj).last, f"{self._desc}.last")
+        return self._wrap(Locator(self._impl_obj).last, "last")
 
     def nth(self, index: int) -> InstrumentedLocator:
-        return self._wrap(Locator(self._impl_obj).nth(index), f"{self._desc}.nth({index})")
+        return self._wrap(Locator(self._impl_obj).nth(index), f"nth({index})")
 
     def filter(self, **kwargs: Any) -> InstrumentedLocator:
-        return self._wrap(Locator(self._impl_obj).filter(**_unwrap(kwargs)),
-                          f"{self._desc}.{_fmt_call('filter', (), kwargs)}")
+        return self._wrap(Locator(self._impl_obj).filter(**_unwrap(kwargs)), _fmt_call("filter", (), kwargs))
 
     def and_(self, locator: Locator) -> InstrumentedLocator:
-        other = getattr(locator, "_desc", "locator")
-        return self._wrap(Locator(self._impl_obj).and_(Locator(locator._impl_obj)), f"{self._desc}.and_({other})")
+        other = locator._chain() if isinstance(locator, InstrumentedLocator) else "locator"
+        return self._wrap(Locator(self._impl_obj).and_(Locator(locator._impl_obj)), f"and_({other})")
 
     def or_(self, locator: Locator) -> InstrumentedLocator:
-        other = getattr(locator, "_desc", "locator")
-        return self._wrap(Locator(self._impl_obj).or_(Locator(locator._impl_obj)), f"{self._desc}.or_({other})")
+        other = locator._chain() if isinstance(locator, InstrumentedLocator) else "locator"
+        return self._wrap(Locator(self._impl_obj).or_(Locator(locator._impl_obj)), f"or_({other})")
 
     def all(self) -> list[InstrumentedLocator]:
-        return [self._wrap(loc, f"{self._desc}.nth({i})") for i, loc in enumerate(Locator(self._impl_obj).all())]
+        return [self._wrap(loc, f"nth({i})") for i, loc in enumerate(Locator(self._impl_obj).all())]
 
 
 def _get_by(name: str, page_level: bool) -> Callable:
@@ -729,7 +739,7 @@ def _get_by(name: str, page_level: bool) -> Callable:
         real_self = self if page_level else Locator(self._impl_obj)
         loc = getattr(base, name)(real_self, *args, **kwargs)
         call = _fmt_call(name, args, kwargs)
-        desc = call if page_level else f"{self._desc}.{call}"
+        desc = call if page_level else f"{self._chain()}.{call}"
         return InstrumentedLocator(loc._impl_obj, self._rt, desc)
 
     method.__name__ = name
@@ -751,8 +761,9 @@ class InstrumentedPage(Page):
 
     def locator(self, selector: str, **kwargs: Any) -> InstrumentedLocator:  # type: ignore[override]
         loc = Page.locator(self, selector, **_unwrap(kwargs))
-        desc = json.dumps(selector) if not kwargs else _fmt_call("locator", (selector,), kwargs)
-        return InstrumentedLocator(loc._impl_obj, self._rt, desc)
+        if kwargs:
+            return InstrumentedLocator(loc._impl_obj, self._rt, _fmt_call("locator", (selector,), kwargs))
+        return InstrumentedLocator(loc._impl_obj, self._rt, selector, raw=True)
 
     def goto(self, url: str, **kwargs: Any) -> Any:  # type: ignore[override]
         rt = self._rt
@@ -767,7 +778,7 @@ class InstrumentedPage(Page):
             rt.check_landing(target, resp)
             return resp, None
 
-        return rt.perform(action="goto", selector=None, args={"url": url, **_jsonable(kwargs)}, native=native,
+        return rt.perform(action="goto", selector=None, args={"url": url, **{k: _jsonable(v) for k, v in kwargs.items()}}, native=native,
                           navigation=True, requested_url=url)
 
     def _nav(self, action: str, *args: Any, **kwargs: Any) -> Any:
@@ -842,15 +853,24 @@ def main(argv: list[str] | None = None) -> None:
     if msg is None:
         os._exit(0)
     t = time.perf_counter()
-    browser = pw.chromium.connect_over_cdp(opts.cdp, timeout=20000)
-    context = browser.new_context(accept_downloads=False, viewport={"width": 1280, "height": 720})
-    page = context.new_page()
+    try:
+        browser = pw.chromium.connect_over_cdp(opts.cdp, timeout=20000)
+        context = browser.new_context(accept_downloads=False, viewport={"width": 1280, "height": 720})
+        page = context.new_page()
+    except Exception as exc:  # noqa: BLE001 - the browser is gone: the runner's problem, not the task's
+        chan.send({"t": "infra_error", "error": f"cannot reach the browser: {exc}".split("\nCall log:")[0]})
+        _flush()
+        os._exit(2)
     timings["connect_ms"] = round((time.perf_counter() - t) * 1000, 1)
     if msg.get("t") == "connect":
         chan.send({"t": "connected", "timings": dict(timings)})
         msg = chan.recv()
     if msg is None or msg.get("t") != "spec":
         os._exit(0)
+    if not browser.is_connected() or page.is_closed():
+        chan.send({"t": "infra_error", "error": "the browser went away before the run started"})
+        _flush()
+        os._exit(2)
     spec = RunSpec.from_dict(msg["spec"])
     cpu_used = resource.getrusage(resource.RUSAGE_SELF)
     used = int(cpu_used.ru_utime + cpu_used.ru_stime) + 1

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .browser import BrowserPool, kill_group, kill_uid, privileged
+from .browser import BrowserPool, die_with_parent, kill_group, kill_uid, privileged
 from .protocol import (
     FAILURE_TYPES,
     SCRIPT_ERROR,
@@ -79,6 +79,7 @@ class HandoverError(RuntimeError):
 
 def _limits(memory_mb: int, nice: int = 0) -> Callable[[], None]:
     def apply() -> None:
+        die_with_parent()
         if nice:
             os.nice(nice)  # a warm spare must not slow down the run in progress
         resource.setrlimit(resource.RLIMIT_CPU, (600, 610))  # tightened to the spec in the harness
@@ -124,6 +125,8 @@ class Child:
             except (TimeoutError, OSError, ValueError) as exc:
                 raise RunnerError(f"sandbox did not connect: {exc!r}") from exc
             if not msg or msg.get("t") != "connected":
+                if msg and msg.get("t") == "infra_error":
+                    raise RunnerError(msg.get("error") or "sandbox did not connect")
                 raise RunnerError(f"sandbox did not connect: {self.logs_tail()[-2000:]}")
             self.connected = msg
 
@@ -418,24 +421,36 @@ def execute(
         pool = own_pool
     else:
         pool = browser.start()
-    child: Child | None = None
-    clean = False
     try:
-        child = pool.acquire()
-        t = time.perf_counter()
-        ready = child.wait_ready()
-        timings["ready_wait_ms"] = round((time.perf_counter() - t) * 1000, 1)
-        timings["child_startup_ms"] = round((time.perf_counter() - child.spawned_at) * 1000, 1)
-        timings.update(ready.get("timings", {}))
-        result, clean = _drive(child, spec, on_handover, on_step, handover_timeout_s, timings)
+        for attempt in (1, 2):
+            child: Child | None = None
+            clean = False
+            try:
+                child = pool.acquire()
+                t = time.perf_counter()
+                ready = child.wait_ready()
+                timings["ready_wait_ms"] = round((time.perf_counter() - t) * 1000, 1)
+                timings["child_startup_ms"] = round((time.perf_counter() - child.spawned_at) * 1000, 1)
+                timings.update(ready.get("timings", {}))
+                result, clean = _drive(child, spec, on_handover, on_step, handover_timeout_s, timings)
+                break
+            except RunnerError:
+                # Raised only before any task code ran (the child or its browser session did not
+                # come up): a fresh browser and child get one more chance.
+                if attempt == 2:
+                    raise
+                timings["runner_retries"] = 1
+                if own_pool is not None:
+                    own_pool.restart()
+            finally:
+                t = time.perf_counter()
+                logs = child.cleanup() if child is not None else ""
+                if own_pool is None:
+                    pool.release(clean)  # an unclean run recycles the browser
+                timings["cleanup_ms"] = round((time.perf_counter() - t) * 1000, 1)
     finally:
-        t = time.perf_counter()
-        logs = child.cleanup() if child is not None else ""
         if own_pool is not None:
             own_pool.close()
-        else:
-            pool.release(clean)
-        timings["cleanup_ms"] = round((time.perf_counter() - t) * 1000, 1)
     result.logs = mask_secrets(logs, secret_values(spec.secrets))[-LOG_TAIL_BYTES:]
     result.duration_ms = round((time.perf_counter() - t0) * 1000, 1)
     timings["total_ms"] = result.duration_ms
@@ -494,6 +509,8 @@ def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover
             elif kind == "result":
                 result_msg = msg["result"]
                 timings["run_ms"] = round((time.perf_counter() - t_run) * 1000, 1)
+            elif kind == "infra_error":
+                raise RunnerError(msg.get("error") or "the sandbox could not start its browser session")
             elif kind == "closed":
                 closed = True
                 timings["teardown_ms"] = msg.get("teardown_ms", 0)

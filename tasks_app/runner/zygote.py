@@ -24,6 +24,8 @@ import subprocess
 import sys
 import traceback
 
+from .browser import die_with_parent
+
 MAX_FDS = 3
 
 
@@ -165,7 +167,7 @@ class Zygote:
             self.proc = subprocess.Popen(
                 [sys.executable, "-E", "-s", "-B", "-u", "-c", boot, str(child.fileno())],
                 pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL, start_new_session=True,
-                cwd="/",
+                cwd="/", preexec_fn=die_with_parent,  # noqa: PLW1509
             )
         finally:
             child.close()

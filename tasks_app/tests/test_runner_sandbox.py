@@ -234,3 +234,27 @@ def test_task_output_on_stdout_does_not_disturb_the_protocol(pool):
 def test_non_json_output_is_a_script_error(pool):
     result = run(pool, "def run(page, params):\n    return object()\n")
     assert result.status == "failed" and "not JSON" in result.error_message
+
+
+@needs_root
+def test_a_killed_worker_leaves_no_browser_or_sandbox_behind():
+    import subprocess
+    import sys
+
+    script = textwrap.dedent("""
+        import os, sys
+        sys.path.insert(0, sys.argv[1])
+        from tasks_app.runner import BrowserPool
+        pool = BrowserPool().start()
+        pool.wait_warm()
+        print(pool.uid, pool._spare.uid, flush=True)
+        os.kill(os.getpid(), 9)
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", script, root], capture_output=True, text=True, timeout=120)
+    uids = [int(u) for u in out.stdout.split()]
+    assert len(uids) == 2, out.stderr[-2000:]
+    deadline = time.monotonic() + 10
+    while any(pids_of_uid(u) for u in uids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {u: pids_of_uid(u) for u in uids if pids_of_uid(u)} == {}

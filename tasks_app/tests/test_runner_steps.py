@@ -79,10 +79,10 @@ def test_steps_carry_line_action_and_readable_selector(shop_run):
         (7, "press", 'get_by_label("Search")'),
         (8, "select_option", "#size"),
         (9, "check", 'get_by_label("Gift wrap")'),
-        (11, "click", '"li.product".filter(has_text="Coffee").get_by_role("button", name="Add")'),
-        (13, "all_inner_texts", '".name"'),
-        (14, "inner_text", '".price".first'),
-        (15, "text_content", '".price".nth(1)'),
+        (11, "click", 'locator("li.product").filter(has_text="Coffee").get_by_role("button", name="Add")'),
+        (13, "all_inner_texts", ".name"),
+        (14, "inner_text", 'locator(".price").first'),
+        (15, "text_content", 'locator(".price").nth(1)'),
         (16, "get_attribute", 'get_by_alt_text("Shop logo")'),
         (17, "is_visible", "#status"),
         (18, "get_attribute", 'get_by_test_id("cart-link")'),
@@ -90,7 +90,7 @@ def test_steps_carry_line_action_and_readable_selector(shop_run):
     ]
     assert result.steps[3].args == {"value": "l"} and result.steps[2].args == {"key": "Enter"}
     assert all(s.outcome == "ok" and s.duration_ms >= 0 for s in result.steps)
-    assert result.steps[5].step_key == '11:click:"li.product".filter(has_text="Coffee").get_by_role("button", name="Add")'
+    assert result.steps[5].step_key == '11:click:locator("li.product").filter(has_text="Coffee").get_by_role("button", name="Add")'
     assert [s.index for s in result.steps] == list(range(len(result.steps)))
 
 
@@ -143,8 +143,8 @@ def test_page_behaves_like_a_playwright_page(pool):
     assert result.status == "succeeded", result.error_message
     assert result.output["count"] == 2 and result.output["rows"] == ["Tea", "Coffee"]
     assert result.output["eval"] == 2 and result.output["ctx_pages"] == 1
-    assert [s.selector for s in result.steps if s.action == "inner_text"] == ['"li".nth(0).locator(".name")',
-                                                                            '"li".nth(1).locator(".name")']
+    assert [s.selector for s in result.steps if s.action == "inner_text"] == ['locator("li").nth(0).locator(".name")',
+                                                                            'locator("li").nth(1).locator(".name")']
 
 
 def test_runs_do_not_share_cookies(pool):

@@ -829,6 +829,20 @@ def drop_privileges(uid: int, nproc: int) -> None:
         raise RuntimeError("could not drop privileges")
 
 
+def _processes_of(uid: int) -> int:
+    """Threads of all processes of uid (what RLIMIT_NPROC counts)."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                st = os.stat(f"/proc/{pid}")
+                if st.st_uid == uid:
+                    count += len(os.listdir(f"/proc/{pid}/task"))
+            except OSError:
+                pass
+    return count
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fd", type=int, required=True)
@@ -841,6 +855,11 @@ def main(argv: list[str] | None = None) -> None:
     chan = Channel(sock)
     if opts.uid is not None:
         drop_privileges(opts.uid, opts.nproc)
+    else:
+        # Not root: no uid of our own, and RLIMIT_NPROC counts every process of this user, so
+        # leave room for what the user already runs. Weaker than the per-run uid (see sandbox.py).
+        mine = _processes_of(os.getuid())
+        resource.setrlimit(resource.RLIMIT_NPROC, (mine + opts.nproc, mine + opts.nproc))
     timings: dict[str, float] = {}
     pw = sync_playwright().start()
     timings["driver_ms"] = round((time.perf_counter() - t_start) * 1000, 1)

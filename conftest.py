@@ -7,10 +7,10 @@ import pytest
 
 @pytest.fixture
 def reviewer(django_user_model):
-    from django.contrib.auth.models import Group
+    from healing_app.permissions import reviewers_group
 
     user = django_user_model.objects.create_user("rita", password="pw-rita-123!")
-    user.groups.add(Group.objects.get(name="reviewers"))
+    user.groups.add(reviewers_group())
     return user
 
 

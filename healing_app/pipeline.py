@@ -141,6 +141,10 @@ def heal_generate(event_id: str) -> None:
     event = HealingEvent.objects.select_related("task", "original_version", "run").get(pk=event_id)
     if event.status != Status.HEALING or event.new_version_id:
         return  # already done by an earlier run of this job
+    divergence = _path_divergence(event)
+    if divergence:
+        _fail(event, divergence)
+        return
     agent = agent_for(event.task)
     started = time.monotonic()
     try:
@@ -183,6 +187,33 @@ def heal_generate(event_id: str) -> None:
         _start_validation(event)
     else:
         _decide(event)
+
+
+def _path_divergence(event: HealingEvent) -> str | None:
+    """A heal that takes the run to pages the task never visited is a wrong heal, however well it ran.
+
+    Compares, step by step, the page each step ran on in the healed run with the last run of the same
+    version that succeeded without help. A look-alike button in another form is caught here.
+    """
+    usual = (
+        Run.objects.filter(task=event.task, version=event.original_version, status=Run.Status.SUCCEEDED)
+        .order_by("-created_at")
+        .values_list("trace", flat=True)
+        .first()
+    )
+    if not usual or event.run is None:
+        return None
+    # Keyed by line and action: a recovered step carries its new selector in its step key.
+    usual_paths = {(step.get("line"), step.get("action")): urlparse(step.get("url") or "").path for step in usual}
+    for step in event.run.trace:
+        before = usual_paths.get((step.get("line"), step.get("action")))
+        now = urlparse(step.get("url") or "").path
+        if before and now and before != now:
+            return (
+                f"wrong heal refused: after the takeover, line {step.get('line')} ran on {now}, "
+                f"where the task's successful runs are on {before}"
+            )
+    return None
 
 
 # -- 3. validation -----------------------------------------------------------------------------------

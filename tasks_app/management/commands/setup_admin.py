@@ -2,8 +2,9 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
+
+from healing_app.permissions import reviewers_group
 
 
 class Command(BaseCommand):
@@ -18,6 +19,6 @@ class Command(BaseCommand):
             user = User.objects.create_superuser("admin", "admin@localhost", password)
             password_file.write_text(password)
             password_file.chmod(0o600)
-        user.groups.add(Group.objects.get(name="reviewers"))
+        user.groups.add(reviewers_group())
         password = password_file.read_text().strip() if password_file.exists() else "(set before; see manage.py changepassword admin)"
         self.stdout.write(f"Log in as: admin / {password}")

@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -80,6 +81,7 @@ def main() -> int:
     finally:
         if args.postgres:
             _pg_drop()
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
@@ -122,9 +124,11 @@ def seed(*, events: int, tasks: int) -> dict:
             task.current_version = version
         Task.objects.bulk_update(task_rows, ["current_version"], batch_size=batch)
 
+        # Full step traces on one run in ten (the task page shows 15 runs per task with their steps);
+        # the rest keep the database small enough to seed in reasonable time on a 2-core machine.
         trace = _trace(CODE_V1)
         runs = Run.objects.bulk_create(
-            [Run(task=task_rows[i % tasks], version=v1[i % tasks], status=Run.Status.HEALED, trace=trace,
+            [Run(task=task_rows[i % tasks], version=v1[i % tasks], status=Run.Status.HEALED, trace=trace if i % 10 == 0 else [],
                  output={"confirmation": "ok"}, started_at=now, finished_at=now) for i in range(events)],
             batch_size=batch,
         )
@@ -139,7 +143,7 @@ def seed(*, events: int, tasks: int) -> dict:
                 task=task_rows[i % tasks], run=runs[i], status=status, error_type=rng.choice(FAILURE_TYPES),
                 error_message="TimeoutError: waiting for locator('#submit')", agent_kind=rng.choice(["heuristic", "llm"]),
                 failing_step={"line": 6, "action": "click", "selector": "#submit", "url": "http://demo/contact"},
-                step_key="click:#submit", agent_trace=agent_trace, candidate_scores=candidates, screenshot=png,
+                step_key="click:#submit", agent_trace=agent_trace, candidate_scores=candidates, screenshot=png if i % 100 == 0 else "",
                 root_cause=f"`#submit` on line 6 no longer matches; the button is now `button[data-test=send]` ({i})",
                 original_version=v1[i % tasks], new_version=v2[i % tasks] if has_version else None,
                 prompt_tokens=rng.randint(0, 3000), completion_tokens=rng.randint(0, 800),

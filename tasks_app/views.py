@@ -41,7 +41,8 @@ def task_list(request: HttpRequest) -> HttpResponse:
     if q:
         tasks = tasks.filter(Q(pk=q) | Q(name__icontains=q))
     latest_run = Run.objects.filter(task=OuterRef("pk")).order_by("-created_at")
-    page = Paginator(tasks.order_by("-created_at", "-id"), 50).get_page(request.GET.get("page"))
+    # By name: Task has an index on name (none on created_at), so a page never sorts all 10k tasks.
+    page = Paginator(tasks.order_by("name", "id"), 50).get_page(request.GET.get("page"))
     # Annotate only the page's rows, so the list costs the same with 10 or 10k tasks.
     ids = [task.pk for task in page.object_list]
     extra = {

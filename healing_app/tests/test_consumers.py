@@ -78,7 +78,6 @@ def test_a_logged_in_user_receives_broadcasts_for_the_page(member):
         await sync_to_async(broadcast.publish)(
             kind="healing.pending_review", task_id="task_abc", data={"event": "heal_xyz", "status": "pending_review"}
         )
-        # The message reaches the page through three groups (events, task, object); each is delivered.
         first = await communicator.receive_json_from(timeout=5)
         await communicator.disconnect()
         return first
@@ -103,6 +102,40 @@ def test_run_steps_arrive_with_their_rendered_html(member):
     message = async_to_sync(scenario)()
     assert message["data"]["step"] == step
     assert 'data-index="2"' in message["html"] and "#submit&lt;b&gt;" in message["html"]
+
+
+def test_a_detail_page_gets_only_its_own_objects_messages_once(member):
+    cookie = _session_cookie(member)
+
+    async def scenario():
+        communicator = _communicator("/ws/live/?obj=heal_mine", cookie=cookie)
+        assert (await communicator.connect())[0]
+        publish = sync_to_async(broadcast.publish)
+        await publish(kind="healing.healing", task_id="task_other", data={"event": "heal_other"})
+        await publish(kind="healing.deployed", task_id="task_abc", data={"event": "heal_mine"})
+        received = [await communicator.receive_json_from(timeout=5)]
+        nothing_more = await communicator.receive_nothing(timeout=0.5)
+        await communicator.disconnect()
+        return received, nothing_more
+
+    received, nothing_more = async_to_sync(scenario)()
+    assert [m["data"]["event"] for m in received] == ["heal_mine"] and nothing_more
+
+
+def test_the_queue_hears_about_every_event(member):
+    cookie = _session_cookie(member)
+
+    async def scenario():
+        communicator = _communicator("/ws/live/", cookie=cookie)
+        assert (await communicator.connect())[0]
+        await sync_to_async(broadcast.publish)(kind="healing.triggered", task_id="task_any", data={"event": "heal_any"})
+        message = await communicator.receive_json_from(timeout=5)
+        nothing_more = await communicator.receive_nothing(timeout=0.5)
+        await communicator.disconnect()
+        return message, nothing_more
+
+    message, nothing_more = async_to_sync(scenario)()
+    assert message["data"] == {"event": "heal_any"} and nothing_more
 
 
 def test_group_names_from_the_query_string_are_sanitised(member):

@@ -205,10 +205,12 @@ def _path_divergence(event: HealingEvent) -> str | None:
         return None
     # Keyed by line and action: a recovered step carries its new selector in its step key.
     usual_paths = {(step.get("line"), step.get("action")): urlparse(step.get("url") or "").path for step in usual}
+    # A page that moved is expected on its new path; that is the heal itself, not a divergence.
+    moved = {r["old_path"]: r["new_path"] for r in event.recovery or [] if r and r.get("kind") == "url"}
     for step in event.run.trace:
         before = usual_paths.get((step.get("line"), step.get("action")))
         now = urlparse(step.get("url") or "").path
-        if before and now and before != now:
+        if before and now and moved.get(before, before) != now:
             return (
                 f"wrong heal refused: after the takeover, line {step.get('line')} ran on {now}, "
                 f"where the task's successful runs are on {before}"

@@ -291,13 +291,23 @@ def sync_queues(monkeypatch):
             made[name] = Queue(f"{prefix}-{name}", connection=django_rq.get_connection("runs"), is_async=False)
         return made[name]
 
+    def failures() -> list[str]:
+        """What the jobs that raised said: RQ runs them synchronously but keeps their errors to itself."""
+        found = []
+        for queue in made.values():
+            for job in queue.failed_job_registry.get_job_ids():
+                fetched = queue.fetch_job(job)
+                text = (fetched and fetched.exc_info or "").strip().splitlines()
+                found.append(f"{fetched and fetched.func_name}: {text[-1] if text else '?'}")
+        return found
+
     monkeypatch.setattr(django_rq, "get_queue", get_queue)
-    yield
+    yield failures
     for queue in made.values():
         queue.delete(delete_jobs=True)
 
 
-def heal_for_real(site_url: str, site_version: dict) -> Task:
+def heal_for_real(site_url: str, site_version: dict, job_failures) -> Task:
     """A task that works on version 1 of a local page, breaks on version 2, and heals during the run."""
     from tasks_app.jobs import run_task
 
@@ -321,7 +331,11 @@ def heal_for_real(site_url: str, site_version: dict) -> Task:
     event = HealingEvent.objects.filter(run=broken).first()
     assert broken.status == Run.Status.HEALED, (
         f"run {broken.status} ({broken.error_type}: {broken.error_message}); "
-        f"event {event and (event.status, event.reason)}"
+        f"event {event and (event.status, event.reason)}; failed jobs: {job_failures()}"
+    )
+    event.refresh_from_db()
+    assert event.status == HealingEvent.Status.DEPLOYED, (
+        f"event {event.status} ({event.reason}); failed jobs: {job_failures()}"
     )
     return task
 
@@ -353,7 +367,7 @@ def test_the_healing_events_snippets_print_the_events_of_a_real_heal(runner, syn
         "/thanks": lambda request: f'<p class="confirmation">Thanks, {request.form.get("name")}!</p>',
     }
     with serve(pages) as site:
-        task = heal_for_real(site.url, site_version)
+        task = heal_for_real(site.url, site_version, sync_queues)
 
     events = list(HealingEvent.objects.filter(task=task).select_related("new_version").order_by("-created_at"))
     assert events and events[0].status == HealingEvent.Status.DEPLOYED

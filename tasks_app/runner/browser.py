@@ -219,8 +219,8 @@ def chromium_pids() -> list[int]:
 class BrowserPool:
     """One Chromium per worker process, plus a warm sandbox child ready for the next run.
 
-    Use as a context manager, or start()/close(). Thread-safe for one run at a time per pool
-    (an RQ worker runs jobs one after another).
+    Use as a context manager, or start()/close(). execute() holds `run_lock`, so concurrent
+    callers on one pool run one after another (an RQ worker runs jobs one after another anyway).
     """
 
     def __init__(self, *, executable_path: str | None = None, prewarm: bool = True, max_runs: int = 500,
@@ -242,6 +242,9 @@ class BrowserPool:
         self._spare: Child | None = None
         self._zygote: Zygote | None = None
         self._lock = threading.Lock()
+        # One run at a time per pool: a second Playwright client on the browser slows every step,
+        # and release() recycles the browser when it finds pages it does not expect.
+        self.run_lock = threading.Lock()
 
     # --- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> BrowserPool:  # noqa: PYI034

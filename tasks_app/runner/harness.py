@@ -829,6 +829,25 @@ def drop_privileges(uid: int, nproc: int) -> None:
         raise RuntimeError("could not drop privileges")
 
 
+def _cpu_ms() -> dict:
+    """CPU spent so far by this child and its Playwright driver (for capacity planning)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"cpu_child_ms": round((own.ru_utime + own.ru_stime) * 1000, 1)}
+    me = str(os.getpid())
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            if fields[1] == me:  # our child: the Playwright driver
+                ms = (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+                out["cpu_driver_ms"] = round(out.get("cpu_driver_ms", 0) + ms, 1)
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def _processes_of(uid: int) -> int:
     """Threads of all processes of uid (what RLIMIT_NPROC counts)."""
     count = 0
@@ -904,6 +923,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run_task(rt, spec, task_file)
     result["timings"].update(timings)
     result["timings"]["fingerprint_ms"] = round(rt.fp_ms, 1)
+    result["timings"].update(_cpu_ms())
     t = time.perf_counter()
     _flush()
     rt.send({"t": "result", "result": result})

@@ -421,6 +421,18 @@ def execute(
         pool = own_pool
     else:
         pool = browser.start()
+    with pool.run_lock:
+        result, logs = _execute_in(pool, own_pool, spec, on_handover, on_step, handover_timeout_s, timings)
+    result.logs = mask_secrets(logs, secret_values(spec.secrets))[-LOG_TAIL_BYTES:]
+    result.duration_ms = round((time.perf_counter() - t0) * 1000, 1)
+    timings["total_ms"] = result.duration_ms
+    result.timings = {**timings, **result.timings}
+    return result
+
+
+def _execute_in(pool: BrowserPool, own_pool: BrowserPool | None, spec: RunSpec, on_handover: Any, on_step: Any,
+                handover_timeout_s: float, timings: dict) -> tuple[RunResult, str]:
+    logs = ""
     try:
         for attempt in (1, 2):
             child: Child | None = None
@@ -451,11 +463,7 @@ def execute(
     finally:
         if own_pool is not None:
             own_pool.close()
-    result.logs = mask_secrets(logs, secret_values(spec.secrets))[-LOG_TAIL_BYTES:]
-    result.duration_ms = round((time.perf_counter() - t0) * 1000, 1)
-    timings["total_ms"] = result.duration_ms
-    result.timings = {**timings, **result.timings}
-    return result
+    return result, logs
 
 
 def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover_timeout_s: float,

@@ -94,8 +94,11 @@ class BlockedNavigation(Exception):
     """The sandbox refused a navigation (scheme or host not allowed)."""
 
 
-class PageCheckError(Exception):
-    """goto() reached a page that is not the one asked for (error status, login wall, captcha)."""
+class PageCheckError(PlaywrightError):
+    """goto() reached a page that is not the one asked for (error status, login wall, captcha).
+
+    A Playwright Error, so that task code catching Playwright errors catches this one too.
+    """
 
     def __init__(self, error_type: str, message: str, evidence: dict) -> None:
         super().__init__(message)

@@ -22,6 +22,7 @@ import datetime as dt
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -42,10 +43,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--requests", type=int, default=40, help="timed requests per page")
+    parser.add_argument("--requests", type=int, default=30, help="timed requests per page")
     parser.add_argument("--samples", type=int, default=30, help="live updates to time in the browser")
     parser.add_argument("--postgres", action="store_true", help="use a bench_dashboard PostgreSQL database")
     args = parser.parse_args()
+    # A plain SIGTERM (timeout, Ctrl-C from a supervisor) would skip the cleanup below and orphan daphne.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from tests.browser.live import anchor_started
 

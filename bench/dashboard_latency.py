@@ -100,7 +100,14 @@ def seed(*, events: int, tasks: int) -> dict:
     from healing_app.models import HealingEvent
     from tasks_app.config import DEFAULT_CONFIG, FAILURE_TYPES
     from tasks_app.models import CodeVersion, Run, Task
-    from tests.browser.scenario import CODE_V1, _agent_steps, _candidates, _trace, healed_code, tiny_png_b64
+    from tests.browser.scenario import (
+        CODE_V1,
+        _agent_steps,
+        _candidates,
+        _trace,
+        healed_code,
+        tiny_png_b64,
+    )
 
     rng = random.Random(6)
     user = get_user_model().objects.create_user(REVIEWER[0], password=REVIEWER[1])
@@ -190,9 +197,9 @@ def server_times(ids: dict, *, requests: int) -> None:
     for label, url in pages:
         for _ in range(3):  # warm caches and connections
             assert client.get(url).status_code == 200, url
-        counted = []
+        counter = _QueryCounter()
         # An execute wrapper survives the connection being closed and reopened around each request.
-        with connection.execute_wrapper(lambda execute, sql, params, many, context: counted.append(sql) or execute(sql, params, many, context)):
+        with connection.execute_wrapper(counter):
             client.get(url)
         times = []
         for _ in range(requests):
@@ -200,7 +207,7 @@ def server_times(ids: dict, *, requests: int) -> None:
             response = client.get(url)
             times.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200
-        print(f"{label:32} {statistics.median(times):8.1f} {_p95(times):8.1f} {len(counted):8d}")
+        print(f"{label:32} {statistics.median(times):8.1f} {_p95(times):8.1f} {counter.count:8d}")
     print()
 
 
@@ -259,9 +266,18 @@ def live_latency(url: str, ids: dict, *, samples: int) -> None:
           f"p95 {_p95(latencies):.0f} ms, max {max(latencies):.0f} ms")
 
 
+class _QueryCounter:
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
 def _p95(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------
@@ -278,13 +294,11 @@ def _pg_create() -> str:
 
 def _pg_drop() -> None:
     import psycopg
+    from django.conf import settings
+    from django.db import connections
 
-    try:
-        from django.db import connections
-
+    if settings.configured:  # otherwise Django was never set up and nothing of ours is connected
         connections.close_all()
-    except Exception:  # Django was never set up: nothing of ours is connected
-        pass
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
 

@@ -60,6 +60,6 @@ def _step_html(data: dict) -> str:
         return ""
     try:
         return render_to_string("tasks/_step.html", {"step": step})
-    except Exception as exc:  # a malformed step must not close every dashboard's socket
+    except Exception as exc:  # noqa: BLE001 (a malformed step must not close every dashboard's socket)
         logger.warning("run.step not rendered: %s", exc)
         return ""

@@ -13,7 +13,14 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django import forms
-from django.db.models import BooleanField, DateField, ExpressionWrapper, Func, Q, QuerySet
+from django.db.models import (
+    BooleanField,
+    DateField,
+    ExpressionWrapper,
+    Func,
+    Q,
+    QuerySet,
+)
 from django.utils import timezone
 
 from healing_app.models import HealingEvent
@@ -161,7 +168,7 @@ def _decode(cursor: str) -> tuple[dt.datetime, str] | None:
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
     if timezone.is_naive(when):
-        when = timezone.make_aware(when, dt.timezone.utc)
+        when = timezone.make_aware(when, dt.UTC)
     return when, pk
 
 

@@ -209,7 +209,7 @@ def _trace_rows(agent_trace: list) -> list[dict]:
             at = step.get("at")
             rows.append({
                 "action": str(step.get("action", "?")),
-                "at": dt.datetime.fromtimestamp(at, tz=dt.timezone.utc) if isinstance(at, (int, float)) else None,
+                "at": dt.datetime.fromtimestamp(at, tz=dt.UTC) if isinstance(at, (int, float)) else None,
                 "details": details,
             })
     return rows

@@ -46,7 +46,7 @@ class AnchorLive:
 
     def manage(self, *args: str, timeout: float = 120) -> str:
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
+            [sys.executable, "manage.py", *args], check=False, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
         )
         if result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")

@@ -114,7 +114,7 @@ def event_pending_make(task_id: str, *, screenshot_b64: str | None = None, final
         event.root_cause = (
             f"`{OLD_SELECTOR}` on line {failing['line']} no longer matches; the button is now `{NEW_SELECTOR}`"
         )
-        event.prompt_tokens, event.completion_tokens, event.cost_usd = 0, 0, Decimal("0")
+        event.prompt_tokens, event.completion_tokens, event.cost_usd = 0, 0, Decimal(0)
         event.transition_to(Status.VALIDATING, note=f"validation run {validation.pk}")
         event.save()
         _announce(event, "healing.validating")

@@ -223,7 +223,7 @@ def _path_divergence(event: HealingEvent) -> str | None:
 
 def _start_validation(event: HealingEvent) -> None:
     with transaction.atomic():
-        event = HealingEvent.objects.select_for_update().select_related("task", "new_version", "run").get(pk=event.pk)
+        event = HealingEvent.objects.select_for_update(of=("self",)).select_related("task", "new_version", "run").get(pk=event.pk)
         if event.status != Status.HEALING or event.validation_run_id:
             return
         run = task_services.run_enqueue(
@@ -254,7 +254,7 @@ def validation_finished(*, run: Run) -> None:
 def _decide(event: HealingEvent) -> None:
     """Deploy a validated version with auto_deploy, exactly once; otherwise put it in front of a reviewer."""
     with transaction.atomic():
-        event = HealingEvent.objects.select_for_update().select_related("task", "new_version").get(pk=event.pk)
+        event = HealingEvent.objects.select_for_update(of=("self",)).select_related("task", "new_version").get(pk=event.pk)
         if event.status not in (Status.HEALING, Status.VALIDATING):
             return
         task = Task.objects.select_for_update().get(pk=event.task_id)

@@ -41,7 +41,7 @@ def healing_approve(*, event: HealingEvent, reviewer: Actor | AbstractBaseUser, 
     actor = as_actor(reviewer)
     _require_reviewer(actor)
     with transaction.atomic():
-        event = HealingEvent.objects.select_for_update().select_related("new_version").get(pk=event.pk)
+        event = HealingEvent.objects.select_for_update(of=("self",)).select_related("new_version").get(pk=event.pk)
         if event.status != HealingEvent.Status.PENDING_REVIEW:
             raise AlreadyDecided(event)
         task = Task.objects.select_for_update().get(pk=event.task_id)

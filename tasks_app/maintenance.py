@@ -24,10 +24,13 @@ LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, Job
 
 
 def maintenance_tick() -> dict[str, int]:
+    from healing_app.webhooks import webhooks_recover
+
     return {
         "lost_runs_failed": runs_fail_lost(),
         "queued_runs_requeued": runs_requeue_missing(),
         "stalled_heals_resumed": heals_resume_stalled(),
+        **webhooks_recover(),
     }
 
 

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db import InterfaceError, OperationalError
@@ -29,6 +27,8 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.docs import Swagger
 from ninja.security import APIKeyHeader, HttpBearer
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from healing_app.services import AlreadyDecided, Superseded
 from tasks_app.api_keys import api_key_authenticate
@@ -197,7 +197,7 @@ class Docs(Swagger):
     """
 
     _CDN = "https://cdn.jsdelivr.net"
-    _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+    _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
     def render_page(self, request: HttpRequest, api: NinjaAPI, **kwargs: Any) -> HttpResponse:
         response = super().render_page(request, api, **kwargs)
@@ -340,19 +340,13 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 # -- routers -------------------------------------------------------------------------------------------
 
-from healing_app.api import router as healing_events_router  # noqa: E402
-from healing_app.api import task_events_router  # noqa: E402
-from tasks_app.api import runs_router, tasks_router  # noqa: E402
+from healing_app.api import router as healing_events_router
+from healing_app.api import task_events_router
+from healing_app.webhooks_api import router as webhooks_router
+from tasks_app.api import runs_router, tasks_router
 
 api.add_router("/tasks", tasks_router)
 api.add_router("/tasks", task_events_router)
 api.add_router("/runs", runs_router)
 api.add_router("/healing-events", healing_events_router)
-
-try:
-    from healing_app.webhooks_api import router as webhooks_router  # noqa: E402
-except ModuleNotFoundError as exc:  # being written in parallel; mounted as soon as it exists
-    if exc.name != "healing_app.webhooks_api":
-        raise
-else:
-    api.add_router("/webhooks", webhooks_router)
+api.add_router("/webhooks", webhooks_router)

@@ -17,7 +17,15 @@ from pydantic import Field
 from healing_app import services
 from healing_app.models import HealingEvent
 from tasks_app.api import Cursor, Limit, get_task
-from tasks_app.api_schemas import ERRORS, DiffOut, ErrorOut, InputSchema, clean_body, diff_out, paginate
+from tasks_app.api_schemas import (
+    ERRORS,
+    DiffOut,
+    ErrorOut,
+    InputSchema,
+    clean_body,
+    diff_out,
+    paginate,
+)
 
 router = Router(tags=["healing events"])
 task_events_router = Router(tags=["healing events"])

@@ -274,9 +274,9 @@ def _decode_cursor(cursor: str, model: type[Model], order_field: str) -> tuple[A
         if isinstance(model._meta.get_field(order_field), DateTimeField):
             value = datetime.fromisoformat(value)
         elif not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError("not an integer")
+            raise TypeError("not an integer")
         if not isinstance(pk, (str, int)) or isinstance(pk, bool) or "\x00" in str(pk):
-            raise ValueError("bad key")
+            raise TypeError("not a key")
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise InputError("cursor", "is not a cursor this API returned") from None
     return value, pk

@@ -13,11 +13,11 @@ import uuid
 
 import pytest
 import schemathesis
-from schemathesis import checks
 from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
+from schemathesis import checks
 
 from anchor_site.api import api
 from healing_app.models import HealingEvent

@@ -121,7 +121,7 @@ def test_the_seed_has_five_python_and_five_javascript_snippets_that_parse(seed, 
         for i, snippet in enumerate(seed["js"]):
             path = tmp_path / f"check{i}.mjs"
             path.write_text(snippet.code if i == 0 else js_prelude + snippet.code)
-            check = subprocess.run([NODE, "--check", str(path)], capture_output=True, text=True)
+            check = subprocess.run([NODE, "--check", str(path)], check=False, capture_output=True, text=True)
             assert check.returncode == 0, check.stderr
 
 
@@ -162,7 +162,7 @@ class Runner:
     def python(self, index: int, task_id: str | None = None) -> str:
         result = subprocess.run(
             [sys.executable, "-c", self.source("python", index, task_id)],
-            capture_output=True, text=True, env=self.env, cwd=self.workdir, timeout=120,
+            check=False, capture_output=True, text=True, env=self.env, cwd=self.workdir, timeout=120,
         )
         assert result.returncode == 0, f"Python snippet {index + 1} failed:\n{result.stderr}"
         return result.stdout
@@ -173,7 +173,7 @@ class Runner:
         path.write_text(self.source("js", index, task_id))
         result = subprocess.run(
             [NODE, "--test", "--test-reporter=tap", path.name],
-            capture_output=True, text=True, env=self.env, cwd=self.workdir, timeout=120,
+            check=False, capture_output=True, text=True, env=self.env, cwd=self.workdir, timeout=120,
         )
         assert result.returncode == 0 and "# fail 0" in result.stdout, (
             f"JavaScript snippet {index + 1} failed under node --test:\n{result.stdout}\n{result.stderr}"

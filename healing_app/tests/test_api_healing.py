@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.utils import timezone
 
@@ -35,8 +35,11 @@ def member_key(django_user_model):
 
 @pytest.fixture
 def reviewer_user(django_user_model):
+    # get_or_create: a transactional test before this one flushed the group its migration made.
+    group, _ = Group.objects.get_or_create(name="reviewers")
+    group.permissions.add(Permission.objects.get(codename="review_healingevent"))
     user = django_user_model.objects.create_user("rita")
-    user.groups.add(Group.objects.get(name="reviewers"))
+    user.groups.add(group)
     return user
 
 
@@ -217,7 +220,7 @@ def test_concurrent_approvals_deploy_once_and_the_other_gets_a_409(live_server, 
         barrier = threading.Barrier(2)
         statuses: list[int] = []
 
-        def approve(event_id=event.pk):
+        def approve(event_id=event.pk, barrier=barrier, statuses=statuses):
             with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {raw}"}, timeout=30) as http:
                 barrier.wait()
                 statuses.append(http.post(f"/api/v1/healing-events/{event_id}/approve").status_code)

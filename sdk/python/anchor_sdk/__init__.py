@@ -8,8 +8,8 @@
 
 __version__ = "0.1.0"
 
-from anchor_sdk.client import Anchor  # noqa: E402
-from anchor_sdk.errors import (  # noqa: E402
+from anchor_sdk.client import Anchor
+from anchor_sdk.errors import (
     AnchorError,
     APIConnectionError,
     AuthenticationError,
@@ -20,7 +20,15 @@ from anchor_sdk.errors import (  # noqa: E402
     ServerError,
     ValidationError,
 )
-from anchor_sdk.models import Diff, HealingEvent, Page, Run, SelfHealingConfig, Task, Version  # noqa: E402
+from anchor_sdk.models import (
+    Diff,
+    HealingEvent,
+    Page,
+    Run,
+    SelfHealingConfig,
+    Task,
+    Version,
+)
 
 __all__ = [
     "APIConnectionError",

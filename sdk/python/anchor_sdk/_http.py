@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Dict, Optional
+from typing import Any
 
 import httpx
 
-from anchor_sdk.errors import APIConnectionError, AnchorError, error_for
+from anchor_sdk.errors import AnchorError, APIConnectionError, error_for
 
 # Safe to send again whatever happened to the first attempt. A POST that reached the server may have
 # taken effect (a task created, a run started), so it is only repeated when the server said it did not
@@ -27,7 +27,7 @@ class Transport:
         timeout: float,
         max_retries: int,
         user_agent: str,
-        http_client: Optional[httpx.Client] = None,
+        http_client: httpx.Client | None = None,
     ):
         self.max_retries = max_retries
         self._client = http_client or httpx.Client(timeout=timeout)
@@ -44,7 +44,7 @@ class Transport:
             self._client.close()
 
     def request(
-        self, method: str, path: str, *, json: Any = None, params: Optional[Dict[str, Any]] = None
+        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
     ) -> Any:
         method = method.upper()
         url = self._base_url + path
@@ -82,14 +82,14 @@ def _should_retry(method: str, status: int) -> bool:
     return status in _RETRY_ALWAYS or (status >= 500 and method in _IDEMPOTENT)
 
 
-def _backoff(attempt: int, retry_after: Optional[float]) -> float:
+def _backoff(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return min(retry_after, _MAX_BACKOFF_S)
     # Exponential with full jitter, so many clients failing together do not come back together.
     return random.uniform(0, min(_MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 1)))
 
 
-def _retry_after(response: httpx.Response) -> Optional[float]:
+def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
         return None

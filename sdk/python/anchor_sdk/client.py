@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import httpx
 
@@ -25,12 +24,12 @@ class Anchor:
 
     def __init__(
         self,
-        api_key: Optional[str] = None,
+        api_key: str | None = None,
         *,
-        base_url: Optional[str] = None,
+        base_url: str | None = None,
         timeout: float = 30.0,
         max_retries: int = 2,
-        http_client: Optional[httpx.Client] = None,
+        http_client: httpx.Client | None = None,
     ):
         api_key = api_key or os.environ.get("ANCHOR_API_KEY")
         if not api_key:
@@ -51,7 +50,8 @@ class Anchor:
     def close(self) -> None:
         self._transport.close()
 
-    def __enter__(self) -> "Anchor":
+    # `Self` needs Python 3.11 or typing_extensions; the client supports 3.9 and depends only on httpx.
+    def __enter__(self) -> Anchor:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc) -> None:

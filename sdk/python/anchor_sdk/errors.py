@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 
 class AnchorError(Exception):
@@ -16,9 +16,9 @@ class AnchorError(Exception):
         self,
         message: str,
         *,
-        status_code: Optional[int] = None,
-        code: Optional[str] = None,
-        field: Optional[str] = None,
+        status_code: int | None = None,
+        code: str | None = None,
+        field: str | None = None,
         body: Any = None,
     ):
         super().__init__(message)
@@ -61,7 +61,7 @@ class ConflictError(AnchorError):
 class RateLimitError(AnchorError):
     """429: too many requests; `retry_after` is the number of seconds the server asked to wait."""
 
-    def __init__(self, message: str, *, retry_after: Optional[float] = None, **kwargs: Any):
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
@@ -81,7 +81,7 @@ _BY_STATUS = {
 }
 
 
-def error_for(status_code: int, body: Any, retry_after: Optional[float] = None) -> AnchorError:
+def error_for(status_code: int, body: Any, retry_after: float | None = None) -> AnchorError:
     """The exception for an error response, from the API's `{"error": {"code", "message", "field"}}`."""
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):

@@ -6,14 +6,15 @@ does not send are None.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Dict, Generic, Iterator, List, Optional, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 T = TypeVar("T")
 
 
-def parse_datetime(value: Any) -> Optional[datetime]:
+def parse_datetime(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     # fromisoformat() before Python 3.11 does not read a trailing Z.
@@ -25,11 +26,12 @@ def parse_datetime(value: Any) -> Optional[datetime]:
 
 
 class _Model:
-    _datetimes: tuple = ()
-    _nested: Dict[str, Any] = {}
+    # Per model: which fields are timestamps, and which hold nested models.
+    _datetimes: ClassVar[tuple[str, ...]] = ()
+    _nested: ClassVar[dict[str, Any]] = {}
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]):
+    def from_dict(cls, data: dict[str, Any]):
         values = {}
         for f in fields(cls):  # type: ignore[arg-type]
             if f.name == "raw":
@@ -46,85 +48,85 @@ class _Model:
 
 @dataclass
 class SelfHealingConfig(_Model):
-    auto_deploy: Optional[bool] = None
-    trigger_on: Optional[List[str]] = None
-    max_attempts: Optional[int] = None
-    validation_required: Optional[bool] = None
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    auto_deploy: bool | None = None
+    trigger_on: list[str] | None = None
+    max_attempts: int | None = None
+    validation_required: bool | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.raw.items()}
 
 
 @dataclass
 class Task(_Model):
     id: str
-    name: Optional[str] = None
-    prompt: Optional[str] = None
-    self_healing: Optional[bool] = None
-    self_healing_config: Optional[SelfHealingConfig] = None
-    current_version: Optional[int] = None
-    code_status: Optional[str] = None
-    params: Optional[Dict[str, Any]] = None
-    secret_keys: Optional[List[str]] = None
-    healing_agent: Optional[str] = None
-    created_at: Optional[datetime] = None
-    updated_at: Optional[datetime] = None
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    name: str | None = None
+    prompt: str | None = None
+    self_healing: bool | None = None
+    self_healing_config: SelfHealingConfig | None = None
+    current_version: int | None = None
+    code_status: str | None = None
+    params: dict[str, Any] | None = None
+    secret_keys: list[str] | None = None
+    healing_agent: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    _datetimes = ("created_at", "updated_at")
-    _nested = {"self_healing_config": SelfHealingConfig}
+    _datetimes: ClassVar[tuple[str, ...]] = ("created_at", "updated_at")
+    _nested: ClassVar[dict[str, Any]] = {"self_healing_config": SelfHealingConfig}
 
 
 @dataclass
 class Version(_Model):
     number: int
-    source: Optional[str] = None
-    parent_version: Optional[int] = None
-    author: Optional[str] = None
-    note: Optional[str] = None
-    is_current: Optional[bool] = None
-    created_at: Optional[datetime] = None
-    code: Optional[str] = None
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    source: str | None = None
+    parent_version: int | None = None
+    author: str | None = None
+    note: str | None = None
+    is_current: bool | None = None
+    created_at: datetime | None = None
+    code: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    _datetimes = ("created_at",)
+    _datetimes: ClassVar[tuple[str, ...]] = ("created_at",)
 
 
 @dataclass
 class Diff(_Model):
     from_version: int
     to_version: int
-    added: Optional[int] = None
-    removed: Optional[int] = None
-    unified: Optional[str] = None
-    side_by_side_html: Optional[str] = None
-    inline_html: Optional[str] = None
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    added: int | None = None
+    removed: int | None = None
+    unified: str | None = None
+    side_by_side_html: str | None = None
+    inline_html: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass
 class Run(_Model):
     id: str
-    status: Optional[str] = None
-    task: Optional[str] = None
-    purpose: Optional[str] = None
-    version: Optional[int] = None
-    params: Optional[Dict[str, Any]] = None
+    status: str | None = None
+    task: str | None = None
+    purpose: str | None = None
+    version: int | None = None
+    params: dict[str, Any] | None = None
     output: Any = None
-    error_type: Optional[str] = None
-    error_message: Optional[str] = None
-    trace: Optional[List[Any]] = None
-    healing_event: Optional[str] = None
-    created_at: Optional[datetime] = None
-    started_at: Optional[datetime] = None
-    finished_at: Optional[datetime] = None
-    duration_ms: Optional[int] = None
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    error_type: str | None = None
+    error_message: str | None = None
+    trace: list[Any] | None = None
+    healing_event: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    _datetimes = ("created_at", "started_at", "finished_at")
+    _datetimes: ClassVar[tuple[str, ...]] = ("created_at", "started_at", "finished_at")
 
-    FINISHED = ("succeeded", "healed", "failed")
+    FINISHED: ClassVar[tuple[str, ...]] = ("succeeded", "healed", "failed")
 
     @property
     def finished(self) -> bool:
@@ -140,43 +142,43 @@ class HealingEvent(_Model):
     """
 
     id: str
-    timestamp: Optional[datetime] = None
-    error_type: Optional[str] = None
-    status: Optional[str] = None
-    new_version: Optional[int] = None
-    original_version: Optional[int] = None
-    task: Optional[str] = None
-    run: Optional[str] = None
-    root_cause: Optional[str] = None
-    agent: Optional[str] = None
-    error_message: Optional[str] = None
-    reason: Optional[str] = None
-    failing_step: Optional[Dict[str, Any]] = None
-    attempt: Optional[int] = None
-    agent_trace: Optional[List[Any]] = None
-    candidate_scores: Optional[List[Any]] = None
-    chosen_element: Optional[Dict[str, Any]] = None
-    validation_run: Optional[str] = None
-    cost: Optional[Dict[str, Any]] = None
-    timings: Optional[Dict[str, Any]] = None
-    timeline: Optional[List[Any]] = None
-    reviewer: Optional[str] = None
-    review_comment: Optional[str] = None
-    decided_at: Optional[datetime] = None
-    updated_at: Optional[datetime] = None
-    screenshot_png_b64: Optional[str] = field(default=None, repr=False)
-    diff: Optional[Diff] = field(default=None, repr=False)
-    reviews: Optional[List[Any]] = None
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    timestamp: datetime | None = None
+    error_type: str | None = None
+    status: str | None = None
+    new_version: int | None = None
+    original_version: int | None = None
+    task: str | None = None
+    run: str | None = None
+    root_cause: str | None = None
+    agent: str | None = None
+    error_message: str | None = None
+    reason: str | None = None
+    failing_step: dict[str, Any] | None = None
+    attempt: int | None = None
+    agent_trace: list[Any] | None = None
+    candidate_scores: list[Any] | None = None
+    chosen_element: dict[str, Any] | None = None
+    validation_run: str | None = None
+    cost: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None
+    timeline: list[Any] | None = None
+    reviewer: str | None = None
+    review_comment: str | None = None
+    decided_at: datetime | None = None
+    updated_at: datetime | None = None
+    screenshot_png_b64: str | None = field(default=None, repr=False)
+    diff: Diff | None = field(default=None, repr=False)
+    reviews: list[Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    _datetimes = ("timestamp", "decided_at", "updated_at")
-    _nested = {"diff": Diff}
+    _datetimes: ClassVar[tuple[str, ...]] = ("timestamp", "decided_at", "updated_at")
+    _nested: ClassVar[dict[str, Any]] = {"diff": Diff}
 
 
 class Page(Generic[T]):
     """One page of a list. Iterate it for its items; `next_cursor` fetches the next one (None at the end)."""
 
-    def __init__(self, data: List[T], next_cursor: Optional[str], fetch_next=None):
+    def __init__(self, data: list[T], next_cursor: str | None, fetch_next=None):
         self.data = data
         self.next_cursor = next_cursor
         self._fetch_next = fetch_next
@@ -194,14 +196,14 @@ class Page(Generic[T]):
     def has_more(self) -> bool:
         return self.next_cursor is not None
 
-    def next_page(self) -> Optional["Page[T]"]:
+    def next_page(self) -> Page[T] | None:
         if self.next_cursor is None or self._fetch_next is None:
             return None
         return self._fetch_next(self.next_cursor)
 
     def auto_paging_iter(self) -> Iterator[T]:
         """Every item of this page and all the pages after it."""
-        page: Optional[Page[T]] = self
+        page: Page[T] | None = self
         while page is not None:
             yield from page.data
             page = page.next_page()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any
 from urllib.parse import quote
 
 from anchor_sdk._http import Transport
@@ -16,7 +17,7 @@ def _seg(value: Any) -> str:
     return quote(str(value), safe="")
 
 
-def _given(**fields: Any) -> Dict[str, Any]:
+def _given(**fields: Any) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not _UNSET}
 
 
@@ -30,10 +31,10 @@ class Tasks:
         name: str,
         prompt: str = _UNSET,
         self_healing: bool = _UNSET,
-        self_healing_config: Optional[Dict[str, Any]] = _UNSET,
+        self_healing_config: dict[str, Any] | None = _UNSET,
         code: str = _UNSET,
-        params: Dict[str, Any] = _UNSET,
-        secrets: Dict[str, str] = _UNSET,
+        params: dict[str, Any] = _UNSET,
+        secrets: dict[str, str] = _UNSET,
         healing_agent: str = _UNSET,
     ) -> Task:
         """Create a task. `self_healing_config` keys left out get their defaults; `secrets` are write-only."""
@@ -56,10 +57,10 @@ class Tasks:
         name: str = _UNSET,
         prompt: str = _UNSET,
         self_healing: bool = _UNSET,
-        self_healing_config: Dict[str, Any] = _UNSET,
+        self_healing_config: dict[str, Any] = _UNSET,
         code: str = _UNSET,
-        params: Dict[str, Any] = _UNSET,
-        secrets: Dict[str, str] = _UNSET,
+        params: dict[str, Any] = _UNSET,
+        secrets: dict[str, str] = _UNSET,
         healing_agent: str = _UNSET,
     ) -> Task:
         """Change only what is given. `self_healing_config` keys given replace those keys; the others stay."""
@@ -78,10 +79,10 @@ class Tasks:
     def get(self, task_id: str) -> Task:
         return Task.from_dict(self._t.request("GET", f"/tasks/{_seg(task_id)}"))
 
-    def list(self, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[Task]:
+    def list(self, *, limit: int | None = None, cursor: str | None = None) -> Page[Task]:
         """One page of tasks, newest first. `page.auto_paging_iter()` walks all of them."""
 
-        def fetch(next_cursor: Optional[str]) -> Page[Task]:
+        def fetch(next_cursor: str | None) -> Page[Task]:
             body = self._t.request("GET", "/tasks", params={"limit": limit, "cursor": next_cursor})
             return Page([Task.from_dict(d) for d in body["data"]], body.get("next_cursor"), fetch)
 
@@ -90,22 +91,22 @@ class Tasks:
     def delete(self, task_id: str) -> None:
         self._t.request("DELETE", f"/tasks/{_seg(task_id)}")
 
-    def run(self, task_id: str, *, params: Optional[Dict[str, Any]] = None, version: Optional[int] = None) -> Run:
+    def run(self, task_id: str, *, params: dict[str, Any] | None = None, version: int | None = None) -> Run:
         """Start a run (queued; it runs in the background). `anchor.runs.wait(run.id)` waits for it."""
         body = _given(params=params if params is not None else _UNSET, version=version if version is not None else _UNSET)
         return Run.from_dict(self._t.request("POST", f"/tasks/{_seg(task_id)}/runs", json=body))
 
-    def list_runs(self, task_id: str, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[Run]:
-        def fetch(next_cursor: Optional[str]) -> Page[Run]:
+    def list_runs(self, task_id: str, *, limit: int | None = None, cursor: str | None = None) -> Page[Run]:
+        def fetch(next_cursor: str | None) -> Page[Run]:
             body = self._t.request("GET", f"/tasks/{_seg(task_id)}/runs", params={"limit": limit, "cursor": next_cursor})
             return Page([Run.from_dict(d) for d in body["data"]], body.get("next_cursor"), fetch)
 
         return fetch(cursor)
 
-    def get_healing_events(self, task_id: str, *, limit: Optional[int] = None) -> List[HealingEvent]:
+    def get_healing_events(self, task_id: str, *, limit: int | None = None) -> builtins.list[HealingEvent]:
         """The task's healing events, newest first: all of them, or the newest `limit`."""
-        events: List[HealingEvent] = []
-        cursor: Optional[str] = None
+        events: list[HealingEvent] = []
+        cursor: str | None = None
         while True:
             page_size = 100 if limit is None else max(1, min(100, limit - len(events)))
             body = self._t.request(
@@ -116,8 +117,8 @@ class Tasks:
             if cursor is None or (limit is not None and len(events) >= limit):
                 return events
 
-    def list_versions(self, task_id: str, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[Version]:
-        def fetch(next_cursor: Optional[str]) -> Page[Version]:
+    def list_versions(self, task_id: str, *, limit: int | None = None, cursor: str | None = None) -> Page[Version]:
+        def fetch(next_cursor: str | None) -> Page[Version]:
             body = self._t.request(
                 "GET", f"/tasks/{_seg(task_id)}/versions", params={"limit": limit, "cursor": next_cursor}
             )
@@ -128,7 +129,7 @@ class Tasks:
     def get_version(self, task_id: str, number: int) -> Version:
         return Version.from_dict(self._t.request("GET", f"/tasks/{_seg(task_id)}/versions/{int(number)}"))
 
-    def diff_versions(self, task_id: str, number: int, *, against: Optional[int] = None) -> Diff:
+    def diff_versions(self, task_id: str, number: int, *, against: int | None = None) -> Diff:
         """What changed from `against` (default: the version's parent) to version `number`."""
         body = self._t.request(
             "GET", f"/tasks/{_seg(task_id)}/versions/{int(number)}/diff", params={"against": against}
@@ -167,8 +168,8 @@ class HealingEvents:
         """One event with everything the dashboard shows (root cause, agent trace, diff, cost, timeline)."""
         return HealingEvent.from_dict(self._t.request("GET", f"/healing-events/{_seg(event_id)}"))
 
-    def list(self, task_id: str, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[HealingEvent]:
-        def fetch(next_cursor: Optional[str]) -> Page[HealingEvent]:
+    def list(self, task_id: str, *, limit: int | None = None, cursor: str | None = None) -> Page[HealingEvent]:
+        def fetch(next_cursor: str | None) -> Page[HealingEvent]:
             body = self._t.request(
                 "GET", f"/tasks/{_seg(task_id)}/healing-events", params={"limit": limit, "cursor": next_cursor}
             )
@@ -176,7 +177,7 @@ class HealingEvents:
 
         return fetch(cursor)
 
-    def approve(self, event_id: str, *, comment: Optional[str] = None) -> HealingEvent:
+    def approve(self, event_id: str, *, comment: str | None = None) -> HealingEvent:
         """Deploy the healed version (needs the reviewer permission). ConflictError if already decided."""
         body = {"comment": comment} if comment is not None else {}
         return HealingEvent.from_dict(self._t.request("POST", f"/healing-events/{_seg(event_id)}/approve", json=body))

@@ -780,6 +780,7 @@ def locate(
     """
     t = _prepare(target)
     page = _as_page(candidates)
+    excluded = frozenset(excluded)
     allowed = [i for i, c in enumerate(page.elements) if c.usable and i not in excluded]
     if not allowed:
         return LocateResult(None, 0.0, 0.0, 0.0, True, "no usable candidate", ())

@@ -13,10 +13,12 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django import forms
+from django.core.cache import cache
 from django.db.models import (
     BooleanField,
     DateField,
     ExpressionWrapper,
+    FloatField,
     Func,
     Q,
     QuerySet,
@@ -27,6 +29,7 @@ from healing_app.models import HealingEvent
 from tasks_app.runner.protocol import ERROR_TYPES
 
 PAGE_SIZE = 50
+OVERVIEW_CACHE_S = 60
 
 # The columns a queue row shows; everything else (screenshots, traces, diffs) stays in the database.
 _ROW_FIELDS = (
@@ -192,9 +195,14 @@ class Overview:
     total_cost: float
 
 
+def overview_stats_cached(*, days: int = 30) -> Overview:
+    """The overview is a summary people glance at: a minute's staleness saves re-aggregating on every view."""
+    return cache.get_or_set(f"anchor:overview:{days}", lambda: overview_stats(days=days), OVERVIEW_CACHE_S)
+
+
 def overview_stats(*, days: int = 30) -> Overview:
     """Per-day aggregates over the last `days` days: five GROUP BY queries whatever the row count."""
-    from django.db.models import Avg, Count, DurationField, F, Sum
+    from django.db.models import Avg, Count, Sum
 
     from tasks_app.models import Run
 
@@ -241,12 +249,12 @@ def overview_stats(*, days: int = 30) -> Overview:
         events.filter(status=HealingEvent.Status.DEPLOYED, decided_at__isnull=False)
         .annotate(day=_Day("created_at"))
         .values("day")
-        .annotate(took=Avg(ExpressionWrapper(F("decided_at") - F("created_at"), output_field=DurationField())))
+        .annotate(took=Avg(_MinutesBetween("decided_at", "created_at")))
         .order_by()
     ):
         i = index.get(str(row["day"]))
         if i is not None and row["took"] is not None:
-            minutes[i] = round(row["took"].total_seconds() / 60, 1)
+            minutes[i] = round(row["took"], 1)
     return Overview(
         days=labels,
         runs_ok=runs_ok,
@@ -269,3 +277,22 @@ class _Day(Func):
 
     function = "DATE"
     output_field = DateField()
+
+
+class _MinutesBetween(Func):
+    """Minutes from the second timestamp to the first, in the database's own arithmetic.
+
+    Django's datetime subtraction runs as a Python function per row on SQLite; julianday() and
+    EXTRACT(EPOCH ...) are native.
+    """
+
+    arity = 2
+    output_field = FloatField()
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(
+            compiler, connection, template="((julianday(%(expressions)s)) * 1440.0)", arg_joiner=") - julianday(", **extra
+        )
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="(EXTRACT(EPOCH FROM (%(expressions)s)) / 60.0)", arg_joiner=" - ", **extra)

@@ -97,7 +97,7 @@ def event_reject(request: HttpRequest, event_id: str) -> HttpResponse:
 @require_GET
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
-    stats = queries.overview_stats(days=30)
+    stats = queries.overview_stats_cached(days=30)
     status_css = {
         "Deployed": "s-ok", "Pending review": "s-wait", "Rejected": "s-bad", "Failed": "s-bad",
         "Triggered": "s-open", "Healing": "s-open", "Validating": "s-open",

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -289,6 +290,7 @@ def test_event_text_is_escaped(client, reviewer, pending):
 
 
 def test_overview_draws_charts(client, reviewer, task, pending):
+    cache.clear()  # the overview is cached for a minute
     _bulk_events(task, 10, error_type="navigation_error")
     HealingEvent.objects.filter(pk=pending.pk).update(status=Status.DEPLOYED, decided_at=timezone.now())
     response = _login(client, reviewer).get(reverse("overview"))

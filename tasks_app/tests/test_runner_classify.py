@@ -23,7 +23,8 @@ def pool():
 
 
 def run(pool, code, **kwargs):
-    kwargs.setdefault("action_timeout_ms", 2000)
+    # generous for steps that should pass (busy CI machines); the failing calls set a short timeout
+    kwargs.setdefault("action_timeout_ms", 10000)
     kwargs.setdefault("navigation_timeout_ms", 5000)
     kwargs.setdefault("wall_timeout_s", 30)
     return execute(RunSpec(code=textwrap.dedent(code), params=kwargs.pop("params", {}), secrets={}, **kwargs),
@@ -44,7 +45,7 @@ def test_missing_element_is_element_not_found(pool):
             def run(page, params):
                 page.goto(params["base"] + "/")
                 page.fill("#name", "Ann")
-                page.click("#submit")
+                page.click("#submit", timeout=1500)
             """, params={"base": site.url})
     assert result.status == "failed"
     assert result.error_type == "element_not_found"
@@ -62,7 +63,7 @@ def test_element_waiting_on_a_hanging_request_is_timeout(pool):
         result = run(pool, """
             def run(page, params):
                 page.goto(params["base"] + "/")
-                page.locator("#go").click()
+                page.locator("#go").click(timeout=1500)
             """, params={"base": site.url})
     assert result.error_type == "timeout"
     assert result.failure.details.get("busy") or result.failure.details.get("pending_requests")
@@ -73,7 +74,7 @@ def test_hidden_element_is_timeout(pool):
         result = run(pool, """
             def run(page, params):
                 page.goto(params["base"] + "/")
-                page.click("#go")
+                page.click("#go", timeout=1500)
             """, params={"base": site.url})
     assert result.error_type == "timeout"
     assert result.failure.details["match_count"] == 1
@@ -123,7 +124,7 @@ def test_login_wall_appearing_mid_task_is_authentication_failure(pool):
             def run(page, params):
                 page.goto(params["base"] + "/dashboard")
                 page.click("#orders")
-                return page.inner_text("#orders-table")
+                return page.inner_text("#orders-table", timeout=1500)
             """, params={"base": site.url})
     assert result.error_type == "authentication_failure"
     assert result.failure.details["login_form"] is True
@@ -134,7 +135,7 @@ def test_login_page_the_task_expects_is_not_an_authentication_failure(pool):
         result = run(pool, """
             def run(page, params):
                 page.goto(params["base"] + "/login")
-                page.fill("#username", params["secrets"].get("user", "ann"))
+                page.fill("#username", params["secrets"].get("user", "ann"), timeout=1500)
             """, params={"base": site.url})
     assert result.error_type == "element_not_found"
 
@@ -158,7 +159,7 @@ def test_captcha_appearing_instead_of_element(pool):
             def run(page, params):
                 page.goto(params["base"] + "/")
                 page.click("#buy")
-                page.click("#confirm")
+                page.click("#confirm", timeout=1500)
             """, params={"base": site.url})
     assert result.error_type == "captcha_detected"
 

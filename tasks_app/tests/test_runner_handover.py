@@ -21,7 +21,7 @@ CODE = textwrap.dedent("""
     def run(page, params):
         page.goto(params["base"] + "/contact")
         page.fill("#name", params["name"])
-        page.click("#submit")
+        page.click("#submit", timeout=1500)
         return {"confirmation": page.inner_text(".confirmation")}
 """)
 
@@ -43,7 +43,8 @@ def site():
 
 
 def spec(site, code=CODE, **kw):
-    kw.setdefault("action_timeout_ms", 2000)
+    # generous for the steps that should pass (CI machines can be busy); failing calls set their own
+    kw.setdefault("action_timeout_ms", 10000)
     return RunSpec(code=code, params={"base": site.url, "name": "Ann"}, secrets=kw.pop("secrets", {}),
                    handover_on=kw.pop("handover_on", ["element_not_found"]), **kw)
 
@@ -59,7 +60,7 @@ def test_retry_with_new_selector_continues_the_script_without_rerunning_steps(po
         seen["candidates"] = candidates
         bad = handover.retry_step(selector="#still-wrong", timeout_ms=300)
         assert not bad["ok"] and bad["error"]
-        ok = handover.retry_step(selector=candidates[0]["selector"])
+        ok = handover.retry_step(selector=candidates[0]["selector"], timeout_ms=10000)
         assert ok["ok"], ok
 
     result = execute(spec(site), on_handover=agent, browser=pool)
@@ -85,7 +86,7 @@ def test_resume_returns_the_agents_value_to_the_script(pool, site):
     code = textwrap.dedent("""
         def run(page, params):
             page.goto(params["base"] + "/contact")
-            title = page.inner_text("h2.title")
+            title = page.inner_text("h2.title", timeout=1500)
             return {"title": title}
     """)
 
@@ -170,14 +171,14 @@ def test_second_failure_goes_through_a_second_handover(pool, site):
     code = textwrap.dedent("""
         def run(page, params):
             page.goto(params["base"] + "/contact")
-            page.fill("#full-name", "Ann")
-            page.click("#submit")
+            page.fill("#full-name", "Ann", timeout=1500)
+            page.click("#submit", timeout=1500)
             return page.inner_text("p")
     """)
     fixes = {"#full-name": "#name", "#submit": '[data-testid="send-btn"]'}
 
     def agent(failure, handover):
-        assert handover.retry_step(selector=fixes[failure.selector])["ok"]
+        assert handover.retry_step(selector=fixes[failure.selector], timeout_ms=10000)["ok"]
 
     result = execute(spec(site, code), on_handover=agent, browser=pool)
     assert result.status == "healed"
@@ -222,7 +223,7 @@ def test_selector_for_returns_only_unique_selectors(pool):
         handover.abort("done")
 
     with serve({"/": page}) as s:
-        code = 'def run(page, params):\n    page.goto(params["base"] + "/")\n    page.click("#nope")\n'
+        code = 'def run(page, params):\n    page.goto(params["base"] + "/")\n    page.click("#nope", timeout=1500)\n'
         execute(spec(s, code), on_handover=agent, browser=pool)
     kinds = [c["kind"] for c in seen["buy2"]]
     assert "text" not in kinds  # "Buy" matches two buttons

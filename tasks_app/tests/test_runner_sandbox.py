@@ -23,7 +23,8 @@ def pool():
 
 
 def run(pool, code, **kw):
-    kw.setdefault("wall_timeout_s", 20)
+    kw.setdefault("wall_timeout_s", 30)
+    kw.setdefault("action_timeout_ms", 10000)
     return execute(RunSpec(code=textwrap.dedent(code), params=kw.pop("params", {}), secrets=kw.pop("secrets", {}),
                            **kw), browser=pool)
 

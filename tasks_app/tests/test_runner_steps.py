@@ -58,7 +58,7 @@ def pool():
 def shop_run(pool):
     streamed = []
     with serve({"/": SHOP, "/logo.png": b""}) as site:
-        result = execute(RunSpec(code=CODE, params={"base": site.url}, secrets={}), browser=pool,
+        result = execute(RunSpec(code=CODE, params={"base": site.url}, secrets={}, action_timeout_ms=10000), browser=pool,
                          on_step=streamed.append)
     return result, streamed
 

@@ -34,7 +34,7 @@ SYNONYMS = (
     {"about", "company", "team"},
     {"news", "blog", "articles", "posts"},
 )
-USERNAME_HINTS = ("user", "email", "login", "account", "name")
+USERNAME_HINTS = ("email", "user", "login", "account", "name")
 
 
 @dataclass
@@ -181,9 +181,12 @@ class HeuristicAgent:
         wanted = failure.get("url") or ""
         wanted_path = urlparse(wanted).path
         origin = _origin(wanted)
-        run.log("goto", url=origin + "/", why="look for the moved page among the site's own links")
-        run.handover.goto(origin + "/")
-        ranked = _rank_links(wanted_path, origin, run.handover.observe().get("links") or [])
+        links: list[dict] = []
+        for start in _link_sources(wanted, run.context.params.get("base_url")):
+            run.log("goto", url=start, why="look for the moved page among the site's own links")
+            if run.handover.goto(start).get("ok"):
+                links += run.handover.observe().get("links") or []
+        ranked = _rank_links(wanted_path, origin, links)
         run.log("rank_links", wanted=wanted_path, top=[{"url": url, "text": text, "score": round(score, 1)} for score, url, text in ranked[:5]])
         needed = selectors_in_code(run.context.code, after_line=failure.get("line") or 0)[:3]
         chosen = None
@@ -411,6 +414,18 @@ def _link_score(wanted_path: str, link: dict) -> float:
     return max(fuzz.token_set_ratio(wanted, path), 0.9 * fuzz.token_set_ratio(wanted, text))
 
 
+def _link_sources(wanted_url: str, base_url: object) -> list[str]:
+    """Pages whose links may lead to the moved page: the task's base URL, the broken page's folder, the site root."""
+    parsed = urlparse(wanted_url)
+    origin = f"{parsed.scheme}://{parsed.netloc}"
+    folder = parsed.path.rstrip("/").rsplit("/", 1)[0] + "/"
+    sources = []
+    if isinstance(base_url, str) and _same_origin(base_url, origin):
+        sources.append(base_url.rstrip("/") + "/")
+    sources += [origin + folder, origin + "/"]
+    return list(dict.fromkeys(sources))[:3]
+
+
 def _rank_links(wanted_path: str, origin: str, links: list[dict]) -> list[tuple[float, str, str]]:
     """Same-site links, one per path, best first; the broken path and the home page are not candidates."""
     best: dict[str, tuple[float, str, str]] = {}
@@ -436,7 +451,11 @@ def _login_form(forms: list[dict]) -> tuple[dict, dict, dict] | None:
         if password is None:
             continue
         texts = [i for i in inputs if i is not password and (i.get("type") or "text").lower() in ("text", "email", "")]
-        user = next((i for i in texts if any(h in _hint(i) for h in USERNAME_HINTS)), texts[0] if texts else None)
+        # The strongest hint wins: an "email" field beats a "nickname" field.
+        user = next(
+            (i for hint in USERNAME_HINTS for i in texts if hint in _hint(i) or (i.get("type") or "") == hint),
+            texts[0] if texts else None,
+        )
         submits = [b for b in form.get("submits") or [] if b.get("visible", True)]
         submit = next((b for b in submits if any(w in (b.get("text") or "").lower() for w in SUBMIT_WORDS)), None)
         submit = submit or (submits[0] if submits else None)

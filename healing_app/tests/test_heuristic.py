@@ -1,0 +1,61 @@
+"""Unit tests for the heuristic agent's pure helpers (the browser-driven paths are in test_heal_e2e.py)."""
+
+from healing_app.agents.heuristic import (
+    _link_sources,
+    _login_form,
+    _rank_links,
+    describe_selector_change,
+)
+
+
+def test_moved_page_candidates_start_from_the_tasks_base_url_and_the_broken_pages_folder():
+    sources = _link_sources("http://shop.test/demo-site/catalog", "http://shop.test/demo-site")
+    assert sources == ["http://shop.test/demo-site/", "http://shop.test/"]
+
+
+def test_links_are_ranked_by_name_with_synonyms_and_the_broken_path_is_never_a_candidate():
+    links = [
+        {"href": "/demo-site/catalog", "text": "Catalog"},
+        {"href": "/demo-site/products", "text": "Our products"},
+        {"href": "/demo-site/about", "text": "About us"},
+        {"href": "http://elsewhere.test/products", "text": "Products"},
+    ]
+    ranked = _rank_links("/demo-site/catalog", "http://shop.test", links)
+    assert [url for _, url, _ in ranked][0] == "http://shop.test/demo-site/products"
+    assert all("elsewhere" not in url and not url.endswith("/catalog") for _, url, _ in ranked)
+
+
+def test_login_form_prefers_the_user_field_and_the_sign_in_button():
+    forms = [
+        {"inputs": [{"type": "search", "name": "q", "ref": 1}], "submits": [{"text": "Search", "ref": 2}]},
+        {
+            "inputs": [
+                {"type": "text", "name": "nickname", "ref": 3},
+                {"type": "email", "name": "email", "label": "Email", "ref": 4},
+                {"type": "password", "name": "pass", "ref": 5},
+            ],
+            "submits": [{"text": "Forgot password?", "ref": 6}, {"text": "Sign in", "ref": 7}],
+        },
+    ]
+    user, password, submit = _login_form(forms)
+    assert (user["ref"], password["ref"], submit["ref"]) == (4, 5, 7)
+
+
+def test_no_login_form_without_a_visible_password_field():
+    assert _login_form([{"inputs": [{"type": "password", "visible": False, "ref": 1}], "submits": [{"ref": 2}]}]) is None
+
+
+def test_root_cause_names_the_line_the_old_selector_the_new_one_and_why():
+    text = describe_selector_change(
+        {
+            "line": 14,
+            "old_selector": "#submit",
+            "new_selector": '[data-testid="send"]',
+            "confidence": 0.97,
+            "before": {"tag": "BUTTON", "id": "submit", "text": "Send"},
+            "after": {"tag": "BUTTON", "id": "send-message", "text": "Send"},
+        }
+    )
+    assert "`#submit` on line 14" in text
+    assert "id changed from \u201csubmit\u201d to \u201csend-message\u201d" in text
+    assert '[data-testid="send"]' in text and "97%" in text

@@ -15,8 +15,8 @@ def run_task(run_id: str) -> str:
         return "skipped: not queued (already claimed or finished)"
     try:
         result = execution.run_execute(run, browser=execution.browser_pool())
-    except Exception as exc:  # the runner itself broke: the run must still end, with the reason
+    except Exception as exc:  # the runner itself broke (it already retried on a fresh browser): end the run clearly
         logger.exception("runner failed for %s", run_id)
-        execution.run_fail(run, f"the runner failed: {type(exc).__name__}: {exc}")
+        execution.run_fail(run, f"the runner failed: {type(exc).__name__}: {exc}", error_type="runner_error")
         return "failed"
     return execution.run_finish(run, result).status

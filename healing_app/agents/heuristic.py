@@ -105,7 +105,7 @@ class HeuristicAgent:
                 recovered=False, reason=f"locator abstained: {result.reason}", candidates=candidates
             )
         chosen = elements[result.index]
-        for option in run.handover.selector_for(chosen["ref"]):
+        for option in _selector_options(run.handover.selector_for(chosen["ref"]), action=failure.get("action")):
             run.log("retry_step", selector=option["selector"], kind=option.get("kind"))
             answer = run.handover.retry_step(selector=option["selector"])
             if answer.get("ok"):
@@ -279,6 +279,17 @@ class HeuristicAgent:
             causes.append(cause)
         changed = new_code != code
         return Patch(root_cause=" ".join(causes), code=new_code if changed else None)
+
+
+READ_ACTIONS = frozenset({"inner_text", "text_content", "inner_html", "get_attribute", "input_value", "is_visible", "all_inner_texts", "all_text_contents"})
+
+
+def _selector_options(options: list[dict], *, action: str | None) -> list[dict]:
+    """Selectors to try, best first. A step that reads data must not be located by the data it reads."""
+    if action in READ_ACTIONS:
+        order = {"test_id": 0, "id": 1, "attribute": 2, "class": 3, "role": 4, "css": 5}
+        return sorted((o for o in options if o.get("kind") in order), key=lambda o: order[o["kind"]])
+    return options
 
 
 def _timeout_recovery(failure: dict, waited_ms: int) -> dict:

@@ -327,6 +327,10 @@
       const v = el.getAttribute(a);
       if (v && v.length <= 80) out.push({ selector: tag + "[" + a + "=" + q(v) + "]", kind: "attribute" });
     }
+    // Class names that read like words (not build hashes such as "css-1x2y3z") survive content changes,
+    // which matters for steps that read data: a price's text changes, its class does not.
+    const classes = Array.from(el.classList).filter((c) => /^[a-zA-Z][a-zA-Z_-]{2,30}$/.test(c)).slice(0, 3);
+    if (classes.length) out.push({ selector: tag + "." + classes.map((c) => CSS.escape(c)).join("."), kind: "class" });
     const text = norm(el.innerText || el.textContent);
     if (text && text.length <= 60 && !["INPUT", "SELECT", "TEXTAREA"].includes(el.tagName)) {
       out.push({ selector: "text=" + q(text), kind: "text", text });

@@ -15,7 +15,7 @@ from rapidfuzz import fuzz
 
 from healing_app import codegen
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
-from healing_app.locate import locate
+from healing_app.locate import LocateResult, locate
 from healing_app.selectors import fingerprint_from_selector, plain_selector, same_element, selectors_in_code
 
 # Bounded budgets: a takeover must finish well inside the run's wall clock.
@@ -95,6 +95,13 @@ class HeuristicAgent:
             margin=round(result.margin, 4),
             abstained=result.abstained,
         )
+        structural = _structural_match(target, elements, result) if result.abstained else None
+        if structural is not None:
+            run.log("structural_match", ref=elements[structural].get("ref"), why="same tag, place and target as before")
+            result = LocateResult(
+                index=structural, score=result.ranked[0][1], confidence=result.confidence, margin=result.margin,
+                abstained=False, reason="same tag, position in the page and link/name as before", ranked=result.ranked,
+            )
         if result.abstained or result.index is None:
             # Nothing on the page looks like the element; it may just not be there *yet*.
             late = self._wait_for_original(run)
@@ -133,7 +140,7 @@ class HeuristicAgent:
         """A slow page looks like a missing element until the element arrives: wait once, boundedly."""
         failure = run.context.failure
         selector = plain_selector(failure.get("selector"))
-        if not selector:
+        if not selector or selector.startswith("get_by_"):  # a get_by_* call is not a selector string to wait for
             return None
         run.log("wait", selector=selector, timeout_ms=TIMEOUT_RETRY_MS, why="maybe the page is only slow")
         started = time.monotonic()
@@ -279,6 +286,26 @@ class HeuristicAgent:
             causes.append(cause)
         changed = new_code != code
         return Patch(root_cause=" ".join(causes), code=new_code if changed else None)
+
+
+def _structural_match(target: dict, elements: list[dict], result) -> int | None:
+    """Second opinion when the locator hesitates: the best candidate sits exactly where the element was.
+
+    Same tag and same xpath, and the same link target, name or id: only its wording changed (a renamed
+    link or button label). No other element may share that target, so a look-alike never slips through.
+    """
+    if not result.ranked:
+        return None
+    best = result.ranked[0][0]
+    candidate = elements[best]
+    if candidate.get("visible") is False or candidate.get("enabled") is False:
+        return None
+    keys = [key for key in ("href", "name", "id", "data_testid") if target.get(key) and target.get(key) == candidate.get(key)]
+    same_place = bool(target.get("xpath")) and target.get("tag") == candidate.get("tag") and target.get("xpath") == candidate.get("xpath")
+    if not (same_place and keys):
+        return None
+    twins = [e for e in elements if e is not candidate and any(e.get(key) == candidate.get(key) for key in keys)]
+    return None if twins else best
 
 
 READ_ACTIONS = frozenset({"inner_text", "text_content", "inner_html", "get_attribute", "input_value", "is_visible", "all_inner_texts", "all_text_contents"})

@@ -59,3 +59,18 @@ def test_root_cause_names_the_line_the_old_selector_the_new_one_and_why():
     assert "`#submit` on line 14" in text
     assert "id changed from \u201csubmit\u201d to \u201csend-message\u201d" in text
     assert '[data-testid="send"]' in text and "97%" in text
+
+
+def test_a_relabelled_link_in_the_same_place_is_a_structural_match_but_a_shared_target_is_not():
+    from healing_app.agents.heuristic import _structural_match
+    from healing_app.locate import LocateResult
+
+    target = {"tag": "A", "text": "Catalog", "href": "/catalog", "xpath": "/html[1]/body[1]/nav[1]/a[1]"}
+    relabelled = {"tag": "A", "text": "Shop", "href": "/catalog", "xpath": "/html[1]/body[1]/nav[1]/a[1]"}
+    other = {"tag": "A", "text": "About", "href": "/about", "xpath": "/html[1]/body[1]/nav[1]/a[2]"}
+    hesitant = LocateResult(index=None, score=11.0, confidence=0.93, margin=3.5, abstained=True, reason="evidence too weak", ranked=((0, 11.0), (1, 7.5)))
+    assert _structural_match(target, [relabelled, other], hesitant) == 0
+    twin = {**other, "href": "/catalog"}
+    assert _structural_match(target, [relabelled, twin], hesitant) is None
+    moved = {**relabelled, "xpath": "/html[1]/body[1]/footer[1]/a[1]"}
+    assert _structural_match(target, [moved, other], hesitant) is None

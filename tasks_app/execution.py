@@ -119,7 +119,7 @@ def run_fail(run: Run, reason: str, *, error_type: str = "script_error") -> None
 
 
 def run_announce(run: Run) -> None:
-    data = {"run": run.pk, "status": run.status, "error_type": run.error_type, "purpose": run.purpose}
+    data = {"run": run.pk, "task": run.task_id, "status": run.status, "error_type": run.error_type, "purpose": run.purpose}
     if run.status == Run.Status.FAILED:
         notify(event_type="run.failed", task_id=run.task_id, data=data)
     elif run.status == Run.Status.HEALED:
@@ -147,10 +147,14 @@ class _Heartbeat:
     def _beat(self) -> None:
         from django.db import close_old_connections
 
+        # Several beats per stale window: one late beat must not make a healthy run look lost.
+        every = max(1.0, min(HEARTBEAT_EVERY_S, settings.RUN_STALE_AFTER_S / 3))
         try:
-            while not self.stop.wait(HEARTBEAT_EVERY_S):
-                Run.objects.filter(pk=self.run_id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
-        except Exception as exc:  # a missed heartbeat only delays detection; it must not kill the run
-            logger.warning("heartbeat for %s stopped: %s", self.run_id, exc)
+            while not self.stop.wait(every):
+                try:
+                    Run.objects.filter(pk=self.run_id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
+                except Exception as exc:  # the database may be away for a moment; keep beating when it is back
+                    logger.warning("heartbeat for %s missed: %s", self.run_id, exc)
+                    close_old_connections()
         finally:
             close_old_connections()

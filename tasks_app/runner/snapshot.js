@@ -9,6 +9,7 @@
   const TESTID_ATTRS = ["data-testid", "data-test-id", "data-test", "data-qa", "data-cy"];
   const norm = (s) => (s == null ? "" : String(s)).replace(/\s+/g, " ").trim();
   const cap = (s, n) => (s.length > n ? s.slice(0, n) : s);
+  const NEIGHBOR_MAX_CHILDREN = 200;
 
   function xpath(el) {
     const parts = [];
@@ -130,6 +131,9 @@
     }
     let n = el.parentElement;
     for (let i = 0; n && i < 3 && n !== document.body; i++, n = n.parentElement) {
+      // A container of many elements (a long list, a big table) is not "next to" anything, and reading
+      // its whole text for each of its children made observe() quadratic on huge pages.
+      if (n.childElementCount > NEIGHBOR_MAX_CHILDREN) break;
       const t = norm(n.innerText || n.textContent).replace(own, " ").trim();
       if (t) return cap(norm(t), 120);
     }
@@ -238,11 +242,13 @@
 
   function observe(maxElements) {
     const max = maxElements || 3000;
+    // However odd the page, an observation answers in bounded time (the agent works with what it got).
+    const deadline = performance.now() + 10000;
     const refs = [];
     const elements = [];
     const all = document.body ? document.body.querySelectorAll("*") : [];
     for (const el of all) {
-      if (elements.length >= max) break;
+      if (elements.length >= max || performance.now() > deadline) break;
       if (["SCRIPT", "STYLE", "NOSCRIPT", "TEMPLATE", "META", "LINK", "HEAD"].includes(el.tagName)) continue;
       const interactable = isInteractable(el);
       if (!interactable && !ownText(el)) continue;

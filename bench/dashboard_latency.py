@@ -184,7 +184,7 @@ def server_times(ids: dict, *, requests: int) -> None:
     pages = [
         ("queue, first page", "/"),
         ("queue, pending filter", "/?status=pending_review"),
-        (f"queue, page {depth // queries.PAGE_SIZE + 1} (cursor)", f"/?after={queries._encode(deep)}"),
+        (f"queue, page {depth // queries.PAGE_SIZE + 1} (cursor)", f"/?after={queries.cursor_of(deep)}"),
         ("queue, task filter", f"/?task={ids['task']}"),
         ("queue, search (full scan)", "/?q=checkout"),
         ("queue rows fragment (live)", "/events/rows/"),

@@ -106,11 +106,11 @@ def queue_page(filters: dict, *, after: str = "", before: str = "", size: int = 
         newer = qs.filter(created_at__gte=key[0]).exclude(created_at=key[0], id__lte=key[1])
         rows = list(newer.order_by("created_at", "id")[: size + 1])
         has_newer = len(rows) > size
-        rows = rows[:size][::-1]
+        rows = _with_cursors(rows[:size][::-1])
         return QueuePage(
             rows=rows,
-            next_cursor=_encode(rows[-1]) if rows else None,
-            prev_cursor=_encode(rows[0]) if rows and has_newer else None,
+            next_cursor=cursor_of(rows[-1]) if rows else None,
+            prev_cursor=cursor_of(rows[0]) if rows and has_newer else None,
             is_first=not has_newer,
         )
     key = _decode(after) if after else None
@@ -120,13 +120,28 @@ def queue_page(filters: dict, *, after: str = "", before: str = "", size: int = 
         qs = qs.filter(created_at__lte=key[0]).exclude(created_at=key[0], id__gte=key[1])
     rows = list(qs.order_by("-created_at", "-id")[: size + 1])
     has_older = len(rows) > size
-    rows = rows[:size]
+    rows = _with_cursors(rows[:size])
     return QueuePage(
         rows=rows,
-        next_cursor=_encode(rows[-1]) if rows and has_older else None,
-        prev_cursor=_encode(rows[0]) if key and rows else None,
+        next_cursor=cursor_of(rows[-1]) if rows and has_older else None,
+        prev_cursor=cursor_of(rows[0]) if key and rows else None,
         is_first=key is None,
     )
+
+
+def queue_rows_changed(filters: dict, *, only: str = "", newer: str = "") -> tuple[list[HealingEvent], bool]:
+    """What a live queue needs after one event changed: that row (if it still matches), or the rows newer
+    than the page's top row. The flag says there were more newer rows than a page holds (reload instead)."""
+    if only:
+        return _with_cursors(list(queue_filter(filters).filter(pk=only)[:1])), False
+    page = queue_page(filters, before=newer)
+    return page.rows, page.prev_cursor is not None
+
+
+def _with_cursors(rows: list[HealingEvent]) -> list[HealingEvent]:
+    for row in rows:
+        row.cursor = cursor_of(row)
+    return rows
 
 
 def pending_review_count() -> int:
@@ -157,7 +172,8 @@ def event_screenshot(event_id: str) -> bytes | None:
 # -- cursors -------------------------------------------------------------------------------------
 
 
-def _encode(event: HealingEvent) -> str:
+def cursor_of(event: HealingEvent) -> str:
+    """The keyset position of a row; pages and live updates continue from it."""
     raw = f"{event.created_at.isoformat()}|{event.pk}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

@@ -34,8 +34,15 @@ def queue(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def queue_rows(request: HttpRequest) -> HttpResponse:
-    """The rows and counts of the queue's current page: what live pages swap in when events change."""
-    return render(request, "healing/_queue_rows.html", _queue_context(request))
+    """What live queues fetch when an event changes: with ?only=<event> that one row, with ?newer=<cursor>
+    the rows above the page's top; otherwise the whole first page. Always the pending count."""
+    only, newer = request.GET.get("only", ""), request.GET.get("newer", "")
+    if not (only or newer):
+        return render(request, "healing/_queue_rows.html", _queue_context(request))
+    form = queries.QueueFilterForm(request.GET)
+    rows, more = queries.queue_rows_changed(form.cleaned_data if form.is_valid() else {}, only=only, newer=newer)
+    context = {"rows": rows, "more": more, "pending_count": queries.pending_review_count()}
+    return render(request, "healing/_queue_rows_changed.html", context)
 
 
 @require_GET
@@ -157,6 +164,7 @@ def _queue_context(request: HttpRequest) -> dict:
         "form": form,
         "page": page,
         "pending_count": queries.pending_review_count(),
+        "page_size": queries.PAGE_SIZE,
         "filter_query": base.urlencode(),
         "filtered": any(filters.values()) if filters else False,
     }

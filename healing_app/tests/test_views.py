@@ -299,3 +299,25 @@ def test_overview_draws_charts(client, reviewer, task, pending):
     assert html.count("<svg") == 5
     assert "Runs and failures per day" in html and "navigation_error".replace("_", " ") in html
     assert "style=" not in html  # the CSP forbids inline styles
+
+
+def test_queue_rows_fragment_can_send_just_one_changed_row(client, reviewer, task, pending):
+    _bulk_events(task, 3, start=timezone.now() - dt.timedelta(days=2))
+    client = _login(client, reviewer)
+    html = client.get(reverse("queue-rows"), {"only": pending.pk}).content.decode()
+    assert re.findall(r'<tr data-id="(heal_[^"]+)"', html) == [pending.pk]
+    assert 'data-more="0"' in html and 'id="pending-count">1<' in html
+    # A row that no longer matches the page's filters comes back empty, so the page drops it.
+    html = client.get(reverse("queue-rows"), {"only": pending.pk, "status": "failed"}).content.decode()
+    assert re.findall(r'<tr data-id="(heal_[^"]+)"', html) == []
+
+
+def test_queue_rows_fragment_sends_the_rows_above_the_top(client, reviewer, task):
+    _bulk_events(task, 5, start=timezone.now() - dt.timedelta(days=2))
+    client = _login(client, reviewer)
+    top = re.search(r'data-cursor="([\w-]+)"', client.get("/").content.decode()).group(1)
+    newer = HealingEvent.objects.get(pk=scenario.event_pending_make(task.pk))
+    html = client.get(reverse("queue-rows"), {"newer": top}).content.decode()
+    assert re.findall(r'<tr data-id="(heal_[^"]+)"', html) == [newer.pk]
+    _bulk_events(task, 60)  # more news than a page holds: the page is told to reload its rows
+    assert 'data-more="1"' in client.get(reverse("queue-rows"), {"newer": top}).content.decode()

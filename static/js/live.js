@@ -7,7 +7,9 @@
 //        data-live-except="run.step"   kinds to ignore
 //        data-live-task="task_…"       only messages of this task
 //        data-live-event="heal_…"      only messages whose data.event is this id
-//        data-live-mark-new="tr[data-id]">   highlight children that were not there before
+//        data-live-mark-new="tr[data-id]"   highlight children that were not there before
+//        data-live-rows="50">          a live table of events (the queue): one changed event fetches
+//                                      only its row (?only=) or the rows above the top (?newer=)
 //   <ol data-live-steps="run_…">       run.step messages append their server-rendered html here
 // The fragment response contains elements with the same ids; their children replace ours, so our
 // data-live-* attributes survive the swap.
@@ -65,7 +67,7 @@
     }
     var parts = document.querySelectorAll("[data-live-src]");
     for (var i = 0; i < parts.length; i++) {
-      if (matches(parts[i], kind, message.task_id, data)) schedule(parts[i]);
+      if (matches(parts[i], kind, message.task_id, data)) schedule(parts[i], data.event);
     }
   }
 
@@ -81,33 +83,73 @@
     return true;
   }
 
-  function schedule(el) {
-    if (inflight.get(el)) { inflight.set(el, "again"); return; }
-    if (pending.has(el)) return;
-    pending.set(el, setTimeout(function () { pending.delete(el); refresh(el); }, 30));
+  var changed = new Map(); // element -> Set of event ids (null: refresh the whole part)
+
+  function schedule(el, eventId) {
+    var ids = changed.get(el) || new Set();
+    ids.add(eventId && el.hasAttribute("data-live-rows") ? eventId : null);
+    changed.set(el, ids);
+    if (inflight.get(el) || pending.has(el)) return;
+    pending.set(el, setTimeout(function () { pending.delete(el); flush(el); }, 15));
   }
 
   function refreshAll() {
-    document.querySelectorAll("[data-live-src]").forEach(schedule);
+    document.querySelectorAll("[data-live-src]").forEach(function (el) { schedule(el, null); });
   }
 
-  function refresh(el) {
+  function flush(el) {
+    var ids = changed.get(el) || new Set([null]);
+    changed.delete(el);
     inflight.set(el, true);
-    fetch(el.getAttribute("data-live-src"), { credentials: "same-origin", headers: { "X-Live-Fragment": "1" } })
-      .then(function (response) {
-        if (response.redirected && response.url.indexOf("/accounts/login/") !== -1) {
-          location.reload(); // the session ended: show the login page instead of swapping it in
-          return null;
-        }
-        return response.ok ? response.text() : null;
-      })
-      .then(function (html) { if (html !== null && html !== undefined) swap(html); })
-      .catch(function () { /* a failed fetch is retried by the next message or the reconnect */ })
+    // One changed event in a live table: fetch just its row, or the rows above the top. Anything
+    // else (several at once, no event id, an empty table) re-fetches the whole part.
+    var only = ids.size === 1 && !ids.has(null) ? ids.values().next().value : null;
+    var work = only ? refreshRow(el, only) : fetchHtml(el.getAttribute("data-live-src")).then(swap);
+    work.catch(function () { /* a failed fetch is retried by the next message or the reconnect */ })
       .then(function () {
-        var again = inflight.get(el) === "again";
         inflight.delete(el);
-        if (again) schedule(el);
+        if (changed.has(el)) flush(el);
       });
+  }
+
+  function fetchHtml(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "X-Live-Fragment": "1" } }).then(function (response) {
+      if (response.redirected && response.url.indexOf("/accounts/login/") !== -1) {
+        location.reload(); // the session ended: show the login page instead of swapping it in
+        return "";
+      }
+      return response.ok ? response.text() : "";
+    });
+  }
+
+  function refreshRow(el, eventId) {
+    var src = el.getAttribute("data-live-src");
+    var sep = src.indexOf("?") === -1 ? "?" : "&";
+    var existing = el.querySelector('tr[data-id="' + cssEscape(eventId) + '"]');
+    var top = el.querySelector("tr[data-cursor]");
+    if (!existing && !top) return fetchHtml(src).then(swap);
+    var url = src + sep + (existing ? "only=" + encodeURIComponent(eventId) : "newer=" + encodeURIComponent(top.getAttribute("data-cursor")));
+    return fetchHtml(url).then(function (html) {
+      var template = document.createElement("template");
+      template.innerHTML = html;
+      var part = template.content.getElementById("queue-rows-changed");
+      if (!part || part.getAttribute("data-more") === "1") return fetchHtml(src).then(swap);
+      swap(html); // the counts beside the table
+      var rows = Array.prototype.slice.call(part.querySelectorAll("tr[data-id]"));
+      if (existing) {
+        if (rows.length) existing.replaceWith(rows[0]);
+        else existing.remove(); // it no longer matches the filters
+        return;
+      }
+      if (!rows.length) return;
+      var before = idsOf(el, "tr[data-id]");
+      el.querySelectorAll("tr:not([data-id])").forEach(function (tr) { tr.remove(); }); // "no events" placeholder
+      for (var i = rows.length - 1; i >= 0; i--) el.insertBefore(rows[i], el.firstChild);
+      var size = parseInt(el.getAttribute("data-live-rows"), 10) || 50;
+      var all = el.querySelectorAll("tr[data-id]");
+      for (var j = size; j < all.length; j++) all[j].remove();
+      markNew(el, "tr[data-id]", before);
+    });
   }
 
   function swap(html) {

@@ -29,8 +29,13 @@ def test_a_new_event_appears_in_the_queue_without_a_reload(page, anchor_live, lo
     expect(row).to_be_visible(timeout=10_000)
     expect(row).to_contain_text("Pending review")
     expect(page.locator("#pending-count")).to_have_text(str(pending_before + 1))
-    assert page.evaluate("window.__sameDocument") is True  # no reload happened
     assert page.locator("tbody#queue-rows tr").first.get_attribute("data-id") == event_id
+
+    # A row already on the page changes in place when its event moves on.
+    assert anchor_live.enqueue("tests.browser.scenario.event_approve_as", event_id, REVIEWER[0]) == "deployed"
+    expect(row).to_contain_text("Deployed")
+    expect(page.locator("#pending-count")).to_have_text(str(pending_before))
+    assert page.evaluate("window.__sameDocument") is True  # no reload happened
 
 
 def test_reviewer_approves_from_the_diff_and_other_windows_follow(browser, page, anchor_live, login, live_task):

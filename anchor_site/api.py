@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -46,7 +47,7 @@ class Caller:
     key: ApiKey
 
     @property
-    def user(self):
+    def user(self) -> AbstractBaseUser:
         return self.key.user
 
     @property

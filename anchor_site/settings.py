@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_rq",
     "channels",
+    "ninja",  # serves the API docs' Swagger UI from static files, so /api/v1/docs works offline
     "tasks_app",
     "healing_app",
 ]

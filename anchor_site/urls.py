@@ -1,14 +1,21 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.http import JsonResponse
+from django.urls import include, path, re_path
 
 from anchor_site.api import api
+
+def api_not_found(request, *args, **kwargs):
+    """Unknown API paths answer in the API's own JSON error shape, not with an HTML page."""
+    return JsonResponse({"error": {"code": "not_found", "message": f"no API endpoint at {request.path}"}}, status=404)
+
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", api.urls),
+    re_path(r"^api/", api_not_found),
     path("django-rq/", include("django_rq.urls")),
     path("demo-site/", include("tasks_app.demo.urls")),
     path("webhooks/", include("healing_app.webhooks_urls")),

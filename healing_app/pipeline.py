@@ -129,8 +129,10 @@ def after_run(*, run: Run) -> None:
     if run.purpose == Run.Purpose.VALIDATION:
         validation_finished(run=run)
         return
-    for event in HealingEvent.objects.filter(run=run, status=Status.HEALING):
-        if run.status == Run.Status.HEALED:
+    # A takeover that never recorded its outcome (its worker died mid-takeover) leaves its event
+    # "triggered"; the run's end is the last chance to close it.
+    for event in HealingEvent.objects.filter(run=run, status__in=(Status.TRIGGERED, Status.HEALING)):
+        if run.status == Run.Status.HEALED and event.status == Status.HEALING:
             transaction.on_commit(lambda event_id=event.pk: _enqueue("healing", "healing_app.jobs.heal_generate", event_id))
         else:
             _fail(event, f"the run did not complete after the takeover: {run.error_message[:300]}")

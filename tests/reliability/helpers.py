@@ -1,0 +1,84 @@
+"""Small helpers shared by the scenarios: which worker runs a job, a process's memory and descendants."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from tests.reliability.cluster import Cluster
+
+FINISHED = ("succeeded", "healed", "failed")
+# A lost run is noticed by the next maintenance pass after RUN_STALE_AFTER_S without a heartbeat.
+# Idle workers pass every MAINTENANCE_EVERY_S (15 s); the bound below is what docs/reliability.md states.
+MAINTENANCE_EVERY_S = 15
+
+
+def lost_run_bound(cluster: Cluster) -> float:
+    return float(cluster.env["RUN_STALE_AFTER_S"]) + MAINTENANCE_EVERY_S
+
+
+def worker_running(cluster: Cluster, job_id: str, timeout: float = 30) -> str:
+    """The name ("a", "b") of the cluster worker whose current job is `job_id`."""
+    from redis import Redis
+    from rq import Worker
+
+    connection = Redis.from_url(cluster.redis.url())
+    by_pid = {process.pid: name for name, process in cluster.workers.items()}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker in Worker.all(connection=connection):
+            if worker.get_current_job_id() == job_id and worker.pid in by_pid:
+                return by_pid[worker.pid]
+        time.sleep(0.1)
+    raise AssertionError(f"no cluster worker is running {job_id}")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process whose parent chain leads to `pid`."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses; the fields after the last ")" do not.
+        fields = stat.rsplit(")", 1)[1].split()
+        parents[int(entry)] = int(fields[1])
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        for child, parent in parents.items():
+            if parent == current and child not in found:
+                found.add(child)
+                frontier.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    living = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            living.add(pid)
+    return living
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return ""

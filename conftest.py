@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# pytest-playwright keeps an event loop running in the main thread for its session-scoped browser, so
+# Django would refuse every later synchronous database call "from an async context". The tests are
+# synchronous; Playwright's documented fix for Django is this flag.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture

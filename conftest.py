@@ -24,3 +24,14 @@ def reviewer(django_user_model):
 @pytest.fixture
 def member(django_user_model):
     return django_user_model.objects.create_user("mo", password="pw-mo-123!")
+
+
+@pytest.fixture
+def queues():
+    """Empty RQ queues on the tests' own Redis database, before and after the test."""
+    import django_rq
+
+    connection = django_rq.get_connection("runs")
+    connection.flushdb()
+    yield connection
+    connection.flushdb()

@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves collectstatic output in production too, so one ASGI process is a complete deployment.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "anchor_site.middleware.SecurityHeadersMiddleware",
     "anchor_site.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -81,6 +83,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "tasks_app.demo.context.demo",
             ],
         },
     }
@@ -103,7 +106,13 @@ RQ_QUEUES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNELS_PREFIX", "anchor")},
+        "CONFIG": {
+            # channels-redis waits for messages with a 5 s BZPOPMIN; redis-py's default 5 s socket timeout
+            # made every idle websocket consumer crash after 5 s. The health check replaces connections
+            # that a Redis restart left dead before they are used.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5, "health_check_interval": 10}],
+            "prefix": env_str("CHANNELS_PREFIX", "anchor"),
+        },
     }
 }
 

@@ -9,15 +9,6 @@ QUEUES = ("runs", "healing", "webhooks")
 
 
 @pytest.fixture
-def queues():
-    """Empty queues on the tests' own Redis database, before and after the test."""
-    connection = django_rq.get_connection("runs")
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-
-
-@pytest.fixture
 def drain(queues):
     """Process every queued job (runs, heals, validations, webhooks) with the product's worker class, in-process."""
     from tasks_app.worker import AnchorWorker

@@ -7,4 +7,5 @@ urlpatterns = [
     path("contact", views.contact, name="demo-contact"),
     path("catalog", views.catalog, name="demo-catalog"),
     path("products", views.products, name="demo-products"),
+    path("control/", views.control, name="demo-control"),
 ]

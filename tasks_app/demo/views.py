@@ -6,10 +6,16 @@ break real automation most often.
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
+from tasks_app.audit import Actor, audit_log
+from tasks_app.demo.seed import demo_switch, demo_tasks
 from tasks_app.demo.site import demo_site_version
 
 PRODUCTS = [("Anchor mug", "12.00"), ("Rope, 10 m", "24.50"), ("Brass compass", "89.90")]
@@ -45,3 +51,21 @@ def products(request: HttpRequest) -> HttpResponse:
     if demo_site_version() != 2:
         raise Http404("no such page yet")
     return _page(request, "catalog.html")
+
+
+@login_required
+@require_POST
+def control(request: HttpRequest) -> HttpResponse:
+    """The dashboard's "Change the demo site" button: switch versions and start every demo task."""
+    try:
+        version = int(request.POST.get("version", ""))
+        runs = demo_switch(version=version, actor=Actor(user=request.user, via="dashboard"))
+    except ValueError:
+        return HttpResponseBadRequest("version must be 1 or 2")
+    for task in demo_tasks():
+        audit_log(actor=Actor(user=request.user, via="dashboard"), action="demo.switch", obj=task, data={"version": version})
+    messages.success(request, f"The demo site is now on version {version}; {len(runs)} demo run(s) started.")
+    target = request.POST.get("next") or "/"
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = "/"
+    return redirect(target)

@@ -1,0 +1,51 @@
+"""The bundled demo site and the dashboard's "Change the demo site" control."""
+
+import pytest
+
+from tasks_app.demo.seed import demo_seed
+from tasks_app.demo.site import demo_site_version
+from tasks_app.models import Run
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_demo_site_serves_two_versions(client):
+    demo_seed()
+    assert b'id="submit"' in client.get("/demo-site/contact").content
+    assert client.get("/demo-site/catalog").status_code == 200
+    from tasks_app.demo.site import demo_site_set_version
+
+    demo_site_set_version(2)
+    page = client.get("/demo-site/contact").content
+    assert b'id="submit"' not in page and b'data-testid="send"' in page
+    assert client.get("/demo-site/catalog").status_code == 404
+    assert client.get("/demo-site/products").status_code == 200
+    assert b'href="/demo-site/products"' in client.get("/demo-site/").content
+
+
+def test_seeding_twice_makes_the_demo_tasks_once():
+    first = demo_seed()
+    again = demo_seed()
+    assert [t.pk for t in first] == [t.pk for t in again]
+    assert {t.config["auto_deploy"] for t in first} == {True, False}
+    assert all(t.self_healing for t in first)
+
+
+def test_the_queue_shows_the_control_and_it_switches_the_site_and_starts_runs(client, member, queues):
+    demo_seed()
+    client.force_login(member)
+    assert b"Change the demo site to version 2" in client.get("/").content
+    response = client.post("/demo-site/control/", {"version": "2", "next": "/"})
+    assert response.status_code == 302
+    assert demo_site_version() == 2
+    assert Run.objects.filter(status=Run.Status.QUEUED).count() == 2
+
+
+def test_the_control_refuses_bad_versions_and_anonymous_users(client, member):
+    demo_seed()
+    assert client.post("/demo-site/control/", {"version": "2"}).status_code == 302  # to the login page
+    assert demo_site_version() == 1
+    client.force_login(member)
+    assert client.post("/demo-site/control/", {"version": "7"}).status_code == 400
+    assert client.post("/demo-site/control/", {"version": "x"}).status_code == 400
+    assert demo_site_version() == 1

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 
+import redis
+from rq import worker_registration
 from rq.worker import SimpleWorker
 
 logger = logging.getLogger(__name__)
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class AnchorWorker(SimpleWorker):
@@ -14,18 +18,25 @@ class AnchorWorker(SimpleWorker):
 
     Task code never runs here: the runner executes it in a sandboxed child process. Every
     MAINTENANCE_EVERY_S the worker also repairs what crashed workers and Redis restarts leave behind.
+    A Redis restart does not stop the worker: it waits for Redis, registers again and carries on.
     """
 
     MAINTENANCE_EVERY_S = 15
+    REDIS_WAIT_MAX_S = 15
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("maintenance_interval", self.MAINTENANCE_EVERY_S)
         super().__init__(*args, **kwargs)
-        # A short TTL makes the blocking dequeue return often enough for maintenance to run while idle.
-        self.worker_ttl = min(self.worker_ttl, 35)
+        # The blocking dequeue waits worker_ttl - 15 s; with this TTL it returns every MAINTENANCE_EVERY_S,
+        # so an idle worker runs maintenance on time (a lost run is failed within RUN_STALE_AFTER_S + 15 s).
+        self.worker_ttl = min(self.worker_ttl, self.MAINTENANCE_EVERY_S + 15)
 
     def run_maintenance_tasks(self):
-        super().run_maintenance_tasks()
+        try:
+            super().run_maintenance_tasks()
+            self._register_again()
+        except REDIS_ERRORS as exc:  # RQ's own registry cleaning needs Redis; ours below mostly does not
+            logger.warning("RQ maintenance skipped, Redis unavailable: %s", exc)
         from django.db import close_old_connections
 
         from tasks_app.maintenance import maintenance_tick
@@ -38,3 +49,55 @@ class AnchorWorker(SimpleWorker):
             logger.warning("maintenance skipped: %s", exc)
         finally:
             close_old_connections()
+
+    # -- Redis restarts ------------------------------------------------------------------------------
+    # RQ's work loop survives Redis going away only while it waits for a job; a Redis error anywhere else
+    # (storing a finished job's result, the heartbeat between jobs) makes it quit. Anchor's jobs keep their
+    # outcome in the database and maintenance re-enqueues what a restart lost, so waiting is safe.
+
+    def execute_job(self, job, queue):
+        try:
+            super().execute_job(job, queue)
+        except REDIS_ERRORS as exc:
+            logger.warning("Redis unavailable while finishing job %s (its outcome is in the database): %s", job.id, exc)
+            self._wait_for_redis()
+
+    def heartbeat(self, *args, **kwargs):
+        try:
+            return super().heartbeat(*args, **kwargs)
+        except REDIS_ERRORS as exc:
+            logger.warning("Redis unavailable: %s", exc)
+            self._wait_for_redis()
+
+    def check_for_suspension(self, burst: bool):
+        try:
+            return super().check_for_suspension(burst)
+        except REDIS_ERRORS as exc:
+            logger.warning("Redis unavailable: %s", exc)
+            self._wait_for_redis()
+
+    def _wait_for_redis(self) -> None:
+        delay = 1.0
+        while not self._stop_requested:
+            try:
+                self.connection.ping()
+            except REDIS_ERRORS:
+                time.sleep(delay)
+                delay = min(delay * 2, self.REDIS_WAIT_MAX_S)
+                continue
+            self._register_again()
+            return
+
+    def _register_again(self) -> None:
+        """A Redis restart without persistence forgets every worker; be visible again (rq info, django-rq)."""
+        try:
+            if self.connection.sismember(worker_registration.REDIS_WORKER_KEYS, self.key):
+                return
+            with self.connection.pipeline() as pipeline:
+                pipeline.hset(self.key, mapping=self.serialize())
+                worker_registration.register(self, pipeline)
+                pipeline.expire(self.key, self.worker_ttl + 60)
+                pipeline.execute()
+            logger.info("Redis is back; worker %s registered again", self.name)
+        except REDIS_ERRORS as exc:
+            logger.warning("could not register again yet: %s", exc)

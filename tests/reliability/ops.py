@@ -138,3 +138,9 @@ def maintenance_now() -> dict:
     from tasks_app.maintenance import maintenance_tick
 
     return maintenance_tick()
+
+
+def runs_enqueue_named(task_id: str, names: list[str]) -> list[str]:
+    """One run per name, each posting its own name to the contact form (so the site can count each run)."""
+    task = Task.objects.get(pk=task_id)
+    return [services.run_enqueue(task=task, params={"name": name}).pk for name in names]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import transaction
@@ -19,6 +20,7 @@ from tasks_app.services import fingerprints_store, task_runtime_secrets
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 10
+RESULT_STORE_RETRY_S = 120
 _pool = None
 
 
@@ -102,6 +104,24 @@ def run_finish(run: Run, result: RunResult) -> Run:
         run_announce(run)
         pipeline.after_run(run=run)
     return run
+
+
+def run_finish_retrying(run: Run, result: RunResult) -> Run:
+    """run_finish, retried while the database is unreachable, so a run that completed during a database
+    outage keeps its result instead of being reaped as lost. The heartbeat goes on meanwhile."""
+    from django.db import InterfaceError, OperationalError, close_old_connections
+
+    deadline = time.monotonic() + RESULT_STORE_RETRY_S
+    with _Heartbeat(run.pk):
+        while True:
+            try:
+                return run_finish(run, result)
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning("storing the result of %s failed, retrying: %s", run.pk, exc)
+                close_old_connections()
+                time.sleep(1)
 
 
 def run_fail(run: Run, reason: str, *, error_type: str = "script_error") -> None:

@@ -19,4 +19,4 @@ def run_task(run_id: str) -> str:
         logger.exception("runner failed for %s", run_id)
         execution.run_fail(run, f"the runner failed: {type(exc).__name__}: {exc}", error_type="runner_error")
         return "failed"
-    return execution.run_finish(run, result).status
+    return execution.run_finish_retrying(run, result).status

@@ -42,6 +42,7 @@ class AnchorWorker(SimpleWorker):
         from tasks_app.maintenance import maintenance_tick
 
         try:
+            _close_broken_connections()
             repaired = maintenance_tick()
             if any(repaired.values()):
                 logger.info("maintenance: %s", repaired)
@@ -56,11 +57,14 @@ class AnchorWorker(SimpleWorker):
     # outcome in the database and maintenance re-enqueues what a restart lost, so waiting is safe.
 
     def execute_job(self, job, queue):
+        _close_broken_connections()
         try:
             super().execute_job(job, queue)
         except REDIS_ERRORS as exc:
             logger.warning("Redis unavailable while finishing job %s (its outcome is in the database): %s", job.id, exc)
             self._wait_for_redis()
+        finally:
+            _close_broken_connections()
 
     def heartbeat(self, *args, **kwargs):
         try:
@@ -101,3 +105,14 @@ class AnchorWorker(SimpleWorker):
             logger.info("Redis is back; worker %s registered again", self.name)
         except REDIS_ERRORS as exc:
             logger.warning("could not register again yet: %s", exc)
+
+
+def _close_broken_connections() -> None:
+    """As Django does around each request: drop database connections that an outage broke (or that are
+    too old), so the next job opens a fresh one instead of failing on a dead one long after the database
+    is back. Connections inside a transaction (tests running jobs in-process) are left alone."""
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()

@@ -144,3 +144,15 @@ def runs_enqueue_named(task_id: str, names: list[str]) -> list[str]:
     """One run per name, each posting its own name to the contact form (so the site can count each run)."""
     task = Task.objects.get(pk=task_id)
     return [services.run_enqueue(task=task, params={"name": name}).pk for name in names]
+
+
+def version_draft(task_id: str, code: str) -> int:
+    """A new version that is not deployed (as a person preparing a rollout, or a generated draft)."""
+    from tasks_app.models import CodeVersion as Version
+
+    task = Task.objects.get(pk=task_id)
+    return services.version_create(task=task, code=code, source=Version.Source.MANUAL).number
+
+
+def audit(task_id: str) -> list[dict]:
+    return list(AuditLog.objects.filter(object_id=task_id).order_by("created_at", "id").values("action", "data", "actor_label"))

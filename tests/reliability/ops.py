@@ -156,3 +156,21 @@ def version_draft(task_id: str, code: str) -> int:
 
 def audit(task_id: str) -> list[dict]:
     return list(AuditLog.objects.filter(object_id=task_id).order_by("created_at", "id").values("action", "data", "actor_label"))
+
+
+def data_dump(task_id: str) -> str:
+    """Everything stored about a task, as text: to search for secrets that should never be stored in clear."""
+    import json
+
+    from healing_app.models import HealingEvent as Event
+    from tasks_app.models import ElementFingerprint
+
+    rows = {
+        "task": list(Task.objects.filter(pk=task_id).values()),
+        "versions": list(CodeVersion.objects.filter(task_id=task_id).values()),
+        "runs": list(Run.objects.filter(task_id=task_id).values()),
+        "events": list(Event.objects.filter(task_id=task_id).values()),
+        "fingerprints": list(ElementFingerprint.objects.filter(task_id=task_id).values()),
+        "audit": list(AuditLog.objects.values()),
+    }
+    return json.dumps(rows, default=str)

@@ -35,3 +35,10 @@ def queues():
     connection.flushdb()
     yield connection
     connection.flushdb()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Browser tests go last: pytest-playwright's session browser keeps an event loop running in the main
+    thread from its first test on, and async_to_sync (Channels tests) refuses to run beside it."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -133,6 +133,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # Security: strict by default; HTTPS-only cookies and HSTS when the deployment says it is on HTTPS.
 SECURE_HTTPS = env_bool("SECURE_HTTPS", not DEBUG and not TESTING)

@@ -1,0 +1,105 @@
+"""Scheduled runs: a task whose cron `schedule` matches a minute gets exactly one run for that minute,
+however many workers tick.
+
+Every worker's maintenance pass (every 15 s, see worker.py) calls `schedules_tick()`. A tick looks at each
+minute since the previous tick of any worker (at most CATCH_UP_MINUTES back, so a minute is not skipped
+while every worker is busy with a long run) and fires each task whose schedule matches one of them.
+Schedules are read in UTC (the project's TIME_ZONE).
+
+Firing claims the (task, minute) pair twice:
+1. in Redis with SET NX: cheap, shared by every worker, and it settles almost every race;
+2. in the database, under a lock on the task row: the "run.scheduled" audit entry of that minute is looked
+   up and written in the same transaction as the run, so even a Redis restart (which forgets the claims)
+   cannot make a minute fire twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+import django_rq
+from django.db import transaction
+from django.utils import timezone
+
+from tasks_app.audit import Actor, audit_log
+from tasks_app.models import AuditLog, Run, Task
+from tasks_app.schedule import CronError, cron_matches, parse_cron
+from tasks_app.services import run_enqueue
+
+logger = logging.getLogger(__name__)
+CATCH_UP_MINUTES = 5
+CLAIM_TTL_S = 2 * 24 * 3600
+KEY_PREFIX = "anchor:schedule"
+SCHEDULER = Actor(via="schedule")
+
+
+def schedules_tick(*, now: datetime | None = None) -> int:
+    """Enqueue the runs of every scheduled task due in the minutes since the last tick; returns how many."""
+    connection = django_rq.get_connection("runs")
+    current = _minute(now or timezone.now())
+    minutes = _minutes_to_check(connection, current)
+    fired = 0
+    tasks = Task.objects.exclude(schedule="").filter(current_version__isnull=False).only("id", "schedule", "created_at")
+    for task in tasks.iterator():
+        try:
+            parse_cron(task.schedule)
+        except CronError as exc:  # refused on input; only a hand-edited row gets here
+            logger.warning("task %s has an invalid schedule %r: %s", task.pk, task.schedule, exc)
+            continue
+        born = _minute(task.created_at)
+        for minute in minutes:
+            if minute >= born and cron_matches(task.schedule, minute) and schedule_fire(task=task, minute=minute):
+                fired += 1
+    connection.set(f"{KEY_PREFIX}:last-tick", current.isoformat(), ex=CLAIM_TTL_S)
+    return fired
+
+
+def schedule_fire(*, task: Task, minute: datetime) -> Run | None:
+    """Enqueue the run of `task` for `minute`, unless another worker (or an earlier tick) already did."""
+    minute = _minute(minute)
+    stamp = minute.isoformat()
+    connection = django_rq.get_connection("runs")
+    claim = f"{KEY_PREFIX}:{task.pk}:{minute:%Y%m%d%H%M}"
+    if not connection.set(claim, "1", nx=True, ex=CLAIM_TTL_S):
+        return None
+    try:
+        with transaction.atomic():
+            task = Task.objects.select_for_update().get(pk=task.pk)
+            already = AuditLog.objects.filter(
+                action="run.scheduled", object_type="task", object_id=task.pk, data__minute=stamp
+            ).exists()
+            if already or task.current_version_id is None:
+                return None
+            run = run_enqueue(task=task, actor=SCHEDULER)
+            audit_log(actor=SCHEDULER, action="run.scheduled", obj=task, data={"minute": stamp, "run": run.pk})
+    except Task.DoesNotExist:
+        return None
+    except Exception:
+        connection.delete(claim)  # not fired after all: let the next tick try this minute again
+        raise
+    logger.info("scheduled run %s of task %s for %s", run.pk, task.pk, stamp)
+    return run
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.astimezone(dt_timezone.utc).replace(second=0, microsecond=0)
+
+
+def _minutes_to_check(connection, current: datetime) -> list[datetime]:
+    """The minutes since the previous tick (that one's own minute included: it may have run early in it),
+    at most CATCH_UP_MINUTES back; just the current minute on the very first tick."""
+    raw = connection.get(f"{KEY_PREFIX}:last-tick")
+    start = current
+    if raw:
+        try:
+            previous = datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw)
+            start = max(min(previous, current), current - timedelta(minutes=CATCH_UP_MINUTES))
+        except ValueError:
+            pass
+    count = int((current - start).total_seconds() // 60) + 1
+    return [start + timedelta(minutes=i) for i in range(count)]
+
+
+__all__ = ["CATCH_UP_MINUTES", "schedule_fire", "schedules_tick"]

@@ -1,0 +1,180 @@
+"""Scheduled runs: one run per task and matching minute, however many workers tick, even across a Redis
+restart; missed minutes caught up (a bounded number of them)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+import django_rq
+import pytest
+
+from tasks_app import scheduling, services
+from tasks_app.models import AuditLog, Run, Task
+
+CODE = '''def run(page, params):
+    return {"ok": True}
+'''
+T0 = datetime(2031, 5, 6, 10, 0, 0, tzinfo=dt_timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def own_claims(monkeypatch):
+    """Our own Redis key prefix: runs of the test suite never share schedule claims."""
+    monkeypatch.setattr(scheduling, "KEY_PREFIX", f"test:schedule:{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+def no_leftover_jobs():
+    """Jobs the scheduled runs pushed to the tests' Redis are removed afterwards (other runs share it)."""
+    yield
+    queue = django_rq.get_queue("runs")
+    for run_id in Run.objects.values_list("pk", flat=True):
+        job_id = services.run_job_id(run_id)
+        queue.remove(job_id)
+        queue.connection.delete(f"rq:job:{job_id}")
+
+
+def scheduled_task(schedule: str, *, born: datetime = T0 - timedelta(days=1), code: str | None = CODE) -> Task:
+    task = services.task_create(name=f"scheduled {schedule}", code=code, schedule=schedule)
+    Task.objects.filter(pk=task.pk).update(created_at=born)
+    return Task.objects.get(pk=task.pk)
+
+
+def scheduled_minutes(task: Task) -> list[str]:
+    return sorted(
+        AuditLog.objects.filter(action="run.scheduled", object_id=task.pk).values_list("data__minute", flat=True)
+    )
+
+
+@pytest.mark.django_db
+def test_a_task_due_this_minute_gets_one_run_from_the_scheduler():
+    task = scheduled_task("*/15 * * * *")
+    assert scheduling.schedules_tick(now=T0 + timedelta(seconds=7)) == 1
+    run = Run.objects.get(task=task)
+    assert run.status == Run.Status.QUEUED and run.version == task.current_version
+    assert scheduled_minutes(task) == [T0.isoformat()]
+    assert AuditLog.objects.get(action="run.scheduled").actor_label == "system via schedule"
+
+
+@pytest.mark.django_db
+def test_a_task_that_is_not_due_gets_no_run():
+    scheduled_task("5 * * * *")
+    assert scheduling.schedules_tick(now=T0) == 0
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_more_ticks_in_the_same_minute_fire_nothing_more():
+    task = scheduled_task("* * * * *")
+    fired = [scheduling.schedules_tick(now=T0 + timedelta(seconds=s)) for s in (0, 15, 30, 45)]
+    assert fired == [1, 0, 0, 0]
+    assert Run.objects.filter(task=task).count() == 1
+
+
+@pytest.mark.django_db
+def test_the_database_prevents_a_second_run_after_redis_forgot_the_claims():
+    task = scheduled_task("* * * * *")
+    assert scheduling.schedules_tick(now=T0) == 1
+    connection = django_rq.get_connection("runs")
+    for key in connection.scan_iter(f"{scheduling.KEY_PREFIX}:*"):  # what a Redis restart does
+        connection.delete(key)
+    assert scheduling.schedules_tick(now=T0 + timedelta(seconds=30)) == 0
+    assert Run.objects.filter(task=task).count() == 1
+    # The Redis claim is taken again, so later ticks of this minute stop before the database.
+    assert connection.exists(f"{scheduling.KEY_PREFIX}:{task.pk}:{T0:%Y%m%d%H%M}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_ticking_at_once_fire_each_task_minute_once(no_leftover_jobs):
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        # The in-memory test database of SQLite refuses concurrent writers outright ("table is locked");
+        # CI runs this on PostgreSQL, as production does. tests/reliability/test_scheduled_runs.py covers
+        # real worker processes.
+        pytest.skip("needs a database that takes concurrent writers (PostgreSQL)")
+    tasks = [scheduled_task("* * * * *") for _ in range(3)]
+    barrier = threading.Barrier(6)
+    errors: list[Exception] = []
+
+    def worker() -> None:
+        from django.db import connection
+
+        try:
+            barrier.wait()
+            scheduling.schedules_tick(now=T0 + timedelta(seconds=20))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    for task in tasks:
+        assert Run.objects.filter(task=task).count() == 1
+        assert scheduled_minutes(task) == [T0.isoformat()]
+    # The runs are on the queue for the workers, one job each.
+    queued = set(django_rq.get_queue("runs").job_ids)
+    assert {services.run_job_id(run.pk) for run in Run.objects.all()} <= queued
+
+
+@pytest.mark.django_db
+def test_minutes_missed_while_every_worker_was_busy_are_caught_up_at_most_five_back():
+    task = scheduled_task("* * * * *")
+    assert scheduling.schedules_tick(now=T0) == 1
+    # No worker ticked for ten minutes (all busy with long runs, or all stopped).
+    assert scheduling.schedules_tick(now=T0 + timedelta(minutes=10, seconds=3)) == scheduling.CATCH_UP_MINUTES + 1
+    assert scheduled_minutes(task) == [T0.isoformat()] + [
+        (T0 + timedelta(minutes=m)).isoformat() for m in range(10 - scheduling.CATCH_UP_MINUTES, 11)
+    ]
+
+
+@pytest.mark.django_db
+def test_a_late_tick_catches_up_the_minute_it_missed():
+    task = scheduled_task("1 10 * * *")  # 10:01 only
+    scheduling.schedules_tick(now=T0 + timedelta(seconds=50))  # 10:00
+    assert scheduling.schedules_tick(now=T0 + timedelta(minutes=2, seconds=5)) == 1  # 10:02, 10:01 was missed
+    assert scheduled_minutes(task) == [(T0 + timedelta(minutes=1)).isoformat()]
+
+
+@pytest.mark.django_db
+def test_minutes_before_the_task_existed_are_not_fired():
+    scheduling.schedules_tick(now=T0)  # an earlier tick, so the next one looks back
+    task = scheduled_task("* * * * *", born=T0 + timedelta(minutes=3, seconds=30))
+    scheduling.schedules_tick(now=T0 + timedelta(minutes=4, seconds=1))
+    assert scheduled_minutes(task) == [(T0 + timedelta(minutes=3)).isoformat(), (T0 + timedelta(minutes=4)).isoformat()]
+
+
+@pytest.mark.django_db
+def test_tasks_without_code_or_without_a_schedule_are_left_alone():
+    scheduled_task("", code=CODE)
+    scheduled_task("* * * * *", code=None)
+    broken = scheduled_task("* * * * *")
+    Task.objects.filter(pk=broken.pk).update(schedule="not a cron")  # refused by the services; a hand edit
+    assert scheduling.schedules_tick(now=T0) == 0
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_workers_maintenance_tick_runs_the_scheduler(monkeypatch):
+    from tasks_app import maintenance
+
+    monkeypatch.setattr(scheduling, "timezone", _FixedNow(T0))
+    task = scheduled_task("0 10 * * *")
+    assert maintenance.maintenance_tick()["scheduled_runs"] == 1
+    assert Run.objects.filter(task=task).count() == 1
+
+
+class _FixedNow:
+    def __init__(self, moment: datetime):
+        self.moment = moment
+
+    def now(self) -> datetime:
+        return self.moment

@@ -16,6 +16,7 @@ from rq.job import Job, JobStatus
 
 from tasks_app.execution import run_fail
 from tasks_app.models import Run
+from tasks_app.scheduling import schedules_tick
 from tasks_app.services import run_job_enqueue, run_job_id
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def maintenance_tick() -> dict[str, int]:
         "lost_runs_failed": runs_fail_lost(),
         "queued_runs_requeued": runs_requeue_missing(),
         "stalled_heals_resumed": heals_resume_stalled(),
+        "scheduled_runs": schedules_tick(),
         **webhooks_recover(),
     }
 

@@ -248,6 +248,7 @@ class Cluster:
     control: Control | None = None
     reviewer: dict = field(default_factory=dict)
     model: object = None  # the StalledModel the LLM agent talks to (conftest)
+    scheduled_task: str = ""  # a task scheduled every minute while the cluster lives (conftest)
     webs: dict[str, subprocess.Popen] = field(default_factory=dict)
     web_ports: dict[str, int] = field(default_factory=dict)
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)

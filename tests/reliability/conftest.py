@@ -14,9 +14,14 @@ import httpx
 import pytest
 
 from tests.reliability.cluster import Cluster, cluster_started, pg_available
+from tasks_app.tests.sites import serve
 from tests.reliability.sites import StalledModel
 
 REVIEWER = ("rita", "pw-rita-123!")
+TICK_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/tick")
+    return {"tick": page.inner_text(".tick")}
+'''
 
 
 def _missing() -> str | None:
@@ -29,7 +34,9 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Package scope: the processes stop as soon as the last reliability test is done, not at the end of the
+# whole test session.
+@pytest.fixture(scope="package")
 def cluster() -> Cluster:
     missing = _missing()
     if missing:
@@ -39,9 +46,13 @@ def cluster() -> Cluster:
     llm_env = {"OPENAI_BASE_URL": model.url, "OPENAI_API_KEY": "sk-reliability-not-a-real-key",
                "OPENAI_TIMEOUT_S": "100", "LLM_MAX_RETRIES": "0"}
     try:
-        with cluster_started(extra_env=llm_env) as started:
+        with cluster_started(extra_env=llm_env) as started, serve({"/tick": "<p class='tick'>tick</p>"}) as tick_site:
             started.reviewer = started.call("reviewer_make", *REVIEWER)
             started.model = model
+            # A task scheduled every minute for as long as the cluster lives: both workers' maintenance
+            # ticks fire it through every fault the other scenarios cause (test_scheduled_runs.py).
+            started.scheduled_task = started.call("task_make", name="every minute", code=TICK_CODE,
+                                                  params={"base_url": tick_site.url}, schedule="* * * * *")
             yield started
     finally:
         model.close()

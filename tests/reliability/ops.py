@@ -35,6 +35,7 @@ def task_make(
     self_healing: bool = False,
     config: dict | None = None,
     healing_agent: str = "",
+    schedule: str = "",
 ) -> str:
     task = services.task_create(
         name=name,
@@ -45,6 +46,7 @@ def task_make(
         self_healing=self_healing,
         self_healing_config=config or {},
         healing_agent=healing_agent,
+        schedule=schedule,
     )
     return task.pk
 
@@ -174,3 +176,13 @@ def data_dump(task_id: str) -> str:
         "audit": list(AuditLog.objects.values()),
     }
     return json.dumps(rows, default=str)
+
+
+def schedule_report(task_id: str) -> dict:
+    """The minutes a scheduled task fired for, and its runs."""
+    task = Task.objects.get(pk=task_id)
+    minutes = list(
+        AuditLog.objects.filter(action="run.scheduled", object_id=task_id).order_by("created_at").values_list("data__minute", flat=True)
+    )
+    runs = list(Run.objects.filter(task=task).values("id", "status", "error_type", "created_at"))
+    return {"created_at": task.created_at.isoformat(), "minutes": minutes, "runs": runs}

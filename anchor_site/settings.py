@@ -162,6 +162,8 @@ RUN_WALL_TIMEOUT_S = env_float("RUN_WALL_TIMEOUT_S", 90.0, minimum=1.0)
 RUN_ACTION_TIMEOUT_MS = env_int("RUN_ACTION_TIMEOUT_MS", 5000, minimum=100)
 # A run whose worker stopped sending heartbeats for this long is declared lost (see README "Reliability").
 RUN_STALE_AFTER_S = env_int("RUN_STALE_AFTER_S", 60, minimum=5)
+# A queued run (or a healed run awaiting its new version) whose RQ job is gone this long is enqueued again.
+RUN_REQUEUE_AFTER_S = env_int("RUN_REQUEUE_AFTER_S", 30, minimum=5)
 
 # Healing agents.
 HEALING_AGENT = env_choice("HEALING_AGENT", "auto", ("auto", "heuristic", "llm"))

@@ -20,7 +20,6 @@ from tasks_app.scheduling import schedules_tick
 from tasks_app.services import run_job_enqueue, run_job_id
 
 logger = logging.getLogger(__name__)
-QUEUED_GRACE_S = 30
 LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
@@ -54,7 +53,7 @@ def runs_fail_lost() -> int:
 
 def runs_requeue_missing() -> int:
     """A queued run whose RQ job no longer exists (Redis restarted without persistence) is enqueued again."""
-    cutoff = timezone.now() - timedelta(seconds=QUEUED_GRACE_S)
+    cutoff = timezone.now() - timedelta(seconds=settings.RUN_REQUEUE_AFTER_S)
     connection = django_rq.get_connection("runs")
     count = 0
     for run_id in Run.objects.filter(status=Run.Status.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True)[:500]:
@@ -74,7 +73,7 @@ def heals_resume_stalled() -> int:
     """A heal whose generate job was lost (run healed, no new version after a while) is started again."""
     from healing_app.models import HealingEvent
 
-    cutoff = timezone.now() - timedelta(seconds=QUEUED_GRACE_S)
+    cutoff = timezone.now() - timedelta(seconds=settings.RUN_REQUEUE_AFTER_S)
     stalled = HealingEvent.objects.filter(
         status=HealingEvent.Status.HEALING,
         new_version__isnull=True,

@@ -41,7 +41,8 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 # Short enough that every fault scenario ends in well under a minute; see docs/reliability.md.
 RUN_STALE_AFTER_S = 6
-RUN_WALL_TIMEOUT_S = 30
+RUN_REQUEUE_AFTER_S = 8
+RUN_WALL_TIMEOUT_S = 20
 RUN_ACTION_TIMEOUT_MS = 3000
 
 
@@ -392,6 +393,7 @@ def cluster_env(*, workdir: Path, redis_url: str, database_url: str, token: str,
         WEBHOOKS_ALLOW_PRIVATE="1",
         HEALING_AGENT="heuristic",
         RUN_STALE_AFTER_S=str(RUN_STALE_AFTER_S),
+        RUN_REQUEUE_AFTER_S=str(RUN_REQUEUE_AFTER_S),
         RUN_WALL_TIMEOUT_S=str(RUN_WALL_TIMEOUT_S),
         RUN_ACTION_TIMEOUT_MS=str(RUN_ACTION_TIMEOUT_MS),
         PYTHONUNBUFFERED="1",

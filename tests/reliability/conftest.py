@@ -3,7 +3,7 @@
 The cluster (see cluster.py): its own redis-server on a free port (db 0 of that server), a PostgreSQL
 database `anchor_rel_<token>` on the shared server reached through a TCP proxy the tests can cut, two
 daphne web processes ("a", "b"), two AnchorWorker processes ("a", "b") and a control process.
-RUN_STALE_AFTER_S is 6 s there, the sandbox wall clock 30 s, the action timeout 3 s.
+RUN_STALE_AFTER_S is 6 s there, RUN_REQUEUE_AFTER_S 8 s, the sandbox wall clock 20 s, the action timeout 3 s.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from tests.reliability.cluster import RUN_REQUEUE_AFTER_S
 from tests.reliability.helpers import FINISHED
 from tests.reliability.sites import CONTACT_CODE, contact_site
 from tests.reliability.wsclient import login_cookie
@@ -20,8 +21,8 @@ pytestmark = pytest.mark.reliability
 OUTAGE_S = 10
 RUNS_DURING_OUTAGE = 4
 # Jobs that failed to claim their run during the outage are re-enqueued by maintenance once the run is
-# QUEUED_GRACE_S (30 s) old; maintenance passes every 15 s.
-RECOVERY_BOUND_S = 30 + 15 + 60
+# RUN_REQUEUE_AFTER_S old; maintenance passes every 15 s.
+RECOVERY_BOUND_S = RUN_REQUEUE_AFTER_S + 15 + 60
 
 
 def test_the_api_says_503_while_the_database_is_away_and_workers_recover(c, api):

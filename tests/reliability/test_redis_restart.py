@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from tests.reliability.cluster import RUN_REQUEUE_AFTER_S
 from tests.reliability.helpers import FINISHED
 from tests.reliability.sites import CONTACT_CODE, contact_site
 from tests.reliability.wsclient import WebSocket, login_cookie
@@ -16,9 +17,9 @@ from tests.reliability.wsclient import WebSocket, login_cookie
 pytestmark = pytest.mark.reliability
 
 RUNS = 16
-# Queued rows whose job vanished are re-enqueued by maintenance once they are QUEUED_GRACE_S (30 s) old;
+# Queued rows whose job vanished are re-enqueued by maintenance once they are RUN_REQUEUE_AFTER_S old;
 # maintenance passes every 15 s. Runs then take a few seconds each on two workers.
-RECOVERY_BOUND_S = 30 + 15 + RUNS * 6
+RECOVERY_BOUND_S = RUN_REQUEUE_AFTER_S + 15 + RUNS * 6
 
 
 def _live(c, web: str) -> WebSocket:

@@ -35,4 +35,12 @@ class MaskSecretsFilter(logging.Filter):
         masked = mask_text(message)
         if masked != message:
             record.msg, record.args = masked, None
+        # A traceback repeats the exception's text (often a value the code was handling). Formatters print
+        # a record's exc_text when it is set, so it is formatted and masked here once.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info)
         return True

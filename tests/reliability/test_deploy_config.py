@@ -1,0 +1,106 @@
+"""The shipped deployment configuration (deploy/): Procfile, systemd units, compose file and nginx, read and
+checked for what the product needs. Docker cannot run here, so the compose file is linted, not started;
+the nginx part is exercised for real in test_reverse_proxy.py."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.reliability
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+WORKER = "manage.py rqworker runs healing webhooks --with-scheduler --worker-class tasks_app.worker.AnchorWorker"
+WEB = "daphne"
+ASGI = "anchor_site.asgi:application"
+
+
+def _unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read_string((DEPLOY / "systemd" / name).read_text())
+    return parser
+
+
+def test_the_procfile_has_web_worker_and_release():
+    lines = dict(line.split(":", 1) for line in (DEPLOY / "Procfile").read_text().splitlines() if line and not line.startswith("#"))
+    assert WORKER in lines["worker"]
+    assert lines["web"].strip().startswith(WEB) and ASGI in lines["web"]
+    assert "migrate" in lines["release"]
+
+
+def test_the_systemd_units_run_the_documented_commands_and_restart():
+    web = _unit("anchor-web@.service")["Service"]
+    assert WEB in web["ExecStart"] and ASGI in web["ExecStart"] and "--bind 127.0.0.1 --port %i" in web["ExecStart"]
+    assert web["Restart"] == "always" and web["EnvironmentFile"] == "/etc/anchor/anchor.env"
+    worker = _unit("anchor-worker@.service")["Service"]
+    assert worker["ExecStart"].endswith(WORKER)
+    assert worker["Restart"] == "always"
+    # A crashed or stopped worker takes its RQ scheduler process, Chromium and sandboxes with it.
+    assert worker["KillMode"] == "control-group"
+    assert int(worker["TimeoutStopSec"]) >= 90  # a warm shutdown lets the running task end
+    target = _unit("anchor.target")["Unit"]["Wants"].split()
+    ports = sorted(re.findall(r"anchor-web@(\d+)\.service", " ".join(target)))
+    upstream = sorted(re.findall(r"server 127\.0\.0\.1:(\d+)", (DEPLOY / "nginx" / "anchor.conf").read_text()))
+    assert ports == upstream == ["8001", "8002"]
+    assert sum(unit.startswith("anchor-worker@") for unit in target) == 2
+    env = dict(line.split("=", 1) for line in (DEPLOY / "systemd" / "anchor.env.example").read_text().splitlines()
+               if line and not line.startswith("#"))
+    for key in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "SECURE_HTTPS", "BEHIND_PROXY"):
+        assert key in env
+
+
+def test_the_compose_file_has_postgres_redis_two_webs_two_workers_and_nginx():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "migrate", "web1", "web2", "worker", "nginx"} <= set(services)
+    for name in ("web1", "web2"):
+        command = " ".join(services[name]["command"])
+        assert command.startswith(WEB) and ASGI in command and "--bind 0.0.0.0 --port 8000" in command
+    worker = services["worker"]
+    assert " ".join(worker["command"]).endswith(WORKER)
+    assert worker["deploy"]["replicas"] == 2
+    for name in ("web1", "web2", "worker", "migrate"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://anchor:") and env["DATABASE_URL"].endswith("@postgres:5432/anchor")
+        assert env["REDIS_URL"] == "redis://redis:6379/0"
+        assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")
+        assert env["DEBUG"] == "false" and env["SECURE_HTTPS"] == "true" and env["BEHIND_PROXY"] == "true"
+    for name in ("web1", "web2", "worker"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    nginx = services["nginx"]
+    mounted = {volume.split(":")[0] for volume in nginx["volumes"]}
+    for path in mounted:
+        if path.endswith(".conf"):
+            assert (DEPLOY / path).exists(), path
+    assert set(nginx["depends_on"]) == {"web1", "web2"}
+    upstream = re.findall(r"server (web\d):8000", (DEPLOY / "nginx" / "compose.conf").read_text())
+    assert upstream == ["web1", "web2"]
+
+
+def test_both_nginx_configs_upgrade_websockets_and_forward_the_client():
+    locations = (DEPLOY / "nginx" / "anchor-locations.conf").read_text()
+    ws = locations.split("location /ws/", 1)[1].split("}", 1)[0]
+    assert "proxy_set_header Upgrade $http_upgrade;" in ws
+    assert "proxy_set_header Connection $connection_upgrade;" in ws
+    assert "proxy_http_version 1.1;" in ws
+    assert re.search(r"proxy_read_timeout\s+\d+h", ws)
+    assert locations.count("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;") == 2
+    assert locations.count("proxy_set_header X-Forwarded-Proto $scheme;") == 2
+    for name in ("anchor.conf", "compose.conf"):
+        conf = (DEPLOY / "nginx" / name).read_text()
+        assert "upstream anchor_web" in conf and "map $http_upgrade $connection_upgrade" in conf
+        assert "include /etc/nginx/snippets/anchor-locations.conf;" in conf
+        assert "return 301 https://$host$request_uri;" in conf
+
+
+def test_the_dockerfile_installs_chromium_and_serves_the_asgi_app():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "chromium" in dockerfile and "requirements.txt" in dockerfile
+    cmd = re.search(r'^CMD (\[.*\])$', dockerfile, re.M).group(1)
+    assert shlex.join(yaml.safe_load(cmd)).startswith(WEB)

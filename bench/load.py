@@ -13,8 +13,9 @@ Send, read the confirmation (4 steps).
 Reported per worker count: throughput (finished runs per second, from the first enqueue to the last
 finish), queue-to-finish p50/p95 (run.finished_at - run.created_at, so it includes the wait in the queue),
 the mean run time inside the worker, errors (runs that ended failed) and lost runs (runs still queued or
-running when the wait ended; the goal is zero). The CPU count and load average are printed too: on a
-shared machine the numbers move with the neighbours.
+running when the wait ended; the goal is zero), the CPU seconds the workers (with their browsers and
+sandboxes) spent per run, the share of the machine's CPUs they used, and how busy the machine was in all.
+On a shared machine the last two tell whether the workers or the neighbours filled the CPUs.
 
 Services used: Redis at REDIS (default 127.0.0.1:6379) database 13, claimed with a lock key so two
 benches never share it and flushed before and after; PostgreSQL at PG (default postgres@127.0.0.1:5432),
@@ -207,10 +208,13 @@ def measure(*, workers: int, runs: int, env: dict, workdir: Path, base_url: str,
         _wait_finished(warm, timeout=180, processes=processes, workdir=workdir)
 
         started = time.monotonic()
+        cpu_before, machine_before = _cpu_seconds([p.pid for p in processes]), _machine_busy()
         run_ids = [services.run_enqueue(task=task, params={"name": f"r{i}"}).pk for i in range(runs)]
         enqueue_s = time.monotonic() - started
         finished = _wait_finished(run_ids, timeout=timeout, processes=processes, workdir=workdir)
         wall = time.monotonic() - started
+        workers_cpu = _cpu_seconds([p.pid for p in processes]) - cpu_before
+        machine_after = _machine_busy()
     finally:
         stop_workers(processes)
         connection.close()
@@ -236,10 +240,47 @@ def measure(*, workers: int, runs: int, env: dict, workdir: Path, base_url: str,
         "sandbox_mean_s": round(statistics.mean(r["timings"].get("total_ms", 0) for r in done) / 1000, 2) if done else None,
         "errors": sum(r["status"] == Run.Status.FAILED for r in rows),
         "lost": runs - len(done),
+        # CPU seconds the worker processes, their browsers and sandboxes used per run, and how busy the
+        # whole machine was meanwhile (ours and everything else running on it).
+        "cpu_per_run_s": round(workers_cpu / max(runs, 1), 2),
+        "workers_cpu_share": round(workers_cpu / (wall * (os.cpu_count() or 1)), 2),
+        "machine_busy": round((machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1), 2),
         "enqueue_s": round(enqueue_s, 1),
         "wall_s": round(wall, 1),
         "all_finished": finished,
     }
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU time of these processes and all their live descendants, including children they have reaped
+    (sandbox children reaped by the fork server, renderers reaped by Chromium)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[1] is the parent pid; utime, stime, cutime, cstime are fields 11-14 after the name.
+        stats[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / ticks)
+    total, frontier, seen = 0.0, list(pids), set()
+    while frontier:
+        pid = frontier.pop()
+        if pid in seen or pid not in stats:
+            continue
+        seen.add(pid)
+        total += stats[pid][1]
+        frontier.extend(child for child, (parent, _) in stats.items() if parent == pid)
+    return total
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine so far, from /proc/stat."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
 
 
 def _wait_finished(run_ids: list[str], *, timeout: float, processes: list, workdir: Path) -> bool:
@@ -302,17 +343,21 @@ def main() -> None:
             results.append(result)
             print(f"  {count} worker(s): {result['throughput_per_s']} runs/s, p50 {result['p50_s']} s, "
                   f"p95 {result['p95_s']} s, mean run {result['run_mean_s']} s (sandbox {result['sandbox_mean_s']} s), "
-                  f"errors {result['errors']}, lost {result['lost']}, enqueued in {result['enqueue_s']} s", flush=True)
+                  f"errors {result['errors']}, lost {result['lost']}, enqueued in {result['enqueue_s']} s; "
+                  f"{result['cpu_per_run_s']} CPU-s per run, workers used {result['workers_cpu_share']:.0%} of the CPUs, "
+                  f"machine {result['machine_busy']:.0%} busy", flush=True)
         posted = _Site.posts
 
     base = results[0]["throughput_per_s"] if results else 0
     print()
-    print("| workers | runs | throughput (runs/s) | runs/min | vs first row | queue→finish p50 | p95 | mean run | errors | lost |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| workers | runs | throughput (runs/s) | runs/min | vs first row | queue→finish p50 | p95 | mean run "
+          "| CPU-s per run | workers' CPU share | machine busy | errors | lost |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         speedup = r["throughput_per_s"] / (base or 1)
         print(f"| {r['workers']} | {r['runs']} | {r['throughput_per_s']:.2f} | {r['runs_per_min']:.0f} | "
-              f"{speedup:.2f}× | {r['p50_s']:.1f} s | {r['p95_s']:.1f} s | {r['run_mean_s']:.2f} s | {r['errors']} | {r['lost']} |")
+              f"{speedup:.2f}× | {r['p50_s']:.1f} s | {r['p95_s']:.1f} s | {r['run_mean_s']:.2f} s | "
+              f"{r['cpu_per_run_s']:.2f} | {r['workers_cpu_share']:.0%} | {r['machine_busy']:.0%} | {r['errors']} | {r['lost']} |")
     expected_posts = sum(r["runs"] + 2 * r["workers"] for r in results)
     print(f"\nform posts received by the site: {posted} (runs incl. warm-up: {expected_posts}); "
           f"load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

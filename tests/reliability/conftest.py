@@ -13,8 +13,8 @@ import shutil
 import httpx
 import pytest
 
-from tests.reliability.cluster import Cluster, cluster_started, pg_available
 from tasks_app.tests.sites import serve
+from tests.reliability.cluster import Cluster, cluster_started, pg_available
 from tests.reliability.sites import StalledModel
 
 REVIEWER = ("rita", "pw-rita-123!")

@@ -150,10 +150,8 @@ def runs_enqueue_named(task_id: str, names: list[str]) -> list[str]:
 
 def version_draft(task_id: str, code: str) -> int:
     """A new version that is not deployed (as a person preparing a rollout, or a generated draft)."""
-    from tasks_app.models import CodeVersion as Version
-
     task = Task.objects.get(pk=task_id)
-    return services.version_create(task=task, code=code, source=Version.Source.MANUAL).number
+    return services.version_create(task=task, code=code, source=CodeVersion.Source.MANUAL).number
 
 
 def audit(task_id: str) -> list[dict]:
@@ -164,14 +162,13 @@ def data_dump(task_id: str) -> str:
     """Everything stored about a task, as text: to search for secrets that should never be stored in clear."""
     import json
 
-    from healing_app.models import HealingEvent as Event
     from tasks_app.models import ElementFingerprint
 
     rows = {
         "task": list(Task.objects.filter(pk=task_id).values()),
         "versions": list(CodeVersion.objects.filter(task_id=task_id).values()),
         "runs": list(Run.objects.filter(task_id=task_id).values()),
-        "events": list(Event.objects.filter(task_id=task_id).values()),
+        "events": list(HealingEvent.objects.filter(task_id=task_id).values()),
         "fingerprints": list(ElementFingerprint.objects.filter(task_id=task_id).values()),
         "audit": list(AuditLog.objects.values()),
     }

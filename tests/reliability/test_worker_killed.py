@@ -58,8 +58,7 @@ def _heal_ready_task(c, site, **config) -> str:
     """A self-healing contact-form task that has succeeded once on version 1 of the site (so the
     heal has the element's fingerprint)."""
     task = c.call("task_make", name=f"kill mid-heal {uuid.uuid4().hex[:6]}", code=CONTACT_CODE,
-                  params={"base_url": site.url, "name": "Ada"}, self_healing=True, config=config,
-                  healing_agent=config.pop("agent", ""))
+                  params={"base_url": site.url, "name": "Ada"}, self_healing=True, config=config)
     [first] = c.call("runs_enqueue", task)
     done = c.wait_for("the version-1 run", lambda: (r := c.call("run_get", first))["status"] in FINISHED and r, 90)
     assert done["status"] == "succeeded", done

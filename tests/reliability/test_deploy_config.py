@@ -5,8 +5,11 @@ the nginx part is exercised for real in test_reverse_proxy.py."""
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,6 +84,26 @@ def test_the_compose_file_has_postgres_redis_two_webs_two_workers_and_nginx():
     assert set(nginx["depends_on"]) == {"web1", "web2"}
     upstream = re.findall(r"server (web\d):8000", (DEPLOY / "nginx" / "compose.conf").read_text())
     assert upstream == ["web1", "web2"]
+
+
+@pytest.mark.django_db
+def test_the_web_healthcheck_passes_under_the_production_settings(live_server, settings):
+    """compose starts nginx only once the web processes are healthy, so the check must pass with the settings
+    compose gives them: an https redirect and only the public host allowed."""
+    check = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["web1"]["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "python", "-c"]
+    settings.ALLOWED_HOSTS = ["anchor.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    environment = {**os.environ, "ALLOWED_HOSTS": "anchor.example.com,www.anchor.example.com"}
+
+    def passes(code: str) -> bool:
+        code = code.replace("http://127.0.0.1:8000", live_server.url)
+        return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, timeout=30).returncode == 0
+
+    assert passes(check[3])
+    # The control: a plain request to 127.0.0.1 is refused by these settings.
+    assert not passes("import urllib.request as u; u.urlopen('http://127.0.0.1:8000/accounts/login/', timeout=3)")
 
 
 def test_both_nginx_configs_upgrade_websockets_and_forward_the_client():

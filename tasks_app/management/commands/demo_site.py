@@ -8,10 +8,13 @@ class Command(BaseCommand):
     help = "Show or change the bundled demo site's version (2 breaks the demo tasks so they heal)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--version", type=int, choices=VERSIONS, help="switch the demo site to this version")
+        # Positional: Django's BaseCommand owns --version (it prints Django's version).
+        parser.add_argument("site_version", nargs="?", type=int, choices=VERSIONS,
+                            help="switch the demo site to this version")
         parser.add_argument("--run", action="store_true", help="also start every demo task right away")
 
-    def handle(self, *args, version=None, run=False, **options):
+    def handle(self, *args, site_version=None, run=False, **options):
+        version = site_version
         if version is None:
             self.stdout.write(f"The demo site is on version {demo_site_version()}.")
             return

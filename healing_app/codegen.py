@@ -746,16 +746,21 @@ def replace_url(code: str, *, line: int, old_path: str, new_path: str) -> str:
     gotos = [c for c in _method_calls(src, line) if c.func.attr.value == "goto"]
     if not gotos:
         raise PatchError(f"no goto call on line {line}")
+    urls = [
+        call.args[0] if call.args and call.args[0].keyword is None
+        else next((a for a in call.args if a.keyword and a.keyword.value == "url"), None)
+        for call in gotos
+    ]
     replacements: dict[cst.CSTNode, _Replacement] = {}
-    for call in gotos:
-        url = call.args[0] if call.args and call.args[0].keyword is None else next(
-            (a for a in call.args if a.keyword and a.keyword.value == "url"), None
-        )
-        for part, quote in _url_literal_parts(url.value) if url else []:
-            new_part = _replace_path_in_part(part, quote, old_path, new_path)
-            if new_part is not None:
-                replacements[part] = new_part
-    if not replacements:
+    for old, new in _path_variants(old_path, new_path):
+        for url in urls:
+            for part, quote in _url_literal_parts(url.value) if url else []:
+                new_part = _replace_path_in_part(part, quote, old, new)
+                if new_part is not None:
+                    replacements[part] = new_part
+        if replacements:
+            break
+    else:
         raise PatchError(f"path {old_path!r} not found in the goto URL on line {line}")
     return src.apply(replacements)
 
@@ -772,6 +777,18 @@ def _url_literal_parts(expr: cst.BaseExpression) -> list[tuple[cst.CSTNode, str]
     if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
         return _url_literal_parts(expr.left) + _url_literal_parts(expr.right)
     return []
+
+
+def _path_variants(old_path: str, new_path: str) -> Iterator[tuple[str, str]]:
+    """The (old, new) fragments to look for in a URL's literal text, most specific first: the whole
+    paths, then the paths without the leading segments they share. Code often builds the URL from a
+    base that already holds those (``params["base_url"] + "/catalog"`` with base ``…/shop``)."""
+    yield old_path, new_path
+    old_segments, new_segments = old_path.split("/"), new_path.split("/")
+    shared = 1  # both start with "", before the leading slash
+    while shared < min(len(old_segments), len(new_segments)) - 1 and old_segments[shared] == new_segments[shared]:
+        shared += 1
+        yield "/" + "/".join(old_segments[shared:]), "/" + "/".join(new_segments[shared:])
 
 
 def _replace_path_in_part(part: cst.CSTNode, quote: str, old: str, new: str) -> cst.CSTNode | None:

@@ -648,6 +648,22 @@ def test_replace_url_in_an_absolute_literal_and_an_f_string():
     assert ast.parse(new)
 
 
+def test_replace_url_when_the_base_url_holds_the_leading_segments():
+    # The run saw /demo-site/catalog → /demo-site/products; the code only spells "/catalog".
+    code = with_run('page.goto(params["base_url"] + "/catalog")\n')
+    new = replace_url(code, line=2, old_path="/demo-site/catalog", new_path="/demo-site/products")
+    assert changed_lines(code, new) == [
+        ('    page.goto(params["base_url"] + "/catalog")', '    page.goto(params["base_url"] + "/products")'),
+    ]
+    # The whole path wins when the code spells it; segments that differ are never dropped.
+    code = with_run('page.goto("https://example.com/shop/catalog/all")\n')
+    new = replace_url(code, line=2, old_path="/shop/catalog/all", new_path="/shop/products/all")
+    assert 'page.goto("https://example.com/shop/products/all")' in new
+    with pytest.raises(PatchError, match="not found"):
+        replace_url(with_run('page.goto(params["base_url"] + "/all")\n'), line=2,
+                    old_path="/shop/catalog/all", new_path="/shop/products/all")
+
+
 def test_replace_url_respects_path_boundaries():
     code = with_run('page.goto(params["base_url"] + "/contacts")\n')
     with pytest.raises(PatchError, match="'/contact' not found in the goto URL on line 2"):

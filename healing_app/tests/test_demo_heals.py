@@ -1,0 +1,41 @@
+"""The demo a new user sees (`make run`): both demo tasks break on version 2 of the bundled site and heal.
+
+The demo site is served by the product itself, here by a live server; the product's worker runs in-process.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from healing_app.models import HealingEvent
+from tasks_app import services
+from tasks_app.demo.seed import demo_seed, demo_switch
+from tasks_app.models import Run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_demo_heals_the_contact_form_and_the_moved_catalog(live_server, settings, drain):
+    settings.ANCHOR_SITE_URL = live_server.url
+    contact, catalog = sorted(demo_seed(), key=lambda task: task.name != "demo: contact form")
+    for task in (contact, catalog):
+        services.run_enqueue(task=task)
+    drain()
+    assert set(Run.objects.values_list("status", flat=True)) == {Run.Status.SUCCEEDED}
+
+    demo_switch(version=2)
+    drain()
+
+    contact_event = HealingEvent.objects.get(task=contact)
+    assert contact_event.status == HealingEvent.Status.DEPLOYED
+    contact.refresh_from_db()
+    assert '[data-testid="send"]' in contact.current_version.code
+
+    catalog_event = HealingEvent.objects.get(task=catalog)
+    assert catalog_event.status == HealingEvent.Status.PENDING_REVIEW, catalog_event.reason
+    assert catalog_event.error_type == "navigation_error"
+    assert 'params["base_url"] + "/products"' in catalog_event.new_version.code
+    catalog.refresh_from_db()
+    assert catalog.current_version.number == 1  # auto_deploy is off: it waits for a reviewer
+    healed_run = catalog_event.run
+    assert healed_run.status == Run.Status.HEALED and "Brass compass" in str(healed_run.output)

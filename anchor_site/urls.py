@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import JsonResponse
+from django.templatetags.static import static
+from django.views.generic import RedirectView
 from django.urls import include, path, re_path
 
 from anchor_site.api import api
@@ -11,6 +13,8 @@ def api_not_found(request, *args, **kwargs):
 
 
 urlpatterns = [
+    # Browsers ask for /favicon.ico on every page without a <link rel="icon"> (the demo site's pages).
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

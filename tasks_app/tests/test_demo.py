@@ -1,5 +1,7 @@
 """The bundled demo site and the dashboard's "Change the demo site" control."""
 
+from pathlib import Path
+
 import pytest
 
 from tasks_app.demo.seed import demo_seed
@@ -49,3 +51,11 @@ def test_the_control_refuses_bad_versions_and_anonymous_users(client, member):
     assert client.post("/demo-site/control/", {"version": "7"}).status_code == 400
     assert client.post("/demo-site/control/", {"version": "x"}).status_code == 400
     assert demo_site_version() == 1
+
+
+def test_browsers_asking_for_favicon_ico_get_the_icon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"] == "/static/favicon.svg"
+    from django.contrib.staticfiles import finders
+
+    assert "<svg" in Path(finders.find("favicon.svg")).read_text()

@@ -76,7 +76,10 @@ class _Site(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the browser went first (a run that ended or was stopped); its run reports that itself
 
     def do_GET(self) -> None:
         self._send(CONTACT)

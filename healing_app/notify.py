@@ -16,4 +16,6 @@ def notify(*, event_type: str, task_id: str | None, data: dict) -> None:
 
         webhooks_fan_out(event_type=event_type, task_id=task_id, data=data)
 
-    transaction.on_commit(send)
+    # robust: the change is committed; a failure to tell about it (Redis away) is logged, not raised into
+    # the caller, which would otherwise retry a change that already happened.
+    transaction.on_commit(send, robust=True)

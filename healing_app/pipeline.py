@@ -133,16 +133,34 @@ def after_run(*, run: Run) -> None:
     # "triggered"; the run's end is the last chance to close it.
     for event in HealingEvent.objects.filter(run=run, status__in=(Status.TRIGGERED, Status.HEALING)):
         if run.status == Run.Status.HEALED and event.status == Status.HEALING:
-            transaction.on_commit(lambda event_id=event.pk: _enqueue("healing", "healing_app.jobs.heal_generate", event_id))
+            # robust: with Redis away, maintenance resumes the heal (heals_resume_stalled).
+            transaction.on_commit(lambda event_id=event.pk: heal_generate_enqueue(event_id), robust=True)
         else:
             _fail(event, f"the run did not complete after the takeover: {run.error_message[:300]}")
+
+
+def heal_generate_job_id(event_id: str) -> str:
+    # Derived from the event, so maintenance can tell whether the job is still queued or running.
+    return f"heal-generate-{event_id}"
+
+
+def heal_generate_enqueue(event_id: str) -> None:
+    _enqueue("healing", "healing_app.jobs.heal_generate", event_id, job_id=heal_generate_job_id(event_id))
+
+
+def heal_fail(event_id: str, reason: str) -> None:
+    """Close an open heal that cannot go on (maintenance: its generate job crashed)."""
+    _fail(HealingEvent.objects.get(pk=event_id), reason)
 
 
 def heal_generate(event_id: str) -> None:
     """Evaluate the takeover, name the root cause and write the new version (a draft until deployed)."""
     event = HealingEvent.objects.select_related("task", "original_version", "run").get(pk=event_id)
-    if event.status != Status.HEALING or event.new_version_id:
+    if event.status != Status.HEALING:
         return  # already done by an earlier run of this job
+    if event.new_version_id:
+        _validate_or_decide(event)  # an earlier run stored the version and stopped before going on
+        return
     divergence = _path_divergence(event)
     if divergence:
         _fail(event, divergence)
@@ -185,6 +203,10 @@ def heal_generate(event_id: str) -> None:
         _add_cost(event, patch.prompt_tokens, patch.completion_tokens)
         event.timings = {**event.timings, "generate_ms": int((time.monotonic() - started) * 1000)}
         event.save()
+    _validate_or_decide(event)
+
+
+def _validate_or_decide(event: HealingEvent) -> None:
     if event.task.config["validation_required"]:
         _start_validation(event)
     else:
@@ -323,8 +345,8 @@ def _add_cost(event: HealingEvent, prompt_tokens: int, completion_tokens: int) -
     event.cost_usd += costs.cost_usd(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
-def _enqueue(queue: str, func, *args) -> None:
-    django_rq.get_queue(queue).enqueue(func, *args)
+def _enqueue(queue: str, func, *args, job_id: str | None = None) -> None:
+    django_rq.get_queue(queue).enqueue(func, *args, job_id=job_id)
 
 
 def _stored_fingerprint(task: Task, step_key: str | None) -> dict | None:

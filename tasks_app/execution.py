@@ -124,12 +124,19 @@ def run_finish_retrying(run: Run, result: RunResult) -> Run:
                 time.sleep(1)
 
 
-def run_fail(run: Run, reason: str, *, error_type: str = "script_error") -> None:
-    """End a run that could not be executed at all (the runner itself failed)."""
+def run_fail(run: Run, reason: str, *, error_type: str = "script_error", stale_before=None) -> None:
+    """End a run that could not be executed at all (the runner itself failed).
+
+    With `stale_before`, only if its heartbeat is still older than that: a run whose worker beat again
+    since maintenance looked (after a database outage, say) is alive and keeps its result.
+    """
     from healing_app import pipeline
 
+    still_running = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING)
+    if stale_before is not None:
+        still_running = still_running.filter(heartbeat_at__lt=stale_before)
     with transaction.atomic():
-        if not Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+        if not still_running.update(
             status=Run.Status.FAILED, error_type=error_type, error_message=reason[:10_000], finished_at=timezone.now()
         ):
             return

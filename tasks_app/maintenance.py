@@ -24,15 +24,26 @@ LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, Job
 
 
 def maintenance_tick() -> dict[str, int]:
+    """Every repair, each on its own: one that fails (Redis away, a row that cannot be written) is logged
+    and tried again next tick, and does not hold up the others."""
     from healing_app.webhooks import webhooks_recover
 
-    return {
-        "lost_runs_failed": runs_fail_lost(),
-        "queued_runs_requeued": runs_requeue_missing(),
-        "stalled_heals_resumed": heals_resume_stalled(),
-        "scheduled_runs": schedules_tick(),
-        **webhooks_recover(),
+    done: dict[str, int] = {}
+    steps = {
+        "lost_runs_failed": runs_fail_lost,
+        "queued_runs_requeued": runs_requeue_missing,
+        "stalled_heals_resumed": heals_resume_stalled,
+        "scheduled_runs": schedules_tick,
+        "webhooks": webhooks_recover,
     }
+    for name, step in steps.items():
+        try:
+            result = step()
+        except Exception:
+            logger.exception("maintenance step %s failed; it runs again next tick", name)
+            continue
+        done.update(result if isinstance(result, dict) else {name: result})
+    return done
 
 
 def runs_fail_lost() -> int:
@@ -44,7 +55,10 @@ def runs_fail_lost() -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.RUN_STALE_AFTER_S)
     count = 0
     for run in Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff).select_related("task"):
-        run_fail(run, f"the worker running it stopped (no heartbeat for {settings.RUN_STALE_AFTER_S} s)", error_type="worker_lost")
+        run_fail(
+            run, f"the worker running it stopped (no heartbeat for {settings.RUN_STALE_AFTER_S} s)",
+            error_type="worker_lost", stale_before=cutoff,
+        )
         count += 1
     if count:
         logger.warning("failed %d run(s) whose worker was lost", count)
@@ -70,17 +84,34 @@ def runs_requeue_missing() -> int:
 
 
 def heals_resume_stalled() -> int:
-    """A heal whose generate job was lost (run healed, no new version after a while) is started again."""
+    """A heal still `healing` a while after its run healed has lost its generate job (Redis restarted) or
+    stopped part-way (its worker died after storing the new version): enqueue the job again. A job that
+    is still queued or running is left alone, so a slow model is not asked twice; one that crashed fails
+    the heal with its error, rather than being retried for ever."""
+    from healing_app import pipeline
     from healing_app.models import HealingEvent
 
     cutoff = timezone.now() - timedelta(seconds=settings.RUN_REQUEUE_AFTER_S)
     stalled = HealingEvent.objects.filter(
-        status=HealingEvent.Status.HEALING,
-        new_version__isnull=True,
-        run__status=Run.Status.HEALED,
-        updated_at__lt=cutoff,
+        status=HealingEvent.Status.HEALING, run__status=Run.Status.HEALED, updated_at__lt=cutoff
     ).values_list("pk", flat=True)[:100]
-    queue = django_rq.get_queue("healing")
+    connection = django_rq.get_connection("healing")
+    count = 0
     for event_id in stalled:
-        queue.enqueue("healing_app.jobs.heal_generate", event_id)
-    return len(stalled)
+        try:
+            job = Job.fetch(pipeline.heal_generate_job_id(event_id), connection=connection)
+            status = job.get_status()
+        except Exception:  # NoSuchJobError, or a job hash that Redis lost
+            job, status = None, None
+        if status in LIVE_JOB_STATES:
+            continue
+        if status == JobStatus.FAILED:
+            result = job.latest_result()
+            error = (result.exc_string if result else "") or "unknown error"
+            pipeline.heal_fail(event_id, "generating the new version failed: " + error.strip().splitlines()[-1][:300])
+        else:
+            pipeline.heal_generate_enqueue(event_id)
+        count += 1
+    if count:
+        logger.warning("resumed or closed %d stalled heal(s)", count)
+    return count

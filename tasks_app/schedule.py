@@ -41,13 +41,16 @@ def _parse_field(text: str, name: str, low: int, high: int) -> frozenset[int]:
 def cron_matches(expression: str, moment: datetime) -> bool:
     minute, hour, day, month, weekday = parse_cron(expression)
     # cron counts Sunday as 0; Python's weekday() counts Monday as 0.
-    return (
-        moment.minute in minute
-        and moment.hour in hour
-        and moment.day in day
-        and moment.month in month
-        and (moment.weekday() + 1) % 7 in weekday
-    )
+    day_matches = moment.day in day
+    weekday_matches = (moment.weekday() + 1) % 7 in weekday
+    # As in cron: when both day fields are restricted, either one is enough ("0 9 1 * 1" is the 1st
+    # and every Monday); when one of them is "*", the other decides.
+    day_field, weekday_field = expression.split()[2], expression.split()[4]
+    if day_field.startswith("*") or weekday_field.startswith("*"):
+        days_match = day_matches and weekday_matches
+    else:
+        days_match = day_matches or weekday_matches
+    return moment.minute in minute and moment.hour in hour and moment.month in month and days_match
 
 
 def next_fire(expression: str, after: datetime) -> datetime:

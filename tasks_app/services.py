@@ -202,8 +202,13 @@ def run_job_enqueue(run_id: str) -> None:
 
 
 def _run_job_timeout() -> int:
-    # Leave the sandbox's own wall clock room to fire first and report a clean failure.
-    return int(settings.RUN_WALL_TIMEOUT_S * 2 + 120)
+    """Longer than the longest legitimate run: its wall clock, the agents' hand-over budget (the wall clock
+    stops meanwhile) and the retries of storing its result, plus start-up. RQ's timeout interrupts the job
+    wherever it is, so it must only ever fire on a job that is truly stuck; the sandbox's own limits fire first."""
+    from tasks_app.execution import RESULT_STORE_RETRY_S
+    from tasks_app.runner import HANDOVER_BUDGET_S
+
+    return int(settings.RUN_WALL_TIMEOUT_S + HANDOVER_BUDGET_S + RESULT_STORE_RETRY_S + 60)
 
 
 def fingerprints_store(*, task: Task, version: CodeVersion | None, steps: list[dict]) -> int:

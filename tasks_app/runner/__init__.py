@@ -5,10 +5,11 @@ Pure of Django. The job layer calls `execute(spec, ...)` and stores the RunResul
 
 from .browser import BrowserPool
 from .protocol import FAILURE_TYPES, SCRIPT_ERROR, Failure, RunResult, RunSpec, Step
-from .sandbox import Handover, HandoverError, RunnerError, execute
+from .sandbox import HANDOVER_BUDGET_S, Handover, HandoverError, RunnerError, execute
 
 __all__ = [
     "FAILURE_TYPES",
+    "HANDOVER_BUDGET_S",
     "SCRIPT_ERROR",
     "BrowserPool",
     "Failure",

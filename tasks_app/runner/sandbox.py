@@ -51,6 +51,8 @@ from .protocol import (
 from .zygote import Zygote
 
 ROOT = str(Path(__file__).resolve().parents[2])
+# The total time agents may hold a run's page, on top of its wall clock (which stops meanwhile).
+HANDOVER_BUDGET_S = 300.0
 MEMORY_MB = int(os.environ.get("ANCHOR_RUNNER_MEMORY_MB", "2048"))
 FSIZE_MB = 256
 NPROC = 128  # processes + threads of one run's uid: the harness, its driver, their threads
@@ -405,7 +407,7 @@ def execute(
     on_handover: Callable[[Failure, Handover], None] | None = None,
     on_step: Callable[[Step], None] | None = None,
     browser: BrowserPool | None = None,
-    handover_timeout_s: float = 300.0,
+    handover_timeout_s: float = HANDOVER_BUDGET_S,
 ) -> RunResult:
     """Run spec.code in a sandboxed child; never raises for anything the task does.
 

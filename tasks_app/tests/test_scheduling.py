@@ -178,3 +178,23 @@ class _FixedNow:
 
     def now(self) -> datetime:
         return self.moment
+
+
+@pytest.mark.parametrize(
+    ("expression", "day", "fires"),
+    [
+        ("0 9 1 * 1", 1, True),  # the 1st (a Thursday): either day field is enough when both are set
+        ("0 9 1 * 1", 5, True),  # a Monday
+        ("0 9 1 * 1", 6, False),
+        ("0 9 * * 1", 5, True),  # "*" for the day of the month: the weekday decides
+        ("0 9 * * 1", 1, False),
+        ("0 9 1 * *", 1, True),  # "*" for the weekday: the day of the month decides
+        ("0 9 1 * *", 5, False),
+        ("0 9 */2 * 1", 7, False),  # "*/2" starts with "*", as in cron: both must match (7th: odd, Wednesday)
+        ("0 9 */2 * 1", 5, True),
+    ],
+)
+def test_day_of_month_and_day_of_week_combine_as_in_cron(expression, day, fires):
+    from tasks_app.schedule import cron_matches
+
+    assert cron_matches(expression, datetime(2031, 5, day, 9, 0, tzinfo=dt_timezone.utc)) is fires

@@ -31,6 +31,8 @@ from tasks_app.services import run_enqueue
 logger = logging.getLogger(__name__)
 CATCH_UP_MINUTES = 5
 CLAIM_TTL_S = 2 * 24 * 3600
+# A claim whose worker died before committing the run expires this soon, so a later tick fires the minute.
+CLAIM_PENDING_TTL_S = 60
 KEY_PREFIX = "anchor:schedule"
 SCHEDULER = Actor(via="schedule")
 
@@ -62,7 +64,7 @@ def schedule_fire(*, task: Task, minute: datetime) -> Run | None:
     stamp = minute.isoformat()
     connection = django_rq.get_connection("runs")
     claim = f"{KEY_PREFIX}:{task.pk}:{minute:%Y%m%d%H%M}"
-    if not connection.set(claim, "1", nx=True, ex=CLAIM_TTL_S):
+    if not connection.set(claim, "1", nx=True, ex=CLAIM_PENDING_TTL_S):
         return None
     try:
         with transaction.atomic():
@@ -70,16 +72,19 @@ def schedule_fire(*, task: Task, minute: datetime) -> Run | None:
             already = AuditLog.objects.filter(
                 action="run.scheduled", object_type="task", object_id=task.pk, data__minute=stamp
             ).exists()
-            if already or task.current_version_id is None:
-                return None
-            run = run_enqueue(task=task, actor=SCHEDULER)
-            audit_log(actor=SCHEDULER, action="run.scheduled", obj=task, data={"minute": stamp, "run": run.pk})
+            run = None
+            if not already and task.current_version_id is not None:
+                run = run_enqueue(task=task, actor=SCHEDULER)
+                audit_log(actor=SCHEDULER, action="run.scheduled", obj=task, data={"minute": stamp, "run": run.pk})
     except Task.DoesNotExist:
         return None
     except Exception:
         connection.delete(claim)  # not fired after all: let the next tick try this minute again
         raise
-    logger.info("scheduled run %s of task %s for %s", run.pk, task.pk, stamp)
+    # Decided in the database: from now on the claim keeps this minute's later ticks away from it.
+    connection.expire(claim, CLAIM_TTL_S)
+    if run is not None:
+        logger.info("scheduled run %s of task %s for %s", run.pk, task.pk, stamp)
     return run
 
 
@@ -89,8 +94,15 @@ def _minute(moment: datetime) -> datetime:
 
 def _minutes_to_check(connection, current: datetime) -> list[datetime]:
     """The minutes since the previous tick (that one's own minute included: it may have run early in it),
-    at most CATCH_UP_MINUTES back; just the current minute on the very first tick."""
+    at most CATCH_UP_MINUTES back; just the current minute on a new installation's first tick."""
     raw = connection.get(f"{KEY_PREFIX}:last-tick")
+    if raw is None:
+        # Redis lost the last tick (it restarted): the minute of the last scheduled run is the next best
+        # lower bound, so the minutes of the outage are still caught up. None at all: a new installation.
+        raw = (
+            AuditLog.objects.filter(action="run.scheduled").order_by("-created_at")
+            .values_list("data__minute", flat=True).first()
+        )
     start = current
     if raw:
         try:

@@ -4,6 +4,7 @@ restart; missed minutes caught up (a bounded number of them)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -198,3 +199,33 @@ def test_day_of_month_and_day_of_week_combine_as_in_cron(expression, day, fires)
     from tasks_app.schedule import cron_matches
 
     assert cron_matches(expression, datetime(2031, 5, day, 9, 0, tzinfo=dt_timezone.utc)) is fires
+
+
+@pytest.mark.django_db
+def test_a_redis_restart_between_ticks_skips_no_minute():
+    task = scheduled_task("* * * * *")
+    assert scheduling.schedules_tick(now=T0 + timedelta(seconds=5)) == 1
+    connection = django_rq.get_connection("runs")
+    for key in connection.scan_iter(f"{scheduling.KEY_PREFIX}:*"):  # Redis restarted, 10:01 had no tick
+        connection.delete(key)
+    assert scheduling.schedules_tick(now=T0 + timedelta(minutes=2, seconds=5)) == 2
+    assert scheduled_minutes(task) == [(T0 + timedelta(minutes=m)).isoformat() for m in range(3)]
+
+
+@pytest.mark.django_db
+def test_a_claim_left_by_a_worker_killed_while_firing_expires_and_the_minute_fires(monkeypatch):
+    task = scheduled_task("* * * * *")
+    monkeypatch.setattr(scheduling, "CLAIM_PENDING_TTL_S", 1)
+
+    def killed(**kwargs):
+        raise KeyboardInterrupt  # like SIGKILL, nothing of schedule_fire's own clean-up runs
+
+    real_enqueue = scheduling.run_enqueue
+    monkeypatch.setattr(scheduling, "run_enqueue", killed)
+    with pytest.raises(KeyboardInterrupt):
+        scheduling.schedule_fire(task=task, minute=T0)
+    monkeypatch.setattr(scheduling, "run_enqueue", real_enqueue)
+    assert scheduling.schedule_fire(task=task, minute=T0) is None  # the claim still holds
+    time.sleep(1.2)
+    assert scheduling.schedule_fire(task=task, minute=T0) is not None
+    assert scheduled_minutes(task) == [T0.isoformat()]

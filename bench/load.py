@@ -318,7 +318,8 @@ def main() -> None:
     parser.add_argument("--workers", default="2", help="worker counts, comma-separated (e.g. 1,2,4)")
     parser.add_argument("--runs", type=int, default=None,
                         help="runs per worker count (default 300 for one count, 100 each for a table)")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the runs of one count")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds to wait for the runs of one count (default: 900, or 3 s a run if more)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args()
     counts = [int(x) for x in args.workers.split(",") if x.strip()]
@@ -342,7 +343,7 @@ def main() -> None:
         django.setup()
         for count in counts:
             result = measure(workers=count, runs=args.runs, env=env, workdir=workdir, base_url=base_url,
-                             timeout=args.timeout)
+                             timeout=args.timeout or max(900.0, 3.0 * args.runs))
             results.append(result)
             print(f"  {count} worker(s): {result['throughput_per_s']} runs/s, p50 {result['p50_s']} s, "
                   f"p95 {result['p95_s']} s, mean run {result['run_mean_s']} s (sandbox {result['sandbox_mean_s']} s), "

@@ -71,10 +71,7 @@ def runs_requeue_missing() -> int:
     connection = django_rq.get_connection("runs")
     count = 0
     for run_id in Run.objects.filter(status=Run.Status.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True)[:500]:
-        try:
-            status = Job.fetch(run_job_id(run_id), connection=connection).get_status()
-        except Exception:  # NoSuchJobError, or a job hash that Redis lost
-            status = None
+        _, status = _job_and_status(run_job_id(run_id), connection)
         if status not in LIVE_JOB_STATES:
             run_job_enqueue(run_id)
             count += 1
@@ -98,11 +95,7 @@ def heals_resume_stalled() -> int:
     connection = django_rq.get_connection("healing")
     count = 0
     for event_id in stalled:
-        try:
-            job = Job.fetch(pipeline.heal_generate_job_id(event_id), connection=connection)
-            status = job.get_status()
-        except Exception:  # NoSuchJobError, or a job hash that Redis lost
-            job, status = None, None
+        job, status = _job_and_status(pipeline.heal_generate_job_id(event_id), connection)
         if status in LIVE_JOB_STATES:
             continue
         if status == JobStatus.FAILED:
@@ -115,3 +108,12 @@ def heals_resume_stalled() -> int:
     if count:
         logger.warning("resumed or closed %d stalled heal(s)", count)
     return count
+
+
+def _job_and_status(job_id: str, connection) -> tuple[Job | None, JobStatus | None]:
+    """The RQ job and its status, or (None, None) when Redis no longer has it."""
+    try:
+        job = Job.fetch(job_id, connection=connection)
+        return job, job.get_status()
+    except Exception:  # NoSuchJobError, or a job hash that Redis lost
+        return None, None

@@ -45,7 +45,7 @@ def cron_matches(expression: str, moment: datetime) -> bool:
     weekday_matches = (moment.weekday() + 1) % 7 in weekday
     # As in cron: when both day fields are restricted, either one is enough ("0 9 1 * 1" is the 1st
     # and every Monday); when one of them is "*", the other decides.
-    day_field, weekday_field = expression.split()[2], expression.split()[4]
+    _, _, day_field, _, weekday_field = expression.split()
     if day_field.startswith("*") or weekday_field.startswith("*"):
         days_match = day_matches and weekday_matches
     else:

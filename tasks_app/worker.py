@@ -67,18 +67,18 @@ class AnchorWorker(SimpleWorker):
             _close_broken_connections()
 
     def heartbeat(self, *args, **kwargs):
-        try:
-            return super().heartbeat(*args, **kwargs)
-        except REDIS_ERRORS as exc:
-            logger.warning("Redis unavailable: %s", exc)
-            self._wait_for_redis()
+        return self._or_wait_for_redis(super().heartbeat, *args, **kwargs)
 
     def check_for_suspension(self, burst: bool):
+        return self._or_wait_for_redis(super().check_for_suspension, burst)
+
+    def _or_wait_for_redis(self, call, *args, **kwargs):
         try:
-            return super().check_for_suspension(burst)
+            return call(*args, **kwargs)
         except REDIS_ERRORS as exc:
             logger.warning("Redis unavailable: %s", exc)
             self._wait_for_redis()
+            return None
 
     def _wait_for_redis(self) -> None:
         delay = 1.0

@@ -57,13 +57,14 @@ def products(request: HttpRequest) -> HttpResponse:
 @require_POST
 def control(request: HttpRequest) -> HttpResponse:
     """The dashboard's "Change the demo site" button: switch versions and start every demo task."""
+    actor = Actor(user=request.user, via="dashboard")
     try:
         version = int(request.POST.get("version", ""))
-        runs = demo_switch(version=version, actor=Actor(user=request.user, via="dashboard"))
+        runs = demo_switch(version=version, actor=actor)
     except ValueError:
         return HttpResponseBadRequest("version must be 1 or 2")
     for task in demo_tasks():
-        audit_log(actor=Actor(user=request.user, via="dashboard"), action="demo.switch", obj=task, data={"version": version})
+        audit_log(actor=actor, action="demo.switch", obj=task, data={"version": version})
     messages.success(request, f"The demo site is now on version {version}; {len(runs)} demo run(s) started.")
     target = request.POST.get("next") or "/"
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):

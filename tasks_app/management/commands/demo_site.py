@@ -9,12 +9,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         # Positional: Django's BaseCommand owns --version (it prints Django's version).
-        parser.add_argument("site_version", nargs="?", type=int, choices=VERSIONS,
-                            help="switch the demo site to this version")
+        parser.add_argument("version", nargs="?", type=int, choices=VERSIONS, help="switch the demo site to this version")
         parser.add_argument("--run", action="store_true", help="also start every demo task right away")
 
-    def handle(self, *args, site_version=None, run=False, **options):
-        version = site_version
+    def handle(self, *args, version=None, run=False, **options):
         if version is None:
             self.stdout.write(f"The demo site is on version {demo_site_version()}.")
             return

@@ -15,11 +15,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("task_id")
         # Not --version: Django's BaseCommand owns that one (it prints Django's version).
-        parser.add_argument("--code-version", type=int, help="version number to run (default: current)")
+        parser.add_argument("--code-version", dest="version", type=int, help="version number to run (default: current)")
         parser.add_argument("--params", default="{}", help="JSON object merged over the task's params")
 
-    def handle(self, *args, task_id: str, code_version: int | None, params: str, **options):
-        version = code_version
+    def handle(self, *args, task_id: str, version: int | None, params: str, **options):
         task = Task.objects.filter(pk=task_id).first() or Task.objects.filter(name=task_id).first()
         if task is None:
             raise CommandError(f"no task with id or name {task_id!r}")

@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
@@ -36,6 +36,7 @@ from tasks_app.api_keys import api_key_authenticate
 from tasks_app.audit import Actor
 from tasks_app.config import InputError
 from tasks_app.models import ApiKey
+from tasks_app.services import AwaitingReview
 
 logger = logging.getLogger(__name__)
 
@@ -310,11 +311,24 @@ def _superseded(request: HttpRequest, exc: Superseded) -> HttpResponse:
     return error_response(request, status=409, code="superseded", message=str(exc))
 
 
+@api.exception_handler(AwaitingReview)
+def _awaiting_review(request: HttpRequest, exc: AwaitingReview) -> HttpResponse:
+    return error_response(request, status=409, code="awaiting_review", message=str(exc), event=exc.event_id)
+
+
 @api.exception_handler(RateLimited)
 def _rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
     response = error_response(request, status=429, code=exc.code, message=exc.message)
     response["Retry-After"] = str(exc.retry_after)
     return response
+
+
+@api.exception_handler(RequestDataTooBig)
+def _body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return error_response(
+        request, status=413, code="body_too_large", message=f"the request body is larger than {limit} bytes", field="body"
+    )
 
 
 _HTTP_CODES = {400: "invalid_input", 401: "unauthenticated", 403: "permission_denied", 404: "not_found",

@@ -1,4 +1,5 @@
-"""Cross-cutting HTTP behaviour: security headers and a clear 503 when the database is away."""
+"""Cross-cutting HTTP behaviour: security headers, JSON for the API's 405s, and a clear 503 when the
+database is away."""
 
 from __future__ import annotations
 
@@ -25,6 +26,30 @@ class SecurityHeadersMiddleware:
         response.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         response.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         return response
+
+
+class ApiMethodNotAllowedMiddleware:
+    """django-ninja answers a method an endpoint does not take with a plain-text 405; the API promises
+    JSON errors, so it becomes the API's `{"error": ...}` shape, keeping the Allow header."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code != 405
+            or not request.path.startswith("/api/")
+            or response.get("Content-Type", "").startswith("application/json")
+        ):
+            return response
+        allowed = response.get("Allow", "")
+        message = f"{request.method} is not allowed here; allowed: {allowed}"
+        json_response = JsonResponse(
+            {"error": {"code": "method_not_allowed", "message": message, "field": None}}, status=405
+        )
+        json_response["Allow"] = allowed
+        return json_response
 
 
 class DatabaseUnavailableMiddleware:

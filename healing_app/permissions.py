@@ -1,9 +1,16 @@
-"""The reviewers group and its permission, for code that must not rely on migration data (tests, setup)."""
+"""Who may review: the permission to approve, reject and deploy code, and the reviewers group that has it
+(created here too, for code that must not rely on migration data: tests, setup)."""
 
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.contrib.contenttypes.models import ContentType
 
 REVIEWERS = "reviewers"
+REVIEW_PERMISSION = "healing_app.review_healingevent"
+
+
+def can_review(user: AbstractBaseUser | None) -> bool:
+    """Approving or rejecting a heal and deploying a version are a reviewer's call."""
+    return bool(user is not None and user.is_authenticated and user.has_perm(REVIEW_PERMISSION))
 
 
 def reviewers_group() -> Group:

@@ -184,10 +184,12 @@ def _decode(cursor: str) -> tuple[dt.datetime, str] | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, pk = raw.split("|", 1)
         when = dt.datetime.fromisoformat(stamp)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        if timezone.is_naive(when):
+            when = when.replace(tzinfo=dt.UTC)
+        # In UTC here, not in the database driver: "0001-01-01T00:00+14:00" is year 0 in UTC.
+        when = when.astimezone(dt.UTC)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         return None
-    if timezone.is_naive(when):
-        when = timezone.make_aware(when, dt.UTC)
     return when, pk
 
 

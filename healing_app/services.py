@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from healing_app.models import HealingEvent, Review
 from healing_app.notify import notify
+from healing_app.permissions import REVIEW_PERMISSION, can_review
 from healing_app.pipeline import event_payload
 from healing_app.task_generation import task_generate_enqueue
 from tasks_app import services as task_services
@@ -16,8 +17,7 @@ from tasks_app.audit import Actor, as_actor, audit_log
 from tasks_app.config import InputError
 from tasks_app.models import Task
 
-REVIEW_PERMISSION = "healing_app.review_healingevent"
-__all__ = ["AlreadyDecided", "Superseded", "can_review", "healing_approve", "healing_reject", "task_generate_enqueue"]
+__all__ = ["REVIEW_PERMISSION", "AlreadyDecided", "Superseded", "can_review", "healing_approve", "healing_reject", "task_generate_enqueue"]
 
 
 class AlreadyDecided(Exception):
@@ -30,10 +30,6 @@ class AlreadyDecided(Exception):
 
 class Superseded(Exception):
     """The task's code changed since the heal was generated; deploying it would overwrite that change."""
-
-
-def can_review(user: AbstractBaseUser | None) -> bool:
-    return bool(user is not None and user.is_authenticated and user.has_perm(REVIEW_PERMISSION))
 
 
 def healing_approve(*, event: HealingEvent, reviewer: Actor | AbstractBaseUser, comment: str = "") -> HealingEvent:
@@ -49,8 +45,9 @@ def healing_approve(*, event: HealingEvent, reviewer: Actor | AbstractBaseUser, 
             raise Superseded(
                 f"the task's current version changed since {event.pk} was generated; run the task again to heal it afresh"
             )
-        task_services.version_deploy(task=task, version=event.new_version, actor=actor, reason=f"approved {event.pk}")
+        # Decided first: version_deploy refuses a draft that is still waiting for review.
         _decide(event, actor=actor, status=HealingEvent.Status.DEPLOYED, decision=Review.Decision.APPROVED, comment=comment)
+        task_services.version_deploy(task=task, version=event.new_version, actor=actor, reason=f"approved {event.pk}")
     notify(event_type="healing.deployed", task_id=event.task_id, data=event_payload(event))
     return event
 

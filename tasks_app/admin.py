@@ -6,6 +6,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
@@ -74,12 +75,23 @@ class TaskAdminForm(forms.ModelForm):
         changes = self.service_changes()
         try:
             merge_config(None, changes["self_healing_config"])
+            services.clean_params(changes["params"])
+            if "secrets" in changes:
+                services.clean_secrets(changes["secrets"])
             if "code" in changes:
                 services.code_check(changes["code"])
         except InputError as exc:
-            field = exc.field.rsplit(".", 1)[-1]
-            raise forms.ValidationError({field if field in self.fields else None: exc.message}) from None
+            raise forms.ValidationError(self._error_for(exc)) from None
         return cleaned
+
+    def _error_for(self, exc: InputError) -> dict:
+        """The service's error next to the form field it is about."""
+        top, _, inner = exc.field.partition(".")
+        if top in ("params", "secrets"):  # JSON fields: say where inside them
+            field = "new_secrets" if top == "secrets" else top
+            return {field: f"{inner}: {exc.message}" if inner else exc.message}
+        field = exc.field.rsplit(".", 1)[-1]  # self_healing_config.max_attempts has a field of its own
+        return {field if field in self.fields else None: exc.message}
 
     def service_changes(self) -> dict:
         data = self.cleaned_data
@@ -199,11 +211,17 @@ class CodeVersionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Deploy (make current) — rollback")
     def deploy_selected(self, request, queryset):
+        deployed = 0
         for version in queryset.select_related("task"):
-            services.version_deploy(
-                task=version.task, version=version, actor=Actor(user=request.user, via="admin"), reason="admin"
-            )
-        self.message_user(request, f"Deployed {queryset.count()} version(s).")
+            try:
+                services.version_deploy(
+                    task=version.task, version=version, actor=Actor(user=request.user, via="admin"), reason="admin"
+                )
+            except (PermissionDenied, services.AwaitingReview) as exc:
+                self.message_user(request, f"{version}: not deployed: {exc}", level=messages.ERROR)
+            else:
+                deployed += 1
+        self.message_user(request, f"Deployed {deployed} version(s).")
 
 
 @admin.register(Run)

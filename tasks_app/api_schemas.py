@@ -11,7 +11,7 @@ import base64
 import binascii
 import difflib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from django.db.models import DateTimeField, Model, Q, QuerySet
@@ -20,7 +20,7 @@ from pydantic import ConfigDict, Field
 
 from healing_app.diffing import render_diff
 from tasks_app.config import FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError
-from tasks_app.services import NAME_MAX
+from tasks_app.services import NAME_MAX, unstorable
 
 FailureType = Literal[FAILURE_TYPES]  # type: ignore[valid-type]
 MAX_INT = 2**31 - 1  # the database's integer range; larger numbers could only be a 404 anyway
@@ -272,39 +272,22 @@ def _decode_cursor(cursor: str, model: type[Model], order_field: str) -> tuple[A
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value, pk = json.loads(raw)
         if isinstance(model._meta.get_field(order_field), DateTimeField):
-            value = datetime.fromisoformat(value)
+            # In UTC here, not in the database driver: "0001-01-01T00:00+14:00" is year 0 in UTC.
+            value = datetime.fromisoformat(value).astimezone(UTC)
         elif not isinstance(value, int) or isinstance(value, bool):
             raise TypeError("not an integer")
         if not isinstance(pk, (str, int)) or isinstance(pk, bool) or "\x00" in str(pk):
             raise TypeError("not a key")
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InputError("cursor", "is not a cursor this API returned") from None
     return value, pk
 
 
-def has_nul(value: Any) -> str | None:
-    """The dotted path of the first string containing NUL, which PostgreSQL cannot store, or None."""
-    if isinstance(value, str):
-        return "" if "\x00" in value else None
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
-            return str(key).replace("\x00", "")
-        inner = has_nul(item)
-        if inner is not None:
-            return f"{key}.{inner}" if inner else str(key)
-    return None
-
-
 def clean_body(payload: InputSchema | None) -> dict[str, Any]:
-    """The fields the caller actually sent, refusing text the database cannot store."""
+    """The fields the caller actually sent, refusing values the database cannot store."""
     data = payload.model_dump(exclude_unset=True) if payload is not None else {}
-    bad = has_nul(data)
-    if bad is not None:
-        raise InputError(bad or "body", "must not contain NUL characters")
+    problem = unstorable(data)
+    if problem is not None:
+        path, message = problem
+        raise InputError(path or "body", message)
     return data

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 import django_rq
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from healing_app.codegen import CodeValidationError, validate_task_code
+from healing_app.models import HealingEvent
 from healing_app.notify import notify
-from tasks_app.audit import Actor, audit_log
+from healing_app.permissions import can_review
+from tasks_app.audit import Actor, as_actor, audit_log
 from tasks_app.config import InputError, merge_config, validate_config_changes
 from tasks_app.logging import register_secret_values
 from tasks_app.models import CodeVersion, ElementFingerprint, Run, Task
@@ -35,14 +40,14 @@ def task_create(
     task = Task(
         name=_clean_name(name),
         prompt=_clean_text(prompt, "prompt"),
-        params=_clean_params(params),
+        params=clean_params(params),
         self_healing=_clean_bool(self_healing, "self_healing"),
         self_healing_config=merge_config(None, self_healing_config),
         healing_agent=_clean_agent(healing_agent),
         schedule=_clean_schedule(schedule),
         owner=actor.user if actor and actor.user is not None and actor.user.pk else None,
     )
-    task.set_secrets(_clean_secrets(secrets))
+    task.set_secrets(clean_secrets(secrets))
     if code is not None:
         code_check(code)
     with transaction.atomic():
@@ -81,7 +86,7 @@ def task_update(
     if prompt is not _UNSET:
         changed["prompt"] = _clean_text(prompt, "prompt")
     if params is not _UNSET:
-        changed["params"] = _clean_params(params)
+        changed["params"] = clean_params(params)
     if self_healing is not _UNSET:
         changed["self_healing"] = _clean_bool(self_healing, "self_healing")
     if self_healing_config is not _UNSET:
@@ -90,9 +95,11 @@ def task_update(
         changed["healing_agent"] = _clean_agent(healing_agent)
     if schedule is not _UNSET:
         changed["schedule"] = _clean_schedule(schedule)
-    new_secrets = _clean_secrets(secrets) if secrets is not _UNSET else None
+    new_secrets = clean_secrets(secrets) if secrets is not _UNSET else None
     if code is not _UNSET:
         code_check(code)
+    if not changed and new_secrets is None and code is _UNSET:
+        return task  # nothing to change, nothing to audit
 
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
@@ -102,6 +109,8 @@ def task_update(
             task.set_secrets(new_secrets)
         task.save()
         audit_data = {field: value for field, value in changed.items() if field != "params"}
+        if "params" in changed:
+            audit_data["params"] = sorted(changed["params"])  # names only: values may be personal data
         if new_secrets is not None:
             audit_data["secrets"] = sorted(new_secrets)  # names only, never values
         if code is not _UNSET:
@@ -130,19 +139,46 @@ def version_create(
         return _version_add(task=task, code=code, source=source, author=actor, parent=parent, note=note)
 
 
+class AwaitingReview(Exception):
+    """The version is a healed draft still waiting for review: approving its event deploys it."""
+
+    def __init__(self, version: CodeVersion, event_id: str):
+        super().__init__(
+            f"version {version.number} is a healed draft waiting for review in {event_id}; approve that event to deploy it"
+        )
+        self.event_id = event_id
+
+
 def version_deploy(*, task: Task, version: CodeVersion, actor: Actor | None = None, reason: str = "") -> Task:
-    """Make `version` current. Rolling back to an earlier version creates no new code."""
+    """Make `version` current. Rolling back to an earlier version creates no new code.
+
+    A person needs the reviewer permission (the system deploys validated heals itself). A draft still
+    waiting for review is refused: approving it records the review, deploying it here would not.
+    Deploying the current version changes nothing and is not audited.
+    """
     if version.task_id != task.pk:
         raise InputError("version", "belongs to another task")
+    actor = as_actor(actor)
+    if actor.user is not None and not can_review(actor.user):
+        raise PermissionDenied("only reviewers can deploy a version")
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
-        previous = task.current_version_id
+        if task.current_version_id == version.pk:
+            return task
+        awaiting = (
+            HealingEvent.objects.filter(new_version=version, status=HealingEvent.Status.PENDING_REVIEW)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if awaiting is not None:
+            raise AwaitingReview(version, awaiting)
+        previous = task.current_version.number if task.current_version_id else None
         _make_current(task=task, version=version)
         audit_log(
             actor=actor,
             action="version.deploy",
             obj=task,
-            data={"version": version.number, "previous_version_id": previous, "reason": reason},
+            data={"version": version.number, "previous_version": previous, "reason": reason},
         )
     return task
 
@@ -165,7 +201,7 @@ def run_create(
         task=task,
         version=version,
         purpose=purpose,
-        params=_clean_params(params),
+        params=clean_params(params),
         requested_by=actor.user if actor and actor.user is not None and actor.user.pk else None,
     )
     if purpose == Run.Purpose.NORMAL:
@@ -309,21 +345,67 @@ def _clean_bool(value: Any, field: str) -> bool:
     return value
 
 
-def _clean_params(params: Any) -> dict:
+def unstorable(value: Any) -> tuple[str, str] | None:
+    """The dotted path of the first value no database can store, and why; None when all can be.
+
+    PostgreSQL refuses NUL characters in text, and no JSON column takes NaN or Infinity (which
+    Python's JSON parser accepts, and which `1e999` becomes).
+    """
+    if isinstance(value, str):
+        return ("", "must not contain NUL characters") if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ("", "must be a finite number (NaN and Infinity are not JSON)")
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return str(key).replace("\x00", ""), "must not contain NUL characters"
+        inner = unstorable(item)
+        if inner is not None:
+            path, problem = inner
+            return (f"{key}.{path}" if path else str(key)), problem
+    return None
+
+
+def clean_params(params: Any) -> dict:
     if params is None:
         return {}
     if not isinstance(params, dict):
         raise InputError("params", "must be an object")
+    problem = unstorable(params)
+    if problem is not None:
+        raise InputError(f"params.{problem[0]}", problem[1])
     if "secrets" in params:
         raise InputError("params.secrets", "send secrets in the write-only `secrets` field, not in params")
     return params
 
 
-def _clean_secrets(secrets: Any) -> dict[str, str]:
+# Secret names appear in code (params["secrets"]["password"]) and in the LLM agent's placeholders,
+# so they are identifiers; values are bounded so that one task cannot fill the table.
+SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+MAX_SECRETS = 50
+SECRET_VALUE_MAX = 8192
+
+
+def clean_secrets(secrets: Any) -> dict[str, str]:
     if secrets is None:
         return {}
     if not isinstance(secrets, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in secrets.items()):
         raise InputError("secrets", "must be an object of string names to string values")
+    if len(secrets) > MAX_SECRETS:
+        raise InputError("secrets", f"at most {MAX_SECRETS} secrets per task")
+    for name, value in secrets.items():
+        if not SECRET_NAME.fullmatch(name):
+            shown = name[:40] + ("…" if len(name) > 40 else "")
+            raise InputError(
+                "secrets", f"name {shown!r} must start with a letter or _ and have at most 64 letters, digits, _ . or -"
+            )
+        if len(value) > SECRET_VALUE_MAX:
+            raise InputError(f"secrets.{name}", f"must be at most {SECRET_VALUE_MAX} characters")
     return secrets
 
 
@@ -350,7 +432,10 @@ def _clean_schedule(value: Any) -> str:
 
 
 __all__ = [
+    "AwaitingReview",
     "InputError",
+    "clean_params",
+    "clean_secrets",
     "code_check",
     "fingerprints_store",
     "run_create",
@@ -360,6 +445,7 @@ __all__ = [
     "task_delete",
     "task_runtime_secrets",
     "task_update",
+    "unstorable",
     "validate_config_changes",
     "version_create",
     "version_deploy",

@@ -122,8 +122,12 @@ def task_deploy(request: HttpRequest, task_id: str) -> HttpResponse:
     elif version.pk == task.current_version_id:
         messages.info(request, f"Version {version.number} is already current; nothing changed.")
     else:
-        services.version_deploy(task=task, version=version, actor=as_actor(request.user), reason="deployed from the task page")
-        messages.success(request, f"Version {version.number} is now current.")
+        try:
+            services.version_deploy(task=task, version=version, actor=as_actor(request.user), reason="deployed from the task page")
+        except services.AwaitingReview as exc:
+            messages.error(request, f"Not deployed: {exc}.")
+        else:
+            messages.success(request, f"Version {version.number} is now current.")
     return redirect(reverse("task-detail", args=[task.pk]) + "#versions")
 
 
@@ -141,6 +145,12 @@ def _task_context(request: HttpRequest, task: Task, *, part: str | None = None) 
         context["versions"] = list(
             task.versions.select_related("author").defer("code").order_by("-number")[:VERSIONS_SHOWN]
         )
+        # A draft waiting for review is deployed by approving its event, so it links there instead.
+        awaiting = dict(
+            task.healing_events.filter(status=HealingEvent.Status.PENDING_REVIEW).values_list("new_version_id", "pk")
+        )
+        for version in context["versions"]:
+            version.awaiting_review = awaiting.get(version.pk)
     if part in (None, "runs"):
         context["runs"] = list(
             task.runs.select_related("version").defer("screenshots", "version__code").order_by("-created_at")[:RUNS_SHOWN]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import re
 
@@ -109,6 +110,15 @@ def test_queue_reports_a_bad_filter_instead_of_failing(client, reviewer, task, p
     assert response.status_code == 200
     assert b"Select a valid choice" in response.content
     assert pending.pk.encode() in response.content  # invalid filters are ignored, not applied half-way
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_cursor_whose_date_leaves_the_calendar_in_utc_shows_the_first_page(client, reviewer, task, pending, stamp):
+    cursor = base64.urlsafe_b64encode(f"{stamp}|heal_x".encode()).decode()
+    for key in ("after", "before"):
+        response = _login(client, reviewer).get("/", {key: cursor})
+        assert response.status_code == 200
+        assert pending.pk.encode() in response.content
 
 
 def test_queue_pages_with_a_cursor_and_back(client, reviewer, task):

@@ -1,8 +1,10 @@
 import pytest
 from django.urls import reverse
 
+from healing_app.models import HealingEvent
 from tasks_app import services
 from tasks_app.models import CodeVersion, Task
+from tests.browser import scenario
 
 CODE = 'def run(page, params):\n    page.goto(params["base_url"])\n    return 1\n'
 pytestmark = pytest.mark.django_db
@@ -90,3 +92,30 @@ def test_secrets_never_appear_in_the_admin(staff_client):
     page = staff_client.get(reverse("admin:tasks_app_task_change", args=[task.pk])).content.decode()
     assert "s3cr3t-admin-value" not in page
     assert "password" in page  # the name is shown, so operators know a secret is stored
+
+
+def test_bad_secret_names_and_params_are_shown_on_their_fields(staff_client):
+    task = services.task_create(name="t", code=CODE)
+    url = reverse("admin:tasks_app_task_change", args=[task.pk])
+    response = staff_client.post(url, _form(task, new_secrets='{"a b {{}}": "x"}'))
+    assert response.status_code == 200
+    assert "must start with a letter" in str(response.context["adminform"].form.errors["new_secrets"])
+    response = staff_client.post(url, _form(task, params='{"limit": NaN}'))
+    assert response.status_code == 200
+    assert "limit: must be a finite number" in str(response.context["adminform"].form.errors["params"])
+    task.refresh_from_db()
+    assert task.secret_keys == [] and task.params == {}
+
+
+def test_the_admin_deploy_action_refuses_a_draft_waiting_for_review(staff_client):
+    task = services.task_create(name="t", code=CODE, params={"base_url": "http://127.0.0.1:9"})
+    event = HealingEvent.objects.get(pk=scenario.event_pending_make(task.pk))
+    response = staff_client.post(
+        reverse("admin:tasks_app_codeversion_changelist"),
+        {"action": "deploy_selected", "_selected_action": [event.new_version_id]},
+        follow=True,
+    )
+    assert f"waiting for review in {event.pk}" in response.content.decode()
+    assert "Deployed 0 version(s)." in response.content.decode()
+    task.refresh_from_db()
+    assert task.current_version.number == 1

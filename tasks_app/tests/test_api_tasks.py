@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 
 import pytest
 
+from healing_app.models import HealingEvent
+from healing_app.permissions import reviewers_group
 from tasks_app.api_keys import api_key_create
 from tasks_app.models import AuditLog, CodeVersion, Task
+from tests.browser import scenario
 
 pytestmark = pytest.mark.django_db
 
@@ -214,6 +218,14 @@ BAD_CONFIG = [
     ({"self_healing_confg": {"auto_deploy": True}}, "self_healing_confg"),
     ({"prompt": "nul \x00 byte"}, "prompt"),
     ({"params": {"k": "nul \x00 byte"}}, "params.k"),
+    # Python's JSON parser reads NaN and Infinity, which no JSON column stores.
+    ({"params": {"a": float("nan")}}, "params.a"),
+    ({"params": {"list": [1, float("inf")]}}, "params.list.1"),
+    ({"secrets": {"": "x"}}, "secrets"),
+    ({"secrets": {"a b {{}}": "x"}}, "secrets"),
+    ({"secrets": {"n" * 65: "x"}}, "secrets"),
+    ({"secrets": {f"s{i}": "x" for i in range(51)}}, "secrets"),
+    ({"secrets": {"token": "x" * 8193}}, "secrets.token"),
 ]
 
 
@@ -234,6 +246,40 @@ def test_bad_input_on_update_is_a_400_and_changes_nothing(api, fields, field):
     assert response.status_code == 400, response.content
     assert response.json()["error"]["field"] == field
     assert api.get(f"/tasks/{body['id']}").json() == body
+
+
+def test_a_number_too_big_for_a_float_is_a_400_naming_it(api):
+    response = api.post("/tasks", raw='{"name": "t", "params": {"a": 1e999}}')
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == "params.a"
+    assert "finite" in response.json()["error"]["message"]
+
+
+def test_a_body_over_the_upload_limit_is_a_413_naming_the_body(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    response = api.post("/tasks", {"name": "big", "params": {"a": "b" * 20_000}})
+    assert response.status_code == 413
+    assert response.json()["error"] == {
+        "code": "body_too_large", "message": "the request body is larger than 10000 bytes", "field": "body"
+    }
+    assert Task.objects.count() == 0
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_cursor_whose_date_leaves_the_calendar_in_utc_is_a_400(api, stamp):
+    cursor = base64.urlsafe_b64encode(json.dumps([stamp, "task_x"]).encode()).decode().rstrip("=")
+    response = api.get(f"/tasks?cursor={cursor}")
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "cursor"
+
+
+def test_an_update_that_changes_nothing_is_not_audited_and_params_are_audited_by_name(api):
+    body = _create(api)
+    assert api.patch(f"/tasks/{body['id']}", {}).status_code == 200
+    assert not AuditLog.objects.filter(action="task.update", object_id=body["id"]).exists()
+    api.patch(f"/tasks/{body['id']}", {"params": {"email": "ada@example.com", "base_url": "http://x"}})
+    entry = AuditLog.objects.get(action="task.update", object_id=body["id"])
+    assert entry.data == {"params": ["base_url", "email"]}
 
 
 def test_code_that_does_not_parse_is_a_400_naming_the_line(api):
@@ -304,10 +350,46 @@ def test_a_diff_compares_a_version_with_its_parent_by_default(api, versioned):
     assert api.get(f"/tasks/{versioned}/versions/1/diff?against=2").json()["from_version"] == 2
 
 
-def test_deploying_an_older_version_rolls_back_without_new_code(api, versioned, owner):
-    response = api.post(f"/tasks/{versioned}/versions/1/deploy")
+@pytest.fixture
+def reviewer_api(client, owner):
+    owner.groups.add(reviewers_group())
+    _, raw = api_key_create(user=owner, name="reviewer")
+    return Api(client, raw)
+
+
+def test_deploying_an_older_version_rolls_back_without_new_code(reviewer_api, versioned, owner):
+    response = reviewer_api.post(f"/tasks/{versioned}/versions/1/deploy")
     assert response.status_code == 200, response.content
     assert response.json()["current_version"] == 1
     assert CodeVersion.objects.filter(task_id=versioned).count() == 2
     entry = AuditLog.objects.filter(action="version.deploy", object_id=versioned).latest("created_at")
-    assert entry.actor == owner and entry.data["version"] == 1
+    assert entry.actor == owner and (entry.data["version"], entry.data["previous_version"]) == (1, 2)
+
+
+def test_deploying_the_current_version_changes_nothing_and_is_not_audited(reviewer_api, versioned):
+    response = reviewer_api.post(f"/tasks/{versioned}/versions/2/deploy")
+    assert response.status_code == 200 and response.json()["current_version"] == 2
+    assert not AuditLog.objects.filter(action="version.deploy", object_id=versioned).exists()
+
+
+def test_deploying_is_for_reviewers_only(api, versioned):
+    response = api.post(f"/tasks/{versioned}/versions/1/deploy")
+    assert response.status_code == 403
+    assert response.json()["error"] == {
+        "code": "permission_denied", "message": "only reviewers can deploy a version", "field": None
+    }
+    assert Task.objects.get(pk=versioned).current_version.number == 2
+
+
+def test_a_healed_draft_waiting_for_review_is_deployed_by_approving_it_not_by_hand(reviewer_api, versioned):
+    event_id = scenario.event_pending_make(versioned)
+    draft = HealingEvent.objects.get(pk=event_id).new_version.number
+    response = reviewer_api.post(f"/tasks/{versioned}/versions/{draft}/deploy")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "awaiting_review" and response.json()["error"]["event"] == event_id
+    assert Task.objects.get(pk=versioned).current_version.number == 2
+    # Approving it deploys it and records the review.
+    response = reviewer_api.post(f"/healing-events/{event_id}/approve", {"comment": "looks right"})
+    assert response.status_code == 200, response.content
+    assert Task.objects.get(pk=versioned).current_version.number == draft
+    assert HealingEvent.objects.get(pk=event_id).reviews.get().decision == "approved"

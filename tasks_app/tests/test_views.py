@@ -56,7 +56,7 @@ def test_task_list_query_count_does_not_grow_with_tasks(client, member, django_a
 def test_task_page_shows_config_versions_runs_and_heals(client, reviewer, healed):
     html = _login(client, reviewer).get(reverse("task-detail", args=[healed.pk])).content.decode()
     assert 'id="current-version">Current version: <strong>v1</strong>' in html
-    assert "Roll back to" not in html and "Deploy v2" in html
+    assert "Roll back to" not in html and "Deploy v2" not in html and "Review in heal_" in html
     assert 'data-live-steps="run_' in html and "button[data-test=send]" in html
     assert "Pending review" in html
     assert 'id="run-now"' in html
@@ -123,9 +123,23 @@ def test_run_now_without_code_explains_why(client, member):
     assert b"Not started:" in response.content and not Run.objects.filter(task=task).exists()
 
 
+def test_a_draft_waiting_for_review_links_to_its_event_instead_of_deploying(client, reviewer, healed):
+    client = _login(client, reviewer)
+    event = HealingEvent.objects.get(task=healed)
+    html = client.get(reverse("task-detail", args=[healed.pk])).content.decode()
+    assert f'href="{reverse("event-detail", args=[event.pk])}" class="button small">Review in {event.pk}' in html
+    assert "Deploy v2" not in html
+    # A hand-made POST is refused too: deploying it here would skip the review.
+    response = client.post(reverse("task-deploy", args=[healed.pk]), {"version": "2"}, follow=True)
+    assert f"Not deployed: version 2 is a healed draft waiting for review in {event.pk}" in response.content.decode()
+    assert Task.objects.get(pk=healed.pk).current_version.number == 1
+    assert HealingEvent.objects.get(pk=event.pk).status == HealingEvent.Status.PENDING_REVIEW
+
+
 def test_rollback_by_a_reviewer(client, reviewer, healed):
     client = _login(client, reviewer)
-    client.post(reverse("task-deploy", args=[healed.pk]), {"version": "2"})
+    event = HealingEvent.objects.get(task=healed)
+    client.post(reverse("event-approve", args=[event.pk]), {"comment": ""})
     assert Task.objects.get(pk=healed.pk).current_version.number == 2
     response = client.post(reverse("task-deploy", args=[healed.pk]), {"version": "1"}, follow=True)
     assert Task.objects.get(pk=healed.pk).current_version.number == 1

@@ -20,8 +20,9 @@ class SecurityHeadersMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        # The admin uses inline scripts; it keeps Django's own defaults (frame and sniffing headers still apply).
-        if not request.path.startswith("/admin/"):
+        # The admin and django-rq's staff pages use inline scripts and styles; they keep Django's own
+        # defaults (frame and sniffing headers still apply).
+        if not request.path.startswith(("/admin/", "/django-rq/")):
             response.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
         response.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         response.setdefault("Cross-Origin-Opener-Policy", "same-origin")

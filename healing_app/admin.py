@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils.safestring import mark_safe
 
 from healing_app import services
-from healing_app.diffing import render_diff
+from healing_app.diffing import DIFF_STYLESHEETS, render_diff
 from healing_app.models import HealingEvent, Review
 from tasks_app.audit import Actor
 
@@ -25,6 +25,9 @@ class ReviewInline(admin.TabularInline):
 
 @admin.register(HealingEvent)
 class HealingEventAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": DIFF_STYLESHEETS}  # its diffs are coloured as on the dashboard
+
     list_display = ["id", "task", "status", "error_type", "agent_kind", "new_version", "created_at"]
     list_filter = ["status", "error_type", "agent_kind", "created_at"]
     search_fields = ["id", "task__id", "task__name", "root_cause", "error_message"]

@@ -73,7 +73,7 @@ def line(*, title: str, labels: Sequence[str], values: Sequence[float | None], u
     top = _nice_max(max((v for v in values if v is not None), default=0))
     plot_w, plot_h = WIDTH - PAD_LEFT - PAD_RIGHT, HEIGHT - PAD_TOP - PAD_BOTTOM
     step = plot_w / max(len(labels) - 1, 1)
-    parts = [_axis(top, plot_h, unit)]
+    parts = [_axis(top, plot_h)]  # the unit is in the title: "0.10 min" does not fit beside the axis
     segment: list[str] = []
     segments: list[list[str]] = []
     for i, value in enumerate(values):
@@ -95,9 +95,11 @@ def line(*, title: str, labels: Sequence[str], values: Sequence[float | None], u
         parts.insert(1, f'<polyline class="{escape(css)} chart-line" points="{" ".join(points)}"/>')
     for i, label in enumerate(labels):
         if _show_label(i, len(labels)):
+            # The last point sits on the plot's right edge: its label ends there instead of overflowing.
+            anchor = "end" if i == len(labels) - 1 and len(labels) > 1 else "middle"
             parts.append(
                 f'<text class="chart-label" x="{PAD_LEFT + i * step:.1f}" y="{HEIGHT - PAD_BOTTOM + 16}" '
-                f'text-anchor="middle">{escape(_short_day(label))}</text>'
+                f'text-anchor="{anchor}">{escape(_short_day(label))}</text>'
             )
     return _svg(title, desc, parts, [])
 
@@ -121,13 +123,13 @@ def _svg(title: str, desc: str, parts: list[str], legend: list[tuple[str, str]],
     )
 
 
-def _axis(top: float, plot_h: float, unit: str = "") -> str:
+def _axis(top: float, plot_h: float) -> str:
     lines = []
     for fraction in (0, 0.5, 1):
         y = PAD_TOP + plot_h - plot_h * fraction
         lines.append(
             f'<line class="chart-grid" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text class="chart-label" x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(top * fraction)}{escape(unit)}</text>'
+            f'<text class="chart-label" x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(top * fraction)}</text>'
         )
     return "".join(lines)
 

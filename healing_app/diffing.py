@@ -28,6 +28,9 @@ from itertools import groupby
 
 from diff_match_patch import diff_match_patch
 
+# The style sheets (under static/) that colour this module's HTML; the dashboard and the admin load them.
+DIFF_STYLESHEETS = ("css/diff.css", "css/pygments-diff.css")
+
 # Pairs whose text shares less than this much are shown as whole-line changes:
 # character highlights would colour nearly everything and help nobody.
 _MIN_SHARED = 0.4

@@ -191,6 +191,12 @@ def heal_generate(event_id: str) -> None:
         event = HealingEvent.objects.select_for_update().get(pk=event.pk)
         if event.status != Status.HEALING or event.new_version_id:
             return
+        Task.objects.select_for_update().filter(pk=event.task_id).exists()  # one heal of the task at a time here
+        twin = _same_fix_in_progress(event, patch.code)
+        if twin is not None:
+            HealingEvent.objects.filter(pk=event.pk).update(root_cause=patch.root_cause)
+            _fail(event, f"the same fix is already {twin.get_status_display().lower()} in {twin.pk}; no second version")
+            return
         version = task_services.version_create(
             task=event.task,
             code=patch.code,
@@ -204,6 +210,21 @@ def heal_generate(event_id: str) -> None:
         event.timings = {**event.timings, "generate_ms": int((time.monotonic() - started) * 1000)}
         event.save()
     _validate_or_decide(event)
+
+
+def _same_fix_in_progress(event: HealingEvent, code: str) -> HealingEvent | None:
+    """Another heal of the same version whose draft is this very code and is still being validated or
+    reviewed: a task that keeps failing the same way until someone approves gets one review, not one a run."""
+    return (
+        HealingEvent.objects.filter(
+            task_id=event.task_id,
+            original_version_id=event.original_version_id,
+            status__in=(Status.VALIDATING, Status.PENDING_REVIEW),
+            new_version__code=code,
+        )
+        .exclude(pk=event.pk)
+        .first()
+    )
 
 
 def _validate_or_decide(event: HealingEvent) -> None:

@@ -191,6 +191,9 @@ def _event_context(request: HttpRequest, event_id: str) -> dict:
         "diff": diff,
         "can_review": services.can_review(request.user),
         "is_pending": event.status == HealingEvent.Status.PENDING_REVIEW,
+        # Approving would be refused (Superseded): the task's code moved on since the heal began.
+        "is_superseded": event.task.current_version_id != event.original_version_id,
+        "timings": _timing_rows(event),
         "trace": _trace_rows(event.agent_trace),
         "candidates": _candidate_rows(event.candidate_scores),
         "tokens": event.prompt_tokens + event.completion_tokens,
@@ -223,8 +226,21 @@ def _trace_rows(agent_trace: list) -> list[dict]:
     return rows
 
 
+def _timing_rows(event: HealingEvent) -> list[tuple[str, int]]:
+    """How long each stage took, in the order they happen; stages that did not happen are left out."""
+    timings = event.timings or {}
+    rows = [(label, timings[key]) for key, label in (("takeover_ms", "takeover"), ("generate_ms", "code generation"))
+            if isinstance(timings.get(key), (int, float))]
+    validation = event.validation_run.duration_ms if event.validation_run_id else None
+    if validation is not None:
+        rows.append(("validation run", validation))
+    return [(label, int(ms)) for label, ms in rows]
+
+
 def _candidate_rows(candidates: list) -> list[dict]:
-    """Each ranked element as score, a CSS-like name (button#send), its text and its other properties."""
+    """Each ranked element as score, a CSS-like name (button#send), its text and its other properties.
+
+    Scores are the locator's own scale (about 0 to 15); the bar shows each as a share of the best."""
     rows = []
     for c in candidates or []:
         if not isinstance(c, dict):
@@ -243,6 +259,9 @@ def _candidate_rows(candidates: list) -> list[dict]:
             "text": str(text),
             "attrs": [(k, _plain(v)) for k, v in c.items() if k not in shown and v not in (None, "")],
         })
+    best = max((row["score"] for row in rows), default=0.0)
+    for row in rows:
+        row["share"] = round(max(row["score"], 0.0) / best, 3) if best > 0 else 0.0
     return rows
 
 

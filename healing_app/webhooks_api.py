@@ -19,14 +19,13 @@ from healing_app import webhooks
 from healing_app.models import WebhookDelivery, WebhookEndpoint
 from tasks_app.api_schemas import (
     ERRORS,
-    MAX_INT,
     ErrorOut,
     InputSchema,
     clean_body,
     paginate,
 )
 from tasks_app.config import InputError
-from tasks_app.models import Task
+from tasks_app.models import MAX_INT, Task
 
 router = Router(tags=["webhooks"])
 

@@ -10,10 +10,10 @@ from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from healing_app.diffing import render_diff
+from healing_app.diffing import DIFF_STYLESHEETS, render_diff
 from tasks_app import services
 from tasks_app.audit import Actor
-from tasks_app.config import DEFAULT_CONFIG, FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError, merge_config
+from tasks_app.config import DEFAULT_CONFIG, FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError
 from tasks_app.models import ApiKey, AuditLog, CodeVersion, ElementFingerprint, Run, Task
 
 
@@ -72,14 +72,8 @@ class TaskAdminForm(forms.ModelForm):
         if self.errors:
             return cleaned
         # Run the service's own checks now so a bad value shows next to its field instead of failing the save.
-        changes = self.service_changes()
         try:
-            merge_config(None, changes["self_healing_config"])
-            services.clean_params(changes["params"])
-            if "secrets" in changes:
-                services.clean_secrets(changes["secrets"])
-            if "code" in changes:
-                services.code_check(changes["code"])
+            services.task_changes_check(self.instance if self.instance.pk else None, self.service_changes())
         except InputError as exc:
             raise forms.ValidationError(self._error_for(exc)) from None
         return cleaned
@@ -102,6 +96,7 @@ class TaskAdminForm(forms.ModelForm):
             "self_healing": data["self_healing"],
             "healing_agent": data["healing_agent"],
             "schedule": data["schedule"],
+            "monthly_budget_usd": data["monthly_budget_usd"],
             "self_healing_config": {
                 "auto_deploy": data["auto_deploy"],
                 "validation_required": data["validation_required"],
@@ -141,6 +136,9 @@ class CodeVersionInline(admin.TabularInline):
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": DIFF_STYLESHEETS}  # its diffs are coloured as on the dashboard
+
     form = TaskAdminForm
     list_display = ["name", "id", "self_healing", "current_version_number", "code_status", "updated_at"]
     list_filter = ["self_healing", "code_status", "healing_agent", "created_at"]
@@ -184,6 +182,9 @@ class TaskAdmin(admin.ModelAdmin):
 
 @admin.register(CodeVersion)
 class CodeVersionAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": DIFF_STYLESHEETS}  # its diffs are coloured as on the dashboard
+
     list_display = ["__str__", "task", "number", "source", "author", "created_at"]
     list_filter = ["source", "created_at"]
     search_fields = ["task__id", "task__name", "code"]
@@ -195,9 +196,13 @@ class CodeVersionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    # Versions are history: read-only pages (no Save), and never deleted, which would break the task's
+    # current version, its heals' diffs and the numbering. Immutability is also enforced by the model.
     def has_change_permission(self, request, obj=None):
-        # Read-only detail page; immutability is also enforced by the model.
-        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
     @admin.display(description="Code")
     def code_block(self, version: CodeVersion) -> str:
@@ -217,7 +222,7 @@ class CodeVersionAdmin(admin.ModelAdmin):
                 services.version_deploy(
                     task=version.task, version=version, actor=Actor(user=request.user, via="admin"), reason="admin"
                 )
-            except (PermissionDenied, services.AwaitingReview) as exc:
+            except (PermissionDenied, services.DraftNotDeployable) as exc:
                 self.message_user(request, f"{version}: not deployed: {exc}", level=messages.ERROR)
             else:
                 deployed += 1
@@ -242,6 +247,9 @@ class ElementFingerprintAdmin(admin.ModelAdmin):
     list_display = ["task", "step_key", "line", "updated_at"]
     search_fields = ["task__id", "step_key", "selector"]
     readonly_fields = ["task", "step_key", "line", "selector", "properties", "version", "updated_at"]
+
+    def has_add_permission(self, request):
+        return False  # recorded by successful runs; deleting one makes the step heal from its selector alone
 
 
 @admin.register(ApiKey)

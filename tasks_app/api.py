@@ -12,7 +12,6 @@ from ninja import Path, Query, Router, Status
 from tasks_app import services
 from tasks_app.api_schemas import (
     ERRORS,
-    MAX_INT,
     DiffOut,
     RunCreateIn,
     RunOut,
@@ -31,7 +30,7 @@ from tasks_app.api_schemas import (
     version_out,
 )
 from tasks_app.config import InputError
-from tasks_app.models import CodeVersion, Run, Task
+from tasks_app.models import MAX_INT, CodeVersion, Run, Task
 
 tasks_router = Router(tags=["tasks"])
 runs_router = Router(tags=["runs"])

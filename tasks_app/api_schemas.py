@@ -20,10 +20,10 @@ from pydantic import ConfigDict, Field
 
 from healing_app.diffing import render_diff
 from tasks_app.config import FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError
+from tasks_app.models import MAX_INT
 from tasks_app.services import NAME_MAX, unstorable
 
 FailureType = Literal[FAILURE_TYPES]  # type: ignore[valid-type]
-MAX_INT = 2**31 - 1  # the database's integer range; larger numbers could only be a 404 anyway
 
 
 def _drop_null_defaults(schema: dict[str, Any]) -> None:

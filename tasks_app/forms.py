@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from tasks_app.config import FAILURE_TYPES, MAX_ATTEMPTS_RANGE
-from tasks_app.models import Task
+from tasks_app.models import MAX_INT, Task
 
 # The services name config errors "self_healing_config.max_attempts"; the form shows them next to "max_attempts".
 SERVICE_FIELD_TO_FORM = {
@@ -54,5 +54,5 @@ class HealingConfigForm(forms.Form):
 class DiffForm(forms.Form):
     """Two version numbers of one task to compare."""
 
-    a = forms.IntegerField(min_value=1, label="From version")
-    b = forms.IntegerField(min_value=1, label="To version")
+    a = forms.IntegerField(min_value=1, max_value=MAX_INT, label="From version")
+    b = forms.IntegerField(min_value=1, max_value=MAX_INT, label="To version")

@@ -13,6 +13,7 @@ from tasks_app.config import DEFAULT_CONFIG, merge_config
 from tasks_app.crypto import decrypt_secrets, encrypt_secrets
 from tasks_app.ids import new_key_id, new_run_id, new_task_id
 
+MAX_INT = 2**31 - 1  # the database's integer range; a larger version or id could only be a 404 anyway
 
 class Task(models.Model):
     class CodeStatus(models.TextChoices):

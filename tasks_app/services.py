@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import django_rq
@@ -35,19 +36,21 @@ def task_create(
     self_healing_config: dict | None = None,
     healing_agent: str = "",
     schedule: str = "",
+    monthly_budget_usd: Any = None,
     actor: Actor | None = None,
 ) -> Task:
     task = Task(
         name=_clean_name(name),
         prompt=_clean_text(prompt, "prompt"),
-        params=clean_params(params),
+        params=_clean_params(params),
         self_healing=_clean_bool(self_healing, "self_healing"),
         self_healing_config=merge_config(None, self_healing_config),
         healing_agent=_clean_agent(healing_agent),
         schedule=_clean_schedule(schedule),
+        monthly_budget_usd=_clean_budget(monthly_budget_usd),
         owner=actor.user if actor and actor.user is not None and actor.user.pk else None,
     )
-    task.set_secrets(clean_secrets(secrets))
+    task.set_secrets(_clean_secrets(secrets))
     if code is not None:
         code_check(code)
     with transaction.atomic():
@@ -65,52 +68,32 @@ def task_create(
     return task
 
 
-def task_update(
-    *,
-    task: Task,
-    actor: Actor | None = None,
-    name: str = _UNSET,
-    prompt: str = _UNSET,
-    code: str = _UNSET,
-    params: dict = _UNSET,
-    secrets: dict = _UNSET,
-    self_healing: bool = _UNSET,
-    self_healing_config: dict = _UNSET,
-    healing_agent: str = _UNSET,
-    schedule: str = _UNSET,
-) -> Task:
-    """Partial update: only the arguments given change. Config keys given replace those keys only."""
-    changed: dict[str, Any] = {}
-    if name is not _UNSET:
-        changed["name"] = _clean_name(name)
-    if prompt is not _UNSET:
-        changed["prompt"] = _clean_text(prompt, "prompt")
-    if params is not _UNSET:
-        changed["params"] = clean_params(params)
-    if self_healing is not _UNSET:
-        changed["self_healing"] = _clean_bool(self_healing, "self_healing")
-    if self_healing_config is not _UNSET:
-        changed["self_healing_config"] = merge_config(task.self_healing_config, self_healing_config)
-    if healing_agent is not _UNSET:
-        changed["healing_agent"] = _clean_agent(healing_agent)
-    if schedule is not _UNSET:
-        changed["schedule"] = _clean_schedule(schedule)
-    new_secrets = clean_secrets(secrets) if secrets is not _UNSET else None
-    if code is not _UNSET:
-        code_check(code)
+def task_update(*, task: Task, actor: Actor | None = None, **changes: Any) -> Task:
+    """Partial update: only the fields given change (task_create's, by name). Config keys given replace
+    those keys only; code becomes a new manual version and is deployed."""
+    changed = task_changes_check(task, changes)
+    new_secrets = changed.pop("secrets", None)
+    code = changed.pop("code", _UNSET)
     if not changed and new_secrets is None and code is _UNSET:
         return task  # nothing to change, nothing to audit
 
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
+        # Forms send every field: only values that differ are changes (and audited as such).
+        changed = {field: value for field, value in changed.items() if getattr(task, field) != value}
+        if not changed and new_secrets is None and code is _UNSET:
+            return task
         for field, value in changed.items():
             setattr(task, field, value)
         if new_secrets is not None:
             task.set_secrets(new_secrets)
         task.save()
-        audit_data = {field: value for field, value in changed.items() if field != "params"}
+        audit_data = {field: value for field, value in changed.items() if field not in ("params", "monthly_budget_usd")}
         if "params" in changed:
             audit_data["params"] = sorted(changed["params"])  # names only: values may be personal data
+        if "monthly_budget_usd" in changed:
+            budget = changed["monthly_budget_usd"]
+            audit_data["monthly_budget_usd"] = str(budget) if budget is not None else None
         if new_secrets is not None:
             audit_data["secrets"] = sorted(new_secrets)  # names only, never values
         if code is not _UNSET:
@@ -121,6 +104,23 @@ def task_update(
             audit_data["new_version"] = version.number
         audit_log(actor=actor, action="task.update", obj=task, data=audit_data)
     return task
+
+
+def task_changes_check(task: Task | None, changes: dict[str, Any]) -> dict[str, Any]:
+    """The cleaned values of a task's fields (all of a new task's, or some of an existing one's);
+    InputError names the first bad one. The admin calls it before saving, to show each error on its field."""
+    cleaned: dict[str, Any] = {}
+    for field, value in changes.items():
+        if field == "self_healing_config":
+            cleaned[field] = merge_config(task.self_healing_config if task is not None else None, value)
+        elif field == "code":
+            code_check(value)
+            cleaned[field] = value
+        elif field in _FIELD_CLEANERS:
+            cleaned[field] = _FIELD_CLEANERS[field](value)
+        else:
+            raise TypeError(f"{field!r} is not a task field")
+    return cleaned
 
 
 def task_delete(*, task: Task, actor: Actor | None = None) -> None:
@@ -139,22 +139,38 @@ def version_create(
         return _version_add(task=task, code=code, source=source, author=actor, parent=parent, note=note)
 
 
-class AwaitingReview(Exception):
-    """The version is a healed draft still waiting for review: approving its event deploys it."""
+class DraftNotDeployable(Exception):
+    """The version is a heal's draft that may not be deployed by hand: approving its heal deploys a
+    draft waiting for review; a rejected or failed heal's draft is kept for inspection only."""
 
-    def __init__(self, version: CodeVersion, event_id: str):
-        super().__init__(
-            f"version {version.number} is a healed draft waiting for review in {event_id}; approve that event to deploy it"
-        )
+    _WHY = {
+        "pending_review": ("awaiting_review", "is a healed draft waiting for review in {event}; approve that event to deploy it"),
+        "rejected": ("discarded", "is a healed draft a reviewer rejected in {event}; it is kept for inspection only"),
+        "failed": ("discarded", "is the draft of a heal that failed ({event}); it is kept for inspection only"),
+    }
+
+    def __init__(self, version: CodeVersion, event_id: str, event_status: str):
+        self.code, why = self._WHY[event_status]
+        super().__init__(f"version {version.number} " + why.format(event=event_id))
         self.event_id = event_id
+
+
+def version_deploy_refusal(version: CodeVersion) -> DraftNotDeployable | None:
+    """Why `version` may not be deployed by hand, or None. Drafts of open heals are the pipeline's."""
+    row = (
+        HealingEvent.objects.filter(new_version=version, status__in=list(DraftNotDeployable._WHY))
+        .values_list("pk", "status")
+        .first()
+    )
+    return DraftNotDeployable(version, *row) if row else None
 
 
 def version_deploy(*, task: Task, version: CodeVersion, actor: Actor | None = None, reason: str = "") -> Task:
     """Make `version` current. Rolling back to an earlier version creates no new code.
 
-    A person needs the reviewer permission (the system deploys validated heals itself). A draft still
-    waiting for review is refused: approving it records the review, deploying it here would not.
-    Deploying the current version changes nothing and is not audited.
+    A person needs the reviewer permission (the system deploys validated heals itself). A heal's draft
+    is refused while its heal waits for review (approving it records the review, deploying it here would
+    not) and once its heal was rejected or failed. Deploying the current version changes nothing.
     """
     if version.task_id != task.pk:
         raise InputError("version", "belongs to another task")
@@ -165,13 +181,8 @@ def version_deploy(*, task: Task, version: CodeVersion, actor: Actor | None = No
         task = Task.objects.select_for_update().get(pk=task.pk)
         if task.current_version_id == version.pk:
             return task
-        awaiting = (
-            HealingEvent.objects.filter(new_version=version, status=HealingEvent.Status.PENDING_REVIEW)
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if awaiting is not None:
-            raise AwaitingReview(version, awaiting)
+        if refusal := version_deploy_refusal(version):
+            raise refusal
         previous = task.current_version.number if task.current_version_id else None
         _make_current(task=task, version=version)
         audit_log(
@@ -201,7 +212,7 @@ def run_create(
         task=task,
         version=version,
         purpose=purpose,
-        params=clean_params(params),
+        params=_clean_params(params),
         requested_by=actor.user if actor and actor.user is not None and actor.user.pk else None,
     )
     if purpose == Run.Purpose.NORMAL:
@@ -371,7 +382,7 @@ def unstorable(value: Any) -> tuple[str, str] | None:
     return None
 
 
-def clean_params(params: Any) -> dict:
+def _clean_params(params: Any) -> dict:
     if params is None:
         return {}
     if not isinstance(params, dict):
@@ -391,7 +402,7 @@ MAX_SECRETS = 50
 SECRET_VALUE_MAX = 8192
 
 
-def clean_secrets(secrets: Any) -> dict[str, str]:
+def _clean_secrets(secrets: Any) -> dict[str, str]:
     if secrets is None:
         return {}
     if not isinstance(secrets, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in secrets.items()):
@@ -431,11 +442,33 @@ def _clean_schedule(value: Any) -> str:
     return value.strip()
 
 
+def _clean_budget(value: Any) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise InputError("monthly_budget_usd", "must be an amount of US dollars") from None
+    if not amount.is_finite() or not Decimal(0) <= amount < Decimal(1_000_000):
+        raise InputError("monthly_budget_usd", "must be between 0 and 999999.9999")
+    return amount.quantize(Decimal("0.0001"))
+
+
+_FIELD_CLEANERS = {
+    "name": _clean_name,
+    "prompt": lambda value: _clean_text(value, "prompt"),
+    "params": _clean_params,
+    "secrets": _clean_secrets,
+    "self_healing": lambda value: _clean_bool(value, "self_healing"),
+    "healing_agent": _clean_agent,
+    "schedule": _clean_schedule,
+    "monthly_budget_usd": _clean_budget,
+}
+
+
 __all__ = [
-    "AwaitingReview",
+    "DraftNotDeployable",
     "InputError",
-    "clean_params",
-    "clean_secrets",
     "code_check",
     "fingerprints_store",
     "run_create",
@@ -444,9 +477,11 @@ __all__ = [
     "task_create",
     "task_delete",
     "task_runtime_secrets",
+    "task_changes_check",
     "task_update",
     "unstorable",
     "validate_config_changes",
     "version_create",
     "version_deploy",
+    "version_deploy_refusal",
 ]

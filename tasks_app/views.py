@@ -40,7 +40,8 @@ def task_list(request: HttpRequest) -> HttpResponse:
     )
     if q:
         tasks = tasks.filter(Q(pk=q) | Q(name__icontains=q))
-    latest_run = Run.objects.filter(task=OuterRef("pk")).order_by("-created_at")
+    # The task's own runs: a validation run tries a draft, not the code the task runs.
+    latest_run = Run.objects.filter(task=OuterRef("pk"), purpose=Run.Purpose.NORMAL).order_by("-created_at")
     # By name: Task has an index on name (none on created_at), so a page never sorts all 10k tasks.
     page = Paginator(tasks.order_by("name", "id"), 50).get_page(request.GET.get("page"))
     # Annotate only the page's rows, so the list costs the same with 10 or 10k tasks.
@@ -124,7 +125,7 @@ def task_deploy(request: HttpRequest, task_id: str) -> HttpResponse:
     else:
         try:
             services.version_deploy(task=task, version=version, actor=as_actor(request.user), reason="deployed from the task page")
-        except services.AwaitingReview as exc:
+        except services.DraftNotDeployable as exc:
             messages.error(request, f"Not deployed: {exc}.")
         else:
             messages.success(request, f"Version {version.number} is now current.")
@@ -145,12 +146,17 @@ def _task_context(request: HttpRequest, task: Task, *, part: str | None = None) 
         context["versions"] = list(
             task.versions.select_related("author").defer("code").order_by("-number")[:VERSIONS_SHOWN]
         )
-        # A draft waiting for review is deployed by approving its event, so it links there instead.
-        awaiting = dict(
-            task.healing_events.filter(status=HealingEvent.Status.PENDING_REVIEW).values_list("new_version_id", "pk")
-        )
+        # A heal's draft is deployed by approving its heal, or not at all once the heal was rejected or
+        # failed (services.version_deploy_refusal): such versions link to their heal instead.
+        open_or_discarded = (HealingEvent.Status.PENDING_REVIEW, HealingEvent.Status.REJECTED, HealingEvent.Status.FAILED)
+        drafts = {
+            version_id: {"id": event_id, "status": status}
+            for version_id, event_id, status in task.healing_events.filter(
+                status__in=open_or_discarded, new_version__isnull=False
+            ).values_list("new_version_id", "pk", "status")
+        }
         for version in context["versions"]:
-            version.awaiting_review = awaiting.get(version.pk)
+            version.heal = drafts.get(version.pk)
     if part in (None, "runs"):
         context["runs"] = list(
             task.runs.select_related("version").defer("screenshots", "version__code").order_by("-created_at")[:RUNS_SHOWN]

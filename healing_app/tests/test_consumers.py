@@ -148,3 +148,20 @@ def test_group_names_from_the_query_string_are_sanitised(member):
         return connected
 
     assert async_to_sync(scenario)() is True  # connected, but joined only the shared events group
+
+
+def test_switching_the_demo_site_tells_open_dashboards(member):
+    """The demo control on every open queue re-renders when the site is switched elsewhere."""
+    from tasks_app.demo.seed import demo_switch
+
+    cookie = _session_cookie(member)
+
+    async def scenario():
+        communicator = _communicator("/ws/live/", cookie=cookie)
+        assert (await communicator.connect())[0]
+        await sync_to_async(demo_switch)(version=2, run=False)
+        message = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return message
+
+    assert async_to_sync(scenario)() == {"kind": "demo.site_changed", "task_id": None, "data": {"version": 2}}

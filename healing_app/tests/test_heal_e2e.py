@@ -128,6 +128,25 @@ def test_without_auto_deploy_the_heal_waits_for_a_reviewer_then_deploys_on_appro
     assert task.current_version == event.new_version
 
 
+def test_a_second_failure_healed_the_same_way_joins_the_heal_waiting_for_review(drain, reviewer):
+    """Until someone approves, a task that keeps breaking on the same step gets one review, not one a run."""
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=False)
+        run_now(task, drain)
+        site_version["v"] = 2
+        run_now(task, drain)
+        again = run_now(task, drain)
+    first, second = HealingEvent.objects.filter(task=task).order_by("created_at")
+    assert again.status == Run.Status.HEALED  # the run itself still completes
+    assert first.status == S.PENDING_REVIEW
+    assert second.status == S.FAILED and second.new_version_id is None
+    assert second.reason == f"the same fix is already pending review in {first.pk}; no second version"
+    assert task.versions.count() == 2
+    healing_approve(event=first, reviewer=reviewer)
+    task.refresh_from_db()
+    assert task.current_version == first.new_version
+
+
 def test_rejected_heal_leaves_the_code_unchanged_and_the_element_stays_rejected(drain, reviewer):
     with contact_site(1) as site:
         task = make_task(site, auto_deploy=False, max_attempts=5)

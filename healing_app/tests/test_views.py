@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from healing_app.models import HealingEvent
+from tasks_app import services as services_for_tasks
 from tasks_app.models import AuditLog, Task
 from tests.browser import scenario
 
@@ -81,7 +82,11 @@ def test_queue_shows_events_newest_first_and_the_pending_count(client, reviewer,
     ids = re.findall(r'<tr data-id="(heal_[^"]+)"', html)
     assert ids[0] == pending.pk and len(ids) == 4
     assert '<strong id="pending-count">1</strong>' in html
-    assert 'href="/webhooks/"' in html and 'href="/api/v1/docs"' in html and 'href="/admin/"' in html
+    assert 'href="/webhooks/"' in html and 'href="/api/v1/docs"' in html
+    assert 'href="/admin/"' not in html  # only staff reach the admin, so only staff see the link
+    reviewer.is_staff = True
+    reviewer.save()
+    assert 'href="/admin/"' in client.get("/").content.decode()
 
 
 def test_queue_filters_by_status_error_type_task_agent_date_and_search(client, reviewer, task, pending):
@@ -180,6 +185,22 @@ def test_event_page_shows_the_evidence(client, reviewer, pending):
         "pending_review",  # timeline
     ):
         assert expected in html, expected
+
+
+def test_event_page_shows_timings_and_score_bars_relative_to_the_best(client, reviewer, pending):
+    HealingEvent.objects.filter(pk=pending.pk).update(timings={"takeover_ms": 412, "generate_ms": 37})
+    html = _login(client, reviewer).get(reverse("event-detail", args=[pending.pk])).content.decode()
+    assert re.search(r'id="event-timings">takeover 412 ms · code generation 37 ms · validation run \d+ ms<', html)
+    # The best candidate fills its bar; the others are shares of it, whatever the locator's scale.
+    assert 'value="1.0" aria-label="score relative to the best"' in html
+    assert f'value="{round(0.4121 / 0.9132, 3)}"' in html
+
+
+def test_a_heal_whose_task_moved_on_can_only_be_rejected(client, reviewer, task, pending):
+    services_for_tasks.task_update(task=task, code=task.current_version.code + "\n# edited by hand\n")
+    html = _login(client, reviewer).get(reverse("event-detail", args=[pending.pk])).content.decode()
+    assert 'id="superseded-note"' in html and "it is now v3" in html
+    assert 'id="approve-button"' not in html and 'id="reject-button"' in html
 
 
 def test_event_screenshot_is_served_as_png(client, reviewer, pending):

@@ -139,6 +139,8 @@
       if (existing) {
         if (rows.length) existing.replaceWith(rows[0]);
         else existing.remove(); // it no longer matches the filters
+        // The last row gone: the whole part brings the "no events" line (or the next page's rows).
+        if (!el.querySelector("tr[data-id]")) return fetchHtml(src).then(swap);
         return;
       }
       if (!rows.length) return;

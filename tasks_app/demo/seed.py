@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from healing_app import broadcast
 from tasks_app import services
 from tasks_app.audit import Actor
 from tasks_app.demo.site import demo_site_set_version
@@ -77,6 +78,8 @@ def demo_tasks() -> list[Task]:
 def demo_switch(*, version: int, run: bool = True, actor: Actor = DEMO) -> list[Run]:
     """Switch the demo site to `version`; with `run`, start every demo task so the change shows at once."""
     demo_site_set_version(version)
+    # Live pages only (the demo control on open dashboards); it is not a webhook event.
+    broadcast.publish(kind="demo.site_changed", task_id=None, data={"version": version})
     if not run:
         return []
     return [services.run_enqueue(task=task, actor=actor) for task in demo_tasks() if task.current_version]

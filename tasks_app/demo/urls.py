@@ -8,4 +8,5 @@ urlpatterns = [
     path("catalog", views.catalog, name="demo-catalog"),
     path("products", views.products, name="demo-products"),
     path("control/", views.control, name="demo-control"),
+    path("panel/", views.panel, name="demo-panel"),
 ]

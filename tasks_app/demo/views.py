@@ -70,3 +70,12 @@ def control(request: HttpRequest) -> HttpResponse:
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = "/"
     return redirect(target)
+
+
+@login_required
+def panel(request: HttpRequest) -> HttpResponse:
+    """The demo control alone, for live pages to re-render when the site is switched elsewhere."""
+    next_path = request.GET.get("next", "/")
+    if not url_has_allowed_host_and_scheme(next_path, allowed_hosts={request.get_host()}):
+        next_path = "/"
+    return render(request, "includes/demo_control.html", {"next_path": next_path})

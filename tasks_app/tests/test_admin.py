@@ -3,7 +3,7 @@ from django.urls import reverse
 
 from healing_app.models import HealingEvent
 from tasks_app import services
-from tasks_app.models import CodeVersion, Task
+from tasks_app.models import AuditLog, CodeVersion, Task
 from tests.browser import scenario
 
 CODE = 'def run(page, params):\n    page.goto(params["base_url"])\n    return 1\n'
@@ -119,3 +119,42 @@ def test_the_admin_deploy_action_refuses_a_draft_waiting_for_review(staff_client
     assert "Deployed 0 version(s)." in response.content.decode()
     task.refresh_from_db()
     assert task.current_version.number == 1
+
+
+@pytest.mark.parametrize("field, value, form_field, message", [
+    ("params", "[1, 2]", "params", "must be an object"),
+    ("schedule", "every minute", "schedule", ""),
+    ("schedule", "61 * * * *", "schedule", ""),
+    ("prompt", "p" * 20_001, "prompt", "at most 20000 characters"),
+    ("new_secrets", "[1]", "new_secrets", "must be an object of string names"),
+    ("new_secrets", '{"a": {"b": 1}}', "new_secrets", "must be an object of string names"),
+    ("monthly_budget_usd", "-5", "monthly_budget_usd", "between 0 and"),
+])
+def test_every_bad_value_is_shown_on_its_field_not_a_500(staff_client, field, value, form_field, message):
+    task = services.task_create(name="t", code=CODE)
+    response = staff_client.post(reverse("admin:tasks_app_task_change", args=[task.pk]), _form(task, **{field: value}))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert form_field in errors and message in str(errors[form_field])
+
+
+def test_the_monthly_budget_is_saved_and_audited(staff_client):
+    task = services.task_create(name="t", code=CODE)
+    response = staff_client.post(reverse("admin:tasks_app_task_change", args=[task.pk]), _form(task, monthly_budget_usd="5"))
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert str(task.monthly_budget_usd) == "5.0000"
+    assert AuditLog.objects.get(action="task.update", object_id=task.pk).data == {"monthly_budget_usd": "5.0000"}
+
+
+def test_versions_are_read_only_and_never_deleted_in_the_admin(staff_client):
+    task = services.task_create(name="t", code=CODE)
+    version = task.current_version
+    page = staff_client.get(reverse("admin:tasks_app_codeversion_change", args=[version.pk])).content.decode()
+    assert 'name="_save"' not in page and "deletelink" not in page
+    assert staff_client.post(reverse("admin:tasks_app_codeversion_delete", args=[version.pk]), {"post": "yes"}).status_code == 403
+    assert CodeVersion.objects.filter(pk=version.pk).exists()
+
+
+def test_fingerprints_are_recorded_by_runs_not_added_in_the_admin(staff_client):
+    assert staff_client.get(reverse("admin:tasks_app_elementfingerprint_add")).status_code == 403

@@ -53,6 +53,20 @@ def test_the_control_refuses_bad_versions_and_anonymous_users(client, member):
     assert demo_site_version() == 1
 
 
+def test_the_control_is_a_live_part_that_re_renders_for_the_page_it_is_on(client, member):
+    demo_seed()
+    client.force_login(member)
+    page = client.get("/", {"status": "pending_review"}).content.decode()
+    assert 'id="demo-control" data-live-src="/demo-site/panel/?next=/%3Fstatus%3Dpending_review" data-live-on="demo."' in page
+    from tasks_app.demo.site import demo_site_set_version
+
+    demo_site_set_version(2)
+    panel = client.get("/demo-site/panel/", {"next": "/?status=pending_review"}).content.decode()
+    assert "on <strong>version 2</strong>" in panel and "Change the demo site to version 1" in panel
+    assert 'name="next" value="/?status=pending_review"' in panel
+    assert 'name="next" value="/"' in client.get("/demo-site/panel/", {"next": "https://evil.example/"}).content.decode()
+
+
 def test_browsers_asking_for_favicon_ico_get_the_icon(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 301 and response["Location"] == "/static/favicon.svg"

@@ -178,3 +178,29 @@ def test_anonymous_cannot_post(client, task):
     response = client.post(reverse("task-run", args=[task.pk]))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     assert not HealingEvent.objects.exists() and not Run.objects.filter(task=task).exists()
+
+
+def test_comparing_a_version_number_beyond_the_database_range_is_a_form_error(client, member, healed):
+    response = _login(client, member).get(reverse("task-detail", args=[healed.pk]), {"a": "1", "b": "9" * 26})
+    assert response.status_code == 200
+    assert "Ensure this value is less than or equal to 2147483647" in response.content.decode()
+
+
+def test_a_rejected_draft_is_marked_and_cannot_be_deployed(client, reviewer, healed):
+    event = HealingEvent.objects.get(task=healed)
+    client = _login(client, reviewer)
+    client.post(reverse("event-reject", args=[event.pk]), {"comment": "wrong button"})
+    html = client.get(reverse("task-detail", args=[healed.pk])).content.decode()
+    assert f'class="badge badge-rejected" title="a discarded draft, kept for inspection">rejected in {event.pk}' in html
+    assert "Deploy v2" not in html
+    response = client.post(reverse("task-deploy", args=[healed.pk]), {"version": "2"}, follow=True)
+    assert f"Not deployed: version 2 is a healed draft a reviewer rejected in {event.pk}" in response.content.decode()
+    assert Task.objects.get(pk=healed.pk).current_version.number == 1
+
+
+def test_the_task_list_shows_the_tasks_own_last_run_not_a_validation(client, member, healed):
+    # healed: its last normal run healed; the validation run of the draft (newer) succeeded.
+    html = _login(client, member).get(reverse("task-list")).content.decode()
+    row = html[html.index(reverse("task-detail", args=[healed.pk])):]
+    row = row[: row.index("</tr>")]
+    assert "badge-run-healed" in row and "badge-run-succeeded" not in row

@@ -38,6 +38,18 @@ def test_a_new_event_appears_in_the_queue_without_a_reload(page, anchor_live, lo
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
 
 
+def test_a_filtered_queue_whose_last_row_leaves_says_nothing_matches(page, anchor_live, login, live_task):
+    event_id = _pending_event(anchor_live, live_task)
+    login(page, REVIEWER)
+    page.goto(f"{anchor_live.url}/?status=pending_review&task={live_task}")
+    wait_live(page)
+    expect(page.locator(f'tr[data-id="{event_id}"]')).to_be_visible()
+
+    assert anchor_live.enqueue("tests.browser.scenario.event_approve_as", event_id, REVIEWER[0]) == "deployed"
+    expect(page.locator(f'tr[data-id="{event_id}"]')).to_have_count(0, timeout=10_000)
+    expect(page.locator("tbody#queue-rows")).to_contain_text("No healing events match these filters.")
+
+
 def test_reviewer_approves_from_the_diff_and_other_windows_follow(browser, page, anchor_live, login, live_task):
     event_id = _pending_event(anchor_live, live_task)
 

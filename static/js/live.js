@@ -11,6 +11,7 @@
 //        data-live-rows="50">          a live table of events (the queue): one changed event fetches
 //                                      only its row (?only=) or the rows above the top (?newer=)
 //   <ol data-live-steps="run_…">       run.step messages append their server-rendered html here
+//   <form data-confirm="question">      asks before submitting
 // The fragment response contains elements with the same ids; their children replace ours, so our
 // data-live-* attributes survive the swap.
 (function () {
@@ -228,6 +229,13 @@
       b.setAttribute("aria-pressed", b.getAttribute("data-diff-mode") === mode ? "true" : "false");
     });
   }
+
+  // <form data-confirm="question">: a change that is one click to make but matters (deploying a version)
+  // asks first. Delegated, so forms swapped in by live updates are covered too.
+  document.addEventListener("submit", function (e) {
+    var question = e.target.getAttribute && e.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) e.preventDefault();
+  });
 
   document.addEventListener("click", function (e) {
     var button = e.target.closest && e.target.closest("button[data-diff-mode]");

@@ -50,6 +50,27 @@ def test_a_filtered_queue_whose_last_row_leaves_says_nothing_matches(page, ancho
     expect(page.locator("tbody#queue-rows")).to_contain_text("No healing events match these filters.")
 
 
+def test_rolling_back_asks_first(page, anchor_live, login, live_task):
+    event_id = _pending_event(anchor_live, live_task)
+    assert anchor_live.enqueue("tests.browser.scenario.event_approve_as", event_id, REVIEWER[0]) == "deployed"
+    login(page, REVIEWER, next_url=f"/tasks/{live_task}/")
+    expect(page.locator("#current-version")).to_contain_text("v2")
+    questions = []
+
+    def answer(dialog, accept):
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    page.get_by_role("button", name="Roll back to v1").click()
+    expect(page.locator("#current-version")).to_contain_text("v2")
+    page.once("dialog", lambda dialog: answer(dialog, True))
+    page.get_by_role("button", name="Roll back to v1").click()
+    expect(page.locator(".message-success")).to_contain_text("Version 1 is now current")
+    expect(page.locator("#current-version")).to_contain_text("v1")
+    assert questions[0].startswith("Make v1 the current version of Contact form") and len(questions) == 2
+
+
 def test_reviewer_approves_from_the_diff_and_other_windows_follow(browser, page, anchor_live, login, live_task):
     event_id = _pending_event(anchor_live, live_task)
 

@@ -3,14 +3,14 @@
     .venv/bin/python bench/screenshots.py [--out docs/screenshots]
 
 Starts a throwaway Anchor (daphne + worker on a temporary SQLite database, see tests/browser/live.py),
-fills it through the worker with a few tasks and healing events that go through their real states,
-logs in as a reviewer in Chromium and photographs the queue, an event waiting for review and its task.
+plays the real demo in it (`manage.py demo_play`: the demo tasks run on the demo site's version 1, the
+site changes, the runs break and heal), logs in as a reviewer in Chromium and photographs the queue, the
+heal waiting for review and the task whose heal was deployed. Nothing on them is made up.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import sys
 from pathlib import Path
 
@@ -19,14 +19,13 @@ sys.path.insert(0, str(ROOT))
 
 REVIEWER = ("rita", "pw-rita-123!")
 
-# What the failing page looked like: the demo contact form after its button changed.
-FAILURE_PAGE = """<!doctype html><html><body style="font-family: sans-serif; margin: 40px; background: #fafafa">
-<h1>Contact us</h1><form style="display: grid; gap: 12px; max-width: 420px">
-<label>Name <input value="Ada" style="width: 100%"></label>
-<label>Email <input value="ada@example.com" style="width: 100%"></label>
-<label>Message <textarea style="width: 100%">Hello from Anchor</textarea></label>
-<button data-test="send" style="padding: 10px; background: #0b57d0; color: white; border: 0">Send</button>
-</form></body></html>"""
+EVENTS = """
+import json
+from healing_app.models import HealingEvent
+pending = HealingEvent.objects.get(status="pending_review")
+deployed = HealingEvent.objects.select_related("new_version").get(status="deployed")
+print(json.dumps({"pending": pending.pk, "deployed_task": deployed.task_id, "deployed_version": deployed.new_version.number}))
+"""
 
 
 def main() -> int:
@@ -41,22 +40,11 @@ def main() -> int:
     from tests.browser.live import CHROMIUM, CHROMIUM_ARGS, anchor_started
 
     with sync_playwright() as p, anchor_started() as live:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        failure_png = _failure_screenshot(browser)
-
         live.enqueue("tests.browser.scenario.users_make", [REVIEWER], reviewers=[REVIEWER[0]])
-        tasks = [live.enqueue("tests.browser.scenario.task_make_id", name)
-                 for name in ("Contact form", "Newsletter signup", "Checkout", "Partner portal login")]
-        for task, final in zip(tasks[1:], ("deployed", "failed", "rejected")):
-            if final == "rejected":
-                event = live.enqueue("tests.browser.scenario.event_pending_make", task, screenshot_b64=failure_png)
-                live.enqueue("tests.browser.scenario.event_reject_as", event, REVIEWER[0],
-                             "Chose the Reset button; the form is cleared instead of sent.")
-            else:
-                live.enqueue("tests.browser.scenario.event_pending_make", task, screenshot_b64=failure_png, final=final)
-        live.enqueue("tests.browser.scenario.run_steps_play", tasks[0], delay_s=0.0)
-        event_id = live.enqueue("tests.browser.scenario.event_pending_make", tasks[0], screenshot_b64=failure_png)
+        print(live.manage("demo_play", timeout=900))
+        events = live.shell_json(EVENTS)
 
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 860})
         page.goto(f"{live.url}/accounts/login/")
         page.get_by_label("Username").fill(REVIEWER[0])
@@ -65,11 +53,12 @@ def main() -> int:
         page.wait_for_selector("body[data-live-ready]")
         page.screenshot(path=str(out / "queue.png"))
 
-        page.goto(f"{live.url}/events/{event_id}/")
+        page.goto(f"{live.url}/events/{events['pending']}/")
         page.wait_for_selector("body[data-live-ready]")
         page.screenshot(path=str(out / "event.png"), full_page=True)
 
-        page.goto(f"{live.url}/tasks/{tasks[0]}/?a=1&b=2")
+        version = events["deployed_version"]
+        page.goto(f"{live.url}/tasks/{events['deployed_task']}/?a={version - 1}&b={version}")
         page.wait_for_selector("body[data-live-ready]")
         page.screenshot(path=str(out / "task.png"), full_page=True)
 
@@ -82,14 +71,6 @@ def main() -> int:
     for name in ("queue", "event", "task", "queue-phone"):
         print(out / f"{name}.png")
     return 0
-
-
-def _failure_screenshot(browser) -> str:
-    page = browser.new_page(viewport={"width": 640, "height": 420})
-    page.set_content(FAILURE_PAGE)
-    png = page.screenshot()
-    page.close()
-    return base64.b64encode(png).decode()
 
 
 if __name__ == "__main__":

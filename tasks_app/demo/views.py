@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
@@ -43,14 +43,21 @@ def contact(request: HttpRequest) -> HttpResponse:
 
 def catalog(request: HttpRequest) -> HttpResponse:
     if demo_site_version() != 1:
-        raise Http404("the catalog moved to /demo-site/products")
+        return _not_found(request)  # the catalog moved to /demo-site/products
     return _page(request, "catalog.html")
 
 
 def products(request: HttpRequest) -> HttpResponse:
     if demo_site_version() != 2:
-        raise Http404("no such page yet")
+        return _not_found(request)  # no such page yet
     return _page(request, "catalog.html")
+
+
+def _not_found(request: HttpRequest) -> HttpResponse:
+    """The site's own 404 page, as a real site has (not Django's, which under DEBUG is a debugging page)."""
+    response = _page(request, "not_found.html")
+    response.status_code = 404
+    return response
 
 
 @login_required

@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,11 +72,16 @@ def test_the_compose_file_has_postgres_redis_two_webs_two_workers_and_nginx():
     for name in ("web1", "web2", "worker", "migrate"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://anchor:") and env["DATABASE_URL"].endswith("@postgres:5432/anchor")
-        assert env["REDIS_URL"] == "redis://redis:6379/0"
+        # Task code runs on the workers and can open sockets: Redis (whose queues say what to run) takes a password.
+        assert env["REDIS_URL"] == "redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD in deploy/.env}@redis:6379/0"
         assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")
         assert env["DEBUG"] == "false" and env["SECURE_HTTPS"] == "true" and env["BEHIND_PROXY"] == "true"
     for name in ("web1", "web2", "worker"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    redis = services["redis"]
+    assert redis["command"][-2:] == ["--requirepass", "${REDIS_PASSWORD:?set REDIS_PASSWORD in deploy/.env}"]
+    assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD")  # the healthcheck authenticates
+    assert "REDIS_PASSWORD=" in (DEPLOY / "env.example").read_text()
     nginx = services["nginx"]
     mounted = {volume.split(":")[0] for volume in nginx["volumes"]}
     for path in mounted:
@@ -127,3 +133,52 @@ def test_the_dockerfile_installs_chromium_and_serves_the_asgi_app():
     assert "chromium" in dockerfile and "requirements.txt" in dockerfile
     cmd = re.search(r'^CMD (\[.*\])$', dockerfile, re.M).group(1)
     assert shlex.join(yaml.safe_load(cmd)).startswith(WEB)
+
+
+REDIS_CHECK = """
+import django_rq
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from anchor_site import api
+job = django_rq.get_queue("webhooks").enqueue("builtins.len", "abc")
+layer = get_channel_layer()
+async_to_sync(layer.send)("password-check", {"type": "checked"})
+print(job.id, async_to_sync(layer.receive)("password-check")["type"], api._count("key", "password-check")[0])
+"""
+
+
+def test_the_product_speaks_to_a_redis_that_requires_a_password(tmp_path):
+    """The deployment files give Redis a password in REDIS_URL: RQ, the channel layer and the API's rate
+    limiter must all carry it, while a client without it is refused."""
+    import redis as redis_py
+
+    from tests.browser.live import free_port
+
+    port, password = free_port(), "s3cretRedis"
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--requirepass", password, "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        authed = redis_py.Redis(host="127.0.0.1", port=port, password=password)
+        for _ in range(100):
+            try:
+                authed.ping()
+                break
+            except redis_py.ConnectionError:
+                time.sleep(0.05)
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "DJANGO_"))}
+        env.update(DEBUG="1", REDIS_URL=f"redis://:{password}@127.0.0.1:{port}/0",
+                   DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3", ANCHOR_VAR_DIR=str(tmp_path))
+        env.pop("ANCHOR_TESTING", None)
+        result = subprocess.run([sys.executable, "manage.py", "shell", "-c", REDIS_CHECK], cwd=DEPLOY.parent, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        job_id, received, count = result.stdout.split()[-3:]  # Django's shell may print a line first
+        assert authed.exists(f"rq:job:{job_id}") and received == "checked" and count == "1"
+        with pytest.raises(redis_py.AuthenticationError):
+            redis_py.Redis(host="127.0.0.1", port=port).ping()
+    finally:
+        server.kill()
+        server.wait(timeout=10)

@@ -27,6 +27,12 @@ TESTING = "pytest" in sys.modules or env_bool("ANCHOR_TESTING", False)
 # Runtime files (SQLite database, demo site state). Tests keep theirs apart from a running demo's.
 VAR_DIR = Path(env_str("ANCHOR_VAR_DIR", str(BASE_DIR / "var" / ("test" if TESTING else ""))))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# The SQLite database (sessions included) and the admin's first password live here: task code, which runs
+# as a uid of its own, must not enter. A directory someone else owns is left as its owner set it.
+try:
+    VAR_DIR.chmod(0o700)
+except PermissionError:
+    pass
 
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:

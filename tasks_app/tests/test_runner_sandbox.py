@@ -66,6 +66,31 @@ def test_task_runs_as_its_own_unprivileged_uid(pool):
     assert not os.path.exists(result.output["cwd"])  # the temp working dir is gone
 
 
+@needs_root
+def test_the_products_own_files_are_out_of_reach(pool, settings):
+    """The SQLite database, its sessions and the admin's first password live in VAR_DIR."""
+    secret = settings.VAR_DIR / "sandbox-probe.txt"
+    secret.write_text("admin password")
+    secret.chmod(0o644)  # even a world-readable file: the directory keeps other uids out
+    try:
+        result = run(pool, """
+            import os
+            def run(page, params):
+                outcomes = {}
+                for name, attempt in (("list", lambda: os.listdir(params["var"])),
+                                      ("read", lambda: open(params["file"]).read())):
+                    try:
+                        outcomes[name] = attempt()
+                    except OSError as exc:
+                        outcomes[name] = type(exc).__name__
+                return outcomes
+            """, params={"var": str(settings.VAR_DIR), "file": str(secret)})
+    finally:
+        secret.unlink()
+    assert result.status == "succeeded", result.error_message
+    assert result.output == {"list": "PermissionError", "read": "PermissionError"}
+
+
 def test_environment_holds_no_parent_secrets(pool, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-parent-secret")
     monkeypatch.setenv("DATABASE_URL", "postgres://u:pw@db/anchor")

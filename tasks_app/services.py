@@ -155,8 +155,8 @@ class DraftNotDeployable(Exception):
         self.event_id = event_id
 
 
-def version_deploy_refusal(version: CodeVersion) -> DraftNotDeployable | None:
-    """Why `version` may not be deployed by hand, or None. Drafts of open heals are the pipeline's."""
+def _draft_refusal(version: CodeVersion) -> DraftNotDeployable | None:
+    """Why `version`, a heal's draft, may not be deployed by hand; None for any other version."""
     row = (
         HealingEvent.objects.filter(new_version=version, status__in=list(DraftNotDeployable._WHY))
         .values_list("pk", "status")
@@ -181,7 +181,7 @@ def version_deploy(*, task: Task, version: CodeVersion, actor: Actor | None = No
         task = Task.objects.select_for_update().get(pk=task.pk)
         if task.current_version_id == version.pk:
             return task
-        if refusal := version_deploy_refusal(version):
+        if refusal := _draft_refusal(version):
             raise refusal
         previous = task.current_version.number if task.current_version_id else None
         _make_current(task=task, version=version)
@@ -483,5 +483,4 @@ __all__ = [
     "validate_config_changes",
     "version_create",
     "version_deploy",
-    "version_deploy_refusal",
 ]

@@ -147,7 +147,7 @@ def _task_context(request: HttpRequest, task: Task, *, part: str | None = None) 
             task.versions.select_related("author").defer("code").order_by("-number")[:VERSIONS_SHOWN]
         )
         # A heal's draft is deployed by approving its heal, or not at all once the heal was rejected or
-        # failed (services.version_deploy_refusal): such versions link to their heal instead.
+        # failed (services.version_deploy): such versions link to their heal instead.
         open_or_discarded = (HealingEvent.Status.PENDING_REVIEW, HealingEvent.Status.REJECTED, HealingEvent.Status.FAILED)
         drafts = {
             version_id: {"id": event_id, "status": status}

@@ -7,8 +7,8 @@ Chromium start is paid once per worker. The pool also keeps one warm child ready
 that has already imported Playwright, started its driver, connected and opened its context, and now
 waits for a RunSpec. A run then costs only the task itself.
 
-The browser is recycled (killed and relaunched) after a run that did not end cleanly, when stray
-pages are left open, or after `max_runs` runs.
+The browser is recycled (killed and relaunched) after a run that did not end cleanly, when anything
+but the start page is left in it, or after `max_runs` runs; the start page is replaced after every run.
 
 Process helpers (unique uids, killing everything a uid owns) live here too: sandbox.py uses them.
 """
@@ -193,6 +193,32 @@ def kill_uid(uid: int | None, timeout: float = 5.0) -> bool:
         time.sleep(0.02)
 
 
+# World-writable places where a run's uid can leave files that outlive its working directory.
+_SHARED_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108 - we clean them, not use them
+
+
+def remove_files_of_uid(uid: int | None) -> None:
+    """Delete what `uid` left in the shared temp directories (after its processes are gone): files
+    there would hold memory (/dev/shm) and disk, and could be read by a later run given the same uid."""
+    if uid is None:
+        return
+    for directory in _SHARED_TEMP_DIRS:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
 def kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -314,6 +340,7 @@ class BrowserPool:
         if self.proc is not None:
             kill_group(self.proc.pid)
             kill_uid(self.uid)
+            remove_files_of_uid(self.uid)
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -400,15 +427,32 @@ class BrowserPool:
 
     def release(self, clean: bool) -> None:
         """After a run: recycle the browser if the run left it in an unknown state, then let the
-        warm child connect (it stays off the browser while a run is in progress)."""
-        dirty = not clean or self.runs >= self.max_runs
-        if not dirty:
-            pages = [t for t in self.targets() if t.get("type") == "page"]
-            dirty = len(pages) > 1  # only the start page may remain
+        warm child connect (it stays off the browser while a run is in progress).
+
+        Task code can reach the raw Browser object, so "unknown" is strict: any target besides the
+        start page (a page, a worker, a service worker) recycles the browser, and the start page itself
+        is replaced, since script a run planted in it would watch the next run."""
+        dirty = not clean or self.runs >= self.max_runs or not self._fresh_start_page()
         if dirty:
             self.restart()
         elif self._spare is not None:
             self._spare.tell_connect()
+
+    def _fresh_start_page(self) -> bool:
+        """Swap the start page for a new blank one; False when anything else is left in the browser."""
+        targets = self.targets()
+        if len(targets) != 1 or targets[0].get("type") != "page":
+            return False
+        try:
+            # PUT: Chromium refuses a GET here, so a web page cannot open targets through this endpoint.
+            request = urllib.request.Request(f"http://127.0.0.1:{self.port}/json/new?about:blank", method="PUT")
+            with _NO_PROXY.open(request, timeout=2) as resp:
+                fresh = json.loads(resp.read())
+            with _NO_PROXY.open(f"http://127.0.0.1:{self.port}/json/close/{targets[0]['id']}", timeout=2):
+                pass
+        except (OSError, ValueError, KeyError):
+            return False
+        return [t.get("id") for t in self.targets()] == [fresh.get("id")]
 
     def targets(self) -> list[dict]:
         if not self.port:

@@ -129,7 +129,7 @@ def step_key(line: int | None, action: str, selector: str | None) -> str:
 
 
 def mask_secrets(value: Any, secrets: list[str]) -> Any:
-    """Replace every secret value inside value (str, or nested dict/list) with ***.
+    """Replace every secret value inside value (str, or nested dict/list, keys included) with ***.
 
     A value equal to a secret is masked whatever its length; substrings only for secrets of three
     characters or more, so that a one-letter secret does not shred every message.
@@ -144,7 +144,7 @@ def mask_secrets(value: Any, secrets: list[str]) -> Any:
                 value = value.replace(secret, MASK)
         return value
     if isinstance(value, dict):
-        return {k: mask_secrets(v, secrets) for k, v in value.items()}
+        return {mask_secrets(k, secrets): mask_secrets(v, secrets) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [mask_secrets(v, secrets) for v in value]
     return value

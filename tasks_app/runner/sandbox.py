@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .browser import BrowserPool, die_with_parent, kill_group, kill_uid, privileged
+from .browser import BrowserPool, die_with_parent, kill_group, kill_uid, privileged, remove_files_of_uid
 from .protocol import (
     FAILURE_TYPES,
     SCRIPT_ERROR,
@@ -169,11 +169,13 @@ class Child:
             return ""
 
     def cleanup(self) -> str:
-        """Kill whatever is left of the run, remove its directory; returns the log tail."""
+        """Kill whatever is left of the run, remove its directory and its files in the shared temp
+        directories; returns the log tail."""
         if self._cleaned:
             return ""
         self._cleaned = True
         self.kill()
+        remove_files_of_uid(self.uid)
         logs = self.logs_tail()
         self.chan.close()
         try:
@@ -494,7 +496,9 @@ def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover
                 break
             kind = msg.get("t")
             if kind == "step":
-                step = Step.from_dict(msg["step"])
+                # Masked here too, not only in the child: task code shares the child's process and
+                # could write to the channel itself.
+                step = Step.from_dict(mask_secrets(msg["step"], masks))
                 steps.append(step)
                 if on_step is not None:
                     _safe_call(on_step, step)
@@ -517,7 +521,9 @@ def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover
                             pass
                     watchdog.resume()
             elif kind == "result":
-                result_msg = msg["result"]
+                # Screenshots are base64: a secret's letters may occur in them by chance, and are no leak.
+                result_msg = {key: value if key in ("screenshots", "timings") else mask_secrets(value, masks)
+                              for key, value in msg["result"].items()}
                 timings["run_ms"] = round((time.perf_counter() - t_run) * 1000, 1)
             elif kind == "infra_error":
                 raise RunnerError(msg.get("error") or "the sandbox could not start its browser session")

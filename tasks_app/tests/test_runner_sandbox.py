@@ -245,6 +245,79 @@ def test_secrets_are_masked_in_steps_errors_and_logs(pool):
     assert "logging in with ***" in result.logs
 
 
+def test_secrets_are_masked_in_output_keys_and_in_what_task_code_writes_to_the_channel_itself(pool):
+    # Secrets are the task's to use; masking keeps them out of what Anchor stores and shows. The parent
+    # masks again, because task code shares the child's process and can write the channel directly.
+    result = run(pool, """
+        import json, os, sys
+        def run(page, params):
+            secret = params["secrets"]["token"]
+            fd = next(fd for fd in range(3, 64) if _is_socket(fd))
+            step = {"index": 99, "line": 1, "action": "click", "selector": "#" + secret, "args": {},
+                    "url": "", "started_ms": 0, "duration_ms": 0, "outcome": "ok", "error": None,
+                    "step_key": "k", "fingerprint": None, "recovery": None}
+            os.write(fd, (json.dumps({"t": "step", "step": step}) + "\\n").encode())
+            return {secret: "as a key", "value": secret}
+
+        def _is_socket(fd):
+            import stat
+            try:
+                return stat.S_ISSOCK(os.fstat(fd).st_mode)
+            except OSError:
+                return False
+        """, secrets={"token": "tok-123-secret"})
+    assert result.status == "succeeded", result.error_message
+    assert result.output == {"***": "as a key", "value": "***"}
+    forged = [step for step in result.steps if step.index == 99]
+    assert forged and forged[0].selector == "#***"
+    assert "tok-123-secret" not in str(result.to_dict())
+
+
+@needs_root
+def test_files_a_run_leaves_in_shared_temp_directories_are_removed(pool):
+    result = run(pool, """
+        import os
+        def run(page, params):
+            paths = ["/tmp/anchor-probe-left", "/dev/shm/anchor-probe-left"]
+            for path in paths:
+                with open(path, "w") as fh:
+                    fh.write("x" * 1000)
+            os.makedirs("/var/tmp/anchor-probe-dir/inner", exist_ok=True)
+            return [p for p in paths if os.path.exists(p)]
+        """)
+    assert result.status == "succeeded", result.error_message
+    assert result.output == ["/tmp/anchor-probe-left", "/dev/shm/anchor-probe-left"]
+    for path in ("/tmp/anchor-probe-left", "/dev/shm/anchor-probe-left", "/var/tmp/anchor-probe-dir"):
+        assert not os.path.exists(path), path
+
+
+def test_script_planted_in_the_shared_browser_does_not_see_the_next_run(pool):
+    """Task code can reach the raw Browser: whatever it leaves there is gone before the next run."""
+    plant = run(pool, """
+        def run(page, params):
+            start = page.context.browser.contexts[0].pages[0]
+            start.evaluate("window.__planted = 'spy'")
+            return start.evaluate("window.__planted")
+        """)
+    assert plant.status == "succeeded" and plant.output == "spy", plant.error_message
+    look = run(pool, """
+        def run(page, params):
+            pages = page.context.browser.contexts[0].pages
+            return [p.evaluate("window.__planted || null") for p in pages]
+        """)
+    assert look.status == "succeeded", look.error_message
+    assert look.output == [None]
+
+    launches = pool.launches
+    stray = run(pool, """
+        def run(page, params):
+            page.context.browser.contexts[0].new_page()  # a page in the browser's own context
+            return "left"
+        """)
+    assert stray.status == "succeeded"
+    assert pool.launches == launches + 1  # anything left but the start page recycles the browser
+
+
 def test_task_output_on_stdout_does_not_disturb_the_protocol(pool):
     result = run(pool, """
         import sys

@@ -9,6 +9,8 @@ import redis
 from rq import worker_registration
 from rq.worker import SimpleWorker
 
+from tasks_app.runner.browser import hide_from_same_uid
+
 logger = logging.getLogger(__name__)
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
@@ -27,6 +29,7 @@ class AnchorWorker(SimpleWorker):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("maintenance_interval", self.MAINTENANCE_EVERY_S)
         super().__init__(*args, **kwargs)
+        hide_from_same_uid()
         # The blocking dequeue waits worker_ttl - 15 s; with this TTL it returns every MAINTENANCE_EVERY_S,
         # so an idle worker runs maintenance on time (a lost run is failed within RUN_STALE_AFTER_S + 15 s).
         self.worker_ttl = min(self.worker_ttl, self.MAINTENANCE_EVERY_S + 15)

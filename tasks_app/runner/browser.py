@@ -91,6 +91,14 @@ except OSError:  # pragma: no cover
     _LIBC = None
 
 
+def hide_from_same_uid() -> None:
+    """Make this process non-dumpable: its /proc/<pid>/environ and memory then belong to root, so a
+    sandboxed run under the same uid (a worker that is not root has no uid per run) cannot read the
+    worker's settings (DATABASE_URL, SECRET_KEY, API keys) from them. Programs it execs are unaffected."""
+    if _LIBC is not None:
+        _LIBC.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+
+
 def die_with_parent() -> None:
     """preexec: SIGKILL this process when its parent dies (a SIGKILLed worker leaves no browser).
 

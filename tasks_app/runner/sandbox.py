@@ -8,7 +8,8 @@ The child (harness.py) runs with:
   * its own session / process group, and — when the worker is root — its own fresh unprivileged
     uid. RLIMIT_NPROC is enforced per uid for non-root users, so a fork bomb hits the limit; the
     uid also names every process of the run, so `kill -9 -1` as that uid stops even processes that
-    left the process group; and the child cannot read the worker's /proc/<pid>/environ or memory;
+    left the process group; and the child cannot read the worker's /proc/<pid>/environ or memory
+    (nor can it under the worker's own uid: AnchorWorker makes itself non-dumpable);
   * RLIMIT_CPU, RLIMIT_DATA (not RLIMIT_AS: Chromium reserves huge address ranges), RLIMIT_FSIZE,
     RLIMIT_CORE=0 set in preexec;
   * a wall-clock watchdog that kills the whole process group and uid (extended while a hand-over

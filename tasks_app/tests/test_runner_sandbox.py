@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from tasks_app.runner.browser import UID_BASE, chromium_pids, pids_of_uid, privi
 
 from .sites import serve
 
+ROOT = Path(__file__).resolve().parents[2]
 needs_root = pytest.mark.skipif(not privileged(), reason="per-run uids need a root worker")
 
 
@@ -89,6 +91,41 @@ def test_the_products_own_files_are_out_of_reach(pool, settings):
         secret.unlink()
     assert result.status == "succeeded", result.error_message
     assert result.output == {"list": "PermissionError", "read": "PermissionError"}
+
+
+@needs_root
+@pytest.mark.parametrize("hidden", [True, False])
+def test_a_worker_hides_its_settings_from_runs_under_its_own_uid(hidden):
+    """A worker that is not root runs tasks under its own uid; being non-dumpable keeps its environment
+    (DATABASE_URL, SECRET_KEY) out of their reach. The control: without it, they can read it."""
+    import subprocess
+    import sys
+
+    from tasks_app.runner.browser import allocate_uid
+
+    uid = allocate_uid()
+    # Both start as root (this Python lives under /root) and become `uid`, as a worker started as that user.
+    become = f"import ctypes, os; os.setgroups([]); os.setgid({uid}); os.setuid({uid}); ctypes.CDLL(None).prctl(4, 1, 0, 0, 0); "
+    hide = "hide_from_same_uid(); " if hidden else ""
+    worker = subprocess.Popen(
+        [sys.executable, "-c", f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); "
+         f"from tasks_app.runner.browser import hide_from_same_uid; {become}{hide}print('ready', flush=True); time.sleep(30)"],
+        env={"PATH": os.environ["PATH"], "WORKER_SECRET": "postgres://anchor:pw@db/anchor"},
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert worker.stdout.readline().strip() == "ready"
+        probe = subprocess.run(
+            [sys.executable, "-c", f"{become}print(open('/proc/{worker.pid}/environ', 'rb').read().decode(errors='replace'))"],
+            capture_output=True, text=True, timeout=30,
+        )
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
+    if hidden:
+        assert "PermissionError" in probe.stderr and "postgres://" not in probe.stdout
+    else:
+        assert "postgres://anchor:pw@db/anchor" in probe.stdout, probe.stderr
 
 
 def test_environment_holds_no_parent_secrets(pool, monkeypatch):

@@ -156,11 +156,44 @@ def check_url(url: str, *, allow_private: bool | None = None) -> None:
         raise UnsafeURL(f"the host {host} does not resolve") from None
 
 
-class GuardedNetworkBackend(httpcore.SyncBackend):
-    """Connects only to checked addresses, and to the very address that was checked (no second lookup)."""
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by one deadline: httpx's timeouts are per operation,
+    so a receiver that sends its headers one line every few seconds would otherwise hold a worker."""
 
-    def __init__(self, *, allow_private: bool):
+    def __init__(self, stream: httpcore.NetworkStream, deadline: float):
+        self._stream = stream
+        self._deadline = deadline
+
+    def _left(self, timeout: float | None, error: type[Exception]) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise error("the webhook's receiver took longer than the delivery timeout")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        tls = self._stream.start_tls(ssl_context, server_hostname, self._left(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(tls, self._deadline)
+
+    def get_extra_info(self, info: str):
+        return self._stream.get_extra_info(info)
+
+
+class GuardedNetworkBackend(httpcore.SyncBackend):
+    """Connects only to checked addresses, and to the very address that was checked (no second lookup).
+    With a `deadline` (time.monotonic()), the whole exchange on a connection ends by it."""
+
+    def __init__(self, *, allow_private: bool, deadline: float | None = None):
         self.allow_private = allow_private
+        self.deadline = deadline
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         try:
@@ -170,9 +203,11 @@ class GuardedNetworkBackend(httpcore.SyncBackend):
         error: Exception | None = None
         for ip in addresses:
             try:
-                return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
+                stream = super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
+                continue
+            return stream if self.deadline is None else _DeadlineStream(stream, self.deadline)
         assert error is not None
         raise error
 
@@ -184,14 +219,14 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 class GuardedTransport(httpx.HTTPTransport):
-    def __init__(self, *, allow_private: bool):
+    def __init__(self, *, allow_private: bool, deadline: float | None = None):
         # No proxies from the environment: a proxy would make the connection to the real target for us, unchecked.
         super().__init__(verify=_ssl_context(), trust_env=False)
         # httpx offers no way to pass a network backend, so its connection pool is replaced by one that has ours.
         # TLS still verifies the certificate against the URL's host name, not the pinned address.
         self._pool = httpcore.ConnectionPool(
             ssl_context=_ssl_context(),
-            network_backend=GuardedNetworkBackend(allow_private=allow_private),
+            network_backend=GuardedNetworkBackend(allow_private=allow_private, deadline=deadline),
             max_connections=1,
         )
 
@@ -214,7 +249,7 @@ def guarded_post(
     deadline = time.monotonic() + timeout
     headers = {**headers, "accept-encoding": "identity"}
     client = httpx.Client(
-        transport=GuardedTransport(allow_private=allow),
+        transport=GuardedTransport(allow_private=allow, deadline=deadline),
         follow_redirects=False,
         trust_env=False,
         timeout=httpx.Timeout(timeout),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 
 import httpx
 import pytest
@@ -239,6 +241,36 @@ def test_a_receiver_that_drips_its_reply_hits_the_overall_deadline(receiver):
     receiver.reply(Reply(body=b"y" * 100, drip=0.05))  # every read is quick; the whole reply takes 5 s
     with pytest.raises(httpx.TimeoutException):
         post(receiver.url(), allow_private=True, timeout=0.5)
+
+
+def test_a_receiver_that_drips_its_headers_hits_the_overall_deadline():
+    """httpx times each read; a status line and then one header line every 0.2 s never trips that."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    stop = threading.Event()
+
+    def drip():
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            for number in range(100):
+                if stop.wait(0.2):
+                    return
+                connection.sendall(f"X-Drip-{number}: 1\r\n".encode())
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(httpx.TimeoutException):
+            post(f"http://127.0.0.1:{server.getsockname()[1]}/hook", allow_private=True, timeout=1.0)
+        assert time.monotonic() - started < 2.0
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
 
 
 def test_proxies_from_the_environment_are_ignored(monkeypatch, receiver, connections):

@@ -54,6 +54,7 @@ def takeover(*, run: Run, failure: dict, handover) -> None:
         agent = agent_for(task)
         kind = agent.kind
         outcome = agent.take_over(context, handover)
+        kind = agent.kind  # the LLM agent becomes "heuristic" when it hands the takeover over
     except Exception as exc:  # an agent bug must fail the heal, not the worker
         logger.exception("the %s agent crashed during the takeover of %s", kind, run.pk)
         outcome = TakeoverOutcome(recovered=False, reason=f"the {kind} agent failed: {type(exc).__name__}: {exc}")

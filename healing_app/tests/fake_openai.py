@@ -15,6 +15,7 @@ A reply may be:
 - `text(content)`: a plain assistant message;
 - `error(status, retry_after_ms=None)`: an OpenAI-style error (429, 500, ...);
 - `slow(seconds, reply)`: wait, then answer (to trip the client's timeout);
+- `garbage(body)`: a 200 whose body is not a Chat Completion (a misconfigured gateway's HTML page);
 - a callable taking the request body (dict) and returning one of the above (for answers that
   depend on what the agent sent, e.g. a ref seen in the last observation).
 
@@ -49,6 +50,7 @@ class Reply:
     error_type: str = ""
     headers: dict = field(default_factory=dict)
     delay_s: float = 0.0
+    raw_body: bytes | None = None  # sent as is, instead of a Chat Completion
 
 
 def text(content: str) -> Reply:
@@ -80,6 +82,10 @@ def error(status: int, *, retry_after_ms: int | None = None, message: str = "scr
     headers = {"retry-after-ms": str(retry_after_ms)} if retry_after_ms is not None else {}
     kind = {429: "rate_limit_exceeded", 401: "invalid_api_key"}.get(status, "server_error")
     return Reply(status=status, error_type=kind, headers=headers, message={"error": message})
+
+
+def garbage(body: bytes = b"<html>502 Bad Gateway</html>") -> Reply:
+    return Reply(raw_body=body)
 
 
 def slow(seconds: float, reply: Reply) -> Reply:
@@ -198,6 +204,9 @@ class FakeOpenAI:
             reply = item(body) if callable(item) else item
         if reply.delay_s:
             time.sleep(reply.delay_s)
+        if reply.raw_body is not None:
+            self._send(handler, 200, reply.raw_body, request_id)
+            return
         if reply.status != 200:
             message = (reply.message or {}).get("error", "error")
             payload = {"error": {"message": message, "type": reply.error_type, "code": reply.error_type}}
@@ -230,9 +239,9 @@ class FakeOpenAI:
         self._send(handler, 200, payload, request_id, reply.headers)
 
     def _send(
-        self, handler: BaseHTTPRequestHandler, status: int, payload: dict, request_id: str, headers: dict | None = None
+        self, handler: BaseHTTPRequestHandler, status: int, payload: dict | bytes, request_id: str, headers: dict | None = None
     ) -> None:
-        data = json.dumps(payload).encode()
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         try:
             handler.send_response(status)
             handler.send_header("content-type", "application/json")

@@ -33,7 +33,8 @@ Status = HealingEvent.Status
 def takeover(*, run: Run, failure: dict, handover) -> None:
     """Let an agent complete the paused step, recording everything on the run's healing event."""
     task = run.task
-    event = _event_for_failure(run=run, failure=failure)
+    agent = agent_for(task)
+    event = _event_for_failure(run=run, failure=failure, agent_kind=agent.kind)
     if event.status == Status.FAILED:  # max_attempts used up: the event says so; the run fails as it is
         handover.abort(event.reason)
         return
@@ -49,10 +50,8 @@ def takeover(*, run: Run, failure: dict, handover) -> None:
         params={**task.params, **run.params},
     )
     started = time.monotonic()
-    kind = "heuristic"
+    kind = agent.kind
     try:
-        agent = agent_for(task)
-        kind = agent.kind
         outcome = agent.take_over(context, handover)
         kind = agent.kind  # the LLM agent becomes "heuristic" when it hands the takeover over
     except Exception as exc:  # an agent bug must fail the heal, not the worker
@@ -64,7 +63,7 @@ def takeover(*, run: Run, failure: dict, handover) -> None:
         handover.abort(outcome.reason)
 
 
-def _event_for_failure(*, run: Run, failure: dict) -> HealingEvent:
+def _event_for_failure(*, run: Run, failure: dict, agent_kind: str) -> HealingEvent:
     """The run's event: created on its first failure; later failures of the same run join it."""
     existing = HealingEvent.objects.filter(run=run).first()
     if existing is not None:
@@ -80,6 +79,7 @@ def _event_for_failure(*, run: Run, failure: dict) -> HealingEvent:
         failing_step={k: failure.get(k) for k in ("line", "action", "selector", "step_key", "url", "http_status")},
         step_key=step_key,
         attempt=used + 1,
+        agent_kind=agent_kind,  # the agent taking over; the takeover's record names the one that finished
         original_version=run.version,
         screenshot=failure.get("screenshot_png_b64") or "",
         timeline=[{"status": Status.TRIGGERED, "at": timezone.now().isoformat()}],

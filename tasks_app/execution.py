@@ -147,6 +147,11 @@ def run_fail(run: Run, reason: str, *, error_type: str = "script_error", stale_b
 
 def run_announce(run: Run) -> None:
     data = {"run": run.pk, "task": run.task_id, "status": run.status, "error_type": run.error_type, "purpose": run.purpose}
+    if run.status == Run.Status.HEALED:
+        # The run succeeded in the end; what a receiver wants to know is which failure was healed, and where.
+        healed = run.healing_events.values_list("pk", "error_type").first()
+        if healed is not None:
+            data["healing_event"], data["error_type"] = healed
     if run.status == Run.Status.FAILED:
         notify(event_type="run.failed", task_id=run.task_id, data=data)
     elif run.status == Run.Status.HEALED:

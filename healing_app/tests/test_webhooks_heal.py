@@ -52,7 +52,10 @@ def test_an_auto_deployed_heal_reaches_the_receiver_as_the_documented_sequence(r
     event = HealingEvent.objects.get(run=healed)
     triggered, run_healed, version_deployed, deployed = (m["data"] for m in messages)
     assert (triggered["id"], triggered["status"], triggered["error_type"]) == (event.pk, "triggered", "element_not_found")
+    assert triggered["agent"] == "heuristic"  # the agent that takes over, named from the first message on
     assert (run_healed["run"], run_healed["status"]) == (healed.pk, "healed")
+    # which failure was healed, and by which event: the run itself ended without an error
+    assert (run_healed["error_type"], run_healed["healing_event"]) == ("element_not_found", event.pk)
     assert (version_deployed["task"], version_deployed["version"]) == (task.pk, event.new_version.number)
     assert (deployed["id"], deployed["status"], deployed["new_version"]) == (event.pk, "deployed", event.new_version.number)
     assert len({r.headers["webhook-id"] for r in receiver.requests}) == 4

@@ -45,8 +45,12 @@ export class Transport {
 
     for (let attempt = 0; ; attempt += 1) {
       let response;
+      let parsed;
       try {
+        // The body is read inside the same timeout and the same handling: a server that sends its
+        // headers and then stalls is a connection failure like one that never answers.
         response = await this.fetch(url, { ...init, signal: AbortSignal.timeout(this.timeout) });
+        parsed = await readBody(response);
       } catch (error) {
         const neverConnected = NEVER_CONNECTED.has(error?.cause?.code);
         if (attempt < this.maxRetries && (neverConnected || IDEMPOTENT.has(method))) {
@@ -57,7 +61,6 @@ export class Transport {
         throw new APIConnectionError(`${method} ${url.pathname} failed: ${reason}`);
       }
 
-      const parsed = await readBody(response);
       if (response.ok) {
         if (parsed.notJson) {
           throw new AnchorError(`the server answered ${response.status} with a body that is not JSON`, { status: response.status });

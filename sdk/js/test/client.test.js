@@ -174,6 +174,30 @@ test('an unreachable server is an APIConnectionError', async () => {
   await assert.rejects(anchor.tasks.get('task_1'), APIConnectionError);
 });
 
+test('a server that sends its headers and then stalls is an APIConnectionError, and a read is retried', async () => {
+  let requests = 0;
+  const stalling = createServer((req, res) => {
+    requests += 1;
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': '100' });
+    res.write('{"id": "task_1"'); // ...and never the rest
+  });
+  await new Promise((resolve) => stalling.listen(0, '127.0.0.1', resolve));
+  try {
+    const anchor = new Anchor({
+      apiKey: 'ak_x', baseUrl: `http://127.0.0.1:${stalling.address().port}`, timeout: 300, maxRetries: 1, sleep: async () => {},
+    });
+    await assert.rejects(anchor.tasks.get('task_1'), (error) => {
+      assert.ok(error instanceof APIConnectionError, `${error?.name}: ${error?.message}`);
+      assert.match(error.message, /no answer within 300 ms/);
+      return true;
+    });
+    assert.equal(requests, 2); // a GET is safe to send again
+  } finally {
+    stalling.closeAllConnections();
+    stalling.close();
+  }
+});
+
 test('the base URL comes from ANCHOR_BASE_URL and gets the API prefix once', () => {
   const saved = process.env.ANCHOR_BASE_URL;
   process.env.ANCHOR_BASE_URL = 'http://from-env:9000/';

@@ -55,7 +55,7 @@ class Transport:
                 response = self._client.request(
                     method, url, json=json, params=query or None, headers=self._headers
                 )
-            except httpx.ConnectError as exc:  # never reached the server: safe to retry any method
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # never reached the server: safe to retry any method
                 if attempt < self.max_retries:
                     attempt += 1
                     time.sleep(_backoff(attempt, None))

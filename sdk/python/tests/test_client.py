@@ -213,3 +213,19 @@ def test_ids_are_escaped_in_paths():
     server = Server(ok(TASK))
     client(server).tasks.get("../admin")
     assert server.requests[0].url.raw_path == b"/api/v1/tasks/..%2Fadmin"
+
+
+def test_a_post_whose_connection_never_opened_is_retried():
+    """A connect timeout, like a refused connection, means the server never saw the request."""
+    attempts = []
+
+    def flaky(request):
+        attempts.append(request.method)
+        if len(attempts) == 1:
+            raise httpx.ConnectTimeout("timed out while connecting", request=request)
+        return httpx.Response(202, json={"id": "run_1", "status": "queued"})
+
+    anchor = Anchor(api_key="ak_x", base_url="http://anchor.test", max_retries=2,
+                    http_client=httpx.Client(transport=httpx.MockTransport(flaky)))
+    run = anchor.tasks.run("task_1", params={"a": 1})
+    assert (run.id, attempts) == ("run_1", ["POST", "POST"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.parse
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -151,12 +152,13 @@ def mask_secrets(value: Any, secrets: list[str]) -> Any:
 
 
 def secret_values(secrets: dict) -> list[str]:
-    """The strings to mask: every non-empty string leaf of the secrets dict, longest first."""
+    """The strings to mask: every non-empty string leaf of the secrets dict, longest first, and each as it
+    appears in a URL (percent-encoded), since a page's URL is recorded and shown to agents."""
     out: list[str] = []
 
     def walk(v: Any) -> None:
         if isinstance(v, str) and v:
-            out.append(v)
+            out.extend({v, urllib.parse.quote(v, safe=""), urllib.parse.quote_plus(v)})
         elif isinstance(v, dict):
             for x in v.values():
                 walk(x)

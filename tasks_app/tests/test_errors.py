@@ -108,3 +108,9 @@ def test_masking_replaces_secret_values_everywhere():
     assert mask_secrets({"value": "hunter22", "msg": "typed hunter22 into #pw", "n": ["1234"]}, secrets) == {
         "value": "***", "msg": "typed *** into #pw", "n": ["***"],
     }
+
+
+def test_masking_covers_a_secret_as_it_appears_in_a_url():
+    secrets = secret_values({"password": "p@ss word/1"})
+    url = "https://site.test/login?pw=p%40ss%20word%2F1&form=p%40ss+word%2F1"
+    assert mask_secrets({"url": url}, secrets) == {"url": "https://site.test/login?pw=***&form=***"}

@@ -448,7 +448,7 @@ class BrowserPool:
 
     def _fresh_start_page(self) -> bool:
         """Swap the start page for a new blank one; False when anything else is left in the browser."""
-        targets = self.targets()
+        targets = self._run_reachable_targets()
         if len(targets) != 1 or targets[0].get("type") != "page":
             return False
         try:
@@ -460,7 +460,16 @@ class BrowserPool:
                 pass
         except (OSError, ValueError, KeyError):
             return False
-        return [t.get("id") for t in self.targets()] == [fresh.get("id")]
+        deadline = time.monotonic() + 2.0  # closing is asynchronous: the old page may linger a moment
+        while [t.get("id") for t in self._run_reachable_targets()] != [fresh.get("id")]:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _run_reachable_targets(self) -> list[dict]:
+        # Chromium lists its own UI (type "browser_ui", chrome://omnibox-popup...) too; a run cannot touch it.
+        return [t for t in self.targets() if t.get("type") != "browser_ui"]
 
     def targets(self) -> list[dict]:
         if not self.port:

@@ -330,6 +330,7 @@ def test_files_a_run_leaves_in_shared_temp_directories_are_removed(pool):
 
 def test_script_planted_in_the_shared_browser_does_not_see_the_next_run(pool):
     """Task code can reach the raw Browser: whatever it leaves there is gone before the next run."""
+    launches = pool.launches
     plant = run(pool, """
         def run(page, params):
             start = page.context.browser.contexts[0].pages[0]
@@ -344,8 +345,8 @@ def test_script_planted_in_the_shared_browser_does_not_see_the_next_run(pool):
         """)
     assert look.status == "succeeded", look.error_message
     assert look.output == [None]
+    assert pool.launches == launches  # a fresh start page is enough: the browser itself stays warm
 
-    launches = pool.launches
     stray = run(pool, """
         def run(page, params):
             page.context.browser.contexts[0].new_page()  # a page in the browser's own context

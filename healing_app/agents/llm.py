@@ -66,6 +66,15 @@ class Limits:
         return cls(**{field_: getattr(settings, name) for field_, name in names.items() if hasattr(settings, name)})
 
 
+# A tool call needs a few dozen tokens; a reply allowed fewer than this is not worth the request.
+MIN_COMPLETION_TOKENS = 64
+
+
+def _estimated_tokens(messages: list[dict], tools: list[dict]) -> int:
+    """About four characters a token (no tokenizer offline); the request's own tokens, before sending it."""
+    return len(json.dumps(messages, ensure_ascii=False)) // 4 + len(json.dumps(tools)) // 4
+
+
 class LLMUnavailable(Exception):
     """The model could not be used for this request (after the bounded retries); fall back."""
 
@@ -360,10 +369,15 @@ class _Takeover:
         ]
         page_messages = [2]
         for _ in range(self.limits.max_steps):
-            if self.chat.tokens_total >= self.limits.max_tokens:
-                return self._stop(f"token budget of the takeover used up ({self.chat.tokens_total} tokens)")
             _stub_old_pages(messages, page_messages)
-            message = self.chat.complete(messages, tools=TAKEOVER_TOOLS)
+            # The budget is a cap, not a trigger: a request is sent only if its prompt (estimated) fits, and
+            # its answer may use only what is left.
+            left = self.limits.max_tokens - self.chat.tokens_total - _estimated_tokens(messages, TAKEOVER_TOOLS)
+            if left < MIN_COMPLETION_TOKENS:
+                return self._stop(f"token budget of the takeover used up ({self.chat.tokens_total} tokens)")
+            message = self.chat.complete(
+                messages, tools=TAKEOVER_TOOLS, max_completion_tokens=min(left, self.limits.max_completion_tokens)
+            )
             calls = message.tool_calls or []
             messages.append(_assistant_dict(message))
             if not calls:
@@ -739,7 +753,9 @@ class _Chat:
     def tokens_total(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def complete(self, messages: list[dict], *, tools: list[dict], tool_choice: Any = None):
+    def complete(
+        self, messages: list[dict], *, tools: list[dict], tool_choice: Any = None, max_completion_tokens: int | None = None
+    ):
         import openai
 
         limits = self.agent.limits
@@ -747,7 +763,7 @@ class _Chat:
             "model": self.agent.model,
             "messages": self.agent._scrub(messages),
             "tools": tools,
-            "max_completion_tokens": limits.max_completion_tokens,
+            "max_completion_tokens": max_completion_tokens or limits.max_completion_tokens,
         }
         if tool_choice is not None:
             body["tool_choice"] = tool_choice

@@ -527,13 +527,24 @@ def test_steps_are_bounded(fake):
 
 
 def test_tokens_are_bounded(fake):
+    """The budget is a cap: the second request would not fit, so it is not sent (it used to be, and overshot)."""
     fake.script(*(tool_call("wait", load_state="load") for _ in range(5)))
 
-    outcome = agent_on(fake, fallback=RecordingFallback(), limits=Limits(max_tokens=1)).take_over(
+    outcome = agent_on(fake, fallback=RecordingFallback(), limits=Limits(max_tokens=3_000)).take_over(
         context(), contact_handover()
     )
 
     assert len(fake.requests) == 1
+    assert sum(fake.usage[0][key] for key in ("prompt_tokens", "completion_tokens")) <= 3_000
+    assert fake.requests[0]["max_completion_tokens"] <= 3_000
+    assert "token budget" in next(s for s in outcome.trace if s["action"] == "stop")["reason"]
+
+
+def test_a_budget_too_small_for_one_request_sends_none(fake):
+    outcome = agent_on(fake, fallback=RecordingFallback(), limits=Limits(max_tokens=100)).take_over(
+        context(), contact_handover()
+    )
+    assert fake.requests == []
     assert "token budget" in next(s for s in outcome.trace if s["action"] == "stop")["reason"]
 
 

@@ -68,7 +68,10 @@ export class Transport {
         return keysToCamel(parsed.value);
       }
       const retryAfter = parseRetryAfter(response.headers.get('retry-after'));
-      if (attempt < this.maxRetries && shouldRetry(method, response.status)) {
+      // A server that asks for longer than we would wait is answered now: retrying sooner only earns
+      // another refusal (a 429 for failed keys lasts the rest of the minute).
+      const tooLong = retryAfter !== null && retryAfter * 1000 > MAX_BACKOFF_MS;
+      if (attempt < this.maxRetries && !tooLong && shouldRetry(method, response.status)) {
         await this.sleep(backoffMs(attempt + 1, retryAfter));
         continue;
       }

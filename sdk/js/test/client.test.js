@@ -150,6 +150,14 @@ test('a 429 that persists raises RateLimitError with retryAfter', async () => {
   assert.equal(received.length, 2);
 });
 
+test('a 429 asking for longer than the longest backoff is raised at once', async () => {
+  slept.length = 0;
+  answers = [error(429, 'too_many_auth_failures', null, { 'Retry-After': '55' }), [200, TASK]];
+  await assert.rejects(client({ maxRetries: 3 }).tasks.get('task_1'), (err) => err instanceof RateLimitError && err.retryAfter === 55);
+  assert.equal(received.length, 1);
+  assert.deepEqual(slept, []);
+});
+
 test('server errors are retried for reads', async () => {
   answers = [error(500, 'internal_error'), error(502, 'bad_gateway'), [200, TASK]];
   const task = await client({ maxRetries: 3 }).tasks.get('task_1');

@@ -71,7 +71,10 @@ class Transport:
             if response.status_code < 400:
                 return _json(response)
             retry_after = _retry_after(response)
-            if attempt < self.max_retries and _should_retry(method, response.status_code):
+            # A server that asks for longer than we would wait is answered now: retrying sooner only
+            # earns another refusal (a 429 for failed keys lasts the rest of the minute).
+            too_long = retry_after is not None and retry_after > _MAX_BACKOFF_S
+            if attempt < self.max_retries and not too_long and _should_retry(method, response.status_code):
                 attempt += 1
                 time.sleep(_backoff(attempt, retry_after))
                 continue

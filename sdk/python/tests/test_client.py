@@ -229,3 +229,12 @@ def test_a_post_whose_connection_never_opened_is_retried():
                     http_client=httpx.Client(transport=httpx.MockTransport(flaky)))
     run = anchor.tasks.run("task_1", params={"a": 1})
     assert (run.id, attempts) == ("run_1", ["POST", "POST"])
+
+
+def test_a_429_asking_for_longer_than_the_longest_backoff_is_raised_at_once(monkeypatch):
+    slept = []
+    monkeypatch.setattr("anchor_sdk._http.time.sleep", slept.append)
+    server = Server(error(429, "too_many_auth_failures", headers={"Retry-After": "55"}), ok({"id": "task_1"}))
+    with pytest.raises(RateLimitError) as raised:
+        client(server, max_retries=3).tasks.get("task_1")
+    assert raised.value.retry_after == 55 and slept == [] and len(server.requests) == 1

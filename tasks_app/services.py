@@ -39,20 +39,15 @@ def task_create(
     monthly_budget_usd: Any = None,
     actor: Actor | None = None,
 ) -> Task:
-    task = Task(
-        name=_clean_name(name),
-        prompt=_clean_text(prompt, "prompt"),
-        params=_clean_params(params),
-        self_healing=_clean_bool(self_healing, "self_healing"),
-        self_healing_config=merge_config(None, self_healing_config),
-        healing_agent=_clean_agent(healing_agent),
-        schedule=_clean_schedule(schedule),
-        monthly_budget_usd=_clean_budget(monthly_budget_usd),
-        owner=actor.user if actor and actor.user is not None and actor.user.pk else None,
-    )
-    task.set_secrets(_clean_secrets(secrets))
-    if code is not None:
-        code_check(code)
+    fields = task_changes_check(None, {
+        "name": name, "prompt": prompt, "params": params, "self_healing": self_healing,
+        "self_healing_config": self_healing_config, "healing_agent": healing_agent, "schedule": schedule,
+        "monthly_budget_usd": monthly_budget_usd, "secrets": secrets,
+        **({"code": code} if code is not None else {}),
+    })
+    secrets, code = fields.pop("secrets"), fields.pop("code", None)
+    task = Task(**fields, owner=actor.user if actor and actor.user is not None and actor.user.pk else None)
+    task.set_secrets(secrets)
     with transaction.atomic():
         task.code_status = Task.CodeStatus.READY if code is not None else _codeless_status()
         task.save()
@@ -74,15 +69,13 @@ def task_update(*, task: Task, actor: Actor | None = None, **changes: Any) -> Ta
     changed = task_changes_check(task, changes)
     new_secrets = changed.pop("secrets", None)
     code = changed.pop("code", _UNSET)
-    if not changed and new_secrets is None and code is _UNSET:
-        return task  # nothing to change, nothing to audit
 
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
         # Forms send every field: only values that differ are changes (and audited as such).
         changed = {field: value for field, value in changed.items() if getattr(task, field) != value}
         if not changed and new_secrets is None and code is _UNSET:
-            return task
+            return task  # nothing to change, nothing to audit
         for field, value in changed.items():
             setattr(task, field, value)
         if new_secrets is not None:
@@ -155,14 +148,15 @@ class DraftNotDeployable(Exception):
         self.event_id = event_id
 
 
-def _draft_refusal(version: CodeVersion) -> DraftNotDeployable | None:
-    """Why `version`, a heal's draft, may not be deployed by hand; None for any other version."""
-    row = (
-        HealingEvent.objects.filter(new_version=version, status__in=list(DraftNotDeployable._WHY))
-        .values_list("pk", "status")
-        .first()
-    )
-    return DraftNotDeployable(version, *row) if row else None
+def heal_drafts(task: Task) -> dict[int, tuple[str, str]]:
+    """The task's versions that version_deploy refuses, as version id -> (heal id, heal status): drafts of
+    heals waiting for review (deployed by approving them), rejected or failed (kept for inspection)."""
+    return {
+        version_id: (event_id, status)
+        for version_id, event_id, status in HealingEvent.objects.filter(
+            task=task, status__in=list(DraftNotDeployable._WHY), new_version__isnull=False
+        ).values_list("new_version_id", "pk", "status")
+    }
 
 
 def version_deploy(*, task: Task, version: CodeVersion, actor: Actor | None = None, reason: str = "") -> Task:
@@ -181,8 +175,8 @@ def version_deploy(*, task: Task, version: CodeVersion, actor: Actor | None = No
         task = Task.objects.select_for_update().get(pk=task.pk)
         if task.current_version_id == version.pk:
             return task
-        if refusal := _draft_refusal(version):
-            raise refusal
+        if draft := heal_drafts(task).get(version.pk):
+            raise DraftNotDeployable(version, *draft)
         previous = task.current_version.number if task.current_version_id else None
         _make_current(task=task, version=version)
         audit_log(
@@ -471,6 +465,7 @@ __all__ = [
     "InputError",
     "code_check",
     "fingerprints_store",
+    "heal_drafts",
     "run_create",
     "run_enqueue",
     "run_job_enqueue",

@@ -146,17 +146,11 @@ def _task_context(request: HttpRequest, task: Task, *, part: str | None = None) 
         context["versions"] = list(
             task.versions.select_related("author").defer("code").order_by("-number")[:VERSIONS_SHOWN]
         )
-        # A heal's draft is deployed by approving its heal, or not at all once the heal was rejected or
-        # failed (services.version_deploy): such versions link to their heal instead.
-        open_or_discarded = (HealingEvent.Status.PENDING_REVIEW, HealingEvent.Status.REJECTED, HealingEvent.Status.FAILED)
-        drafts = {
-            version_id: {"id": event_id, "status": status}
-            for version_id, event_id, status in task.healing_events.filter(
-                status__in=open_or_discarded, new_version__isnull=False
-            ).values_list("new_version_id", "pk", "status")
-        }
+        # Versions version_deploy refuses (heals' drafts) link to their heal instead of a deploy button.
+        drafts = services.heal_drafts(task)
         for version in context["versions"]:
-            version.heal = drafts.get(version.pk)
+            event_id, status = drafts.get(version.pk, (None, None))
+            version.heal = {"id": event_id, "status": status} if event_id else None
     if part in (None, "runs"):
         context["runs"] = list(
             task.runs.select_related("version").defer("screenshots", "version__code").order_by("-created_at")[:RUNS_SHOWN]

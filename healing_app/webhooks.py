@@ -266,13 +266,17 @@ def _record_success(delivery: WebhookDelivery) -> None:
 
 
 def _record_failure(delivery: WebhookDelivery, outcome: _Outcome) -> None:
+    if outcome.gone:
+        endpoint_disable(endpoint_id=delivery.endpoint_id, reason="the receiver answered 410 Gone", actor=SYSTEM)
+        return
+    if not delivery.is_automatic:
+        # A test or a redelivery is someone checking the endpoint: its failure is shown to them and does not
+        # push the endpoint towards being disabled (a person testing a broken receiver ten times would).
+        return
     now = timezone.now()
     WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(
         consecutive_failures=F("consecutive_failures") + 1, failing_since=Coalesce(F("failing_since"), now)
     )
-    if outcome.gone:
-        endpoint_disable(endpoint_id=delivery.endpoint_id, reason="the receiver answered 410 Gone", actor=SYSTEM)
-        return
     if WebhookEndpoint.objects.filter(
         pk=delivery.endpoint_id,
         enabled=True,
@@ -286,7 +290,7 @@ def _record_failure(delivery: WebhookDelivery, outcome: _Outcome) -> None:
             actor=SYSTEM,
         )
         return
-    if outcome.retry and delivery.is_automatic:
+    if outcome.retry:
         _retry_schedule(delivery)
 
 

@@ -477,6 +477,32 @@ def test_a_test_event_reaches_a_disabled_endpoint(db, receiver, queue, run_jobs,
     assert body["data"]["endpoint"] == endpoint.pk
 
 
+
+def test_failed_tests_and_redeliveries_do_not_count_towards_disabling(
+    db, receiver, fan_out, queue, run_jobs, django_capture_on_commit_callbacks
+):
+    endpoint, _ = endpoint_for(receiver.url())
+    [delivery] = fan_out()
+    run_jobs()
+    almost = timezone.now() - timedelta(hours=25)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        consecutive_failures=webhooks.DISABLE_AFTER_FAILURES - 1, failing_since=almost
+    )
+    receiver.reply(Reply(status=500), Reply(status=500))
+    endpoint.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        test = webhook_send_test(endpoint=endpoint, actor=None)
+        again = webhook_redeliver(delivery=delivery, actor=None)
+    assert run_jobs(limit=2) == 2
+
+    test.refresh_from_db()
+    again.refresh_from_db()
+    assert (test.status, again.status) == (Status.FAILED, Status.FAILED)
+    endpoint.refresh_from_db()
+    assert endpoint.enabled
+    assert (endpoint.consecutive_failures, endpoint.failing_since) == (webhooks.DISABLE_AFTER_FAILURES - 1, almost)
+    assert queue.jobs == []
+
 # -- the SSRF guard at send time --------------------------------------------------------------------------------
 
 

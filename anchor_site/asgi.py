@@ -1,8 +1,15 @@
 """HTTP through Django, websockets through Channels (authenticated, same-origin only)."""
 
 import os
+from http import HTTPStatus
 
 from django.core.asgi import get_asgi_application
+from twisted.web import http as twisted_http
+
+# Daphne takes the status line's reason from Twisted, which lacks newer codes and would send
+# "429 Unknown Status" for the API's rate limit; fill the gaps from the standard library.
+for _status in HTTPStatus:
+    twisted_http.RESPONSES.setdefault(_status.value, _status.phrase.encode())
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anchor_site.settings")
 django_asgi_app = get_asgi_application()

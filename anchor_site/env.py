@@ -6,7 +6,9 @@ typo in a deployment shows up at start-up instead of as odd behaviour later.
 
 from __future__ import annotations
 
+import math
 import os
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -46,13 +48,23 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    value = float(env_decimal(name, Decimal(str(default)), minimum=None if minimum is None else Decimal(str(minimum))))
+    if not math.isfinite(value):  # "1e999" is a finite decimal but not a float
+        raise ImproperlyConfigured(f"{name}={os.environ[name]!r} is too large")
+    return value
+
+
+def env_decimal(name: str, default: Decimal, *, minimum: Decimal | None = None) -> Decimal:
+    """A finite number (money, seconds): "abc", "NaN" and "inf" are refused, not carried into arithmetic."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = float(raw)
-    except ValueError:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if not value.is_finite():
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a finite number")
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}={value} is below {minimum}")
     return value

@@ -13,6 +13,7 @@ from anchor_site.env import (
     database_from_url,
     env_bool,
     env_choice,
+    env_decimal,
     env_float,
     env_int,
     env_list,
@@ -187,7 +188,7 @@ LLM_PRICES = {
     "gpt-4.1": (Decimal("2.00"), Decimal("8.00")),
     "gpt-4.1-mini": (Decimal("0.40"), Decimal("1.60")),
 }
-LLM_MONTHLY_BUDGET_USD = Decimal(env_str("LLM_MONTHLY_BUDGET_USD", "50"))
+LLM_MONTHLY_BUDGET_USD = env_decimal("LLM_MONTHLY_BUDGET_USD", Decimal("50"), minimum=Decimal(0))
 # Bounds on one LLM takeover: model turns, seconds, tokens, and retries of a failed request.
 LLM_MAX_STEPS = env_int("LLM_MAX_STEPS", 12, minimum=1, maximum=100)
 LLM_TAKEOVER_SECONDS = env_float("LLM_TAKEOVER_SECONDS", 60.0, minimum=5.0)

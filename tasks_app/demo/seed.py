@@ -6,7 +6,7 @@ from django.conf import settings
 
 from healing_app import broadcast
 from tasks_app import services
-from tasks_app.audit import Actor
+from tasks_app.audit import Actor, audit_log
 from tasks_app.demo.site import demo_site_set_version
 from tasks_app.models import Run, Task
 
@@ -76,8 +76,11 @@ def demo_tasks() -> list[Task]:
 
 
 def demo_switch(*, version: int, run: bool = True, actor: Actor = DEMO) -> list[Run]:
-    """Switch the demo site to `version`; with `run`, start every demo task so the change shows at once."""
+    """Switch the demo site to `version`, audited on every demo task (it changes what their runs meet);
+    with `run`, start every demo task so the change shows at once."""
     demo_site_set_version(version)
+    for task in demo_tasks():
+        audit_log(actor=actor, action="demo.switch", obj=task, data={"version": version})
     # Live pages only (the demo control on open dashboards); it is not a webhook event.
     broadcast.publish(kind="demo.site_changed", task_id=None, data={"version": version})
     if not run:

@@ -14,8 +14,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from tasks_app.audit import Actor, audit_log
-from tasks_app.demo.seed import demo_switch, demo_tasks
+from tasks_app.audit import Actor
+from tasks_app.demo.seed import demo_switch
 from tasks_app.demo.site import demo_site_version
 
 PRODUCTS = [("Anchor mug", "12.00"), ("Rope, 10 m", "24.50"), ("Brass compass", "89.90")]
@@ -70,8 +70,6 @@ def control(request: HttpRequest) -> HttpResponse:
         runs = demo_switch(version=version, actor=actor)
     except ValueError:
         return HttpResponseBadRequest("version must be 1 or 2")
-    for task in demo_tasks():
-        audit_log(actor=actor, action="demo.switch", obj=task, data={"version": version})
     messages.success(request, f"The demo site is now on version {version}; {len(runs)} demo run(s) started.")
     target = request.POST.get("next") or "/"
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):

@@ -1,12 +1,14 @@
 """The bundled demo site and the dashboard's "Change the demo site" control."""
 
+import io
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from tasks_app.demo.seed import demo_seed
 from tasks_app.demo.site import demo_site_version
-from tasks_app.models import Run
+from tasks_app.models import AuditLog, Run
 
 pytestmark = pytest.mark.django_db
 
@@ -42,6 +44,21 @@ def test_the_queue_shows_the_control_and_it_switches_the_site_and_starts_runs(cl
     assert response.status_code == 302
     assert demo_site_version() == 2
     assert Run.objects.filter(status=Run.Status.QUEUED).count() == 2
+    switches = AuditLog.objects.filter(action="demo.switch")
+    assert [(log.actor_label, log.actor, log.data["version"]) for log in switches] == [
+        (f"{member.username} via dashboard", member, 2)
+    ] * 2
+
+
+def test_the_command_switches_the_site_and_audits_it_like_the_dashboard(queues):
+    tasks = demo_seed()
+    out = io.StringIO()
+    call_command("demo_site", "2", stdout=out)
+    assert "now on version 2" in out.getvalue() and demo_site_version() == 2
+    switches = AuditLog.objects.filter(action="demo.switch")
+    assert sorted(log.object_id for log in switches) == sorted(task.pk for task in tasks)
+    assert {(log.actor_label, log.data["version"]) for log in switches} == {("system via demo", 2)}
+    assert not Run.objects.exists()  # without --run nothing starts
 
 
 def test_the_control_refuses_bad_versions_and_anonymous_users(client, member):

@@ -2,10 +2,13 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import JsonResponse
 from django.templatetags.static import static
+from django.urls import include, path, re_path, register_converter
 from django.views.generic import RedirectView
-from django.urls import include, path, re_path
 
 from anchor_site.api import api
+from tasks_app.ids import IdConverter
+
+register_converter(IdConverter, "id")  # before the includes below, whose patterns use it
 
 def api_not_found(request, *args, **kwargs):
     """Unknown API paths answer in the API's own JSON error shape, not with an HTML page."""

@@ -9,8 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.http import Http404, HttpRequest
-from django.shortcuts import get_object_or_404
+from django.http import HttpRequest
 from ninja import Router, Schema
 from pydantic import Field
 
@@ -26,6 +25,7 @@ from tasks_app.api_schemas import (
     diff_out,
     paginate,
 )
+from tasks_app.ids import object_or_404
 
 router = Router(tags=["healing events"])
 task_events_router = Router(tags=["healing events"])
@@ -146,10 +146,8 @@ def event_detail_out(event: HealingEvent) -> dict[str, Any]:
 
 
 def _get_event(event_id: str) -> HealingEvent:
-    if "\x00" in event_id or len(event_id) > 40:
-        raise Http404("no such healing event")
     queryset = HealingEvent.objects.select_related("original_version", "new_version", "reviewer")
-    return get_object_or_404(queryset, pk=event_id)
+    return object_or_404(queryset, event_id, what="healing event")
 
 
 @task_events_router.get(

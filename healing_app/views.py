@@ -21,6 +21,7 @@ from healing_app import charts, queries, services
 from healing_app.diffing import render_diff
 from healing_app.models import HealingEvent
 from tasks_app.config import InputError
+from tasks_app.ids import object_or_404
 
 EVENT_PARTS = {"summary": "healing/_event_summary.html", "evidence": "healing/_event_evidence.html"}
 
@@ -171,10 +172,7 @@ def _queue_context(request: HttpRequest) -> dict:
 
 
 def _event_or_404(event_id: str) -> HealingEvent:
-    event = HealingEvent.objects.filter(pk=event_id).only("id", "task_id", "status").first()
-    if event is None:
-        raise Http404("no such healing event")
-    return event
+    return object_or_404(HealingEvent.objects.only("id", "task_id", "status"), event_id, what="healing event")
 
 
 def _event_context(request: HttpRequest, event_id: str) -> dict:

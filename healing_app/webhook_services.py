@@ -115,7 +115,7 @@ def webhook_endpoint_create(
         description=clean_description(description),
         event_types=clean_event_types(event_types),
         task=_clean_task(task),
-        owner=actor.user if actor.user is not None and actor.user.pk else None,
+        owner=actor.stored_user,
     )
     secret = webhooks.secret_generate()
     endpoint.set_secret(secret)

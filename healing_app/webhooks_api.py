@@ -25,6 +25,7 @@ from tasks_app.api_schemas import (
     paginate,
 )
 from tasks_app.config import InputError
+from tasks_app.ids import object_or_404
 from tasks_app.models import MAX_INT, Task
 
 router = Router(tags=["webhooks"])
@@ -156,12 +157,7 @@ def delivery_out(delivery: WebhookDelivery) -> dict[str, Any]:
 
 def get_endpoint(request: HttpRequest, endpoint_id: str) -> WebhookEndpoint:
     # Someone else's endpoint is a 404, not a 403: its id says nothing about whether it exists.
-    if "\x00" in endpoint_id or len(endpoint_id) > 40:
-        raise Http404("no such webhook endpoint")  # PostgreSQL would refuse the NUL; no id is that long
-    endpoint = services.webhook_endpoints_for(user=request.auth.user).filter(pk=endpoint_id).first()
-    if endpoint is None:
-        raise Http404("no such webhook endpoint")
-    return endpoint
+    return object_or_404(services.webhook_endpoints_for(user=request.auth.user), endpoint_id, what="webhook endpoint")
 
 
 def _task(task_id: str | None) -> Task | None:

@@ -20,6 +20,7 @@ from healing_app import webhooks
 from healing_app.models import WebhookEndpoint
 from tasks_app.audit import Actor
 from tasks_app.config import InputError
+from tasks_app.ids import object_or_404
 from tasks_app.models import Task
 
 DELIVERIES_PER_PAGE = 50
@@ -56,10 +57,7 @@ def _actor(request: HttpRequest) -> Actor:
 
 
 def _endpoint(request: HttpRequest, endpoint_id: str) -> WebhookEndpoint:
-    endpoint = services.webhook_endpoints_for(user=request.user).filter(pk=endpoint_id).first()
-    if endpoint is None:
-        raise Http404("no such webhook endpoint")
-    return endpoint
+    return object_or_404(services.webhook_endpoints_for(user=request.user), endpoint_id, what="webhook endpoint")
 
 
 @login_required

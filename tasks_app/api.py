@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 from django.http import Http404, HttpRequest
-from django.shortcuts import get_object_or_404
 from ninja import Path, Query, Router, Status
 
 from tasks_app import services
@@ -30,6 +29,7 @@ from tasks_app.api_schemas import (
     version_out,
 )
 from tasks_app.config import InputError
+from tasks_app.ids import object_or_404
 from tasks_app.models import MAX_INT, CodeVersion, Run, Task
 
 tasks_router = Router(tags=["tasks"])
@@ -41,10 +41,7 @@ VersionNumber = Path(..., ge=1, le=MAX_INT)
 
 
 def get_task(task_id: str) -> Task:
-    # Ids never contain NUL and are short; anything else cannot exist (and PostgreSQL would refuse a NUL).
-    if "\x00" in task_id or len(task_id) > 40:
-        raise Http404("no such task")
-    return get_object_or_404(Task.objects.select_related("current_version"), pk=task_id)
+    return object_or_404(Task.objects.select_related("current_version"), task_id, what="task")
 
 
 def _get_version(task: Task, number: int) -> CodeVersion:
@@ -175,9 +172,7 @@ def run_list(request: HttpRequest, task_id: str, cursor: str | None = Cursor, li
 
 @runs_router.get("/{run_id}", response={200: RunOut, **ERRORS}, summary="Get a run")
 def run_get(request: HttpRequest, run_id: str):
-    if "\x00" in run_id or len(run_id) > 40:
-        raise Http404("no such run")
-    run = get_object_or_404(Run.objects.select_related("version").prefetch_related("healing_events"), pk=run_id)
+    run = object_or_404(Run.objects.select_related("version").prefetch_related("healing_events"), run_id, what="run")
     return run_out(run)
 
 

@@ -22,6 +22,11 @@ class Actor:
         name = self.user.get_username() if self.user is not None else "system"
         return f"{name} via {self.via}" if self.via else name
 
+    @property
+    def stored_user(self) -> AbstractBaseUser | None:
+        """The user to point a foreign key at: None for the system and for a user not saved (no pk)."""
+        return self.user if self.user is not None and self.user.pk else None
+
 
 SYSTEM = Actor()
 
@@ -37,7 +42,7 @@ def as_actor(actor: Actor | AbstractBaseUser | None) -> Actor:
 def audit_log(*, actor: Actor | AbstractBaseUser | None, action: str, obj: models.Model, data: dict | None = None) -> AuditLog:
     actor = as_actor(actor)
     return AuditLog.objects.create(
-        actor=actor.user if actor.user is not None and actor.user.pk else None,
+        actor=actor.stored_user,
         actor_label=actor.label[:150],
         action=action,
         object_type=obj._meta.model_name,

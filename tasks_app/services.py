@@ -46,7 +46,7 @@ def task_create(
         **({"code": code} if code is not None else {}),
     })
     secrets, code = fields.pop("secrets"), fields.pop("code", None)
-    task = Task(**fields, owner=actor.user if actor and actor.user is not None and actor.user.pk else None)
+    task = Task(**fields, owner=actor.stored_user if actor else None)
     task.set_secrets(secrets)
     with transaction.atomic():
         task.code_status = Task.CodeStatus.READY if code is not None else _codeless_status()
@@ -207,7 +207,7 @@ def run_create(
         version=version,
         purpose=purpose,
         params=_clean_params(params),
-        requested_by=actor.user if actor and actor.user is not None and actor.user.pk else None,
+        requested_by=actor.stored_user if actor else None,
     )
     if purpose == Run.Purpose.NORMAL:
         audit_log(actor=actor, action="run.enqueue", obj=run, data={"version": version.number})
@@ -293,7 +293,7 @@ def _version_add(
         code=code,
         source=source,
         parent=parent,
-        author=author.user if author and author.user is not None and author.user.pk else None,
+        author=author.stored_user if author else None,
         note=note[:500],
     )
 

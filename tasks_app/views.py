@@ -12,7 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -23,6 +23,7 @@ from tasks_app import services
 from tasks_app.audit import as_actor
 from tasks_app.config import InputError
 from tasks_app.forms import DiffForm, HealingConfigForm
+from tasks_app.ids import object_or_404
 from tasks_app.models import CodeVersion, Run, Task
 
 TASK_PARTS = {"versions": "tasks/_versions.html", "runs": "tasks/_runs.html", "events": "tasks/_events.html"}
@@ -136,7 +137,7 @@ def task_deploy(request: HttpRequest, task_id: str) -> HttpResponse:
 
 
 def _task_or_404(task_id: str) -> Task:
-    return get_object_or_404(Task.objects.select_related("current_version"), pk=task_id)
+    return object_or_404(Task.objects.select_related("current_version"), task_id, what="task")
 
 
 def _task_context(request: HttpRequest, task: Task, *, part: str | None = None) -> dict:

@@ -9,9 +9,11 @@ time, inside the HTTP transport, and the socket is opened to exactly the address
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import ssl
 import time
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -99,11 +101,19 @@ def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def parse_url(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of an http(s) URL, or UnsafeURL. Uses the same parser as the sender."""
+    """(scheme, host, port) of an http(s) URL, or UnsafeURL saying what is wrong. Uses the same parser as the sender."""
+    parsed = _parsed(url)
+    host = parsed.raw_host.decode("ascii")
+    return parsed.scheme, host, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def _parsed(url: str) -> httpx.URL:
     if not isinstance(url, str) or not url.strip():
         raise UnsafeURL("a URL is required")
+    url = url.strip()
+    _check_brackets(url)
     try:
-        parsed = httpx.URL(url.strip())
+        parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
         raise UnsafeURL(f"not a valid URL: {exc}") from None
     if parsed.scheme not in ALLOWED_SCHEMES:
@@ -111,7 +121,61 @@ def parse_url(url: str) -> tuple[str, str, int]:
     host = parsed.raw_host.decode("ascii")
     if not host:
         raise UnsafeURL("the URL has no host")
-    return parsed.scheme, host, parsed.port or (443 if parsed.scheme == "https" else 80)
+    if not _is_literal(host):
+        _check_host_name(host)
+    # httpx takes any integer; the socket layer would wrap 99999 round to 34463, and 0 means "any port".
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise UnsafeURL(f"the port {parsed.port} is out of range (1 to 65535)")
+    return parsed
+
+
+def _check_characters(url: str) -> None:
+    # httpx quietly percent-encodes a space in the path and puts one, encoded, in the host (which then "does not
+    # resolve"), and names a control character by its raw self; say plainly what is wrong, and where.
+    for position, char in enumerate(url):
+        if char.isspace():
+            raise UnsafeURL(
+                f"a URL cannot contain spaces or line breaks (U+{ord(char):04X} at position {position}); "
+                "write a space in the path or query as %20"
+            )
+        category = unicodedata.category(char)
+        if category == "Cc":
+            raise UnsafeURL(f"a URL cannot contain control characters (U+{ord(char):04X} at position {position})")
+        if category == "Cf":
+            # Zero-width and right-to-left marks make the URL shown in the dashboard differ from the one used.
+            raise UnsafeURL(
+                f"a URL cannot contain invisible formatting characters (U+{ord(char):04X} at position {position})"
+            )
+
+
+_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)")
+
+
+def _check_brackets(url: str) -> None:
+    # Unchecked, httpx reads "https://[::1/" as host "[" and port ":1" and complains about the port.
+    match = _AUTHORITY.match(url)
+    if match is None:
+        return
+    host_port = match.group(1).rpartition("@")[2]
+    opening, closing = host_port.find("["), host_port.find("]")
+    if (opening, closing) == (-1, -1):
+        return
+    if opening != 0 or closing == -1 or host_port.count("[") != 1 or host_port.count("]") != 1:
+        raise UnsafeURL(
+            "not a valid URL: the host has an unmatched square bracket; an IPv6 address is written in brackets, "
+            "as in https://[2001:db8::1]:8443/"
+        )
+
+
+def _check_host_name(host: str) -> None:
+    # Python's resolver raises UnicodeError (not gaierror) for these, so they must be caught before it is asked.
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or any(not 1 <= len(label) <= 63 for label in labels):
+        shown = host if len(host) <= 80 else host[:80] + "…"
+        raise UnsafeURL(
+            f"the host {shown} is not a valid host name "
+            "(each part between dots must be 1 to 63 characters, and the whole at most 253)"
+        )
 
 
 def resolve(host: str, port: int) -> list[IPAddress]:
@@ -147,8 +211,18 @@ def _is_literal(host: str) -> bool:
 
 
 def check_url(url: str, *, allow_private: bool | None = None) -> None:
-    """Refuse (UnsafeURL) a URL that is not http(s) or whose host resolves to an address we must not contact."""
+    """Refuse (UnsafeURL) a URL about to be saved: malformed, not http(s), holding credentials, or with a host
+    that resolves to an address we must not contact."""
     allow = allow_private_default() if allow_private is None else allow_private
+    # Characters and credentials are checked when a URL is saved, not when sending: the sender took such URLs
+    # before these rules, and endpoints saved then keep working until someone edits them.
+    if isinstance(url, str):
+        _check_characters(url.strip())
+    if _parsed(url).userinfo:
+        raise UnsafeURL(
+            "a webhook URL cannot contain a user name or password (the part before @): the URL is shown to "
+            "everyone who can see the endpoint; have the receiver check the webhook-signature header instead"
+        )
     _scheme, host, port = parse_url(url)
     try:
         checked_addresses(host, port, allow_private=allow)

@@ -77,7 +77,7 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
             form.add_input_error(exc)
         else:
             return _secret_page(request, endpoint, secret, created=True)
-    return render(request, "webhooks/form.html", {"form": form, "endpoint": None})
+    return _form_page(request, form, endpoint=None)
 
 
 @login_required
@@ -100,7 +100,7 @@ def endpoint_edit(request: HttpRequest, endpoint_id: str) -> HttpResponse:
         else:
             messages.success(request, "Webhook endpoint saved.")
             return redirect("webhooks:detail", endpoint_id=endpoint.pk)
-    return render(request, "webhooks/form.html", {"form": form, "endpoint": endpoint})
+    return _form_page(request, form, endpoint=endpoint)
 
 
 @login_required
@@ -153,6 +153,12 @@ def delivery_redeliver(request: HttpRequest, endpoint_id: str, delivery_id: int)
     attempt = services.webhook_redeliver(delivery=delivery, actor=_actor(request))
     messages.success(request, f"Redelivery of {attempt.message_id} queued as attempt {attempt.attempt}.")
     return redirect("webhooks:detail", endpoint_id=endpoint.pk)
+
+
+def _form_page(request: HttpRequest, form: WebhookEndpointForm, *, endpoint: WebhookEndpoint | None) -> HttpResponse:
+    # A POST that reaches here was refused: 400, like every other dashboard form, so scripts and tests can tell.
+    status = 400 if request.method == "POST" else 200
+    return render(request, "webhooks/form.html", {"form": form, "endpoint": endpoint}, status=status)
 
 
 def _secret_page(request: HttpRequest, endpoint: WebhookEndpoint, secret: str, *, created: bool) -> HttpResponse:

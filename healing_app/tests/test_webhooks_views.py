@@ -90,7 +90,7 @@ def test_creating_an_endpoint_shows_its_secret_once(browser, owner):
 )
 def test_a_refused_url_is_a_field_error_on_the_form(browser, url):
     response = browser.post(reverse("webhooks:create"), {"url": url})
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert response.context["form"].errors["url"]
     assert not WebhookEndpoint.objects.exists()
 

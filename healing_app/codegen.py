@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, ParentNodeProvider, PositionProvider
+from libcst.metadata import (
+    CodeRange,
+    MetadataWrapper,
+    ParentNodeProvider,
+    PositionProvider,
+)
+
+from healing_app.sites import url_allowed
 
 MAX_CODE_BYTES = 256 * 1024
 
@@ -56,7 +63,8 @@ GUARDED_ATTRIBUTES = frozenset(
     {"evaluate", "evaluate_handle", "eval_on_selector", "eval_on_selector_all",
      "add_init_script", "add_script_tag", "route", "route_from_har", "expose_function",
      "expose_binding", "set_input_files", "request", "context", "browser", "new_page",
-     "new_context", "storage_state", "sync_playwright"}
+     "new_context", "storage_state", "sync_playwright", "set_content", "set_extra_http_headers",
+     "add_style_tag", "route_web_socket", "set_http_credentials", "grant_permissions"}
 )
 
 # Playwright methods whose first argument is a selector (drag_and_drop: both).
@@ -161,7 +169,8 @@ def check_generated_code(
     violations = [
         *_import_violations(tree),
         *_name_violations(tree),
-        *_goto_violations(tree, allowed_domains),
+        *_goto_violations(tree, allowed_domains, original_tree),
+        *_params_rewrite_violations(tree, original_tree),
         *_url_literal_violations(tree, original_tree, allowed_domains),
         *_guarded_attribute_violations(tree, original_tree),
     ]
@@ -254,19 +263,118 @@ def _name_violations(tree: ast.Module) -> Iterator[str]:
             yield f"line {node.lineno}: format string reaching a dunder attribute is not allowed"
 
 
-def _goto_violations(tree: ast.Module, allowed_domains: list[str]) -> Iterator[str]:
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "goto"):
-            continue
-        url = node.args[0] if node.args else next(
-            (k.value for k in node.keywords if k.arg == "url"), None
-        )
+def _goto_violations(tree: ast.Module, allowed_domains: list[str], original: ast.Module | None) -> Iterator[str]:
+    trusted = _trusted_url_parts(tree, original)
+    for node in _goto_calls(tree):
+        url = _goto_target(node)
         if url is None:
             continue
         problem = _goto_url_problem(_url_segments(url), allowed_domains)
         if problem:
             yield f"line {node.lineno}: goto {problem}"
+        for part in _dynamic_parts(url):
+            if not _is_params_value(part) and ast.unparse(part) not in trusted:
+                yield (
+                    f"line {node.lineno}: goto to a URL built from `{_clip_source(part)}`; "
+                    "build it from params, as the original does"
+                )
+
+
+def _goto_calls(tree: ast.Module | None) -> Iterator[ast.Call]:
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "goto":
+            yield node
+
+
+def _goto_target(call: ast.Call) -> ast.expr | None:
+    return call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "url"), None)
+
+
+def _dynamic_parts(expr: ast.expr) -> list[ast.expr]:
+    """The non-literal pieces of a URL expression (the None segments of _url_segments)."""
+    if isinstance(expr, ast.Constant):
+        return []
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+        return _dynamic_parts(expr.left) + _dynamic_parts(expr.right)
+    if isinstance(expr, ast.JoinedStr):
+        return [v.value for v in expr.values if isinstance(v, ast.FormattedValue)]
+    return [expr]
+
+
+def _is_params_value(expr: ast.expr) -> bool:
+    """`params["base_url"]`, `params.get("host")`, `params["site"]["url"]`: the task owner's values."""
+    while True:
+        if isinstance(expr, ast.Subscript):
+            expr = expr.value
+        elif (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "get"):
+            expr = expr.func.value
+        else:
+            return isinstance(expr, ast.Name) and expr.id == "params"
+
+
+def _trusted_url_parts(tree: ast.Module, original: ast.Module | None) -> set[str]:
+    """Dynamic URL parts the original's gotos already had (`page.goto(url)`), as long as the generated code
+    assigns the names they use exactly as the original does: `url = "https:/" + "/evil.test"` added before
+    an unchanged `page.goto(url)` must not inherit the original's trust."""
+    new_assignments, old_assignments = _assignments(tree), _assignments(original)
+    trusted = set()
+    for call in _goto_calls(original):
+        target = _goto_target(call)
+        for part in _dynamic_parts(target) if target is not None else ():
+            names = {n.id for n in ast.walk(part) if isinstance(n, ast.Name)}
+            if all(new_assignments.get(name) == old_assignments.get(name) for name in names):
+                trusted.add(ast.unparse(part))
+    return trusted
+
+
+def _assignments(tree: ast.Module | None) -> dict[str, Counter[str]]:
+    """For each name, the statements that bind it (by source), so two versions can be compared."""
+    bound: dict[str, Counter[str]] = {}
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor, ast.With,
+                             ast.NamedExpr, ast.comprehension)):
+            targets = [node.target] if not isinstance(node, (ast.Assign, ast.With)) else (
+                node.targets if isinstance(node, ast.Assign) else [i.optional_vars for i in node.items if i.optional_vars]
+            )
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        bound.setdefault(name.id, Counter())[ast.unparse(node)] += 1
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+                bound.setdefault(arg.arg, Counter())[f"argument of line {node.lineno}"] += 1
+    return bound
+
+
+_PARAMS_MUTATORS = frozenset({"update", "setdefault", "pop", "popitem", "clear", "__setitem__"})
+
+
+def _params_rewrite_violations(tree: ast.Module, original: ast.Module | None) -> Iterator[str]:
+    """params are the owner's values that URLs are trusted to be built from; generated code may not change them."""
+
+    def rewrites(t: ast.Module | None) -> Counter[str]:
+        found: Counter[str] = Counter()
+        for node in ast.walk(t) if t is not None else ():
+            targets = []
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.NamedExpr)):
+                targets = [node.target]
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr in _PARAMS_MUTATORS and _is_params_value(node.func.value)):
+                found[ast.unparse(node)] += 1
+            for target in targets:
+                if _is_params_value(target):
+                    found[ast.unparse(node)] += 1
+        return found
+
+    for statement in sorted(rewrites(tree) - rewrites(original)):
+        yield f"`{statement[:80]}` changes params, which generated code may not do"
+
+
+def _clip_source(expr: ast.expr) -> str:
+    text = ast.unparse(expr)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _url_segments(expr: ast.expr) -> list[str | None]:
@@ -297,7 +405,7 @@ def _goto_url_problem(segments: list[str | None], allowed_domains: list[str]) ->
         absolute = _is_absolute_url(seg)
         if i == 0 and re.fullmatch(r"https?://", seg) and len(merged) > 1:
             continue  # "https://" + params["host"] + ...
-        if absolute and not _url_allowed(seg, allowed_domains):
+        if absolute and not url_allowed(seg, allowed_domains):
             return f"to `{seg}` leaves the allowed domains"
         if i == 0:
             parts = urlsplit(seg)
@@ -316,36 +424,39 @@ def _is_absolute_url(text: str) -> bool:
     }
 
 
-def _url_allowed(url: str, allowed_domains: list[str]) -> bool:
-    if re.search(r"[\\\s\x00-\x1f]", url):
-        return False
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname
-    except ValueError:
-        return False
-    if parts.scheme.lower() not in {"http", "https"} or not host or "@" in parts.netloc:
-        return False
-    if not re.fullmatch(r"[a-z0-9.-]+", host):
-        return False
-    host = host.rstrip(".")
-    for domain in allowed_domains:
-        domain = domain.strip().lower().removeprefix("*.").rstrip(".")
-        if domain and (host == domain or host.endswith("." + domain)):
-            return True
-    return False
-
-
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 
 def _literal_urls(tree: ast.Module | None) -> Iterator[tuple[int, str]]:
-    if tree is None:
-        return
-    for node in ast.walk(tree):
+    """URLs in string literals, also when split across a concatenation ("https:/" + "/evil.test"), an
+    f-string, a `%` format or a "".join of literals."""
+    for line, text in _literal_texts(tree):
+        for match in _URL_IN_TEXT.finditer(text):
+            yield line, match.group()
+
+
+def _literal_texts(tree: ast.Module | None) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            for match in _URL_IN_TEXT.finditer(node.value):
-                yield node.lineno, match.group()
+            yield node.lineno, node.value
+        elif isinstance(node, (ast.BinOp, ast.JoinedStr)):
+            # Runs of literal text with the dynamic parts as breaks; "%" formats glue their literal operands.
+            segments = _url_segments(node) if not isinstance(node, ast.BinOp) or isinstance(node.op, ast.Add) else (
+                _url_segments(node.left) + _url_segments(node.right) if isinstance(node.op, ast.Mod) else []
+            )
+            run = ""
+            for segment in [*segments, None]:
+                if segment is None:
+                    if run:
+                        yield node.lineno, run
+                    run = ""
+                else:
+                    run += segment
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
+              and isinstance(node.func.value, ast.Constant) and isinstance(node.func.value.value, str)
+              and node.args and isinstance(node.args[0], (ast.List, ast.Tuple))
+              and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.args[0].elts)):
+            yield node.lineno, node.func.value.value.join(e.value for e in node.args[0].elts)
 
 
 def _url_literal_violations(
@@ -355,7 +466,7 @@ def _url_literal_violations(
     # original are the owner's business.
     known = {url for _, url in _literal_urls(original)}
     for line, url in _literal_urls(tree):
-        if url not in known and not _url_allowed(url, allowed_domains):
+        if url not in known and not url_allowed(url, allowed_domains):
             yield f"line {line}: URL `{url}` is outside the allowed domains"
 
 

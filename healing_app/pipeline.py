@@ -15,7 +15,7 @@ import django_rq
 from django.db import transaction
 from django.utils import timezone
 
-from healing_app import codegen, costs
+from healing_app import codegen, costs, sites
 from healing_app.agents import agent_for
 from healing_app.agents.base import TakeoverContext, TakeoverOutcome
 from healing_app.models import HealingEvent
@@ -281,6 +281,14 @@ def _start_validation(event: HealingEvent) -> None:
     _announce(event, "healing.validating")
 
 
+def validation_hosts(run: Run) -> list[str]:
+    """Where a validation run may navigate: the hosts of the task's params and of the pages its heal's run
+    went through (a login on another domain included), since the code it validates is not reviewed yet."""
+    healed = HealingEvent.objects.filter(validation_run=run).values_list("run__trace", flat=True).first() or []
+    params = {**run.task.params, **run.params}
+    return sites.hosts_of([*params.values(), *(step.get("url") for step in healed)])
+
+
 def validation_finished(*, run: Run) -> None:
     event = HealingEvent.objects.filter(validation_run=run).select_related("run").first()
     if event is None or event.status != Status.VALIDATING:
@@ -385,14 +393,7 @@ def _rejected_elements(task: Task, step_key: str | None) -> list[dict]:
 
 def _allowed_hosts(task: Task, run: Run | None) -> list[str]:
     """The task's own domains: hosts of any URL in its params (base_url and friends)."""
-    params = {**task.params, **(run.params if run else {})}
-    hosts = []
-    for value in params.values():
-        if isinstance(value, str) and value.startswith(("http://", "https://")):
-            host = urlparse(value).hostname
-            if host and host not in hosts:
-                hosts.append(host)
-    return hosts
+    return sites.hosts_of({**task.params, **(run.params if run else {})}.values())
 
 
 def _failure_summary(failure: dict) -> dict:

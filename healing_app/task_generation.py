@@ -23,13 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urljoin
 
 import django_rq
 from django.conf import settings
 from django.db import transaction
 
-from healing_app import codegen, costs
+from healing_app import codegen, costs, sites
 from healing_app.agents import prompts
 from healing_app.agents.llm import (
     Limits,
@@ -40,7 +40,6 @@ from healing_app.agents.llm import (
     _clip,
     _entry,
     _flat_secrets,
-    _host_allowed,
     _nonce,
     _page_view,
     _placeholders_to_params,
@@ -215,13 +214,7 @@ def start_url_for(task: Task) -> str | None:
 
 
 def allowed_hosts_for(task: Task, start_url: str) -> list[str]:
-    hosts = []
-    for value in [*(task.params or {}).values(), start_url]:
-        if isinstance(value, str) and value.startswith(("http://", "https://")):
-            host = urlparse(value).hostname
-            if host and host not in hosts:
-                hosts.append(host)
-    return hosts
+    return sites.hosts_of([*(task.params or {}).values(), start_url])
 
 
 # -- exploring in the sandbox -----------------------------------------------------------------------
@@ -373,7 +366,7 @@ class CodeWriter:
             if element is None or not element.get("href"):
                 return {"ok": False, "error": "open_link needs the ref of a link (an element with an href)"}
             url = urljoin(self.url, element["href"])
-        if not _host_allowed(url, self.allowed_hosts):
+        if not sites.on_sites(url, self.allowed_hosts):
             reason = f"{_clip(url, 120)} is not on the task's sites ({', '.join(self.allowed_hosts)})"
             logger.warning("code writer navigation refused: %s", reason)
             self.trace.append(_entry("refused", tool=name, category="leaves_allowed_hosts", reason=reason))

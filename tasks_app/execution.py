@@ -60,6 +60,8 @@ def run_execute(run: Run, *, browser=None, on_step_extra=None) -> RunResult:
         params={**task.params, **run.params},
         secrets=task_runtime_secrets(task),
         handover_on=list(task.config["trigger_on"]) if healing_on else [],
+        # Machine-written code runs here before anyone has read it: keep it on the sites the task uses.
+        allowed_hosts=pipeline.validation_hosts(run) if run.purpose == Run.Purpose.VALIDATION else None,
         wall_timeout_s=settings.RUN_WALL_TIMEOUT_S,
         action_timeout_ms=settings.RUN_ACTION_TIMEOUT_MS,
     )

@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlparse
 
 from django.conf import settings
 
-from healing_app import codegen, costs
+from healing_app import codegen, costs, sites
 from healing_app.agents import prompts
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
 from healing_app.selectors import fingerprint_from_selector, same_element
@@ -420,7 +420,9 @@ class _Takeover:
     # -- page view ---------------------------------------------------------------------------------
 
     def _observe(self) -> dict:
-        from healing_app.locate import locate  # the locator engine is optional to import-time users of this module
+        from healing_app.locate import (
+            locate,  # the locator engine is optional to import-time users of this module
+        )
 
         # The runner masks secrets already; scrubbing again keeps them out of candidates and the trace regardless.
         obs = self.agent._scrub(self.handover.observe())
@@ -519,7 +521,7 @@ class _Takeover:
             if name in ("click", "done") and any(same_element(element, r) for r in self.context.rejected_elements):
                 return ("rejected_element", f"a reviewer rejected element ref {ref} for this step before")
         for url in urls:
-            if urlparse(url).scheme in ("http", "https") and not _host_allowed(url, self.allowed_hosts):
+            if urlparse(url).scheme in ("http", "https") and not sites.on_sites(url, self.allowed_hosts):
                 return (
                     "leaves_allowed_hosts",
                     f"{_clip(url, 120)} is not on the task's sites ({', '.join(self.allowed_hosts)})",
@@ -546,7 +548,7 @@ class _Takeover:
 
     def _after_action(self, result: dict) -> tuple[dict, TakeoverOutcome | None]:
         view = self._fresh_view()
-        if not _host_allowed(self.current_url, self.allowed_hosts):
+        if not sites.on_sites(self.current_url, self.allowed_hosts):
             self.security_stop = True
             reason = f"the page left the task's sites (now at {_clip(self.current_url, 120)})"
             self.trace.append(_entry("refused", category="leaves_allowed_hosts", reason=reason))
@@ -1032,16 +1034,6 @@ def _allowed(context: TakeoverContext) -> list[str]:
         if host:
             hosts.append(host)
     return hosts
-
-
-def _host_allowed(url: str, allowed: list[str]) -> bool:
-    try:
-        host = (urlparse(url).hostname or "").rstrip(".").lower()
-    except ValueError:
-        return False
-    if not host:
-        return urlparse(url).scheme in ("about", "") and url in ("", "about:blank")
-    return any(host == d or host.endswith("." + d) for d in (a.lower().removeprefix("*.").rstrip(".") for a in allowed))
 
 
 def _hosts_in(recoveries: list[dict], failure: dict) -> list[str]:

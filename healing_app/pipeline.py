@@ -286,12 +286,18 @@ def validation_hosts(run: Run) -> list[str]:
     went through (a login on another domain included), since the code it validates is not reviewed yet."""
     healed = HealingEvent.objects.filter(validation_run=run).values_list("run__trace", flat=True).first() or []
     params = {**run.task.params, **run.params}
-    return sites.hosts_of([*params.values(), *(step.get("url") for step in healed)])
+    start = sites.start_url(params, run.task.prompt)  # a generated version 1 may know its site from the prompt only
+    return sites.hosts_of([*params.values(), start, *(step.get("url") for step in healed)])
 
 
 def validation_finished(*, run: Run) -> None:
     event = HealingEvent.objects.filter(validation_run=run).select_related("run").first()
-    if event is None or event.status != Status.VALIDATING:
+    if event is None:
+        from healing_app.task_generation import generated_validation_finished
+
+        generated_validation_finished(run=run)  # a generated version 1 has no heal behind it
+        return
+    if event.status != Status.VALIDATING:
         return
     healed_output = event.run.output if event.run else None
     if run.status != Run.Status.SUCCEEDED:

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 _HOST_CHARS = re.compile(r"[a-z0-9.-]+")
+_URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>)]+")
+_DOMAIN_IN_TEXT = re.compile(r"\b((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})\b", re.I)
 _UNSAFE_IN_URL = re.compile(r"[\\\s\x00-\x1f]")
 
 
@@ -56,3 +58,17 @@ def url_allowed(url: str, allowed: Iterable[str]) -> bool:
 def on_sites(url: str, allowed: Iterable[str]) -> bool:
     """Where an agent may be or go: an allowed http(s) URL, or the blank page a run starts on."""
     return url in ("", "about:blank") or url_allowed(url, allowed)
+
+
+def start_url(params: dict, prompt: str) -> str | None:
+    """Where a task starts: its base_url, another URL among its params, or a URL or domain its prompt names."""
+    if isinstance(params.get("base_url"), str) and params["base_url"].startswith(("http://", "https://")):
+        return params["base_url"]
+    for value in params.values():
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return value
+    if match := _URL_IN_TEXT.search(prompt):
+        return match.group(0).rstrip(".,;")
+    if match := _DOMAIN_IN_TEXT.search(prompt):
+        return f"https://{match.group(1).lower()}/"
+    return None

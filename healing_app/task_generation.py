@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from healing_app.agents.llm import (
     _tool,
 )
 from tasks_app.audit import audit_log
-from tasks_app.models import CodeVersion, Task
+from tasks_app.models import CodeVersion, Run, Task
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +183,12 @@ def _finish(task: Task, generated: Generated) -> Task:
         )
         data["version"] = version.number
         audit_log(actor=None, action=costs.GENERATION_ACTION, obj=task, data=data)
-        if task.config["auto_deploy"]:
+        if task.config["auto_deploy"] and task.config["validation_required"]:
+            # Deployed only once a run of it succeeds (generated_validation_finished), as a healed version is.
+            task.code_status = Task.CodeStatus.VALIDATING
+            task.save(update_fields=["code_status", "updated_at"])
+            task_services.run_enqueue(task=task, version=version, purpose=Run.Purpose.VALIDATION)
+        elif task.config["auto_deploy"]:
             task_services.version_deploy(task=task, version=version, reason="auto-deploy of the generated version 1")
         else:
             task.code_status = Task.CodeStatus.PENDING_REVIEW
@@ -193,24 +197,30 @@ def _finish(task: Task, generated: Generated) -> Task:
     return task
 
 
+def generated_validation_finished(*, run: Run) -> None:
+    """A validation run of a generated version 1 ended: deploy it if the run succeeded, else leave it to a
+    reviewer (pending review), saying why in the audit log."""
+    from tasks_app import services as task_services
+
+    with transaction.atomic():
+        task = Task.objects.select_for_update().get(pk=run.task_id)
+        if task.code_status != Task.CodeStatus.VALIDATING or task.current_version_id:
+            return  # already decided (the job ran twice), or a person deployed a version meanwhile
+        if run.status == Run.Status.SUCCEEDED:
+            task_services.version_deploy(
+                task=task, version=run.version, reason=f"auto-deploy of the generated version 1 after validation run {run.pk}"
+            )
+            return
+        task.code_status = Task.CodeStatus.PENDING_REVIEW
+        task.save(update_fields=["code_status", "updated_at"])
+        why = f"validation run {run.pk} {run.status}: {run.error_type} {run.error_message[:300]}".strip()
+        audit_log(actor=None, action="task.generated_validation_failed", obj=task, data={"reason": why})
+
+
 # -- where to start and where the task may go -------------------------------------------------------
 
-_URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>)]+")
-_DOMAIN_IN_TEXT = re.compile(r"\b((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})\b", re.I)
-
-
 def start_url_for(task: Task) -> str | None:
-    params = task.params or {}
-    if isinstance(params.get("base_url"), str) and params["base_url"].startswith(("http://", "https://")):
-        return params["base_url"]
-    for value in params.values():
-        if isinstance(value, str) and value.startswith(("http://", "https://")):
-            return value
-    if match := _URL_IN_TEXT.search(task.prompt or ""):
-        return match.group(0).rstrip(".,;")
-    if match := _DOMAIN_IN_TEXT.search(task.prompt or ""):
-        return f"https://{match.group(1).lower()}/"
-    return None
+    return sites.start_url(task.params or {}, task.prompt or "")
 
 
 def allowed_hosts_for(task: Task, start_url: str) -> list[str]:

@@ -20,6 +20,7 @@ class Task(models.Model):
         READY = "ready", "Ready"
         NEEDS_CODE = "needs_code", "Needs code (no code given and no LLM configured)"
         GENERATING = "generating", "Generating version 1 from the prompt"
+        VALIDATING = "validating", "Version 1 is being validated"
         PENDING_REVIEW = "pending_review", "Version 1 waits for review"
 
     class Agent(models.TextChoices):
@@ -115,7 +116,7 @@ class Run(models.Model):
 
     class Purpose(models.TextChoices):
         NORMAL = "normal", "Normal"
-        VALIDATION = "validation", "Validation of a healed version"
+        VALIDATION = "validation", "Validation of a machine-written version"
 
     FINISHED = (Status.SUCCEEDED, Status.HEALED, Status.FAILED)
 

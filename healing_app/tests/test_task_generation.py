@@ -175,13 +175,26 @@ def test_generated_version_one_waits_for_review(fake):
 
 
 @pytest.mark.django_db
-def test_generated_version_one_is_deployed_with_auto_deploy(fake):
-    task = generating_task(auto_deploy=True)
+def test_generated_version_one_is_deployed_with_auto_deploy_when_validation_is_off(fake):
+    task = generating_task(auto_deploy=True, validation_required=False)
     fake.script(tool_call("write_code", code=GOOD_CODE))
 
     task = task_generate(task_id=task.pk, explore=fake_explore(site()), client=fake.client())
 
     assert task.current_version.number == 1 and task.code_status == Task.CodeStatus.READY
+    assert not task.runs.exists()
+
+
+@pytest.mark.django_db
+def test_with_auto_deploy_a_generated_version_one_is_validated_before_it_is_deployed(fake, queues):
+    task = generating_task(auto_deploy=True)
+    fake.script(tool_call("write_code", code=GOOD_CODE))
+
+    task = task_generate(task_id=task.pk, explore=fake_explore(site()), client=fake.client())
+
+    assert task.current_version is None and task.code_status == Task.CodeStatus.VALIDATING
+    validation = task.runs.get()
+    assert (validation.purpose, validation.version.number, validation.status) == ("validation", 1, "queued")
 
 
 @pytest.mark.django_db
@@ -279,3 +292,41 @@ def test_version_one_from_a_real_page_in_the_sandbox(fake, queues):
     assert "(older page view omitted)" in seen["start"]
     assert '"text":"Send"' in seen["followed"] and "untrusted-page-data" in seen["followed"]
     assert live.hits["GET /contact"] == 1 and live.hits["POST /thanks"] == 0  # explored, never submitted
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("works", [True, False], ids=["validation passes", "validation fails"])
+def test_a_generated_version_one_is_deployed_only_if_its_validation_run_succeeds(fake, queues, works):
+    from healing_app.tests.conftest import QUEUES
+    from tasks_app.tests.sites import serve
+    from tasks_app.worker import AnchorWorker
+
+    thanks = '<p class="confirmation">Thanks!</p>' if works else "<p>Something went wrong</p>"
+    pages = {
+        "/contact": '<form action="/thanks" method="post"><label for="name">Name</label><input id="name" name="name">'
+        '<button type="submit">Send</button></form>',
+        "/thanks": thanks,
+    }
+    with serve(pages) as live:
+        task = Task.objects.create(
+            name="contact", prompt="Fill out the contact form", params={"base_url": live.url},
+            code_status=Task.CodeStatus.GENERATING, self_healing_config={"auto_deploy": True},
+        )
+        fake.script(tool_call("write_code", code=GOOD_CODE))
+        task_generate(task_id=task.pk, explore=fake_explore(site()), client=fake.client())
+        import django_rq
+
+        AnchorWorker([django_rq.get_queue(name) for name in QUEUES], connection=queues).work(burst=True)
+
+    task.refresh_from_db()
+    validation = task.runs.get()
+    assert validation.purpose == "validation" and live.hits["POST /thanks"] == 1
+    if works:
+        assert validation.status == "succeeded"
+        assert (task.code_status, task.current_version.number) == (Task.CodeStatus.READY, 1)
+        assert "after validation run" in AuditLog.objects.get(action="version.deploy", object_id=task.pk).data["reason"]
+    else:
+        assert validation.status == "failed"
+        assert (task.code_status, task.current_version) == (Task.CodeStatus.PENDING_REVIEW, None)
+        failed = AuditLog.objects.get(action="task.generated_validation_failed", object_id=task.pk)
+        assert validation.pk in failed.data["reason"]

@@ -70,9 +70,6 @@ class Task(models.Model):
     def secret_keys(self) -> list[str]:
         return sorted(self.secrets)
 
-    def triggers_healing(self, error_type: str | None) -> bool:
-        return bool(self.self_healing and error_type and error_type in self.config["trigger_on"])
-
 
 class CodeVersion(models.Model):
     """One immutable version of a task's code. Changes create a new version, never an edit."""

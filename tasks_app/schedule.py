@@ -54,9 +54,16 @@ def cron_matches(expression: str, moment: datetime) -> bool:
 
 
 def next_fire(expression: str, after: datetime) -> datetime:
-    moment = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    for _ in range(366 * 24 * 60):
-        if cron_matches(expression, moment):
-            return moment
-        moment += timedelta(minutes=1)
-    raise CronError("never fires within a year")
+    """The first minute after `after` the schedule fires; CronError if it never does ("0 0 30 2 *")."""
+    minutes, hours = (sorted(field) for field in parse_cron(expression)[:2])
+    start = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    day = start.replace(hour=0, minute=0)
+    for _ in range(8 * 366):  # every day of eight years: past any leap day, even across a skipped 2100
+        if cron_matches(expression, day.replace(hour=hours[0], minute=minutes[0])):
+            for hour in hours:
+                for minute in minutes:
+                    moment = day.replace(hour=hour, minute=minute)
+                    if moment >= start:
+                        return moment
+        day += timedelta(days=1)
+    raise CronError("never fires (no such date)")

@@ -11,6 +11,7 @@ import django_rq
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.utils import timezone
 
 from healing_app.codegen import CodeValidationError, validate_task_code
 from healing_app.models import HealingEvent
@@ -425,12 +426,12 @@ def _clean_agent(value: Any) -> str:
 def _clean_schedule(value: Any) -> str:
     if value in (None, ""):
         return ""
-    from tasks_app.schedule import CronError, parse_cron
+    from tasks_app.schedule import CronError, next_fire
 
     if not isinstance(value, str):
         raise InputError("schedule", "must be a cron expression string")
     try:
-        parse_cron(value)
+        next_fire(value, timezone.now())
     except CronError as exc:
         raise InputError("schedule", str(exc)) from None
     return value.strip()

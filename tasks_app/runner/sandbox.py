@@ -591,7 +591,3 @@ def _safe_call(fn: Callable, *args: Any) -> None:
     except Exception:  # noqa: BLE001, S110 - a broken listener must not break the run
         pass
 
-
-def is_privileged() -> bool:
-    """True when runs get their own uid (the worker runs as root)."""
-    return privileged()

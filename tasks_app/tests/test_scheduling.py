@@ -201,6 +201,29 @@ def test_day_of_month_and_day_of_week_combine_as_in_cron(expression, day, fires)
     assert cron_matches(expression, datetime(2031, 5, day, 9, 0, tzinfo=dt_timezone.utc)) is fires
 
 
+@pytest.mark.parametrize(
+    ("expression", "after", "first"),
+    [
+        ("*/15 * * * *", datetime(2031, 5, 1, 9, 7), datetime(2031, 5, 1, 9, 15)),
+        ("30 8 * * *", datetime(2031, 5, 1, 9, 0), datetime(2031, 5, 2, 8, 30)),
+        ("0 9 29 2 *", datetime(2031, 3, 1), datetime(2032, 2, 29, 9, 0)),  # the next leap day
+        ("0 0 1 1 *", datetime(2031, 12, 31, 23, 59), datetime(2032, 1, 1, 0, 0)),
+    ],
+)
+def test_next_fire_is_the_first_matching_minute_after(expression, after, first):
+    from tasks_app.schedule import next_fire
+
+    assert next_fire(expression, after) == first
+
+
+@pytest.mark.parametrize("expression", ["0 9 30 2 *", "0 9 31 4,6,9,11 *"])
+def test_a_schedule_on_a_date_that_does_not_exist_never_fires(expression):
+    from tasks_app.schedule import CronError, next_fire
+
+    with pytest.raises(CronError, match="never fires"):
+        next_fire(expression, datetime(2031, 1, 1))
+
+
 @pytest.mark.django_db
 def test_a_redis_restart_between_ticks_skips_no_minute():
     task = scheduled_task("* * * * *")

@@ -104,6 +104,7 @@ def test_secrets_are_encrypted_at_rest_and_never_in_the_audit_log():
         ({"name": "t", "self_healing": "yes"}, "self_healing"),
         ({"name": "t", "healing_agent": "gpt"}, "healing_agent"),
         ({"name": "t", "schedule": "every minute"}, "schedule"),
+        ({"name": "t", "schedule": "0 9 30 2 *"}, "schedule"),  # February 30th: valid fields, never fires
     ],
 )
 def test_bad_task_fields_are_refused_naming_the_field(kwargs, field):

@@ -85,12 +85,11 @@ def _event_for_failure(*, run: Run, failure: dict, agent_kind: str) -> HealingEv
         timeline=[{"status": Status.TRIGGERED, "at": timezone.now().isoformat()}],
     )
     if used >= max_attempts:
-        event.status = Status.FAILED
+        event.transition_to(Status.FAILED, note="max attempts")
         event.reason = (
             f"max_attempts ({max_attempts}) already used for this step on version {run.version.number}; "
             "no new heal loop was started"
         )
-        event.timeline.append({"status": Status.FAILED, "at": timezone.now().isoformat(), "note": "max attempts"})
         event.save()
         _announce(event, "healing.failed")
         return event

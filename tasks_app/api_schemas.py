@@ -81,6 +81,8 @@ class SelfHealingConfigOut(Schema):
 
 
 HealingAgent = Literal["", "auto", "heuristic", "llm"]
+SCHEDULE_HELP = "cron (minute hour day month weekday, UTC): the scheduler runs the task then"
+BUDGET_HELP = "USD per calendar month for the task's LLM use, on top of the deployment's budget"
 
 
 class TaskCreateIn(InputSchema):
@@ -92,6 +94,8 @@ class TaskCreateIn(InputSchema):
     params: dict[str, Any] = None
     secrets: dict[str, str] = Field(None, description="write-only; only their names are ever returned")
     healing_agent: HealingAgent = Field(None, description="empty for the deployment's default")
+    schedule: str = Field(None, max_length=100, description=SCHEDULE_HELP)
+    monthly_budget_usd: float | None = Field(None, description=BUDGET_HELP)
 
 
 class TaskUpdateIn(InputSchema):
@@ -103,6 +107,8 @@ class TaskUpdateIn(InputSchema):
     params: dict[str, Any] = None
     secrets: dict[str, str] = Field(None, description="replaces all secrets; write-only")
     healing_agent: HealingAgent = None
+    schedule: str = Field(None, max_length=100, description=SCHEDULE_HELP + "; \"\" removes it")
+    monthly_budget_usd: float | None = Field(None, description=BUDGET_HELP + "; null removes it")
 
 
 class TaskOut(Schema):
@@ -116,6 +122,8 @@ class TaskOut(Schema):
     params: dict[str, Any]
     secret_keys: list[str]
     healing_agent: str
+    schedule: str
+    monthly_budget_usd: float | None
     created_at: datetime
     updated_at: datetime
 
@@ -137,6 +145,8 @@ def task_out(task) -> dict[str, Any]:
         "params": task.params,
         "secret_keys": task.secret_keys,
         "healing_agent": task.healing_agent,
+        "schedule": task.schedule,
+        "monthly_budget_usd": float(task.monthly_budget_usd) if task.monthly_budget_usd is not None else None,
         "created_at": task.created_at,
         "updated_at": task.updated_at,
     }

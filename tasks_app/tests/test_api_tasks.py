@@ -90,8 +90,9 @@ def test_create_returns_the_task_with_the_full_config_defaults_filled_in(api):
     assert body["current_version"] is None
     assert set(body) == {
         "id", "name", "prompt", "self_healing", "self_healing_config", "current_version", "code_status",
-        "params", "secret_keys", "healing_agent", "created_at", "updated_at",
+        "params", "secret_keys", "healing_agent", "schedule", "monthly_budget_usd", "created_at", "updated_at",
     }
+    assert (body["schedule"], body["monthly_budget_usd"]) == ("", None)
     assert Task.objects.get(pk=body["id"]).prompt == "Fill out the contact form on example.com"
 
 
@@ -177,6 +178,16 @@ def test_update_with_code_adds_a_manual_version_and_deploys_it(api):
     assert (version.source, version.parent.number) == ("manual", 1)
 
 
+def test_schedule_and_monthly_budget_are_set_read_and_cleared_through_the_api(api):
+    body = _create(api, code=CODE_V1, schedule="*/15 * * * *", monthly_budget_usd=2.5)
+    assert (body["schedule"], body["monthly_budget_usd"]) == ("*/15 * * * *", 2.5)
+    task = Task.objects.get(pk=body["id"])
+    assert (task.schedule, str(task.monthly_budget_usd)) == ("*/15 * * * *", "2.5000")
+    cleared = api.patch(f"/tasks/{body['id']}", {"schedule": "", "monthly_budget_usd": None}).json()
+    assert (cleared["schedule"], cleared["monthly_budget_usd"]) == ("", None)
+    assert api.get(f"/tasks/{body['id']}").json()["monthly_budget_usd"] is None
+
+
 def test_delete_removes_the_task(api):
     body = _create(api)
     response = api.delete(f"/tasks/{body['id']}")
@@ -226,6 +237,12 @@ BAD_CONFIG = [
     ({"secrets": {"n" * 65: "x"}}, "secrets"),
     ({"secrets": {f"s{i}": "x" for i in range(51)}}, "secrets"),
     ({"secrets": {"token": "x" * 8193}}, "secrets.token"),
+    ({"schedule": "every hour"}, "schedule"),
+    ({"schedule": "0 9 30 2 *"}, "schedule"),
+    ({"schedule": "* " * 60}, "schedule"),
+    ({"monthly_budget_usd": -1}, "monthly_budget_usd"),
+    ({"monthly_budget_usd": 1e12}, "monthly_budget_usd"),
+    ({"monthly_budget_usd": "lots"}, "monthly_budget_usd"),
 ]
 
 

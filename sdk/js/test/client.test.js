@@ -89,6 +89,14 @@ test('update takes taskId out of the body and PATCHes only what is given', async
   assert.deepEqual(received[0].body, { self_healing: false });
 });
 
+test('update sends a schedule and null to remove a monthly budget, in snake_case', async () => {
+  answers = [[200, { ...TASK, schedule: '0 9 * * 1', monthly_budget_usd: null }]];
+  const task = await client().tasks.update({ taskId: 'task_1', schedule: '0 9 * * 1', monthlyBudgetUsd: null });
+  assert.deepEqual(received[0].body, { schedule: '0 9 * * 1', monthly_budget_usd: null });
+  assert.equal(task.schedule, '0 9 * * 1');
+  assert.equal(task.monthlyBudgetUsd, null);
+});
+
 test('getHealingEvents returns a plain array from every page, in camelCase', async () => {
   const event = { id: 'heal_1', timestamp: '2026-01-02T03:04:05Z', error_type: 'timeout', status: 'deployed', new_version: 2 };
   answers = [

@@ -70,6 +70,8 @@ class Task(_Model):
     params: dict[str, Any] | None = None
     secret_keys: list[str] | None = None
     healing_agent: str | None = None
+    schedule: str | None = None
+    monthly_budget_usd: float | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -36,6 +36,8 @@ class Tasks:
         params: dict[str, Any] = _UNSET,
         secrets: dict[str, str] = _UNSET,
         healing_agent: str = _UNSET,
+        schedule: str = _UNSET,
+        monthly_budget_usd: float | None = _UNSET,
     ) -> Task:
         """Create a task. `self_healing_config` keys left out get their defaults; `secrets` are write-only."""
         body = _given(
@@ -47,6 +49,8 @@ class Tasks:
             params=params,
             secrets=secrets,
             healing_agent=healing_agent,
+            schedule=schedule,
+            monthly_budget_usd=monthly_budget_usd,
         )
         return Task.from_dict(self._t.request("POST", "/tasks", json=body))
 
@@ -62,8 +66,11 @@ class Tasks:
         params: dict[str, Any] = _UNSET,
         secrets: dict[str, str] = _UNSET,
         healing_agent: str = _UNSET,
+        schedule: str = _UNSET,
+        monthly_budget_usd: float | None = _UNSET,
     ) -> Task:
-        """Change only what is given. `self_healing_config` keys given replace those keys; the others stay."""
+        """Change only what is given. `self_healing_config` keys given replace those keys; the others stay.
+        `schedule=""` and `monthly_budget_usd=None` remove them."""
         body = _given(
             name=name,
             prompt=prompt,
@@ -73,6 +80,8 @@ class Tasks:
             params=params,
             secrets=secrets,
             healing_agent=healing_agent,
+            schedule=schedule,
+            monthly_budget_usd=monthly_budget_usd,
         )
         return Task.from_dict(self._t.request("PATCH", f"/tasks/{_seg(task_id)}", json=body))
 

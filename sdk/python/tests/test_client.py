@@ -98,6 +98,13 @@ def test_update_is_a_patch_of_only_what_is_given():
     assert server.body() == {"self_healing": False}
 
 
+def test_update_sends_a_schedule_and_null_to_remove_a_budget():
+    server = Server(ok({**TASK, "schedule": "0 9 * * 1", "monthly_budget_usd": None}))
+    task = client(server).tasks.update("task_1", schedule="0 9 * * 1", monthly_budget_usd=None)
+    assert server.body() == {"schedule": "0 9 * * 1", "monthly_budget_usd": None}
+    assert (task.schedule, task.monthly_budget_usd) == ("0 9 * * 1", None)
+
+
 def test_the_base_url_comes_from_the_environment_and_gets_the_api_prefix(monkeypatch):
     monkeypatch.setenv("ANCHOR_BASE_URL", "http://from-env:9000/")
     assert Anchor(api_key="ak_x").base_url == "http://from-env:9000/api/v1"

@@ -9,6 +9,7 @@ from django.utils.safestring import mark_safe
 from healing_app import services
 from healing_app.diffing import DIFF_STYLESHEETS, render_diff
 from healing_app.models import HealingEvent, Review
+from tasks_app.admin import IdCheckedAdmin
 from tasks_app.audit import Actor
 
 
@@ -24,7 +25,7 @@ class ReviewInline(admin.TabularInline):
 
 
 @admin.register(HealingEvent)
-class HealingEventAdmin(admin.ModelAdmin):
+class HealingEventAdmin(IdCheckedAdmin):
     class Media:
         css = {"all": DIFF_STYLESHEETS}  # its diffs are coloured as on the dashboard
 
@@ -44,6 +45,10 @@ class HealingEventAdmin(admin.ModelAdmin):
     ]
 
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Heals are history, and deleting one waiting for review would free its draft to be deployed by hand.
         return False
 
     @admin.display(description="Diff")
@@ -79,7 +84,7 @@ class HealingEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
+class ReviewAdmin(IdCheckedAdmin):
     list_display = ["event", "decision", "reviewer", "created_at"]
     list_filter = ["decision"]
     readonly_fields = ["event", "decision", "reviewer", "comment", "created_at"]
@@ -89,6 +94,9 @@ class ReviewAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # who approved or rejected a heal is history
 
 
 # Webhook endpoints and deliveries: see healing_app/webhooks_admin.py (registered below).

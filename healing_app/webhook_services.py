@@ -31,23 +31,36 @@ MAX_GRACE = timedelta(days=7)
 # -- who may see and change an endpoint ---------------------------------------------------------------
 
 
+# Being staff opens the admin; it does not by itself give every endpoint. A URL can hold credentials and whoever
+# may change an endpoint can rotate its secret and read the new one, so other people's endpoints take the
+# model permission, as in the admin.
+VIEW_ALL = "healing_app.view_webhookendpoint"
+CHANGE_ALL = "healing_app.change_webhookendpoint"
+
+
+def _staff_with(user: AbstractBaseUser, *perms: str) -> bool:
+    return bool(user.is_active and user.is_staff and any(user.has_perm(perm) for perm in perms))
+
+
 def webhook_endpoints_for(*, user: AbstractBaseUser) -> QuerySet[WebhookEndpoint]:
-    """The endpoints `user` may see and manage: staff see all, others their own (URLs can hold credentials)."""
+    """The endpoints `user` may see: their own, and every one for staff with the view or change permission."""
     endpoints = WebhookEndpoint.objects.select_related("task", "owner")
-    if user.is_staff:
+    if _staff_with(user, VIEW_ALL, CHANGE_ALL):
         return endpoints
     return endpoints.filter(owner_id=user.pk)
 
 
 def webhook_can_manage(*, user: AbstractBaseUser | None, endpoint: WebhookEndpoint) -> bool:
+    """Whether `user` may change, rotate, test or delete the endpoint: its owner, or staff with change permission."""
     if user is None:
         return True  # the system itself (management commands, jobs)
-    return bool(user.is_active and (user.is_staff or (endpoint.owner_id is not None and endpoint.owner_id == user.pk)))
+    owns = endpoint.owner_id is not None and endpoint.owner_id == user.pk
+    return bool(user.is_active and owns) or _staff_with(user, CHANGE_ALL)
 
 
 def _require_manager(actor: Actor, endpoint: WebhookEndpoint) -> None:
     if not webhook_can_manage(user=actor.user, endpoint=endpoint):
-        raise PermissionDenied("only staff or the endpoint's owner can change it")
+        raise PermissionDenied("only the endpoint's owner or staff allowed to change webhook endpoints can change it")
 
 
 # -- input ------------------------------------------------------------------------------------------------

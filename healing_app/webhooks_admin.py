@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from healing_app import webhook_services as services
 from healing_app.models import WebhookDelivery, WebhookEndpoint
+from tasks_app.admin import IdCheckedAdmin, shown_once_response
 from tasks_app.audit import Actor
 from tasks_app.config import InputError
 
@@ -42,7 +43,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(IdCheckedAdmin):
     form = WebhookEndpointForm
     list_display = ["id", "url", "enabled", "disabled_reason", "consecutive_failures", "task", "owner", "created_at"]
     list_filter = ["enabled", "created_at"]
@@ -86,24 +87,26 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         for endpoint in queryset:
             services.webhook_endpoint_delete(endpoint=endpoint, actor=_actor(request))
 
-    @admin.action(description="Send a test event")
+    # Each action changes the endpoint (a rotation even shows its new secret), so it needs the change permission;
+    # the service also checks that the user owns the endpoint or may change every endpoint.
+    @admin.action(description="Send a test event", permissions=["change"])
     def send_test(self, request, queryset):
         for endpoint in queryset:
             services.webhook_send_test(endpoint=endpoint, actor=_actor(request))
         self.message_user(request, f"Test event queued for {queryset.count()} endpoint(s); see the delivery log.")
 
-    @admin.action(description="Rotate secret (old one keeps signing for 24 hours)")
+    @admin.action(description="Rotate secret (old one keeps signing for 24 hours)", permissions=["change"])
     def rotate_secret(self, request, queryset):
         request._webhook_secrets = [
             (endpoint, services.webhook_secret_rotate(endpoint=endpoint, actor=_actor(request))) for endpoint in queryset
         ]
         return self._secrets_page(request, "New webhook secrets")
 
-    @admin.action(description="Enable")
+    @admin.action(description="Enable", permissions=["change"])
     def enable(self, request, queryset):
         self._set_enabled(request, queryset, True)
 
-    @admin.action(description="Disable")
+    @admin.action(description="Disable", permissions=["change"])
     def disable(self, request, queryset):
         self._set_enabled(request, queryset, False)
 
@@ -117,20 +120,16 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         self.message_user(request, f"{queryset.count()} endpoint(s) {'enabled' if enabled else 'disabled'}.")
 
     def _secrets_page(self, request, title: str):
-        # Rendered, not redirected: a secret must not travel through the session or a message cookie.
         rows = [
             {"endpoint": endpoint, "secret": secret,
-             "url": reverse("admin:healing_app_webhookendpoint_change", args=[endpoint.pk])}
+             "url": reverse("admin:healing_app_webhookendpoint_change", args=[quote(endpoint.pk)])}
             for endpoint, secret in getattr(request, "_webhook_secrets", [])
         ]
-        context = {**self.admin_site.each_context(request), "title": title, "rows": rows, "opts": self.model._meta}
-        response = TemplateResponse(request, "webhooks/admin_secret.html", context)
-        response["Cache-Control"] = "no-store"
-        return response
+        return shown_once_response(self, request, "webhooks/admin_secret.html", {"title": title, "rows": rows})
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(IdCheckedAdmin):
     list_display = [
         "id", "endpoint", "event_type", "message_id", "attempt", "trigger", "status", "response_code",
         "duration_ms", "created_at",

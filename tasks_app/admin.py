@@ -6,15 +6,52 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from healing_app.diffing import DIFF_STYLESHEETS, render_diff
+from healing_app.models import HealingEvent, Review
 from tasks_app import services
-from tasks_app.audit import Actor
+from tasks_app.audit import Actor, audit_log
 from tasks_app.config import DEFAULT_CONFIG, FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError
+from tasks_app.ids import could_be_id
 from tasks_app.models import ApiKey, AuditLog, CodeVersion, ElementFingerprint, Run, Task
+
+
+def _actor(request) -> Actor:
+    return Actor(user=request.user, via="admin")
+
+
+class IdCheckedAdmin(admin.ModelAdmin):
+    """The base of every ModelAdmin in the product: an id that cannot name a row is "not found" before any query.
+
+    PostgreSQL refuses a NUL in a text parameter with an error, so `/admin/tasks_app/task/%00/change/` (and the
+    delete and history pages, and a forged action selection) answered 500 instead of "doesn't exist".
+    """
+
+    def get_object(self, request, object_id, from_field=None):
+        if not could_be_id(object_id):
+            return None  # the admin then says the object does not exist, as for any unknown id
+        return super().get_object(request, object_id, from_field)
+
+    def response_action(self, request, queryset):
+        if not all(could_be_id(pk) for pk in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)):
+            self.message_user(request, "No such item: nothing was done.", level=messages.WARNING)
+            return None  # the changelist redirects back to itself
+        return super().response_action(request, queryset)
+
+
+def shown_once_response(model_admin: admin.ModelAdmin, request, template: str, context: dict) -> TemplateResponse:
+    """A page that shows a new secret this once. Rendered, not redirected: a message cookie or the session
+    would keep it (a message cookie is signed, not encrypted); no-store keeps it out of every cache."""
+    context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, **context}
+    response = TemplateResponse(request, template, context)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 class TaskAdminForm(forms.ModelForm):
@@ -135,7 +172,7 @@ class CodeVersionInline(admin.TabularInline):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(IdCheckedAdmin):
     class Media:
         css = {"all": DIFF_STYLESHEETS}  # its diffs are coloured as on the dashboard
 
@@ -163,7 +200,7 @@ class TaskAdmin(admin.ModelAdmin):
         return ", ".join(names) if names else "none"
 
     def save_model(self, request, obj, form, change):
-        actor = Actor(user=request.user, via="admin")
+        actor = _actor(request)
         changes = form.service_changes()
         if change:
             saved = services.task_update(task=Task.objects.get(pk=obj.pk), actor=actor, **changes)
@@ -177,11 +214,23 @@ class TaskAdmin(admin.ModelAdmin):
         return form
 
     def delete_model(self, request, obj):
-        services.task_delete(task=obj, actor=Actor(user=request.user, via="admin"))
+        services.task_delete(task=obj, actor=_actor(request))
+
+    def delete_queryset(self, request, queryset):
+        # "Delete selected" too goes through the service, so each task's deletion is audited.
+        for task in queryset:
+            self.delete_model(request, task)
+
+    def get_deleted_objects(self, objs, request):
+        # A task's history goes with it, as through the API (audited once, as task.delete). Its admins refuse
+        # deleting history piece by piece, which is no reason to refuse deleting the whole task.
+        to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        history = {model._meta.verbose_name for model in (CodeVersion, Run, ElementFingerprint, HealingEvent, Review)}
+        return to_delete, model_count, perms_needed - history, protected
 
 
 @admin.register(CodeVersion)
-class CodeVersionAdmin(admin.ModelAdmin):
+class CodeVersionAdmin(IdCheckedAdmin):
     class Media:
         css = {"all": DIFF_STYLESHEETS}  # its diffs are coloured as on the dashboard
 
@@ -220,7 +269,7 @@ class CodeVersionAdmin(admin.ModelAdmin):
         for version in queryset.select_related("task"):
             try:
                 services.version_deploy(
-                    task=version.task, version=version, actor=Actor(user=request.user, via="admin"), reason="admin"
+                    task=version.task, version=version, actor=_actor(request), reason="admin"
                 )
             except (PermissionDenied, services.DraftNotDeployable) as exc:
                 self.message_user(request, f"{version}: not deployed: {exc}", level=messages.ERROR)
@@ -230,7 +279,7 @@ class CodeVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(IdCheckedAdmin):
     list_display = ["id", "task", "status", "purpose", "error_type", "created_at", "finished_at"]
     list_filter = ["status", "purpose", "error_type", "created_at"]
     search_fields = ["id", "task__id", "task__name", "error_message"]
@@ -241,9 +290,12 @@ class RunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # runs are history: heals, costs and the audit log point at them; they go only with their task
+
 
 @admin.register(ElementFingerprint)
-class ElementFingerprintAdmin(admin.ModelAdmin):
+class ElementFingerprintAdmin(IdCheckedAdmin):
     list_display = ["task", "step_key", "line", "updated_at"]
     search_fields = ["task__id", "step_key", "selector"]
     readonly_fields = ["task", "step_key", "line", "selector", "properties", "version", "updated_at"]
@@ -251,9 +303,20 @@ class ElementFingerprintAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # recorded by successful runs; deleting one makes the step heal from its selector alone
 
+    # Deleting ("forget this element") is allowed, and audited: it changes how the task's next heal chooses.
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            data = {"task": obj.task_id, "step_key": obj.step_key}
+            audit_log(actor=_actor(request), action="fingerprint.delete", obj=obj, data=data)
+            obj.delete()
+
+    def delete_queryset(self, request, queryset):
+        for fingerprint in queryset:
+            self.delete_model(request, fingerprint)
+
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(IdCheckedAdmin):
     list_display = ["name", "id", "user", "hint", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "id", "user__username"]
@@ -261,26 +324,53 @@ class ApiKeyAdmin(admin.ModelAdmin):
     fields = ["id", "user", "name", "hint", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke_selected"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # A key acts as its user: moving one to another user would let whoever holds it act as them.
+        return self.readonly_fields if obj is None else [*self.readonly_fields, "user"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if obj is None and not request.user.is_superuser:
+            # Only a superuser may mint a key that acts as someone else; staff make keys for themselves.
+            users = form.base_fields["user"]
+            users.queryset = users.queryset.filter(pk=request.user.pk)
+            users.initial = request.user.pk
+        return form
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a key is revoked, which keeps its row for the audit log and its user's key list
+
     def save_model(self, request, obj, form, change):
         from tasks_app.api_keys import api_key_create
 
         if change:
-            super().save_model(request, obj, form, change)
+            with transaction.atomic():
+                super().save_model(request, obj, form, change)
+                if form.changed_data:
+                    data = {"changed": form.changed_data, "name": obj.name}
+                    audit_log(actor=_actor(request), action="api_key.update", obj=obj, data=data)
             return
-        key, raw = api_key_create(user=obj.user, name=obj.name, actor=Actor(user=request.user, via="admin"))
+        if obj.user_id != request.user.pk and not request.user.is_superuser:
+            raise PermissionDenied("only a superuser can create an API key for someone else")
+        key, raw = api_key_create(user=obj.user, name=obj.name, actor=_actor(request))
         obj.pk = key.pk
-        self.message_user(request, f"API key created. Copy it now, it is shown only once: {raw}", level=messages.WARNING)
+        request._api_key_raw = raw
 
-    @admin.action(description="Revoke selected keys")
+    def response_add(self, request, obj, post_url_continue=None):
+        context = {"title": "API key created", "key": obj, "raw": request._api_key_raw}
+        return shown_once_response(self, request, "admin/tasks_app/apikey/created.html", context)
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request, queryset):
         from tasks_app.api_keys import api_key_revoke
 
         for key in queryset:
-            api_key_revoke(key=key, actor=Actor(user=request.user, via="admin"))
+            api_key_revoke(key=key, actor=_actor(request))
+        self.message_user(request, "The selected keys are revoked.")
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(IdCheckedAdmin):
     list_display = ["created_at", "actor_label", "action", "object_type", "object_id"]
     list_filter = ["action", "object_type"]
     search_fields = ["actor_label", "object_id", "action"]

@@ -1,0 +1,175 @@
+"""The admin's security rules: keys keep their user, history is not deleted, deletes are audited, secrets are
+shown once on an uncached page, actions need the change permission, and a bad id is never a 500."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+from healing_app.tests.factories import pending_event
+from tasks_app import services
+from tasks_app.api_keys import api_key_create
+from tasks_app.models import ApiKey, AuditLog, ElementFingerprint, Run, Task
+
+pytestmark = pytest.mark.django_db
+
+CODE = 'def run(page, params):\n    return 1\n'
+
+
+def _staff(django_user_model, username: str, *codenames: str):
+    user = django_user_model.objects.create_user(username, password=None, is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+@pytest.fixture
+def root(django_user_model):
+    return django_user_model.objects.create_superuser("root", password=None)
+
+
+@pytest.fixture
+def root_client(client, root):
+    client.force_login(root)
+    return client
+
+
+def _action(client, model: str, action: str, ids: list, **extra):
+    data = {"action": action, "_selected_action": ids, **extra}
+    return client.post(reverse(f"admin:{model}_changelist"), data)
+
+
+# -- API keys ---------------------------------------------------------------------------------------------
+
+
+def test_a_keys_user_cannot_be_changed_in_the_admin_and_a_rename_is_audited(client, django_user_model, root):
+    sam = _staff(django_user_model, "sam", "view_apikey", "change_apikey")
+    key, _ = api_key_create(user=sam, name="laptop")
+    client.force_login(sam)
+    url = reverse("admin:tasks_app_apikey_change", args=[key.pk])
+    assert 'name="user"' not in client.get(url).content.decode()
+
+    response = client.post(url, {"user": root.pk, "name": "desktop"})
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert (key.user, key.name) == (sam, "desktop")
+    log = AuditLog.objects.get(action="api_key.update", object_id=key.pk)
+    assert (log.actor_label, log.data) == ("sam via admin", {"changed": ["name"], "name": "desktop"})
+
+
+def test_only_a_superuser_may_create_a_key_for_someone_else(client, django_user_model, root):
+    sam = _staff(django_user_model, "sam", "view_apikey", "add_apikey")
+    client.force_login(sam)
+    add = reverse("admin:tasks_app_apikey_add")
+    response = client.post(add, {"user": root.pk, "name": "as root"})
+    assert response.status_code == 200
+    assert "user" in response.context["adminform"].form.errors
+    assert not ApiKey.objects.exists()
+
+    assert client.post(add, {"user": sam.pk, "name": "mine"}).status_code == 200
+    assert ApiKey.objects.get().user == sam
+
+
+def test_a_superuser_may_create_a_key_for_someone_else(root_client, member):
+    root_client.post(reverse("admin:tasks_app_apikey_add"), {"user": member.pk, "name": "for mo"})
+    assert ApiKey.objects.get().user == member
+    assert AuditLog.objects.get(action="api_key.create").actor_label == "root via admin"
+
+
+def test_a_new_key_is_shown_once_on_an_uncached_page_not_in_a_message_cookie(root_client, root):
+    response = root_client.post(reverse("admin:tasks_app_apikey_add"), {"user": root.pk, "name": "ci"})
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    assert "messages" not in response.cookies
+    raw = response.context["raw"]
+    assert raw in response.content.decode()
+    assert ApiKey.objects.get().hashed == ApiKey.hash(raw)
+    change = root_client.get(reverse("admin:tasks_app_apikey_change", args=[ApiKey.objects.get().pk]))
+    assert raw not in change.content.decode()
+
+
+def test_revoking_keys_needs_the_change_permission(client, django_user_model, root):
+    key, _ = api_key_create(user=root, name="root's")
+    client.force_login(_staff(django_user_model, "viv", "view_apikey"))
+    _action(client, "tasks_app_apikey", "revoke_selected", [key.pk])
+    key.refresh_from_db()
+    assert key.revoked_at is None
+    assert not AuditLog.objects.filter(action="api_key.revoke").exists()
+
+
+def test_keys_are_revoked_not_deleted(root_client, root):
+    key, _ = api_key_create(user=root, name="ci")
+    assert root_client.post(reverse("admin:tasks_app_apikey_delete", args=[key.pk]), {"post": "yes"}).status_code == 403
+    _action(root_client, "tasks_app_apikey", "delete_selected", [key.pk], post="yes")  # not offered
+    _action(root_client, "tasks_app_apikey", "revoke_selected", [key.pk])
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert AuditLog.objects.filter(action="api_key.revoke", actor_label="root via admin").exists()
+
+
+# -- deletes ----------------------------------------------------------------------------------------------
+
+
+def test_runs_are_not_deleted_in_the_admin(root_client):
+    task = services.task_create(name="t", code=CODE)
+    run = Run.objects.create(task=task, version=task.current_version)
+    assert root_client.post(reverse("admin:tasks_app_run_delete", args=[run.pk]), {"post": "yes"}).status_code == 403
+    _action(root_client, "tasks_app_run", "delete_selected", [run.pk], post="yes")  # not offered
+    assert Run.objects.filter(pk=run.pk).exists()
+
+
+def test_deleting_tasks_with_delete_selected_goes_through_the_service_and_is_audited(root_client):
+    event = pending_event()  # a task with versions, a run and a heal: its history goes with it
+    other = services.task_create(name="other", code=CODE)
+    response = _action(root_client, "tasks_app_task", "delete_selected", [event.task_id, other.pk], post="yes")
+    assert response.status_code == 302
+    assert not Task.objects.exists()
+    logs = AuditLog.objects.filter(action="task.delete", actor_label="root via admin")
+    assert sorted(logs.values_list("object_id", flat=True)) == sorted([event.task_id, other.pk])
+
+
+def test_deleting_a_task_from_its_page_is_audited(root_client):
+    task = services.task_create(name="t", code=CODE)
+    Run.objects.create(task=task, version=task.current_version)
+    response = root_client.post(reverse("admin:tasks_app_task_delete", args=[task.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Task.objects.filter(pk=task.pk).exists()
+    assert AuditLog.objects.filter(action="task.delete", object_id=task.pk).exists()
+
+
+def test_forgetting_a_fingerprint_is_audited(root_client):
+    task = services.task_create(name="t", code=CODE)
+    one, two, three = (
+        ElementFingerprint.objects.create(task=task, step_key=f"{n}:click:#b{n}", selector=f"#b{n}") for n in (1, 2, 3)
+    )
+    delete = reverse("admin:tasks_app_elementfingerprint_delete", args=[one.pk])
+    assert root_client.post(delete, {"post": "yes"}).status_code == 302
+    _action(root_client, "tasks_app_elementfingerprint", "delete_selected", [two.pk, three.pk], post="yes")
+    assert not ElementFingerprint.objects.exists()
+    logs = AuditLog.objects.filter(action="fingerprint.delete", actor_label="root via admin")
+    assert sorted(log.data["step_key"] for log in logs) == ["1:click:#b1", "2:click:#b2", "3:click:#b3"]
+
+
+# -- ids that cannot name a row ---------------------------------------------------------------------------
+
+BAD_IDS = ["%00", "a%00b", "x" * 300]
+# Every model whose admin pages take a text id (integer ids are refused by Django before any query).
+TEXT_ID_MODELS = ["tasks_app_task", "tasks_app_run", "tasks_app_apikey", "healing_app_healingevent",
+                  "healing_app_webhookendpoint"]
+
+
+@pytest.mark.parametrize("model", TEXT_ID_MODELS)
+@pytest.mark.parametrize("page", ["change", "delete", "history"])
+def test_a_bad_id_in_an_admin_url_is_not_found_not_a_500(root_client, model, page):
+    for bad in BAD_IDS:
+        url = reverse(f"admin:{model}_{page}", args=["ID"]).replace("/ID/", f"/{bad}/")
+        response = root_client.get(url)
+        # To the admin index ("doesn't exist"); a delete page the model does not offer is refused first.
+        assert response.status_code in (302, 403), (url, response.status_code)
+
+
+def test_a_forged_action_selection_with_a_bad_id_does_nothing(root_client):
+    task = services.task_create(name="t", code=CODE)
+    response = _action(root_client, "tasks_app_task", "delete_selected", ["a\x00b", task.pk], post="yes")
+    assert response.status_code == 302
+    assert Task.objects.filter(pk=task.pk).exists()

@@ -94,18 +94,7 @@ class RejectIn(InputSchema):
 
 
 def event_out(event: HealingEvent) -> dict[str, Any]:
-    return {
-        "id": event.pk,
-        "task": event.task_id,
-        "run": event.run_id,
-        "timestamp": event.timestamp,
-        "error_type": event.error_type,
-        "status": event.status,
-        "new_version": event.new_version.number if event.new_version_id else None,
-        "original_version": event.original_version.number if event.original_version_id else None,
-        "root_cause": event.root_cause,
-        "agent": event.agent_kind,
-    }
+    return event.to_dict()
 
 
 def event_detail_out(event: HealingEvent) -> dict[str, Any]:

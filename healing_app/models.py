@@ -84,6 +84,21 @@ class HealingEvent(models.Model):
         """The seed calls the moment an event was triggered its timestamp."""
         return self.created_at
 
+    def to_dict(self) -> dict:
+        """The event in the seed's shape: what the API lists, and what webhooks and live pages are sent."""
+        return {
+            "id": self.pk,
+            "task": self.task_id,
+            "run": self.run_id,
+            "timestamp": self.timestamp,
+            "error_type": self.error_type,
+            "status": self.status,
+            "new_version": self.new_version.number if self.new_version_id else None,
+            "original_version": self.original_version.number if self.original_version_id else None,
+            "root_cause": self.root_cause,
+            "agent": self.agent_kind,
+        }
+
     def can_transition_to(self, status: str) -> bool:
         return status in self.TRANSITIONS.get(self.status, frozenset())
 

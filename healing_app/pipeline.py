@@ -354,21 +354,10 @@ def _announce(event: HealingEvent, kind: str) -> None:
 
 
 def event_payload(event: HealingEvent) -> dict:
-    """The summary that live pages and webhooks receive; the seed's names first."""
-    return {
-        "event": event.pk,
-        "id": event.pk,
-        "task": event.task_id,
-        "run": event.run_id,
-        "timestamp": event.created_at.isoformat(),
-        "error_type": event.error_type,
-        "status": event.status,
-        "new_version": event.new_version.number if event.new_version_id else None,
-        "original_version": event.original_version.number if event.original_version_id else None,
-        "root_cause": event.root_cause,
-        "reason": event.reason,
-        "agent": event.agent_kind,
-    }
+    """What live pages and webhooks receive: the API's summary (JSON-ready), its id also as `event`, and
+    the reason a heal failed or was refused."""
+    summary = event.to_dict()
+    return {"event": event.pk, **summary, "timestamp": summary["timestamp"].isoformat(), "reason": event.reason}
 
 
 def _add_cost(event: HealingEvent, prompt_tokens: int, completion_tokens: int) -> None:

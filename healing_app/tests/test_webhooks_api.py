@@ -7,6 +7,7 @@ import json
 import uuid
 
 import pytest
+from django.contrib.auth.models import Permission
 
 from healing_app import ssrf, webhooks
 from healing_app.models import WebhookDelivery, WebhookEndpoint
@@ -199,9 +200,11 @@ def test_someone_elses_endpoints_are_404s(client, created, django_user_model):
     assert WebhookEndpoint.objects.filter(pk=created["id"]).exists()
 
 
-def test_staff_see_every_endpoint(client, created, django_user_model):
-    staff = Api(client, django_user_model.objects.create_user("sam", password="pw-sam-123!", is_staff=True))
-    status, _ = staff.call("get", f"/{created['id']}")
+def test_staff_with_the_view_permission_see_every_endpoint(client, created, django_user_model):
+    user = django_user_model.objects.create_user("sam", password="pw-sam-123!", is_staff=True)
+    assert Api(client, user).call("get", f"/{created['id']}")[0] == 404  # staff alone is not enough
+    user.user_permissions.add(Permission.objects.get(codename="view_webhookendpoint"))
+    status, _ = Api(client, django_user_model.objects.get(pk=user.pk)).call("get", f"/{created['id']}")
     assert status == 200
 
 

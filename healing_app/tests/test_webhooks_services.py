@@ -6,6 +6,7 @@ import ipaddress
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 from standardwebhooks import Webhook
@@ -168,8 +169,12 @@ def test_someone_else_cannot_change_an_endpoint(db, django_user_model, endpoint)
     assert list(webhook_endpoints_for(user=stranger)) == []
 
 
-def test_staff_can_change_any_endpoint(db, django_user_model, endpoint):
+def test_staff_with_the_change_permission_can_change_any_endpoint(db, django_user_model, endpoint):
     staff = django_user_model.objects.create_user("sam", password="pw-sam-123!", is_staff=True)
+    with pytest.raises(PermissionDenied):
+        webhook_endpoint_update(endpoint=endpoint, actor=staff, description="ops")  # staff alone is not enough
+    staff.user_permissions.add(Permission.objects.get(codename="change_webhookendpoint"))
+    staff = django_user_model.objects.get(pk=staff.pk)  # permissions are cached per instance
     webhook_endpoint_update(endpoint=endpoint, actor=staff, description="ops")
     assert WebhookEndpoint.objects.get(pk=endpoint.pk).description == "ops"
     assert list(webhook_endpoints_for(user=staff)) == [endpoint]

@@ -6,6 +6,7 @@ import ipaddress
 import re
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
@@ -197,8 +198,10 @@ def test_someone_elses_endpoint_is_a_404_everywhere(client, django_user_model, e
     assert endpoint.enabled
 
 
-def test_staff_can_change_any_endpoint(client, django_user_model, endpoint):
-    client.force_login(django_user_model.objects.create_user("sam", password="pw-sam-123!", is_staff=True))
+def test_staff_with_the_change_permission_can_change_any_endpoint(client, django_user_model, endpoint):
+    staff = django_user_model.objects.create_user("sam", password="pw-sam-123!", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="change_webhookendpoint"))
+    client.force_login(staff)
     response = client.post(reverse("webhooks:set_enabled", args=[endpoint.pk]), {"enabled": "0"})
     assert response.status_code == 302
     endpoint.refresh_from_db()

@@ -14,19 +14,21 @@ from html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 WIDTH, HEIGHT = 640, 220
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 44, 12, 12, 36
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 44, 12, 26, 36  # the top leaves room for the y axis's unit
+LABEL_CHAR_W, LABEL_GAP = 7, 8  # an 11px axis label's width per character (generously), and the space between two
 
 
 def stacked_bars(
-    *, title: str, labels: Sequence[str], series: Sequence[tuple[str, str, Sequence[float]]], desc: str = ""
+    *, title: str, labels: Sequence[str], series: Sequence[tuple[str, str, Sequence[float]]], unit: str = "", desc: str = ""
 ) -> SafeString:
-    """Vertical bars per label, one stacked segment per series: (name, css class, values)."""
+    """Vertical bars per label, one stacked segment per series: (name, css class, values). `unit` names the y axis."""
     totals = [sum(values[i] for _, _, values in series) for i in range(len(labels))]
     top = _nice_max(max(totals, default=0))
     plot_w, plot_h = WIDTH - PAD_LEFT - PAD_RIGHT, HEIGHT - PAD_TOP - PAD_BOTTOM
     slot = plot_w / max(len(labels), 1)
     bar_w = max(slot * 0.7, 1)
-    parts = [_axis(top, plot_h)]
+    every = _label_every(labels, slot)
+    parts = [_axis(top, plot_h, unit)]
     for i, label in enumerate(labels):
         x = PAD_LEFT + i * slot + (slot - bar_w) / 2
         y = PAD_TOP + plot_h
@@ -39,7 +41,7 @@ def stacked_bars(
                 f'<rect class="{escape(css)}" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}">'
                 f"<title>{escape(label)}: {_fmt(values[i])} {escape(name)}</title></rect>"
             )
-        if _show_label(i, len(labels)):
+        if _show_label(i, len(labels), every):
             parts.append(
                 f'<text class="chart-label" x="{x + bar_w / 2:.1f}" y="{HEIGHT - PAD_BOTTOM + 16}" '
                 f'text-anchor="middle">{escape(_short_day(label))}</text>'
@@ -69,11 +71,14 @@ def horizontal_bars(*, title: str, items: Sequence[tuple[str, float, str]], unit
 
 
 def line(*, title: str, labels: Sequence[str], values: Sequence[float | None], unit: str = "", css: str = "s-line", desc: str = "") -> SafeString:
-    """A line over labels; None leaves a gap (a day with nothing to measure)."""
+    """A line over labels; None leaves a gap (a day with nothing to measure). `unit` follows each value and,
+    stripped, names the y axis above its numbers ("0.10 min" beside each would not fit)."""
     top = _nice_max(max((v for v in values if v is not None), default=0))
     plot_w, plot_h = WIDTH - PAD_LEFT - PAD_RIGHT, HEIGHT - PAD_TOP - PAD_BOTTOM
     step = plot_w / max(len(labels) - 1, 1)
-    parts = [_axis(top, plot_h)]  # the unit is in the title: "0.10 min" does not fit beside the axis
+    # The last label ends at the last point instead of centring on it, so it needs half a label more room.
+    every = _label_every(labels, step, last_ends_at_point=True)
+    parts = [_axis(top, plot_h, unit.strip())]
     segment: list[str] = []
     segments: list[list[str]] = []
     for i, value in enumerate(values):
@@ -94,7 +99,7 @@ def line(*, title: str, labels: Sequence[str], values: Sequence[float | None], u
     for points in segments:
         parts.insert(1, f'<polyline class="{escape(css)} chart-line" points="{" ".join(points)}"/>')
     for i, label in enumerate(labels):
-        if _show_label(i, len(labels)):
+        if _show_label(i, len(labels), every):
             # The last point sits on the plot's right edge: its label ends there instead of overflowing.
             anchor = "end" if i == len(labels) - 1 and len(labels) > 1 else "middle"
             parts.append(
@@ -123,8 +128,10 @@ def _svg(title: str, desc: str, parts: list[str], legend: list[tuple[str, str]],
     )
 
 
-def _axis(top: float, plot_h: float) -> str:
+def _axis(top: float, plot_h: float, unit: str = "") -> str:
     lines = []
+    if unit:
+        lines.append(f'<text class="chart-label" x="{PAD_LEFT - 6}" y="{PAD_TOP - 12}" text-anchor="end">{escape(unit)}</text>')
     for fraction in (0, 0.5, 1):
         y = PAD_TOP + plot_h - plot_h * fraction
         lines.append(
@@ -156,6 +163,13 @@ def _short_day(label: str) -> str:
     return label[5:] if len(label) == 10 and label[4] == "-" else label
 
 
-def _show_label(i: int, count: int) -> bool:
-    every = max(count // 8, 1)
-    return i % every == 0 or i == count - 1
+def _label_every(labels: Sequence[str], slot: float, *, last_ends_at_point: bool = False) -> int:
+    """Label every n-th point, n as small as lets neighbouring labels keep LABEL_GAP between them."""
+    width = max((len(_short_day(label)) for label in labels), default=0) * LABEL_CHAR_W
+    needed = width * (1.5 if last_ends_at_point else 1) + LABEL_GAP
+    return max(math.ceil(needed / slot), 1) if slot > 0 else 1
+
+
+def _show_label(i: int, count: int, every: int) -> bool:
+    # Counted back from the last point, which is always labelled (today): the spacing stays even up to it.
+    return (count - 1 - i) % every == 0

@@ -62,6 +62,13 @@ class QueueFilterForm(forms.Form):
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 
+    def clean_until(self) -> dt.date | None:
+        until = self.cleaned_data.get("until")
+        # The filter ends where the next day starts, and the calendar's last day has no next day.
+        if until == dt.date.max:
+            raise forms.ValidationError(self.fields["until"].error_messages["invalid"], code="invalid")
+        return until
+
     def clean(self):
         data = super().clean()
         if data.get("since") and data.get("until") and data["since"] > data["until"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -24,6 +25,19 @@ from tasks_app.config import InputError
 from tasks_app.ids import object_or_404
 
 EVENT_PARTS = {"summary": "healing/_event_summary.html", "evidence": "healing/_event_evidence.html"}
+COMMENT_MAX = 5000  # the API's limit (healing_app/api.py); the service would cut a longer comment short
+
+
+class CommentField(forms.CharField):
+    def to_python(self, value):
+        # Browsers count a textarea's line break as one character against maxlength but send it as CRLF.
+        return super().to_python(value).replace("\r\n", "\n")
+
+
+class DecisionForm(forms.Form):
+    """A reviewer's comment. Too long is refused, as the API refuses it; an empty reject comment is the service's call."""
+
+    comment = CommentField(required=False, max_length=COMMENT_MAX)
 
 
 @require_GET
@@ -75,8 +89,11 @@ def event_screenshot(request: HttpRequest, event_id: str) -> HttpResponse:
 @login_required
 def event_approve(request: HttpRequest, event_id: str) -> HttpResponse:
     event = _event_or_404(event_id)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        return _comment_refused(request, event_id, "approve", form)
     try:
-        event = services.healing_approve(event=event, reviewer=request.user, comment=request.POST.get("comment", ""))
+        event = services.healing_approve(event=event, reviewer=request.user, comment=form.cleaned_data["comment"])
     except services.AlreadyDecided as exc:
         return _refused(request, event_id, decided_message(exc.event))
     except services.Superseded as exc:
@@ -90,8 +107,11 @@ def event_approve(request: HttpRequest, event_id: str) -> HttpResponse:
 @login_required
 def event_reject(request: HttpRequest, event_id: str) -> HttpResponse:
     event = _event_or_404(event_id)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        return _comment_refused(request, event_id, "reject", form)
     try:
-        services.healing_reject(event=event, reviewer=request.user, comment=request.POST.get("comment", ""))
+        services.healing_reject(event=event, reviewer=request.user, comment=form.cleaned_data["comment"])
     except InputError as exc:
         context = _event_context(request, event_id)
         context["reject_error"] = exc.message
@@ -116,6 +136,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             title="Runs and failures per day",
             labels=stats.days,
             series=[("succeeded or healed", "s-ok", stats.runs_ok), ("failed", "s-bad", stats.runs_failed)],
+            unit="runs",
         ),
         "outcome_chart": charts.horizontal_bars(
             title="Heals by outcome", items=[(label, n, status_css.get(label, "s-open")) for label, n in stats.heals_by_status]
@@ -126,7 +147,9 @@ def overview(request: HttpRequest) -> HttpResponse:
         "heal_time_chart": charts.line(
             title="Average time to heal (trigger to deploy), minutes", labels=stats.days, values=stats.heal_minutes, unit=" min"
         ),
-        "cost_chart": charts.line(title="LLM cost per day, USD", labels=stats.days, values=stats.cost_usd, css="s-cost"),
+        "cost_chart": charts.line(
+            title="LLM cost per day, USD", labels=stats.days, values=stats.cost_usd, unit=" USD", css="s-cost"
+        ),
         "totals": {
             "runs": sum(stats.runs_ok) + sum(stats.runs_failed),
             "failed": sum(stats.runs_failed),
@@ -203,6 +226,14 @@ def _refused(request: HttpRequest, event_id: str, message: str) -> HttpResponse:
     context = _event_context(request, event_id)
     context["refusal"] = message
     return render(request, "healing/event.html", context, status=409)
+
+
+def _comment_refused(request: HttpRequest, event_id: str, decision: str, form: DecisionForm) -> HttpResponse:
+    """Show the comment's error under its field, with the text kept so it can be shortened rather than retyped."""
+    context = _event_context(request, event_id)
+    context[f"{decision}_error"] = " ".join(form.errors["comment"])
+    context[f"{decision}_comment"] = form.data.get("comment", "")
+    return render(request, "healing/event.html", context, status=400)
 
 
 def _trace_rows(agent_trace: list) -> list[dict]:

@@ -56,3 +56,16 @@ class DiffForm(forms.Form):
 
     a = forms.IntegerField(min_value=1, max_value=MAX_INT, label="From version")
     b = forms.IntegerField(min_value=1, max_value=MAX_INT, label="To version")
+
+
+class DeployForm(forms.Form):
+    """The version number a deploy or rollback button sends."""
+
+    # ASCII digits only: "²".isdigit() is true but int("²") raises (it was a 500), and int("٣") reads 3.
+    version = forms.RegexField(regex=r"\A[0-9]{1,10}\Z")
+
+    def clean_version(self) -> int:
+        number = int(self.cleaned_data["version"])
+        if not 1 <= number <= MAX_INT:
+            raise forms.ValidationError("no such version")
+        return number

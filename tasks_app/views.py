@@ -22,7 +22,7 @@ from healing_app.services import can_review
 from tasks_app import services
 from tasks_app.audit import as_actor
 from tasks_app.config import InputError
-from tasks_app.forms import DiffForm, HealingConfigForm
+from tasks_app.forms import DeployForm, DiffForm, HealingConfigForm
 from tasks_app.ids import object_or_404
 from tasks_app.models import CodeVersion, Run, Task
 
@@ -104,9 +104,10 @@ def task_run(request: HttpRequest, task_id: str) -> HttpResponse:
     try:
         run = services.run_enqueue(task=task, actor=as_actor(request.user))
     except InputError as exc:
+        # Messages show at the top of the page: jumping down to the Runs card would scroll this one out of sight.
         messages.error(request, f"Not started: {exc.message}")
-    else:
-        messages.success(request, f"Run {run.pk} queued; its steps appear below as they happen.")
+        return redirect("task-detail", task_id=task.pk)
+    messages.success(request, f"Run {run.pk} queued; its steps appear below as they happen.")
     return redirect(reverse("task-detail", args=[task.pk]) + "#runs")
 
 
@@ -117,8 +118,8 @@ def task_deploy(request: HttpRequest, task_id: str) -> HttpResponse:
     if not can_review(request.user):
         raise PermissionDenied("only reviewers can deploy a version")
     task = _task_or_404(task_id)
-    number = request.POST.get("version", "")
-    version = CodeVersion.objects.filter(task=task, number=int(number)).first() if number.isdigit() else None
+    form = DeployForm(request.POST)
+    version = CodeVersion.objects.filter(task=task, number=form.cleaned_data["version"]).first() if form.is_valid() else None
     if version is None:
         messages.error(request, "No such version of this task.")
     elif version.pk == task.current_version_id:
@@ -163,12 +164,17 @@ def _task_context(request: HttpRequest, task: Task, *, part: str | None = None) 
             .order_by("-created_at")[:EVENTS_SHOWN]
         )
     if part is None:
-        context.update(_diff_context(request, task))
+        context.update(_diff_context(request, task, version_count=len(context["versions"])))
     return context
 
 
-def _diff_context(request: HttpRequest, task: Task) -> dict:
-    form = DiffForm(request.GET) if {"a", "b"} <= set(request.GET) else DiffForm(initial=_default_pair(task))
+def _diff_context(request: HttpRequest, task: Task, *, version_count: int) -> dict:
+    if {"a", "b"} <= set(request.GET):
+        form = DiffForm(request.GET)
+    elif version_count < 2:
+        return {"diff_form": None, "version_diff": None}  # nothing to compare: no form pre-filled "v1 → v1"
+    else:
+        form = DiffForm(initial=_default_pair(task))
     if not form.is_bound or not form.is_valid():
         return {"diff_form": form, "version_diff": None}
     a, b = form.cleaned_data["a"], form.cleaned_data["b"]
@@ -180,5 +186,6 @@ def _diff_context(request: HttpRequest, task: Task) -> dict:
 
 
 def _default_pair(task: Task) -> dict:
+    """The current version and the one before it; when v1 is current, v1 and the draft after it (a heal's)."""
     current = task.current_version.number if task.current_version_id else 1
-    return {"a": max(current - 1, 1), "b": current}
+    return {"a": current - 1, "b": current} if current > 1 else {"a": 1, "b": 2}

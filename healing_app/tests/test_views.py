@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import re
 
 import pytest
@@ -115,6 +116,17 @@ def test_queue_reports_a_bad_filter_instead_of_failing(client, reviewer, task, p
     assert response.status_code == 200
     assert b"Select a valid choice" in response.content
     assert pending.pk.encode() in response.content  # invalid filters are ignored, not applied half-way
+
+
+@pytest.mark.parametrize("url, extra", [("/", {}), ("/events/rows/", {}), ("/events/rows/", {"newer": "x"})])
+def test_the_calendars_last_day_as_the_to_date_is_a_form_error(client, reviewer, task, pending, url, extra):
+    # "To" ends where the next day starts: 9999-12-31 has none, and the query overflowed (a 500).
+    response = _login(client, reviewer).get(url, {"until": "9999-12-31", **extra})
+    assert response.status_code == 200
+    if url == "/":
+        assert b"Enter a valid date" in response.content
+    if not extra:
+        assert pending.pk.encode() in response.content  # the bad filter is ignored, not applied half-way
 
 
 @pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
@@ -279,6 +291,31 @@ def test_reject_with_a_comment(client, reviewer, pending):
     assert b"Rejected by rita" in response.content
 
 
+@pytest.mark.parametrize("decision", ["event-reject", "event-approve"])
+def test_a_comment_longer_than_the_api_allows_is_refused_not_cut(client, reviewer, pending, decision):
+    # The service keeps the first 5000 characters; the API answers 400, and so does the dashboard.
+    response = _login(client, reviewer).post(reverse(decision, args=[pending.pk]), {"comment": "x" * 100_000})
+    html = response.content.decode()
+    assert response.status_code == 400
+    field = "reject-comment" if decision == "event-reject" else "approve-comment"
+    assert f'id="{field}-error" role="alert">Ensure this value has at most 5000 characters (it has 100000).' in html
+    assert re.search(rf'id="{field}"[^>]*aria-invalid="true"', html)
+    assert "x" * 100_000 in html  # kept in the field, to be shortened rather than retyped
+    pending.refresh_from_db()
+    assert pending.status == Status.PENDING_REVIEW and pending.review_comment == ""
+
+
+def test_a_reject_comment_of_5000_characters_with_browser_line_breaks_is_kept_whole(client, reviewer, pending):
+    # The textarea's maxlength counts a line break once; the browser sends it as CRLF.
+    comment = ("y" * 99 + "\n") * 50
+    response = _login(client, reviewer).post(
+        reverse("event-reject", args=[pending.pk]), {"comment": comment.replace("\n", "\r\n")}
+    )
+    assert response.status_code == 302
+    pending.refresh_from_db()
+    assert pending.status == Status.REJECTED and pending.review_comment == comment.strip()
+
+
 def test_decisions_need_a_csrf_token(reviewer, pending):
     client = Client(enforce_csrf_checks=True)
     client.force_login(reviewer)
@@ -330,6 +367,32 @@ def test_overview_draws_charts(client, reviewer, task, pending):
     assert html.count("<svg") == 5
     assert "Runs and failures per day" in html and "navigation_error".replace("_", " ") in html
     assert "style=" not in html  # the CSP forbids inline styles
+
+
+def test_overview_charts_name_their_y_axis_units(client, reviewer, task, pending):
+    cache.clear()
+    html = _login(client, reviewer).get(reverse("overview")).content.decode()
+    for unit in ("runs", "min", "USD"):
+        assert re.search(rf'<text class="chart-label" x="\d+" y="\d+" text-anchor="end">{unit}</text>', html), unit
+
+
+@pytest.mark.parametrize("days", [7, 14, 29, 30, 31, 60, 90])
+@pytest.mark.parametrize("kind", ["line", "stacked_bars"])
+def test_chart_day_labels_never_overlap_and_today_is_labelled(days, kind):
+    from healing_app import charts
+
+    labels = [(dt.date(2025, 12, 31) - dt.timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
+    if kind == "line":
+        svg = charts.line(title="t", labels=labels, values=[1.0] * days)
+    else:
+        svg = charts.stacked_bars(title="t", labels=labels, series=[("n", "s-ok", [1] * days)])
+    shown = re.findall(r'<text class="chart-label" x="([\d.]+)" y="\d+" text-anchor="(\w+)">(\d\d-\d\d)</text>', svg)
+    assert shown[-1][2] == "12-31" and len(shown) >= 4
+    width = 5 * 6.5  # "11-24" at 11px
+    spans = [(float(x) - (width if anchor == "end" else width / 2), float(x) + (0 if anchor == "end" else width / 2))
+             for x, anchor, _ in shown]
+    for (_, right), (left, _) in itertools.pairwise(spans):
+        assert left - right >= 4, (days, shown)
 
 
 def test_queue_rows_fragment_can_send_just_one_changed_row(client, reviewer, task, pending):

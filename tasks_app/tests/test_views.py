@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -10,6 +11,7 @@ from django.urls import reverse
 
 from healing_app.models import HealingEvent
 from tasks_app import services
+from tasks_app.api_keys import api_key_create
 from tasks_app.models import CodeVersion, Run, Task
 from tests.browser import scenario
 
@@ -56,13 +58,12 @@ def test_task_list_query_count_does_not_grow_with_tasks(client, member, django_a
 def test_task_page_shows_config_versions_runs_and_heals(client, reviewer, healed):
     html = _login(client, reviewer).get(reverse("task-detail", args=[healed.pk])).content.decode()
     assert 'id="current-version">Current version: <strong>v1</strong>' in html
-    assert "Roll back to" not in html and "Deploy v2" not in html and "Review in heal_" in html
+    assert "Roll back to" not in html and "Deploy v2" not in html and "Review<span class=\"visually-hidden\"> v2 in heal_" in html
     assert 'data-live-steps="run_' in html and "button[data-test=send]" in html
     assert "Pending review" in html
     assert 'id="run-now"' in html
     assert re.search(r'<input type="checkbox" name="self_healing" id="id_self_healing" checked', html)
     assert 'value="3" min="1" max="10"' in html  # max_attempts
-    # the default comparison is v1 → v2... of the current version: only v1 is current, so it compares v1 with itself
     assert "Compare versions" in html
 
 
@@ -110,6 +111,40 @@ def test_bad_settings_are_shown_next_to_the_field(client, member, task):
     assert task.config["max_attempts"] == 3
 
 
+def test_self_healing_with_no_failure_types_ticked_is_refused_next_to_the_field(client, member, task):
+    # Nothing ticked used to be saved, and later failures then silently went unhealed.
+    response = _login(client, member).post(
+        reverse("task-config", args=[task.pk]), {"self_healing": "on", "max_attempts": "3", "validation_required": "on"}
+    )
+    assert response.status_code == 400
+    assert 'id="trigger_on-error">must list at least one failure type (to stop healing, turn self-healing off)' in (
+        response.content.decode()
+    )
+    task.refresh_from_db()
+    assert task.config["trigger_on"] == ["timeout", "element_not_found", "navigation_error"]
+
+
+@pytest.mark.parametrize("method, path", [("post", "/api/v1/tasks"), ("patch", "/api/v1/tasks/{id}")])
+def test_the_api_refuses_an_empty_trigger_list_naming_the_field_as_the_dashboard_does(
+    client, member, task, settings, method, path
+):
+    settings.API_RATE_LIMIT_PREFIX = f"test:{task.pk}"
+    _, raw = api_key_create(user=member, name="tests")
+    body = {"name": "t", "self_healing": True, "self_healing_config": {"trigger_on": []}}
+    response = getattr(client, method)(
+        path.format(id=task.pk), data=json.dumps(body), content_type="application/json",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == {
+        "code": "invalid_input",
+        "field": "self_healing_config.trigger_on",
+        "message": "must list at least one failure type (to stop healing, turn self-healing off)",
+    }
+    task.refresh_from_db()
+    assert task.config["trigger_on"] == ["timeout", "element_not_found", "navigation_error"]
+
+
 def test_run_now_queues_a_run(client, member, task):
     response = _login(client, member).post(reverse("task-run", args=[task.pk]), follow=True)
     run = Run.objects.get(task=task)
@@ -123,11 +158,35 @@ def test_run_now_without_code_explains_why(client, member):
     assert b"Not started:" in response.content and not Run.objects.filter(task=task).exists()
 
 
+def test_run_now_without_code_lands_where_its_message_is_and_the_cards_say_why(client, member):
+    task = services.task_create(name="no code yet")
+    response = _login(client, member).post(reverse("task-run", args=[task.pk]))
+    # The message is at the top of the page: a jump to #runs scrolled it out of sight.
+    assert response.status_code == 302 and response["Location"] == reverse("task-detail", args=[task.pk])
+    html = client.get(response["Location"]).content.decode()
+    assert "Not started: the task has no code yet" in html
+    assert "“Run now” starts one" not in html and "No runs yet: the task has no code to run" in html
+    assert '<td colspan="5" class="empty">No versions yet:' in html
+    assert 'id="id_a"' not in html and "Comparing needs two versions; this task has none yet." in html
+
+
+def test_compare_versions_is_offered_only_with_two_versions(client, member, task, healed):
+    client = _login(client, member)
+    html = client.get(reverse("task-detail", args=[scenario.task_make("one version").pk])).content.decode()
+    assert 'id="id_a"' not in html and "Comparing needs two versions; this task has only v1." in html
+    # v1 is current and v2 a heal's draft: the form offers v1 → v2, not v1 → v1.
+    html = client.get(reverse("task-detail", args=[healed.pk])).content.decode()
+    assert re.search(r'name="a" value="1"', html) and re.search(r'name="b" value="2"', html)
+
+
 def test_a_draft_waiting_for_review_links_to_its_event_instead_of_deploying(client, reviewer, healed):
     client = _login(client, reviewer)
     event = HealingEvent.objects.get(task=healed)
     html = client.get(reverse("task-detail", args=[healed.pk])).content.decode()
-    assert f'href="{reverse("event-detail", args=[event.pk])}" class="button small">Review in {event.pk}' in html
+    # A short label, so the button fits a half-width card at 1280 px; the heal's id is in the Note column.
+    link = re.search(rf'<a href="{reverse("event-detail", args=[event.pk])}" class="button small"[^>]*>(.*?)</a>', html)
+    assert link and link.group(1) == f'Review<span class="visually-hidden"> v2 in {event.pk}</span>'
+    assert f"healed by {event.pk}" in html
     assert "Deploy v2" not in html
     # A hand-made POST is refused too: deploying it here would skip the review.
     response = client.post(reverse("task-deploy", args=[healed.pk]), {"version": "2"}, follow=True)
@@ -145,6 +204,15 @@ def test_rollback_by_a_reviewer(client, reviewer, healed):
     assert Task.objects.get(pk=healed.pk).current_version.number == 1
     assert b"Version 1 is now current" in response.content
     assert CodeVersion.objects.filter(task=healed).count() == 2  # a rollback writes no new code
+
+
+@pytest.mark.parametrize("number", ["²", "٣", "", "0", "-1", "1.0", "9" * 26, "1\n"])
+def test_deploying_a_version_that_is_not_a_plain_number_says_no_such_version(client, reviewer, healed, number):
+    # "²".isdigit() is true but int("²") fails; int("٣") is 3. Only ASCII digits name a version.
+    response = _login(client, reviewer).post(reverse("task-deploy", args=[healed.pk]), {"version": number}, follow=True)
+    assert response.status_code == 200
+    assert b"No such version of this task." in response.content
+    assert Task.objects.get(pk=healed.pk).current_version.number == 1
 
 
 def test_rollback_is_for_reviewers_only(client, member, healed):
@@ -191,7 +259,7 @@ def test_a_rejected_draft_is_marked_and_cannot_be_deployed(client, reviewer, hea
     client = _login(client, reviewer)
     client.post(reverse("event-reject", args=[event.pk]), {"comment": "wrong button"})
     html = client.get(reverse("task-detail", args=[healed.pk])).content.decode()
-    assert f'class="badge badge-rejected" title="a discarded draft, kept for inspection">rejected in {event.pk}' in html
+    assert f'class="badge badge-rejected" title="a discarded draft, kept for inspection">rejected<span class="visually-hidden"> in {event.pk}</span>' in html
     assert "Deploy v2" not in html
     response = client.post(reverse("task-deploy", args=[healed.pk]), {"version": "2"}, follow=True)
     assert f"Not deployed: version 2 is a healed draft a reviewer rejected in {event.pk}" in response.content.decode()

@@ -30,20 +30,21 @@ from django.db import transaction
 
 from healing_app import codegen, costs, sites
 from healing_app.agents import prompts
-from healing_app.agents.llm import (
+from healing_app.agents.llm import LLMAgent
+from healing_app.agents.llm_chat import (
+    Chat,
     Limits,
-    LLMAgent,
     LLMUnavailable,
-    _assistant_dict,
-    _Chat,
-    _clip,
-    _entry,
-    _flat_secrets,
-    _nonce,
-    _page_view,
-    _placeholders_to_params,
-    _stub_old_pages,
-    _tool,
+    append_tool_reply,
+    assistant_dict,
+    clip,
+    flat_secrets,
+    nonce,
+    page_view,
+    placeholders_to_params,
+    stub_old_pages,
+    tool,
+    trace_entry,
 )
 from tasks_app.audit import audit_log
 from tasks_app.models import CodeVersion, Run, Task
@@ -60,20 +61,20 @@ EXPLORE_WALL_S = 60.0
 JOB_TIMEOUT_S = 300
 
 GENERATE_TOOLS = [
-    _tool("goto", "Open a page of the task's own sites.", {"url": {"type": "string"}}, ("url",)),
-    _tool(
+    tool("goto", "Open a page of the task's own sites.", {"url": {"type": "string"}}, ("url",)),
+    tool(
         "open_link",
         "Follow a link (an <a> element with an href) of the current page.",
         {"ref": {"type": "integer"}},
         ("ref",),
     ),
-    _tool(
+    tool(
         "write_code",
         "Submit version 1 of the task code, with a short note for the reviewer.",
         {"code": {"type": "string"}, "notes": {"type": "string"}},
         ("code",),
     ),
-    _tool(
+    tool(
         "give_up",
         "Stop: the prompt cannot be turned into code for this site.",
         {"reason": {"type": "string"}},
@@ -134,7 +135,7 @@ def task_generate(*, task_id: str, explore: Explorer | None = None, client: Any 
         )
     allowed = allowed_hosts_for(task, start_url)
     writer = CodeWriter(
-        agent=LLMAgent(client=client, fallback=None, secrets=_flat_secrets(task.secrets)),
+        agent=LLMAgent(client=client, fallback=None, secrets=flat_secrets(task.secrets)),
         prompt=task.prompt,
         params=task.params,
         secret_keys=task.secret_keys,
@@ -146,7 +147,7 @@ def task_generate(*, task_id: str, explore: Explorer | None = None, client: Any 
     except Exception as exc:  # noqa: BLE001 - the runner failed: the task must still leave "generating"
         logger.exception("exploring the site for %s failed", task.pk)
         generated = Generated(
-            code=None, reason=f"could not explore the site: {type(exc).__name__}: {_clip(str(exc), 200)}"
+            code=None, reason=f"could not explore the site: {type(exc).__name__}: {clip(str(exc), 200)}"
         )
     return _finish(task, generated)
 
@@ -162,7 +163,7 @@ def _finish(task: Task, generated: Generated) -> Task:
         "completion_tokens": generated.completion_tokens,
         "cost_usd": str(usd),
         "reason": generated.reason,
-        "notes": _clip(generated.notes, 1000),
+        "notes": clip(generated.notes, 1000),
         "trace": generated.trace[-40:],
     }
     with transaction.atomic():
@@ -179,7 +180,7 @@ def _finish(task: Task, generated: Generated) -> Task:
             task=task,
             code=generated.code,
             source=CodeVersion.Source.GENERATED,
-            note=_clip(f"generated from the prompt by {settings.OPENAI_MODEL}. {generated.notes}", 500),
+            note=clip(f"generated from the prompt by {settings.OPENAI_MODEL}. {generated.notes}", 500),
         )
         data["version"] = version.number
         audit_log(actor=None, action=costs.GENERATION_ACTION, obj=task, data=data)
@@ -244,7 +245,7 @@ def explore_in_sandbox(*, start_url: str, allowed_hosts: list[str], work: Callab
         except Exception as exc:  # noqa: BLE001 - reported as the reason, the sandbox run just ends
             logger.exception("the code writer failed")
             box["result"] = Generated(
-                code=None, reason=f"the code writer failed: {type(exc).__name__}: {_clip(str(exc), 200)}"
+                code=None, reason=f"the code writer failed: {type(exc).__name__}: {clip(str(exc), 200)}"
             )
         finally:
             handover.abort("exploration finished")
@@ -259,7 +260,7 @@ def explore_in_sandbox(*, start_url: str, allowed_hosts: list[str], work: Callab
     result = execute(spec, on_handover=on_handover, browser=browser_pool(), handover_timeout_s=Limits().max_seconds * 2)
     if "result" in box:
         return box["result"]
-    error = f"{result.error_type or ''} {_clip(result.error_message or '', 300)}".strip()
+    error = f"{result.error_type or ''} {clip(result.error_message or '', 300)}".strip()
     return Generated(code=None, reason=f"could not open {start_url}: {error}")
 
 
@@ -277,9 +278,9 @@ class CodeWriter:
     def write(self, handover) -> Generated:
         limits = self.agent.limits
         trace: list[dict] = []
-        chat = _Chat(self.agent, deadline=time.monotonic() + limits.max_seconds, trace=trace)
-        nonce = _nonce()
-        self.handover, self.trace, self.nonce = handover, trace, nonce
+        chat = Chat(self.agent, deadline=time.monotonic() + limits.max_seconds, trace=trace)
+        fence = nonce()
+        self.handover, self.trace, self.nonce = handover, trace, fence
         page = self._observe()
         messages: list[dict] = [
             {
@@ -295,7 +296,7 @@ class CodeWriter:
                     params=json.dumps({k: v for k, v in self.params.items() if k != "secrets"}, ensure_ascii=False),
                 ),
             },
-            {"role": "user", "content": prompts.TAKEOVER_PAGE.format(page=prompts.untrusted_block(nonce, page))},
+            {"role": "user", "content": prompts.TAKEOVER_PAGE.format(page=prompts.untrusted_block(fence, page))},
         ]
         page_messages = [2]
         repairs = 0
@@ -309,9 +310,9 @@ class CodeWriter:
             for _ in range(limits.max_steps):
                 if chat.tokens_total >= limits.max_tokens:
                     return result(code=None, reason=f"token budget used up ({chat.tokens_total} tokens)")
-                _stub_old_pages(messages, page_messages)
+                stub_old_pages(messages, page_messages)
                 message = chat.complete(messages, tools=GENERATE_TOOLS)
-                messages.append(_assistant_dict(message))
+                messages.append(assistant_dict(message))
                 if not message.tool_calls:
                     messages.append(
                         {"role": "user", "content": "Answer with a tool call: write_code, goto, open_link or give_up."}
@@ -328,7 +329,7 @@ class CodeWriter:
                         reply: dict = {"ok": False, "error": "arguments must be a JSON object"}
                     elif name == "write_code":
                         code, violations = self._check(str(args.get("code") or ""))
-                        trace.append(_entry("write_code", ok=not violations, violations=violations or None))
+                        trace.append(trace_entry("write_code", ok=not violations, violations=violations or None))
                         if not violations:
                             return result(code=code, notes=str(args.get("notes") or ""))
                         repairs += 1
@@ -344,20 +345,15 @@ class CodeWriter:
                             + ". Fix it and call write_code again.",
                         }
                     elif name == "give_up":
-                        trace.append(_entry("give_up", reason=_clip(str(args.get("reason") or ""), 300)))
+                        trace.append(trace_entry("give_up", reason=clip(str(args.get("reason") or ""), 300)))
                         return result(
-                            code=None, reason=f"the model gave up: {_clip(str(args.get('reason') or ''), 300)}"
+                            code=None, reason=f"the model gave up: {clip(str(args.get('reason') or ''), 300)}"
                         )
                     elif name in ("goto", "open_link"):
                         reply = self._navigate(name, args)
                     else:
                         reply = {"ok": False, "error": f"unknown tool {name!r}"}
-                    page_block = reply.pop("page", None)
-                    content = json.dumps(reply, ensure_ascii=False)
-                    if page_block:
-                        page_messages.append(len(messages))
-                        content += "\n" + page_block
-                    messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+                    append_tool_reply(messages, page_messages, call_id=call.id, reply=reply)
             return result(code=None, reason=f"no code within {limits.max_steps} model steps")
         except LLMUnavailable as exc:
             return result(code=None, reason=f"the LLM was unavailable: {exc}")
@@ -366,7 +362,7 @@ class CodeWriter:
         obs = self.handover.observe()
         self.url = obs.get("url") or ""
         self.elements = {e.get("ref"): e for e in obs.get("elements") or []}
-        return self.agent._scrub(_page_view(obs, self.agent.limits, keep_refs=[]))
+        return self.agent._scrub(page_view(obs, self.agent.limits, keep_refs=[]))
 
     def _navigate(self, name: str, args: dict) -> dict:
         if name == "goto":
@@ -377,14 +373,14 @@ class CodeWriter:
                 return {"ok": False, "error": "open_link needs the ref of a link (an element with an href)"}
             url = urljoin(self.url, element["href"])
         if not sites.on_sites(url, self.allowed_hosts):
-            reason = f"{_clip(url, 120)} is not on the task's sites ({', '.join(self.allowed_hosts)})"
+            reason = f"{clip(url, 120)} is not on the task's sites ({', '.join(self.allowed_hosts)})"
             logger.warning("code writer navigation refused: %s", reason)
-            self.trace.append(_entry("refused", tool=name, category="leaves_allowed_hosts", reason=reason))
+            self.trace.append(trace_entry("refused", tool=name, category="leaves_allowed_hosts", reason=reason))
             return {"ok": False, "refused": True, "error": f"refused: {reason}"}
         # Following a link is a navigation to its href: no click, so no script of the site runs for it.
         answer = self.handover.goto(url)
         self.trace.append(
-            _entry("tool_call", tool=name, url=url, ok=bool(answer.get("ok")), status=answer.get("status"))
+            trace_entry("tool_call", tool=name, url=url, ok=bool(answer.get("ok")), status=answer.get("status"))
         )
         view = self._observe()
         return {
@@ -395,6 +391,6 @@ class CodeWriter:
         }
 
     def _check(self, code: str) -> tuple[str, list[str]]:
-        code = _placeholders_to_params(code)
+        code = placeholders_to_params(code)
         violations = codegen.check_generated_code(code, original=None, allowed_domains=self.allowed_hosts)
         return code, violations

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import secrets as pysecrets
 import time
 from dataclasses import dataclass, field
 from difflib import unified_diff
@@ -28,55 +26,14 @@ from urllib.parse import urljoin, urlparse
 from django.conf import settings
 
 from healing_app import codegen, costs, sites
-from healing_app.agents import prompts
+from healing_app.agents import llm_chat, prompts
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
+from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
 from healing_app.selectors import fingerprint_from_selector, same_element
 
 logger = logging.getLogger(__name__)
 
-OMITTED = "(older page view omitted)"
-PLACEHOLDER = re.compile(r"^\{\{secret:([\w.-]+)\}\}$")
-PLACEHOLDER_IN_CODE = re.compile(r"""(?P<q>["'])\{\{secret:(?P<key>[\w-]+)\}\}(?P=q)""")
 LOAD_STATES = ("load", "domcontentloaded", "networkidle")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds of one takeover or one patch. Defaults fit inside the runner's hand-over budget (300 s)
-    and the `runs` job timeout; each can be set in settings (LLM_MAX_STEPS, ...)."""
-
-    max_steps: int = 12  # model replies per takeover
-    max_seconds: float = 60.0  # wall clock of a takeover, retries and page actions included
-    max_tokens: int = 60_000  # prompt + completion tokens per takeover
-    max_completion_tokens: int = 1_500  # per reply
-    max_retries: int = 2  # per request, on 429, 5xx, timeouts and connection errors
-    patch_seconds: float = 90.0
-    max_elements: int = 60  # elements in one page view
-    text_chars: int = 1_500  # page text in one page view
-    max_wait_ms: int = 30_000  # longest wait or step timeout the model may ask for
-
-    @classmethod
-    def from_settings(cls) -> Limits:
-        names = {
-            "max_steps": "LLM_MAX_STEPS",
-            "max_seconds": "LLM_TAKEOVER_SECONDS",
-            "max_tokens": "LLM_MAX_TOKENS_PER_HEAL",
-            "max_retries": "LLM_MAX_RETRIES",
-        }
-        return cls(**{field_: getattr(settings, name) for field_, name in names.items() if hasattr(settings, name)})
-
-
-# A tool call needs a few dozen tokens; a reply allowed fewer than this is not worth the request.
-MIN_COMPLETION_TOKENS = 64
-
-
-def _estimated_tokens(messages: list[dict], tools: list[dict]) -> int:
-    """About four characters a token (no tokenizer offline); the request's own tokens, before sending it."""
-    return len(json.dumps(messages, ensure_ascii=False)) // 4 + len(json.dumps(tools)) // 4
-
-
-class LLMUnavailable(Exception):
-    """The model could not be used for this request (after the bounded retries); fall back."""
 
 
 # -- the tools the model may call -----------------------------------------------------------------
@@ -87,39 +44,23 @@ _TARGET = {
 }
 
 
-def _tool(name: str, description: str, properties: dict, required: tuple[str, ...] = ()) -> dict:
-    return {
-        "type": "function",
-        "function": {
-            "name": name,
-            "description": description,
-            "parameters": {
-                "type": "object",
-                "properties": properties,
-                "required": list(required),
-                "additionalProperties": False,
-            },
-        },
-    }
-
-
 TAKEOVER_TOOLS = [
-    _tool("click", "Click an element (to prepare the page; the failing step itself is finished with done).", _TARGET),
-    _tool(
+    llm_chat.tool("click", "Click an element (to prepare the page; the failing step itself is finished with done).", _TARGET),
+    llm_chat.tool(
         "fill",
         "Type a value into a field. For a secret, the whole value is the placeholder {{secret:NAME}}.",
         {**_TARGET, "value": {"type": "string"}},
         ("value",),
     ),
-    _tool(
+    llm_chat.tool(
         "select",
         "Choose an option of a <select> by value or label.",
         {**_TARGET, "value": {"type": "string"}},
         ("value",),
     ),
-    _tool("press", "Press a key (e.g. Enter) in an element.", {**_TARGET, "key": {"type": "string"}}, ("key",)),
-    _tool("goto", "Open a URL of the task's own sites.", {"url": {"type": "string"}}, ("url",)),
-    _tool(
+    llm_chat.tool("press", "Press a key (e.g. Enter) in an element.", {**_TARGET, "key": {"type": "string"}}, ("key",)),
+    llm_chat.tool("goto", "Open a URL of the task's own sites.", {"url": {"type": "string"}}, ("url",)),
+    llm_chat.tool(
         "wait",
         "Wait for a load state or for an element to appear.",
         {
@@ -128,12 +69,12 @@ TAKEOVER_TOOLS = [
             "timeout_ms": {"type": "integer"},
         },
     ),
-    _tool(
+    llm_chat.tool(
         "extract",
         "Read an element's text, or one attribute of it.",
         {**_TARGET, "attribute": {"type": "string"}},
     ),
-    _tool(
+    llm_chat.tool(
         "done",
         "Re-run the failing step with your fix and finish: ref/selector for the element it should use, url for "
         "a moved page, timeout_ms for a slower page, or nothing when the preparation alone fixed it.",
@@ -144,10 +85,10 @@ TAKEOVER_TOOLS = [
             "explanation": {"type": "string", "description": "one sentence: what changed on the site"},
         },
     ),
-    _tool("give_up", "Stop: the step cannot be completed safely.", {"reason": {"type": "string"}}, ("reason",)),
+    llm_chat.tool("give_up", "Stop: the step cannot be completed safely.", {"reason": {"type": "string"}}, ("reason",)),
 ]
 
-PATCH_TOOL = _tool(
+PATCH_TOOL = llm_chat.tool(
     "submit_patch",
     "Submit the root cause and the full patched code.",
     {"root_cause": {"type": "string"}, "code": {"type": "string"}},
@@ -169,14 +110,14 @@ class LLMAgent:
         client: Any = None,
         model: str | None = None,
         fallback: Any,
-        limits: Limits | None = None,
+        limits: llm_chat.Limits | None = None,
         secrets: dict[str, str] | None = None,
         budget_reason: str | None = None,
     ) -> None:
         self._client = client
         self.model = model or settings.OPENAI_MODEL
         self.fallback = fallback
-        self.limits = limits or Limits.from_settings()
+        self.limits = limits or llm_chat.Limits.from_settings()
         self.budget_reason = budget_reason
         # Values are kept only to scrub them out of what is sent; the model never gets them.
         self._secret_values = {k: v for k, v in (secrets or {}).items() if isinstance(v, str) and v}
@@ -185,7 +126,7 @@ class LLMAgent:
     def for_task(cls, task, *, fallback) -> LLMAgent:
         return cls(
             fallback=fallback,
-            secrets=_flat_secrets(task.secrets),
+            secrets=llm_chat.flat_secrets(task.secrets),
             budget_reason=costs.budget_exceeded(task),
         )
 
@@ -194,12 +135,12 @@ class LLMAgent:
         if not self._secret_values:
             return value
         ordered = dict(sorted(self._secret_values.items(), key=lambda kv: len(kv[1]), reverse=True))
-        return _scrub_value(value, ordered)
+        return llm_chat.scrub_value(value, ordered)
 
     @property
     def client(self):
         if self._client is None:
-            self._client = make_client()
+            self._client = llm_chat.make_client()
         return self._client
 
     # -- takeover ---------------------------------------------------------------------------------
@@ -216,7 +157,7 @@ class LLMAgent:
         session = _Takeover(agent=self, context=context, handover=handover, trace=trace)
         try:
             outcome = session.run()
-        except LLMUnavailable as exc:
+        except llm_chat.LLMUnavailable as exc:
             return self._delegate(
                 context, handover, trace, action="llm_unavailable", reason=str(exc), tokens=session.chat.tokens
             )
@@ -224,7 +165,7 @@ class LLMAgent:
             logger.exception("the LLM takeover of task %s failed", context.task_id)
             return self._delegate(
                 context, handover, trace, action="llm_error",
-                reason=f"the LLM takeover failed: {type(exc).__name__}: {_clip(str(exc), 200)}",
+                reason=f"the LLM takeover failed: {type(exc).__name__}: {llm_chat.clip(str(exc), 200)}",
                 tokens=session.chat.tokens,
             )
         if outcome.recovered or outcome.needs_human or session.security_stop or getattr(handover, "closed", False):
@@ -242,7 +183,7 @@ class LLMAgent:
     def _delegate(self, context, handover, trace, *, action, reason, tokens=(0, 0), candidates=None) -> TakeoverOutcome:
         """Let the heuristic agent finish the takeover; the trace keeps what the LLM did and why it stopped."""
         logger.info("LLM agent hands task %s over to the heuristic agent: %s", context.task_id, reason)
-        trace.append(_entry(action, reason=reason, to="heuristic"))
+        trace.append(llm_chat.trace_entry(action, reason=reason, to="heuristic"))
         outcome = self.fallback.take_over(context, handover)
         self.kind = getattr(self.fallback, "kind", "heuristic")
         outcome.trace = [*trace, *outcome.trace]
@@ -274,25 +215,25 @@ class LLMAgent:
                 "content": prompts.PATCH_USER.format(
                     prompt=prompt or "(none)",
                     failure=json.dumps(_failure_view(failure), ensure_ascii=False),
-                    recoveries=prompts.untrusted_block(_nonce(), recoveries),
+                    recoveries=prompts.untrusted_block(llm_chat.nonce(), recoveries),
                     code=prompts.numbered(code),
                     draft=prompts.PATCH_DRAFT.format(diff=_diff(code, draft.code)) if draft and draft.code else "",
                 ),
             },
         ]
-        chat = _Chat(self, deadline=time.monotonic() + self.limits.patch_seconds, trace=[])
+        chat = llm_chat.Chat(self, deadline=time.monotonic() + self.limits.patch_seconds, trace=[])
         try:
             message = chat.complete(
                 messages, tools=[PATCH_TOOL], tool_choice={"type": "function", "function": {"name": "submit_patch"}}
             )
             answer = _patch_answer(message)
-        except LLMUnavailable as exc:
+        except llm_chat.LLMUnavailable as exc:
             answer, problem = None, f"the model was unavailable ({exc})"
         else:
             problem = _patch_problem(answer, code)
         prompt_tokens, completion_tokens = chat.tokens
         if problem is None:
-            new_code = _placeholders_to_params(answer["code"])
+            new_code = llm_chat.placeholders_to_params(answer["code"])
             return Patch(
                 root_cause=answer["root_cause"].strip(),
                 code=None if new_code.strip() == code.strip() else new_code,
@@ -325,8 +266,8 @@ class _Takeover:
     def __post_init__(self) -> None:
         self.limits = self.agent.limits
         self.deadline = time.monotonic() + self.limits.max_seconds
-        self.chat = _Chat(self.agent, deadline=self.deadline, trace=self.trace)
-        self.nonce = _nonce()
+        self.chat = llm_chat.Chat(self.agent, deadline=self.deadline, trace=self.trace)
+        self.nonce = llm_chat.nonce()
         failure = self.context.failure
         self.target = self.context.stored_fingerprint or fingerprint_from_selector(
             failure.get("selector") or "", prompt=self.context.prompt
@@ -369,19 +310,19 @@ class _Takeover:
         ]
         page_messages = [2]
         for _ in range(self.limits.max_steps):
-            _stub_old_pages(messages, page_messages)
+            llm_chat.stub_old_pages(messages, page_messages)
             # The budget is a cap, not a trigger: a request is sent only if its prompt (estimated) fits, and
             # its answer may use only what is left.
-            left = self.limits.max_tokens - self.chat.tokens_total - _estimated_tokens(messages, TAKEOVER_TOOLS)
-            if left < MIN_COMPLETION_TOKENS:
+            left = self.limits.max_tokens - self.chat.tokens_total - llm_chat.estimated_tokens(messages, TAKEOVER_TOOLS)
+            if left < llm_chat.MIN_COMPLETION_TOKENS:
                 return self._stop(f"token budget of the takeover used up ({self.chat.tokens_total} tokens)")
             message = self.chat.complete(
                 messages, tools=TAKEOVER_TOOLS, max_completion_tokens=min(left, self.limits.max_completion_tokens)
             )
             calls = message.tool_calls or []
-            messages.append(_assistant_dict(message))
+            messages.append(llm_chat.assistant_dict(message))
             if not calls:
-                self.trace.append(_entry("model_text", text=_clip(message.content or "", 300)))
+                self.trace.append(llm_chat.trace_entry("model_text", text=llm_chat.clip(message.content or "", 300)))
                 messages.append({"role": "user", "content": "Answer with a tool call: done, give_up, or an action."})
                 continue
             for call in calls:
@@ -389,12 +330,7 @@ class _Takeover:
                 if time.monotonic() >= self.deadline:
                     return self._stop(f"time budget of the takeover used up ({self.limits.max_seconds:.0f} s)")
                 result, finished = self._tool(call)
-                page_block = result.pop("page", None)
-                content = json.dumps(result, ensure_ascii=False)
-                if page_block:
-                    page_messages.append(len(messages))
-                    content += "\n" + page_block
-                messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+                llm_chat.append_tool_reply(messages, page_messages, call_id=call.id, reply=result)
                 if finished is not None:
                     return finished
                 if getattr(
@@ -406,7 +342,7 @@ class _Takeover:
         return self._stop(f"no completion within {self.limits.max_steps} model steps")
 
     def _stop(self, reason: str, *, needs_human: bool = False) -> TakeoverOutcome:
-        self.trace.append(_entry("stop", reason=reason))
+        self.trace.append(llm_chat.trace_entry("stop", reason=reason))
         return TakeoverOutcome(
             recovered=False,
             reason=reason,
@@ -436,7 +372,7 @@ class _Takeover:
         if elements and self.target:
             result = locate(self.target, elements, excluded=excluded)
             self.candidates = [
-                {**_element_view(elements[i]), "score": round(score, 4)} for i, score in result.ranked[:10]
+                {**llm_chat.element_view(elements[i]), "score": round(score, 4)} for i, score in result.ranked[:10]
             ]
             ranked_refs = [elements[i].get("ref") for i, _ in result.ranked[:5]]
             self.locator_verdict = {
@@ -447,7 +383,7 @@ class _Takeover:
                 "reason": result.reason,
             }
             self.trace.append(
-                _entry(
+                llm_chat.trace_entry(
                     "locate",
                     candidates=len(elements),
                     excluded=len(excluded),
@@ -455,7 +391,7 @@ class _Takeover:
                     **self.locator_verdict,
                 )
             )
-        return _page_view(obs, self.limits, keep_refs=ranked_refs)
+        return llm_chat.page_view(obs, self.limits, keep_refs=ranked_refs)
 
     def _fresh_view(self) -> dict:
         # The ranked candidates carry page text too: they travel inside the fence with the page.
@@ -471,11 +407,11 @@ class _Takeover:
             if not isinstance(args, dict):
                 raise ValueError
         except ValueError:
-            self.trace.append(_entry("tool_call", tool=name, error="arguments are not a JSON object"))
+            self.trace.append(llm_chat.trace_entry("tool_call", tool=name, error="arguments are not a JSON object"))
             return {"ok": False, "error": "arguments must be a JSON object"}, None
         logged = self.agent._scrub(args)
         if name not in _ALLOWED_ARGS:
-            self.trace.append(_entry("tool_call", tool=name, args=logged, error="unknown tool"))
+            self.trace.append(llm_chat.trace_entry("tool_call", tool=name, args=logged, error="unknown tool"))
             return {"ok": False, "error": f"unknown tool {name!r}"}, None
         extra = sorted(set(args) - _ALLOWED_ARGS[name])
         if extra:
@@ -493,15 +429,15 @@ class _Takeover:
         try:
             result, finished = handler(args)
         except Exception as exc:  # noqa: BLE001 - a page-side error is an answer for the model, not a crash
-            result, finished = {"ok": False, "error": f"{type(exc).__name__}: {_clip(str(exc), 300)}"}, None
+            result, finished = {"ok": False, "error": f"{type(exc).__name__}: {llm_chat.clip(str(exc), 300)}"}, None
         result = self.agent._scrub(result)
         summary = {k: v for k, v in result.items() if k != "page"}
-        self.trace.append(_entry("tool_call", tool=name, args=logged, result=_clip_dict(summary)))
+        self.trace.append(llm_chat.trace_entry("tool_call", tool=name, args=logged, result=llm_chat.clip_dict(summary)))
         return result, finished
 
     def _refuse(self, name: str, args: dict, reason: str, *, category: str) -> dict:
         logger.warning("LLM tool call refused (%s): %s %s", category, name, reason)
-        self.trace.append(_entry("refused", tool=name, args=args, category=category, reason=reason))
+        self.trace.append(llm_chat.trace_entry("refused", tool=name, args=args, category=category, reason=reason))
         return {"ok": False, "refused": True, "error": f"refused: {reason}"}
 
     def _check(self, name: str, args: dict) -> tuple[str, str] | None:
@@ -524,10 +460,10 @@ class _Takeover:
             if urlparse(url).scheme in ("http", "https") and not sites.on_sites(url, self.allowed_hosts):
                 return (
                     "leaves_allowed_hosts",
-                    f"{_clip(url, 120)} is not on the task's sites ({', '.join(self.allowed_hosts)})",
+                    f"{llm_chat.clip(url, 120)} is not on the task's sites ({', '.join(self.allowed_hosts)})",
                 )
             if urlparse(url).scheme not in ("http", "https", ""):
-                return ("leaves_allowed_hosts", f"{_clip(url, 120)} is not an http(s) URL")
+                return ("leaves_allowed_hosts", f"{llm_chat.clip(url, 120)} is not an http(s) URL")
         return None
 
     def _target(self, args: dict) -> dict:
@@ -550,8 +486,8 @@ class _Takeover:
         view = self._fresh_view()
         if not sites.on_sites(self.current_url, self.allowed_hosts):
             self.security_stop = True
-            reason = f"the page left the task's sites (now at {_clip(self.current_url, 120)})"
-            self.trace.append(_entry("refused", category="leaves_allowed_hosts", reason=reason))
+            reason = f"the page left the task's sites (now at {llm_chat.clip(self.current_url, 120)})"
+            self.trace.append(llm_chat.trace_entry("refused", category="leaves_allowed_hosts", reason=reason))
             return result, self._stop(reason)
         return {**result, **view}, None
 
@@ -567,7 +503,7 @@ class _Takeover:
         target = self._target(args)
         value = str(args["value"])
         selector = self._stable_selector(target)
-        match = PLACEHOLDER.match(value)
+        match = llm_chat.PLACEHOLDER.match(value)
         if match:
             key = match.group(1)
             if key not in self.context.secret_keys:
@@ -631,12 +567,12 @@ class _Takeover:
             "ok": bool(answer.get("ok")),
             "error": answer.get("error"),
             "untrusted_value": prompts.untrusted_block(
-                self.nonce, _clip(str(value), 2000) if value is not None else None
+                self.nonce, llm_chat.clip(str(value), 2000) if value is not None else None
             ),
         }, None
 
     def _do_give_up(self, args):
-        reason = _clip(str(args.get("reason") or "the model gave up"), 500)
+        reason = llm_chat.clip(str(args.get("reason") or "the model gave up"), 500)
         captcha = "captcha" in reason.lower()
         return {"ok": True}, self._stop(f"the model gave up: {reason}", needs_human=captcha)
 
@@ -644,7 +580,7 @@ class _Takeover:
         timeout = args.get("timeout_ms")
         timeout = min(int(timeout), self.limits.max_wait_ms) if timeout else None
         url = urljoin(self.current_url, str(args["url"])) if args.get("url") else None
-        explanation = _clip(str(args.get("explanation") or ""), 500)
+        explanation = llm_chat.clip(str(args.get("explanation") or ""), 500)
         options: list[dict] = []
         element = None
         if args.get("ref") is not None:
@@ -662,7 +598,7 @@ class _Takeover:
         for option in options or [{}]:
             answer = self.handover.retry_step(selector=option.get("selector"), url=url, timeout_ms=timeout)
             self.trace.append(
-                _entry(
+                llm_chat.trace_entry(
                     "retry_step",
                     selector=option.get("selector"),
                     url=url,
@@ -681,11 +617,11 @@ class _Takeover:
                     recovery=recovery,
                     trace=self.trace,
                     candidates=self.candidates,
-                    chosen_element=_full(element) if element else None,
+                    chosen_element=llm_chat.full_element(element) if element else None,
                     prompt_tokens=self.chat.tokens[0],
                     completion_tokens=self.chat.tokens[1],
                 )
-            errors.append(_clip(str(answer.get("error")), 300))
+            errors.append(llm_chat.clip(str(answer.get("error")), 300))
         return self._after_action({"ok": False, "error": "the step still fails: " + " | ".join(errors)})
 
     def _recovery(self, option: dict, element: dict | None, *, url, timeout, waited_ms, explanation) -> dict:
@@ -713,7 +649,7 @@ class _Takeover:
                 if element and element.get("ref") == self.locator_verdict.get("choice_ref")
                 else (score or 0),
                 "before": self.target,
-                "after": _full(element) if element else {"selector": option["selector"]},
+                "after": llm_chat.full_element(element) if element else {"selector": option["selector"]},
             }
             if timeout:
                 recovery["timeout_ms"] = timeout
@@ -737,290 +673,12 @@ class _Takeover:
 # -- the conversation with the API ----------------------------------------------------------------
 
 
-class _Chat:
-    """Calls Chat Completions with bounded retries inside a deadline, and keeps the token count."""
-
-    def __init__(self, agent: LLMAgent, *, deadline: float, trace: list[dict]) -> None:
-        self.agent = agent
-        self.deadline = deadline
-        self.trace = trace
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-
-    @property
-    def tokens(self) -> tuple[int, int]:
-        return self.prompt_tokens, self.completion_tokens
-
-    @property
-    def tokens_total(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def complete(
-        self, messages: list[dict], *, tools: list[dict], tool_choice: Any = None, max_completion_tokens: int | None = None
-    ):
-        import openai
-
-        limits = self.agent.limits
-        body = {
-            "model": self.agent.model,
-            "messages": self.agent._scrub(messages),
-            "tools": tools,
-            "max_completion_tokens": max_completion_tokens or limits.max_completion_tokens,
-        }
-        if tool_choice is not None:
-            body["tool_choice"] = tool_choice
-        last_error = "no attempt"
-        for attempt in range(1, limits.max_retries + 2):
-            remaining = self.deadline - time.monotonic()
-            if remaining < 1.0:
-                raise LLMUnavailable(f"time budget used up ({last_error})" if attempt > 1 else "time budget used up")
-            timeout = min(settings.OPENAI_TIMEOUT_S, remaining)
-            started = time.monotonic()
-            try:
-                response = self.agent.client.with_options(timeout=timeout, max_retries=0).chat.completions.create(
-                    **body
-                )
-            except openai.APIStatusError as exc:
-                retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-                last_error = f"HTTP {exc.status_code}"
-                self._failed(attempt, exc.request_id, last_error, started)
-                if not retryable:
-                    raise LLMUnavailable(
-                        f"the LLM API refused the request: HTTP {exc.status_code} (request id {exc.request_id})"
-                    ) from exc
-                delay = _retry_after(exc.response) or 0.5 * 2 ** (attempt - 1)
-            except openai.APITimeoutError as exc:
-                last_error = f"no answer within {timeout:.1f} s"
-                self._failed(attempt, None, last_error, started)
-                delay = 0.0
-                if timeout < settings.OPENAI_TIMEOUT_S:  # the deadline, not the API, cut this one short
-                    raise LLMUnavailable(f"time budget used up ({last_error})") from exc
-            except openai.APIConnectionError as exc:
-                last_error = f"connection failed: {type(exc.__cause__ or exc).__name__}"
-                self._failed(attempt, None, last_error, started)
-                delay = 0.5 * 2 ** (attempt - 1)
-            except (openai.APIResponseValidationError, ValueError) as exc:  # a 200 that is no Chat Completion
-                self._failed(attempt, None, "the answer is not a Chat Completion", started)
-                raise LLMUnavailable(f"the LLM API answered with something that is not a Chat Completion: {exc}") from exc
-            else:
-                return self._succeeded(response, attempt, started)
-            if attempt > limits.max_retries:
-                break
-            time.sleep(max(0.0, min(delay, self.deadline - time.monotonic() - 1.0)))
-        raise LLMUnavailable(f"the LLM API failed {limits.max_retries + 1} times; last: {last_error}")
-
-    def _failed(self, attempt: int, request_id: str | None, error: str, started: float) -> None:
-        ms = int((time.monotonic() - started) * 1000)
-        logger.warning("LLM request failed: %s (request id %s, attempt %d, %d ms)", error, request_id, attempt, ms)
-        self.trace.append(_entry("llm_error", error=error, request_id=request_id, attempt=attempt, ms=ms))
-
-    def _succeeded(self, response, attempt: int, started: float):
-        ms = int((time.monotonic() - started) * 1000)
-        usage = response.usage
-        prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
-        completion_tokens = getattr(usage, "completion_tokens", 0) or 0
-        self.prompt_tokens += prompt_tokens
-        self.completion_tokens += completion_tokens
-        request_id = getattr(response, "_request_id", None)
-        logger.info(
-            "LLM request %s: model %s, %d prompt + %d completion tokens, %d ms",
-            request_id,
-            response.model,
-            prompt_tokens,
-            completion_tokens,
-            ms,
-        )
-        self.trace.append(
-            _entry(
-                "llm_call",
-                request_id=request_id,
-                model=response.model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                ms=ms,
-                attempt=attempt,
-            )
-        )
-        if not response.choices:
-            raise LLMUnavailable(f"the LLM API answered without a choice (request id {request_id})")
-        return response.choices[0].message
-
-
 # -- LLMAgent helpers ------------------------------------------------------------------------------
-
-
-def _scrub_value(value: Any, secrets: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        for key, secret in secrets.items():
-            if secret in value:
-                value = value.replace(secret, "{{secret:" + key + "}}")
-        return value
-    if isinstance(value, dict):
-        return {k: _scrub_value(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub_value(v, secrets) for v in value]
-    return value
-
-
-def make_client():
-    """The official client for the configured endpoint; retries are ours (bounded by the takeover's deadline)."""
-    from openai import OpenAI
-
-    return OpenAI(
-        # Local servers (vLLM, Ollama, LM Studio) ignore the key, but the client requires one.
-        api_key=settings.OPENAI_API_KEY or "not-needed",
-        base_url=settings.OPENAI_BASE_URL or None,
-        timeout=settings.OPENAI_TIMEOUT_S,
-        max_retries=0,
-    )
-
-
-def _flat_secrets(secrets: dict, prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in (secrets or {}).items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flat_secrets(value, name + "."))
-        elif value not in (None, ""):
-            out[name] = str(value)
-    return out
-
-
-def _entry(action: str, **details: Any) -> dict:
-    return {"at": round(time.time(), 3), "action": action, **{k: v for k, v in details.items() if v is not None}}
-
-
-def _nonce() -> str:
-    return pysecrets.token_hex(8)
-
-
-def _clip(text: str, n: int) -> str:
-    text = text if isinstance(text, str) else str(text)
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _clip_dict(data: dict) -> dict:
-    return {k: _clip(v, 300) if isinstance(v, str) else v for k, v in data.items()}
-
-
-def _retry_after(response) -> float | None:
-    headers = getattr(response, "headers", None) or {}
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw:
-            try:
-                return max(0.0, float(raw) / divisor)
-            except ValueError:
-                continue
-    return None
-
-
-def _assistant_dict(message) -> dict:
-    out: dict[str, Any] = {"role": "assistant", "content": message.content or ""}
-    if message.tool_calls:
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
-            for c in message.tool_calls
-        ]
-    return out
-
-
-def _stub_old_pages(messages: list[dict], page_messages: list[int]) -> None:
-    """Only the newest page view stays in full; older ones cost tokens and add nothing."""
-    for index in page_messages[:-1]:
-        message = messages[index]
-        head, _, rest = message["content"].partition("\n")
-        if rest and rest != OMITTED:
-            message["content"] = head + "\n" + OMITTED
-
-
-_VIEW_KEYS = (
-    "ref",
-    "tag",
-    "role",
-    "name_text",
-    "text",
-    "id",
-    "name",
-    "type",
-    "class",
-    "href",
-    "aria_label",
-    "placeholder",
-    "data_testid",
-    "title",
-    "alt",
-    "value",
-)
-
-
-def _element_view(element: dict) -> dict:
-    out = {}
-    for key in _VIEW_KEYS:
-        value = element.get(key)
-        if value in (None, "", "no"):
-            continue
-        if key == "value" and (element.get("type") or "").lower() == "password":
-            continue
-        if key == "name_text" and value == element.get("text"):
-            continue
-        out[key] = _clip(value, 80 if key in ("text", "name_text") else 120) if isinstance(value, str) else value
-    if element.get("enabled") is False:
-        out["disabled"] = True
-    return out
-
-
-def _full(element: dict | None) -> dict | None:
-    if element is None:
-        return None
-    return {k: v for k, v in element.items() if k not in ("ref", "value")}
-
-
-def _page_view(obs: dict, limits: Limits, *, keep_refs: list[int]) -> dict:
-    elements = obs.get("elements") or []
-    wanted = set(keep_refs)
-    chosen = [e for e in elements if e.get("ref") in wanted]
-    rest = sorted(
-        (e for e in elements if e.get("ref") not in wanted and e.get("visible", True) is not False),
-        key=lambda e: (not e.get("interactable", e.get("is_button") == "yes"), e.get("y") or 0),
-    )
-    chosen += rest[: max(0, limits.max_elements - len(chosen))]
-    chosen.sort(key=lambda e: e.get("ref", 0))
-    forms = [
-        {
-            "id": f.get("id"),
-            "action": f.get("action"),
-            "inputs": [
-                {
-                    k: v
-                    for k, v in i.items()
-                    if k in ("ref", "type", "name", "id", "label", "placeholder") and v not in ("", None)
-                }
-                for i in f.get("inputs") or []
-            ][:15],
-            "submits": [
-                {k: v for k, v in s.items() if k in ("ref", "text", "id") and v not in ("", None)}
-                for s in f.get("submits") or []
-            ][:5],
-        }
-        for f in (obs.get("forms") or [])[:5]
-    ]
-    return {
-        "url": obs.get("url"),
-        "title": obs.get("title"),
-        "http_status": obs.get("http_status"),
-        "login_form": obs.get("login_form"),
-        "captcha": obs.get("captcha"),
-        "elements": [_element_view(e) for e in chosen],
-        "elements_omitted": max(0, len(elements) - len(chosen)),
-        "forms": forms,
-        "text_excerpt": _clip(obs.get("text_excerpt") or "", limits.text_chars),
-    }
 
 
 def _failure_view(failure: dict) -> dict:
     return {
-        k: (_clip(v, 600) if isinstance(v, str) else v)
+        k: (llm_chat.clip(v, 600) if isinstance(v, str) else v)
         for k, v in failure.items()
         if k in ("type", "message", "line", "action", "selector", "url", "http_status", "args")
         and v not in (None, "", {})
@@ -1105,12 +763,9 @@ def _patch_problem(answer: dict | None, original: str) -> str | None:
     if not isinstance(code, str) or not code.strip():
         return "the model gave no code"
     try:
-        codegen.validate_task_code(_placeholders_to_params(code))
+        codegen.validate_task_code(llm_chat.placeholders_to_params(code))
     except codegen.CodeValidationError as exc:
         return f"the model's code is not a task module ({exc})"
     return None
 
 
-def _placeholders_to_params(code: str) -> str:
-    """A literal "{{secret:password}}" in generated code means params["secrets"]["password"]."""
-    return PLACEHOLDER_IN_CODE.sub(lambda m: f'params["secrets"]["{m.group("key")}"]', code)

@@ -414,7 +414,7 @@ def test_429s_are_retried_a_bounded_number_of_times_then_the_heuristic_agent_tak
     fake.script(*(error(429, retry_after_ms=20) for _ in range(3)))
     handover = contact_handover()
 
-    with caplog.at_level(logging.INFO, logger="healing_app.agents.llm"):
+    with caplog.at_level(logging.INFO, logger="healing_app.agents"):
         outcome = agent_on(fake, limits=Limits(max_retries=2)).take_over(context(), handover)
 
     assert len(fake.requests) == 3  # one try and two retries, no more

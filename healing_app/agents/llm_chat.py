@@ -1,0 +1,382 @@
+"""What the LLM agent and the code writer share: the bounded Chat Completions loop, its limits, and
+how page data and secrets are shaped before they reach a model.
+
+The takeover agent (llm.py) and the writer of version 1 from a prompt (task_generation.py) both talk
+to the model through `Chat`, show pages through `page_view`, keep secrets as `{{secret:NAME}}`
+placeholders and record every call with `trace_entry`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets as pysecrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from healing_app.agents.llm import LLMAgent
+
+logger = logging.getLogger(__name__)
+
+
+OMITTED = "(older page view omitted)"
+
+
+PLACEHOLDER = re.compile(r"^\{\{secret:([\w.-]+)\}\}$")
+
+
+PLACEHOLDER_IN_CODE = re.compile(r"""(?P<q>["'])\{\{secret:(?P<key>[\w-]+)\}\}(?P=q)""")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds of one takeover or one patch. Defaults fit inside the runner's hand-over budget (300 s)
+    and the `runs` job timeout; each can be set in settings (LLM_MAX_STEPS, ...)."""
+
+    max_steps: int = 12  # model replies per takeover
+    max_seconds: float = 60.0  # wall clock of a takeover, retries and page actions included
+    max_tokens: int = 60_000  # prompt + completion tokens per takeover
+    max_completion_tokens: int = 1_500  # per reply
+    max_retries: int = 2  # per request, on 429, 5xx, timeouts and connection errors
+    patch_seconds: float = 90.0
+    max_elements: int = 60  # elements in one page view
+    text_chars: int = 1_500  # page text in one page view
+    max_wait_ms: int = 30_000  # longest wait or step timeout the model may ask for
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        names = {
+            "max_steps": "LLM_MAX_STEPS",
+            "max_seconds": "LLM_TAKEOVER_SECONDS",
+            "max_tokens": "LLM_MAX_TOKENS_PER_HEAL",
+            "max_retries": "LLM_MAX_RETRIES",
+        }
+        return cls(**{field_: getattr(settings, name) for field_, name in names.items() if hasattr(settings, name)})
+
+
+# A tool call needs a few dozen tokens; a reply allowed fewer than this is not worth the request.
+MIN_COMPLETION_TOKENS = 64
+
+
+def estimated_tokens(messages: list[dict], tools: list[dict]) -> int:
+    """About four characters a token (no tokenizer offline); the request's own tokens, before sending it."""
+    return len(json.dumps(messages, ensure_ascii=False)) // 4 + len(json.dumps(tools)) // 4
+
+
+class LLMUnavailable(Exception):
+    """The model could not be used for this request (after the bounded retries); fall back."""
+
+
+def tool(name: str, description: str, properties: dict, required: tuple[str, ...] = ()) -> dict:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": properties,
+                "required": list(required),
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+class Chat:
+    """Calls Chat Completions with bounded retries inside a deadline, and keeps the token count."""
+
+    def __init__(self, agent: LLMAgent, *, deadline: float, trace: list[dict]) -> None:
+        self.agent = agent
+        self.deadline = deadline
+        self.trace = trace
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    @property
+    def tokens(self) -> tuple[int, int]:
+        return self.prompt_tokens, self.completion_tokens
+
+    @property
+    def tokens_total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def complete(
+        self, messages: list[dict], *, tools: list[dict], tool_choice: Any = None, max_completion_tokens: int | None = None
+    ):
+        import openai
+
+        limits = self.agent.limits
+        body = {
+            "model": self.agent.model,
+            "messages": self.agent._scrub(messages),
+            "tools": tools,
+            "max_completion_tokens": max_completion_tokens or limits.max_completion_tokens,
+        }
+        if tool_choice is not None:
+            body["tool_choice"] = tool_choice
+        last_error = "no attempt"
+        for attempt in range(1, limits.max_retries + 2):
+            remaining = self.deadline - time.monotonic()
+            if remaining < 1.0:
+                raise LLMUnavailable(f"time budget used up ({last_error})" if attempt > 1 else "time budget used up")
+            timeout = min(settings.OPENAI_TIMEOUT_S, remaining)
+            started = time.monotonic()
+            try:
+                response = self.agent.client.with_options(timeout=timeout, max_retries=0).chat.completions.create(
+                    **body
+                )
+            except openai.APIStatusError as exc:
+                retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+                last_error = f"HTTP {exc.status_code}"
+                self._failed(attempt, exc.request_id, last_error, started)
+                if not retryable:
+                    raise LLMUnavailable(
+                        f"the LLM API refused the request: HTTP {exc.status_code} (request id {exc.request_id})"
+                    ) from exc
+                delay = retry_after(exc.response) or 0.5 * 2 ** (attempt - 1)
+            except openai.APITimeoutError as exc:
+                last_error = f"no answer within {timeout:.1f} s"
+                self._failed(attempt, None, last_error, started)
+                delay = 0.0
+                if timeout < settings.OPENAI_TIMEOUT_S:  # the deadline, not the API, cut this one short
+                    raise LLMUnavailable(f"time budget used up ({last_error})") from exc
+            except openai.APIConnectionError as exc:
+                last_error = f"connection failed: {type(exc.__cause__ or exc).__name__}"
+                self._failed(attempt, None, last_error, started)
+                delay = 0.5 * 2 ** (attempt - 1)
+            except (openai.APIResponseValidationError, ValueError) as exc:  # a 200 that is no Chat Completion
+                self._failed(attempt, None, "the answer is not a Chat Completion", started)
+                raise LLMUnavailable(f"the LLM API answered with something that is not a Chat Completion: {exc}") from exc
+            else:
+                return self._succeeded(response, attempt, started)
+            if attempt > limits.max_retries:
+                break
+            time.sleep(max(0.0, min(delay, self.deadline - time.monotonic() - 1.0)))
+        raise LLMUnavailable(f"the LLM API failed {limits.max_retries + 1} times; last: {last_error}")
+
+    def _failed(self, attempt: int, request_id: str | None, error: str, started: float) -> None:
+        ms = int((time.monotonic() - started) * 1000)
+        logger.warning("LLM request failed: %s (request id %s, attempt %d, %d ms)", error, request_id, attempt, ms)
+        self.trace.append(trace_entry("llm_error", error=error, request_id=request_id, attempt=attempt, ms=ms))
+
+    def _succeeded(self, response, attempt: int, started: float):
+        ms = int((time.monotonic() - started) * 1000)
+        usage = response.usage
+        prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
+        completion_tokens = getattr(usage, "completion_tokens", 0) or 0
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        request_id = getattr(response, "_request_id", None)
+        logger.info(
+            "LLM request %s: model %s, %d prompt + %d completion tokens, %d ms",
+            request_id,
+            response.model,
+            prompt_tokens,
+            completion_tokens,
+            ms,
+        )
+        self.trace.append(
+            trace_entry(
+                "llm_call",
+                request_id=request_id,
+                model=response.model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                ms=ms,
+                attempt=attempt,
+            )
+        )
+        if not response.choices:
+            raise LLMUnavailable(f"the LLM API answered without a choice (request id {request_id})")
+        return response.choices[0].message
+
+
+def scrub_value(value: Any, secrets: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for key, secret in secrets.items():
+            if secret in value:
+                value = value.replace(secret, "{{secret:" + key + "}}")
+        return value
+    if isinstance(value, dict):
+        return {k: scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_value(v, secrets) for v in value]
+    return value
+
+
+def make_client():
+    """The official client for the configured endpoint; retries are ours (bounded by the takeover's deadline)."""
+    from openai import OpenAI
+
+    return OpenAI(
+        # Local servers (vLLM, Ollama, LM Studio) ignore the key, but the client requires one.
+        api_key=settings.OPENAI_API_KEY or "not-needed",
+        base_url=settings.OPENAI_BASE_URL or None,
+        timeout=settings.OPENAI_TIMEOUT_S,
+        max_retries=0,
+    )
+
+
+def flat_secrets(secrets: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in (secrets or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_secrets(value, name + "."))
+        elif value not in (None, ""):
+            out[name] = str(value)
+    return out
+
+
+def trace_entry(action: str, **details: Any) -> dict:
+    return {"at": round(time.time(), 3), "action": action, **{k: v for k, v in details.items() if v is not None}}
+
+
+def nonce() -> str:
+    return pysecrets.token_hex(8)
+
+
+def clip(text: str, n: int) -> str:
+    text = text if isinstance(text, str) else str(text)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def clip_dict(data: dict) -> dict:
+    return {k: clip(v, 300) if isinstance(v, str) else v for k, v in data.items()}
+
+
+def retry_after(response) -> float | None:
+    headers = getattr(response, "headers", None) or {}
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw:
+            try:
+                return max(0.0, float(raw) / divisor)
+            except ValueError:
+                continue
+    return None
+
+
+def assistant_dict(message) -> dict:
+    out: dict[str, Any] = {"role": "assistant", "content": message.content or ""}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
+            for c in message.tool_calls
+        ]
+    return out
+
+
+def append_tool_reply(messages: list[dict], page_messages: list[int], *, call_id: str, reply: dict) -> None:
+    """Answer one tool call. A fenced page view in the reply (`page`) travels after the JSON and is
+    remembered in `page_messages`, so stub_old_pages can shorten it once newer pages have been shown."""
+    page_block = reply.pop("page", None)
+    content = json.dumps(reply, ensure_ascii=False)
+    if page_block:
+        page_messages.append(len(messages))
+        content += "\n" + page_block
+    messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
+
+
+def stub_old_pages(messages: list[dict], page_messages: list[int]) -> None:
+    """Only the newest page view stays in full; older ones cost tokens and add nothing."""
+    for index in page_messages[:-1]:
+        message = messages[index]
+        head, _, rest = message["content"].partition("\n")
+        if rest and rest != OMITTED:
+            message["content"] = head + "\n" + OMITTED
+
+
+_VIEW_KEYS = (
+    "ref",
+    "tag",
+    "role",
+    "name_text",
+    "text",
+    "id",
+    "name",
+    "type",
+    "class",
+    "href",
+    "aria_label",
+    "placeholder",
+    "data_testid",
+    "title",
+    "alt",
+    "value",
+)
+
+
+def element_view(element: dict) -> dict:
+    out = {}
+    for key in _VIEW_KEYS:
+        value = element.get(key)
+        if value in (None, "", "no"):
+            continue
+        if key == "value" and (element.get("type") or "").lower() == "password":
+            continue
+        if key == "name_text" and value == element.get("text"):
+            continue
+        out[key] = clip(value, 80 if key in ("text", "name_text") else 120) if isinstance(value, str) else value
+    if element.get("enabled") is False:
+        out["disabled"] = True
+    return out
+
+
+def full_element(element: dict | None) -> dict | None:
+    if element is None:
+        return None
+    return {k: v for k, v in element.items() if k not in ("ref", "value")}
+
+
+def page_view(obs: dict, limits: Limits, *, keep_refs: list[int]) -> dict:
+    elements = obs.get("elements") or []
+    wanted = set(keep_refs)
+    chosen = [e for e in elements if e.get("ref") in wanted]
+    rest = sorted(
+        (e for e in elements if e.get("ref") not in wanted and e.get("visible", True) is not False),
+        key=lambda e: (not e.get("interactable", e.get("is_button") == "yes"), e.get("y") or 0),
+    )
+    chosen += rest[: max(0, limits.max_elements - len(chosen))]
+    chosen.sort(key=lambda e: e.get("ref", 0))
+    forms = [
+        {
+            "id": f.get("id"),
+            "action": f.get("action"),
+            "inputs": [
+                {
+                    k: v
+                    for k, v in i.items()
+                    if k in ("ref", "type", "name", "id", "label", "placeholder") and v not in ("", None)
+                }
+                for i in f.get("inputs") or []
+            ][:15],
+            "submits": [
+                {k: v for k, v in s.items() if k in ("ref", "text", "id") and v not in ("", None)}
+                for s in f.get("submits") or []
+            ][:5],
+        }
+        for f in (obs.get("forms") or [])[:5]
+    ]
+    return {
+        "url": obs.get("url"),
+        "title": obs.get("title"),
+        "http_status": obs.get("http_status"),
+        "login_form": obs.get("login_form"),
+        "captcha": obs.get("captcha"),
+        "elements": [element_view(e) for e in chosen],
+        "elements_omitted": max(0, len(elements) - len(chosen)),
+        "forms": forms,
+        "text_excerpt": clip(obs.get("text_excerpt") or "", limits.text_chars),
+    }
+
+
+def placeholders_to_params(code: str) -> str:
+    """A literal "{{secret:password}}" in generated code means params["secrets"]["password"]."""
+    return PLACEHOLDER_IN_CODE.sub(lambda m: f'params["secrets"]["{m.group("key")}"]', code)

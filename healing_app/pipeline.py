@@ -7,6 +7,7 @@ expects first, so a job that runs twice does nothing the second time.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from urllib.parse import urlparse
@@ -395,5 +396,6 @@ def _failure_summary(failure: dict) -> dict:
 
 
 def _short(value) -> str:
-    text = repr(value)
+    """A run's output as a reviewer reads it elsewhere (JSON, not Python's repr), cut to a line."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) < 120 else text[:117] + "..."

@@ -453,14 +453,20 @@ def _link_score(wanted_path: str, link: dict) -> float:
 
 
 def _link_sources(wanted_url: str, base_url: object) -> list[str]:
-    """Pages whose links may lead to the moved page: the task's base URL, the broken page's folder, the site root."""
+    """Pages whose links may lead to the moved page: the task's base URL, the broken page's folder, the site root.
+
+    A site that lives under a path (`https://host/shop/`) has its root there: the host's own "/" may be
+    another application (the demo site sits beside Anchor's dashboard), so the search does not go above it."""
     parsed = urlparse(wanted_url)
     origin = f"{parsed.scheme}://{parsed.netloc}"
     folder = parsed.path.rstrip("/").rsplit("/", 1)[0] + "/"
-    sources = []
+    sources = [origin + folder, origin + "/"]
     if isinstance(base_url, str) and _same_origin(base_url, origin):
-        sources.append(base_url.rstrip("/") + "/")
-    sources += [origin + folder, origin + "/"]
+        site_root = base_url.rstrip("/") + "/"
+        if parsed.path.startswith(urlparse(site_root).path):
+            sources = [site_root, *(url for url in sources if url.startswith(site_root))]
+        else:
+            sources.insert(0, site_root)
     return list(dict.fromkeys(sources))[:3]
 
 

@@ -9,8 +9,23 @@ from healing_app.agents.heuristic import (
 
 
 def test_moved_page_candidates_start_from_the_tasks_base_url_and_the_broken_pages_folder():
+    assert _link_sources("http://shop.test/catalog", "http://shop.test") == ["http://shop.test/"]
+    assert _link_sources("http://shop.test/a/b/catalog", "http://shop.test/") == [
+        "http://shop.test/", "http://shop.test/a/b/"
+    ]
+    assert _link_sources("http://shop.test/catalog", None) == ["http://shop.test/"]
+
+
+def test_a_site_under_a_path_is_searched_from_its_own_root_never_the_hosts():
+    # The demo site lives at /demo-site/ beside Anchor's dashboard at "/": the dashboard is not the site.
     sources = _link_sources("http://shop.test/demo-site/catalog", "http://shop.test/demo-site")
-    assert sources == ["http://shop.test/demo-site/", "http://shop.test/"]
+    assert sources == ["http://shop.test/demo-site/"]
+    deeper = _link_sources("http://shop.test/demo-site/shop/catalog", "http://shop.test/demo-site/")
+    assert deeper == ["http://shop.test/demo-site/", "http://shop.test/demo-site/shop/"]
+    # A broken page outside the base path (the code went elsewhere on the host) still gets the host's root.
+    assert _link_sources("http://shop.test/other/x", "http://shop.test/demo-site") == [
+        "http://shop.test/demo-site/", "http://shop.test/other/", "http://shop.test/"
+    ]
 
 
 def test_links_are_ranked_by_name_with_synonyms_and_the_broken_path_is_never_a_candidate():

@@ -62,3 +62,25 @@ def test_approval_refuses_a_heal_built_on_code_that_has_since_changed(reviewer):
         healing_approve(event=event, reviewer=reviewer)
     event.refresh_from_db()
     assert event.status == HealingEvent.Status.PENDING_REVIEW
+
+
+def test_a_validation_with_other_output_fails_the_heal_and_says_both_outputs_as_json(db):
+    from healing_app import pipeline
+    from tasks_app.models import Run
+
+    event = pending_event()
+    Run.objects.filter(pk=event.run_id).update(output={"prices": ["9.99", None]})
+    validation = Run.objects.create(
+        task=event.task, version=event.new_version, purpose=Run.Purpose.VALIDATION, status=Run.Status.SUCCEEDED,
+        output={"prices": ["10.49", None]},
+    )
+    HealingEvent.objects.filter(pk=event.pk).update(status=HealingEvent.Status.VALIDATING, validation_run=validation)
+
+    pipeline.validation_finished(run=validation)
+
+    event.refresh_from_db()
+    assert event.status == HealingEvent.Status.FAILED
+    assert event.reason == (
+        'validation output {"prices": ["10.49", null]} differs from the healed run\'s {"prices": ["9.99", null]}'
+    )
+    assert event.task.current_version == event.original_version

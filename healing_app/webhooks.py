@@ -24,14 +24,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 from standardwebhooks import Webhook
 
 from healing_app import ssrf
 from healing_app.models import WebhookDelivery, WebhookEndpoint
 from tasks_app.audit import SYSTEM, Actor, audit_log
 from tasks_app.ids import new_id
+from tasks_app.rq_jobs import job_is_live
 
 logger = logging.getLogger(__name__)
 
@@ -345,7 +344,6 @@ def endpoint_disable(*, endpoint_id: str, reason: str, actor: Actor) -> bool:
 # -- recovery (called from the workers' maintenance tick) --------------------------------------------------------
 
 REQUEUE_AFTER = timedelta(seconds=60)
-LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
 def webhooks_recover() -> dict[str, int]:
@@ -359,11 +357,7 @@ def deliveries_requeue_missing() -> int:
     queue = _queue()
     count = 0
     for delivery in WebhookDelivery.objects.filter(status=Status.PENDING, next_attempt_at__lt=cutoff)[:500]:
-        try:
-            state = Job.fetch(delivery_job_id(delivery.pk), connection=queue.connection).get_status()
-        except NoSuchJobError:
-            state = None
-        if state not in LIVE_JOB_STATES:
+        if not job_is_live(delivery_job_id(delivery.pk), queue.connection):
             queue.enqueue(webhook_deliver, delivery.pk, job_id=delivery_job_id(delivery.pk), job_timeout=_job_timeout())
             count += 1
     if count:

@@ -12,15 +12,15 @@ from datetime import timedelta
 import django_rq
 from django.conf import settings
 from django.utils import timezone
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 
 from tasks_app.execution import run_fail
 from tasks_app.models import Run
+from tasks_app.rq_jobs import LIVE_JOB_STATES, job_and_status
 from tasks_app.scheduling import schedules_tick
 from tasks_app.services import run_job_enqueue, run_job_id
 
 logger = logging.getLogger(__name__)
-LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
 def maintenance_tick() -> dict[str, int]:
@@ -71,7 +71,7 @@ def runs_requeue_missing() -> int:
     connection = django_rq.get_connection("runs")
     count = 0
     for run_id in Run.objects.filter(status=Run.Status.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True)[:500]:
-        _, status = _job_and_status(run_job_id(run_id), connection)
+        _, status = job_and_status(run_job_id(run_id), connection)
         if status not in LIVE_JOB_STATES:
             run_job_enqueue(run_id)
             count += 1
@@ -95,7 +95,7 @@ def heals_resume_stalled() -> int:
     connection = django_rq.get_connection("healing")
     count = 0
     for event_id in stalled:
-        job, status = _job_and_status(pipeline.heal_generate_job_id(event_id), connection)
+        job, status = job_and_status(pipeline.heal_generate_job_id(event_id), connection)
         if status in LIVE_JOB_STATES:
             continue
         if status == JobStatus.FAILED:
@@ -108,12 +108,3 @@ def heals_resume_stalled() -> int:
     if count:
         logger.warning("resumed or closed %d stalled heal(s)", count)
     return count
-
-
-def _job_and_status(job_id: str, connection) -> tuple[Job | None, JobStatus | None]:
-    """The RQ job and its status, or (None, None) when Redis no longer has it."""
-    try:
-        job = Job.fetch(job_id, connection=connection)
-        return job, job.get_status()
-    except Exception:  # NoSuchJobError, or a job hash that Redis lost
-        return None, None

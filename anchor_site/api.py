@@ -355,10 +355,11 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 # -- routers -------------------------------------------------------------------------------------------
 
-from healing_app.api import router as healing_events_router
-from healing_app.api import task_events_router
-from healing_app.webhooks_api import router as webhooks_router
-from tasks_app.api import runs_router, tasks_router
+# Last: the routers import Caller and the error helpers from this module.
+from healing_app.api import router as healing_events_router  # noqa: E402
+from healing_app.api import task_events_router  # noqa: E402
+from healing_app.webhooks_api import router as webhooks_router  # noqa: E402
+from tasks_app.api import runs_router, tasks_router  # noqa: E402
 
 api.add_router("/tasks", tasks_router)
 api.add_router("/tasks", task_events_router)

@@ -219,7 +219,6 @@ def drain() -> None:
 def play(scenario: Scenario) -> dict:
     from healing_app.models import HealingEvent
     from tasks_app import services
-    from tasks_app.models import Run
     from tasks_app.tests.sites import serve
 
     with serve(scenario.before) as site:

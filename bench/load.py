@@ -57,10 +57,10 @@ TASK_CODE = '''def run(page, params):
     return {"confirmation": page.inner_text(".confirmation")}
 '''
 CONTACT = (
-    "<html><body><h1>Contact</h1><form method='post' action='/thanks'>"
-    "<label for='name'>Name</label><input id='name' name='name'>"
-    "<button id='submit' type='submit'>Send</button></form></body></html>"
-).encode()
+    b"<html><body><h1>Contact</h1><form method='post' action='/thanks'>"
+    b"<label for='name'>Name</label><input id='name' name='name'>"
+    b"<button id='submit' type='submit'>Send</button></form></body></html>"
+)
 
 
 # -- the local site --------------------------------------------------------------------------------

@@ -70,7 +70,9 @@ def horizontal_bars(*, title: str, items: Sequence[tuple[str, float, str]], unit
     return _svg(title, desc, parts, [], height=height)
 
 
-def line(*, title: str, labels: Sequence[str], values: Sequence[float | None], unit: str = "", css: str = "s-line", desc: str = "") -> SafeString:
+def line(
+    *, title: str, labels: Sequence[str], values: Sequence[float | None], unit: str = "", css: str = "s-line", desc: str = ""
+) -> SafeString:
     """A line over labels; None leaves a gap (a day with nothing to measure). `unit` follows each value and,
     stripped, names the y axis above its numbers ("0.10 min" beside each would not fit)."""
     top = _nice_max(max((v for v in values if v is not None), default=0))

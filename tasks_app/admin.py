@@ -185,7 +185,10 @@ class TaskAdmin(IdCheckedAdmin):
     list_select_related = ["current_version"]
     fieldsets = [
         (None, {"fields": ["id", "name", "prompt", "params", "code", "current_version", "code_status"]}),
-        ("Self-healing", {"fields": ["self_healing", "auto_deploy", "validation_required", "trigger_on", "max_attempts", "healing_agent", "monthly_budget_usd"]}),
+        ("Self-healing", {"fields": [
+            "self_healing", "auto_deploy", "validation_required", "trigger_on", "max_attempts", "healing_agent",
+            "monthly_budget_usd",
+        ]}),
         ("Secrets", {"fields": ["secret_names", "new_secrets"]}),
         ("Schedule", {"fields": ["schedule", "created_at", "updated_at"]}),
     ]

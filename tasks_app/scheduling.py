@@ -16,8 +16,7 @@ Firing claims the (task, minute) pair twice:
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import django_rq
 from django.db import transaction
@@ -89,7 +88,7 @@ def schedule_fire(*, task: Task, minute: datetime) -> Run | None:
 
 
 def _minute(moment: datetime) -> datetime:
-    return moment.astimezone(dt_timezone.utc).replace(second=0, microsecond=0)
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def _minutes_to_check(connection, current: datetime) -> list[datetime]:

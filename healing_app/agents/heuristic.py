@@ -194,7 +194,8 @@ class HeuristicAgent:
             if run.handover.goto(start).get("ok"):
                 links += run.handover.observe().get("links") or []
         ranked = _rank_links(wanted_path, origin, links)
-        run.log("rank_links", wanted=wanted_path, top=[{"url": url, "text": text, "score": round(score, 1)} for score, url, text in ranked[:5]])
+        top = [{"url": url, "text": text, "score": round(score, 1)} for score, url, text in ranked[:5]]
+        run.log("rank_links", wanted=wanted_path, top=top)
         needed = selectors_in_code(run.context.code, after_line=failure.get("line") or 0)[:3]
         chosen = None
         if needed:
@@ -308,7 +309,10 @@ def _structural_match(target: dict, elements: list[dict], result) -> int | None:
     return None if twins else best
 
 
-READ_ACTIONS = frozenset({"inner_text", "text_content", "inner_html", "get_attribute", "input_value", "is_visible", "all_inner_texts", "all_text_contents"})
+READ_ACTIONS = frozenset({
+    "inner_text", "text_content", "inner_html", "get_attribute", "input_value", "is_visible", "all_inner_texts",
+    "all_text_contents",
+})
 
 
 def _selector_options(options: list[dict], *, action: str | None) -> list[dict]:
@@ -406,7 +410,10 @@ def describe_selector_change(recovery: dict) -> str:
 
 # -- small helpers -------------------------------------------------------------------------------
 
-_SUMMARY_KEYS = ("ref", "tag", "id", "name", "class", "type", "text", "href", "role", "aria_label", "data_testid", "placeholder", "xpath", "x", "y", "width", "height")
+_SUMMARY_KEYS = (
+    "ref", "tag", "id", "name", "class", "type", "text", "href", "role", "aria_label", "data_testid", "placeholder",
+    "xpath", "x", "y", "width", "height",
+)
 
 
 def _summary(element: dict, *, full: bool = False) -> dict:

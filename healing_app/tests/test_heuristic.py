@@ -83,7 +83,10 @@ def test_a_relabelled_link_in_the_same_place_is_a_structural_match_but_a_shared_
     target = {"tag": "A", "text": "Catalog", "href": "/catalog", "xpath": "/html[1]/body[1]/nav[1]/a[1]"}
     relabelled = {"tag": "A", "text": "Shop", "href": "/catalog", "xpath": "/html[1]/body[1]/nav[1]/a[1]"}
     other = {"tag": "A", "text": "About", "href": "/about", "xpath": "/html[1]/body[1]/nav[1]/a[2]"}
-    hesitant = LocateResult(index=None, score=11.0, confidence=0.93, margin=3.5, abstained=True, reason="evidence too weak", ranked=((0, 11.0), (1, 7.5)))
+    hesitant = LocateResult(
+        index=None, score=11.0, confidence=0.93, margin=3.5, abstained=True, reason="evidence too weak",
+        ranked=((0, 11.0), (1, 7.5)),
+    )
     assert _structural_match(target, [relabelled, other], hesitant) == 0
     twin = {**other, "href": "/catalog"}
     assert _structural_match(target, [relabelled, twin], hesitant) is None

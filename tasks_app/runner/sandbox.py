@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .browser import BrowserPool, die_with_parent, kill_group, kill_uid, privileged, remove_files_of_uid
+from .browser import BrowserPool, die_with_parent, kill_group, kill_uid, remove_files_of_uid
 from .protocol import (
     FAILURE_TYPES,
     SCRIPT_ERROR,

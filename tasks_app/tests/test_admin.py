@@ -73,7 +73,9 @@ def test_admin_toggles_self_healing_and_config(staff_client):
     assert response.status_code == 302
     task.refresh_from_db()
     assert task.self_healing is True
-    assert task.config == {"auto_deploy": True, "max_attempts": 5, "trigger_on": ["timeout", "captcha_detected"], "validation_required": True}
+    assert task.config == {
+        "auto_deploy": True, "max_attempts": 5, "trigger_on": ["timeout", "captcha_detected"], "validation_required": True
+    }
     assert task.versions.count() == 1  # unchanged code makes no new version
 
 

@@ -153,7 +153,8 @@ def test_captcha_page_is_captcha_detected(pool, body):
 
 
 def test_captcha_appearing_instead_of_element(pool):
-    page = """<button id="buy" onclick="document.body.innerHTML='<div class=cf-turnstile style=width:300px;height:65px>x</div>'">Buy</button>"""
+    widget = "<div class=cf-turnstile style=width:300px;height:65px>x</div>"
+    page = f"""<button id="buy" onclick="document.body.innerHTML='{widget}'">Buy</button>"""
     with serve({"/": page}) as site:
         result = run(pool, """
             def run(page, params):

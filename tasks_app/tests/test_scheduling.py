@@ -6,8 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import django_rq
 import pytest
@@ -18,7 +17,7 @@ from tasks_app.models import AuditLog, Run, Task
 CODE = '''def run(page, params):
     return {"ok": True}
 '''
-T0 = datetime(2031, 5, 6, 10, 0, 0, tzinfo=dt_timezone.utc)
+T0 = datetime(2031, 5, 6, 10, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
@@ -198,7 +197,7 @@ class _FixedNow:
 def test_day_of_month_and_day_of_week_combine_as_in_cron(expression, day, fires):
     from tasks_app.schedule import cron_matches
 
-    assert cron_matches(expression, datetime(2031, 5, day, 9, 0, tzinfo=dt_timezone.utc)) is fires
+    assert cron_matches(expression, datetime(2031, 5, day, 9, 0, tzinfo=UTC)) is fires
 
 
 @pytest.mark.parametrize(

@@ -259,7 +259,8 @@ def test_a_rejected_draft_is_marked_and_cannot_be_deployed(client, reviewer, hea
     client = _login(client, reviewer)
     client.post(reverse("event-reject", args=[event.pk]), {"comment": "wrong button"})
     html = client.get(reverse("task-detail", args=[healed.pk])).content.decode()
-    assert f'class="badge badge-rejected" title="a discarded draft, kept for inspection">rejected<span class="visually-hidden"> in {event.pk}</span>' in html
+    badge = 'class="badge badge-rejected" title="a discarded draft, kept for inspection">rejected'
+    assert f'{badge}<span class="visually-hidden"> in {event.pk}</span>' in html
     assert "Deploy v2" not in html
     response = client.post(reverse("task-deploy", args=[healed.pk]), {"version": "2"}, follow=True)
     assert f"Not deployed: version 2 is a healed draft a reviewer rejected in {event.pk}" in response.content.decode()

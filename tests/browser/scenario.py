@@ -155,7 +155,8 @@ def _line_of(code: str, needle: str) -> int:
 def _trace(code: str) -> list[dict]:
     steps = []
     for i, (action, selector) in enumerate(
-        [("goto", None), ("fill", "#name"), ("fill", "#email"), ("fill", "#message"), ("click", OLD_SELECTOR if OLD_SELECTOR in code else NEW_SELECTOR)]
+        [("goto", None), ("fill", "#name"), ("fill", "#email"), ("fill", "#message"),
+         ("click", OLD_SELECTOR if OLD_SELECTOR in code else NEW_SELECTOR)]
     ):
         outcome = "recovered" if selector == OLD_SELECTOR else "ok"
         steps.append({

@@ -44,9 +44,11 @@ def _pending_heal(c, site, **config) -> tuple[str, dict]:
     c.wait_for("the version-1 run", lambda: c.call("run_get", first)["status"] in FINISHED or None, 90)
     site.version = 2
     c.call("runs_enqueue", task)
-    state = c.wait_for("a heal waiting for review",
-                       lambda: (s := c.call("task_state", task))["events"] and s["events"][0]["status"] in ("pending_review", "failed") and s,
-                       150)
+    def decided():
+        state = c.call("task_state", task)
+        return state["events"] and state["events"][0]["status"] in ("pending_review", "failed") and state
+
+    state = c.wait_for("a heal waiting for review", decided, 150)
     event = state["events"][0]
     assert event["status"] == "pending_review", event
     return task, event

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,7 +16,7 @@ MIN_MINUTES = 2  # run alone, the test waits for this many fires
 
 
 def _minute(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(second=0, microsecond=0)
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def test_a_task_scheduled_every_minute_fires_once_per_minute_across_workers_and_faults(c):
@@ -24,7 +24,7 @@ def test_a_task_scheduled_every_minute_fires_once_per_minute_across_workers_and_
     c.wait_for(f"{MIN_MINUTES} scheduled fires", lambda: len(c.call("schedule_report", task)["minutes"]) >= MIN_MINUTES or None,
                MIN_MINUTES * 60 + 45)
     # Every minute that ended more than 20 s ago has fired (maintenance passes every 15 s).
-    due = _minute(datetime.now(timezone.utc) - timedelta(seconds=20))
+    due = _minute(datetime.now(UTC) - timedelta(seconds=20))
 
     def caught_up():
         report = c.call("schedule_report", task)
@@ -46,7 +46,7 @@ def test_a_task_scheduled_every_minute_fires_once_per_minute_across_workers_and_
     while True:
         report = c.call("schedule_report", task)
         open_runs = [r for r in report["runs"] if r["status"] in ("queued", "running")
-                     and datetime.fromisoformat(r["created_at"]) < datetime.now(timezone.utc) - timedelta(seconds=90)]
+                     and datetime.fromisoformat(r["created_at"]) < datetime.now(UTC) - timedelta(seconds=90)]
         if not open_runs or time.monotonic() > deadline:
             break
         time.sleep(2)

@@ -8,9 +8,9 @@ import uuid
 import httpx
 import pytest
 
+from tasks_app.tests.sites import serve
 from tests.reliability.helpers import FINISHED
 from tests.reliability.wsclient import login_cookie
-from tasks_app.tests.sites import serve
 
 pytestmark = pytest.mark.reliability
 

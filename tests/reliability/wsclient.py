@@ -129,7 +129,8 @@ class WebSocket:
             try:
                 message = self.recv_json(left)
             except TimeoutError:
-                raise TimeoutError(f"no matching message in {timeout}s; got {[(m.get('kind'), m.get('data', {}).get('status')) for m in seen]}") from None
+                got = [(m.get("kind"), m.get("data", {}).get("status")) for m in seen]
+                raise TimeoutError(f"no matching message in {timeout}s; got {got}") from None
             seen.append(message)
             if predicate(message):
                 return seen

@@ -21,11 +21,10 @@ def boss(django_user_model):
 
 @pytest.fixture
 def world(boss, monkeypatch):
+    from healing_app import ssrf
     from healing_app.models import WebhookDelivery
     from healing_app.tests.factories import pending_event
     from healing_app.webhook_services import webhook_endpoint_create
-
-    from healing_app import ssrf
 
     # No DNS here: the receiver's public name resolves to a public documentation address.
     real = ssrf.resolve

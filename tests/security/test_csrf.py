@@ -58,7 +58,7 @@ def site_urls(world: dict) -> tuple[dict[str, str], list[str]]:
                 skipped.append(route)
             else:  # e.g. the admin's redirects: fill the path converters by hand
                 key = f"unnamed:{route}"
-                urls[key] = "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: _value(route, m.group(1), world), route)
+                urls[key] = "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m, route=route: _value(route, m.group(1), world), route)
             continue
         keys = list(pattern.pattern.regex.groupindex)
         try:

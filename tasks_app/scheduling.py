@@ -23,8 +23,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from tasks_app.audit import Actor, audit_log
+from tasks_app.cron import CronError, cron_matches, parse_cron
 from tasks_app.models import AuditLog, Run, Task
-from tasks_app.schedule import CronError, cron_matches, parse_cron
 from tasks_app.services import run_enqueue
 
 logger = logging.getLogger(__name__)

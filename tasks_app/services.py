@@ -426,7 +426,7 @@ def _clean_agent(value: Any) -> str:
 def _clean_schedule(value: Any) -> str:
     if value in (None, ""):
         return ""
-    from tasks_app.schedule import CronError, next_fire
+    from tasks_app.cron import CronError, next_fire
 
     if not isinstance(value, str):
         raise InputError("schedule", "must be a cron expression string")

@@ -16,7 +16,7 @@ from rapidfuzz import fuzz
 from healing_app import codegen
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
 from healing_app.locate import LocateResult, locate
-from healing_app.selectors import fingerprint_from_selector, plain_selector, same_element, selectors_in_code
+from healing_app.playwright_selectors import fingerprint_from_selector, plain_selector, same_element, selectors_in_code
 
 # Bounded budgets: a takeover must finish well inside the run's wall clock.
 TIMEOUT_RETRY_MS = 20_000

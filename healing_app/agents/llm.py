@@ -29,7 +29,7 @@ from healing_app import codegen, costs, sites
 from healing_app.agents import llm_chat, prompts
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
 from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
-from healing_app.selectors import fingerprint_from_selector, same_element
+from healing_app.playwright_selectors import fingerprint_from_selector, same_element
 
 logger = logging.getLogger(__name__)
 

@@ -195,7 +195,7 @@ class _FixedNow:
     ],
 )
 def test_day_of_month_and_day_of_week_combine_as_in_cron(expression, day, fires):
-    from tasks_app.schedule import cron_matches
+    from tasks_app.cron import cron_matches
 
     assert cron_matches(expression, datetime(2031, 5, day, 9, 0, tzinfo=UTC)) is fires
 
@@ -210,14 +210,14 @@ def test_day_of_month_and_day_of_week_combine_as_in_cron(expression, day, fires)
     ],
 )
 def test_next_fire_is_the_first_matching_minute_after(expression, after, first):
-    from tasks_app.schedule import next_fire
+    from tasks_app.cron import next_fire
 
     assert next_fire(expression, after) == first
 
 
 @pytest.mark.parametrize("expression", ["0 9 30 2 *", "0 9 31 4,6,9,11 *"])
 def test_a_schedule_on_a_date_that_does_not_exist_never_fires(expression):
-    from tasks_app.schedule import CronError, next_fire
+    from tasks_app.cron import CronError, next_fire
 
     with pytest.raises(CronError, match="never fires"):
         next_fire(expression, datetime(2031, 1, 1))

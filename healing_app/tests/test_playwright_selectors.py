@@ -1,6 +1,6 @@
 import pytest
 
-from healing_app.selectors import fingerprint_from_selector, plain_selector, same_element
+from healing_app.playwright_selectors import fingerprint_from_selector, plain_selector, same_element
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ from healing_app.diffing import DIFF_STYLESHEETS, render_diff
 from healing_app.models import HealingEvent, Review
 from tasks_app import services
 from tasks_app.audit import Actor, audit_log
-from tasks_app.config import DEFAULT_CONFIG, FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError
+from tasks_app.config import InputError
+from tasks_app.forms import HealingConfigFields
 from tasks_app.ids import could_be_id
 from tasks_app.models import ApiKey, AuditLog, CodeVersion, ElementFingerprint, Run, Task
 
@@ -54,7 +55,7 @@ def shown_once_response(model_admin: admin.ModelAdmin, request, template: str, c
     return response
 
 
-class TaskAdminForm(forms.ModelForm):
+class TaskAdminForm(HealingConfigFields, forms.ModelForm):
     """Config and code are edited as plain fields here and handed to the services as a partial update."""
 
     code = forms.CharField(
@@ -62,17 +63,6 @@ class TaskAdminForm(forms.ModelForm):
         required=False,
         strip=False,
         help_text="Saving changed code creates a new version (source: manual); versions are never edited.",
-    )
-    auto_deploy = forms.BooleanField(required=False, initial=DEFAULT_CONFIG["auto_deploy"])
-    validation_required = forms.BooleanField(required=False, initial=DEFAULT_CONFIG["validation_required"])
-    trigger_on = forms.MultipleChoiceField(
-        choices=[(t, t) for t in FAILURE_TYPES],
-        widget=forms.CheckboxSelectMultiple,
-        required=False,
-        initial=DEFAULT_CONFIG["trigger_on"],
-    )
-    max_attempts = forms.IntegerField(
-        min_value=MAX_ATTEMPTS_RANGE[0], max_value=MAX_ATTEMPTS_RANGE[1], initial=DEFAULT_CONFIG["max_attempts"]
     )
     new_secrets = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
@@ -89,9 +79,7 @@ class TaskAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         task = self.instance
         if task.pk:
-            config = task.config
-            for key in ("auto_deploy", "validation_required", "trigger_on", "max_attempts"):
-                self.fields[key].initial = config[key]
+            self.show_config_of(task)
             if task.current_version:
                 self.fields["code"].initial = task.current_version.code
 
@@ -134,12 +122,7 @@ class TaskAdminForm(forms.ModelForm):
             "healing_agent": data["healing_agent"],
             "schedule": data["schedule"],
             "monthly_budget_usd": data["monthly_budget_usd"],
-            "self_healing_config": {
-                "auto_deploy": data["auto_deploy"],
-                "validation_required": data["validation_required"],
-                "trigger_on": list(data["trigger_on"]),
-                "max_attempts": data["max_attempts"],
-            },
+            "self_healing_config": self.config_changes(),
         }
         if data.get("new_secrets") is not None:
             changes["secrets"] = data["new_secrets"]

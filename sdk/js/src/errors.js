@@ -34,6 +34,12 @@ export class RateLimitError extends AnchorError {
   }
 }
 
+/**
+ * A webhook that is not a genuine, recent Anchor message: answer 400 and do not act on it. `code` says why:
+ * missing_header, invalid_timestamp, timestamp_too_old, timestamp_too_new, invalid_signature or invalid_body.
+ */
+export class WebhookVerificationError extends AnchorError {}
+
 const BY_STATUS = {
   400: ValidationError,
   401: AuthenticationError,

@@ -3,6 +3,7 @@
 //   import { Anchor } from '@anchor-sdk/client';
 //   const anchor = new Anchor({ apiKey: 'ak_...' });   // baseUrl, else ANCHOR_BASE_URL, else localhost:8000
 //   const task = await anchor.tasks.create({ name: 'form_submission', selfHealing: true });
+//   const message = await verifyWebhook(rawBody, req.headers, 'whsec_...');   // in a webhook receiver
 
 import { Transport } from './http.js';
 
@@ -16,7 +17,9 @@ export {
   RateLimitError,
   ServerError,
   ValidationError,
+  WebhookVerificationError,
 } from './errors.js';
+export { verifyWebhook } from './webhooks.js';
 
 export const VERSION = '0.1.0';
 const DEFAULT_BASE_URL = 'http://localhost:8000';
@@ -196,6 +199,78 @@ class HealingEvents {
   }
 }
 
+/**
+ * Webhook endpoints (URLs that receive signed messages about heals, failed runs and deployments) and their
+ * delivery logs. To check a message your receiver got, use `verifyWebhook`.
+ */
+class Webhooks {
+  #http;
+
+  constructor(http) {
+    this.#http = http;
+  }
+
+  /**
+   * Register an endpoint: `url`, and optionally `eventTypes` (left out or empty: all), `task` (an id: only its
+   * events), `description`. The result's `secret` (whsec_...) is shown this once.
+   */
+  async create(fields) {
+    return this.#http.request('POST', '/webhooks', { body: fields || {} });
+  }
+
+  /** One page of your endpoints; `for await (const endpoint of page)` walks all of them. */
+  async list({ limit, cursor } = {}) {
+    const fetch = async (next) => page(await this.#http.request('GET', '/webhooks', { query: { limit, cursor: next } }), fetch);
+    return fetch(cursor);
+  }
+
+  async get(arg) {
+    const { endpointId } = withId(arg, 'endpointId');
+    return this.#http.request('GET', `/webhooks/${seg(requireId(endpointId, 'endpointId'))}`);
+  }
+
+  /** Change only what is given. `task: null` sends every task's events; `enabled: true` re-enables and resets the failure count. */
+  async update({ endpointId, ...fields } = {}) {
+    return this.#http.request('PATCH', `/webhooks/${seg(requireId(endpointId, 'endpointId'))}`, { body: fields });
+  }
+
+  /** Delete the endpoint and its delivery log. */
+  async delete(arg) {
+    const { endpointId } = withId(arg, 'endpointId');
+    await this.#http.request('DELETE', `/webhooks/${seg(requireId(endpointId, 'endpointId'))}`);
+  }
+
+  /**
+   * A new signing secret, `{ secret, previousSecretExpiresAt }`, shown this once. For `graceSeconds` (default one
+   * day, at most 7) messages also carry the old secret's signature; `graceSeconds: 0` drops the old secret now.
+   */
+  async rotateSecret(arg) {
+    const { endpointId, graceSeconds } = withId(arg, 'endpointId');
+    const body = graceSeconds === undefined ? undefined : { graceSeconds };
+    return this.#http.request('POST', `/webhooks/${seg(requireId(endpointId, 'endpointId'))}/rotate-secret`, { body });
+  }
+
+  /** Queue a `webhook.test` message to this endpoint (also when it is disabled); resolves to the queued attempt. */
+  async sendTest(arg) {
+    const { endpointId } = withId(arg, 'endpointId');
+    return this.#http.request('POST', `/webhooks/${seg(requireId(endpointId, 'endpointId'))}/test`);
+  }
+
+  /** One page of the delivery log, newest attempt first; filter by `status` or `messageId` (a webhook-id). */
+  async listDeliveries({ endpointId, status, messageId, limit, cursor } = {}) {
+    const path = `/webhooks/${seg(requireId(endpointId, 'endpointId'))}/deliveries`;
+    const fetch = async (next) => page(await this.#http.request('GET', path, { query: { status, messageId, limit, cursor: next } }), fetch);
+    return fetch(cursor);
+  }
+
+  /** Queue one more attempt of a delivery's message, with the same webhook-id; resolves to the new attempt. */
+  async redeliver({ endpointId, deliveryId } = {}) {
+    if (!/^[1-9][0-9]*$/.test(String(deliveryId ?? ''))) throw new TypeError("deliveryId is required (a delivery's id, a positive integer)");
+    const path = `/webhooks/${seg(requireId(endpointId, 'endpointId'))}/deliveries/${seg(deliveryId)}/redeliver`;
+    return this.#http.request('POST', path);
+  }
+}
+
 export class Anchor {
   /**
    * @param {object} [options]
@@ -222,6 +297,7 @@ export class Anchor {
     this.tasks = new Tasks(http);
     this.runs = new Runs(http);
     this.healingEvents = new HealingEvents(http);
+    this.webhooks = new Webhooks(http);
   }
 }
 

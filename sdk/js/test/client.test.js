@@ -2,6 +2,7 @@
 // End-to-end behaviour against the real server is tested by the product's suite (tests/test_seed_snippets.py).
 
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import { after, before, beforeEach, test } from 'node:test';
 
@@ -15,6 +16,8 @@ import {
   RateLimitError,
   ServerError,
   ValidationError,
+  verifyWebhook,
+  WebhookVerificationError,
 } from '@anchor-sdk/client';
 
 const TASK = {
@@ -239,4 +242,214 @@ test('approve and reject post their comment; ids are escaped', async () => {
 test('a missing id is a TypeError before any request', async () => {
   await assert.rejects(client().tasks.update({ selfHealing: false }), TypeError);
   assert.equal(received.length, 0);
+});
+
+// -- webhooks ------------------------------------------------------------------------------------------------
+
+const ENDPOINT = {
+  id: 'wh_1',
+  url: 'https://hooks.example.test/anchor',
+  description: 'ops channel',
+  event_types: ['healing.deployed'],
+  task: null,
+  enabled: true,
+  disabled_reason: '',
+  disabled_at: null,
+  consecutive_failures: 0,
+  previous_secret_expires_at: null,
+  created_at: '2026-01-02T03:04:05Z',
+};
+const DELIVERY = {
+  id: 7,
+  endpoint: 'wh_1',
+  message_id: 'msg_1',
+  event_type: 'webhook.test',
+  attempt: 1,
+  trigger: 'test',
+  status: 'pending',
+  response_code: null,
+  payload: { type: 'webhook.test', timestamp: '2026-01-02T03:04:05Z', data: { endpoint: 'wh_1' } },
+  next_attempt_at: '2026-01-02T03:04:05Z',
+};
+
+test('webhooks.create sends snake_case and answers with the secret, in camelCase', async () => {
+  answers = [[201, { ...ENDPOINT, secret: 'whsec_c2VjcmV0' }]];
+  const endpoint = await client().webhooks.create({
+    url: 'https://hooks.example.test/anchor', eventTypes: ['healing.deployed'], task: 'task_1', description: 'ops channel',
+  });
+  assert.equal(received[0].method, 'POST');
+  assert.equal(received[0].url, '/api/v1/webhooks');
+  assert.deepEqual(received[0].body, {
+    url: 'https://hooks.example.test/anchor', event_types: ['healing.deployed'], task: 'task_1', description: 'ops channel',
+  });
+  assert.equal(endpoint.secret, 'whsec_c2VjcmV0');
+  assert.deepEqual(endpoint.eventTypes, ['healing.deployed']);
+  assert.equal(endpoint.consecutiveFailures, 0);
+});
+
+test('webhooks.list is a page that async-iterates through the rest; get and delete', async () => {
+  answers = [
+    [200, { data: [ENDPOINT], next_cursor: 'c1' }],
+    [200, { data: [{ ...ENDPOINT, id: 'wh_2' }], next_cursor: null }],
+  ];
+  const first = await client().webhooks.list({ limit: 1 });
+  assert.equal(received[0].url, '/api/v1/webhooks?limit=1');
+  const ids = [];
+  for await (const endpoint of first) ids.push(endpoint.id);
+  assert.deepEqual(ids, ['wh_1', 'wh_2']);
+  assert.match(received[1].url, /cursor=c1/);
+
+  received = [];
+  answers = [[200, ENDPOINT]];
+  const endpoint = await client().webhooks.get('wh_1');
+  assert.equal(endpoint.disabledReason, '');
+  assert.deepEqual([received[0].method, received[0].url], ['GET', '/api/v1/webhooks/wh_1']);
+
+  received = [];
+  answers = [[204, null]];
+  assert.equal(await client().webhooks.delete({ endpointId: 'wh_1' }), undefined);
+  assert.deepEqual([received[0].method, received[0].url], ['DELETE', '/api/v1/webhooks/wh_1']);
+});
+
+test('webhooks.update PATCHes only what is given, null for every task', async () => {
+  answers = [[200, { ...ENDPOINT, enabled: true }]];
+  const endpoint = await client().webhooks.update({ endpointId: 'wh_1', enabled: true, task: null, eventTypes: [] });
+  assert.deepEqual([received[0].method, received[0].url], ['PATCH', '/api/v1/webhooks/wh_1']);
+  assert.deepEqual(received[0].body, { enabled: true, task: null, event_types: [] });
+  assert.equal(endpoint.enabled, true);
+});
+
+test('webhooks.rotateSecret returns the new secret; graceSeconds is sent only when given', async () => {
+  answers = [[200, { secret: 'whsec_bmV3', previous_secret_expires_at: '2026-01-03T03:04:05Z' }]];
+  const anchor = client();
+  const rotated = await anchor.webhooks.rotateSecret('wh_1');
+  assert.deepEqual([received[0].method, received[0].url], ['POST', '/api/v1/webhooks/wh_1/rotate-secret']);
+  assert.equal(received[0].body, undefined);
+  assert.deepEqual(rotated, { secret: 'whsec_bmV3', previousSecretExpiresAt: '2026-01-03T03:04:05Z' });
+  await anchor.webhooks.rotateSecret({ endpointId: 'wh_1', graceSeconds: 0 });
+  assert.deepEqual(received[1].body, { grace_seconds: 0 });
+});
+
+test('webhooks.sendTest and redeliver answer with the queued attempt', async () => {
+  answers = [[202, DELIVERY]];
+  const anchor = client();
+  const delivery = await anchor.webhooks.sendTest({ endpointId: 'wh_1' });
+  assert.deepEqual([received[0].method, received[0].url, received[0].body], ['POST', '/api/v1/webhooks/wh_1/test', undefined]);
+  assert.equal(delivery.messageId, 'msg_1');
+  assert.equal(delivery.nextAttemptAt, '2026-01-02T03:04:05Z');
+  assert.deepEqual(delivery.payload.data, { endpoint: 'wh_1' });
+
+  const again = await anchor.webhooks.redeliver({ endpointId: 'wh_1', deliveryId: 7 });
+  assert.deepEqual([received[1].method, received[1].url], ['POST', '/api/v1/webhooks/wh_1/deliveries/7/redeliver']);
+  assert.equal(again.id, 7);
+  await assert.rejects(anchor.webhooks.redeliver({ endpointId: 'wh_1' }), TypeError);
+  await assert.rejects(anchor.webhooks.redeliver({ endpointId: 'wh_1', deliveryId: '../7' }), TypeError);
+  assert.equal(received.length, 2);
+});
+
+test('webhooks.listDeliveries filters in snake_case and pages', async () => {
+  answers = [
+    [200, { data: [{ ...DELIVERY, status: 'failed' }], next_cursor: 'c1' }],
+    [200, { data: [{ ...DELIVERY, id: 6, status: 'failed' }], next_cursor: null }],
+  ];
+  const first = await client().webhooks.listDeliveries({ endpointId: 'wh/1', status: 'failed', messageId: 'msg_1', limit: 1 });
+  assert.equal(received[0].method, 'GET');
+  assert.equal(received[0].url, '/api/v1/webhooks/wh%2F1/deliveries?status=failed&message_id=msg_1&limit=1');
+  const ids = [];
+  for await (const delivery of first) ids.push(delivery.id);
+  assert.deepEqual(ids, [7, 6]);
+  assert.match(received[1].url, /cursor=c1/);
+});
+
+// -- verifyWebhook ---------------------------------------------------------------------------------------------
+
+const SECRET = `whsec_${Buffer.from(Array.from({ length: 32 }, (_, i) => i)).toString('base64')}`;
+const OLD_SECRET = `whsec_${Buffer.from('the previous secret, 32 bytes!!').toString('base64')}`;
+const NOW = 1767225600; // 2026-01-01T00:00:00Z, in seconds
+const BODY = '{"type":"healing.deployed","timestamp":"2026-01-01T00:00:00+00:00","data":{"id":"heal_1","status":"deployed","new_version":3}}';
+
+// The signature Anchor sends, computed from the Standard Webhooks spec (not from the code under test).
+const sign = (secret, msgId, timestamp, body) =>
+  `v1,${createHmac('sha256', Buffer.from(secret.slice('whsec_'.length), 'base64')).update(`${msgId}.${timestamp}.${body}`).digest('base64')}`;
+const headers = (signatures, { timestamp = NOW, msgId = 'msg_1' } = {}) => ({
+  'webhook-id': msgId, 'webhook-timestamp': String(timestamp), 'webhook-signature': [].concat(signatures).join(' '),
+});
+const at = (seconds) => ({ now: new Date(seconds * 1000) });
+const refusedWith = (code) => (err) => err instanceof WebhookVerificationError && err.code === code;
+
+test('verifyWebhook accepts a message signed by the product\u2019s library (standardwebhooks), in camelCase', async () => {
+  // Made with Python's standardwebhooks.Webhook(SECRET).sign(msg_id="msg_1", timestamp=NOW, data=body), as Anchor signs.
+  const body = '{"type":"webhook.test","timestamp":"2026-01-01T00:00:00+00:00","data":{"endpoint":"wh_1","message":"Test event from Anchor","error_type":null}}';
+  const signature = 'v1,z1aAxgJGwt6qXMtqwfwpd07F4sRoyo+te81nghnOX0c=';
+  const message = await verifyWebhook(Buffer.from(body), headers(signature), SECRET, at(NOW + 60));
+  assert.deepEqual(message, {
+    type: 'webhook.test', timestamp: '2026-01-01T00:00:00+00:00', data: { endpoint: 'wh_1', message: 'Test event from Anchor', errorType: null },
+  });
+});
+
+test('verifyWebhook takes a string, Buffer or ArrayBuffer body and fetch Headers or a plain object in any case', async () => {
+  const signature = sign(SECRET, 'msg_1', NOW, BODY);
+  const upper = { 'Webhook-Id': 'msg_1', 'WEBHOOK-TIMESTAMP': String(NOW), 'Webhook-Signature': signature };
+  for (const [body, given] of [
+    [BODY, upper],
+    [Buffer.from(BODY), headers(signature)],
+    [new TextEncoder().encode(BODY).buffer, new Headers(headers(signature))],
+  ]) {
+    const message = await verifyWebhook(body, given, SECRET, { now: NOW * 1000 });
+    assert.equal(message.data.newVersion, 3);
+  }
+});
+
+test('verifyWebhook during a rotation accepts either secret, and neither other', async () => {
+  const both = headers([sign(SECRET, 'msg_1', NOW, BODY), sign(OLD_SECRET, 'msg_1', NOW, BODY)]);
+  assert.equal((await verifyWebhook(BODY, both, SECRET, at(NOW))).type, 'healing.deployed');
+  assert.equal((await verifyWebhook(BODY, both, OLD_SECRET, at(NOW))).type, 'healing.deployed');
+  const other = `whsec_${Buffer.alloc(32, 'x').toString('base64')}`;
+  await assert.rejects(verifyWebhook(BODY, both, other, at(NOW)), refusedWith('invalid_signature'));
+});
+
+test('verifyWebhook refuses a changed body, a wrong secret, and a changed id or timestamp', async () => {
+  const signature = sign(SECRET, 'msg_1', NOW, BODY);
+  const tampered = BODY.replace('"deployed"', '"rejected"');
+  await assert.rejects(verifyWebhook(tampered, headers(signature), SECRET, at(NOW)), (err) => {
+    assert.ok(refusedWith('invalid_signature')(err));
+    assert.match(err.message, /raw body/);
+    return true;
+  });
+  const wrong = `whsec_${Buffer.alloc(32, 'y').toString('base64')}`;
+  await assert.rejects(verifyWebhook(BODY, headers(signature), wrong, at(NOW)), refusedWith('invalid_signature'));
+  await assert.rejects(verifyWebhook(BODY, headers(signature, { msgId: 'msg_2' }), SECRET, at(NOW)), refusedWith('invalid_signature'));
+  await assert.rejects(verifyWebhook(BODY, headers(signature, { timestamp: NOW + 1 }), SECRET, at(NOW)), refusedWith('invalid_signature'));
+});
+
+test('verifyWebhook refuses a timestamp more than the tolerance (ms) off', async () => {
+  const signedAt = (t) => headers(sign(SECRET, 'msg_1', t, BODY), { timestamp: t });
+  await assert.rejects(verifyWebhook(BODY, signedAt(NOW - 301), SECRET, at(NOW)), refusedWith('timestamp_too_old'));
+  await assert.rejects(verifyWebhook(BODY, signedAt(NOW + 301), SECRET, at(NOW)), refusedWith('timestamp_too_new'));
+  assert.equal((await verifyWebhook(BODY, signedAt(NOW - 300), SECRET, at(NOW))).type, 'healing.deployed');
+  assert.equal((await verifyWebhook(BODY, signedAt(NOW - 301), SECRET, { ...at(NOW), tolerance: 600_000 })).type, 'healing.deployed');
+  // Without `now`, the current time: a message signed long ago is refused.
+  await assert.rejects(verifyWebhook(BODY, signedAt(NOW), SECRET), refusedWith('timestamp_too_old'));
+});
+
+test('verifyWebhook refuses missing or malformed headers and skips signatures it cannot read', async () => {
+  const good = headers(sign(SECRET, 'msg_1', NOW, BODY));
+  for (const [changes, code] of [
+    [{ 'webhook-id': '' }, 'missing_header'],
+    [{ 'webhook-signature': undefined }, 'missing_header'],
+    [{ 'webhook-timestamp': '1767225600.5' }, 'invalid_timestamp'],
+    [{ 'webhook-timestamp': 'soon' }, 'invalid_timestamp'],
+    [{ 'webhook-signature': 'v1a,c2lnbmF0dXJl v1,not*base64 nocomma' }, 'invalid_signature'],
+  ]) {
+    await assert.rejects(verifyWebhook(BODY, { ...good, ...changes }, SECRET, at(NOW)), refusedWith(code), JSON.stringify(changes));
+  }
+  const mixed = headers(['v1a,c2lnbmF0dXJl', 'garbage', 'v1,%%%', good['webhook-signature']]);
+  assert.equal((await verifyWebhook(BODY, mixed, SECRET, at(NOW))).data.id, 'heal_1');
+});
+
+test('verifyWebhook refuses a bad secret or an already parsed body with a TypeError', async () => {
+  const good = headers(sign(SECRET, 'msg_1', NOW, BODY));
+  await assert.rejects(verifyWebhook(BODY, good, 'whsec_not base64!', at(NOW)), TypeError);
+  await assert.rejects(verifyWebhook(BODY, good, 'whsec_', at(NOW)), TypeError);
+  await assert.rejects(verifyWebhook(JSON.parse(BODY), good, SECRET, at(NOW)), TypeError);
 });

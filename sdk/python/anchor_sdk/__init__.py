@@ -4,6 +4,8 @@
 
     anchor = Anchor(api_key="ak_...")  # base URL from ANCHOR_BASE_URL, or base_url=...
     task = anchor.tasks.create(name="form_submission", prompt="...", self_healing=True)
+
+    message = verify_webhook(request.body, request.headers, "whsec_...")  # in a webhook receiver
 """
 
 __version__ = "0.1.0"
@@ -28,7 +30,11 @@ from anchor_sdk.models import (
     SelfHealingConfig,
     Task,
     Version,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookSecret,
 )
+from anchor_sdk.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "APIConnectionError",
@@ -48,4 +54,9 @@ __all__ = [
     "Task",
     "ValidationError",
     "Version",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookSecret",
+    "WebhookVerificationError",
+    "verify_webhook",
 ]

@@ -1,4 +1,4 @@
-"""The client: `Anchor(api_key=..., base_url=...)` with `tasks`, `runs` and `healing_events`."""
+"""The client: `Anchor(api_key=..., base_url=...)` with `tasks`, `runs`, `healing_events` and `webhooks`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import httpx
 
 from anchor_sdk import __version__
 from anchor_sdk._http import Transport
-from anchor_sdk.resources import HealingEvents, Runs, Tasks
+from anchor_sdk.resources import HealingEvents, Runs, Tasks, Webhooks
 
 DEFAULT_BASE_URL = "http://localhost:8000"
 API_PREFIX = "/api/v1"
@@ -46,6 +46,7 @@ class Anchor:
         self.tasks = Tasks(self._transport)
         self.runs = Runs(self._transport)
         self.healing_events = HealingEvents(self._transport)
+        self.webhooks = Webhooks(self._transport)
 
     def close(self) -> None:
         self._transport.close()

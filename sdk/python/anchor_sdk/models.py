@@ -177,6 +177,65 @@ class HealingEvent(_Model):
     _nested: ClassVar[dict[str, Any]] = {"diff": Diff}
 
 
+@dataclass
+class WebhookEndpoint(_Model):
+    """A URL that receives signed webhook messages. `secret` is set only on the endpoint `webhooks.create` returns:
+    the API shows a secret once, when it is made (`webhooks.rotate_secret` makes a new one)."""
+
+    id: str
+    url: str | None = None
+    description: str | None = None
+    event_types: list[str] | None = None
+    task: str | None = None
+    enabled: bool | None = None
+    disabled_reason: str | None = None
+    disabled_at: datetime | None = None
+    consecutive_failures: int | None = None
+    previous_secret_expires_at: datetime | None = None
+    created_at: datetime | None = None
+    secret: str | None = field(default=None, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    _datetimes: ClassVar[tuple[str, ...]] = ("disabled_at", "previous_secret_expires_at", "created_at")
+
+
+@dataclass
+class WebhookSecret(_Model):
+    """A rotated endpoint's new secret (shown this once). Until `previous_secret_expires_at` messages carry
+    a signature made with the old secret too."""
+
+    secret: str = field(repr=False)
+    previous_secret_expires_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    _datetimes: ClassVar[tuple[str, ...]] = ("previous_secret_expires_at",)
+
+
+@dataclass
+class WebhookDelivery(_Model):
+    """One attempt to deliver a message. `message_id` is the webhook-id header, the same for every attempt of a
+    message; `payload` is the message body exactly as sent."""
+
+    id: int
+    endpoint: str | None = None
+    message_id: str | None = None
+    event_type: str | None = None
+    attempt: int | None = None
+    trigger: str | None = None
+    status: str | None = None
+    response_code: int | None = None
+    response_excerpt: str | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    payload: dict[str, Any] | None = field(default=None, repr=False)
+    next_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
+    created_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    _datetimes: ClassVar[tuple[str, ...]] = ("next_attempt_at", "sent_at", "created_at")
+
+
 class Page(Generic[T]):
     """One page of a list. Iterate it for its items; `next_cursor` fetches the next one (None at the end)."""
 

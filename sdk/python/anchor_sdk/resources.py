@@ -1,4 +1,4 @@
-"""The API's resources: tasks (with their versions, runs and healing history), runs, healing events."""
+"""The API's resources: tasks (with their versions, runs and healing history), runs, healing events, webhooks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ from typing import Any
 from urllib.parse import quote
 
 from anchor_sdk._http import Transport
-from anchor_sdk.models import Diff, HealingEvent, Page, Run, Task, Version
+from anchor_sdk.models import (
+    Diff,
+    HealingEvent,
+    Page,
+    Run,
+    Task,
+    Version,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookSecret,
+)
 
 _UNSET: Any = object()
 
@@ -196,3 +206,93 @@ class HealingEvents:
         return HealingEvent.from_dict(
             self._t.request("POST", f"/healing-events/{_seg(event_id)}/reject", json={"comment": comment})
         )
+
+
+class Webhooks:
+    """Webhook endpoints (URLs that receive signed messages about heals, failed runs and deployments) and their
+    delivery logs. To check a message your receiver got, use `anchor_sdk.verify_webhook`."""
+
+    def __init__(self, transport: Transport):
+        self._t = transport
+
+    def create(
+        self,
+        *,
+        url: str,
+        event_types: builtins.list[str] = _UNSET,
+        task: str = _UNSET,
+        description: str = _UNSET,
+    ) -> WebhookEndpoint:
+        """Register an endpoint. `event_types` left out or empty: all of them; `task` (an id): only that task's events.
+        The result's `secret` (whsec_...) is shown this once: store it where your receiver can read it."""
+        body = _given(url=url, event_types=event_types, task=task, description=description)
+        return WebhookEndpoint.from_dict(self._t.request("POST", "/webhooks", json=body))
+
+    def list(self, *, limit: int | None = None, cursor: str | None = None) -> Page[WebhookEndpoint]:
+        """One page of your endpoints; `page.auto_paging_iter()` walks all of them."""
+
+        def fetch(next_cursor: str | None) -> Page[WebhookEndpoint]:
+            body = self._t.request("GET", "/webhooks", params={"limit": limit, "cursor": next_cursor})
+            return Page([WebhookEndpoint.from_dict(d) for d in body["data"]], body.get("next_cursor"), fetch)
+
+        return fetch(cursor)
+
+    def get(self, endpoint_id: str) -> WebhookEndpoint:
+        return WebhookEndpoint.from_dict(self._t.request("GET", f"/webhooks/{_seg(endpoint_id)}"))
+
+    def update(
+        self,
+        endpoint_id: str,
+        *,
+        url: str = _UNSET,
+        description: str = _UNSET,
+        event_types: builtins.list[str] = _UNSET,
+        task: str | None = _UNSET,
+        enabled: bool = _UNSET,
+    ) -> WebhookEndpoint:
+        """Change only what is given. `task=None` sends every task's events; `enabled=True` re-enables a disabled
+        endpoint and resets its failure count."""
+        body = _given(url=url, description=description, event_types=event_types, task=task, enabled=enabled)
+        return WebhookEndpoint.from_dict(self._t.request("PATCH", f"/webhooks/{_seg(endpoint_id)}", json=body))
+
+    def delete(self, endpoint_id: str) -> None:
+        """Delete the endpoint and its delivery log."""
+        self._t.request("DELETE", f"/webhooks/{_seg(endpoint_id)}")
+
+    def rotate_secret(self, endpoint_id: str, *, grace_seconds: int = _UNSET) -> WebhookSecret:
+        """A new signing secret, shown this once. For `grace_seconds` (default one day, at most 7) messages also
+        carry the old secret's signature; `grace_seconds=0` drops the old secret now (it leaked)."""
+        body = _given(grace_seconds=grace_seconds) or None
+        path = f"/webhooks/{_seg(endpoint_id)}/rotate-secret"
+        return WebhookSecret.from_dict(self._t.request("POST", path, json=body))
+
+    def send_test(self, endpoint_id: str) -> WebhookDelivery:
+        """Queue a `webhook.test` message to this endpoint (also when it is disabled); returns the queued attempt."""
+        return WebhookDelivery.from_dict(self._t.request("POST", f"/webhooks/{_seg(endpoint_id)}/test"))
+
+    def list_deliveries(
+        self,
+        endpoint_id: str,
+        *,
+        status: str | None = None,
+        message_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[WebhookDelivery]:
+        """One page of the endpoint's delivery log, newest attempt first; filter by `status` (pending, sending,
+        succeeded, failed, cancelled) or `message_id` (a webhook-id: every attempt of one message)."""
+
+        def fetch(next_cursor: str | None) -> Page[WebhookDelivery]:
+            body = self._t.request(
+                "GET",
+                f"/webhooks/{_seg(endpoint_id)}/deliveries",
+                params={"status": status, "message_id": message_id, "limit": limit, "cursor": next_cursor},
+            )
+            return Page([WebhookDelivery.from_dict(d) for d in body["data"]], body.get("next_cursor"), fetch)
+
+        return fetch(cursor)
+
+    def redeliver(self, endpoint_id: str, delivery_id: int) -> WebhookDelivery:
+        """Queue one more attempt of a delivery's message, with the same webhook-id; returns the new attempt."""
+        path = f"/webhooks/{_seg(endpoint_id)}/deliveries/{int(delivery_id)}/redeliver"
+        return WebhookDelivery.from_dict(self._t.request("POST", path))

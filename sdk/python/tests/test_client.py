@@ -5,6 +5,9 @@ The end-to-end behaviour against a real server is tested in the product's suite 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from datetime import datetime, timezone
 
@@ -22,6 +25,10 @@ from anchor_sdk import (
     RateLimitError,
     ServerError,
     ValidationError,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookVerificationError,
+    verify_webhook,
 )
 
 TASK = {
@@ -245,3 +252,258 @@ def test_a_429_asking_for_longer_than_the_longest_backoff_is_raised_at_once(monk
     with pytest.raises(RateLimitError) as raised:
         client(server, max_retries=3).tasks.get("task_1")
     assert raised.value.retry_after == 55 and slept == [] and len(server.requests) == 1
+
+
+# -- webhooks ---------------------------------------------------------------------------------------------
+
+ENDPOINT = {
+    "id": "wh_1",
+    "url": "https://hooks.example.test/anchor",
+    "description": "ops channel",
+    "event_types": ["healing.deployed"],
+    "task": None,
+    "enabled": True,
+    "disabled_reason": "",
+    "disabled_at": None,
+    "consecutive_failures": 0,
+    "previous_secret_expires_at": None,
+    "created_at": "2026-01-02T03:04:05Z",
+}
+DELIVERY = {
+    "id": 7,
+    "endpoint": "wh_1",
+    "message_id": "msg_1",
+    "event_type": "webhook.test",
+    "attempt": 1,
+    "trigger": "test",
+    "status": "pending",
+    "response_code": None,
+    "response_excerpt": "",
+    "duration_ms": None,
+    "error": "",
+    "payload": {"type": "webhook.test", "timestamp": "2026-01-02T03:04:05Z", "data": {"endpoint": "wh_1"}},
+    "next_attempt_at": "2026-01-02T03:04:05Z",
+    "sent_at": None,
+    "created_at": "2026-01-02T03:04:05Z",
+}
+
+
+def test_webhook_create_sends_only_the_given_fields_and_returns_the_secret_once():
+    server = Server(ok({**ENDPOINT, "secret": "whsec_c2VjcmV0"}, 201))
+    endpoint = client(server).webhooks.create(url="https://hooks.example.test/anchor", event_types=["healing.deployed"])
+    assert (server.requests[0].method, server.requests[0].url.path) == ("POST", "/api/v1/webhooks")
+    assert server.body() == {"url": "https://hooks.example.test/anchor", "event_types": ["healing.deployed"]}
+    assert isinstance(endpoint, WebhookEndpoint)
+    assert (endpoint.id, endpoint.secret, endpoint.event_types, endpoint.enabled) == ("wh_1", "whsec_c2VjcmV0", ["healing.deployed"], True)
+    assert endpoint.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert "whsec_" not in repr(endpoint)  # a secret does not end up in logs
+
+
+def test_webhook_create_with_a_task_and_a_description():
+    server = Server(ok({**ENDPOINT, "task": "task_1", "secret": "whsec_c2VjcmV0"}, 201))
+    endpoint = client(server).webhooks.create(url="https://h.test/", task="task_1", description="ops channel")
+    assert server.body() == {"url": "https://h.test/", "task": "task_1", "description": "ops channel"}
+    assert endpoint.task == "task_1"
+
+
+def test_webhook_list_get_and_delete():
+    server = Server(ok({"data": [ENDPOINT], "next_cursor": "c1"}), ok({"data": [{**ENDPOINT, "id": "wh_2"}], "next_cursor": None}))
+    anchor = client(server)
+    page = anchor.webhooks.list(limit=1)
+    assert (server.requests[0].method, server.requests[0].url.path) == ("GET", "/api/v1/webhooks")
+    assert server.requests[0].url.params["limit"] == "1"
+    assert [e.id for e in page.auto_paging_iter()] == ["wh_1", "wh_2"]
+    assert page[0].secret is None
+    assert server.requests[1].url.params["cursor"] == "c1"
+
+    server = Server(ok(ENDPOINT))
+    assert client(server).webhooks.get("wh_1").url == "https://hooks.example.test/anchor"
+    assert (server.requests[0].method, server.requests[0].url.path) == ("GET", "/api/v1/webhooks/wh_1")
+
+    server = Server((204, None, {}))
+    assert client(server).webhooks.delete("wh_1") is None
+    assert (server.requests[0].method, server.requests[0].url.path) == ("DELETE", "/api/v1/webhooks/wh_1")
+
+
+def test_webhook_update_patches_only_what_is_given_and_null_for_every_task():
+    server = Server(ok({**ENDPOINT, "enabled": True, "task": None}))
+    endpoint = client(server).webhooks.update("wh_1", enabled=True, task=None)
+    assert (server.requests[0].method, server.requests[0].url.path) == ("PATCH", "/api/v1/webhooks/wh_1")
+    assert server.body() == {"enabled": True, "task": None}
+    assert (endpoint.enabled, endpoint.task) == (True, None)
+
+    server = Server(ok(ENDPOINT))
+    client(server).webhooks.update("wh_1", url="https://new.test/", event_types=[], description="")
+    assert server.body() == {"url": "https://new.test/", "event_types": [], "description": ""}
+
+
+def test_webhook_rotate_secret_returns_the_new_secret():
+    answer = {"secret": "whsec_bmV3", "previous_secret_expires_at": "2026-01-03T03:04:05Z"}
+    server = Server(ok(answer))
+    anchor = client(server)
+    rotated = anchor.webhooks.rotate_secret("wh_1")
+    assert (server.requests[0].method, server.requests[0].url.path) == ("POST", "/api/v1/webhooks/wh_1/rotate-secret")
+    assert server.body() is None  # the server's default grace period
+    assert rotated.secret == "whsec_bmV3"
+    assert rotated.previous_secret_expires_at == datetime(2026, 1, 3, 3, 4, 5, tzinfo=timezone.utc)
+    assert "whsec_" not in repr(rotated)
+    anchor.webhooks.rotate_secret("wh_1", grace_seconds=0)
+    assert server.body() == {"grace_seconds": 0}
+
+
+def test_webhook_send_test_and_redeliver_return_the_queued_attempt():
+    server = Server(ok(DELIVERY, 202))
+    anchor = client(server)
+    delivery = anchor.webhooks.send_test("wh_1")
+    assert (server.requests[0].method, server.requests[0].url.path) == ("POST", "/api/v1/webhooks/wh_1/test")
+    assert server.requests[0].content == b""
+    assert isinstance(delivery, WebhookDelivery)
+    assert (delivery.id, delivery.message_id, delivery.trigger, delivery.status) == (7, "msg_1", "test", "pending")
+    assert delivery.payload["data"] == {"endpoint": "wh_1"}
+    assert delivery.next_attempt_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+    again = anchor.webhooks.redeliver("wh_1", 7)
+    assert (server.requests[1].method, server.requests[1].url.path) == ("POST", "/api/v1/webhooks/wh_1/deliveries/7/redeliver")
+    assert again.message_id == "msg_1"
+
+
+def test_webhook_deliveries_are_a_filtered_page():
+    server = Server(
+        ok({"data": [{**DELIVERY, "status": "failed"}], "next_cursor": "c1"}),
+        ok({"data": [{**DELIVERY, "id": 6, "status": "failed"}], "next_cursor": None}),
+    )
+    page = client(server).webhooks.list_deliveries("wh_1", status="failed", message_id="msg_1", limit=1)
+    request = server.requests[0]
+    assert (request.method, request.url.path) == ("GET", "/api/v1/webhooks/wh_1/deliveries")
+    assert dict(request.url.params) == {"status": "failed", "message_id": "msg_1", "limit": "1"}
+    assert [d.id for d in page.auto_paging_iter()] == [7, 6]
+    assert dict(server.requests[1].url.params) == {"status": "failed", "message_id": "msg_1", "limit": "1", "cursor": "c1"}
+
+
+def test_webhook_ids_are_escaped_in_paths():
+    server = Server(ok(DELIVERY, 202))
+    client(server).webhooks.send_test("../admin")
+    assert server.requests[0].url.raw_path == b"/api/v1/webhooks/..%2Fadmin/test"
+
+
+# -- verify_webhook -----------------------------------------------------------------------------------------
+
+SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+OLD_SECRET = "whsec_" + base64.b64encode(b"the previous secret, 32 bytes!!").decode()
+NOW = 1767225600  # 2026-01-01T00:00:00Z
+BODY = '{"type":"healing.deployed","timestamp":"2026-01-01T00:00:00+00:00","data":{"id":"heal_1","status":"deployed"}}'
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: str) -> str:
+    """The signature Anchor sends, computed from the Standard Webhooks spec (not from the code under test)."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def headers(*signatures: str, timestamp: int = NOW, msg_id: str = "msg_1") -> dict[str, str]:
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": " ".join(signatures)}
+
+
+def test_verify_webhook_accepts_what_the_products_signing_library_signs():
+    standardwebhooks = pytest.importorskip("standardwebhooks")
+    body = json.dumps({"type": "webhook.test", "timestamp": "2026-01-01T00:00:00+00:00",
+                       "data": {"endpoint": "wh_1", "message": "naïve café ✓"}}, separators=(",", ":"), ensure_ascii=False)
+    at = datetime.now(timezone.utc)
+    # As healing_app/webhooks.signature_headers does it.
+    signature = standardwebhooks.Webhook(SECRET).sign(msg_id="msg_1", timestamp=at, data=body)
+    message = verify_webhook(body.encode(), headers(signature, timestamp=int(at.timestamp())), SECRET)
+    assert message["data"]["message"] == "naïve café ✓"
+    # ...and a message the SDK accepts, the library accepts too (same reading of the headers).
+    assert standardwebhooks.Webhook(SECRET).verify(body, headers(signature, timestamp=int(at.timestamp()))) == message
+
+
+def test_verify_webhook_returns_the_parsed_message_and_reads_headers_in_any_case():
+    signed = {"Webhook-Id": "msg_1", "WEBHOOK-TIMESTAMP": str(NOW), "Webhook-Signature": sign(SECRET, "msg_1", NOW, BODY)}
+    message = verify_webhook(BODY.encode(), signed, SECRET, now=NOW + 10)
+    assert message == {"type": "healing.deployed", "timestamp": "2026-01-01T00:00:00+00:00",
+                       "data": {"id": "heal_1", "status": "deployed"}}
+    assert verify_webhook(BODY, signed, SECRET, now=datetime.fromtimestamp(NOW, timezone.utc)) == message  # str body
+
+
+def test_verify_webhook_during_a_rotation_accepts_either_secret():
+    both = headers(sign(SECRET, "msg_1", NOW, BODY), sign(OLD_SECRET, "msg_1", NOW, BODY))
+    assert verify_webhook(BODY, both, SECRET, now=NOW)["type"] == "healing.deployed"
+    assert verify_webhook(BODY, both, OLD_SECRET, now=NOW)["type"] == "healing.deployed"
+    other = "whsec_" + base64.b64encode(b"x" * 32).decode()
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(BODY, both, other, now=NOW)
+
+
+def test_verify_webhook_refuses_a_changed_body():
+    tampered = BODY.replace('"deployed"}', '"rejected"}')
+    with pytest.raises(WebhookVerificationError) as caught:
+        verify_webhook(tampered, headers(sign(SECRET, "msg_1", NOW, BODY)), SECRET, now=NOW)
+    assert caught.value.code == "invalid_signature"
+    assert "raw body" in str(caught.value)
+
+
+def test_verify_webhook_refuses_a_wrong_secret_a_changed_id_or_timestamp():
+    wrong = "whsec_" + base64.b64encode(b"y" * 32).decode()
+    signature = sign(SECRET, "msg_1", NOW, BODY)
+    for args in [
+        (headers(signature), wrong),
+        (headers(signature, msg_id="msg_2"), SECRET),
+        (headers(signature, timestamp=NOW + 1), SECRET),
+    ]:
+        with pytest.raises(WebhookVerificationError) as caught:
+            verify_webhook(BODY, *args, now=NOW)
+        assert caught.value.code == "invalid_signature"
+
+
+def test_verify_webhook_refuses_a_timestamp_more_than_the_tolerance_off():
+    old = headers(sign(SECRET, "msg_1", NOW - 301, BODY), timestamp=NOW - 301)
+    with pytest.raises(WebhookVerificationError) as caught:
+        verify_webhook(BODY, old, SECRET, now=NOW)
+    assert caught.value.code == "timestamp_too_old"
+    assert verify_webhook(BODY, old, SECRET, now=NOW, tolerance=600)["type"] == "healing.deployed"
+    edge = headers(sign(SECRET, "msg_1", NOW - 300, BODY), timestamp=NOW - 300)
+    assert verify_webhook(BODY, edge, SECRET, now=NOW)["type"] == "healing.deployed"
+
+    future = headers(sign(SECRET, "msg_1", NOW + 301, BODY), timestamp=NOW + 301)
+    with pytest.raises(WebhookVerificationError) as caught:
+        verify_webhook(BODY, future, SECRET, now=NOW)
+    assert caught.value.code == "timestamp_too_new"
+
+    # Without `now`, the current time: a message signed long ago is refused.
+    with pytest.raises(WebhookVerificationError) as caught:
+        verify_webhook(BODY, headers(sign(SECRET, "msg_1", NOW, BODY)), SECRET)
+    assert caught.value.code == "timestamp_too_old"
+
+
+@pytest.mark.parametrize(
+    "changes, code",
+    [
+        ({"webhook-id": ""}, "missing_header"),
+        ({"webhook-signature": None}, "missing_header"),
+        ({"webhook-timestamp": "1767225600.5"}, "invalid_timestamp"),
+        ({"webhook-timestamp": "soon"}, "invalid_timestamp"),
+        ({"webhook-timestamp": "9" * 5000}, "invalid_timestamp"),
+        ({"webhook-signature": "v1a,c2lnbmF0dXJl v1,not*base64 nocomma"}, "invalid_signature"),
+    ],
+)
+def test_verify_webhook_refuses_missing_or_malformed_headers(changes, code):
+    given = {**headers(sign(SECRET, "msg_1", NOW, BODY)), **changes}
+    given = {name: value for name, value in given.items() if value is not None}
+    with pytest.raises(WebhookVerificationError) as caught:
+        verify_webhook(BODY, given, SECRET, now=NOW)
+    assert caught.value.code == code
+
+
+def test_verify_webhook_skips_signatures_it_cannot_read_and_accepts_a_matching_one():
+    given = headers("v1a,c2lnbmF0dXJl", "garbage", "v1,%%%", sign(SECRET, "msg_1", NOW, BODY))
+    assert verify_webhook(BODY, given, SECRET, now=NOW)["data"]["id"] == "heal_1"
+
+
+def test_verify_webhook_refuses_a_bad_secret_or_a_parsed_body():
+    with pytest.raises(ValueError):
+        verify_webhook(BODY, headers(sign(SECRET, "msg_1", NOW, BODY)), "whsec_not base64!", now=NOW)
+    with pytest.raises(ValueError):
+        verify_webhook(BODY, headers(sign(SECRET, "msg_1", NOW, BODY)), "whsec_", now=NOW)
+    with pytest.raises(TypeError):
+        verify_webhook(json.loads(BODY), headers(sign(SECRET, "msg_1", NOW, BODY)), SECRET, now=NOW)

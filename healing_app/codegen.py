@@ -265,6 +265,7 @@ def _name_violations(tree: ast.Module) -> Iterator[str]:
 
 def _goto_violations(tree: ast.Module, allowed_domains: list[str], original: ast.Module | None) -> Iterator[str]:
     trusted = _trusted_url_parts(tree, original)
+    bindings = _simple_bindings(tree)
     for node in _goto_calls(tree):
         url = _goto_target(node)
         if url is None:
@@ -273,11 +274,46 @@ def _goto_violations(tree: ast.Module, allowed_domains: list[str], original: ast
         if problem:
             yield f"line {node.lineno}: goto {problem}"
         for part in _dynamic_parts(url):
-            if not _is_params_value(part) and ast.unparse(part) not in trusted:
-                yield (
-                    f"line {node.lineno}: goto to a URL built from `{_clip_source(part)}`; "
-                    "build it from params, as the original does"
-                )
+            if _is_params_value(part) or ast.unparse(part) in trusted:
+                continue
+            if isinstance(part, ast.Name) and _safe_url_bindings(bindings.get(part.id), allowed_domains):
+                continue  # `url = params["base_url"] + "/products"` written by the heal itself
+            yield (
+                f"line {node.lineno}: goto to a URL built from `{_clip_source(part)}`; "
+                "build it from params, as the original does"
+            )
+
+
+def _simple_bindings(tree: ast.Module) -> dict[str, list[ast.expr] | None]:
+    """For each name, the values of its plain `name = value` assignments; None once it is bound any other way
+    (a loop, a with, an argument, an augmented assignment), which the gate cannot follow."""
+    found: dict[str, list[ast.expr] | None] = {}
+    for name, counted in _assignments(tree).items():
+        found[name] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+                if len(node.targets) == 1:
+                    found[name].append(node.value)
+        if len(found[name]) != sum(counted.values()):
+            found[name] = None
+    return found
+
+
+def _safe_url_bindings(values: list[ast.expr] | None, allowed_domains: list[str]) -> bool:
+    """Every value the name is given is a whole URL the gate accepts in a goto: it starts with params or with
+    an absolute URL on the allowed domains, and the rest is literal text or params. A bare "evil" + ".test"
+    is not one: it could become the host of the URL it is put into."""
+
+    def whole_safe_url(value: ast.expr) -> bool:
+        segments = _url_segments(value)
+        starts_well = segments[0] is None or _is_absolute_url(segments[0])
+        return (
+            starts_well
+            and _goto_url_problem(segments, allowed_domains) is None
+            and all(_is_params_value(part) for part in _dynamic_parts(value))
+        )
+
+    return bool(values) and all(whole_safe_url(value) for value in values)
 
 
 def _goto_calls(tree: ast.Module | None) -> Iterator[ast.Call]:

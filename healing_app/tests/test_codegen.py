@@ -304,12 +304,25 @@ def test_gate_refuses_urls_assembled_to_leave_the_allowed_domains(body):
     assert gate(with_run(body), original=with_run('page.goto(params["base_url"])\n')), body
 
 
+def test_gate_accepts_a_url_variable_the_heal_rebuilt_from_params_and_allowed_text():
+    original = with_run('url = params["base_url"] + "/catalog"\npage.goto(url)\n')
+    assert gate(original.replace("/catalog", "/products"), original=original) == []
+    assert gate(original.replace("/catalog", "/products"), original=None) == []
+    smuggled = original.replace('params["base_url"] + "/catalog"', 'params["base_url"] + params["secrets"]["host"]')
+    assert gate(smuggled, original=original) == []  # params are the owner's: trusted, as in a goto itself
+    computed = original.replace('params["base_url"] + "/catalog"', '"https://" + "evil" + ".test"')
+    assert any("built from `url`" in v for v in gate(computed, original=original))
+    looped = with_run('for url in [params["base_url"]]:\n    page.goto(url)\n')
+    assert any("built from `url`" in v for v in gate(looped, original=None))
+
+
 def test_gate_trusts_a_computed_goto_only_while_its_names_are_bound_as_in_the_original():
     original = with_run('url = params["base_url"] + "/contact"\npage.goto(url)\npage.click("#send")\n')
     assert gate(original.replace('"#send"', '"[data-testid=send]"'), original=original) == []
     hijacked = original.replace("page.goto(url)", 'url = "https:/" + "/evil.test"\n    page.goto(url)')
     assert any("built from `url`" in v for v in gate(hijacked, original=original))
-    assert any("built from `target`" in v for v in gate(original.replace("url", "target"), original=original))
+    renamed = original.replace("url = ", "target = ").replace("goto(url)", "goto(target)")
+    assert gate(renamed, original=original) == []  # a new name bound to a params URL is as good as the old one
 
 
 @pytest.mark.parametrize(

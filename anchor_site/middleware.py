@@ -1,5 +1,5 @@
-"""Cross-cutting HTTP behaviour: security headers, JSON for the API's 405s, and a clear 503 when the
-database is away."""
+"""Cross-cutting HTTP behaviour: security headers, a 404 for NUL in a path, JSON for the API's 405s, and a
+clear 503 when the database is away."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotFound, JsonResponse
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,22 @@ class SecurityHeadersMiddleware:
         response.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         response.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         return response
+
+
+class NulInPathMiddleware:
+    """No page or endpoint has a NUL in its path, and PostgreSQL answers a query carrying one with an error:
+    any URL with `%00` is a 404 before a view can turn it into a 500 (the admin's own routes included)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path:
+            if request.path.startswith("/api/"):
+                error = {"code": "not_found", "message": "no such path", "field": None}
+                return JsonResponse({"error": error}, status=404)
+            return HttpResponseNotFound("Not found", content_type="text/plain")
+        return self.get_response(request)
 
 
 class ApiMethodNotAllowedMiddleware:

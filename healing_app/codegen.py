@@ -342,8 +342,9 @@ def _is_params_value(expr: ast.expr) -> bool:
     while True:
         if isinstance(expr, ast.Subscript):
             expr = expr.value
-        elif (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "get"):
-            expr = expr.func.value
+        elif (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "get"
+              and len(expr.args) == 1 and not expr.keywords):
+            expr = expr.func.value  # with a default, the value may be the generated code's own text
         else:
             return isinstance(expr, ast.Name) and expr.id == "params"
 
@@ -364,48 +365,105 @@ def _trusted_url_parts(tree: ast.Module, original: ast.Module | None) -> set[str
 
 
 def _assignments(tree: ast.Module | None) -> dict[str, Counter[str]]:
-    """For each name, the statements that bind it (by source), so two versions can be compared."""
+    """For each name, how it is bound (by source, without the body of a loop, with or def), so two versions can be
+    compared. Every way Python binds a name counts: assignments, loops, with, comprehensions, walrus, arguments,
+    `except ... as`, match captures, imports, def and class."""
     bound: dict[str, Counter[str]] = {}
+
+    def bind(name: str, how: str) -> None:
+        bound.setdefault(name, Counter())[how] += 1
+
     for node in ast.walk(tree) if tree is not None else ():
-        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor, ast.With,
-                             ast.NamedExpr, ast.comprehension)):
-            targets = [node.target] if not isinstance(node, (ast.Assign, ast.With)) else (
-                node.targets if isinstance(node, ast.Assign) else [i.optional_vars for i in node.items if i.optional_vars]
-            )
-            for target in targets:
+        site = _binding_site(node)
+        if site is not None:
+            for target in _binding_targets(node):
                 for name in ast.walk(target):
                     if isinstance(name, ast.Name):
-                        bound.setdefault(name.id, Counter())[ast.unparse(node)] += 1
+                        bind(name.id, site)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
-                bound.setdefault(arg.arg, Counter())[f"argument of line {node.lineno}"] += 1
+            where = getattr(node, "name", "lambda")
+            arguments = [*node.args.posonlyargs, *node.args.args, node.args.vararg, *node.args.kwonlyargs, node.args.kwarg]
+            for position, arg in enumerate(arguments):
+                if arg is not None:
+                    bind(arg.arg, f"argument {position} of {where}")
+            if where != "lambda":
+                bind(where, f"def {where}")
+        elif isinstance(node, ast.ClassDef):
+            bind(node.name, f"class {node.name}")
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bind(node.name, f"except {ast.unparse(node.type) if node.type else ''} as {node.name}")
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            bind(node.name, f"match capture {ast.unparse(node)}")
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bind(node.rest, f"match capture {ast.unparse(node)}")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                bind((alias.asname or alias.name).split(".")[0], ast.unparse(node))
     return bound
 
 
-_PARAMS_MUTATORS = frozenset({"update", "setdefault", "pop", "popitem", "clear", "__setitem__"})
+def _binding_site(node: ast.AST) -> str | None:
+    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.NamedExpr)):
+        return ast.unparse(node)
+    if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+        return f"for {ast.unparse(node.target)} in {ast.unparse(node.iter)}"
+    if isinstance(node, (ast.With, ast.AsyncWith)):
+        return "with " + ", ".join(ast.unparse(item) for item in node.items)
+    return None
+
+
+def _binding_targets(node: ast.AST) -> list[ast.AST]:
+    if isinstance(node, ast.Assign):
+        return list(node.targets)
+    if isinstance(node, (ast.With, ast.AsyncWith)):
+        return [item.optional_vars for item in node.items if item.optional_vars is not None]
+    return [node.target]
 
 
 def _params_rewrite_violations(tree: ast.Module, original: ast.Module | None) -> Iterator[str]:
-    """params are the owner's values that URLs are trusted to be built from; generated code may not change them."""
+    """params are the owner's values that URLs are trusted to be built from. Generated code may read them
+    (`params["key"]`, `params.get("key")`) but not bind, alias, change or hand on the dict itself
+    (`p = params`, `params[...] = ...`, `dict.update(params, ...)`, `for params in ...`), beyond what the
+    original already does."""
 
-    def rewrites(t: ast.Module | None) -> Counter[str]:
+    def other_uses(t: ast.Module | None) -> Counter[str]:
         found: Counter[str] = Counter()
-        for node in ast.walk(t) if t is not None else ():
-            targets = []
-            if isinstance(node, ast.Assign):
-                targets = node.targets
-            elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.NamedExpr)):
-                targets = [node.target]
-            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                  and node.func.attr in _PARAMS_MUTATORS and _is_params_value(node.func.value)):
-                found[ast.unparse(node)] += 1
-            for target in targets:
-                if _is_params_value(target):
-                    found[ast.unparse(node)] += 1
+        if t is None:
+            return found
+        parents = {child: node for node in ast.walk(t) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(t):
+            if not (isinstance(node, ast.Name) and node.id == "params"):
+                continue
+            parent = parents.get(node)
+            reads = isinstance(node.ctx, ast.Load) and (
+                (isinstance(parent, ast.Subscript) and parent.value is node and isinstance(parents.get(parent), ast.AST)
+                 and not _is_store_subscript(parent, parents))
+                or (isinstance(parent, ast.Attribute) and parent.attr == "get" and isinstance(parents.get(parent), ast.Call))
+            )
+            if not reads:
+                found[ast.unparse(parent) if parent is not None else "params"] += 1
+        for how, n in _assignments(t).get("params", Counter()).items():
+            if how != "argument 1 of run":  # run(page, params) itself
+                found[f"params bound by {how}"] += n
         return found
 
-    for statement in sorted(rewrites(tree) - rewrites(original)):
-        yield f"`{statement[:80]}` changes params, which generated code may not do"
+    for use in sorted(other_uses(tree) - other_uses(original)):
+        yield f"`{use[:80]}` changes or passes on params, which generated code may not do"
+
+
+def _is_store_subscript(subscript: ast.Subscript, parents: dict) -> bool:
+    """`params["a"] = ...`, `params["a"]["b"] = ...`, `del params["a"]`: a write through the subscript chain."""
+    node: ast.AST = subscript
+    while isinstance(node, ast.Subscript):
+        if not isinstance(node.ctx, ast.Load):
+            return True
+        node = parents.get(node)
+    # A method called on a value read from params (`params["site"].update(...)`) may change it in place.
+    return isinstance(node, ast.Attribute) and node.attr in _MUTATING_METHODS and isinstance(parents.get(node), ast.Call)
+
+
+_MUTATING_METHODS = frozenset({"update", "setdefault", "pop", "popitem", "clear", "append", "extend", "insert",
+                               "remove", "__setitem__", "__delitem__"})
 
 
 def _clip_source(expr: ast.expr) -> str:
@@ -475,24 +533,52 @@ def _literal_texts(tree: ast.Module | None) -> Iterator[tuple[int, str]]:
     for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             yield node.lineno, node.value
-        elif isinstance(node, (ast.BinOp, ast.JoinedStr)):
-            # Runs of literal text with the dynamic parts as breaks; "%" formats glue their literal operands.
-            segments = _url_segments(node) if not isinstance(node, ast.BinOp) or isinstance(node.op, ast.Add) else (
-                _url_segments(node.left) + _url_segments(node.right) if isinstance(node.op, ast.Mod) else []
-            )
+        elif isinstance(text := _constant_string(node), str):
+            yield node.lineno, text
+        elif isinstance(node, ast.JoinedStr) or (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add)):
+            # Runs of literal text with the dynamic parts as breaks: "https:/" + "/evil.test/" + params[...].
             run = ""
-            for segment in [*segments, None]:
+            for segment in [*_url_segments(node), None]:
                 if segment is None:
                     if run:
                         yield node.lineno, run
                     run = ""
                 else:
                     run += segment
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
-              and isinstance(node.func.value, ast.Constant) and isinstance(node.func.value.value, str)
-              and node.args and isinstance(node.args[0], (ast.List, ast.Tuple))
-              and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.args[0].elts)):
-            yield node.lineno, node.func.value.value.join(e.value for e in node.args[0].elts)
+
+
+def _constant_string(node: ast.AST) -> str | int | float | None:
+    """The text an expression of literals evaluates to ("a" + "b", "a%sb" % "x", "{}".format("x"), f"{'a'}",
+    "".join(["a", "b"])), or None when any part is not a literal."""
+    try:
+        if isinstance(node, ast.Constant):
+            return node.value if isinstance(node.value, (str, int, float)) and not isinstance(node.value, bool) else None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
+            left = _constant_string(node.left)
+            if left is None or not isinstance(left, str):
+                return None
+            if isinstance(node.op, ast.Add):
+                right = _constant_string(node.right)
+                return left + right if isinstance(right, str) else None
+            values = node.right.elts if isinstance(node.right, ast.Tuple) else [node.right]
+            constants = [_constant_string(v) for v in values]
+            return None if None in constants else left % tuple(constants)
+        if isinstance(node, ast.JoinedStr):
+            parts = [_constant_string(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
+            return None if None in parts else "".join(str(p) for p in parts)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and not node.keywords:
+            owner = _constant_string(node.func.value)
+            if not isinstance(owner, str):
+                return None
+            if node.func.attr == "format":
+                args = [_constant_string(a) for a in node.args]
+                return None if None in args else owner.format(*args)
+            if node.func.attr == "join" and len(node.args) == 1 and isinstance(node.args[0], (ast.List, ast.Tuple)):
+                items = [_constant_string(e) for e in node.args[0].elts]
+                return None if not all(isinstance(i, str) for i in items) else owner.join(items)
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
+    return None
 
 
 def _url_literal_violations(

@@ -5,11 +5,13 @@ Pure Python (no Django): the runner's own navigation guard lives in the sandbox 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-_HOST_CHARS = re.compile(r"[a-z0-9.-]+")
+# Letters, digits, dots, hyphens and underscores (docker-compose service names have them); IPv6 is checked apart.
+_HOST_CHARS = re.compile(r"[a-z0-9._-]+")
 _URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>)]+")
 _DOMAIN_IN_TEXT = re.compile(r"\b((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})\b", re.I)
 _UNSAFE_IN_URL = re.compile(r"[\\\s\x00-\x1f]")
@@ -52,7 +54,14 @@ def url_allowed(url: str, allowed: Iterable[str]) -> bool:
         return False
     if parts.scheme.lower() not in {"http", "https"} or not host or "@" in parts.netloc:
         return False
-    return bool(_HOST_CHARS.fullmatch(host)) and host_allowed(host, allowed)
+    return bool(_HOST_CHARS.fullmatch(host) or _is_ipv6(host)) and host_allowed(host, allowed)
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
 
 
 def on_sites(url: str, allowed: Iterable[str]) -> bool:

@@ -7,7 +7,9 @@
         read-only (open pages and follow links of the task's own sites) and calls write_code
       → the code passes validate_task_code and the safety gate (with up to two chances to fix what
         the gate refused), becomes CodeVersion v1 (source "generated")
-      → deployed when auto_deploy is on, otherwise code_status "pending_review" for a person.
+      → with auto_deploy: code_status "validating", a validation run, then deployed if it succeeds
+        (generated_validation_finished; "pending_review" if it fails, or at once without validation_required);
+        without auto_deploy: code_status "pending_review" for a person.
 
 Exploring never clicks buttons or submits forms, so generating code has no side effect on the site.
 Failures (no LLM answer, gate refusals, budget) leave the task at "needs_code"; the audit log entry

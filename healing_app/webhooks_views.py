@@ -40,8 +40,8 @@ class WebhookEndpointForm(forms.Form):
     )
 
     @classmethod
-    def for_endpoint(cls, endpoint: WebhookEndpoint) -> WebhookEndpointForm:
-        return cls(initial={
+    def for_endpoint(cls, endpoint: WebhookEndpoint, data=None) -> WebhookEndpointForm:
+        return cls(data, initial={
             "url": endpoint.url,
             "description": endpoint.description,
             "event_types": endpoint.event_types,
@@ -91,10 +91,12 @@ def endpoint_detail(request: HttpRequest, endpoint_id: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def endpoint_edit(request: HttpRequest, endpoint_id: str) -> HttpResponse:
     endpoint = _endpoint(request, endpoint_id)
-    form = WebhookEndpointForm(request.POST) if request.method == "POST" else WebhookEndpointForm.for_endpoint(endpoint)
+    form = WebhookEndpointForm.for_endpoint(endpoint, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
+        # Only what was changed: an endpoint saved before today's URL rules keeps its URL until someone edits it.
+        changes = {field: form.cleaned_data[field] for field in form.changed_data}
         try:
-            services.webhook_endpoint_update(endpoint=endpoint, actor=_actor(request), **form.cleaned_data)
+            services.webhook_endpoint_update(endpoint=endpoint, actor=_actor(request), **changes)
         except InputError as exc:
             form.add_input_error(exc)
         else:

@@ -44,3 +44,14 @@ def test_a_real_id_still_resolves(client, admin_user, api_headers):
     client.force_login(admin_user)
     assert client.get(f"/tasks/{task.pk}/").status_code == 200
     assert client.get(f"/api/v1/tasks/{task.pk}", headers=api_headers).json()["id"] == task.pk
+
+
+def test_a_nul_anywhere_in_a_path_is_a_404_even_on_routes_the_product_does_not_own(client, admin_user):
+    client.force_login(admin_user)
+    from django.contrib.contenttypes.models import ContentType
+
+    task_type = ContentType.objects.get(app_label="tasks_app", model="task").pk
+    for path in [f"/admin/r/{task_type}/%00/", "/admin/tasks_app/task/%00/history/", "/demo-site/%00"]:
+        assert client.get(path).status_code == 404, path
+    api = client.get("/api/v1/tasks/%00")
+    assert (api.status_code, api.json()["error"]["code"]) == (404, "not_found")

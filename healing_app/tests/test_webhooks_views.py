@@ -106,6 +106,18 @@ def test_editing_saves_through_the_service(browser, endpoint):
     assert AuditLog.objects.filter(action="webhook.update", actor_label="mo via dashboard").exists()
 
 
+def test_an_endpoint_saved_before_the_url_rules_can_still_have_its_description_edited(browser, endpoint):
+    legacy = "https://user:token@hooks.example.com/in"  # refused on save since; kept until someone edits the URL
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(url=legacy)
+    form = {"url": legacy, "description": "ops", "event_types": endpoint.event_types}
+    response = browser.post(reverse("webhooks:edit", args=[endpoint.pk]), form)
+    assert response.status_code == 302, response.content.decode()[:500]
+    endpoint.refresh_from_db()
+    assert (endpoint.url, endpoint.description) == (legacy, "ops")
+    changed = browser.post(reverse("webhooks:edit", args=[endpoint.pk]), {**form, "url": legacy + "/v2"})
+    assert changed.status_code == 400 and changed.context["form"].errors["url"]
+
+
 def test_the_edit_form_starts_from_the_endpoint(browser, endpoint):
     form = browser.get(reverse("webhooks:edit", args=[endpoint.pk])).context["form"]
     assert form.initial["url"] == PUBLIC_URL

@@ -333,7 +333,8 @@ def test_gate_keeps_accepting_heals_next_to_loops_and_helpers():
         "def open_page(page, url):\n    page.goto(url)\n\n\n"
         + with_run('open_page(page, params["base_url"])\npage.click("#send")\n')
     )
-    moved = helper.replace('    open_page(page, params["base_url"])', '    page.wait_for_load_state()\n    open_page(page, params["base_url"])')
+    call = '    open_page(page, params["base_url"])'
+    moved = helper.replace(call, "    page.wait_for_load_state()\n" + call)
     assert gate(moved, original=helper) == []
     assert gate(with_run('page.goto(params.get("base_url"))\n'), original=None) == []
 

@@ -3,13 +3,10 @@ changed only by their owner or by staff with the change permission (being staff 
 
 from __future__ import annotations
 
-import ipaddress
-
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from healing_app import ssrf, webhooks
 from healing_app.models import HealingEvent, Review, WebhookDelivery, WebhookEndpoint
 from healing_app.tests.factories import pending_event
 from healing_app.webhook_services import (
@@ -25,19 +22,8 @@ PUBLIC_URL = "https://hooks.example.test/anchor"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch):
-    real = ssrf.resolve
-    public = [ipaddress.ip_address("93.184.215.14")]
-    monkeypatch.setattr(ssrf, "resolve", lambda host, port: public if host == "hooks.example.test" else real(host, port))
-
-    class NoQueue:
-        def enqueue(self, *args, **kwargs):
-            pass
-
-        def enqueue_in(self, *args, **kwargs):
-            pass
-
-    monkeypatch.setattr(webhooks, "_queue", NoQueue)
+def _isolated(public_webhook_host):
+    pass
 
 
 def _staff(django_user_model, username: str, *codenames: str):

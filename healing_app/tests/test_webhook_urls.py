@@ -10,36 +10,21 @@ import uuid
 import pytest
 from django.urls import reverse
 
-from healing_app import ssrf, webhooks
+from healing_app import ssrf
 from healing_app.models import WebhookEndpoint
+from healing_app.tests.conftest import PUBLIC_HOST, PUBLIC_IP
 from healing_app.webhook_services import webhook_endpoint_create
 from tasks_app.api_keys import api_key_create
 from tasks_app.config import InputError
 
 pytestmark = pytest.mark.django_db
 
-PUBLIC_HOST = "hooks.example.test"
 PUBLIC_URL = f"https://{PUBLIC_HOST}/anchor"
-PUBLIC_IP = "93.184.215.14"  # only returned by the patched resolver, never connected to
 
 
 @pytest.fixture(autouse=True)
-def _isolated(settings, monkeypatch):
+def _isolated(settings, public_webhook_host):
     settings.API_RATE_LIMIT_PREFIX = f"test:{uuid.uuid4().hex}"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    real = ssrf.resolve
-    monkeypatch.setattr(
-        ssrf, "resolve", lambda host, port: [ipaddress.ip_address(PUBLIC_IP)] if host == PUBLIC_HOST else real(host, port)
-    )
-    monkeypatch.setattr(webhooks, "_queue", lambda: _NoQueue())
-
-
-class _NoQueue:
-    def enqueue(self, *args, **kwargs):
-        pass
-
-    def enqueue_in(self, *args, **kwargs):
-        pass
 
 
 @pytest.fixture

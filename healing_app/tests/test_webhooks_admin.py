@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import pytest
 from django.urls import reverse
 
-from healing_app import ssrf, webhooks
 from healing_app.models import WebhookDelivery, WebhookEndpoint
 from healing_app.webhook_services import webhook_endpoint_create
 from tasks_app.models import AuditLog
@@ -19,21 +16,8 @@ CHANGELIST = "admin:healing_app_webhookendpoint_changelist"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(settings, monkeypatch):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    real = ssrf.resolve
-    monkeypatch.setattr(
-        ssrf, "resolve", lambda host, port: [ipaddress.ip_address("93.184.215.14")] if host == "hooks.example.test" else real(host, port)
-    )
-
-    class NoQueue:
-        def enqueue(self, *args, **kwargs):
-            pass
-
-        def enqueue_in(self, *args, **kwargs):
-            pass
-
-    monkeypatch.setattr(webhooks, "_queue", NoQueue)
+def _isolated(public_webhook_host):
+    pass
 
 
 @pytest.fixture

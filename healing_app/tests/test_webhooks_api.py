@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import uuid
 
 import pytest
 from django.contrib.auth.models import Permission
 
-from healing_app import ssrf, webhooks
 from healing_app.models import WebhookDelivery, WebhookEndpoint
 from tasks_app.api_keys import api_key_create
 from tasks_app.models import AuditLog, Task
@@ -21,22 +19,8 @@ PUBLIC_URL = "https://hooks.example.test/anchor"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(settings, monkeypatch):
+def _isolated(settings, public_webhook_host):
     settings.API_RATE_LIMIT_PREFIX = f"test:{uuid.uuid4().hex}"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    real = ssrf.resolve
-    monkeypatch.setattr(
-        ssrf, "resolve", lambda host, port: [ipaddress.ip_address("93.184.215.14")] if host == "hooks.example.test" else real(host, port)
-    )
-    monkeypatch.setattr(webhooks, "_queue", lambda: _NoQueue())
-
-
-class _NoQueue:
-    def enqueue(self, *args, **kwargs):
-        pass
-
-    def enqueue_in(self, *args, **kwargs):
-        pass
 
 
 class Api:

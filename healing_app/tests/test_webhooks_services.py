@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import timedelta
 
 import pytest
@@ -11,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from healing_app import ssrf, webhooks
+from healing_app import webhooks
 from healing_app.models import WebhookDelivery, WebhookEndpoint
 from healing_app.webhook_services import (
     webhook_endpoint_create,
@@ -30,17 +29,8 @@ PUBLIC_URL = "https://hooks.example.test/anchor"
 
 
 @pytest.fixture(autouse=True)
-def public_dns(monkeypatch, settings):
+def public_dns(public_webhook_host):
     """hooks.example.test is a public host here; nothing is ever sent to it."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    real = ssrf.resolve
-
-    def resolve(host, port):
-        if host == "hooks.example.test":
-            return [ipaddress.ip_address("93.184.215.14")]
-        return real(host, port)
-
-    monkeypatch.setattr(ssrf, "resolve", resolve)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 import pytest
@@ -10,7 +9,6 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from healing_app import ssrf, webhooks
 from healing_app.models import WebhookDelivery, WebhookEndpoint
 from healing_app.webhook_services import webhook_endpoint_create
 from tasks_app.models import AuditLog
@@ -21,23 +19,8 @@ PUBLIC_URL = "https://hooks.example.test/anchor"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(settings, monkeypatch):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    real = ssrf.resolve
-    monkeypatch.setattr(
-        ssrf, "resolve", lambda host, port: [ipaddress.ip_address("93.184.215.14")] if host == "hooks.example.test" else real(host, port)
-    )
-    jobs: list = []
-
-    class Recording:
-        def enqueue(self, func, *args, **kwargs):
-            jobs.append(args)
-
-        def enqueue_in(self, delay, func, *args, **kwargs):
-            jobs.append(args)
-
-    monkeypatch.setattr(webhooks, "_queue", Recording)
-    return jobs
+def _isolated(public_webhook_host):
+    return public_webhook_host
 
 
 @pytest.fixture

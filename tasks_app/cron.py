@@ -39,27 +39,33 @@ def _parse_field(text: str, name: str, low: int, high: int) -> frozenset[int]:
 
 
 def cron_matches(expression: str, moment: datetime) -> bool:
-    minute, hour, day, month, weekday = parse_cron(expression)
-    # cron counts Sunday as 0; Python's weekday() counts Monday as 0.
-    day_matches = moment.day in day
-    weekday_matches = (moment.weekday() + 1) % 7 in weekday
+    return _matches(parse_cron(expression), _either_day_field(expression), moment)
+
+
+def _either_day_field(expression: str) -> bool:
     # As in cron: when both day fields are restricted, either one is enough ("0 9 1 * 1" is the 1st
     # and every Monday); when one of them is "*", the other decides.
     _, _, day_field, _, weekday_field = expression.split()
-    if day_field.startswith("*") or weekday_field.startswith("*"):
-        days_match = day_matches and weekday_matches
-    else:
-        days_match = day_matches or weekday_matches
+    return not (day_field.startswith("*") or weekday_field.startswith("*"))
+
+
+def _matches(fields: list[frozenset[int]], either_day_field: bool, moment: datetime) -> bool:
+    minute, hour, day, month, weekday = fields
+    # cron counts Sunday as 0; Python's weekday() counts Monday as 0.
+    day_matches = moment.day in day
+    weekday_matches = (moment.weekday() + 1) % 7 in weekday
+    days_match = (day_matches or weekday_matches) if either_day_field else (day_matches and weekday_matches)
     return moment.minute in minute and moment.hour in hour and moment.month in month and days_match
 
 
 def next_fire(expression: str, after: datetime) -> datetime:
     """The first minute after `after` the schedule fires; CronError if it never does ("0 0 30 2 *")."""
-    minutes, hours = (sorted(field) for field in parse_cron(expression)[:2])
+    fields, either = parse_cron(expression), _either_day_field(expression)
+    minutes, hours = sorted(fields[0]), sorted(fields[1])
     start = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
     day = start.replace(hour=0, minute=0)
     for _ in range(8 * 366):  # every day of eight years: past any leap day, even across a skipped 2100
-        if cron_matches(expression, day.replace(hour=hours[0], minute=minutes[0])):
+        if _matches(fields, either, day.replace(hour=hours[0], minute=minutes[0])):
             for hour in hours:
                 for minute in minutes:
                     moment = day.replace(hour=hour, minute=minute)

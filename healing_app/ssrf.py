@@ -102,7 +102,10 @@ def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
 
 def parse_url(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of an http(s) URL, or UnsafeURL saying what is wrong. Uses the same parser as the sender."""
-    parsed = _parsed(url)
+    return _address(_parsed(url))
+
+
+def _address(parsed: httpx.URL) -> tuple[str, str, int]:
     host = parsed.raw_host.decode("ascii")
     return parsed.scheme, host, parsed.port or (443 if parsed.scheme == "https" else 80)
 
@@ -218,12 +221,13 @@ def check_url(url: str, *, allow_private: bool | None = None) -> None:
     # before these rules, and endpoints saved then keep working until someone edits them.
     if isinstance(url, str):
         _check_characters(url.strip())
-    if _parsed(url).userinfo:
+    parsed = _parsed(url)
+    if parsed.userinfo:
         raise UnsafeURL(
             "a webhook URL cannot contain a user name or password (the part before @): the URL is shown to "
             "everyone who can see the endpoint; have the receiver check the webhook-signature header instead"
         )
-    _scheme, host, port = parse_url(url)
+    _scheme, host, port = _address(parsed)
     try:
         checked_addresses(host, port, allow_private=allow)
     except socket.gaierror:

@@ -166,11 +166,12 @@ def check_generated_code(
         return [str(exc)]
     original_tree = _parse_or_none(original)
 
+    bound, bound_before = _assignments(tree), _assignments(original_tree)
     violations = [
         *_import_violations(tree),
         *_name_violations(tree),
-        *_goto_violations(tree, allowed_domains, original_tree),
-        *_params_rewrite_violations(tree, original_tree),
+        *_goto_violations(tree, allowed_domains, original_tree, bound, bound_before),
+        *_params_rewrite_violations(tree, original_tree, bound, bound_before),
         *_url_literal_violations(tree, original_tree, allowed_domains),
         *_guarded_attribute_violations(tree, original_tree),
     ]
@@ -263,9 +264,15 @@ def _name_violations(tree: ast.Module) -> Iterator[str]:
             yield f"line {node.lineno}: format string reaching a dunder attribute is not allowed"
 
 
-def _goto_violations(tree: ast.Module, allowed_domains: list[str], original: ast.Module | None) -> Iterator[str]:
-    trusted = _trusted_url_parts(tree, original)
-    bindings = _simple_bindings(tree)
+def _goto_violations(
+    tree: ast.Module,
+    allowed_domains: list[str],
+    original: ast.Module | None,
+    bound: dict[str, Counter[str]],
+    bound_before: dict[str, Counter[str]],
+) -> Iterator[str]:
+    trusted = _trusted_url_parts(original, bound, bound_before)
+    bindings = _simple_bindings(tree, bound)
     for node in _goto_calls(tree):
         url = _goto_target(node)
         if url is None:
@@ -284,19 +291,17 @@ def _goto_violations(tree: ast.Module, allowed_domains: list[str], original: ast
             )
 
 
-def _simple_bindings(tree: ast.Module) -> dict[str, list[ast.expr] | None]:
+def _simple_bindings(tree: ast.Module, bound: dict[str, Counter[str]]) -> dict[str, list[ast.expr] | None]:
     """For each name, the values of its plain `name = value` assignments; None once it is bound any other way
     (a loop, a with, an argument, an augmented assignment), which the gate cannot follow."""
-    found: dict[str, list[ast.expr] | None] = {}
-    for name, counted in _assignments(tree).items():
-        found[name] = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-                if len(node.targets) == 1:
-                    found[name].append(node.value)
-        if len(found[name]) != sum(counted.values()):
-            found[name] = None
-    return found
+    values: dict[str, list[ast.expr]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            values.setdefault(node.targets[0].id, []).append(node.value)
+    return {
+        name: values.get(name, []) if len(values.get(name, [])) == sum(ways.values()) else None
+        for name, ways in bound.items()
+    }
 
 
 def _safe_url_bindings(values: list[ast.expr] | None, allowed_domains: list[str]) -> bool:
@@ -326,17 +331,6 @@ def _goto_target(call: ast.Call) -> ast.expr | None:
     return call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "url"), None)
 
 
-def _dynamic_parts(expr: ast.expr) -> list[ast.expr]:
-    """The non-literal pieces of a URL expression (the None segments of _url_segments)."""
-    if isinstance(expr, ast.Constant):
-        return []
-    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
-        return _dynamic_parts(expr.left) + _dynamic_parts(expr.right)
-    if isinstance(expr, ast.JoinedStr):
-        return [v.value for v in expr.values if isinstance(v, ast.FormattedValue)]
-    return [expr]
-
-
 def _is_params_value(expr: ast.expr) -> bool:
     """`params["base_url"]`, `params.get("host")`, `params["site"]["url"]`: the task owner's values."""
     while True:
@@ -349,17 +343,18 @@ def _is_params_value(expr: ast.expr) -> bool:
             return isinstance(expr, ast.Name) and expr.id == "params"
 
 
-def _trusted_url_parts(tree: ast.Module, original: ast.Module | None) -> set[str]:
+def _trusted_url_parts(
+    original: ast.Module | None, bound: dict[str, Counter[str]], bound_before: dict[str, Counter[str]]
+) -> set[str]:
     """Dynamic URL parts the original's gotos already had (`page.goto(url)`), as long as the generated code
     assigns the names they use exactly as the original does: `url = "https:/" + "/evil.test"` added before
     an unchanged `page.goto(url)` must not inherit the original's trust."""
-    new_assignments, old_assignments = _assignments(tree), _assignments(original)
     trusted = set()
     for call in _goto_calls(original):
         target = _goto_target(call)
         for part in _dynamic_parts(target) if target is not None else ():
             names = {n.id for n in ast.walk(part) if isinstance(n, ast.Name)}
-            if all(new_assignments.get(name) == old_assignments.get(name) for name in names):
+            if all(bound.get(name) == bound_before.get(name) for name in names):
                 trusted.add(ast.unparse(part))
     return trusted
 
@@ -420,13 +415,18 @@ def _binding_targets(node: ast.AST) -> list[ast.AST]:
     return [node.target]
 
 
-def _params_rewrite_violations(tree: ast.Module, original: ast.Module | None) -> Iterator[str]:
+def _params_rewrite_violations(
+    tree: ast.Module,
+    original: ast.Module | None,
+    bound: dict[str, Counter[str]],
+    bound_before: dict[str, Counter[str]],
+) -> Iterator[str]:
     """params are the owner's values that URLs are trusted to be built from. Generated code may read them
     (`params["key"]`, `params.get("key")`) but not bind, alias, change or hand on the dict itself
     (`p = params`, `params[...] = ...`, `dict.update(params, ...)`, `for params in ...`), beyond what the
     original already does."""
 
-    def other_uses(t: ast.Module | None) -> Counter[str]:
+    def other_uses(t: ast.Module | None, bindings: dict[str, Counter[str]]) -> Counter[str]:
         found: Counter[str] = Counter()
         if t is None:
             return found
@@ -436,18 +436,17 @@ def _params_rewrite_violations(tree: ast.Module, original: ast.Module | None) ->
                 continue
             parent = parents.get(node)
             reads = isinstance(node.ctx, ast.Load) and (
-                (isinstance(parent, ast.Subscript) and parent.value is node and isinstance(parents.get(parent), ast.AST)
-                 and not _is_store_subscript(parent, parents))
+                (isinstance(parent, ast.Subscript) and parent.value is node and not _is_store_subscript(parent, parents))
                 or (isinstance(parent, ast.Attribute) and parent.attr == "get" and isinstance(parents.get(parent), ast.Call))
             )
             if not reads:
                 found[ast.unparse(parent) if parent is not None else "params"] += 1
-        for how, n in _assignments(t).get("params", Counter()).items():
+        for how, n in bindings.get("params", Counter()).items():
             if how != "argument 1 of run":  # run(page, params) itself
                 found[f"params bound by {how}"] += n
         return found
 
-    for use in sorted(other_uses(tree) - other_uses(original)):
+    for use in sorted(other_uses(tree, bound) - other_uses(original, bound_before)):
         yield f"`{use[:80]}` changes or passes on params, which generated code may not do"
 
 
@@ -471,15 +470,26 @@ def _clip_source(expr: ast.expr) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _url_pieces(expr: ast.expr) -> list[str | ast.expr | None]:
+    """A URL expression in order: its literal text (str), its dynamic parts (the expressions), and None for a
+    literal that is not text."""
+    if isinstance(expr, ast.Constant):
+        return [expr.value if isinstance(expr.value, str) else None]
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+        return _url_pieces(expr.left) + _url_pieces(expr.right)
+    if isinstance(expr, ast.JoinedStr):
+        return [v.value for v in expr.values]  # a Constant's text, or a FormattedValue's expression
+    return [expr]
+
+
 def _url_segments(expr: ast.expr) -> list[str | None]:
     """Flatten a URL expression into literal text and None for each dynamic part."""
-    if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
-        return [expr.value]
-    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
-        return _url_segments(expr.left) + _url_segments(expr.right)
-    if isinstance(expr, ast.JoinedStr):
-        return [v.value if isinstance(v, ast.Constant) else None for v in expr.values]
-    return [None]
+    return [piece if isinstance(piece, str) else None for piece in _url_pieces(expr)]
+
+
+def _dynamic_parts(expr: ast.expr) -> list[ast.expr]:
+    """The non-literal pieces of a URL expression (the None segments of _url_segments)."""
+    return [piece for piece in _url_pieces(expr) if isinstance(piece, ast.expr)]
 
 
 def _goto_url_problem(segments: list[str | None], allowed_domains: list[str]) -> str | None:

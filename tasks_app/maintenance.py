@@ -16,7 +16,7 @@ from rq.job import JobStatus
 
 from tasks_app.execution import run_fail
 from tasks_app.models import Run
-from tasks_app.rq_jobs import LIVE_JOB_STATES, job_and_status
+from tasks_app.rq_jobs import LIVE_JOB_STATES, job_and_status, job_is_live
 from tasks_app.scheduling import schedules_tick
 from tasks_app.services import run_job_enqueue, run_job_id
 
@@ -71,8 +71,7 @@ def runs_requeue_missing() -> int:
     connection = django_rq.get_connection("runs")
     count = 0
     for run_id in Run.objects.filter(status=Run.Status.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True)[:500]:
-        _, status = job_and_status(run_job_id(run_id), connection)
-        if status not in LIVE_JOB_STATES:
+        if not job_is_live(run_job_id(run_id), connection):
             run_job_enqueue(run_id)
             count += 1
     if count:

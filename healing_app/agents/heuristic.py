@@ -193,7 +193,8 @@ class HeuristicAgent:
             run.log("goto", url=start, why="look for the moved page among the site's own links")
             if run.handover.goto(start).get("ok"):
                 links += run.handover.observe().get("links") or []
-        ranked = _rank_links(wanted_path, origin, links)
+        root = _site_root(wanted, run.context.params.get("base_url"))
+        ranked = _rank_links(wanted_path, origin, links, home_path=urlparse(root).path if root else "/")
         top = [{"url": url, "text": text, "score": round(score, 1)} for score, url, text in ranked[:5]]
         run.log("rank_links", wanted=wanted_path, top=top)
         needed = selectors_in_code(run.context.code, after_line=failure.get("line") or 0)[:3]
@@ -459,31 +460,36 @@ def _link_score(wanted_path: str, link: dict) -> float:
     return max(fuzz.token_set_ratio(wanted, path), 0.9 * fuzz.token_set_ratio(wanted, text))
 
 
-def _link_sources(wanted_url: str, base_url: object) -> list[str]:
-    """Pages whose links may lead to the moved page: the task's base URL, the broken page's folder, the site root.
+def _site_root(wanted_url: str, base_url: object) -> str | None:
+    """The root of the site the broken page is on when that site lives under a path (`https://host/shop/`,
+    the task's base URL), else None. There the host's own "/" may be another application (the demo site sits
+    beside Anchor's dashboard), so the search neither goes above it nor takes it for the site's home page."""
+    if not (isinstance(base_url, str) and _same_origin(base_url, _origin(wanted_url))):
+        return None
+    root = base_url.rstrip("/") + "/"
+    return root if urlparse(wanted_url).path.startswith(urlparse(root).path) else None
 
-    A site that lives under a path (`https://host/shop/`) has its root there: the host's own "/" may be
-    another application (the demo site sits beside Anchor's dashboard), so the search does not go above it."""
+
+def _link_sources(wanted_url: str, base_url: object) -> list[str]:
+    """Pages whose links may lead to the moved page: the task's base URL, the broken page's folder, the site root."""
     parsed = urlparse(wanted_url)
     origin = f"{parsed.scheme}://{parsed.netloc}"
     folder = parsed.path.rstrip("/").rsplit("/", 1)[0] + "/"
     sources = [origin + folder, origin + "/"]
-    if isinstance(base_url, str) and _same_origin(base_url, origin):
-        site_root = base_url.rstrip("/") + "/"
-        if parsed.path.startswith(urlparse(site_root).path):
-            sources = [site_root, *(url for url in sources if url.startswith(site_root))]
-        else:
-            sources.insert(0, site_root)
+    if root := _site_root(wanted_url, base_url):
+        sources = [root, *(url for url in sources if url.startswith(root))]
+    elif isinstance(base_url, str) and _same_origin(base_url, origin):
+        sources.insert(0, base_url.rstrip("/") + "/")
     return list(dict.fromkeys(sources))[:3]
 
 
-def _rank_links(wanted_path: str, origin: str, links: list[dict]) -> list[tuple[float, str, str]]:
+def _rank_links(wanted_path: str, origin: str, links: list[dict], *, home_path: str = "/") -> list[tuple[float, str, str]]:
     """Same-site links, one per path, best first; the broken path and the home page are not candidates."""
     best: dict[str, tuple[float, str, str]] = {}
     for link in links:
         url = urljoin(origin + "/", link.get("href") or "").split("#")[0]
         path = urlparse(url).path
-        if not _same_origin(url, origin) or path in ("", "/", wanted_path):
+        if not _same_origin(url, origin) or path.rstrip("/") in ("", home_path.rstrip("/")) or path == wanted_path:
             continue
         score = _link_score(wanted_path, link)
         if path not in best or score > best[path][0]:

@@ -40,6 +40,15 @@ def test_links_are_ranked_by_name_with_synonyms_and_the_broken_path_is_never_a_c
     assert all("elsewhere" not in url and not url.endswith("/catalog") for _, url, _ in ranked)
 
 
+def test_the_home_page_of_a_site_under_a_path_is_not_a_candidate_for_the_moved_page():
+    # "/demo-site/" shares every word of "/demo-site/catalog" but is the site's home, like "/" for a site at the root.
+    links = [{"href": "/demo-site/", "text": "Home"}, {"href": "/demo-site", "text": "Home"},
+             {"href": "/demo-site/products", "text": "Our products"}]
+    ranked = _rank_links("/demo-site/catalog", "http://shop.test", links, home_path="/demo-site/")
+    assert [url for _, url, _ in ranked] == ["http://shop.test/demo-site/products"]
+    assert len(_rank_links("/demo-site/catalog", "http://shop.test", links)) == 3  # a site at the root: "/" only
+
+
 def test_login_form_prefers_the_user_field_and_the_sign_in_button():
     forms = [
         {"inputs": [{"type": "search", "name": "q", "ref": 1}], "submits": [{"text": "Search", "ref": 2}]},

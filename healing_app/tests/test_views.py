@@ -415,3 +415,16 @@ def test_queue_rows_fragment_sends_the_rows_above_the_top(client, reviewer, task
     assert re.findall(r'<tr data-id="(heal_[^"]+)"', html) == [newer.pk]
     _bulk_events(task, 60)  # more news than a page holds: the page is told to reload its rows
     assert 'data-more="1"' in client.get(reverse("queue-rows"), {"newer": top}).content.decode()
+
+
+def test_the_validation_runs_output_is_shown_as_json(client, reviewer, task, pending):
+    from tasks_app.models import Run
+
+    validation = Run.objects.create(
+        task=task, version=pending.new_version, purpose=Run.Purpose.VALIDATION, status=Run.Status.SUCCEEDED,
+        output={"products": "Mug 12.00", "in_stock": True, "note": None},
+    )
+    HealingEvent.objects.filter(pk=pending.pk).update(validation_run=validation)
+    html = _login(client, reviewer).get(reverse("event-detail", args=[pending.pk])).content.decode()
+    assert "&quot;in_stock&quot;: true" in html and "&quot;note&quot;: null" in html
+    assert "True" not in html.split("Validation run", 1)[1].split("Steps of this run", 1)[0]

@@ -15,6 +15,7 @@ from healing_app.webhook_services import (
     webhook_endpoints_for,
 )
 from tasks_app.models import AuditLog, CodeVersion
+from tests.admin_urls import admin_object_url
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +55,7 @@ def _action(client, model: str, action: str, ids: list, **extra):
 
 def test_a_heal_waiting_for_review_cannot_be_deleted_in_the_admin(root_client):
     event = pending_event()
-    url = reverse("admin:healing_app_healingevent_delete", args=[event.pk])
+    url = admin_object_url(event, "delete")
     assert root_client.post(url, {"post": "yes"}).status_code == 403
     _action(root_client, "healing_app_healingevent", "delete_selected", [event.pk], post="yes")  # not offered
     event.refresh_from_db()
@@ -65,7 +66,7 @@ def test_a_heal_waiting_for_review_cannot_be_deleted_in_the_admin(root_client):
 def test_reviews_cannot_be_deleted_in_the_admin(root_client, reviewer):
     event = pending_event()
     review = Review.objects.create(event=event, decision="rejected", reviewer=reviewer, comment="no")
-    delete = reverse("admin:healing_app_review_delete", args=[review.pk])
+    delete = admin_object_url(review, "delete")
     assert root_client.post(delete, {"post": "yes"}).status_code == 403
     _action(root_client, "healing_app_review", "delete_selected", [review.pk], post="yes")  # not offered
     assert Review.objects.filter(pk=review.pk).exists()

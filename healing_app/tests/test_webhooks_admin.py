@@ -8,6 +8,7 @@ from django.urls import reverse
 from healing_app.models import WebhookDelivery, WebhookEndpoint
 from healing_app.webhook_services import webhook_endpoint_create
 from tasks_app.models import AuditLog
+from tests.admin_urls import admin_object_url
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +48,7 @@ def test_adding_an_endpoint_goes_through_the_service_and_shows_the_secret_once(a
     assert endpoint.current_secret in response.content.decode()
     assert endpoint.event_types == ["run.failed"]
     assert AuditLog.objects.filter(action="webhook.create", actor_label="root via admin").exists()
-    change = admin_client.get(reverse("admin:healing_app_webhookendpoint_change", args=[endpoint.pk])).content.decode()
+    change = admin_client.get(admin_object_url(endpoint)).content.decode()
     assert endpoint.current_secret not in change
     assert endpoint.secret_masked in change
 
@@ -61,7 +62,7 @@ def test_a_refused_url_is_an_error_on_the_admin_form(admin_client):
 
 def test_changing_an_endpoint_in_the_admin_is_audited(admin_client, endpoint):
     response = admin_client.post(
-        reverse("admin:healing_app_webhookendpoint_change", args=[endpoint.pk]),
+        admin_object_url(endpoint),
         {"url": PUBLIC_URL, "description": "changed", "event_types": [], "enabled": "on"},
     )
     assert response.status_code == 302
@@ -100,7 +101,7 @@ def test_the_send_test_action_queues_a_test_event(admin_client, endpoint):
 
 
 def test_deleting_in_the_admin_goes_through_the_service(admin_client, endpoint):
-    response = admin_client.post(reverse("admin:healing_app_webhookendpoint_delete", args=[endpoint.pk]), {"post": "yes"})
+    response = admin_client.post(admin_object_url(endpoint, "delete"), {"post": "yes"})
     assert response.status_code == 302
     assert not WebhookEndpoint.objects.exists()
     assert AuditLog.objects.filter(action="webhook.delete").exists()

@@ -4,6 +4,7 @@ from django.urls import reverse
 from healing_app.models import HealingEvent
 from tasks_app import services
 from tasks_app.models import AuditLog, CodeVersion, Task
+from tests.admin_urls import admin_object_url
 from tests.browser import scenario
 
 CODE = 'def run(page, params):\n    page.goto(params["base_url"])\n    return 1\n'
@@ -45,7 +46,7 @@ def _form(task: Task, **overrides) -> dict:
 def test_editing_code_in_the_admin_creates_a_manual_version(staff_client):
     task = services.task_create(name="t", code=CODE)
     new_code = CODE.replace("return 1", "return 2")
-    response = staff_client.post(reverse("admin:tasks_app_task_change", args=[task.pk]), _form(task, code=new_code))
+    response = staff_client.post(admin_object_url(task), _form(task, code=new_code))
     assert response.status_code == 302, response.content.decode()[:2000]
     task.refresh_from_db()
     assert task.current_version.number == 2
@@ -56,7 +57,7 @@ def test_editing_code_in_the_admin_creates_a_manual_version(staff_client):
 def test_admin_config_edit_goes_through_validation(staff_client):
     task = services.task_create(name="t", code=CODE)
     response = staff_client.post(
-        reverse("admin:tasks_app_task_change", args=[task.pk]), _form(task, max_attempts="11", self_healing="on")
+        admin_object_url(task), _form(task, max_attempts="11", self_healing="on")
     )
     assert response.status_code == 200
     assert "max_attempts" in response.context["adminform"].form.errors
@@ -67,7 +68,7 @@ def test_admin_config_edit_goes_through_validation(staff_client):
 def test_admin_toggles_self_healing_and_config(staff_client):
     task = services.task_create(name="t", code=CODE)
     response = staff_client.post(
-        reverse("admin:tasks_app_task_change", args=[task.pk]),
+        admin_object_url(task),
         _form(task, self_healing="on", auto_deploy="on", max_attempts="5", trigger_on=["timeout", "captcha_detected"]),
     )
     assert response.status_code == 302
@@ -82,7 +83,7 @@ def test_admin_toggles_self_healing_and_config(staff_client):
 def test_admin_code_with_syntax_error_is_shown_on_the_field(staff_client):
     task = services.task_create(name="t", code=CODE)
     response = staff_client.post(
-        reverse("admin:tasks_app_task_change", args=[task.pk]), _form(task, code="def run(page, params)\n  x")
+        admin_object_url(task), _form(task, code="def run(page, params)\n  x")
     )
     assert response.status_code == 200
     assert "line 1" in str(response.context["adminform"].form.errors["code"])
@@ -91,14 +92,14 @@ def test_admin_code_with_syntax_error_is_shown_on_the_field(staff_client):
 
 def test_secrets_never_appear_in_the_admin(staff_client):
     task = services.task_create(name="t", code=CODE, secrets={"password": "s3cr3t-admin-value"})
-    page = staff_client.get(reverse("admin:tasks_app_task_change", args=[task.pk])).content.decode()
+    page = staff_client.get(admin_object_url(task)).content.decode()
     assert "s3cr3t-admin-value" not in page
     assert "password" in page  # the name is shown, so operators know a secret is stored
 
 
 def test_bad_secret_names_and_params_are_shown_on_their_fields(staff_client):
     task = services.task_create(name="t", code=CODE)
-    url = reverse("admin:tasks_app_task_change", args=[task.pk])
+    url = admin_object_url(task)
     response = staff_client.post(url, _form(task, new_secrets='{"a b {{}}": "x"}'))
     assert response.status_code == 200
     assert "must start with a letter" in str(response.context["adminform"].form.errors["new_secrets"])
@@ -134,7 +135,7 @@ def test_the_admin_deploy_action_refuses_a_draft_waiting_for_review(staff_client
 ])
 def test_every_bad_value_is_shown_on_its_field_not_a_500(staff_client, field, value, form_field, message):
     task = services.task_create(name="t", code=CODE)
-    response = staff_client.post(reverse("admin:tasks_app_task_change", args=[task.pk]), _form(task, **{field: value}))
+    response = staff_client.post(admin_object_url(task), _form(task, **{field: value}))
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert form_field in errors and message in str(errors[form_field])
@@ -142,7 +143,7 @@ def test_every_bad_value_is_shown_on_its_field_not_a_500(staff_client, field, va
 
 def test_the_monthly_budget_is_saved_and_audited(staff_client):
     task = services.task_create(name="t", code=CODE)
-    response = staff_client.post(reverse("admin:tasks_app_task_change", args=[task.pk]), _form(task, monthly_budget_usd="5"))
+    response = staff_client.post(admin_object_url(task), _form(task, monthly_budget_usd="5"))
     assert response.status_code == 302
     task.refresh_from_db()
     assert str(task.monthly_budget_usd) == "5.0000"
@@ -152,11 +153,24 @@ def test_the_monthly_budget_is_saved_and_audited(staff_client):
 def test_versions_are_read_only_and_never_deleted_in_the_admin(staff_client):
     task = services.task_create(name="t", code=CODE)
     version = task.current_version
-    page = staff_client.get(reverse("admin:tasks_app_codeversion_change", args=[version.pk])).content.decode()
+    page = staff_client.get(admin_object_url(version)).content.decode()
     assert 'name="_save"' not in page and "deletelink" not in page
-    assert staff_client.post(reverse("admin:tasks_app_codeversion_delete", args=[version.pk]), {"post": "yes"}).status_code == 403
+    assert staff_client.post(admin_object_url(version, "delete"), {"post": "yes"}).status_code == 403
     assert CodeVersion.objects.filter(pk=version.pk).exists()
 
 
 def test_fingerprints_are_recorded_by_runs_not_added_in_the_admin(staff_client):
     assert staff_client.get(reverse("admin:tasks_app_elementfingerprint_add")).status_code == 403
+
+
+def test_an_id_the_admin_must_quote_opens_from_the_changelists_link(staff_client):
+    """The admin reads `_22` in a URL's id as a quoted `"`: an id like `task_22…` (one in 170) only opens
+    through the quoted link the admin writes, and the tests' own URLs are built the same way."""
+    task = Task.objects.create(id="task_22abc", name="quoted")
+
+    changelist = staff_client.get(reverse("admin:tasks_app_task_changelist")).content.decode()
+    assert admin_object_url(task) in changelist
+    assert reverse("admin:tasks_app_task_change", args=[task.pk]) not in changelist
+    page = staff_client.get(admin_object_url(task))
+    assert page.status_code == 200
+    assert page.context["original"] == task

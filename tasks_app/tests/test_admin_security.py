@@ -11,6 +11,7 @@ from healing_app.tests.factories import pending_event
 from tasks_app import services
 from tasks_app.api_keys import api_key_create
 from tasks_app.models import ApiKey, AuditLog, ElementFingerprint, Run, Task
+from tests.admin_urls import admin_object_url
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +47,7 @@ def test_a_keys_user_cannot_be_changed_in_the_admin_and_a_rename_is_audited(clie
     sam = _staff(django_user_model, "sam", "view_apikey", "change_apikey")
     key, _ = api_key_create(user=sam, name="laptop")
     client.force_login(sam)
-    url = reverse("admin:tasks_app_apikey_change", args=[key.pk])
+    url = admin_object_url(key)
     assert 'name="user"' not in client.get(url).content.decode()
 
     response = client.post(url, {"user": root.pk, "name": "desktop"})
@@ -84,7 +85,7 @@ def test_a_new_key_is_shown_once_on_an_uncached_page_not_in_a_message_cookie(roo
     raw = response.context["raw"]
     assert raw in response.content.decode()
     assert ApiKey.objects.get().hashed == ApiKey.hash(raw)
-    change = root_client.get(reverse("admin:tasks_app_apikey_change", args=[ApiKey.objects.get().pk]))
+    change = root_client.get(admin_object_url(ApiKey.objects.get()))
     assert raw not in change.content.decode()
 
 
@@ -99,7 +100,7 @@ def test_revoking_keys_needs_the_change_permission(client, django_user_model, ro
 
 def test_keys_are_revoked_not_deleted(root_client, root):
     key, _ = api_key_create(user=root, name="ci")
-    assert root_client.post(reverse("admin:tasks_app_apikey_delete", args=[key.pk]), {"post": "yes"}).status_code == 403
+    assert root_client.post(admin_object_url(key, "delete"), {"post": "yes"}).status_code == 403
     _action(root_client, "tasks_app_apikey", "delete_selected", [key.pk], post="yes")  # not offered
     _action(root_client, "tasks_app_apikey", "revoke_selected", [key.pk])
     key.refresh_from_db()
@@ -113,7 +114,7 @@ def test_keys_are_revoked_not_deleted(root_client, root):
 def test_runs_are_not_deleted_in_the_admin(root_client):
     task = services.task_create(name="t", code=CODE)
     run = Run.objects.create(task=task, version=task.current_version)
-    assert root_client.post(reverse("admin:tasks_app_run_delete", args=[run.pk]), {"post": "yes"}).status_code == 403
+    assert root_client.post(admin_object_url(run, "delete"), {"post": "yes"}).status_code == 403
     _action(root_client, "tasks_app_run", "delete_selected", [run.pk], post="yes")  # not offered
     assert Run.objects.filter(pk=run.pk).exists()
 
@@ -131,7 +132,7 @@ def test_deleting_tasks_with_delete_selected_goes_through_the_service_and_is_aud
 def test_deleting_a_task_from_its_page_is_audited(root_client):
     task = services.task_create(name="t", code=CODE)
     Run.objects.create(task=task, version=task.current_version)
-    response = root_client.post(reverse("admin:tasks_app_task_delete", args=[task.pk]), {"post": "yes"})
+    response = root_client.post(admin_object_url(task, "delete"), {"post": "yes"})
     assert response.status_code == 302
     assert not Task.objects.filter(pk=task.pk).exists()
     assert AuditLog.objects.filter(action="task.delete", object_id=task.pk).exists()
@@ -142,7 +143,7 @@ def test_forgetting_a_fingerprint_is_audited(root_client):
     one, two, three = (
         ElementFingerprint.objects.create(task=task, step_key=f"{n}:click:#b{n}", selector=f"#b{n}") for n in (1, 2, 3)
     )
-    delete = reverse("admin:tasks_app_elementfingerprint_delete", args=[one.pk])
+    delete = admin_object_url(one, "delete")
     assert root_client.post(delete, {"post": "yes"}).status_code == 302
     _action(root_client, "tasks_app_elementfingerprint", "delete_selected", [two.pk, three.pk], post="yes")
     assert not ElementFingerprint.objects.exists()

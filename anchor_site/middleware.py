@@ -1,4 +1,4 @@
-"""Cross-cutting HTTP behaviour: security headers, a 404 for NUL in a path, JSON for the API's 405s, and a
+"""Cross-cutting HTTP behaviour: security headers, no NUL from a URL reaching a query, JSON for the API's 405s, and a
 clear 503 when the database is away."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import logging
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, HttpResponseNotFound, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound, JsonResponse
 
 logger = logging.getLogger(__name__)
 
@@ -29,20 +29,31 @@ class SecurityHeadersMiddleware:
         return response
 
 
-class NulInPathMiddleware:
-    """No page or endpoint has a NUL in its path, and PostgreSQL answers a query carrying one with an error:
-    any URL with `%00` is a 404 before a view can turn it into a 500 (the admin's own routes included)."""
+class NulInUrlMiddleware:
+    """PostgreSQL answers a query carrying a NUL with an error, so no NUL in a URL reaches a view: in the path
+    it is a 404 (no page has one; the admin's own routes included), in a query parameter a 400 naming it."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        api = request.path.startswith("/api/")
         if "\x00" in request.path:
-            if request.path.startswith("/api/"):
-                error = {"code": "not_found", "message": "no such path", "field": None}
-                return JsonResponse({"error": error}, status=404)
+            if api:
+                return api_error(404, "not_found", "no such path")
             return HttpResponseNotFound("Not found", content_type="text/plain")
+        bad = next((name for name, values in request.GET.lists() if "\x00" in name + "".join(values)), None)
+        if bad is not None:
+            name = bad.replace("\x00", "")
+            if api:
+                return api_error(400, "invalid_input", "must not contain NUL characters", name)
+            return HttpResponseBadRequest(f"{name} must not contain NUL characters", content_type="text/plain")
         return self.get_response(request)
+
+
+def api_error(status: int, code: str, message: str, field: str | None = None) -> JsonResponse:
+    """The API's error shape, for answers given outside django-ninja (its own handlers use error_response)."""
+    return JsonResponse({"error": {"code": code, "message": message, "field": field}}, status=status)
 
 
 class ApiMethodNotAllowedMiddleware:
@@ -62,9 +73,7 @@ class ApiMethodNotAllowedMiddleware:
             return response
         allowed = response.get("Allow", "")
         message = f"{request.method} is not allowed here; allowed: {allowed}"
-        json_response = JsonResponse(
-            {"error": {"code": "method_not_allowed", "message": message, "field": None}}, status=405
-        )
+        json_response = api_error(405, "method_not_allowed", message)
         json_response["Allow"] = allowed
         return json_response
 
@@ -84,7 +93,7 @@ class DatabaseUnavailableMiddleware:
         logger.warning("database unavailable: %s", type(exception).__name__)
         message = "The database is unavailable right now; retry in a few seconds."
         if request.path.startswith("/api/"):
-            response = JsonResponse({"error": {"code": "service_unavailable", "message": message}}, status=503)
+            response = api_error(503, "service_unavailable", message)
         else:
             response = HttpResponse(message, status=503, content_type="text/plain")
         response["Retry-After"] = "5"

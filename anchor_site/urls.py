@@ -1,18 +1,18 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.http import JsonResponse
 from django.templatetags.static import static
 from django.urls import include, path, re_path, register_converter
 from django.views.generic import RedirectView
 
 from anchor_site.api import api
+from anchor_site.middleware import api_error
 from tasks_app.ids import IdConverter
 
 register_converter(IdConverter, "id")  # before the includes below, whose patterns use it
 
 def api_not_found(request, *args, **kwargs):
     """Unknown API paths answer in the API's own JSON error shape, not with an HTML page."""
-    return JsonResponse({"error": {"code": "not_found", "message": f"no API endpoint at {request.path}"}}, status=404)
+    return api_error(404, "not_found", f"no API endpoint at {request.path}; the reference is at /api/v1/docs")
 
 
 urlpatterns = [
@@ -21,6 +21,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/v1/", api_not_found),  # django-ninja's own root answers an HTML 404
     path("api/v1/", api.urls),
     re_path(r"^api/", api_not_found),
     path("django-rq/", include("django_rq.urls")),

@@ -131,6 +131,8 @@ def _validated_tree(code: str) -> ast.Module:
         raise CodeValidationError(f"syntax error: {exc.msg}", exc.lineno) from None
     except ValueError as exc:  # e.g. NUL bytes
         raise CodeValidationError(f"cannot parse code: {exc}") from None
+    except (RecursionError, MemoryError):  # e.g. `1+1+…+1` thousands of terms long: the parser's stack overflows
+        raise CodeValidationError("code is nested too deeply to parse") from None
     run = next(
         (n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
          and n.name == "run"),

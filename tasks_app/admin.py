@@ -31,7 +31,7 @@ class IdCheckedAdmin(admin.ModelAdmin):
     """The base of every ModelAdmin in the product: a selected id that cannot name a row does nothing.
 
     PostgreSQL refuses a NUL in a text parameter with an error, so a forged action selection answered 500. A NUL
-    in an admin URL (`/admin/tasks_app/task/%00/change/`) never gets here: NulInPathMiddleware answers 404.
+    in an admin URL (`/admin/tasks_app/task/%00/change/`) never gets here: NulInUrlMiddleware answers 404.
     """
 
     def response_action(self, request, queryset):

@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from django.core.exceptions import ValidationError
 from django.db.models import DateTimeField, Model, Q, QuerySet
 from ninja import Schema
 from pydantic import ConfigDict, Field
@@ -288,7 +289,8 @@ def _decode_cursor(cursor: str, model: type[Model], order_field: str) -> tuple[A
             raise TypeError("not an integer")
         if not isinstance(pk, (str, int)) or isinstance(pk, bool) or "\x00" in str(pk):
             raise TypeError("not a key")
-    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
+        pk = model._meta.pk.to_python(pk)  # "abc" is no integer id: a 400 here, not a 500 in the query
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError, ValidationError):
         raise InputError("cursor", "is not a cursor this API returned") from None
     return value, pk
 

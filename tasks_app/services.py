@@ -75,6 +75,10 @@ def task_update(*, task: Task, actor: Actor | None = None, **changes: Any) -> Ta
         task = Task.objects.select_for_update().get(pk=task.pk)
         # Forms send every field: only values that differ are changes (and audited as such).
         changed = {field: value for field, value in changed.items() if getattr(task, field) != value}
+        if code is not _UNSET and task.current_version is not None and code == task.current_version.code:
+            # The code that is deployed already: no new version, and pending heals stay valid (a retried
+            # PATCH must not supersede them).
+            code = _UNSET
         if not changed and new_secrets is None and code is _UNSET:
             return task  # nothing to change, nothing to audit
         for field, value in changed.items():
@@ -351,14 +355,18 @@ def _clean_bool(value: Any, field: str) -> bool:
     return value
 
 
-def unstorable(value: Any) -> tuple[str, str] | None:
+MAX_JSON_DEPTH = 64  # far beyond any real params; deep enough nesting overflows the JSON encoder's stack
+
+
+def unstorable(value: Any, depth: int = 0) -> tuple[str, str] | None:
     """The dotted path of the first value no database can store, and why; None when all can be.
 
-    PostgreSQL refuses NUL characters in text, and no JSON column takes NaN or Infinity (which
-    Python's JSON parser accepts, and which `1e999` becomes).
+    PostgreSQL refuses NUL characters in text and lone UTF-16 surrogates (which JSON's "\\ud800" escape
+    makes), and no JSON column takes NaN or Infinity (which Python's JSON parser accepts, and which `1e999`
+    becomes).
     """
     if isinstance(value, str):
-        return ("", "must not contain NUL characters") if "\x00" in value else None
+        return _unstorable_text(value)
     if isinstance(value, float):
         return None if math.isfinite(value) else ("", "must be a finite number (NaN and Infinity are not JSON)")
     if isinstance(value, dict):
@@ -367,13 +375,25 @@ def unstorable(value: Any) -> tuple[str, str] | None:
         items = enumerate(value)
     else:
         return None
+    if depth >= MAX_JSON_DEPTH:
+        return "", f"must not be nested more than {MAX_JSON_DEPTH} levels deep"
     for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
-            return str(key).replace("\x00", ""), "must not contain NUL characters"
-        inner = unstorable(item)
+        if isinstance(key, str) and (problem := _unstorable_text(key)) is not None:
+            return key.encode("utf-8", "replace").decode().replace("\x00", ""), problem[1]
+        inner = unstorable(item, depth + 1)
         if inner is not None:
             path, problem = inner
             return (f"{key}.{path}" if path else str(key)), problem
+    return None
+
+
+def _unstorable_text(text: str) -> tuple[str, str] | None:
+    if "\x00" in text:
+        return "", "must not contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "", "must be valid Unicode text (it holds a lone surrogate such as \\ud800)"
     return None
 
 
@@ -444,9 +464,11 @@ def _clean_budget(value: Any) -> Decimal | None:
         amount = Decimal(str(value))
     except InvalidOperation:
         raise InputError("monthly_budget_usd", "must be an amount of US dollars") from None
-    if not amount.is_finite() or not Decimal(0) <= amount < Decimal(1_000_000):
+    in_range = amount.is_finite() and Decimal(0) <= amount < Decimal(1_000_000)
+    # Rounded only once in range (a huge amount cannot be), then checked again: 999999.99999 rounds up.
+    if not in_range or (amount := amount.quantize(Decimal("0.0001"))) >= Decimal(1_000_000):
         raise InputError("monthly_budget_usd", "must be between 0 and 999999.9999")
-    return amount.quantize(Decimal("0.0001"))
+    return amount
 
 
 _FIELD_CLEANERS = {

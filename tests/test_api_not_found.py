@@ -3,7 +3,7 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v2/tasks", "/api/"])
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v2/tasks", "/api/", "/api/v1/"])
 def test_unknown_api_paths_answer_json_404(client, path):
     response = client.get(path)
     assert response.status_code == 404
@@ -29,3 +29,20 @@ def test_a_method_an_endpoint_does_not_take_is_a_json_405_with_allow(client, met
     assert response["Content-Type"] == "application/json"
     assert response.json()["error"]["code"] == "method_not_allowed"
     assert sorted(response["Allow"].split(", ")) == sorted(allowed.split(", "))
+
+
+@pytest.mark.parametrize("query, field", [
+    ("message_id=%00", "message_id"),
+    ("limit=5&cursor=ab%00cd", "cursor"),
+    ("na%00me=1", "name"),
+])
+def test_a_nul_in_a_query_parameter_is_a_json_400_naming_it(client, query, field):
+    response = client.get(f"/api/v1/webhooks/wh_x/deliveries?{query}")
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": "invalid_input", "message": "must not contain NUL characters", "field": field}
+
+
+def test_a_nul_in_a_pages_query_parameter_is_a_400_not_a_500(client):
+    response = client.get("/tasks/?status=%00")
+    assert response.status_code == 400
+    assert b"status must not contain NUL" in response.content

@@ -165,7 +165,7 @@ def test_a_bad_id_in_an_admin_url_is_not_found_not_a_500(root_client, model, pag
     for bad in BAD_IDS:
         url = reverse(f"admin:{model}_{page}", args=["ID"]).replace("/ID/", f"/{bad}/")
         response = root_client.get(url)
-        if "%00" in bad:  # NulInPathMiddleware answers before the admin sees it
+        if "%00" in bad:  # NulInUrlMiddleware answers before the admin sees it
             assert response.status_code == 404, (url, response.status_code)
         else:  # to the admin index ("doesn't exist"); a delete page the model does not offer is refused first
             assert response.status_code in (302, 403), (url, response.status_code)

@@ -243,6 +243,7 @@ BAD_CONFIG = [
     ({"monthly_budget_usd": -1}, "monthly_budget_usd"),
     ({"monthly_budget_usd": 1e12}, "monthly_budget_usd"),
     ({"monthly_budget_usd": "lots"}, "monthly_budget_usd"),
+    ({"monthly_budget_usd": 999999.99999}, "monthly_budget_usd"),  # in range, until rounded to 4 places
 ]
 
 
@@ -270,6 +271,44 @@ def test_a_number_too_big_for_a_float_is_a_400_naming_it(api):
     assert response.status_code == 400, response.content
     assert response.json()["error"]["field"] == "params.a"
     assert "finite" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("method, path, raw, field", [
+    ("post", "/tasks", '{"name": "t", "params": {"a": "\\ud800"}}', "params.a"),
+    ("post", "/tasks", '{"name": "t", "params": {"\\udfff": 1}}', "params.?"),
+    ("patch", "/tasks/{id}", '{"params": {"list": ["ok", "\\udfff"]}}', "params.list.1"),
+    ("post", "/tasks/{id}/runs", '{"params": {"a": "\\ud800"}}', "params.a"),
+])
+def test_a_lone_surrogate_in_params_is_a_400_naming_it(api, method, path, raw, field):
+    task = _create(api)
+    response = api.call(method, path.format(id=task["id"]), raw=raw)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == field
+    assert "surrogate" in response.json()["error"]["message"]
+    assert api.get(f"/tasks/{task['id']}").json() == task
+
+
+def test_params_nested_deeper_than_any_real_ones_are_a_400_naming_them(api):
+    deep = "[" * 900 + "1" + "]" * 900  # parsed, but deep enough to overflow the JSON encoder when stored
+    response = api.post("/tasks", raw='{"name": "t", "params": {"deep": ' + deep + "}}")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"].startswith("params.deep.0.0"), response.content
+    assert "nested" in response.json()["error"]["message"]
+
+
+def test_code_too_deeply_nested_to_parse_is_a_400_naming_the_code(api):
+    code = "def run(page, params):\n    return 1\nx = " + "+".join(["1"] * 6000) + "\n"
+    response = api.post("/tasks", {"name": "t", "code": code})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == "code"
+    assert Task.objects.count() == 0
+
+
+def test_a_cursor_whose_key_cannot_be_a_versions_id_is_a_400(api, versioned):
+    cursor = base64.urlsafe_b64encode(json.dumps([2, "abc"]).encode()).decode().rstrip("=")
+    response = api.get(f"/tasks/{versioned}/versions?cursor={cursor}")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == "cursor"
 
 
 def test_a_body_over_the_upload_limit_is_a_413_naming_the_body(api, settings):
@@ -410,3 +449,16 @@ def test_a_healed_draft_waiting_for_review_is_deployed_by_approving_it_not_by_ha
     assert response.status_code == 200, response.content
     assert Task.objects.get(pk=versioned).current_version.number == draft
     assert HealingEvent.objects.get(pk=event_id).reviews.get().decision == "approved"
+
+
+def test_a_patch_repeating_the_current_code_adds_no_version_and_keeps_a_pending_heal(reviewer_api, versioned):
+    """The SDKs retry a PATCH that timed out: sent twice, the same code must not become a new version, which
+    would supersede every heal waiting for review."""
+    event_id = scenario.event_pending_make(versioned)
+    current = Task.objects.get(pk=versioned).current_version
+    response = reviewer_api.patch(f"/tasks/{versioned}", {"code": current.code})
+    assert response.status_code == 200, response.content
+    assert Task.objects.get(pk=versioned).current_version == current
+    assert not AuditLog.objects.filter(action="task.update", object_id=versioned, data__has_key="new_version")\
+        .exclude(data__new_version=2).exists()
+    assert reviewer_api.post(f"/healing-events/{event_id}/approve").status_code == 200

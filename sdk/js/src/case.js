@@ -21,5 +21,11 @@ function convert(value, rename) {
 export const keysToSnake = (value) => convert(value, toSnake);
 export const keysToCamel = (value) => convert(value, toCamel);
 
-/** `self_healing_config.max_attempts` → `selfHealingConfig.maxAttempts`, for error fields. */
-export const fieldToCamel = (field) => field.split('.').map(toCamel).join('.');
+/** `self_healing_config.max_attempts` → `selfHealingConfig.maxAttempts`, for error fields; the caller's own
+ * names under `params` and `secrets` stay as written (`params.my_key`). */
+export function fieldToCamel(field) {
+  const parts = field.split('.');
+  const opaque = parts.findIndex((part) => OPAQUE.has(part));
+  const renamed = (opaque === -1 ? parts : parts.slice(0, opaque + 1)).map(toCamel);
+  return [...renamed, ...(opaque === -1 ? [] : parts.slice(opaque + 1))].join('.');
+}

@@ -110,14 +110,19 @@ class Tasks {
   async getHealingEvents(arg) {
     const { taskId, limit } = withId(arg, 'taskId');
     const path = `/tasks/${seg(requireId(taskId, 'taskId'))}/healing-events`;
+    const all = limit === undefined || limit === null;
+    if (!all && !(Number.isInteger(limit) && limit >= 0)) {
+      throw new RangeError(`limit must be a whole number of events, 0 or more (got ${limit})`);
+    }
     const events = [];
     let cursor = null;
-    do {
-      const pageSize = limit === undefined ? 100 : Math.max(1, Math.min(100, limit - events.length));
+    while (all || events.length < limit) {
+      const pageSize = all ? 100 : Math.min(100, limit - events.length);
       const body = await this.#http.request('GET', path, { query: { limit: pageSize, cursor } });
       events.push(...body.data);
       cursor = body.nextCursor ?? null;
-    } while (cursor !== null && (limit === undefined || events.length < limit));
+      if (cursor === null) break;
+    }
     return events;
   }
 

@@ -147,6 +147,35 @@ for (const [status, code, Cls] of [
   });
 }
 
+test('an error field keeps the caller\'s own names under params and secrets', async () => {
+  answers = [error(400, 'invalid_input', 'secrets.db_password')];
+  await assert.rejects(client().tasks.create({ name: 'x', secrets: { db_password: 'x' } }), (err) => {
+    assert.equal(err.field, 'secrets.db_password');
+    return true;
+  });
+  answers = [error(400, 'invalid_input', 'params.my_key.inner_list')];
+  await assert.rejects(client().tasks.create({ name: 'x', params: { my_key: 1 } }), (err) => {
+    assert.equal(err.field, 'params.my_key.inner_list');
+    return true;
+  });
+});
+
+test('getHealingEvents with limit 0 asks for nothing, and a negative limit is refused', async () => {
+  answers = [];
+  assert.deepEqual(await client().tasks.getHealingEvents({ taskId: 'task_1', limit: 0 }), []);
+  await assert.rejects(client().tasks.getHealingEvents({ taskId: 'task_1', limit: -5 }), RangeError);
+  assert.equal(received.length, 0);
+});
+
+test('getHealingEvents stops at limit across pages', async () => {
+  const event = { id: 'heal_1', timestamp: '2026-01-02T03:04:05Z', error_type: 'timeout', status: 'deployed' };
+  answers = [[200, { data: [event, { ...event, id: 'heal_2' }], next_cursor: 'c1' }]];
+  const events = await client().tasks.getHealingEvents({ taskId: 'task_1', limit: 2 });
+  assert.deepEqual(events.map((e) => e.id), ['heal_1', 'heal_2']);
+  assert.match(received[0].url, /limit=2/);
+  assert.equal(received.length, 1);
+});
+
 test('429 is retried after the time the server asks', async () => {
   slept.length = 0;
   answers = [error(429, 'rate_limited', null, { 'Retry-After': '2' }), [200, TASK]];

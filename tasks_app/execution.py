@@ -16,7 +16,7 @@ from healing_app import broadcast
 from healing_app.notify import notify
 from tasks_app.models import Run
 from tasks_app.runner.protocol import RunResult, RunSpec
-from tasks_app.services import fingerprints_store, task_runtime_secrets
+from tasks_app.services import fingerprints_store, storable, task_runtime_secrets, unstorable
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 10
@@ -83,17 +83,23 @@ def run_finish(run: Run, result: RunResult) -> Run:
     """Store the result, remember the elements that worked, and move any healing on."""
     from healing_app import pipeline
 
-    steps = [step.to_dict() for step in result.steps]
+    steps = storable([step.to_dict() for step in result.steps])  # page text may hold a NUL
+    status, output, error_type, error_message = result.status, result.output, result.error_type, result.error_message
+    if (problem := unstorable(output)) is not None:
+        # The task's own result cannot be kept as it is; changing it would hide that, so the run fails.
+        path, why = problem
+        status, output, error_type = Run.Status.FAILED, None, "script_error"
+        error_message = f"run() returned output the database cannot store: output{'.' + path if path else ''} {why}"
     with transaction.atomic():
         updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
-            status=result.status,
-            output=result.output,
-            error_type=result.error_type or "",
-            error_message=(result.error_message or "")[:10_000],
+            status=status,
+            output=output,
+            error_type=error_type or "",
+            error_message=storable(error_message or "")[:10_000],
             trace=steps,
-            failure=result.failure.to_dict() if result.failure else None,
-            screenshots=result.screenshots,
-            timings={**result.timings, "duration_ms": result.duration_ms},
+            failure=storable(result.failure.to_dict()) if result.failure else None,
+            screenshots=storable(result.screenshots),
+            timings=storable({**result.timings, "duration_ms": result.duration_ms}),
             finished_at=timezone.now(),
         )
         if not updated:
@@ -139,7 +145,8 @@ def run_fail(run: Run, reason: str, *, error_type: str = "script_error", stale_b
         still_running = still_running.filter(heartbeat_at__lt=stale_before)
     with transaction.atomic():
         if not still_running.update(
-            status=Run.Status.FAILED, error_type=error_type, error_message=reason[:10_000], finished_at=timezone.now()
+            status=Run.Status.FAILED, error_type=error_type, error_message=storable(reason)[:10_000],
+            finished_at=timezone.now(),
         ):
             return
         run.refresh_from_db()

@@ -387,6 +387,25 @@ def unstorable(value: Any, depth: int = 0) -> tuple[str, str] | None:
     return None
 
 
+_UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` with what no database can store replaced: NUL and lone surrogates in text by U+FFFD, NaN and
+    Infinity by None. For what pages report (step text, failure messages); input is refused instead."""
+    if isinstance(value, str):
+        if _unstorable_text(value) is None:
+            return value
+        return _UNSTORABLE_CHARACTERS.sub("\ufffd", value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
+
+
 def _unstorable_text(text: str) -> tuple[str, str] | None:
     if "\x00" in text:
         return "", "must not contain NUL characters"

@@ -991,7 +991,7 @@ def run_task(rt: Runtime, spec: RunSpec, task_file: str) -> dict:
         params["secrets"] = spec.secrets
         output = run(InstrumentedPage(rt.page._impl_obj, rt), params)
         try:
-            encoded = json.dumps(output)
+            encoded = json.dumps(output, allow_nan=False)  # NaN is not JSON, and no JSON column stores it
         except (TypeError, ValueError) as exc:
             raise TypeError(f"run() returned a value that is not JSON: {exc}") from None
         if len(encoded) > MAX_OUTPUT_BYTES:

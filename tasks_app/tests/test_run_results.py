@@ -1,0 +1,50 @@
+"""Storing a run's result: whatever the page or the task code hands back, the run ends and nothing is lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from healing_app.tests.factories import CODE_V1
+from tasks_app import execution, services
+from tasks_app.models import Run
+from tasks_app.runner.protocol import Failure, RunResult, Step
+
+pytestmark = pytest.mark.django_db
+
+
+def _running_run() -> Run:
+    task = services.task_create(name="t", code=CODE_V1)
+    return execution.run_claim(services.run_create(task=task).pk)
+
+
+@pytest.mark.parametrize("output, path", [
+    ({"price": float("nan")}, "output.price"),
+    ({"items": ["ok", "a\x00b"]}, "output.items.1"),
+    ("lone \udc80 surrogate", "output"),
+])
+def test_output_the_database_cannot_store_fails_the_run_with_a_clear_reason(output, path):
+    run = execution.run_finish(_running_run(), RunResult(status=Run.Status.SUCCEEDED, output=output))
+    run.refresh_from_db()
+    assert (run.status, run.error_type, run.output) == (Run.Status.FAILED, "script_error", None)
+    assert run.error_message.startswith(f"run() returned output the database cannot store: {path} ")
+
+
+def test_page_text_with_a_nul_is_kept_readable_in_the_trace_and_failure():
+    step = Step(index=0, line=3, action="click", selector="text=a\x00b", args={"text": "x\ud800"}, url="http://x/",
+                started_ms=0.0, duration_ms=float("inf"))
+    failure = Failure(type="element_not_found", message="no a\x00b", step_key="3:click:a")
+    result = RunResult(status=Run.Status.FAILED, error_type="element_not_found", error_message="no a\x00b",
+                       steps=[step], failure=failure)
+    run = execution.run_finish(_running_run(), result)
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+    assert run.error_message == "no a\ufffdb"
+    assert run.trace[0]["selector"] == "text=a\ufffdb" and run.trace[0]["duration_ms"] is None
+    assert run.trace[0]["args"] == {"text": "x\ufffd"}
+    assert run.failure["message"] == "no a\ufffdb"
+
+
+def test_storable_leaves_storable_values_as_they_are():
+    value = {"a": [1, 2.5, "text", None, True], "b": {"c": "ü"}}
+    assert services.storable(value) == value
+    assert services.unstorable(services.storable({"x\x00": ["\ud800", float("nan")]})) is None

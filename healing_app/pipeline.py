@@ -324,10 +324,11 @@ def _decide(event: HealingEvent) -> None:
             event.save()
             kind = "healing.failed"
         elif task.config["auto_deploy"]:
-            task_services.version_deploy(task=task, version=event.new_version, reason=f"auto-deploy of {event.pk}")
+            # Decided first, in the same transaction: version_deploy refuses the draft of a heal still at work.
             event.transition_to(Status.DEPLOYED, note="auto-deployed")
             event.decided_at = timezone.now()
             event.save()
+            task_services.version_deploy(task=task, version=event.new_version, reason=f"auto-deploy of {event.pk}")
             kind = "healing.deployed"
         else:
             event.transition_to(Status.PENDING_REVIEW)

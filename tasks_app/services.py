@@ -137,11 +137,17 @@ def version_create(
         return _version_add(task=task, code=code, source=source, author=actor, parent=parent, note=note)
 
 
+_ONCE_VALIDATED = "it is deployed or put up for review once validated"
+
+
 class DraftNotDeployable(Exception):
-    """The version is a heal's draft that may not be deployed by hand: approving its heal deploys a
-    draft waiting for review; a rejected or failed heal's draft is kept for inspection only."""
+    """The version is a heal's draft that may not be deployed by hand: a heal still at work deploys it or
+    puts it up for review itself once validated; approving its heal deploys a draft waiting for review; a
+    rejected or failed heal's draft is kept for inspection only."""
 
     _WHY = {
+        "healing": ("heal_in_progress", "is the draft of a heal still at work ({event}); " + _ONCE_VALIDATED),
+        "validating": ("heal_in_progress", "is the draft of a heal still being validated ({event}); " + _ONCE_VALIDATED),
         "pending_review": ("awaiting_review", "is a healed draft waiting for review in {event}; approve that event to deploy it"),
         "rejected": ("discarded", "is a healed draft a reviewer rejected in {event}; it is kept for inspection only"),
         "failed": ("discarded", "is the draft of a heal that failed ({event}); it is kept for inspection only"),
@@ -155,7 +161,8 @@ class DraftNotDeployable(Exception):
 
 def heal_drafts(task: Task) -> dict[int, tuple[str, str]]:
     """The task's versions that version_deploy refuses, as version id -> (heal id, heal status): drafts of
-    heals waiting for review (deployed by approving them), rejected or failed (kept for inspection)."""
+    heals still at work, waiting for review (deployed by approving them), rejected or failed (kept for
+    inspection)."""
     return {
         version_id: (event_id, status)
         for version_id, event_id, status in HealingEvent.objects.filter(

@@ -118,3 +118,18 @@ def test_run_needs_code():
     with pytest.raises(InputError) as caught:
         services.run_enqueue(task=task)
     assert caught.value.field == "version"
+
+
+@pytest.mark.parametrize("status", ["healing", "validating"])
+def test_the_draft_of_a_heal_still_at_work_cannot_be_deployed_by_hand(status, reviewer):
+    """Deploying it would put unvalidated machine-written code live with no review."""
+    from healing_app.models import HealingEvent
+    from healing_app.tests.factories import pending_event
+
+    event = pending_event()
+    HealingEvent.objects.filter(pk=event.pk).update(status=status)
+    with pytest.raises(services.DraftNotDeployable, match="still") as refused:
+        services.version_deploy(task=event.task, version=event.new_version, actor=Actor(user=reviewer))
+    assert refused.value.code == "heal_in_progress" and refused.value.event_id == event.pk
+    assert Task.objects.get(pk=event.task_id).current_version == event.original_version
+    assert not AuditLog.objects.filter(action="version.deploy").exists()

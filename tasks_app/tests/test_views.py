@@ -267,6 +267,14 @@ def test_a_rejected_draft_is_marked_and_cannot_be_deployed(client, reviewer, hea
     assert Task.objects.get(pk=healed.pk).current_version.number == 1
 
 
+def test_the_draft_of_a_heal_being_validated_is_marked_and_has_no_deploy_button(client, reviewer, healed):
+    event = HealingEvent.objects.get(task=healed)
+    HealingEvent.objects.filter(pk=event.pk).update(status=HealingEvent.Status.VALIDATING)
+    html = _login(client, reviewer).get(reverse("task-detail", args=[healed.pk])).content.decode()
+    assert f'title="the draft of a heal still being validated">validating<span class="visually-hidden"> in {event.pk}' in html
+    assert "Deploy v2" not in html
+
+
 def test_the_task_list_shows_the_tasks_own_last_run_not_a_validation(client, member, healed):
     # healed: its last normal run healed; the validation run of the draft (newer) succeeded.
     html = _login(client, member).get(reverse("task-list")).content.decode()

@@ -120,9 +120,10 @@ def event_pending_make(task_id: str, *, screenshot_b64: str | None = None, final
         _announce(event, "healing.validating")
     with transaction.atomic():
         if final == Status.DEPLOYED:
-            services.version_deploy(task=task, version=version, reason=f"auto-deploy of {event.pk}")
             event.transition_to(Status.DEPLOYED, note="auto-deployed")
             event.decided_at = timezone.now()
+            event.save()  # decided first, as the pipeline does: version_deploy refuses a heal's draft at work
+            services.version_deploy(task=task, version=version, reason=f"auto-deploy of {event.pk}")
             kind = "healing.deployed"
         else:
             event.transition_to(Status.PENDING_REVIEW)

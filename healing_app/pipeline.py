@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from urllib.parse import urlparse
 
 import django_rq
@@ -244,24 +245,41 @@ def _path_divergence(event: HealingEvent) -> str | None:
     usual = (
         Run.objects.filter(task=event.task, version=event.original_version, status=Run.Status.SUCCEEDED)
         .order_by("-created_at")
-        .values_list("trace", flat=True)
+        .values_list("trace", "params")
         .first()
     )
-    if not usual or event.run is None:
+    if not usual or not usual[0] or event.run is None:
         return None
-    # Keyed by line and action: a recovered step carries its new selector in its step key.
-    usual_paths = {(step.get("line"), step.get("action")): urlparse(step.get("url") or "").path for step in usual}
+    usual_paths = _step_paths(usual[0], {**event.task.params, **usual[1]})
     # A page that moved is expected on its new path; that is the heal itself, not a divergence.
     moved = {r["old_path"]: r["new_path"] for r in event.recovery or [] if r and r.get("kind") == "url"}
-    for step in event.run.trace:
-        before = usual_paths.get((step.get("line"), step.get("action")))
-        now = urlparse(step.get("url") or "").path
+    for key, now in _step_paths(event.run.trace, {**event.task.params, **event.run.params}).items():
+        before = usual_paths.get(key)
         if before and now and moved.get(before, before) != now:
             return (
-                f"wrong heal refused: after the takeover, line {step.get('line')} ran on {now}, "
+                f"wrong heal refused: after the takeover, line {key[0]} ran on {now}, "
                 f"where the task's successful runs are on {before}"
             )
     return None
+
+
+def _step_paths(trace: list[dict], params: dict) -> dict[tuple, str]:
+    """The page path of each step that ran, keyed by line, action and how often that pair ran before (a
+    loop's second pass is a step of its own; a recovered step carries its new selector in its step key, so
+    the selector is left out). A path segment that is one of the run's params reads as that param's name:
+    `/users/42` and `/users/7` are the same page of runs for different users."""
+    by_value = {str(value): "{" + name + "}" for name, value in params.items()
+                if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip("/")}
+    seen: Counter[tuple] = Counter()
+    paths: dict[tuple, str] = {}
+    for step in trace:
+        if step.get("outcome") == "error":
+            continue
+        pair = (step.get("line"), step.get("action"))
+        path = urlparse(step.get("url") or "").path
+        paths[(*pair, seen[pair])] = "/".join(by_value.get(segment, segment) for segment in path.split("/"))
+        seen[pair] += 1
+    return paths
 
 
 # -- 3. validation -----------------------------------------------------------------------------------

@@ -146,8 +146,13 @@ def heal_generate_job_id(event_id: str) -> str:
     return f"heal-generate-{event_id}"
 
 
-def heal_generate_enqueue(event_id: str) -> None:
-    _enqueue("healing", "healing_app.jobs.heal_generate", event_id, job_id=heal_generate_job_id(event_id))
+# Set on a generate job enqueued again because the worker running it died: if that one dies too, the heal fails.
+RESUMED_AFTER_WORKER_DIED = "resumed_after_worker_died"
+
+
+def heal_generate_enqueue(event_id: str, *, after_worker_died: bool = False) -> None:
+    _enqueue("healing", "healing_app.jobs.heal_generate", event_id, job_id=heal_generate_job_id(event_id),
+             meta={RESUMED_AFTER_WORKER_DIED: True} if after_worker_died else None)
 
 
 def heal_fail(event_id: str, reason: str) -> None:
@@ -389,8 +394,8 @@ def _add_cost(event: HealingEvent, prompt_tokens: int, completion_tokens: int) -
     event.cost_usd += costs.cost_usd(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
-def _enqueue(queue: str, func, *args, job_id: str | None = None) -> None:
-    django_rq.get_queue(queue).enqueue(func, *args, job_id=job_id)
+def _enqueue(queue: str, func, *args, job_id: str | None = None, meta: dict | None = None) -> None:
+    django_rq.get_queue(queue).enqueue(func, *args, job_id=job_id, meta=meta)
 
 
 def _stored_fingerprint(task: Task, step_key: str | None) -> dict | None:

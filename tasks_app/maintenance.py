@@ -12,6 +12,7 @@ from datetime import timedelta
 import django_rq
 from django.conf import settings
 from django.utils import timezone
+from rq.exceptions import AbandonedJobError
 from rq.job import JobStatus
 
 from tasks_app.execution import run_fail
@@ -81,9 +82,10 @@ def runs_requeue_missing() -> int:
 
 def heals_resume_stalled() -> int:
     """A heal still `healing` a while after its run healed has lost its generate job (Redis restarted) or
-    stopped part-way (its worker died after storing the new version): enqueue the job again. A job that
-    is still queued or running is left alone, so a slow model is not asked twice; one that crashed fails
-    the heal with its error, rather than being retried for ever."""
+    its worker died mid-job (RQ marks that job failed, "abandoned"): enqueue the job again; it picks up
+    where it stopped. A job that is still queued or running is left alone, so a slow model is not asked
+    twice; one that raised, or whose worker died on it twice, fails the heal with its error, rather than
+    being retried for ever."""
     from healing_app import pipeline
     from healing_app.models import HealingEvent
 
@@ -100,7 +102,12 @@ def heals_resume_stalled() -> int:
         if status == JobStatus.FAILED:
             result = job.latest_result()
             error = (result.exc_string if result else "") or "unknown error"
-            pipeline.heal_fail(event_id, "generating the new version failed: " + error.strip().splitlines()[-1][:300])
+            if AbandonedJobError.__name__ not in error:
+                pipeline.heal_fail(event_id, "generating the new version failed: " + error.strip().splitlines()[-1][:300])
+            elif job.meta.get(pipeline.RESUMED_AFTER_WORKER_DIED):
+                pipeline.heal_fail(event_id, "generating the new version failed: the worker running it died, twice")
+            else:
+                pipeline.heal_generate_enqueue(event_id, after_worker_died=True)
         else:
             pipeline.heal_generate_enqueue(event_id)
         count += 1

@@ -6,12 +6,13 @@ The reliability suite (tests/reliability) breaks real processes; these tests pin
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 import django_rq
 import pytest
 from django.utils import timezone
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from healing_app import pipeline
 from healing_app.models import HealingEvent
@@ -120,6 +121,41 @@ def test_a_heal_whose_generate_job_crashed_is_failed_with_the_error(queues):
     event.refresh_from_db()
     assert event.status == HealingEvent.Status.FAILED
     assert "generating the new version failed: RuntimeError: the model server answered 502" in event.reason
+
+
+def _worker_dies_running(job: Job) -> None:
+    """What RQ sees when the worker running `job` is killed: the job stays STARTED, its execution expires,
+    and the started registry's cleanup fails it as abandoned (AbandonedJobError)."""
+    from rq.executions import Execution
+    from rq.registry import StartedJobRegistry
+
+    queue = django_rq.get_queue("healing")
+    queue.remove(job)  # the worker took it off the queue
+    with job.connection.pipeline() as pipe:
+        job.set_status(JobStatus.STARTED, pipeline=pipe)
+        Execution.create(job, ttl=1, pipeline=pipe)
+        pipe.execute()
+    StartedJobRegistry(queue=queue).cleanup(timestamp=time.time() + 60)
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_heal_whose_worker_died_mid_generate_is_resumed_and_fails_only_if_it_dies_again(queues):
+    event = _healing_event()
+    pipeline.heal_generate_enqueue(event.pk)
+    job_id = pipeline.heal_generate_job_id(event.pk)
+    _worker_dies_running(Job.fetch(job_id, connection=queues))
+
+    assert maintenance.heals_resume_stalled() == 1
+    event.refresh_from_db()
+    assert event.status == HealingEvent.Status.HEALING
+    assert django_rq.get_queue("healing").job_ids == [job_id]  # enqueued again: generating is idempotent
+
+    _worker_dies_running(Job.fetch(job_id, connection=queues))
+    assert maintenance.heals_resume_stalled() == 1
+    event.refresh_from_db()
+    assert event.status == HealingEvent.Status.FAILED
+    assert event.reason == "generating the new version failed: the worker running it died, twice"
 
 
 def test_a_heal_that_stopped_after_storing_its_version_goes_on_to_validation(queues):

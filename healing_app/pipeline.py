@@ -184,6 +184,12 @@ def heal_generate(event_id: str) -> None:
     except (codegen.PatchError, ValueError) as exc:
         _fail(event, f"could not write a patch: {exc}")
         return
+    # Counted before any refusal below: the model is paid for a patch the gate refuses too, and the budgets
+    # must see it, or a model that keeps writing refused patches is never stopped.
+    _add_cost(event, patch.prompt_tokens, patch.completion_tokens)
+    HealingEvent.objects.filter(pk=event.pk).update(
+        prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens, cost_usd=event.cost_usd
+    )
     if patch.code is None:
         HealingEvent.objects.filter(pk=event.pk).update(root_cause=patch.root_cause)
         _fail(event, "no code change needed: " + patch.root_cause)
@@ -213,7 +219,6 @@ def heal_generate(event_id: str) -> None:
         )
         event.new_version = version
         event.root_cause = patch.root_cause
-        _add_cost(event, patch.prompt_tokens, patch.completion_tokens)
         event.timings = {**event.timings, "generate_ms": int((time.monotonic() - started) * 1000)}
         event.save()
     _validate_or_decide(event)

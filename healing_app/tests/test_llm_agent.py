@@ -717,6 +717,30 @@ def test_an_unusable_model_patch_falls_back_to_the_mechanical_patch(fake):
     assert patch.prompt_tokens > 0
 
 
+@pytest.mark.django_db
+def test_tokens_of_a_patch_the_heal_does_not_use_still_count_against_the_budget(fake):
+    """The model was paid for an answer that changes nothing (or that the safety gate refuses): the event
+    records it, so a model that keeps writing unusable patches is stopped by the budgets."""
+    from healing_app import costs, pipeline
+    from healing_app.models import HealingEvent
+    from tasks_app import services
+    from tasks_app.models import Run
+
+    task = services.task_create(name="t", code=CODE, self_healing=True, healing_agent="llm")
+    run = Run.objects.create(task=task, version=task.current_version, status=Run.Status.HEALED)
+    event = HealingEvent.objects.create(task=task, run=run, error_type="element_not_found", recovery=[RECOVERY],
+                                        original_version=task.current_version, status=HealingEvent.Status.HEALING)
+    fake.script(tool_call("submit_patch", root_cause="nothing to change", code=CODE))
+    with override_settings(OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="sk-test"):
+        pipeline.heal_generate(event.pk)
+
+    event.refresh_from_db()
+    assert len(fake.requests) == 1
+    assert event.status == HealingEvent.Status.FAILED and event.reason.startswith("no code change needed")
+    assert (event.prompt_tokens, event.completion_tokens) == (fake.usage[0]["prompt_tokens"], fake.usage[0]["completion_tokens"])
+    assert event.cost_usd > 0 and costs.task_month_spend(task) == event.cost_usd
+
+
 def test_a_json_answer_in_text_is_accepted(fake):
     fake.script(text("Here you go:\n" + json.dumps({"root_cause": "renamed button", "code": PATCHED})))
 

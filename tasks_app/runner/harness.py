@@ -194,6 +194,7 @@ class Runtime:
         self.password_filled = False
         self.pending_requests = 0
         self.blocked: list[str] = []
+        self.left_sites: list[str] = []  # blocked navigations of the page itself (not of an embedded frame)
         self.screenshots: list[dict] = []
         self.main_pid = os.getpid()
         self.allowed_hosts = [h.lower() for h in spec.allowed_hosts] if spec.allowed_hosts else None
@@ -291,9 +292,11 @@ class Runtime:
         scheme = parts.scheme.lower()
         if scheme not in ALLOWED_SCHEMES:
             self.blocked.append(url)
+            self.left_sites.append(url)
             raise BlockedNavigation(f"navigation to {url!r} blocked: only http(s) URLs are allowed")
         if not self.host_allowed(parts.hostname or ""):
             self.blocked.append(url)
+            self.left_sites.append(url)
             raise BlockedNavigation(f"navigation to {url!r} blocked: host not in allowed_hosts")
 
     def host_allowed(self, host: str) -> bool:
@@ -966,6 +969,8 @@ def _install_listeners(rt: Runtime, context: Any) -> None:
             host = urllib.parse.urlsplit(req.url).hostname or ""
             if req.is_navigation_request() and not rt.host_allowed(host):
                 rt.blocked.append(req.url)
+                if _is_main_frame(req):
+                    rt.left_sites.append(req.url)
                 route.abort("blockedbyclient")
             else:
                 route.fallback()
@@ -1029,6 +1034,11 @@ def run_task(rt: Runtime, spec: RunSpec, task_file: str) -> dict:
             rt.failure.details.update(details)
     if os.getpid() != rt.main_pid:
         os._exit(0)
+    if rt.left_sites and rt.allowed_hosts is not None and status == "ok":
+        # Code kept to the task's sites (a validation run's unreviewed code) that tried to leave them fails,
+        # even when it caught the block and went on.
+        status, output, error_type = "error", None, "navigation_error"
+        error_message = rt.mask(f"the run tried to leave the task's sites: navigation to {rt.left_sites[0]!r} was blocked")
     if rt.blocked and status == "ok":
         details["blocked_navigations"] = rt.mask(rt.blocked)
     task_ms = round((time.perf_counter() - t) * 1000, 1)
@@ -1045,6 +1055,13 @@ def run_task(rt: Runtime, spec: RunSpec, task_file: str) -> dict:
         "recovered": rt.recovered,
         "timings": {"task_ms": task_ms},
     }
+
+
+def _is_main_frame(request: Any) -> bool:
+    try:
+        return request.frame.parent_frame is None
+    except Exception:  # a service worker's request has no frame
+        return False
 
 
 def _script_error_message(exc: BaseException, task_file: str, spec: RunSpec) -> str:

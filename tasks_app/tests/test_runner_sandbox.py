@@ -243,6 +243,34 @@ def test_navigation_outside_allowed_hosts_is_blocked(pool):
     assert site.hits["/"] == 1  # the link click to localhost never reached the server
 
 
+def test_a_run_kept_to_its_sites_fails_if_it_tried_to_leave_even_when_it_caught_the_block(pool):
+    """Unreviewed code (a validation run) that swallows the blocked navigation must not pass as a success;
+    an embedded frame from another host is the site's business and is only blocked."""
+    with serve({"/": '<a id="out" href="http://localhost:{port}/x">out</a>'
+                     '<iframe src="http://localhost:{port}/frame"></iframe><h1>home</h1>'}) as site:
+        site.pages["/"] = site.pages["/"].replace("{port}", str(site.port))
+        framed = run(pool, """
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                return page.inner_text("h1")
+            """, params={"base": site.url}, allowed_hosts=["127.0.0.1"])
+        assert (framed.status, framed.output) == ("succeeded", "home")
+
+        caught = run(pool, """
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                try:
+                    page.click("#out")
+                    page.wait_for_timeout(300)
+                except Exception:
+                    pass
+                return page.inner_text("h1")
+            """, params={"base": site.url}, allowed_hosts=["127.0.0.1"])
+    assert (caught.status, caught.error_type, caught.output) == ("failed", "navigation_error", None)
+    assert caught.error_message.startswith("the run tried to leave the task's sites: navigation to 'http://localhost:")
+    assert site.hits.get("/x", 0) == 0 and site.hits.get("/frame", 0) == 0
+
+
 def test_no_chromium_left_after_a_killed_cold_run(allocated_uids):
     before = set(chromium_pids())
     with serve({"/": "<h1>hi</h1>"}) as site:

@@ -1,4 +1,4 @@
-"""HTTP through Django, websockets through Channels (authenticated, same-origin only)."""
+"""HTTP through Django, websockets through Channels (authenticated, same-origin only: scheme, host and port)."""
 
 import os
 from http import HTTPStatus
@@ -18,11 +18,15 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from anchor_site.websocket_origin import SameOriginWebsocket  # noqa: E402
 from healing_app.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # The host must be allowed, and the Origin must be this very site (scheme, host and port).
+        "websocket": AllowedHostsOriginValidator(
+            SameOriginWebsocket(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

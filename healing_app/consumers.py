@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
+from importlib import import_module
 
+from channels.auth import get_user
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.template.loader import render_to_string
 
 from healing_app import broadcast
+from tasks_app.ids import could_be_id
 
 logger = logging.getLogger(__name__)
+
+# How long a socket goes on delivering on its sign-in before it checks the session again (signed out,
+# expired, password changed, user deactivated: the socket closes at the next message after that).
+SESSION_RECHECK_S = 15
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -31,6 +40,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             self.groups_joined = [broadcast.EVENTS]
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
+        self.session_checked_at = time.monotonic()
         await self.accept()
 
     async def disconnect(self, code):
@@ -38,6 +48,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def anchor_update(self, message):
+        if not await self._still_signed_in():
+            await self.close(code=4401)
+            return
         payload = {"kind": message["kind"], "task_id": message["task_id"], "data": message["data"]}
         if message["kind"] == "run.step":
             # A running task's steps are only in the database once the run ends, so the page cannot
@@ -45,13 +58,24 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             payload["html"] = _step_html(message["data"])
         await self.send_json(payload)
 
+    async def _still_signed_in(self) -> bool:
+        """The session the socket was opened with still signs its user in, read afresh from the session
+        store (the scope's copy is cached), at most every SESSION_RECHECK_S."""
+        if time.monotonic() - self.session_checked_at < SESSION_RECHECK_S:
+            return True
+        self.session_checked_at = time.monotonic()
+        session_key = self.scope["session"].session_key
+        fresh = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+        user = await get_user({"session": fresh})
+        return user.is_authenticated and user.pk == self.scope["user"].pk and user.is_active
+
     def _query_value(self, key: str) -> str:
         from urllib.parse import parse_qs
 
-        values = parse_qs(self.scope.get("query_string", b"").decode()).get(key, [])
+        values = parse_qs(self.scope.get("query_string", b"").decode(errors="replace")).get(key, [])
         value = values[0] if values else ""
-        # Ids are short and prefixed; anything else is ignored rather than used as a group name.
-        return value if value.replace("_", "").isalnum() and len(value) < 60 else ""
+        # Anything that cannot be an id is ignored rather than used as a group name (ASCII only there).
+        return value if value.isascii() and could_be_id(value) else ""
 
 
 def _step_html(data: dict) -> str:

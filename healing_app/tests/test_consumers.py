@@ -142,7 +142,7 @@ def test_group_names_from_the_query_string_are_sanitised(member):
     cookie = _session_cookie(member)
 
     async def scenario():
-        communicator = _communicator("/ws/live/?task=../../etc&obj=" + "x" * 100, cookie=cookie)
+        communicator = _communicator("/ws/live/?task=../../etc&obj=%C3%A9" + "x" * 100, cookie=cookie)
         connected, _ = await communicator.connect()
         await communicator.disconnect()
         return connected
@@ -165,3 +165,33 @@ def test_switching_the_demo_site_tells_open_dashboards(member):
         return message
 
     assert async_to_sync(scenario)() == {"kind": "demo.site_changed", "task_id": None, "data": {"version": 2}}
+
+
+@pytest.mark.parametrize("sign_out", ["logout", "deactivate"])
+def test_a_socket_stops_delivering_once_its_session_no_longer_signs_in(member, sign_out, monkeypatch):
+    from django.contrib.sessions.models import Session
+
+    from healing_app import consumers
+
+    monkeypatch.setattr(consumers, "SESSION_RECHECK_S", 0)
+    cookie = _session_cookie(member)
+    publish = sync_to_async(broadcast.publish)
+
+    async def scenario():
+        communicator = _communicator("/ws/live/", cookie=cookie)
+        assert (await communicator.connect())[0]
+        await publish(kind="healing.triggered", task_id="task_any", data={"event": "heal_1"})
+        before = await communicator.receive_json_from(timeout=5)
+        if sign_out == "logout":
+            await sync_to_async(Session.objects.all().delete)()
+        else:
+            member.is_active = False
+            await sync_to_async(member.save)()
+        await publish(kind="healing.triggered", task_id="task_any", data={"event": "heal_2"})
+        after = await communicator.receive_output(timeout=5)
+        await communicator.disconnect()
+        return before, after
+
+    before, after = async_to_sync(scenario)()
+    assert before["data"] == {"event": "heal_1"}
+    assert after == {"type": "websocket.close", "code": 4401}

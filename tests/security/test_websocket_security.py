@@ -60,6 +60,30 @@ def test_foreign_origins_are_refused_even_with_a_valid_session(member, origin):
     assert _connects(origin=origin, cookie=_cookie(member))[0] is False
 
 
+@pytest.mark.parametrize("origin, host", [
+    ("http://localhost:6666", "localhost:8000"),  # another program on the same host: cookies ignore ports
+    ("http://localhost:8000", "localhost"),
+    ("ftp://localhost", "localhost"),
+])
+def test_the_same_host_on_another_port_or_scheme_is_refused(member, origin, host):
+    assert _connects(origin=origin, host=host, cookie=_cookie(member))[0] is False
+
+
+@pytest.mark.parametrize("origin, host", [
+    ("http://localhost:8000", "localhost:8000"),
+    ("http://LOCALHOST:80", "localhost"),
+    ("https://localhost", "localhost:443"),
+])
+def test_the_sites_own_origin_connects_whichever_way_the_port_is_written(member, origin, host):
+    assert _connects(origin=origin, host=host, cookie=_cookie(member))[0] is True
+
+
+def test_an_https_site_refuses_a_plain_http_origin(member, settings):
+    settings.SECURE_HTTPS = True
+    assert _connects(origin="http://localhost", cookie=_cookie(member))[0] is False
+    assert _connects(origin="https://localhost", cookie=_cookie(member))[0] is True
+
+
 def test_a_connection_without_an_origin_header_is_refused(member):
     assert _connects(origin=None, cookie=_cookie(member))[0] is False
 

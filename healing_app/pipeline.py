@@ -50,6 +50,7 @@ def takeover(*, run: Run, failure: dict, handover) -> None:
         secret_keys=task.secret_keys,
         allowed_hosts=_allowed_hosts(task, run),
         params={**task.params, **run.params},
+        later_texts=_later_texts(run.version, failure.get("line")),
     )
     started = time.monotonic()
     kind = agent.kind
@@ -408,6 +409,15 @@ def _stored_fingerprint(task: Task, step_key: str | None) -> dict | None:
         return None
     row = ElementFingerprint.objects.filter(task=task, step_key=step_key).first()
     return row.properties if row else None
+
+
+def _later_texts(version: CodeVersion, line: int | None) -> dict[str, str]:
+    rows = (
+        ElementFingerprint.objects.filter(task_id=version.task_id, version=version, line__gt=line or 0)
+        .order_by("line")
+        .values_list("selector", "properties")[:20]
+    )
+    return {selector: text for selector, properties in rows if (text := str(properties.get("text") or "").strip())}
 
 
 def _rejected_elements(task: Task, step_key: str | None) -> list[dict]:

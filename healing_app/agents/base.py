@@ -22,6 +22,9 @@ class TakeoverContext:
     secret_keys: list[str] = field(default_factory=list)  # names only; values stay in the child
     allowed_hosts: list[str] = field(default_factory=list)
     params: dict = field(default_factory=dict)
+    # Selector -> the text its element had when a step after the failing one last succeeded: what the page
+    # the run should be on reads like (a moved page is told from a look-alike by it).
+    later_texts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

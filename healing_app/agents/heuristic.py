@@ -23,6 +23,10 @@ TIMEOUT_RETRY_MS = 20_000
 NAVIGATION_RETRY_DELAYS_S = (0.5, 1.5, 3.0)
 LINK_MATCH_MIN = 55.0
 MOVED_PAGE_CANDIDATES = 8
+# How alike (0-100) a candidate page's elements read to what the task read there before: at SAME_CONTENT
+# the search stops; below SIMILAR_CONTENT no page is taken for the moved one.
+SAME_CONTENT = 90.0
+SIMILAR_CONTENT = 50.0
 # Words sites use interchangeably when they rename a section.
 SYNONYMS = (
     {"catalog", "catalogue", "products", "product", "shop", "store", "items"},
@@ -200,14 +204,33 @@ class HeuristicAgent:
         needed = selectors_in_code(run.context.code, after_line=failure.get("line") or 0)[:3]
         chosen = None
         if needed:
-            # The next steps' elements tell the right page from a merely similar name.
+            # The next steps' elements tell the right page from a merely similar name; the text those elements
+            # had when the steps last succeeded tells it from another page with the same elements (a help
+            # page's table is not the invoice list).
+            compared: list[tuple[float, float, str, str]] = []
             for score, url, text in ranked[:MOVED_PAGE_CANDIDATES]:
                 run.log("goto", url=url, why=f"does it have {', '.join(needed)}?")
                 if not run.handover.goto(url).get("ok"):
                     continue
-                if any(run.handover.wait(selector=sel, timeout_ms=1_000).get("ok") for sel in needed):
-                    chosen = (score, url, text)
+                present = [sel for sel in needed if run.handover.wait(selector=sel, timeout_ms=1_000).get("ok")]
+                if not present:
+                    continue
+                likeness = _content_likeness(run, present)
+                if likeness is None:
+                    chosen = (score, url, text)  # nothing remembered to compare: the best-named page that fits
                     break
+                run.log("compare_content", url=url, likeness=round(likeness))
+                compared.append((likeness, score, url, text))
+                if likeness >= SAME_CONTENT:
+                    break
+            if chosen is None and compared:
+                likeness, *best = max(compared)
+                if likeness < SIMILAR_CONTENT:
+                    return TakeoverOutcome(
+                        recovered=False,
+                        reason=f"pages linked from the site have the elements {wanted_path} had, but not its content",
+                    )
+                chosen = tuple(best)
         elif ranked and ranked[0][0] >= LINK_MATCH_MIN and (len(ranked) == 1 or ranked[0][0] - ranked[1][0] >= 5):
             chosen = ranked[0]
         if chosen is None:
@@ -497,16 +520,36 @@ def _rank_links(wanted_path: str, origin: str, links: list[dict], *, home_path: 
     return sorted(best.values(), key=lambda item: item[0], reverse=True)
 
 
+def _content_likeness(run: _Run, selectors: list[str]) -> float | None:
+    """How alike (0-100) the elements of `selectors` on this page read to the text they had when their steps
+    last succeeded; None when no text is remembered for them."""
+    likeness = None
+    for selector in selectors:
+        remembered = run.context.later_texts.get(selector)
+        if not remembered:
+            continue
+        answer = run.handover.act("inner_text", selector=selector)
+        now = " ".join(str(answer.get("value") or "").split())[:2_000] if answer.get("ok") else ""
+        score = fuzz.token_set_ratio(" ".join(remembered.split()), now) if now else 0.0
+        likeness = max(likeness or 0.0, score)
+    return likeness
+
+
 SUBMIT_WORDS = ("log in", "login", "sign in", "signin", "continue", "submit", "next")
+# A form with these in its action, id, button or password label creates an account: never log in there.
+SIGN_UP_WORDS = ("sign up", "signup", "sign-up", "register", "create", "join", "new account", "choose a password",
+                 "new-password")
 
 
 def _login_form(forms: list[dict]) -> tuple[dict, dict, dict] | None:
-    """(username field, password field, submit button) of the first form with a visible password field."""
+    """(username field, password field, submit button) of the first form with a visible password field that
+    is not a sign-up form (posting the task's credentials there would create an account)."""
     for form in forms:
         inputs = [i for i in form.get("inputs") or [] if i.get("visible", True)]
-        password = next((i for i in inputs if (i.get("type") or "").lower() == "password"), None)
-        if password is None:
+        passwords = [i for i in inputs if (i.get("type") or "").lower() == "password"]
+        if not passwords or _signs_up(form, passwords):
             continue
+        password = passwords[0]
         texts = [i for i in inputs if i is not password and (i.get("type") or "text").lower() in ("text", "email", "")]
         # The strongest hint wins: an "email" field beats a "nickname" field.
         user = next(
@@ -519,6 +562,17 @@ def _login_form(forms: list[dict]) -> tuple[dict, dict, dict] | None:
         if user is not None and submit is not None:
             return user, password, submit
     return None
+
+
+def _signs_up(form: dict, passwords: list[dict]) -> bool:
+    if len(passwords) > 1:
+        return True  # a new password and its confirmation
+    words = " ".join(
+        [str(form.get(key) or "") for key in ("action", "id", "name")]
+        + [str(button.get("text") or "") for button in form.get("submits") or []]
+        + [_hint(passwords[0]), str(passwords[0].get("autocomplete") or "")]
+    ).lower()
+    return any(word in words for word in SIGN_UP_WORDS)
 
 
 def _hint(field: dict) -> str:

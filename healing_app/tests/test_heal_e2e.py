@@ -230,6 +230,31 @@ def test_moved_page_is_found_from_the_sites_own_links(drain):
     assert '"/products"' in event.new_version.code and "/catalog" not in event.new_version.code
 
 
+INVOICES_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/invoices")
+    return {"invoices": page.inner_text("table")}
+'''
+
+
+def test_a_moved_page_is_told_from_a_help_page_of_the_same_name_by_what_it_shows(drain):
+    """The help page's link matches the old path best and it has a table too; the table's text, remembered
+    from the last successful run, tells the real invoice list (one invoice more than then) from the FAQ."""
+    with serve({"/": '<a href="/invoices">Invoices</a>', "/invoices": "<table><tr><td>INV-1</td><td>12.00</td></tr></table>"}) as site:
+        task = make_task(site, code=INVOICES_CODE, auto_deploy=True)
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages = {
+            "/": '<nav><a href="/billing">Billing</a> <a href="/help/invoices">Invoice questions</a></nav>',
+            "/billing": "<table><tr><td>INV-1</td><td>12.00</td></tr><tr><td>INV-2</td><td>8.00</td></tr></table>",
+            "/help/invoices": "<h1>Invoice FAQ</h1><table><tr><td>When are invoices sent?</td><td>Monthly</td></tr></table>",
+        }
+        run = run_now(task, drain)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert run.output == {"invoices": "INV-1\t12.00\nINV-2\t8.00"}
+    event = HealingEvent.objects.get(task=task)
+    assert event.status == S.DEPLOYED, event.reason
+    assert '"/billing"' in event.new_version.code and "/help/invoices" not in event.new_version.code
+
+
 SLOW_CODE = '''def run(page, params):
     page.goto(params["base_url"] + "/report")
     return {"total": page.inner_text("#total")}
@@ -291,6 +316,46 @@ def test_a_new_login_wall_is_passed_with_the_tasks_secrets(drain):
     code = event.new_version.code
     assert 'params["secrets"]["password"]' in code and "correct-horse" not in code
     assert "correct-horse" not in str(event.agent_trace)
+
+
+def test_a_login_wall_with_a_sign_up_form_first_is_passed_by_signing_in_not_up(drain):
+    def account(request):
+        cookie = request.headers.get("Cookie", "")
+        if "session=ada" in cookie or "session=new" in cookie:
+            return f'<h1>Account</h1><p id="balance">{"100.00" if "session=ada" in cookie else "0.00"}</p>'
+        return redirect("/auth?next=/account")
+
+    def register(request):
+        return Response("", status=302, headers={"Location": "/account", "Set-Cookie": "session=new; Path=/"})
+
+    def session(request):
+        if request.form.get("email") == "ada@example.com" and request.form.get("password") == "correct-horse":
+            return Response("", status=302, headers={"Location": "/account", "Set-Cookie": "session=ada; Path=/"})
+        return redirect("/auth")
+
+    auth = (
+        '<h2>New here? Create an account</h2><form method="post" action="/register">'
+        '<label for="r-email">Email</label><input id="r-email" name="email" type="email">'
+        '<label for="r-pass">Choose a password</label><input id="r-pass" name="password" type="password">'
+        '<button type="submit">Create account</button></form>'
+        '<h2>Already a customer?</h2><form method="post" action="/session">'
+        '<label for="s-email">Email</label><input id="s-email" name="email" type="email">'
+        '<label for="s-pass">Password</label><input id="s-pass" name="password" type="password">'
+        '<button type="submit">Sign in</button></form>'
+    )
+    with serve({"/account": '<h1>Account</h1><p id="balance">100.00</p>', "/auth": auth,
+                "/register": register, "/session": session}) as site:
+        task = make_task(site, code=ACCOUNT_CODE, auto_deploy=True, trigger_on=["authentication_failure"])
+        services.task_update(task=task, secrets={"username": "ada@example.com", "password": "correct-horse"})
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages["/account"] = account
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, event.reason
+    assert run.output == {"balance": "100.00"}
+    assert site.hits["POST /register"] == 0
+    assert event.status == S.DEPLOYED, event.reason
+    assert "#s-email" in event.new_version.code and "#r-email" not in event.new_version.code
 
 
 def test_a_captcha_needs_a_human_and_changes_no_code(drain):

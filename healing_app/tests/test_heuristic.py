@@ -1,5 +1,7 @@
 """Unit tests for the heuristic agent's pure helpers (the browser-driven paths are in test_heal_e2e.py)."""
 
+import pytest
+
 from healing_app.agents.heuristic import (
     _link_sources,
     _login_form,
@@ -101,3 +103,21 @@ def test_a_relabelled_link_in_the_same_place_is_a_structural_match_but_a_shared_
     assert _structural_match(target, [relabelled, twin], hesitant) is None
     moved = {**relabelled, "xpath": "/html[1]/body[1]/footer[1]/a[1]"}
     assert _structural_match(target, [moved, other], hesitant) is None
+
+
+def _form(action, button, *passwords, user=True):
+    inputs = [{"type": "email", "id": "e", "label": "Email", "visible": True}] if user else []
+    inputs += [{"type": "password", "id": f"p{n}", **fields, "visible": True} for n, fields in enumerate(passwords)]
+    return {"action": action, "inputs": inputs, "submits": [{"text": button, "visible": True}]}
+
+
+@pytest.mark.parametrize("sign_up", [
+    _form("/register", "Continue", {"label": "Password"}),
+    _form("/account", "Create account", {"label": "Password"}),
+    _form("/account", "Continue", {"label": "Password"}, {"label": "Repeat password"}),
+    _form("/account", "Continue", {"label": "Password", "autocomplete": "new-password"}),
+])
+def test_a_sign_up_form_is_never_taken_for_the_login_form(sign_up):
+    sign_in = _form("/session", "Sign in", {"label": "Password", "autocomplete": "current-password"})
+    assert _login_form([sign_up, sign_in])[2]["text"] == "Sign in"
+    assert _login_form([sign_up]) is None

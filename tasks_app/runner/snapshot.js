@@ -277,6 +277,7 @@
       for (const i of f.querySelectorAll("input, select, textarea")) {
         if ((i.type || "") === "hidden") continue;
         inputs.push({ tag: i.tagName.toLowerCase(), type: i.getAttribute("type") || "", name: i.getAttribute("name") || "",
+          autocomplete: i.getAttribute("autocomplete") || "",
           id: i.id || "", label: labelText(i), placeholder: i.getAttribute("placeholder") || "",
           visible: isVisible(i), ref: refs.indexOf(i) });
       }

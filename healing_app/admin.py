@@ -10,7 +10,7 @@ from healing_app import services
 from healing_app.diffing import DIFF_STYLESHEETS, render_diff
 from healing_app.models import HealingEvent, Review
 from tasks_app.admin import IdCheckedAdmin
-from tasks_app.audit import Actor
+from tasks_app.audit import admin_actor
 
 
 class ReviewInline(admin.TabularInline):
@@ -66,7 +66,7 @@ class HealingEventAdmin(IdCheckedAdmin):
         self._review(request, queryset, approve=False)
 
     def _review(self, request, queryset, *, approve: bool) -> None:
-        actor = Actor(user=request.user, via="admin")
+        actor = admin_actor(request)
         done = 0
         for event in queryset:
             try:

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from healing_app import charts, queries, services
 from healing_app.diffing import render_diff
 from healing_app.models import HealingEvent
+from tasks_app.audit import dashboard_actor
 from tasks_app.config import InputError
 from tasks_app.ids import object_or_404
 
@@ -93,7 +94,7 @@ def event_approve(request: HttpRequest, event_id: str) -> HttpResponse:
     if not form.is_valid():
         return _comment_refused(request, event_id, "approve", form)
     try:
-        event = services.healing_approve(event=event, reviewer=request.user, comment=form.cleaned_data["comment"])
+        event = services.healing_approve(event=event, reviewer=dashboard_actor(request), comment=form.cleaned_data["comment"])
     except services.AlreadyDecided as exc:
         return _refused(request, event_id, decided_message(exc.event))
     except services.Superseded as exc:
@@ -111,7 +112,7 @@ def event_reject(request: HttpRequest, event_id: str) -> HttpResponse:
     if not form.is_valid():
         return _comment_refused(request, event_id, "reject", form)
     try:
-        services.healing_reject(event=event, reviewer=request.user, comment=form.cleaned_data["comment"])
+        services.healing_reject(event=event, reviewer=dashboard_actor(request), comment=form.cleaned_data["comment"])
     except InputError as exc:
         context = _event_context(request, event_id)
         context["reject_error"] = exc.message

@@ -11,14 +11,10 @@ from django.urls import reverse
 from healing_app import webhook_services as services
 from healing_app.models import WebhookDelivery, WebhookEndpoint
 from tasks_app.admin import IdCheckedAdmin, shown_once_response
-from tasks_app.audit import Actor
+from tasks_app.audit import admin_actor
 from tasks_app.config import InputError
 
 EVENT_TYPE_CHOICES = [(t, t) for t in WebhookEndpoint.EVENT_TYPES]
-
-
-def _actor(request) -> Actor:
-    return Actor(user=request.user, via="admin")
 
 
 class WebhookEndpointForm(forms.ModelForm):
@@ -71,9 +67,9 @@ class WebhookEndpointAdmin(IdCheckedAdmin):
             if "enabled" in form.cleaned_data:
                 data["enabled"] = form.cleaned_data["enabled"]
             changed = {name: value for name, value in data.items() if name in form.changed_data}
-            services.webhook_endpoint_update(endpoint=obj, actor=_actor(request), **changed)
+            services.webhook_endpoint_update(endpoint=obj, actor=admin_actor(request), **changed)
             return
-        endpoint, secret = services.webhook_endpoint_create(actor=_actor(request), **data)
+        endpoint, secret = services.webhook_endpoint_create(actor=admin_actor(request), **data)
         obj.pk = endpoint.pk
         request._webhook_secrets = [(endpoint, secret)]
 
@@ -81,24 +77,24 @@ class WebhookEndpointAdmin(IdCheckedAdmin):
         return self._secrets_page(request, "Webhook endpoint created")
 
     def delete_model(self, request, obj):
-        services.webhook_endpoint_delete(endpoint=obj, actor=_actor(request))
+        services.webhook_endpoint_delete(endpoint=obj, actor=admin_actor(request))
 
     def delete_queryset(self, request, queryset):
         for endpoint in queryset:
-            services.webhook_endpoint_delete(endpoint=endpoint, actor=_actor(request))
+            services.webhook_endpoint_delete(endpoint=endpoint, actor=admin_actor(request))
 
     # Each action changes the endpoint (a rotation even shows its new secret), so it needs the change permission;
     # the service also checks that the user owns the endpoint or may change every endpoint.
     @admin.action(description="Send a test event", permissions=["change"])
     def send_test(self, request, queryset):
         for endpoint in queryset:
-            services.webhook_send_test(endpoint=endpoint, actor=_actor(request))
+            services.webhook_send_test(endpoint=endpoint, actor=admin_actor(request))
         self.message_user(request, f"Test event queued for {queryset.count()} endpoint(s); see the delivery log.")
 
     @admin.action(description="Rotate secret (old one keeps signing for 24 hours)", permissions=["change"])
     def rotate_secret(self, request, queryset):
         request._webhook_secrets = [
-            (endpoint, services.webhook_secret_rotate(endpoint=endpoint, actor=_actor(request))) for endpoint in queryset
+            (endpoint, services.webhook_secret_rotate(endpoint=endpoint, actor=admin_actor(request))) for endpoint in queryset
         ]
         return self._secrets_page(request, "New webhook secrets")
 
@@ -113,7 +109,7 @@ class WebhookEndpointAdmin(IdCheckedAdmin):
     def _set_enabled(self, request, queryset, enabled: bool) -> None:
         for endpoint in queryset:
             try:
-                services.webhook_endpoint_update(endpoint=endpoint, actor=_actor(request), enabled=enabled)
+                services.webhook_endpoint_update(endpoint=endpoint, actor=admin_actor(request), enabled=enabled)
             except PermissionDenied as exc:
                 self.message_user(request, str(exc), level=messages.ERROR)
                 return
@@ -155,5 +151,5 @@ class WebhookDeliveryAdmin(IdCheckedAdmin):
     @admin.action(description="Redeliver (same webhook-id)", permissions=["redeliver"])
     def redeliver(self, request, queryset):
         for delivery in queryset.select_related("endpoint"):
-            services.webhook_redeliver(delivery=delivery, actor=_actor(request))
+            services.webhook_redeliver(delivery=delivery, actor=admin_actor(request))
         self.message_user(request, f"{queryset.count()} redelivery(ies) queued.")

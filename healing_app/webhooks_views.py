@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from healing_app import webhook_services as services
 from healing_app import webhooks
 from healing_app.models import WebhookEndpoint
-from tasks_app.audit import Actor
+from tasks_app.audit import dashboard_actor
 from tasks_app.config import InputError
 from tasks_app.ids import object_or_404
 from tasks_app.models import Task
@@ -52,10 +52,6 @@ class WebhookEndpointForm(forms.Form):
         self.add_error(exc.field if exc.field in self.fields else None, exc.message)
 
 
-def _actor(request: HttpRequest) -> Actor:
-    return Actor(user=request.user, via="dashboard")
-
-
 def _endpoint(request: HttpRequest, endpoint_id: str) -> WebhookEndpoint:
     return object_or_404(services.webhook_endpoints_for(user=request.user), endpoint_id, what="webhook endpoint")
 
@@ -72,7 +68,7 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
     form = WebhookEndpointForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            endpoint, secret = services.webhook_endpoint_create(actor=_actor(request), **form.cleaned_data)
+            endpoint, secret = services.webhook_endpoint_create(actor=dashboard_actor(request), **form.cleaned_data)
         except InputError as exc:
             form.add_input_error(exc)
         else:
@@ -96,7 +92,7 @@ def endpoint_edit(request: HttpRequest, endpoint_id: str) -> HttpResponse:
         # Only what was changed: an endpoint saved before today's URL rules keeps its URL until someone edits it.
         changes = {field: form.cleaned_data[field] for field in form.changed_data}
         try:
-            services.webhook_endpoint_update(endpoint=endpoint, actor=_actor(request), **changes)
+            services.webhook_endpoint_update(endpoint=endpoint, actor=dashboard_actor(request), **changes)
         except InputError as exc:
             form.add_input_error(exc)
         else:
@@ -110,7 +106,7 @@ def endpoint_edit(request: HttpRequest, endpoint_id: str) -> HttpResponse:
 def endpoint_delete(request: HttpRequest, endpoint_id: str) -> HttpResponse:
     endpoint = _endpoint(request, endpoint_id)
     if request.method == "POST":
-        services.webhook_endpoint_delete(endpoint=endpoint, actor=_actor(request))
+        services.webhook_endpoint_delete(endpoint=endpoint, actor=dashboard_actor(request))
         messages.success(request, f"Webhook endpoint {endpoint_id} deleted.")
         return redirect("webhooks:list")
     return render(request, "webhooks/confirm_delete.html", {"endpoint": endpoint})
@@ -120,7 +116,7 @@ def endpoint_delete(request: HttpRequest, endpoint_id: str) -> HttpResponse:
 @require_POST
 def endpoint_send_test(request: HttpRequest, endpoint_id: str) -> HttpResponse:
     endpoint = _endpoint(request, endpoint_id)
-    delivery = services.webhook_send_test(endpoint=endpoint, actor=_actor(request))
+    delivery = services.webhook_send_test(endpoint=endpoint, actor=dashboard_actor(request))
     messages.success(request, f"Test event {delivery.message_id} queued; its attempt appears below.")
     return redirect("webhooks:detail", endpoint_id=endpoint.pk)
 
@@ -130,7 +126,7 @@ def endpoint_send_test(request: HttpRequest, endpoint_id: str) -> HttpResponse:
 def endpoint_rotate_secret(request: HttpRequest, endpoint_id: str) -> HttpResponse:
     endpoint = _endpoint(request, endpoint_id)
     grace = timedelta(0) if request.POST.get("immediately") else webhooks.SECRET_GRACE
-    secret = services.webhook_secret_rotate(endpoint=endpoint, actor=_actor(request), grace=grace)
+    secret = services.webhook_secret_rotate(endpoint=endpoint, actor=dashboard_actor(request), grace=grace)
     endpoint.refresh_from_db()
     return _secret_page(request, endpoint, secret, created=False)
 
@@ -140,7 +136,7 @@ def endpoint_rotate_secret(request: HttpRequest, endpoint_id: str) -> HttpRespon
 def endpoint_set_enabled(request: HttpRequest, endpoint_id: str) -> HttpResponse:
     endpoint = _endpoint(request, endpoint_id)
     enabled = request.POST.get("enabled") == "1"
-    services.webhook_endpoint_update(endpoint=endpoint, actor=_actor(request), enabled=enabled)
+    services.webhook_endpoint_update(endpoint=endpoint, actor=dashboard_actor(request), enabled=enabled)
     messages.success(request, f"Webhook endpoint {'enabled' if enabled else 'disabled'}.")
     return redirect("webhooks:detail", endpoint_id=endpoint.pk)
 
@@ -152,7 +148,7 @@ def delivery_redeliver(request: HttpRequest, endpoint_id: str, delivery_id: int)
     delivery = endpoint.deliveries.filter(pk=delivery_id).first()
     if delivery is None:
         raise Http404("no such delivery")
-    attempt = services.webhook_redeliver(delivery=delivery, actor=_actor(request))
+    attempt = services.webhook_redeliver(delivery=delivery, actor=dashboard_actor(request))
     messages.success(request, f"Redelivery of {attempt.message_id} queued as attempt {attempt.attempt}.")
     return redirect("webhooks:detail", endpoint_id=endpoint.pk)
 

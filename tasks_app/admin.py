@@ -16,15 +16,11 @@ from django.utils.safestring import mark_safe
 from healing_app.diffing import DIFF_STYLESHEETS, render_diff
 from healing_app.models import HealingEvent, Review
 from tasks_app import services
-from tasks_app.audit import Actor, audit_log
+from tasks_app.audit import admin_actor, audit_log
 from tasks_app.config import InputError
 from tasks_app.forms import HealingConfigFields
 from tasks_app.ids import could_be_id
 from tasks_app.models import ApiKey, AuditLog, CodeVersion, ElementFingerprint, Run, Task
-
-
-def _actor(request) -> Actor:
-    return Actor(user=request.user, via="admin")
 
 
 class IdCheckedAdmin(admin.ModelAdmin):
@@ -181,7 +177,7 @@ class TaskAdmin(IdCheckedAdmin):
         return ", ".join(names) if names else "none"
 
     def save_model(self, request, obj, form, change):
-        actor = _actor(request)
+        actor = admin_actor(request)
         changes = form.service_changes()
         if change:
             saved = services.task_update(task=Task.objects.get(pk=obj.pk), actor=actor, **changes)
@@ -195,7 +191,7 @@ class TaskAdmin(IdCheckedAdmin):
         return form
 
     def delete_model(self, request, obj):
-        services.task_delete(task=obj, actor=_actor(request))
+        services.task_delete(task=obj, actor=admin_actor(request))
 
     def delete_queryset(self, request, queryset):
         # "Delete selected" too goes through the service, so each task's deletion is audited.
@@ -250,7 +246,7 @@ class CodeVersionAdmin(IdCheckedAdmin):
         for version in queryset.select_related("task"):
             try:
                 services.version_deploy(
-                    task=version.task, version=version, actor=_actor(request), reason="admin"
+                    task=version.task, version=version, actor=admin_actor(request), reason="admin"
                 )
             except (PermissionDenied, services.DraftNotDeployable) as exc:
                 self.message_user(request, f"{version}: not deployed: {exc}", level=messages.ERROR)
@@ -288,7 +284,7 @@ class ElementFingerprintAdmin(IdCheckedAdmin):
     def delete_model(self, request, obj):
         with transaction.atomic():
             data = {"task": obj.task_id, "step_key": obj.step_key}
-            audit_log(actor=_actor(request), action="fingerprint.delete", obj=obj, data=data)
+            audit_log(actor=admin_actor(request), action="fingerprint.delete", obj=obj, data=data)
             obj.delete()
 
     def delete_queryset(self, request, queryset):
@@ -329,11 +325,11 @@ class ApiKeyAdmin(IdCheckedAdmin):
                 super().save_model(request, obj, form, change)
                 if form.changed_data:
                     data = {"changed": form.changed_data, "name": obj.name}
-                    audit_log(actor=_actor(request), action="api_key.update", obj=obj, data=data)
+                    audit_log(actor=admin_actor(request), action="api_key.update", obj=obj, data=data)
             return
         if obj.user_id != request.user.pk and not request.user.is_superuser:
             raise PermissionDenied("only a superuser can create an API key for someone else")
-        key, raw = api_key_create(user=obj.user, name=obj.name, actor=_actor(request))
+        key, raw = api_key_create(user=obj.user, name=obj.name, actor=admin_actor(request))
         obj.pk = key.pk
         request._api_key_raw = raw
 
@@ -346,7 +342,7 @@ class ApiKeyAdmin(IdCheckedAdmin):
         from tasks_app.api_keys import api_key_revoke
 
         for key in queryset:
-            api_key_revoke(key=key, actor=_actor(request))
+            api_key_revoke(key=key, actor=admin_actor(request))
         self.message_user(request, "The selected keys are revoked.")
 
 

@@ -31,6 +31,16 @@ class Actor:
 SYSTEM = Actor()
 
 
+def dashboard_actor(request) -> Actor:
+    """The signed-in person, acting through the dashboard's pages."""
+    return Actor(user=request.user, via="dashboard")
+
+
+def admin_actor(request) -> Actor:
+    """The signed-in staff member, acting through the Django admin."""
+    return Actor(user=request.user, via="admin")
+
+
 def as_actor(actor: Actor | AbstractBaseUser | None) -> Actor:
     if actor is None:
         return SYSTEM

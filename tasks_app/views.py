@@ -20,7 +20,7 @@ from healing_app.diffing import render_diff
 from healing_app.models import HealingEvent
 from healing_app.services import can_review
 from tasks_app import services
-from tasks_app.audit import as_actor
+from tasks_app.audit import dashboard_actor
 from tasks_app.config import InputError
 from tasks_app.forms import DeployForm, DiffForm, HealingConfigForm
 from tasks_app.ids import object_or_404
@@ -86,7 +86,7 @@ def task_config(request: HttpRequest, task_id: str) -> HttpResponse:
     form = HealingConfigForm(request.POST)
     if form.is_valid():
         try:
-            services.task_update(task=task, actor=as_actor(request.user), **form.service_kwargs())
+            services.task_update(task=task, actor=dashboard_actor(request), **form.service_kwargs())
         except InputError as exc:
             form.add_service_error(exc.field, exc.message)
         else:
@@ -102,7 +102,7 @@ def task_config(request: HttpRequest, task_id: str) -> HttpResponse:
 def task_run(request: HttpRequest, task_id: str) -> HttpResponse:
     task = _task_or_404(task_id)
     try:
-        run = services.run_enqueue(task=task, actor=as_actor(request.user))
+        run = services.run_enqueue(task=task, actor=dashboard_actor(request))
     except InputError as exc:
         # Messages show at the top of the page: jumping down to the Runs card would scroll this one out of sight.
         messages.error(request, f"Not started: {exc.message}")
@@ -126,7 +126,7 @@ def task_deploy(request: HttpRequest, task_id: str) -> HttpResponse:
         messages.info(request, f"Version {version.number} is already current; nothing changed.")
     else:
         try:
-            services.version_deploy(task=task, version=version, actor=as_actor(request.user), reason="deployed from the task page")
+            services.version_deploy(task=task, version=version, actor=dashboard_actor(request), reason="deployed from the task page")
         except services.DraftNotDeployable as exc:
             messages.error(request, f"Not deployed: {exc}.")
         else:

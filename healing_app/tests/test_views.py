@@ -255,6 +255,8 @@ def test_approve_deploys_the_new_version(client, reviewer, pending):
     assert task.current_version_id == pending.new_version_id
     assert b"Version 2 is now the task" in response.content
     assert b"Deployed by rita" in response.content
+    labels = set(AuditLog.objects.filter(action__in=["healing.approved", "version.deploy"]).values_list("actor_label", flat=True))
+    assert labels == {"rita via dashboard"}
 
 
 def test_a_second_approval_is_told_who_decided_and_deploys_nothing(client, reviewer, django_user_model, pending):

@@ -14,7 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from tasks_app.audit import Actor
+from tasks_app.audit import dashboard_actor
 from tasks_app.demo.seed import demo_switch
 from tasks_app.demo.site import demo_site_version
 
@@ -64,7 +64,7 @@ def _not_found(request: HttpRequest) -> HttpResponse:
 @require_POST
 def control(request: HttpRequest) -> HttpResponse:
     """The dashboard's "Change the demo site" button: switch versions and start every demo task."""
-    actor = Actor(user=request.user, via="dashboard")
+    actor = dashboard_actor(request)
     try:
         version = int(request.POST.get("version", ""))
         runs = demo_switch(version=version, actor=actor)

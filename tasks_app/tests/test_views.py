@@ -12,7 +12,7 @@ from django.urls import reverse
 from healing_app.models import HealingEvent
 from tasks_app import services
 from tasks_app.api_keys import api_key_create
-from tasks_app.models import CodeVersion, Run, Task
+from tasks_app.models import AuditLog, CodeVersion, Run, Task
 from tests.browser import scenario
 
 pytestmark = pytest.mark.django_db
@@ -150,6 +150,7 @@ def test_run_now_queues_a_run(client, member, task):
     run = Run.objects.get(task=task)
     assert run.status == Run.Status.QUEUED and run.requested_by == member
     assert f"Run {run.pk} queued".encode() in response.content
+    assert AuditLog.objects.get(action="run.enqueue").actor_label == "mo via dashboard"
 
 
 def test_run_now_without_code_explains_why(client, member):

@@ -84,6 +84,14 @@ class HealingEvent(models.Model):
         """The seed calls the moment an event was triggered its timestamp."""
         return self.created_at
 
+    @property
+    def decided_by(self) -> str | None:
+        """Who approved or rejected the heal, for people to read; None when nobody did (an automatic deploy)."""
+        if self.reviewer_id:
+            return self.reviewer.get_username()
+        # The reviewer's account was deleted (the review keeps its row, the user link is cleared).
+        return "a user since deleted" if self.reviews.exists() else None
+
     def to_dict(self) -> dict:
         """The event in the seed's shape: what the API lists, and what webhooks and live pages are sent."""
         return {

@@ -165,7 +165,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 def decided_message(event: HealingEvent) -> str:
     """What a second reviewer needs to know: who got there first, and that their click changed nothing."""
     when = timezone.localtime(event.decided_at).strftime("%Y-%m-%d %H:%M UTC") if event.decided_at else ""
-    who = event.reviewer.get_username() if event.reviewer_id and event.reviewer else "automatic deployment"
+    who = event.decided_by or "automatic deployment"
     if event.status == HealingEvent.Status.DEPLOYED:
         return f"Already deployed by {who} {when}; nothing changed.".replace("  ", " ")
     if event.status == HealingEvent.Status.REJECTED:

@@ -146,7 +146,7 @@ def _task_context(request: HttpRequest, task: Task, *, part: str | None = None) 
     context: dict = {"task": task, "can_review": can_review(request.user)}
     if part in (None, "versions"):
         context["versions"] = list(
-            task.versions.select_related("author").defer("code").order_by("-number")[:VERSIONS_SHOWN]
+            task.versions.select_related("author", "parent").defer("code", "parent__code").order_by("-number")[:VERSIONS_SHOWN]
         )
         # Versions version_deploy refuses (heals' drafts) link to their heal instead of a deploy button.
         drafts = services.heal_drafts(task)

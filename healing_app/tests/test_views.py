@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from healing_app.models import HealingEvent
+from healing_app.permissions import reviewers_group
 from tasks_app import services as services_for_tasks
 from tasks_app.models import AuditLog, Task
 from tests.browser import scenario
@@ -257,6 +258,17 @@ def test_approve_deploys_the_new_version(client, reviewer, pending):
     assert b"Deployed by rita" in response.content
     labels = set(AuditLog.objects.filter(action__in=["healing.approved", "version.deploy"]).values_list("actor_label", flat=True))
     assert labels == {"rita via dashboard"}
+
+
+def test_an_approval_by_a_since_deleted_user_is_not_shown_as_automatic(client, reviewer, django_user_model, pending):
+    _login(client, reviewer).post(reverse("event-approve", args=[pending.pk]))
+    reviewer.delete()
+    other = django_user_model.objects.create_user("sam")
+    other.groups.add(reviewers_group())
+    page = _login(client, other).get(reverse("event-detail", args=[pending.pk])).content.decode()
+    assert "Deployed by a user since deleted" in page and "automatically" not in page
+    response = client.post(reverse("event-approve", args=[pending.pk]), follow=True)
+    assert "Already deployed by a user since deleted" in response.content.decode()
 
 
 def test_a_second_approval_is_told_who_decided_and_deploys_nothing(client, reviewer, django_user_model, pending):

@@ -276,6 +276,16 @@ def test_the_draft_of_a_heal_being_validated_is_marked_and_has_no_deploy_button(
     assert "Deploy v2" not in html
 
 
+def test_a_drafts_diff_link_compares_it_with_the_version_it_healed(client, reviewer, healed):
+    """v3, a second heal of v1, is diffed against v1, not against v2 (another draft)."""
+    original = Task.objects.get(pk=healed.pk).current_version
+    third = services.version_create(task=original.task, code=original.code + "# again\n",
+                                    source=CodeVersion.Source.HEALED, parent=original)
+    html = _login(client, reviewer).get(reverse("task-detail", args=[healed.pk])).content.decode()
+    assert f'href="?a={original.number}&amp;b={third.number}#diff"' in html
+    assert f'href="?a={third.number - 1}&amp;b={third.number}#diff"' not in html
+
+
 def test_the_task_list_shows_the_tasks_own_last_run_not_a_validation(client, member, healed):
     # healed: its last normal run healed; the validation run of the draft (newer) succeeded.
     html = _login(client, member).get(reverse("task-list")).content.decode()

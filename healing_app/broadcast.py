@@ -27,7 +27,9 @@ def publish(*, kind: str, task_id: str | None, data: dict) -> None:
     if layer is None:
         return
     message = {"type": "anchor.update", "kind": kind, "task_id": task_id, "data": data}
-    groups = [EVENTS]
+    # A run's steps are shown only on its task's and its own page: the shared feed (the queue, every open
+    # overview) would render each step for every socket and show none of them.
+    groups = [] if kind == "run.step" else [EVENTS]
     if task_id:
         groups.append(task_group(task_id))
     for key in ("event", "run"):

@@ -104,6 +104,25 @@ def test_run_steps_arrive_with_their_rendered_html(member):
     assert 'data-index="2"' in message["html"] and "#submit&lt;b&gt;" in message["html"]
 
 
+def test_run_steps_go_to_their_task_and_run_pages_not_to_the_shared_feed(member):
+    cookie = _session_cookie(member)
+    step = {"index": 0, "line": 2, "action": "goto", "outcome": "ok"}
+
+    async def scenario():
+        queue = _communicator("/ws/live/", cookie=cookie)
+        run_page = _communicator("/ws/live/?obj=run_1", cookie=cookie)
+        assert (await queue.connect())[0] and (await run_page.connect())[0]
+        await sync_to_async(broadcast.publish)(kind="run.step", task_id="task_abc", data={"run": "run_1", "step": step})
+        on_run_page = await run_page.receive_json_from(timeout=5)
+        queue_silent = await queue.receive_nothing(timeout=0.5)
+        await queue.disconnect()
+        await run_page.disconnect()
+        return on_run_page, queue_silent
+
+    on_run_page, queue_silent = async_to_sync(scenario)()
+    assert on_run_page["kind"] == "run.step" and queue_silent
+
+
 def test_a_detail_page_gets_only_its_own_objects_messages_once(member):
     cookie = _session_cookie(member)
 

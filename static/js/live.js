@@ -25,7 +25,9 @@
   var announcer = document.getElementById("live-announcer");
   var pending = new Map(); // element -> timer: coalesce bursts (a heal sends several messages at once)
   var inflight = new Map(); // element -> true while a fetch runs; a message during it re-fetches after
-  var stepBuffer = new Map(); // run id -> [html]: steps that arrived before their run was on the page
+  var stepBuffer = new Map(); // run id -> [[index, html]]: steps that arrived before their run was on the page
+  var MAX_STEPS_KEPT = 200; // per run
+  var MAX_RUNS_KEPT = 20; // a page left open for days must not keep every run's steps
   var retryDelay = 500;
   var socket = null;
 
@@ -144,7 +146,9 @@
         if (!el.querySelector("tr[data-id]")) return fetchHtml(src).then(swap);
         return;
       }
-      if (!rows.length) return;
+      // Not newer than the top row: an older event that now matches the filters (it became pending) has its
+      // place somewhere below, so the whole part is fetched.
+      if (!rows.length) return fetchHtml(src).then(swap);
       var before = idsOf(el, "tr[data-id]");
       el.querySelectorAll("tr:not([data-id])").forEach(function (tr) { tr.remove(); }); // "no events" placeholder
       for (var i = rows.length - 1; i >= 0; i--) el.insertBefore(rows[i], el.firstChild);
@@ -170,6 +174,7 @@
       var markSelector = target.getAttribute("data-live-mark-new");
       var before = markSelector ? idsOf(target, markSelector) : null;
       var hadFocus = target.contains(document.activeElement) && document.activeElement.id;
+      keepSteps(target);
       target.replaceChildren.apply(target, Array.prototype.slice.call(fresh.childNodes));
       if (hadFocus) {
         var again = document.getElementById(hadFocus);
@@ -198,12 +203,25 @@
     if (added && announcer) announcer.textContent = added === 1 ? "1 new healing event" : added + " new healing events";
   }
 
+  // A running run's steps are only on the page, not yet in the database: a re-fetched card would lose them,
+  // so they are put aside before the swap and put back by replaySteps (which skips steps already there).
+  function keepSteps(root) {
+    root.querySelectorAll("[data-live-steps]").forEach(function (list) {
+      var steps = Array.prototype.map.call(list.children, function (item) {
+        return [item.getAttribute("data-index"), item.outerHTML];
+      });
+      if (steps.length) stepBuffer.set(list.getAttribute("data-live-steps"), steps.slice(-MAX_STEPS_KEPT));
+    });
+  }
+
   function appendStep(runId, index, html) {
     var list = document.querySelector('[data-live-steps="' + cssEscape(runId) + '"]');
     if (!list) {
       var buffered = stepBuffer.get(runId) || [];
       buffered.push([index, html]);
-      stepBuffer.set(runId, buffered.slice(-200));
+      stepBuffer.delete(runId); // re-inserted last: the map's order is oldest run first
+      stepBuffer.set(runId, buffered.slice(-MAX_STEPS_KEPT));
+      if (stepBuffer.size > MAX_RUNS_KEPT) stepBuffer.delete(stepBuffer.keys().next().value);
       return;
     }
     if (index !== undefined && index !== null && list.querySelector('[data-index="' + index + '"]')) return;

@@ -118,6 +118,8 @@ def event_pending_make(task_id: str, *, screenshot_b64: str | None = None, final
         event.transition_to(Status.VALIDATING, note=f"validation run {validation.pk}")
         event.save()
         _announce(event, "healing.validating")
+    if final == Status.VALIDATING:
+        return str(event.pk)
     with transaction.atomic():
         if final == Status.DEPLOYED:
             event.transition_to(Status.DEPLOYED, note="auto-deployed")
@@ -186,8 +188,22 @@ def _agent_steps() -> list[dict]:
     ]
 
 
-def run_steps_play(task_id: str, *, delay_s: float = 0.4) -> str:
-    """A run that executes step by step the way the runner reports it: run.started, run.step…, run.finished."""
+def event_validation_passes(event_id: str) -> str:
+    """A validating heal's validation passes and it goes to review."""
+    with transaction.atomic():
+        event = HealingEvent.objects.get(pk=event_id)
+        event.transition_to(Status.PENDING_REVIEW)
+        event.save()
+        _announce(event, "healing.pending_review")
+    return str(event.pk)
+
+
+def run_steps_play(task_id: str, *, delay_s: float = 0.4, another_run_after: int | None = None,
+                   hold_s: float = 0.0) -> str:
+    """A run that executes step by step the way the runner reports it: run.started, run.step…, run.finished.
+
+    `another_run_after`: after that many steps another run of the task is queued (the runs card is re-fetched);
+    `hold_s`: how long the run stays running after its last step."""
     import time
 
     from healing_app import broadcast
@@ -197,10 +213,16 @@ def run_steps_play(task_id: str, *, delay_s: float = 0.4) -> str:
     run = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING, started_at=timezone.now())
     broadcast.publish(kind="run.started", task_id=task.pk, data={"run": run.pk, "status": run.status})
     steps = _trace(task.current_version.code)
-    for step in steps:
+    for number, step in enumerate(steps, 1):
         time.sleep(delay_s)
         step = {**step, "outcome": "ok", "recovery": None}
         broadcast.publish(kind="run.step", task_id=task.pk, data={"run": run.pk, "step": step})
+        if number == another_run_after:
+            queued = services.run_create(task=task)  # left queued: no worker is to run it
+            broadcast.publish(kind="run.queued", task_id=task.pk, data={"run": queued.pk, "status": queued.status})
+    time.sleep(hold_s)
+    if another_run_after is not None:
+        Run.objects.filter(pk=queued.pk).delete()  # before maintenance would enqueue it again as lost
     Run.objects.filter(pk=run.pk).update(
         status=Run.Status.SUCCEEDED, finished_at=timezone.now(), trace=steps, output={"confirmation": "Thanks, Ada!"}
     )

@@ -202,3 +202,29 @@ def test_a_running_tasks_steps_appear_as_they_happen(page, anchor_live, login, l
     expect(page.locator("#task-runs .badge-run-running").first).to_be_visible()
     expect(steps).to_have_count(5, timeout=10_000)
     expect(page.locator("#task-runs .badge-run-succeeded").first).to_be_visible(timeout=10_000)
+
+
+def test_a_running_runs_steps_stay_when_the_runs_card_is_fetched_again(page, anchor_live, login, live_task):
+    """Its steps are not in the database until it ends; another run queued meanwhile re-fetches the card."""
+    login(page, REVIEWER, next_url=f"/tasks/{live_task}/")
+    wait_live(page)
+    anchor_live.enqueue_nowait("tests.browser.scenario.run_steps_play", live_task, delay_s=0.4, another_run_after=2,
+                               hold_s=6)
+    expect(page.locator("#task-runs .badge-run-queued").first).to_be_visible(timeout=10_000)  # card re-fetched
+    expect(page.locator("#task-runs [data-live-steps] li.step")).to_have_count(5, timeout=4_000)
+    expect(page.locator("#task-runs .badge-run-running").first).to_be_visible()
+
+
+def test_an_older_heal_that_comes_up_for_review_appears_in_the_filtered_queue(page, anchor_live, login, live_task):
+    older = anchor_live.enqueue("tests.browser.scenario.event_pending_make", live_task, final="validating")
+    newer = _pending_event(anchor_live, live_task)
+    login(page, REVIEWER)
+    page.goto(f"{anchor_live.url}/?status=pending_review&task={live_task}")
+    wait_live(page)
+    expect(page.locator(f'tr[data-id="{newer}"]')).to_be_visible()
+    expect(page.locator(f'tr[data-id="{older}"]')).to_have_count(0)
+
+    anchor_live.enqueue("tests.browser.scenario.event_validation_passes", older)
+    expect(page.locator(f'tr[data-id="{older}"]')).to_be_visible(timeout=10_000)
+    ids = [row.get_attribute("data-id") for row in page.locator("tbody#queue-rows tr[data-id]").all()]
+    assert ids == [newer, older]

@@ -85,6 +85,28 @@ def scenarios() -> list[Scenario]:
                 '<label for="p">Password</label><input id="p" name="pass" type="password">'
                 '<button type="submit">Sign in</button></form>')
 
+    def account_behind_auth(request):
+        cookie = request.headers.get("Cookie", "")
+        if "session=ok" in cookie or "session=new" in cookie:
+            return f'<h1>Account</h1><p id="balance">{"100.00" if "session=ok" in cookie else "0.00"}</p>'
+        return redirect("/auth?next=/account")
+
+    def sign_in(request):
+        if request.form.get("email") == "ada@example.com" and request.form.get("password") == "pw-123456":
+            return Response("", status=302, headers={"Location": "/account", "Set-Cookie": "session=ok; Path=/"})
+        return redirect("/auth")
+
+    sign_up = Response("", status=302, headers={"Location": "/account", "Set-Cookie": "session=new; Path=/"})
+    auth = ('<h2>New here? Create an account</h2><form method="post" action="/register">'
+            '<label for="r-email">Email</label><input id="r-email" name="email" type="email">'
+            '<label for="r-pass">Choose a password</label><input id="r-pass" name="password" type="password">'
+            '<button type="submit">Create account</button></form>'
+            '<h2>Already a customer?</h2><form method="post" action="/session">'
+            '<label for="s-email">Email</label><input id="s-email" name="email" type="email">'
+            '<label for="s-pass">Password</label><input id="s-pass" name="password" type="password">'
+            '<button type="submit">Sign in</button></form>')
+    invoices = "<table><tr><td>INV-1</td><td>12.00</td></tr></table>"
+
     shop = lambda button: (  # noqa: E731
         '<html><body><h1>Mug</h1><p class="price">12.00</p>'
         f'<form method="post" action="/cart">{button}</form></body></html>'
@@ -170,6 +192,22 @@ def scenarios() -> list[Scenario]:
                  {"/account": '<h1>Account</h1><p id="balance">100.00</p>', "/login": login},
                  {"/account": account, "/login": login},
                  "heal", {"balance": "100.00"}, secrets={"username": "ada@example.com", "password": "pw-123456"}),
+        Scenario("login wall, sign-up first", "/account redirects to /auth, whose first form creates an account", '''def run(page, params):
+    page.goto(params["base_url"] + "/account")
+    return {"balance": page.inner_text("#balance")}
+''',
+                 {"/account": '<h1>Account</h1><p id="balance">100.00</p>'},
+                 {"/account": account_behind_auth, "/auth": auth, "/register": sign_up, "/session": sign_in},
+                 "heal", {"balance": "100.00"}, secrets={"username": "ada@example.com", "password": "pw-123456"}),
+        Scenario("moved URL, look-alike", "/invoices → /billing; a help page /help/invoices has a table too", '''def run(page, params):
+    page.goto(params["base_url"] + "/invoices")
+    return {"invoices": page.inner_text("table")}
+''',
+                 {"/": '<a href="/invoices">Invoices</a>', "/invoices": invoices},
+                 {"/": '<nav><a href="/billing">Billing</a> <a href="/help/invoices">Invoice questions</a></nav>',
+                  "/billing": invoices,
+                  "/help/invoices": "<h1>Invoice FAQ</h1><table><tr><td>When are invoices sent?</td><td>Monthly</td></tr></table>"},
+                 "heal", {"invoices": "INV-1\t12.00"}),
         Scenario("captcha", "a reCAPTCHA challenge appears", '''def run(page, params):
     page.goto(params["base_url"] + "/catalog")
     return {"products": page.inner_text(".products")}

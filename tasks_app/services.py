@@ -122,6 +122,12 @@ def task_changes_check(task: Task | None, changes: dict[str, Any]) -> dict[str, 
 
 
 def task_delete(*, task: Task, actor: Actor | None = None) -> None:
+    """Delete the task with its whole history (runs, heals, reviews, versions; the audit log stays). A person
+    must own it, be a reviewer, or hold the admin's delete permission."""
+    actor = as_actor(actor)
+    user = actor.user
+    if user is not None and not (task.owner_id == user.pk or can_review(user) or user.has_perm("tasks_app.delete_task")):
+        raise PermissionDenied("only the task's owner, a reviewer or staff allowed to delete tasks can delete it")
     with transaction.atomic():
         audit_log(actor=actor, action="task.delete", obj=task, data={"name": task.name})
         task.delete()

@@ -196,6 +196,21 @@ def test_delete_removes_the_task(api):
     assert api.delete(f"/tasks/{body['id']}").status_code == 404
 
 
+def test_only_the_owner_or_a_reviewer_may_delete_a_task(api, client, django_user_model):
+    body = _create(api)
+    _, raw = api_key_create(user=django_user_model.objects.create_user("eve"), name="other member")
+    response = Api(client, raw).delete(f"/tasks/{body['id']}")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+    assert Task.objects.filter(pk=body["id"]).exists()
+
+    reviewer = django_user_model.objects.create_user("rev")
+    reviewer.groups.add(reviewers_group())
+    _, raw = api_key_create(user=reviewer, name="reviewer")
+    assert Api(client, raw).delete(f"/tasks/{body['id']}").status_code == 204
+    assert not Task.objects.filter(pk=body["id"]).exists()
+
+
 def test_changes_are_audited_under_the_keys_owner(api, owner):
     body = _create(api)
     api.patch(f"/tasks/{body['id']}", {"prompt": "changed"})

@@ -23,10 +23,14 @@ TIMEOUT_RETRY_MS = 20_000
 NAVIGATION_RETRY_DELAYS_S = (0.5, 1.5, 3.0)
 LINK_MATCH_MIN = 55.0
 MOVED_PAGE_CANDIDATES = 8
-# How alike (0-100) a candidate page's elements read to what the task read there before: at SAME_CONTENT
-# the search stops; below SIMILAR_CONTENT no page is taken for the moved one.
+# How alike (0-100) a candidate page's elements read to what the task read there before: a page at
+# SAME_CONTENT is the moved one whatever its link says; one at SIMILAR_CONTENT only if its link scores
+# NAMED_ALIKE against the old path.
 SAME_CONTENT = 90.0
-SIMILAR_CONTENT = 50.0
+SIMILAR_CONTENT = 75.0
+NAMED_ALIKE = 80.0
+# Below this many characters a remembered text is compared whole (a "42" is inside many pages).
+CONTAINED_TEXT_MIN = 8
 # Words sites use interchangeably when they rename a section.
 SYNONYMS = (
     {"catalog", "catalogue", "products", "product", "shop", "store", "items"},
@@ -77,7 +81,7 @@ class HeuristicAgent:
         failure = run.context.failure
         page = run.handover.observe()
         elements = page.get("elements") or []
-        target = run.context.stored_fingerprint
+        target = _without_the_data_read(run.context.stored_fingerprint, failure.get("action"))
         source = "stored fingerprint"
         if not target:
             target = fingerprint_from_selector(failure.get("selector") or "", prompt=run.context.prompt)
@@ -221,11 +225,14 @@ class HeuristicAgent:
                     break
                 run.log("compare_content", url=url, likeness=round(likeness))
                 compared.append((likeness, score, url, text))
-                if likeness >= SAME_CONTENT:
-                    break
+                if likeness == 100:
+                    break  # reads exactly as before; an archived "-old" page may come first by name, so only then
             if chosen is None and compared:
                 likeness, *best = max(compared)
-                if likeness < SIMILAR_CONTENT:
+                # Pages built from one template (a weekly and a monthly report) read alike in their headers and
+                # differ in their numbers, as one page does from day to day: alike content is only enough when
+                # the link is also named like the old page.
+                if not (likeness >= SAME_CONTENT or (likeness >= SIMILAR_CONTENT and best[0] >= NAMED_ALIKE)):
                     return TakeoverOutcome(
                         recovered=False,
                         reason=f"pages linked from the site have the elements {wanted_path} had, but not its content",
@@ -337,6 +344,21 @@ READ_ACTIONS = frozenset({
     "inner_text", "text_content", "inner_html", "get_attribute", "input_value", "is_visible", "all_inner_texts",
     "all_text_contents",
 })
+
+
+# What a read step reads is data, not a description of the element: yesterday's price finds yesterday's price
+# (a struck-out "was" price), not the element that now shows today's.
+_DATA_READ = {
+    **dict.fromkeys(("inner_text", "text_content", "inner_html", "all_inner_texts", "all_text_contents"),
+                    ("text", "visible_text")),
+    "input_value": ("value",),
+}
+
+
+def _without_the_data_read(fingerprint: dict | None, action: str | None) -> dict | None:
+    if not fingerprint or action not in _DATA_READ:
+        return fingerprint
+    return {key: value for key, value in fingerprint.items() if key not in _DATA_READ[action]}
 
 
 def _selector_options(options: list[dict], *, action: str | None) -> list[dict]:
@@ -530,8 +552,10 @@ def _content_likeness(run: _Run, selectors: list[str]) -> float | None:
             continue
         answer = run.handover.act("inner_text", selector=selector)
         now = " ".join(str(answer.get("value") or "").split())[:2_000] if answer.get("ok") else ""
-        score = fuzz.token_set_ratio(" ".join(remembered.split()), now) if now else 0.0
-        likeness = max(likeness or 0.0, score)
+        before = " ".join(remembered.split())
+        # A list that grew still holds what it held: compare the remembered text with its best-matching stretch.
+        compare = fuzz.partial_ratio if len(before) >= CONTAINED_TEXT_MIN else fuzz.ratio
+        likeness = max(likeness or 0.0, compare(before, now) if now else 0.0)
     return likeness
 
 

@@ -255,6 +255,73 @@ def test_a_moved_page_is_told_from_a_help_page_of_the_same_name_by_what_it_shows
     assert '"/billing"' in event.new_version.code and "/help/invoices" not in event.new_version.code
 
 
+GUIDE_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/docs/v1/guide")
+    return {"install": page.inner_text("#install")}
+'''
+
+
+def test_a_moved_page_is_the_one_that_reads_as_before_not_the_archived_one_named_closer(drain):
+    guide = '<h1>Guide</h1><code id="install">pip install anchor==2.0</code>'
+    with serve({"/": '<a href="/docs/v1/guide">Guide</a>', "/docs/v1/guide": guide}) as site:
+        task = make_task(site, code=GUIDE_CODE, auto_deploy=True)
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages = {
+            "/": '<a href="/docs/v1/guide-old">Guide (v1, archived)</a> <a href="/docs/v2/guide">Guide</a>',
+            "/docs/v1/guide-old": '<h1>Guide (archived)</h1><code id="install">pip install anchor==1.4</code>',
+            "/docs/v2/guide": guide,
+        }
+        run = run_now(task, drain)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert run.output == {"install": "pip install anchor==2.0"}
+    assert '"/docs/v2/guide"' in HealingEvent.objects.get(task=task).new_version.code
+
+
+REPORT_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/reports/weekly")
+    return {"report": page.inner_text(".report-table")}
+'''
+
+
+def test_a_removed_page_is_not_replaced_by_another_page_of_the_same_template(drain):
+    table = ('<table class="report-table"><tr><th>{0}</th><th>Orders</th><th>Revenue</th></tr>'
+             "<tr><td>{1}</td><td>{2}</td><td>{3}</td></tr></table>")
+    with serve({"/": '<a href="/reports/weekly">Weekly report</a>',
+                "/reports/weekly": table.format("Week", "2024-W12", "340", "4,210.00")}) as site:
+        task = make_task(site, code=REPORT_CODE, auto_deploy=True)
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages = {
+            "/": '<a href="/reports">Reports</a> <a href="/reports/monthly">Monthly report</a>',
+            "/reports": "<h1>Reports</h1>",
+            "/reports/monthly": table.format("Month", "2024-03", "1,420", "17,880.00"),
+        }
+        run = run_now(task, drain)
+    assert run.status == Run.Status.FAILED, _explain(run)
+    event = HealingEvent.objects.get(task=task)
+    assert event.status == S.FAILED and event.new_version is None
+
+
+PRICE_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/item")
+    return {"price": page.inner_text("#price")}
+'''
+
+
+def test_a_read_step_is_not_located_by_the_value_it_read_last_time(drain):
+    """The old price, struck out beside the new one, still shows yesterday's value: it must not be read."""
+    with serve({"/item": '<div class="product"><h1>Mug</h1><span id="price" class="price">12.00</span></div>'}) as site:
+        task = make_task(site, code=PRICE_CODE, auto_deploy=True)
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages["/item"] = (
+            '<div class="product"><h1>Mug</h1><span class="price price--was" style="text-decoration:line-through">'
+            '12.00</span> <span class="price price--now">9.60</span> <span class="badge">-20%</span></div>'
+        )
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.output != {"price": "12.00"}, _explain(run)
+    assert event.status != S.DEPLOYED or "price--was" not in event.new_version.code
+
+
 SLOW_CODE = '''def run(page, params):
     page.goto(params["base_url"] + "/report")
     return {"total": page.inner_text("#total")}

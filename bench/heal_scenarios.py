@@ -106,6 +106,9 @@ def scenarios() -> list[Scenario]:
             '<label for="s-pass">Password</label><input id="s-pass" name="password" type="password">'
             '<button type="submit">Sign in</button></form>')
     invoices = "<table><tr><td>INV-1</td><td>12.00</td></tr></table>"
+    guide = '<h1>Guide</h1><code id="install">pip install anchor==2.0</code>'
+    report = ('<table class="report-table"><tr><th>{0}</th><th>Orders</th><th>Revenue</th></tr>'
+              "<tr><td>{1}</td><td>{2}</td><td>{3}</td></tr></table>")
 
     shop = lambda button: (  # noqa: E731
         '<html><body><h1>Mug</h1><p class="price">12.00</p>'
@@ -208,6 +211,24 @@ def scenarios() -> list[Scenario]:
                   "/billing": invoices,
                   "/help/invoices": "<h1>Invoice FAQ</h1><table><tr><td>When are invoices sent?</td><td>Monthly</td></tr></table>"},
                  "heal", {"invoices": "INV-1\t12.00"}),
+        Scenario("moved URL, archived decoy", "/docs/v1/guide → /docs/v2/guide; /docs/v1/guide-old (an old release) is named closer",
+                 '''def run(page, params):
+    page.goto(params["base_url"] + "/docs/v1/guide")
+    return {"install": page.inner_text("#install")}
+''',
+                 {"/": '<a href="/docs/v1/guide">Guide</a>', "/docs/v1/guide": guide},
+                 {"/": '<a href="/docs/v1/guide-old">Guide (v1, archived)</a> <a href="/docs/v2/guide">Guide</a>',
+                  "/docs/v1/guide-old": '<h1>Guide (archived)</h1><code id="install">pip install anchor==1.4</code>',
+                  "/docs/v2/guide": guide},
+                 "heal", {"install": "pip install anchor==2.0"}),
+        Scenario("removed page", "/reports/weekly is gone; /reports/monthly has the same table template", '''def run(page, params):
+    page.goto(params["base_url"] + "/reports/weekly")
+    return {"report": page.inner_text(".report-table")}
+''',
+                 {"/": '<a href="/reports/weekly">Weekly report</a>', "/reports/weekly": report.format("Week", "2024-W12", "340", "4,210.00")},
+                 {"/": '<a href="/reports">Reports</a> <a href="/reports/monthly">Monthly report</a>', "/reports": "<h1>Reports</h1>",
+                  "/reports/monthly": report.format("Month", "2024-03", "1,420", "17,880.00")},
+                 "refuse"),
         Scenario("captcha", "a reCAPTCHA challenge appears", '''def run(page, params):
     page.goto(params["base_url"] + "/catalog")
     return {"products": page.inner_text(".products")}

@@ -74,8 +74,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
         values = parse_qs(self.scope.get("query_string", b"").decode(errors="replace")).get(key, [])
         value = values[0] if values else ""
-        # Anything that cannot be an id is ignored rather than used as a group name (ASCII only there).
-        return value if value.isascii() and could_be_id(value) else ""
+        # Anything that cannot be an id (ASCII letters, digits, _ and -) is ignored rather than used as a group name.
+        return value if could_be_id(value) else ""
 
 
 def _step_html(data: dict) -> str:

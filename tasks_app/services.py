@@ -407,8 +407,6 @@ def storable(value: Any) -> Any:
     """`value` with what no database can store replaced: NUL and lone surrogates in text by U+FFFD, NaN and
     Infinity by None. For what pages report (step text, failure messages); input is refused instead."""
     if isinstance(value, str):
-        if _unstorable_text(value) is None:
-            return value
         return _UNSTORABLE_CHARACTERS.sub("\ufffd", value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -422,9 +420,7 @@ def storable(value: Any) -> Any:
 def _unstorable_text(text: str) -> tuple[str, str] | None:
     if "\x00" in text:
         return "", "must not contain NUL characters"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+    if _UNSTORABLE_CHARACTERS.search(text):  # what is left of them: a lone surrogate
         return "", "must be valid Unicode text (it holds a lone surrogate such as \\ud800)"
     return None
 

@@ -210,18 +210,20 @@
       var steps = Array.prototype.map.call(list.children, function (item) {
         return [item.getAttribute("data-index"), item.outerHTML];
       });
-      if (steps.length) stepBuffer.set(list.getAttribute("data-live-steps"), steps.slice(-MAX_STEPS_KEPT));
+      if (steps.length) bufferSteps(list.getAttribute("data-live-steps"), steps);
     });
+  }
+
+  function bufferSteps(runId, steps) {
+    stepBuffer.delete(runId); // re-inserted last: the map's order is oldest run first
+    stepBuffer.set(runId, steps.slice(-MAX_STEPS_KEPT));
+    if (stepBuffer.size > MAX_RUNS_KEPT) stepBuffer.delete(stepBuffer.keys().next().value);
   }
 
   function appendStep(runId, index, html) {
     var list = document.querySelector('[data-live-steps="' + cssEscape(runId) + '"]');
     if (!list) {
-      var buffered = stepBuffer.get(runId) || [];
-      buffered.push([index, html]);
-      stepBuffer.delete(runId); // re-inserted last: the map's order is oldest run first
-      stepBuffer.set(runId, buffered.slice(-MAX_STEPS_KEPT));
-      if (stepBuffer.size > MAX_RUNS_KEPT) stepBuffer.delete(stepBuffer.keys().next().value);
+      bufferSteps(runId, (stepBuffer.get(runId) || []).concat([[index, html]]));
       return;
     }
     if (index !== undefined && index !== null && list.querySelector('[data-index="' + index + '"]')) return;

@@ -16,6 +16,7 @@ Evidence keys (all optional):
   requested_url    URL the task asked for;  url: URL the page is at
   match_count      elements matching the selector when the call failed (None: unknown)
   match_visible    first match visible;  match_enabled: first match enabled
+  covered_by       the layer drawn over the first match ({tag, id, class, text, xpath}): a banner, a modal
   readyState       document.readyState;  pending_requests: requests in flight;  busy: loading UI shown
   login_form       a visible password field;  auth_error_text: "invalid password"-like text shown
   login_expected   the task logs in itself (its code handles passwords/secrets)
@@ -130,6 +131,8 @@ def describe(error_type: str, evidence: dict[str, Any]) -> str:
     if error_type == "timeout":
         if evidence.get("navigation"):
             return "the page did not load in time"
+        if layer := evidence.get("covered_by"):
+            return f"{sel} is covered by {layer_name(layer)}"
         if evidence.get("match_count"):
             return f"{sel} matched but never became actionable"
         return f"timed out waiting for {sel} while the page was still loading"
@@ -144,3 +147,13 @@ def describe(error_type: str, evidence: dict[str, Any]) -> str:
     if error_type == "captcha_detected":
         return f"captcha challenge ({evidence.get('captcha')})"
     return "script error"
+
+
+def layer_name(layer: dict[str, Any]) -> str:
+    """`<div id="consent">` (“We use cookies…”): how a reviewer recognises a covering layer."""
+    attrs = f' id="{layer["id"]}"' if layer.get("id") else (f' class="{layer["class"]}"' if layer.get("class") else "")
+    text = (layer.get("text") or "").strip()
+    if len(text) > 40:
+        text = text[:40] + "\u2026"
+    quoted = f" (\u201c{text}\u201d)" if text else ""
+    return f"<{layer.get('tag') or 'div'}{attrs}>{quoted}"

@@ -441,7 +441,7 @@ class Runtime:
             details=self.mask({
                 k: ev.get(k) for k in (
                     "login_form", "captcha", "match_count", "match_visible", "match_enabled", "readyState",
-                    "pending_requests", "busy", "auth_error_text", "requested_url", "blocked",
+                    "pending_requests", "busy", "auth_error_text", "requested_url", "blocked", "covered_by",
                 ) if ev.get(k) is not None
             }),
         )

@@ -354,14 +354,31 @@
     return cap(html, max || 20000);
   }
 
+  // The layer drawn over `el` at its centre (a cookie banner, a modal's backdrop), or null when a click
+  // there reaches `el`. The layer is the outermost ancestor of the covering element that does not hold
+  // `el`: the whole banner, so that its buttons can be found.
+  function coveringLayer(el) {
+    const r = el.getBoundingClientRect();
+    const x = r.left + r.width / 2, y = r.top + r.height / 2;
+    if (r.width <= 0 || r.height <= 0 || x < 0 || y < 0 || x >= innerWidth || y >= innerHeight) return null;
+    const hit = document.elementFromPoint(x, y);
+    if (!hit || el.contains(hit) || hit.contains(el)) return null;
+    let layer = hit;
+    while (layer.parentElement && !layer.parentElement.contains(el)) layer = layer.parentElement;
+    return { tag: layer.tagName.toLowerCase(), id: layer.id || "", class: cap(norm(layer.getAttribute("class")), 80),
+      text: cap(norm(layer.innerText || layer.textContent), 120), xpath: xpath(layer) };
+  }
+
   // What the classifier needs when an element action failed: how many elements match, whether the
-  // first is visible and enabled, and the page state.
+  // first is visible and enabled, what covers it, and the page state.
   function elementEvidence(els) {
     const first = els && els[0];
+    const visible = first ? isVisible(first) : null;
     return Object.assign(pageState(), {
       match_count: els ? els.length : 0,
-      match_visible: first ? isVisible(first) : null,
+      match_visible: visible,
       match_enabled: first ? !(first.disabled || first.getAttribute("aria-disabled") === "true") : null,
+      covered_by: visible ? coveringLayer(first) : null,
     });
   }
 

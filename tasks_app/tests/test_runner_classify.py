@@ -80,6 +80,34 @@ def test_hidden_element_is_timeout(pool):
     assert result.failure.details["match_count"] == 1
 
 
+def test_an_element_under_a_banner_is_timeout_naming_the_banner(pool):
+    page = CONTACT + (
+        '<div id="consent" class="cmp" style="position:fixed;inset:0"><p>We use cookies.</p><button>OK</button></div>'
+    )
+    with serve({"/": page}) as site:
+        result = run(pool, """
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                page.click("#send", timeout=1500)
+            """, params={"base": site.url})
+    assert result.error_type == "timeout"
+    layer = result.failure.details["covered_by"]
+    assert (layer["tag"], layer["id"], layer["xpath"]) == ("div", "consent", "/html[1]/body[1]/div[2]")
+    assert layer["text"] == "We use cookies. OK"
+    assert result.failure.message.startswith('#send is covered by <div id="consent"> (\u201cWe use cookies. OK\u201d)')
+
+
+def test_an_element_that_is_only_hidden_is_not_covered(pool):
+    with serve({"/": '<button id="go" style="visibility:hidden">Go</button>'}) as site:
+        result = run(pool, """
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                page.click("#go", timeout=1500)
+            """, params={"base": site.url})
+    assert result.error_type == "timeout"
+    assert result.failure.details.get("covered_by") is None
+
+
 def test_page_that_never_loads_is_timeout(pool):
     with serve({"/hang": hang()}) as site:
         result = run(pool, goto_code("/hang"), params={"base": site.url}, navigation_timeout_ms=1500)

@@ -1090,12 +1090,15 @@ def insert_login_steps(
     password_key: str = "password",
     login_url: str | None = None,
     base_url_param: str | None = None,
+    next_selector: str | None = None,
 ) -> str:
     """Insert a login from ``params["secrets"]`` before the statement on ``line``.
 
     Only the secret *keys* are written into the code, never their values. With ``login_url`` the
     login starts by opening that page; when ``base_url_param`` is given, ``login_url`` is a path
     appended to ``params[base_url_param]`` so the code keeps working on other deployments of the site.
+    With ``next_selector`` the login takes two steps: the user name, that button, then the password
+    (whose field Playwright's fill waits for).
     """
 
     def build(page: str, params: str | None) -> list[str]:
@@ -1110,6 +1113,7 @@ def insert_login_steps(
         return [
             *opening,
             f"{page}.fill({_string(username_selector).value}, {secrets}[{_string(username_key).value}])",
+            *([f"{page}.click({_string(next_selector).value})"] if next_selector else []),
             f"{page}.fill({_string(password_selector).value}, {secrets}[{_string(password_key).value}])",
             f"{page}.click({_string(submit_selector).value})",
             f"{page}.wait_for_load_state()",
@@ -1118,15 +1122,47 @@ def insert_login_steps(
     return _insert_before(code, line, build)
 
 
+def close_whenever_shown(code: str, *, line: int, close_selector: str) -> str:
+    """Make the function around ``line`` close a covering banner or pop-up whenever it shows.
+
+    Playwright's ``add_locator_handler`` runs the handler before any action that the layer would
+    block, however late it appears, so it is registered once, at the top of the function (after
+    its docstring), rather than guessed into place before one step.
+    """
+    src = _load(code)
+    func = _enclosing_function(src, _statement_at(src, line))
+    if func is None:
+        raise PatchError(f"line {line} is not inside a function")
+    body = func.body.body
+    first = body[1] if len(body) > 1 and _is_docstring(body[0]) else body[0]
+    handler = f"{{page}}.add_locator_handler({{page}}.locator({_string(close_selector).value}), lambda button: button.click())"
+    if any(handler.format(page=_page_and_params(func)[0]) in _code(stmt) for stmt in body):
+        raise PatchError(f"{close_selector} is already closed whenever it shows")
+    return _insert_before_statement(src, first, lambda page, _params: [handler.format(page=page)])
+
+
+def _is_docstring(stmt: cst.BaseStatement) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, cst.SimpleString | cst.ConcatenatedString)
+    )
+
+
 def _insert_before(
     code: str, line: int, build: Callable[[str, str | None], list[str]]
 ) -> str:
     src = _load(code)
-    target = _statement_at(src, line)
+    return _insert_before_statement(src, _statement_at(src, line), build)
+
+
+def _insert_before_statement(
+    src: _Source, target: cst.BaseStatement, build: Callable[[str, str | None], list[str]]
+) -> str:
     body_owner = src.parents[target]
     func = _enclosing_function(src, target)
     if func is None:
-        raise PatchError(f"line {line} is not inside a function")
+        raise PatchError(f"line {src.positions[target].start.line} is not inside a function")
     page, params = _page_and_params(func)
     new = [cst.parse_statement(stmt + "\n") for stmt in build(page, params)]
     # Blank lines above the target stay above the inserted block; comments stay

@@ -17,6 +17,7 @@ from healing_app import codegen
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
 from healing_app.locate import LocateResult, locate
 from healing_app.playwright_selectors import fingerprint_from_selector, plain_selector, same_element, selectors_in_code
+from tasks_app.runner.errors import layer_name
 
 # Bounded budgets: a takeover must finish well inside the run's wall clock.
 TIMEOUT_RETRY_MS = 20_000
@@ -43,6 +44,8 @@ SYNONYMS = (
     {"news", "blog", "articles", "posts"},
 )
 USERNAME_HINTS = ("email", "user", "login", "account", "name")
+# How long the password field of a two-step login may take to appear after the user name step.
+PASSWORD_STEP_MS = 8_000
 
 
 @dataclass
@@ -162,6 +165,8 @@ class HeuristicAgent:
 
     def _timeout(self, run: _Run) -> TakeoverOutcome:
         failure = run.context.failure
+        if layer := (failure.get("details") or {}).get("covered_by"):
+            return self._covering_layer(run, layer)
         run.log("wait", load_state="networkidle", timeout_ms=TIMEOUT_RETRY_MS)
         run.handover.wait(load_state="networkidle", timeout_ms=TIMEOUT_RETRY_MS)
         run.log("retry_step", timeout_ms=TIMEOUT_RETRY_MS)
@@ -172,6 +177,42 @@ class HeuristicAgent:
             run.log("retry_failed", error=answer.get("error"))
             return TakeoverOutcome(recovered=False, reason=f"still failing after {TIMEOUT_RETRY_MS} ms: {answer.get('error')}")
         return TakeoverOutcome(recovered=True, recovery=_timeout_recovery(failure, waited_ms))
+
+    def _covering_layer(self, run: _Run, layer: dict) -> TakeoverOutcome:
+        """A banner or modal drawn over the element (cookie consent, newsletter pop-up): close it with its own
+        button, the least committal one it has, and carry on. Waiting longer would not help."""
+        failure = run.context.failure
+        name = layer_name(layer)
+        page = run.handover.observe()
+        button = _closing_button(page.get("elements") or [], layer.get("xpath") or "")
+        if button is None:
+            return TakeoverOutcome(recovered=False, reason=f"{name} covers the element and has no button that closes it")
+        selector = _unique_selector(run.handover, button)
+        if selector is None:
+            return TakeoverOutcome(recovered=False, reason=f"the button that closes {name} has no unique selector")
+        label = _label(button)
+        run.log("close_layer", layer=name, button=label, selector=selector)
+        clicked = run.handover.act("click", selector=selector)
+        if not clicked.get("ok"):
+            return TakeoverOutcome(recovered=False, reason=f"closing {name} failed: {clicked.get('error')}")
+        if (after := run.handover.observe().get("url")) != page.get("url"):
+            # A "button" that navigates is a link in disguise; the task's page is gone.
+            return TakeoverOutcome(recovered=False, reason=f"closing {name} left the page (now at {after})")
+        run.log("retry_step")
+        answer = run.handover.retry_step()
+        if not answer.get("ok"):
+            return TakeoverOutcome(recovered=False, reason=f"{name} is closed, but the step still fails: {answer.get('error')}")
+        return TakeoverOutcome(
+            recovered=True,
+            recovery={
+                "kind": "layer",
+                "line": failure.get("line"),
+                "selector": plain_selector(failure.get("selector")),
+                "layer": name,
+                "close_selector": selector,
+                "button_text": label,
+            },
+        )
 
     def _navigation_error(self, run: _Run) -> TakeoverOutcome:
         failure = run.context.failure
@@ -265,21 +306,9 @@ class HeuristicAgent:
         if user_key is None or "password" not in keys:
             return TakeoverOutcome(recovered=False, reason="the task has no username and password secrets to log in with")
         page = run.handover.observe()
-        form = _login_form(page.get("forms") or [])
-        if form is None:
-            return TakeoverOutcome(recovered=False, reason="no login form found on the page")
-        selectors = [_unique_selector(run.handover, item) for item in form]
-        if None in selectors:
-            return TakeoverOutcome(recovered=False, reason="the login form's fields have no unique selector")
-        user_field, password_field, submit = selectors
-        run.log("fill_secret", selector=user_field, secret=user_key)
-        run.handover.fill_secret(selector=user_field, secret_key=user_key)
-        run.log("fill_secret", selector=password_field, secret="password")
-        run.handover.fill_secret(selector=password_field, secret_key="password")
-        run.log("click", selector=submit)
-        clicked = run.handover.act("click", selector=submit)
-        if not clicked.get("ok"):
-            return TakeoverOutcome(recovered=False, reason=f"the login button did not work: {clicked.get('error')}")
+        signed_in = self._sign_in(run, page.get("forms") or [], user_key)
+        if isinstance(signed_in, str):
+            return TakeoverOutcome(recovered=False, reason=signed_in)
         if not _left_login_form(run.handover):
             return TakeoverOutcome(recovered=False, reason="still on the login form after signing in (wrong credentials?)")
         run.log("retry_step")
@@ -296,12 +325,51 @@ class HeuristicAgent:
                 "login_url": login_url,
                 # Relative to params["base_url"] when possible, so the code keeps working on another host.
                 "login_path": login_url[len(base_url):] if base_url and login_url.startswith(base_url) else None,
-                "username_selector": user_field,
-                "password_selector": password_field,
-                "submit_selector": submit,
                 "username_key": user_key,
+                **signed_in,
             },
         )
+
+    def _sign_in(self, run: _Run, forms: list[dict], user_key: str) -> dict | str:
+        """Fill and submit the login form; the selectors used, or why it could not be done.
+
+        A form asking for the user name alone, with a "Next" button, is the first step of a two-step
+        login (the password field appears after it): the password form is looked for after that step.
+        """
+        no_selector = "the login form's fields have no unique selector"
+        next_selector = None
+        if (form := _login_form(forms)) is not None:
+            user_field, password_field, submit = (_unique_selector(run.handover, item) for item in form)
+            if None in (user_field, password_field, submit):
+                return no_selector
+            _fill_secret(run, user_field, user_key)
+        elif (first_step := _user_name_step(forms)) is not None:
+            user_field, next_selector = (_unique_selector(run.handover, item) for item in first_step)
+            if None in (user_field, next_selector):
+                return no_selector
+            _fill_secret(run, user_field, user_key)
+            run.log("click", selector=next_selector, why="the first step of a two-step login")
+            if not (clicked := run.handover.act("click", selector=next_selector)).get("ok"):
+                return f"the login's next button did not work: {clicked.get('error')}"
+            if not run.handover.wait(selector="input[type=password]", timeout_ms=PASSWORD_STEP_MS).get("ok"):
+                return "no password field appeared after the user name step"
+            if (second_step := _password_step(run.handover.observe().get("forms") or [])) is None:
+                return "no password form found after the user name step"
+            password_field, submit = (_unique_selector(run.handover, item) for item in second_step)
+            if None in (password_field, submit):
+                return no_selector
+        else:
+            return "no login form found on the page"
+        _fill_secret(run, password_field, "password")
+        run.log("click", selector=submit)
+        if not (clicked := run.handover.act("click", selector=submit)).get("ok"):
+            return f"the login button did not work: {clicked.get('error')}"
+        return {
+            "username_selector": user_field,
+            "password_selector": password_field,
+            "submit_selector": submit,
+            "next_selector": next_selector,
+        }
 
     def _captcha(self, run: _Run) -> TakeoverOutcome:
         shot = run.handover.screenshot()
@@ -422,10 +490,22 @@ def _apply(code: str, recovery: dict) -> tuple[str, str]:
             username_key=recovery.get("username_key", "username"),
             login_url=recovery.get("login_path") or recovery.get("login_url"),
             base_url_param="base_url" if recovery.get("login_path") else None,
+            next_selector=recovery.get("next_selector"),
+        )
+        steps = (
+            f"in two steps ({recovery['username_selector']}, then {recovery['next_selector']}, then "
+            f"{recovery['password_selector']})" if recovery.get("next_selector")
+            else f"({recovery['username_selector']}, {recovery['password_selector']})"
         )
         return new, (
-            f"A login wall appeared before line {line}; the new version signs in with the task's secrets "
-            f"({recovery['username_selector']}, {recovery['password_selector']}) before continuing."
+            f"A login wall appeared before line {line}; the new version signs in with the task's secrets {steps} "
+            "before continuing."
+        )
+    if kind == "layer":
+        new = codegen.close_whenever_shown(code, line=line, close_selector=recovery["close_selector"])
+        return new, (
+            f"{recovery['layer']} now covers `{recovery['selector']}` on line {line}, so the click never lands; the "
+            f"new version closes it with its \u201c{recovery['button_text']}\u201d button whenever it appears."
         )
     if kind == "transient":
         return code, (
@@ -559,7 +639,50 @@ def _content_likeness(run: _Run, selectors: list[str]) -> float | None:
     return likeness
 
 
+# Buttons that close a banner or pop-up, by preference: close it without answering, else answer with the least
+# consent (cookies), else acknowledge it. Compared with the button's whole accessible name.
+CLOSING_LABELS = (
+    ("close", "dismiss", "x", "\u00d7", "\u2715", "\u2716", "no thanks", "no thank you", "not now", "maybe later",
+     "skip", "close dialog", "close banner", "close this dialog"),
+    ("reject all", "reject", "decline", "deny", "refuse", "reject cookies", "decline all", "only necessary",
+     "necessary only", "necessary cookies only", "use necessary cookies only", "only essential cookies",
+     "continue without accepting"),
+    ("accept", "accept all", "accept cookies", "accept all cookies", "allow all", "allow cookies", "agree",
+     "i agree", "ok", "okay", "got it", "i understand", "understood"),
+)
+
+
+def _closing_button(elements: list[dict], layer_xpath: str) -> dict | None:
+    """The button inside the layer at `layer_xpath` that closes it, or None. Links that lead somewhere ("Read
+    our privacy policy") are never taken: following them would leave the task's page."""
+    if not layer_xpath:
+        return None
+    inside = [
+        e for e in elements
+        if (e.get("xpath") or "").startswith(layer_xpath + "/") and e.get("enabled", True) and _presses_in_place(e)
+    ]
+    for labels in CLOSING_LABELS:
+        for element in inside:
+            if _words(_label(element)) in labels or _label(element).strip() in labels:
+                return element
+    return None
+
+
+def _presses_in_place(element: dict) -> bool:
+    if (element.get("tag") or "").upper() == "A":
+        href = (element.get("href") or "").strip()
+        return not href or href.startswith(("#", "javascript:")) or element.get("role") == "button"
+    return element.get("is_button") == "yes" or element.get("role") == "button"
+
+
+def _label(element: dict) -> str:
+    return str(element.get("aria_label") or element.get("name_text") or element.get("text") or element.get("value") or "")
+
+
 SUBMIT_WORDS = ("log in", "login", "sign in", "signin", "continue", "submit", "next")
+# The first step of a two-step login: what its one field is called, and what its button says (whole label).
+USER_NAME_STEP_HINTS = ("email", "user", "login", "account", "identifier")
+NEXT_STEP_WORDS = ("next", "continue", "sign in", "log in", "login", "signin", "log on", "sign on")
 # A form with these in its action, id, button or password label creates an account: never log in there.
 SIGN_UP_WORDS = ("sign up", "signup", "sign-up", "register", "create", "join", "new account", "choose a password",
                  "new-password")
@@ -588,13 +711,53 @@ def _login_form(forms: list[dict]) -> tuple[dict, dict, dict] | None:
     return None
 
 
+def _user_name_step(forms: list[dict]) -> tuple[dict, dict] | None:
+    """(user name field, next button) of the first step of a two-step login: a form whose one field is a user
+    name or email, with no password field, and a button that goes on ("Next", "Continue", "Sign in").
+    Strict on purpose, as the secrets are typed into it: a newsletter form ("Subscribe"), a search form or a
+    contact form (more fields, "Send") is never taken for it."""
+    for form in forms:
+        inputs = [i for i in form.get("inputs") or [] if i.get("visible", True)]
+        fields = [i for i in inputs if (i.get("type") or "text").lower() not in ("checkbox", "radio", "submit", "button")]
+        if len(fields) != 1 or (fields[0].get("type") or "").lower() == "password" or _signs_up(form, []):
+            continue
+        user = fields[0]
+        kind = f"{_hint(user)} {user.get('autocomplete') or ''} {user.get('type') or ''}".lower()
+        if user.get("tag", "input") != "input" or not any(hint in kind for hint in USER_NAME_STEP_HINTS):
+            continue
+        submits = [b for b in form.get("submits") or [] if b.get("visible", True)]
+        goes_on = next((b for b in submits if _words(b.get("text") or "") in NEXT_STEP_WORDS), None)
+        if goes_on is not None:
+            return user, goes_on
+    return None
+
+
+def _password_step(forms: list[dict]) -> tuple[dict, dict] | None:
+    """(password field, submit button) of the second step of a two-step login."""
+    for form in forms:
+        inputs = [i for i in form.get("inputs") or [] if i.get("visible", True)]
+        passwords = [i for i in inputs if (i.get("type") or "").lower() == "password"]
+        if len(passwords) != 1 or _signs_up(form, passwords):
+            continue
+        submits = [b for b in form.get("submits") or [] if b.get("visible", True)]
+        submit = next((b for b in submits if any(w in (b.get("text") or "").lower() for w in SUBMIT_WORDS)), None)
+        if submit := submit or (submits[0] if submits else None):
+            return passwords[0], submit
+    return None
+
+
+def _fill_secret(run: _Run, selector: str, secret_key: str) -> None:
+    run.log("fill_secret", selector=selector, secret=secret_key)  # the key, never the value
+    run.handover.fill_secret(selector=selector, secret_key=secret_key)
+
+
 def _signs_up(form: dict, passwords: list[dict]) -> bool:
     if len(passwords) > 1:
         return True  # a new password and its confirmation
     words = " ".join(
         [str(form.get(key) or "") for key in ("action", "id", "name")]
         + [str(button.get("text") or "") for button in form.get("submits") or []]
-        + [_hint(passwords[0]), str(passwords[0].get("autocomplete") or "")]
+        + [f"{_hint(p)} {p.get('autocomplete') or ''}" for p in passwords]
     ).lower()
     return any(word in words for word in SIGN_UP_WORDS)
 

@@ -12,6 +12,7 @@ from healing_app.codegen import (
     CodeValidationError,
     PatchError,
     check_generated_code,
+    close_whenever_shown,
     insert_login_steps,
     insert_wait_before,
     replace_selector,
@@ -767,6 +768,39 @@ def test_replace_url_refuses_a_line_without_goto():
         replace_url(CONTACT, line=9, old_path="/contact", new_path="/x")
 
 
+# --------------------------------------------------------------------------- close_whenever_shown
+
+
+def test_a_covering_layer_is_closed_by_a_handler_registered_once_at_the_top_of_run():
+    new = close_whenever_shown(CONTACT, line=line_of(CONTACT, "get_by_role"), close_selector='role=button[name="Reject all"s]')
+    handler = "    page.add_locator_handler(page.locator('role=button[name=\"Reject all\"s]'), lambda button: button.click())\n"
+    assert f"def run(page, params):\n{handler}    # Open the contact form.\n" in new
+    assert new.replace(handler, "") == CONTACT  # nothing else changed
+    assert gate(new) == []
+
+
+def test_the_handler_goes_below_the_docstring_of_the_function_with_the_failing_line():
+    code = dedent('''
+        def send(p):
+            """Press send."""
+            p.click("#send")
+
+
+        def run(page, params):
+            page.goto("https://example.com/")
+            send(page)
+    ''')
+    new = close_whenever_shown(code, line=3, close_selector="#close")
+    assert '    """Press send."""\n    p.add_locator_handler(p.locator("#close"), lambda button: button.click())\n' in new
+    assert new.count("add_locator_handler") == 1
+
+
+def test_a_layer_already_closed_whenever_it_shows_is_a_patch_error():
+    once = close_whenever_shown(CONTACT, line=line_of(CONTACT, "get_by_role"), close_selector="#close")
+    with pytest.raises(PatchError, match="already closed"):
+        close_whenever_shown(once, line=line_of(once, "get_by_role"), close_selector="#close")
+
+
 # --------------------------------------------------------------------------- insert_login_steps
 
 
@@ -788,6 +822,17 @@ def test_insert_login_steps_reads_secrets_from_params():
         '    page.fill("#name", params["name"])   # odd spacing kept\n'
     ) in new
     assert gate(new) == []
+
+
+def test_insert_login_steps_in_two_steps_clicks_next_between_user_name_and_password():
+    code = with_run('page.click("#buy")\n')
+    new = insert_login_steps(code, line=2, username_selector="#id", password_selector="#pw", submit_selector="#go",
+                             next_selector="#next")
+    assert (
+        '    page.fill("#id", params["secrets"]["username"])\n    page.click("#next")\n'
+        '    page.fill("#pw", params["secrets"]["password"])\n    page.click("#go")\n'
+    ) in new
+    assert gate(new, original=code) == []
 
 
 def test_insert_login_steps_uses_custom_keys_and_parameter_names():

@@ -355,6 +355,16 @@ ACCOUNT_CODE = '''def run(page, params):
 '''
 
 
+def run_into_a_login_wall(site, drain, account) -> tuple[Run, HealingEvent]:
+    """Run the account task on the open account page, then again once `account` guards it."""
+    task = make_task(site, code=ACCOUNT_CODE, auto_deploy=True, trigger_on=["authentication_failure"])
+    services.task_update(task=task, secrets={"username": "ada@example.com", "password": "correct-horse"})
+    assert run_now(task, drain).status == Run.Status.SUCCEEDED
+    site.pages["/account"] = account
+    run = run_now(task, drain)
+    return run, HealingEvent.objects.get(task=task)
+
+
 def test_a_new_login_wall_is_passed_with_the_tasks_secrets(drain):
     def account(request):
         if "session=ok" in request.headers.get("Cookie", ""):
@@ -371,12 +381,7 @@ def test_a_new_login_wall_is_passed_with_the_tasks_secrets(drain):
         )
 
     with serve({"/account": '<h1>Account</h1><p id="balance">100.00</p>', "/login": login}) as site:
-        task = make_task(site, code=ACCOUNT_CODE, auto_deploy=True, trigger_on=["authentication_failure"])
-        services.task_update(task=task, secrets={"username": "ada@example.com", "password": "correct-horse"})
-        assert run_now(task, drain).status == Run.Status.SUCCEEDED
-        site.pages["/account"] = account
-        run = run_now(task, drain)
-    event = HealingEvent.objects.get(task=task)
+        run, event = run_into_a_login_wall(site, drain, account)
     assert event.error_type == "authentication_failure"
     assert run.status == Run.Status.HEALED, event.reason
     assert event.status == S.DEPLOYED, event.reason
@@ -412,17 +417,114 @@ def test_a_login_wall_with_a_sign_up_form_first_is_passed_by_signing_in_not_up(d
     )
     with serve({"/account": '<h1>Account</h1><p id="balance">100.00</p>', "/auth": auth,
                 "/register": register, "/session": session}) as site:
-        task = make_task(site, code=ACCOUNT_CODE, auto_deploy=True, trigger_on=["authentication_failure"])
-        services.task_update(task=task, secrets={"username": "ada@example.com", "password": "correct-horse"})
-        assert run_now(task, drain).status == Run.Status.SUCCEEDED
-        site.pages["/account"] = account
-        run = run_now(task, drain)
-    event = HealingEvent.objects.get(task=task)
+        run, event = run_into_a_login_wall(site, drain, account)
     assert run.status == Run.Status.HEALED, event.reason
     assert run.output == {"balance": "100.00"}
     assert site.hits["POST /register"] == 0
     assert event.status == S.DEPLOYED, event.reason
     assert "#s-email" in event.new_version.code and "#r-email" not in event.new_version.code
+
+
+def test_a_two_step_login_wall_user_name_then_password_is_passed(drain):
+    def account(request):
+        if "session=ada" in request.headers.get("Cookie", ""):
+            return '<h1>Account</h1><p id="balance">100.00</p>'
+        return redirect("/signin?next=/account")
+
+    def signin(request):  # step 1: who are you?
+        return (
+            '<form method="post" action="/signin/password"><label for="id">Email or username</label>'
+            '<input id="id" name="identifier" autocomplete="username"><button type="submit">Next</button></form>'
+            '<form action="/search"><input name="q" placeholder="Search help"><button>Search</button></form>'
+        )
+
+    def password(request):  # step 2: prove it
+        if request.method == "POST" and "password" in request.form:
+            if request.form.get("identifier") == "ada@example.com" and request.form["password"] == "correct-horse":
+                return Response("", status=302, headers={"Location": "/account", "Set-Cookie": "session=ada; Path=/"})
+            return redirect("/signin")
+        return (
+            '<form method="post" action="/signin/password">'
+            f'<input type="hidden" name="identifier" value="{request.form.get("identifier", "")}">'
+            '<label for="pw">Password</label><input id="pw" name="password" type="password">'
+            '<button type="submit">Sign in</button></form>'
+        )
+
+    with serve({"/account": '<h1>Account</h1><p id="balance">100.00</p>', "/signin": signin,
+                "/signin/password": password}) as site:
+        run, event = run_into_a_login_wall(site, drain, account)
+    assert run.status == Run.Status.HEALED, event.reason
+    assert run.output == {"balance": "100.00"}
+    assert event.status == S.DEPLOYED, event.reason
+    assert not site.hits["/search"]
+    new_lines = event.new_version.code.splitlines()
+    assert [line.strip() for line in new_lines[1:7]] == [
+        'page.goto(params["base_url"] + "/signin")',
+        'page.fill(\'role=textbox[name="Email or username"s]\', params["secrets"]["username"])',
+        'page.click(\'role=button[name="Next"s]\')',
+        'page.fill("#pw", params["secrets"]["password"])',
+        'page.click(\'role=button[name="Sign in"s]\')',
+        "page.wait_for_load_state()",
+    ]
+    assert "in two steps" in event.root_cause
+    assert "correct-horse" not in event.new_version.code + str(event.agent_trace)
+
+
+def consent_banner(buttons: str) -> str:
+    """A full-page cookie layer drawn over the contact form, as consent tools add them."""
+    return (
+        '<div id="consent" style="position:fixed;inset:0;z-index:10;background:rgba(0,0,0,.4)">'
+        '<div role="dialog" aria-label="Cookies"><p>We use cookies to make this site work.</p>'
+        f'{buttons}</div></div>'
+    )
+
+
+CLOSES_CONSENT = "onclick=\"document.getElementById('consent').remove()\""
+
+
+def test_a_cookie_banner_over_the_form_is_closed_whenever_it_shows(drain):
+    banner = consent_banner(
+        '<a href="/privacy">Privacy policy</a>'
+        f'<button {CLOSES_CONSENT}>Accept all</button> <button {CLOSES_CONSENT}>Reject all</button>'
+    )
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True, trigger_on=["timeout"])
+        run_now(task, drain)
+        site.pages["/contact"] = contact_page(1).replace("</body>", banner + "</body>")
+        healed = run_now(task, drain)
+        task.refresh_from_db()
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED  # the new version, banner and all
+    assert healed.status == Run.Status.HEALED, _explain(healed)
+    assert healed.output == {"confirmation": "Thanks, Ada!"}
+    assert site.hits["POST /thanks"] == 4 and not site.hits["GET /privacy"]
+    event = HealingEvent.objects.get(run=healed)
+    assert event.error_type == "timeout"
+    assert event.status == S.DEPLOYED, event.reason
+    assert 'id="consent"' in event.error_message
+    # The least consent it offers: "Reject all", not "Accept all"; registered once, before the first step.
+    old_lines, new_lines = event.original_version.code.splitlines(), event.new_version.code.splitlines()
+    assert new_lines[0] == old_lines[0] and new_lines[2:] == old_lines[1:]
+    assert new_lines[1] == (
+        '    page.add_locator_handler(page.locator(\'role=button[name="Reject all"s]\'), lambda button: button.click())'
+    )
+    assert 'id="consent"' in event.root_cause and "#submit" in event.root_cause and "Reject all" in event.root_cause
+
+
+def test_a_layer_with_no_button_that_closes_it_is_not_healed(drain):
+    banner = consent_banner('<a href="/privacy">Manage your choices on our privacy page</a>')
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True, trigger_on=["timeout"])
+        run_now(task, drain)
+        first_version = task.current_version
+        site.pages["/contact"] = contact_page(1).replace("</body>", banner + "</body>")
+        run = run_now(task, drain)
+    assert run.status == Run.Status.FAILED
+    event = HealingEvent.objects.get(task=task)
+    assert event.status == S.FAILED
+    assert "has no button that closes it" in event.reason
+    assert not site.hits["GET /privacy"]
+    task.refresh_from_db()
+    assert task.current_version == first_version
 
 
 def test_a_captcha_needs_a_human_and_changes_no_code(drain):

@@ -3,9 +3,12 @@
 import pytest
 
 from healing_app.agents.heuristic import (
+    _closing_button,
     _link_sources,
     _login_form,
+    _password_step,
     _rank_links,
+    _user_name_step,
     describe_selector_change,
 )
 
@@ -71,6 +74,38 @@ def test_no_login_form_without_a_visible_password_field():
     assert _login_form([{"inputs": [{"type": "password", "visible": False, "ref": 1}], "submits": [{"ref": 2}]}]) is None
 
 
+def field(name, **extra):
+    return {"tag": "input", "type": "text", "name": name, "visible": True, **extra}
+
+
+def test_the_first_step_of_a_two_step_login_is_one_user_name_field_and_a_next_button():
+    first_step = {"inputs": [field("identifier", autocomplete="username", ref=1)], "submits": [{"text": "Next", "ref": 2}]}
+    assert [item["ref"] for item in _user_name_step([first_step])] == [1, 2]
+    with_remember_me = {**first_step, "inputs": [*first_step["inputs"], field("remember", type="checkbox")]}
+    assert _user_name_step([with_remember_me]) is not None
+
+
+@pytest.mark.parametrize("form", [
+    # The secrets would be typed into these: a newsletter, a search box, a contact form, a sign-up.
+    {"inputs": [field("email", type="email")], "submits": [{"text": "Subscribe"}]},
+    {"inputs": [field("q", placeholder="Search")], "submits": [{"text": "Search"}]},
+    {"inputs": [field("name"), field("email", type="email"), {"tag": "textarea", "name": "message"}],
+     "submits": [{"text": "Continue"}]},
+    {"inputs": [field("email", type="email")], "submits": [{"text": "Next"}], "action": "/register"},
+    {"inputs": [field("user"), field("pass", type="password")], "submits": [{"text": "Next"}]},  # one step
+    {"inputs": [{"tag": "select", "name": "account"}], "submits": [{"text": "Continue"}]},
+])
+def test_no_other_form_is_taken_for_the_user_name_step(form):
+    assert _user_name_step([form]) is None
+
+
+def test_the_second_step_has_one_password_field_and_is_no_sign_up():
+    assert _password_step([{"inputs": [field("pw", type="password", ref=3)], "submits": [{"text": "Sign in", "ref": 4}]}])
+    new_password = {"inputs": [field("pw", type="password", autocomplete="new-password")], "submits": [{"text": "Go"}]}
+    assert _password_step([new_password]) is None
+    assert _password_step([{"inputs": [field("a", type="password"), field("b", type="password")], "submits": [{}]}]) is None
+
+
 def test_root_cause_names_the_line_the_old_selector_the_new_one_and_why():
     text = describe_selector_change(
         {
@@ -121,3 +156,31 @@ def test_a_sign_up_form_is_never_taken_for_the_login_form(sign_up):
     sign_in = _form("/session", "Sign in", {"label": "Password", "autocomplete": "current-password"})
     assert _login_form([sign_up, sign_in])[2]["text"] == "Sign in"
     assert _login_form([sign_up]) is None
+
+
+LAYER = "/html[1]/body[1]/div[2]"
+
+
+def button(text, *, xpath=LAYER + "/div[1]/button[1]", **extra):
+    return {"tag": "BUTTON", "text": text, "name_text": text, "is_button": "yes", "role": "button", "xpath": xpath, **extra}
+
+
+def test_a_layer_is_closed_without_answering_first_then_with_the_least_consent():
+    accept = button("Accept all", xpath=LAYER + "/div[1]/button[1]")
+    reject = button("Reject all", xpath=LAYER + "/div[1]/button[2]")
+    close = button("", aria_label="Close", xpath=LAYER + "/button[1]")
+    assert _closing_button([accept, reject, close], LAYER) is close
+    assert _closing_button([accept, reject], LAYER) is reject
+    assert _closing_button([accept], LAYER) is accept
+    assert _closing_button([button("\u00d7")], LAYER) is not None  # a bare "×"
+
+
+def test_a_closing_button_must_be_inside_the_layer_enabled_and_must_not_lead_anywhere():
+    outside = button("Close", xpath="/html[1]/body[1]/form[1]/button[1]")
+    disabled = button("Accept", enabled=False)
+    policy = {"tag": "A", "text": "OK", "href": "https://shop.test/privacy", "xpath": LAYER + "/a[1]"}
+    sibling = button("Close", xpath=LAYER + "0/button[1]")  # div[20] is not inside div[2]
+    assert _closing_button([outside, disabled, policy, sibling], LAYER) is None
+    assert _closing_button([{**policy, "href": "#"}], LAYER) is not None  # a link that stays on the page
+    assert _closing_button([button("Subscribe"), button("Accept cookies and subscribe")], LAYER) is None
+    assert _closing_button([button("Close")], "") is None

@@ -503,9 +503,10 @@ def _apply(code: str, recovery: dict) -> tuple[str, str]:
         )
     if kind == "layer":
         new = codegen.close_whenever_shown(code, line=line, close_selector=recovery["close_selector"])
+        button = f"\u201c{recovery['button_text']}\u201d" if recovery.get("button_text") else f"`{recovery['close_selector']}`"
         return new, (
             f"{recovery['layer']} now covers `{recovery['selector']}` on line {line}, so the click never lands; the "
-            f"new version closes it with its \u201c{recovery['button_text']}\u201d button whenever it appears."
+            f"new version closes it with its {button} button whenever it appears."
         )
     if kind == "transient":
         return code, (

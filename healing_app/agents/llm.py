@@ -30,6 +30,7 @@ from healing_app.agents import llm_chat, prompts
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
 from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
 from healing_app.playwright_selectors import fingerprint_from_selector, same_element
+from tasks_app.runner.errors import layer_name
 
 logger = logging.getLogger(__name__)
 
@@ -665,6 +666,13 @@ class _Takeover:
         login = _login_from(self.prep)
         if failure.get("type") == "authentication_failure" and login:
             return {**base, "kind": "login", "login_url": self.current_url, **login}
+        layer = (failure.get("details") or {}).get("covered_by")
+        if layer and len(self.prep) == 1 and self.prep[0]["action"] == "click" and self.prep[0].get("selector"):
+            # One click cleared the layer over the element: closing it is the fix, written as the heuristic's.
+            return {
+                **base, "kind": "layer", "selector": failure.get("selector"), "layer": layer_name(layer),
+                "close_selector": self.prep[0]["selector"],
+            }
         if failure.get("type") == "navigation_error" and not self.prep:
             return {**base, "kind": "transient", "status": failure.get("http_status")}
         return {**base, "kind": "steps"}
@@ -704,21 +712,24 @@ def _hosts_in(recoveries: list[dict], failure: dict) -> list[str]:
 
 
 def _login_from(prep: list[dict]) -> dict | None:
-    """The heuristic agent's login recovery from the agent's own steps: two secret fills, then a click."""
-    fills = [a for a in prep if a["action"] == "fill" and a.get("secret_key") and a.get("selector")]
-    password = next((a for a in fills if "password" in a["secret_key"].lower()), None)
-    user = next((a for a in fills if a is not password), None)
+    """The heuristic agent's login recovery from the agent's own steps: two secret fills, then a click (and a
+    click between the fills: a two-step login's "Next")."""
+    fills = [(i, a) for i, a in enumerate(prep) if a["action"] == "fill" and a.get("secret_key") and a.get("selector")]
+    password = next(((i, a) for i, a in fills if "password" in a["secret_key"].lower()), None)
+    user = next(((i, a) for i, a in fills if (i, a) != password), None)
     if not (password and user):
         return None
-    after = prep[prep.index(password) + 1 :]
-    submit = next((a for a in after if a["action"] == "click" and a.get("selector")), None)
+    clicks = [(i, a) for i, a in enumerate(prep) if a["action"] == "click" and a.get("selector")]
+    submit = next((a for i, a in clicks if i > password[0]), None)
     if submit is None:
         return None
+    next_click = next((a for i, a in clicks if user[0] < i < password[0]), None)
     return {
-        "username_selector": user["selector"],
-        "password_selector": password["selector"],
+        "username_selector": user[1]["selector"],
+        "password_selector": password[1]["selector"],
         "submit_selector": submit["selector"],
-        "username_key": user["secret_key"],
+        "username_key": user[1]["secret_key"],
+        "next_selector": next_click["selector"] if next_click else None,
     }
 
 

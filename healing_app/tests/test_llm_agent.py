@@ -382,6 +382,47 @@ def test_secrets_are_placeholders_in_every_request_and_filled_by_the_parent(fake
     assert secrets["username"] not in json.dumps(outcome.candidates)
 
 
+def test_a_two_step_login_by_the_model_keeps_its_next_click_for_the_patch(fake):
+    page = {"elements": [element(0, "INPUT", id="user", type="email"), element(1, "BUTTON", text="Next", id="next"),
+                         element(2, "INPUT", id="pass", type="password"), element(3, "BUTTON", text="Sign in", id="go")]}
+    fake.script(
+        tool_call("fill", ref=0, value="{{secret:username}}"), tool_call("click", ref=1),
+        tool_call("fill", ref=2, value="{{secret:password}}"), tool_call("click", ref=3), tool_call("done"),
+    )
+    handover = FakeHandover(
+        {BASE + "/login": page}, BASE + "/login", secret_keys=("username", "password"),
+        selectors={0: ["#user"], 1: ["#next"], 2: ["#pass"], 3: ["#go"]},
+        step_ok=lambda handover, **_: handover.filled_secrets == ["username", "password"],
+    )
+    failure = {**FAILURE, "type": "authentication_failure", "url": BASE + "/login"}
+
+    outcome = agent_on(fake).take_over(context(failure=failure, secret_keys=["password", "username"]), handover)
+
+    assert outcome.recovery["kind"] == "login"
+    assert (outcome.recovery["next_selector"], outcome.recovery["submit_selector"]) == ("#next", "#go")
+    patch = HeuristicAgent().write_patch(code=CODE, recoveries=[outcome.recovery], failure=failure, prompt="")
+    assert 'page.fill("#user", params["secrets"]["username"])\n    page.click("#next")\n' in patch.code
+
+
+def test_a_layer_the_model_closed_with_one_click_is_closed_whenever_it_shows(fake):
+    banner = {"elements": [element(0, "BUTTON", text="Reject all", id="reject"), *CONTACT_V2["elements"][1:]]}
+    fake.script(tool_call("click", ref=0), tool_call("done"))
+    handover = FakeHandover(
+        {BASE + "/contact": banner}, BASE + "/contact", selectors={0: ["#reject"], **SELECTORS},
+        step_ok=lambda handover, **_: True,
+    )
+    layer = {"tag": "div", "id": "consent", "text": "We use cookies", "xpath": "/html[1]/body[1]/div[1]"}
+    failure = {**FAILURE, "type": "timeout", "details": {"match_count": 1, "covered_by": layer}}
+
+    outcome = agent_on(fake).take_over(context(failure=failure), handover)
+
+    assert outcome.recovered
+    assert outcome.recovery["kind"] == "layer" and outcome.recovery["close_selector"] == "#reject"
+    patch = HeuristicAgent().write_patch(code=CODE, recoveries=[outcome.recovery], failure=failure, prompt="")
+    assert 'page.add_locator_handler(page.locator("#reject"), lambda button: button.click())' in patch.code
+    assert '<div id="consent">' in patch.root_cause and "`#reject`" in patch.root_cause
+
+
 def test_a_placeholder_inside_a_longer_value_is_not_filled(fake):
     fake.script(tool_call("fill", ref=1, value="x {{secret:password}}"), tool_call("done", ref=2))
     handover = contact_handover(secret_keys=("password",))

@@ -470,6 +470,33 @@ def test_a_two_step_login_wall_user_name_then_password_is_passed(drain):
     assert "correct-horse" not in event.new_version.code + str(event.agent_trace)
 
 
+BUY_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/item")
+    page.click("#buy")
+    return {"cart": page.inner_text(".cart-count")}
+'''
+
+
+def test_a_button_moved_into_a_web_components_shadow_root_is_found_there(drain):
+    v2 = (
+        "<h1>Mug</h1><shop-buy></shop-buy><script>customElements.define('shop-buy', class extends HTMLElement {"
+        " connectedCallback() { const root = this.attachShadow({mode: 'open'});"
+        " root.innerHTML = '<span>12.00</span> <button class=\"buy\">Buy</button>';"
+        " root.querySelector('button').onclick = () => { location.href = '/cart'; }; } });</script>"
+    )
+    with serve({"/item": '<h1>Mug</h1><span>12.00</span> <a id="buy" href="/cart">Buy</a>',
+                "/cart": '<p class="cart-count">1 item</p>'}) as site:
+        task = make_task(site, code=BUY_CODE, auto_deploy=True)
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages["/item"] = v2
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.chosen_element["xpath"] == "/html[1]/body[1]/shop-buy[1]/button[1]"
+    assert 'page.click(\'role=button[name="Buy"s]\')' in event.new_version.code
+
+
 def consent_banner(buttons: str) -> str:
     """A full-page cookie layer drawn over the contact form, as consent tools add them."""
     return (

@@ -11,9 +11,13 @@
   const cap = (s, n) => (s.length > n ? s.slice(0, n) : s);
   const NEIGHBOR_MAX_CHILDREN = 200;
 
+  // The parent in the composed tree: through an (open) shadow root to its host, so that an element of a
+  // web component has a path like any other.
+  const parentOf = (n) => n.parentElement || (n.parentNode && n.parentNode.host) || null;
+
   function xpath(el) {
     const parts = [];
-    for (let n = el; n && n.nodeType === 1; n = n.parentElement) {
+    for (let n = el; n && n.nodeType === 1; n = parentOf(n)) {
       let i = 1;
       for (let s = n.previousElementSibling; s; s = s.previousElementSibling) {
         if (s.tagName === n.tagName) i++;
@@ -25,7 +29,7 @@
 
   function idxpath(el) {
     const parts = [];
-    for (let n = el; n && n.nodeType === 1; n = n.parentElement) {
+    for (let n = el; n && n.nodeType === 1; n = parentOf(n)) {
       if (n.id && n !== document.documentElement && n !== document.body) {
         return "//*[@id='" + n.id + "']" + (parts.length ? "/" + parts.join("/") : "");
       }
@@ -179,6 +183,21 @@
   }
   // @core-end
 
+  // Every element under `root`, open shadow roots included (a web component's button is as clickable as any).
+  function* deepElements(root) {
+    for (const el of root.querySelectorAll("*")) {
+      yield el;
+      if (el.shadowRoot) yield* deepElements(el.shadowRoot);
+    }
+  }
+
+  // document.querySelectorAll, and the same inside every open shadow root.
+  function deepQueryAll(selector) {
+    const found = [...document.querySelectorAll(selector)];
+    for (const el of deepElements(document)) if (el.shadowRoot) found.push(...el.shadowRoot.querySelectorAll(selector));
+    return found;
+  }
+
   function captcha() {
     for (const f of document.querySelectorAll("iframe")) {
       const src = (f.getAttribute("src") || "") + " " + (f.getAttribute("title") || "");
@@ -206,7 +225,7 @@
   }
 
   function passwordVisible() {
-    for (const el of document.querySelectorAll("input[type=password]")) if (isVisible(el)) return true;
+    for (const el of deepQueryAll("input[type=password]")) if (isVisible(el)) return true;
     return false;
   }
 
@@ -246,7 +265,7 @@
     const deadline = performance.now() + 10000;
     const refs = [];
     const elements = [];
-    const all = document.body ? document.body.querySelectorAll("*") : [];
+    const all = document.body ? deepElements(document.body) : [];
     for (const el of all) {
       if (elements.length >= max || performance.now() > deadline) break;
       if (["SCRIPT", "STYLE", "NOSCRIPT", "TEMPLATE", "META", "LINK", "HEAD"].includes(el.tagName)) continue;
@@ -265,13 +284,13 @@
     }
     window[REFS] = refs;
     const links = [];
-    for (const a of document.querySelectorAll("a[href]")) {
+    for (const a of deepQueryAll("a[href]")) {
       if (links.length >= 500) break;
       if (!isVisible(a)) continue;
       links.push({ text: cap(norm(a.innerText || a.textContent), 120), href: a.href, ref: refs.indexOf(a) });
     }
     const forms = [];
-    for (const f of document.querySelectorAll("form")) {
+    for (const f of deepQueryAll("form")) {
       if (forms.length >= 50) break;
       const inputs = [];
       for (const i of f.querySelectorAll("input, select, textarea")) {
@@ -301,20 +320,21 @@
     /^[A-Za-z][\w-]*$/.test(id);
   const q = (s) => JSON.stringify(s);
 
+  // A short CSS path. Inside a shadow root it continues from the host with a descendant combinator, which
+  // Playwright's CSS engine lets cross into open shadow roots (">" does not).
   function cssPath(el) {
-    const parts = [];
-    for (let n = el; n && n.nodeType === 1 && n !== document.documentElement; n = n.parentElement) {
-      if (n !== el && STABLE_ID(n.id)) { parts.unshift("#" + CSS.escape(n.id)); break; }
+    let path = "";
+    for (let n = el; n && n.nodeType === 1 && n !== document.documentElement; n = parentOf(n)) {
+      if (n !== el && STABLE_ID(n.id)) { path = "#" + CSS.escape(n.id) + path; break; }
       let part = n.tagName.toLowerCase();
-      const parent = n.parentElement;
-      if (parent) {
-        const same = Array.from(parent.children).filter((c) => c.tagName === n.tagName);
-        if (same.length > 1) part += ":nth-of-type(" + (same.indexOf(n) + 1) + ")";
-      }
-      parts.unshift(part);
+      const siblings = n.parentElement ? n.parentElement.children : n.parentNode ? n.parentNode.children : [];
+      const same = Array.from(siblings).filter((c) => c.tagName === n.tagName);
+      if (same.length > 1) part += ":nth-of-type(" + (same.indexOf(n) + 1) + ")";
+      path = part + path;
       if (n === document.body) break;
+      path = (n.parentElement ? " > " : " ") + path;
     }
-    return parts.join(" > ");
+    return path;
   }
 
   function selectorCandidates(el) {

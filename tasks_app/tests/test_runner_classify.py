@@ -158,6 +158,15 @@ def test_login_wall_appearing_mid_task_is_authentication_failure(pool):
     assert result.failure.details["login_form"] is True
 
 
+def test_a_login_form_inside_a_web_component_is_a_login_wall(pool):
+    page = """<sign-in></sign-in><script>customElements.define("sign-in", class extends HTMLElement {
+      connectedCallback() { this.attachShadow({mode: "open"}).innerHTML = '<input name="u"><input type="password">'; } });
+    </script>"""
+    with serve({"/account": page}) as site:
+        result = run(pool, goto_code("/account"), params={"base": site.url})
+    assert result.error_type == "authentication_failure"
+
+
 def test_login_page_the_task_expects_is_not_an_authentication_failure(pool):
     with serve({"/login": LOGIN}) as site:
         result = run(pool, """

@@ -234,6 +234,30 @@ def test_selector_for_returns_only_unique_selectors(pool):
     assert 'input[name="q"]' in [c["selector"] for c in seen["q"]]
 
 
+def test_observe_and_selectors_reach_into_open_shadow_roots(pool):
+    # Two look-alike components: only a path through the host tells their buttons apart.
+    page = """<main><shop-buy></shop-buy></main><aside><shop-buy></shop-buy></aside>
+    <script>customElements.define("shop-buy", class extends HTMLElement { connectedCallback() {
+      this.attachShadow({mode: "open"}).innerHTML = '<form><input name="q"><b>12.00</b> <i>x</i></form>'; } });</script>"""
+    seen = {}
+
+    def agent(failure, handover):
+        obs = handover.observe()
+        seen["obs"] = obs
+        second = [e for e in obs["elements"] if e["tag"] == "I"][1]
+        seen["css"] = [c for c in handover.selector_for(second["ref"]) if c["kind"] == "css"]
+        handover.abort("done")
+
+    with serve({"/": page}) as s:
+        code = 'def run(page, params):\n    page.goto(params["base"] + "/")\n    page.click("#nope", timeout=1500)\n'
+        execute(spec(s, code), on_handover=agent, browser=pool)
+    prices = [e for e in seen["obs"]["elements"] if e.get("text") == "12.00"]
+    assert [e["xpath"] for e in prices] == ["/html[1]/body[1]/main[1]/shop-buy[1]/form[1]/b[1]",
+                                            "/html[1]/body[1]/aside[1]/shop-buy[1]/form[1]/b[1]"]
+    assert [form["inputs"][0]["name"] for form in seen["obs"]["forms"]] == ["q", "q"]
+    assert seen["css"] == [{"selector": "body > aside > shop-buy form > i", "kind": "css", "count": 1}]
+
+
 def test_without_on_handover_failures_end_the_run(pool, site):
     result = execute(spec(site), browser=pool)
     assert result.status == "failed" and result.handovers == []

@@ -215,8 +215,8 @@ class LLMAgent:
                 "role": "user",
                 "content": prompts.PATCH_USER.format(
                     prompt=prompt or "(none)",
-                    failure=json.dumps(_failure_view(failure), ensure_ascii=False),
-                    recoveries=prompts.untrusted_block(llm_chat.nonce(), recoveries),
+                    failure=_failure_view(failure, nonce := llm_chat.nonce()),
+                    recoveries=prompts.untrusted_block(nonce, recoveries),
                     code=prompts.numbered(code),
                     draft=prompts.PATCH_DRAFT.format(diff=_diff(code, draft.code)) if draft and draft.code else "",
                 ),
@@ -296,7 +296,7 @@ class _Takeover:
                 "role": "user",
                 "content": prompts.TAKEOVER_USER.format(
                     prompt=self.context.prompt or "(none)",
-                    failure=json.dumps(_failure_view(failure), ensure_ascii=False),
+                    failure=_failure_view(failure, self.nonce),
                     code=prompts.numbered(self.context.code),
                     candidates_intro=(
                         "Candidates for the element the failing step meant, ranked by the similarity engine "
@@ -684,13 +684,20 @@ class _Takeover:
 # -- LLMAgent helpers ------------------------------------------------------------------------------
 
 
-def _failure_view(failure: dict) -> dict:
-    return {
-        k: (llm_chat.clip(v, 600) if isinstance(v, str) else v)
-        for k, v in failure.items()
-        if k in ("type", "message", "line", "action", "selector", "url", "http_status", "args")
-        and v not in (None, "", {})
-    }
+def _failure_view(failure: dict, nonce: str) -> str:
+    """The failing step for a prompt. What the task's code says (line, action, selector) is plain; what the
+    browser reported (its message quotes page text, a covering banner's for one; the URL is the site's) is
+    fenced as untrusted data like the page itself."""
+
+    def view(keys: tuple[str, ...]) -> dict:
+        return {
+            k: (llm_chat.clip(v, 600) if isinstance(v, str) else v)
+            for k, v in failure.items() if k in keys and v not in (None, "", {})
+        }
+
+    reported = view(("message", "url"))
+    fenced = f"\nWhat the browser reported:\n{prompts.untrusted_block(nonce, reported)}" if reported else ""
+    return json.dumps(view(("type", "line", "action", "selector", "http_status", "args")), ensure_ascii=False) + fenced
 
 
 def _allowed(context: TakeoverContext) -> list[str]:

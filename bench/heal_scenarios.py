@@ -62,6 +62,13 @@ def _layer(content: str) -> str:
 
 CLOSES = "onclick=\"document.getElementById('layer').remove()\""
 
+# A web component whose button submits the form around it (shadow DOM buttons do not, by themselves).
+SHOP_BUY_COMPONENT = (
+    "<script>customElements.define('shop-buy', class extends HTMLElement { connectedCallback() {"
+    " const root = this.attachShadow({mode: 'open'}); root.innerHTML = '<button class=\"buy\">Buy</button>';"
+    " root.querySelector('button').onclick = () => this.closest('form').submit(); } });</script>"
+)
+
 FORM_CODE = '''def run(page, params):
     page.goto(params["base_url"] + "/contact")
     page.fill("#name", "Ada")
@@ -179,6 +186,10 @@ def scenarios() -> list[Scenario]:
         Scenario("renamed test id", 'data-testid buy → add-to-cart, text Buy → Add to cart', buy_code,
                  {"/item": shop('<button data-testid="buy" class="buy">Buy</button>'), "/cart": cart},
                  {"/item": shop('<button data-testid="add-to-cart" class="buy primary">Add to cart</button>'), "/cart": cart},
+                 "heal", {"cart": "1 item"}),
+        Scenario("into a web component", "the Buy button now lives in a <shop-buy> element's shadow root", buy_code,
+                 {"/item": shop('<button data-testid="buy" class="buy">Buy</button>'), "/cart": cart},
+                 {"/item": shop('<shop-buy></shop-buy>') + SHOP_BUY_COMPONENT, "/cart": cart},
                  "heal", {"cart": "1 item"}),
         Scenario("renamed class", ".price → .product-price", '''def run(page, params):
     page.goto(params["base_url"] + "/item")

@@ -165,8 +165,10 @@ class HeuristicAgent:
 
     def _timeout(self, run: _Run) -> TakeoverOutcome:
         failure = run.context.failure
-        if layer := (failure.get("details") or {}).get("covered_by"):
-            return self._covering_layer(run, layer)
+        layer = (failure.get("details") or {}).get("covered_by")
+        if layer and (closed := self._close_layer(run, layer)) is not None:
+            return closed
+        # A layer with no button to close it may be a loading overlay, gone in a moment: wait as for a slow page.
         run.log("wait", load_state="networkidle", timeout_ms=TIMEOUT_RETRY_MS)
         run.handover.wait(load_state="networkidle", timeout_ms=TIMEOUT_RETRY_MS)
         run.log("retry_step", timeout_ms=TIMEOUT_RETRY_MS)
@@ -175,18 +177,23 @@ class HeuristicAgent:
         waited_ms = int((time.monotonic() - started) * 1000)
         if not answer.get("ok"):
             run.log("retry_failed", error=answer.get("error"))
-            return TakeoverOutcome(recovered=False, reason=f"still failing after {TIMEOUT_RETRY_MS} ms: {answer.get('error')}")
+            if layer:
+                reason = f"{layer_name(layer)} has no button that closes it and still covers the element after {TIMEOUT_RETRY_MS} ms"
+            else:
+                reason = f"still failing after {TIMEOUT_RETRY_MS} ms: {answer.get('error')}"
+            return TakeoverOutcome(recovered=False, reason=reason)
         return TakeoverOutcome(recovered=True, recovery=_timeout_recovery(failure, waited_ms))
 
-    def _covering_layer(self, run: _Run, layer: dict) -> TakeoverOutcome:
+    def _close_layer(self, run: _Run, layer: dict) -> TakeoverOutcome | None:
         """A banner or modal drawn over the element (cookie consent, newsletter pop-up): close it with its own
-        button, the least committal one it has, and carry on. Waiting longer would not help."""
+        button, the least committal one it has, and carry on. None when it has no such button."""
         failure = run.context.failure
         name = layer_name(layer)
         page = run.handover.observe()
         button = _closing_button(page.get("elements") or [], layer.get("xpath") or "")
         if button is None:
-            return TakeoverOutcome(recovered=False, reason=f"{name} covers the element and has no button that closes it")
+            run.log("close_layer", layer=name, button=None, why="no button in it closes it")
+            return None
         selector = _unique_selector(run.handover, button)
         if selector is None:
             return TakeoverOutcome(recovered=False, reason=f"the button that closes {name} has no unique selector")

@@ -548,10 +548,28 @@ def test_a_layer_with_no_button_that_closes_it_is_not_healed(drain):
     assert run.status == Run.Status.FAILED
     event = HealingEvent.objects.get(task=task)
     assert event.status == S.FAILED
-    assert "has no button that closes it" in event.reason
+    assert 'id="consent"> (' in event.reason and "has no button that closes it and still covers" in event.reason
     assert not site.hits["GET /privacy"]
     task.refresh_from_db()
     assert task.current_version == first_version
+
+
+def test_a_loading_overlay_that_goes_away_by_itself_gets_a_longer_timeout(drain):
+    overlay = (
+        '<div id="loading" style="position:fixed;inset:0;background:#fff">Loading\u2026</div>'
+        "<script>setTimeout(() => document.getElementById('loading').remove(), 6500)</script>"
+    )
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True, trigger_on=["timeout"])
+        run_now(task, drain)
+        site.pages["/contact"] = contact_page(1).replace("</body>", overlay + "</body>")
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, event.reason
+    assert 'id="loading"' in event.error_message
+    assert event.status == S.DEPLOYED, event.reason
+    assert 'page.click("#submit", timeout=' in event.new_version.code
+    assert "add_locator_handler" not in event.new_version.code
 
 
 def test_a_captcha_needs_a_human_and_changes_no_code(drain):

@@ -651,13 +651,16 @@ def _content_likeness(run: _Run, selectors: list[str]) -> float | None:
 # consent (cookies), else acknowledge it. Compared with the button's whole accessible name.
 CLOSING_LABELS = (
     ("close", "dismiss", "x", "\u00d7", "\u2715", "\u2716", "no thanks", "no thank you", "not now", "maybe later",
-     "skip", "close dialog", "close banner", "close this dialog"),
-    ("reject all", "reject", "decline", "deny", "refuse", "reject cookies", "decline all", "only necessary",
-     "necessary only", "necessary cookies only", "use necessary cookies only", "only essential cookies",
-     "continue without accepting"),
-    ("accept", "accept all", "accept cookies", "accept all cookies", "allow all", "allow cookies", "agree",
-     "i agree", "ok", "okay", "got it", "i understand", "understood"),
+     "skip", "close dialog", "close banner", "close this dialog", "close modal", "close popup"),
+    ("reject all", "reject", "decline", "deny", "refuse", "reject cookies", "reject all cookies", "decline all",
+     "deny all", "only necessary", "necessary only", "necessary cookies only", "use necessary cookies only",
+     "only essential cookies", "essential cookies only", "continue without accepting"),
+    ("accept", "accept all", "accept cookies", "accept all cookies", "allow all", "allow all cookies",
+     "allow cookies", "agree", "i agree", "yes i agree", "i accept", "accept continue", "agree continue",
+     "ok", "okay", "ok got it", "got it", "i understand", "understood"),
 )
+# An icon-only button (an svg "×") says what it does in its id, class or test id instead.
+_CLOSING_NAME = re.compile(r"(?<![a-z])(close|dismiss)(?![a-z])", re.IGNORECASE)
 
 
 def _closing_button(elements: list[dict], layer_xpath: str) -> dict | None:
@@ -673,7 +676,12 @@ def _closing_button(elements: list[dict], layer_xpath: str) -> dict | None:
         for element in inside:
             if _words(_label(element)) in labels or _label(element).strip() in labels:
                 return element
-    return None
+    unlabelled = (e for e in inside if not _label(e).strip())
+    return next((e for e in unlabelled if _CLOSING_NAME.search(_identifiers(e))), None)
+
+
+def _identifiers(element: dict) -> str:
+    return " ".join(str(element.get(key) or "") for key in ("id", "class", "data_testid"))
 
 
 def _presses_in_place(element: dict) -> bool:

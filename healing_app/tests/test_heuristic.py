@@ -173,6 +173,16 @@ def test_a_layer_is_closed_without_answering_first_then_with_the_least_consent()
     assert _closing_button([accept, reject], LAYER) is reject
     assert _closing_button([accept], LAYER) is accept
     assert _closing_button([button("\u00d7")], LAYER) is not None  # a bare "×"
+    assert _closing_button([button("Accept & continue")], LAYER) is not None
+
+
+def test_an_icon_only_button_closes_a_layer_when_its_id_or_class_says_so():
+    icon = button("", **{"class": "modal__close-btn icon"})
+    assert _closing_button([button("Subscribe"), icon], LAYER) is icon
+    assert _closing_button([button("", id="dismiss")], LAYER) is not None
+    # "closet" and "enclosed" are not "close"; a labelled button is judged by its label alone.
+    assert _closing_button([button("", **{"class": "closet-icon enclosed"})], LAYER) is None
+    assert _closing_button([button("Buy now", **{"class": "close"})], LAYER) is None
 
 
 def test_a_closing_button_must_be_inside_the_layer_enabled_and_must_not_lead_anywhere():

@@ -183,6 +183,12 @@
   }
   // @core-end
 
+  // Whether `outer` is `inner` or holds it, across shadow roots (Node.contains stops at them).
+  function holds(outer, inner) {
+    for (let n = inner; n; n = parentOf(n)) if (n === outer) return true;
+    return false;
+  }
+
   // Every element under `root`, open shadow roots included (a web component's button is as clickable as any).
   function* deepElements(root) {
     for (const el of root.querySelectorAll("*")) {
@@ -381,10 +387,13 @@
     const r = el.getBoundingClientRect();
     const x = r.left + r.width / 2, y = r.top + r.height / 2;
     if (r.width <= 0 || r.height <= 0 || x < 0 || y < 0 || x >= innerWidth || y >= innerHeight) return null;
-    const hit = document.elementFromPoint(x, y);
-    if (!hit || el.contains(hit) || hit.contains(el)) return null;
+    let hit = document.elementFromPoint(x, y);
+    // elementFromPoint answers with a web component's host: look inside it for what is really there.
+    for (let inner; hit && hit.shadowRoot && (inner = hit.shadowRoot.elementFromPoint(x, y)) && inner !== hit;) hit = inner;
+    if (!hit || holds(el, hit) || holds(hit, el)) return null;
     let layer = hit;
-    while (layer.parentElement && !layer.parentElement.contains(el)) layer = layer.parentElement;
+    while (parentOf(layer) && !holds(parentOf(layer), el)) layer = parentOf(layer);
+    if (layer === document.body || layer === document.documentElement) return null;
     return { tag: layer.tagName.toLowerCase(), id: layer.id || "", class: cap(norm(layer.getAttribute("class")), 80),
       text: cap(norm(layer.innerText || layer.textContent), 120), xpath: xpath(layer) };
   }

@@ -108,6 +108,35 @@ def test_an_element_that_is_only_hidden_is_not_covered(pool):
     assert result.failure.details.get("covered_by") is None
 
 
+def test_a_disabled_button_of_a_web_component_is_not_covered_by_its_own_host(pool):
+    page = """<shop-buy></shop-buy><button id="close">Close</button><script>customElements.define("shop-buy",
+      class extends HTMLElement { connectedCallback() {
+        this.attachShadow({mode: "open"}).innerHTML = '<button id="buy" disabled>Buy</button>'; } });</script>"""
+    with serve({"/": page}) as site:
+        result = run(pool, """
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                page.click("#buy", timeout=1500)
+            """, params={"base": site.url})
+    assert result.error_type == "timeout"
+    assert result.failure.details["match_count"] == 1
+    assert result.failure.details.get("covered_by") is None
+
+
+def test_a_layer_inside_a_web_component_is_found_inside_it(pool):
+    page = """<shop-cart></shop-cart><script>customElements.define("shop-cart", class extends HTMLElement {
+      connectedCallback() { this.attachShadow({mode: "open"}).innerHTML = '<button id="pay">Pay</button>'
+        + '<div id="promo" style="position:fixed;inset:0">Sale! <button>Close</button></div>'; } });</script>"""
+    with serve({"/": page}) as site:
+        result = run(pool, """
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                page.click("#pay", timeout=1500)
+            """, params={"base": site.url})
+    layer = result.failure.details["covered_by"]
+    assert (layer["id"], layer["xpath"]) == ("promo", "/html[1]/body[1]/shop-cart[1]/div[1]")
+
+
 def test_page_that_never_loads_is_timeout(pool):
     with serve({"/hang": hang()}) as site:
         result = run(pool, goto_code("/hang"), params={"base": site.url}, navigation_timeout_ms=1500)

@@ -1122,23 +1122,33 @@ def insert_login_steps(
     return _insert_before(code, line, build)
 
 
-def close_whenever_shown(code: str, *, line: int, close_selector: str) -> str:
+def close_whenever_shown(
+    code: str, *, line: int, close_selector: str, layer_selector: str | None = None
+) -> str:
     """Make the function around ``line`` close a covering banner or pop-up whenever it shows.
 
     Playwright's ``add_locator_handler`` runs the handler before any action that the layer would
     block, however late it appears, so it is registered once, at the top of the function (after
-    its docstring), rather than guessed into place before one step.
+    its docstring), rather than guessed into place before one step. With ``layer_selector`` the
+    button is looked for inside the layer only: an "OK" elsewhere on a later page is not clicked.
     """
     src = _load(code)
-    func = _enclosing_function(src, _statement_at(src, line))
+    failing = _statement_at(src, line)
+    func = _enclosing_function(src, failing)
     if func is None:
         raise PatchError(f"line {line} is not inside a function")
+    if not isinstance(func.body, cst.IndentedBlock):
+        raise PatchError(f"the function around line {line} is written on one line")
+    page = _page_and_params(func)[0]
+    if not re.search(rf"\b{re.escape(page)}\b", _code(failing)):
+        raise PatchError(f"the step on line {line} does not act on `{page}`, where the handler would go")
+    target = f"{page}.locator({_string(layer_selector).value})" if layer_selector else page
+    handler = f"{page}.add_locator_handler({target}.locator({_string(close_selector).value}), lambda button: button.click())"
     body = func.body.body
-    first = body[1] if len(body) > 1 and _is_docstring(body[0]) else body[0]
-    handler = f"{{page}}.add_locator_handler({{page}}.locator({_string(close_selector).value}), lambda button: button.click())"
-    if any(handler.format(page=_page_and_params(func)[0]) in _code(stmt) for stmt in body):
+    if any(handler in _code(stmt) for stmt in body):
         raise PatchError(f"{close_selector} is already closed whenever it shows")
-    return _insert_before_statement(src, first, lambda page, _params: [handler.format(page=page)])
+    first = body[1] if len(body) > 1 and _is_docstring(body[0]) else body[0]
+    return _insert_before_statement(src, first, lambda _page, _params: [handler])
 
 
 def _is_docstring(stmt: cst.BaseStatement) -> bool:

@@ -190,19 +190,24 @@ class HeuristicAgent:
         failure = run.context.failure
         name = layer_name(layer)
         page = run.handover.observe()
-        button = _closing_button(page.get("elements") or [], layer.get("xpath") or "")
+        button = closing_button(page.get("elements") or [], layer)
         if button is None:
             run.log("close_layer", layer=name, button=None, why="no button in it closes it")
             return None
-        selector = _unique_selector(run.handover, button)
-        if selector is None:
-            return TakeoverOutcome(recovered=False, reason=f"the button that closes {name} has no unique selector")
-        label = _label(button)
-        run.log("close_layer", layer=name, button=label, selector=selector)
-        clicked = run.handover.act("click", selector=selector)
+        label = _label(button) or _identifiers(button)
+        options = run.handover.selector_for(button["ref"]) if button.get("ref") is not None else []
+        # The code looks for the button inside the layer when the layer can be recognised; otherwise the
+        # button itself must have an id or test id, or a plain "Close" anywhere would be clicked before every step.
+        lasting = options if layer.get("selector") else [o for o in options if o.get("kind") in ("test_id", "id")]
+        if not lasting:
+            return TakeoverOutcome(
+                recovered=False, reason=f"neither {name} nor its \u201c{label}\u201d button can be recognised on later runs"
+            )
+        run.log("close_layer", layer=name, button=label, selector=options[0]["selector"])
+        clicked = run.handover.act("click", selector=options[0]["selector"])
         if not clicked.get("ok"):
             return TakeoverOutcome(recovered=False, reason=f"closing {name} failed: {clicked.get('error')}")
-        if (after := run.handover.observe().get("url")) != page.get("url"):
+        if _without_fragment(after := run.handover.observe().get("url")) != _without_fragment(page.get("url")):
             # A "button" that navigates is a link in disguise; the task's page is gone.
             return TakeoverOutcome(recovered=False, reason=f"closing {name} left the page (now at {after})")
         run.log("retry_step")
@@ -216,7 +221,8 @@ class HeuristicAgent:
                 "line": failure.get("line"),
                 "selector": plain_selector(failure.get("selector")),
                 "layer": name,
-                "close_selector": selector,
+                "layer_selector": layer.get("selector") or None,
+                "close_selector": lasting[0]["selector"],
                 "button_text": label,
             },
         )
@@ -386,13 +392,13 @@ class HeuristicAgent:
     # -- after the run ---------------------------------------------------------------------------
 
     def write_patch(self, *, code: str, recoveries: list[dict], failure: dict, prompt: str) -> Patch:
-        causes: list[str] = []
+        recoveries = _without_repeated_layers(recoveries)
+        causes = [""] * len(recoveries)
         new_code = code
-        for recovery in recoveries:
-            new_code, cause = _apply(new_code, recovery)
-            causes.append(cause)
+        for index in sorted(range(len(recoveries)), key=lambda i: _patch_order(recoveries[i])):
+            new_code, causes[index] = _apply(new_code, recoveries[index])
         changed = new_code != code
-        return Patch(root_cause=" ".join(causes), code=new_code if changed else None)
+        return Patch(root_cause=" ".join(cause for cause in causes if cause), code=new_code if changed else None)
 
 
 def _structural_match(target: dict, elements: list[dict], result) -> int | None:
@@ -468,6 +474,26 @@ def _left_login_form(handover, *, within_s: float = 8.0) -> bool:
     return False
 
 
+def _without_repeated_layers(recoveries: list[dict]) -> list[dict]:
+    """A pop-up that came back on the next page was closed again: one handler closes it every time."""
+    seen, kept = set(), []
+    for recovery in recoveries:
+        if recovery["kind"] == "layer":
+            layer = (recovery.get("layer_selector"), recovery["close_selector"])
+            if layer in seen:
+                continue
+            seen.add(layer)
+        kept.append(recovery)
+    return kept
+
+
+def _patch_order(recovery: dict) -> tuple:
+    """Patches apply from the bottom of the code up, so that lines one inserts (a login) do not move the lines
+    the next ones name; on one line, the change of the step before the insertion above it; a handler, which goes
+    in at the top of its function, last."""
+    return (recovery["kind"] == "layer", -(recovery.get("line") or 0), recovery["kind"] == "login")
+
+
 def _apply(code: str, recovery: dict) -> tuple[str, str]:
     kind, line = recovery["kind"], recovery.get("line")
     if kind == "selector":
@@ -509,7 +535,9 @@ def _apply(code: str, recovery: dict) -> tuple[str, str]:
             "before continuing."
         )
     if kind == "layer":
-        new = codegen.close_whenever_shown(code, line=line, close_selector=recovery["close_selector"])
+        new = codegen.close_whenever_shown(
+            code, line=line, close_selector=recovery["close_selector"], layer_selector=recovery.get("layer_selector")
+        )
         button = f"\u201c{recovery['button_text']}\u201d" if recovery.get("button_text") else f"`{recovery['close_selector']}`"
         return new, (
             f"{recovery['layer']} now covers `{recovery['selector']}` on line {line}, so the click never lands; the "
@@ -659,25 +687,35 @@ CLOSING_LABELS = (
      "allow cookies", "agree", "i agree", "yes i agree", "i accept", "accept continue", "agree continue",
      "ok", "okay", "ok got it", "got it", "i understand", "understood"),
 )
+# A layer that asks about these may be answered (Reject all, Accept); any other is only closed.
+CONSENT_WORDS = ("cookie", "consent", "privacy", "gdpr", "tracking", "personal data", "our partners")
 # An icon-only button (an svg "×") says what it does in its id, class or test id instead.
 _CLOSING_NAME = re.compile(r"(?<![a-z])(close|dismiss)(?![a-z])", re.IGNORECASE)
 
 
-def _closing_button(elements: list[dict], layer_xpath: str) -> dict | None:
-    """The button inside the layer at `layer_xpath` that closes it, or None. Links that lead somewhere ("Read
-    our privacy policy") are never taken: following them would leave the task's page."""
+def closing_button(elements: list[dict], layer: dict) -> dict | None:
+    """The button inside `layer` (a `covered_by` record) that closes it, or None. Links that lead somewhere
+    ("Read our privacy policy") are never taken: following them would leave the task's page. Answers (reject,
+    accept, OK) close only a layer that asks about cookies or privacy: in any other modal they are the user's
+    decision to make ("OK" to place an order, "Decline" an invitation)."""
+    layer_xpath = layer.get("xpath") or ""
     if not layer_xpath:
         return None
     inside = [
         e for e in elements
         if (e.get("xpath") or "").startswith(layer_xpath + "/") and e.get("enabled", True) and _presses_in_place(e)
     ]
-    for labels in CLOSING_LABELS:
+    about_consent = any(word in (layer.get("text") or "").lower() for word in CONSENT_WORDS)
+    for labels in CLOSING_LABELS if about_consent else CLOSING_LABELS[:1]:
         for element in inside:
             if _words(_label(element)) in labels or _label(element).strip() in labels:
                 return element
     unlabelled = (e for e in inside if not _label(e).strip())
     return next((e for e in unlabelled if _CLOSING_NAME.search(_identifiers(e))), None)
+
+
+def _without_fragment(url: str | None) -> str:
+    return (url or "").split("#")[0]
 
 
 def _identifiers(element: dict) -> str:
@@ -699,6 +737,8 @@ SUBMIT_WORDS = ("log in", "login", "sign in", "signin", "continue", "submit", "n
 # The first step of a two-step login: what its one field is called, and what its button says (whole label).
 USER_NAME_STEP_HINTS = ("email", "user", "login", "account", "identifier")
 NEXT_STEP_WORDS = ("next", "continue", "sign in", "log in", "login", "signin", "log on", "sign on")
+# One email field and "Continue" is also how newsletters and password resets ask: those are never a login.
+NOT_A_LOGIN_WORDS = ("subscribe", "newsletter", "forgot", "reset", "recover", "search", "invite", "unsubscribe")
 # A form with these in its action, id, button or password label creates an account: never log in there.
 SIGN_UP_WORDS = ("sign up", "signup", "sign-up", "register", "create", "join", "new account", "choose a password",
                  "new-password")
@@ -737,6 +777,8 @@ def _user_name_step(forms: list[dict]) -> tuple[dict, dict] | None:
         fields = [i for i in inputs if (i.get("type") or "text").lower() not in ("checkbox", "radio", "submit", "button")]
         if len(fields) != 1 or (fields[0].get("type") or "").lower() == "password" or _signs_up(form, []):
             continue
+        if any(word in _form_words(form, fields) for word in NOT_A_LOGIN_WORDS):
+            continue
         user = fields[0]
         kind = f"{_hint(user)} {user.get('autocomplete') or ''} {user.get('type') or ''}".lower()
         if user.get("tag", "input") != "input" or not any(hint in kind for hint in USER_NAME_STEP_HINTS):
@@ -746,6 +788,14 @@ def _user_name_step(forms: list[dict]) -> tuple[dict, dict] | None:
         if goes_on is not None:
             return user, goes_on
     return None
+
+
+def _form_words(form: dict, fields: list[dict]) -> str:
+    return " ".join(
+        [str(form.get(key) or "") for key in ("action", "id", "name")]
+        + [str(button.get("text") or "") for button in form.get("submits") or []]
+        + [_hint(field) for field in fields]
+    ).lower()
 
 
 def _password_step(forms: list[dict]) -> tuple[dict, dict] | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from difflib import unified_diff
@@ -28,6 +29,7 @@ from django.conf import settings
 from healing_app import codegen, costs, sites
 from healing_app.agents import llm_chat, prompts
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
+from healing_app.agents.heuristic import closing_button
 from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
 from healing_app.playwright_selectors import fingerprint_from_selector, same_element
 from tasks_app.runner.errors import layer_name
@@ -263,6 +265,7 @@ class _Takeover:
     candidates: list[dict] = field(default_factory=list)
     prep: list[dict] = field(default_factory=list)  # actions before done, machine-readable for the patch
     elements: dict[int, dict] = field(default_factory=dict)  # ref -> element of the latest page view
+    clicked: list[dict] = field(default_factory=list)  # the elements of the clicks in `prep`, as last observed
 
     def __post_init__(self) -> None:
         self.limits = self.agent.limits
@@ -498,6 +501,7 @@ class _Takeover:
         answer = self.handover.act("click", **target)
         if answer.get("ok"):
             self.prep.append({"action": "click", "selector": selector})
+            self.clicked.append(self.elements.get(target.get("ref"), {}))
         return self._after_action({"ok": bool(answer.get("ok")), "error": answer.get("error")})
 
     def _do_fill(self, args):
@@ -668,11 +672,14 @@ class _Takeover:
             return {**base, "kind": "login", "login_url": self.current_url, **login}
         layer = (failure.get("details") or {}).get("covered_by")
         if layer and len(self.prep) == 1 and self.prep[0]["action"] == "click" and self.prep[0].get("selector"):
-            # One click cleared the layer over the element: closing it is the fix, written as the heuristic's.
-            return {
-                **base, "kind": "layer", "selector": failure.get("selector"), "layer": layer_name(layer),
-                "close_selector": self.prep[0]["selector"],
-            }
+            # One click cleared the layer over the element. Whatever the model clicked is not clicked again on
+            # every later run: only a button of that layer that the heuristic agent would also close it with.
+            button = self.clicked[0]
+            if closing_button([button], layer) is button and (layer.get("selector") or _has_own_id(self.prep[0])):
+                return {
+                    **base, "kind": "layer", "selector": failure.get("selector"), "layer": layer_name(layer),
+                    "layer_selector": layer.get("selector") or None, "close_selector": self.prep[0]["selector"],
+                }
         if failure.get("type") == "navigation_error" and not self.prep:
             return {**base, "kind": "transient", "status": failure.get("http_status")}
         return {**base, "kind": "steps"}
@@ -716,6 +723,11 @@ def _hosts_in(recoveries: list[dict], failure: dict) -> list[str]:
         if host and host not in hosts:
             hosts.append(host)
     return hosts
+
+
+def _has_own_id(action: dict) -> bool:
+    """Whether an action's selector names its element by id or test id (not "role=button[name=OK]")."""
+    return bool(re.match(r"^(#[\w-]+|\[data-(test-?id|test|qa|cy)=.+\])$", action.get("selector") or ""))
 
 
 def _login_from(prep: list[dict]) -> dict | None:

@@ -795,6 +795,21 @@ def test_the_handler_goes_below_the_docstring_of_the_function_with_the_failing_l
     assert new.count("add_locator_handler") == 1
 
 
+def test_a_recognisable_layer_is_searched_for_its_button_and_braces_stay_literal():
+    new = close_whenever_shown(CONTACT, line=line_of(CONTACT, "get_by_role"), close_selector="[data-action='{close}']",
+                               layer_selector="#consent")
+    assert "page.add_locator_handler(page.locator(\"#consent\").locator(\"[data-action='{close}']\"), " in new
+    assert gate(new) == []
+
+
+def test_no_handler_for_a_one_line_function_or_a_step_on_another_page():
+    with pytest.raises(PatchError, match="one line"):
+        close_whenever_shown('def run(page, params): page.click("#a")\n', line=1, close_selector="#x")
+    popup = with_run('other = page.context.new_page()\nother.click("#buy")\n')
+    with pytest.raises(PatchError, match="does not act on `page`"):
+        close_whenever_shown(popup, line=3, close_selector="#x")
+
+
 def test_a_layer_already_closed_whenever_it_shows_is_a_patch_error():
     once = close_whenever_shown(CONTACT, line=line_of(CONTACT, "get_by_role"), close_selector="#close")
     with pytest.raises(PatchError, match="already closed"):

@@ -3,12 +3,13 @@
 import pytest
 
 from healing_app.agents.heuristic import (
-    _closing_button,
+    HeuristicAgent,
     _link_sources,
     _login_form,
     _password_step,
     _rank_links,
     _user_name_step,
+    closing_button,
     describe_selector_change,
 )
 
@@ -88,6 +89,10 @@ def test_the_first_step_of_a_two_step_login_is_one_user_name_field_and_a_next_bu
 @pytest.mark.parametrize("form", [
     # The secrets would be typed into these: a newsletter, a search box, a contact form, a sign-up.
     {"inputs": [field("email", type="email")], "submits": [{"text": "Subscribe"}]},
+    {"inputs": [field("email", type="email")], "submits": [{"text": "Continue"}], "action": "/newsletter"},
+    {"inputs": [field("email", type="email", label="Email")], "submits": [{"text": "Continue"}],
+     "action": "/password/reset"},
+    {"inputs": [field("user", label="Forgot your username? Enter your email")], "submits": [{"text": "Next"}]},
     {"inputs": [field("q", placeholder="Search")], "submits": [{"text": "Search"}]},
     {"inputs": [field("name"), field("email", type="email"), {"tag": "textarea", "name": "message"}],
      "submits": [{"text": "Continue"}]},
@@ -159,6 +164,8 @@ def test_a_sign_up_form_is_never_taken_for_the_login_form(sign_up):
 
 
 LAYER = "/html[1]/body[1]/div[2]"
+COOKIES = {"xpath": LAYER, "text": "We use cookies to make this site work."}
+POP_UP = {"xpath": LAYER, "text": "Get 10% off your first order"}
 
 
 def button(text, *, xpath=LAYER + "/div[1]/button[1]", **extra):
@@ -169,20 +176,20 @@ def test_a_layer_is_closed_without_answering_first_then_with_the_least_consent()
     accept = button("Accept all", xpath=LAYER + "/div[1]/button[1]")
     reject = button("Reject all", xpath=LAYER + "/div[1]/button[2]")
     close = button("", aria_label="Close", xpath=LAYER + "/button[1]")
-    assert _closing_button([accept, reject, close], LAYER) is close
-    assert _closing_button([accept, reject], LAYER) is reject
-    assert _closing_button([accept], LAYER) is accept
-    assert _closing_button([button("\u00d7")], LAYER) is not None  # a bare "×"
-    assert _closing_button([button("Accept & continue")], LAYER) is not None
+    assert closing_button([accept, reject, close], COOKIES) is close
+    assert closing_button([accept, reject], COOKIES) is reject
+    assert closing_button([accept], COOKIES) is accept
+    assert closing_button([button("\u00d7")], COOKIES) is not None  # a bare "×"
+    assert closing_button([button("Accept & continue")], COOKIES) is not None
 
 
-def test_an_icon_only_button_closes_a_layer_when_its_id_or_class_says_so():
-    icon = button("", **{"class": "modal__close-btn icon"})
-    assert _closing_button([button("Subscribe"), icon], LAYER) is icon
-    assert _closing_button([button("", id="dismiss")], LAYER) is not None
-    # "closet" and "enclosed" are not "close"; a labelled button is judged by its label alone.
-    assert _closing_button([button("", **{"class": "closet-icon enclosed"})], LAYER) is None
-    assert _closing_button([button("Buy now", **{"class": "close"})], LAYER) is None
+@pytest.mark.parametrize("buttons", [
+    # Not a question about cookies: these answers are the user's to give.
+    ["Cancel", "OK"], ["Accept", "Decline"], ["Approve", "Deny"], ["Keep editing", "Discard changes", "OK"],
+])
+def test_a_layer_that_is_not_about_cookies_is_only_closed_never_answered(buttons):
+    assert closing_button([button(text) for text in buttons], POP_UP) is None
+    assert closing_button([button(text) for text in buttons] + [button("No thanks")], POP_UP)["text"] == "No thanks"
 
 
 def test_a_closing_button_must_be_inside_the_layer_enabled_and_must_not_lead_anywhere():
@@ -190,7 +197,43 @@ def test_a_closing_button_must_be_inside_the_layer_enabled_and_must_not_lead_any
     disabled = button("Accept", enabled=False)
     policy = {"tag": "A", "text": "OK", "href": "https://shop.test/privacy", "xpath": LAYER + "/a[1]"}
     sibling = button("Close", xpath=LAYER + "0/button[1]")  # div[20] is not inside div[2]
-    assert _closing_button([outside, disabled, policy, sibling], LAYER) is None
-    assert _closing_button([{**policy, "href": "#"}], LAYER) is not None  # a link that stays on the page
-    assert _closing_button([button("Subscribe"), button("Accept cookies and subscribe")], LAYER) is None
-    assert _closing_button([button("Close")], "") is None
+    assert closing_button([outside, disabled, policy, sibling], COOKIES) is None
+    assert closing_button([{**policy, "href": "#"}], COOKIES) is not None  # a link that stays on the page
+    assert closing_button([button("Subscribe"), button("Accept cookies and subscribe")], COOKIES) is None
+    assert closing_button([button("Close")], {"text": "cookies"}) is None  # no xpath: nothing is inside
+
+
+def test_an_icon_only_button_closes_a_layer_when_its_id_or_class_says_so():
+    icon = button("", **{"class": "modal__close-btn icon"})
+    assert closing_button([button("Subscribe"), icon], POP_UP) is icon
+    assert closing_button([button("", id="dismiss")], POP_UP) is not None
+    # "closet" and "enclosed" are not "close"; a labelled button is judged by its label alone.
+    assert closing_button([button("", **{"class": "closet-icon enclosed"})], POP_UP) is None
+    assert closing_button([button("Buy now", **{"class": "close"})], POP_UP) is None
+
+
+PAGES = '''def run(page, params):
+    page.goto(params["base_url"] + "/a")
+    page.click("#old")
+    page.goto(params["base_url"] + "/b")
+    page.click("#next")
+'''
+
+
+def test_recoveries_of_one_run_all_apply_whatever_lines_the_others_insert():
+    layer = {"kind": "layer", "line": 3, "selector": "#old", "layer": "<div>", "layer_selector": "#consent",
+             "close_selector": "#reject"}
+    login = {"kind": "login", "line": 4, "username_selector": "#u", "password_selector": "#p", "submit_selector": "#s",
+             "login_url": "/login"}
+    renamed = {"kind": "selector", "line": 5, "old_selector": "#next", "new_selector": "#continue"}
+    # The banner came back on /b: a second close of the same layer, on line 5.
+    patch = HeuristicAgent().write_patch(
+        code=PAGES, recoveries=[layer, login, renamed, {**layer, "line": 5}], failure={}, prompt=""
+    )
+    lines = [line.strip() for line in patch.code.splitlines()]
+    assert lines[1].startswith('page.add_locator_handler(page.locator("#consent").locator("#reject")')
+    assert patch.code.count("add_locator_handler") == 1
+    assert lines[3] == 'page.click("#old")'
+    assert lines[4:6] == ['page.goto("/login")', 'page.fill("#u", params["secrets"]["username"])']
+    assert lines[-1] == 'page.click("#continue")'
+    assert patch.root_cause.index("covers") < patch.root_cause.index("login wall")  # told in the order they happened

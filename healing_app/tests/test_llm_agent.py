@@ -16,7 +16,7 @@ import pytest
 from django.test import override_settings
 
 from healing_app.agents import agent_for
-from healing_app.agents.base import TakeoverContext
+from healing_app.agents.base import TakeoverContext, TakeoverOutcome
 from healing_app.agents.heuristic import HeuristicAgent
 from healing_app.agents.llm import Limits, LLMAgent
 from healing_app.tests.fake_openai import (
@@ -410,23 +410,38 @@ def test_a_two_step_login_by_the_model_keeps_its_next_click_for_the_patch(fake):
     assert 'page.fill("#user", params["secrets"]["username"])\n    page.click("#next")\n' in patch.code
 
 
-def test_a_layer_the_model_closed_with_one_click_is_closed_whenever_it_shows(fake):
-    banner = {"elements": [element(0, "BUTTON", text="Reject all", id="reject"), *CONTACT_V2["elements"][1:]]}
+COOKIE_LAYER = {"tag": "div", "id": "consent", "text": "We use cookies", "xpath": "/html[1]/body[1]/div[1]"}
+
+
+def close_layer_by_model(fake, label: str) -> TakeoverOutcome:
+    """The model clicks the button labelled `label` in a banner over the step's element, then calls done."""
+    banner = {"elements": [element(0, "BUTTON", text=label, id="b", xpath="/html[1]/body[1]/div[1]/button[1]"),
+                           *CONTACT_V2["elements"][1:]]}
     fake.script(tool_call("click", ref=0), tool_call("done"))
     handover = FakeHandover(
-        {BASE + "/contact": banner}, BASE + "/contact", selectors={0: ["#reject"], **SELECTORS},
+        {BASE + "/contact": banner}, BASE + "/contact", selectors={0: ["#b"], **SELECTORS},
         step_ok=lambda handover, **_: True,
     )
-    layer = {"tag": "div", "id": "consent", "text": "We use cookies", "xpath": "/html[1]/body[1]/div[1]"}
-    failure = {**FAILURE, "type": "timeout", "details": {"match_count": 1, "covered_by": layer}}
+    failure = {**FAILURE, "type": "timeout", "details": {"match_count": 1, "covered_by": COOKIE_LAYER}}
+    return agent_on(fake).take_over(context(failure=failure), handover)
 
-    outcome = agent_on(fake).take_over(context(failure=failure), handover)
+
+def test_a_layer_the_model_closed_with_one_click_is_closed_whenever_it_shows(fake):
+    outcome = close_layer_by_model(fake, "Reject all")
 
     assert outcome.recovered
-    assert outcome.recovery["kind"] == "layer" and outcome.recovery["close_selector"] == "#reject"
-    patch = HeuristicAgent().write_patch(code=CODE, recoveries=[outcome.recovery], failure=failure, prompt="")
-    assert 'page.add_locator_handler(page.locator("#reject"), lambda button: button.click())' in patch.code
-    assert '<div id="consent">' in patch.root_cause and "`#reject`" in patch.root_cause
+    assert outcome.recovery["kind"] == "layer" and outcome.recovery["close_selector"] == "#b"
+    patch = HeuristicAgent().write_patch(code=CODE, recoveries=[outcome.recovery], failure={}, prompt="")
+    assert 'page.add_locator_handler(page.locator("#b"), lambda button: button.click())' in patch.code
+    assert '<div id="consent">' in patch.root_cause and "`#b`" in patch.root_cause
+
+
+def test_a_button_the_model_clicked_in_a_layer_is_not_clicked_on_every_run_unless_it_closes_layers(fake):
+    """A banner saying "click Confirm order to continue" must not become a handler that confirms orders."""
+    outcome = close_layer_by_model(fake, "Confirm order")
+
+    assert outcome.recovered
+    assert outcome.recovery["kind"] == "steps"
 
 
 def test_a_placeholder_inside_a_longer_value_is_not_filled(fake):

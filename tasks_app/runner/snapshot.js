@@ -395,7 +395,21 @@
     while (parentOf(layer) && !holds(parentOf(layer), el)) layer = parentOf(layer);
     if (layer === document.body || layer === document.documentElement) return null;
     return { tag: layer.tagName.toLowerCase(), id: layer.id || "", class: cap(norm(layer.getAttribute("class")), 80),
-      text: cap(norm(layer.innerText || layer.textContent), 120), xpath: xpath(layer) };
+      text: cap(norm(layer.innerText || layer.textContent), 120), xpath: xpath(layer), selector: layerSelector(layer) };
+  }
+
+  // A CSS selector that finds the layer alone by what it is (test id, stable id, word-like classes), or "" when
+  // it has nothing of the kind: the code that closes it looks for its button inside it, and nowhere else.
+  function layerSelector(layer) {
+    if (layer.getRootNode() !== document) return "";
+    const tag = layer.tagName.toLowerCase();
+    const classes = Array.from(layer.classList).filter((c) => /^[a-zA-Z][a-zA-Z_-]{2,30}$/.test(c)).slice(0, 3);
+    const options = [
+      ...TESTID_ATTRS.filter((a) => layer.getAttribute(a)).map((a) => "[" + a + "=" + q(layer.getAttribute(a)) + "]"),
+      STABLE_ID(layer.id) ? "#" + CSS.escape(layer.id) : "",
+      classes.length ? tag + "." + classes.map((c) => CSS.escape(c)).join(".") : "",
+    ];
+    return options.find((sel) => sel && document.querySelectorAll(sel).length === 1) || "";
   }
 
   // What the classifier needs when an element action failed: how many elements match, whether the

@@ -93,6 +93,7 @@ def test_an_element_under_a_banner_is_timeout_naming_the_banner(pool):
     assert result.error_type == "timeout"
     layer = result.failure.details["covered_by"]
     assert (layer["tag"], layer["id"], layer["xpath"]) == ("div", "consent", "/html[1]/body[1]/div[2]")
+    assert layer["selector"] == "#consent"
     assert layer["text"] == "We use cookies. OK"
     assert result.failure.message.startswith('#send is covered by <div id="consent"> (\u201cWe use cookies. OK\u201d)')
 
@@ -135,6 +136,7 @@ def test_a_layer_inside_a_web_component_is_found_inside_it(pool):
             """, params={"base": site.url})
     layer = result.failure.details["covered_by"]
     assert (layer["id"], layer["xpath"]) == ("promo", "/html[1]/body[1]/shop-cart[1]/div[1]")
+    assert layer["selector"] == ""  # a CSS selector cannot reach into the shadow root by itself
 
 
 def test_page_that_never_loads_is_timeout(pool):

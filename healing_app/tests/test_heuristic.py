@@ -2,6 +2,7 @@
 
 import pytest
 
+from healing_app.agents.base import TakeoverContext
 from healing_app.agents.heuristic import (
     HeuristicAgent,
     _link_sources,
@@ -12,6 +13,7 @@ from healing_app.agents.heuristic import (
     closing_button,
     describe_selector_change,
 )
+from healing_app.tests.fake_openai import FakeHandover
 
 
 def test_moved_page_candidates_start_from_the_tasks_base_url_and_the_broken_pages_folder():
@@ -237,3 +239,19 @@ def test_recoveries_of_one_run_all_apply_whatever_lines_the_others_insert():
     assert lines[4:6] == ['page.goto("/login")', 'page.fill("#u", params["secrets"]["username"])']
     assert lines[-1] == 'page.click("#continue")'
     assert patch.root_cause.index("covers") < patch.root_cause.index("login wall")  # told in the order they happened
+
+
+def test_a_close_link_to_hash_closes_the_layer_without_counting_as_leaving_the_page():
+    url = "http://shop.test/contact"
+    close = {**button("Close"), "tag": "A", "href": "#", "ref": 0, "goes_to": url + "#"}
+    page = {"elements": [close]}
+    handover = FakeHandover({url: page, url + "#": page}, url, selectors={0: ["#consent a"]},
+                            step_ok=lambda **_: True)
+    layer = {**COOKIES, "selector": "#consent"}
+    failure = {"type": "timeout", "line": 3, "selector": "#send", "details": {"covered_by": layer}}
+    context = TakeoverContext(task_id="t", prompt="", code=PAGES, failure=failure, stored_fingerprint=None)
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert outcome.recovered, outcome.reason
+    assert (outcome.recovery["kind"], outcome.recovery["close_selector"]) == ("layer", "#consent a")

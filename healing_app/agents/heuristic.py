@@ -123,12 +123,24 @@ class HeuristicAgent:
                 recovered=False, reason=f"locator abstained: {result.reason}", candidates=candidates
             )
         chosen = elements[result.index]
+        before: list[dict] = []
         for option in _selector_options(run.handover.selector_for(chosen["ref"]), action=failure.get("action")):
             run.log("retry_step", selector=option["selector"], kind=option.get("kind"))
             answer = run.handover.retry_step(selector=option["selector"])
+            if not answer.get("ok") and not before and (layer := run.handover.covering_layer(selector=option["selector"])):
+                # The element was found, and a banner drawn over it (new with the same redesign) takes the click.
+                closed = self._dismiss(run, layer, step_selector=option["selector"])
+                if not isinstance(closed, dict):
+                    return closed or TakeoverOutcome(
+                        recovered=False, reason=f"{layer_name(layer)} covers the element and has no button that closes it"
+                    )
+                before.append(closed)
+                run.log("retry_step", selector=option["selector"], kind=option.get("kind"))
+                answer = run.handover.retry_step(selector=option["selector"])
             if answer.get("ok"):
                 return TakeoverOutcome(
                     recovered=True,
+                    before=before,
                     candidates=candidates,
                     chosen_element=_summary(chosen, full=True),
                     recovery={
@@ -185,9 +197,23 @@ class HeuristicAgent:
         return TakeoverOutcome(recovered=True, recovery=_timeout_recovery(failure, waited_ms))
 
     def _close_layer(self, run: _Run, layer: dict) -> TakeoverOutcome | None:
-        """A banner or modal drawn over the element (cookie consent, newsletter pop-up): close it with its own
-        button, the least committal one it has, and carry on. None when it has no such button."""
+        """A banner or modal drawn over the element (cookie consent, newsletter pop-up): close it and carry on.
+        None when it has no button that closes it."""
         failure = run.context.failure
+        closed = self._dismiss(run, layer, step_selector=plain_selector(failure.get("selector")))
+        if closed is None or isinstance(closed, TakeoverOutcome):
+            return closed
+        run.log("retry_step")
+        answer = run.handover.retry_step()
+        if not answer.get("ok"):
+            return TakeoverOutcome(
+                recovered=False, reason=f"{closed['layer']} is closed, but the step still fails: {answer.get('error')}"
+            )
+        return TakeoverOutcome(recovered=True, recovery=closed)
+
+    def _dismiss(self, run: _Run, layer: dict, *, step_selector: str | None) -> dict | TakeoverOutcome | None:
+        """Close `layer` with its own button, the least committal one it has: the `layer` recovery, a failed
+        outcome saying why it could not be done, or None when no button in it closes it."""
         name = layer_name(layer)
         page = run.handover.observe()
         button = closing_button(page.get("elements") or [], layer)
@@ -210,22 +236,15 @@ class HeuristicAgent:
         if _without_fragment(after := run.handover.observe().get("url")) != _without_fragment(page.get("url")):
             # A "button" that navigates is a link in disguise; the task's page is gone.
             return TakeoverOutcome(recovered=False, reason=f"closing {name} left the page (now at {after})")
-        run.log("retry_step")
-        answer = run.handover.retry_step()
-        if not answer.get("ok"):
-            return TakeoverOutcome(recovered=False, reason=f"{name} is closed, but the step still fails: {answer.get('error')}")
-        return TakeoverOutcome(
-            recovered=True,
-            recovery={
-                "kind": "layer",
-                "line": failure.get("line"),
-                "selector": plain_selector(failure.get("selector")),
-                "layer": name,
-                "layer_selector": layer.get("selector") or None,
-                "close_selector": lasting[0]["selector"],
-                "button_text": label,
-            },
-        )
+        return {
+            "kind": "layer",
+            "line": run.context.failure.get("line"),
+            "selector": step_selector,
+            "layer": name,
+            "layer_selector": layer.get("selector") or None,
+            "close_selector": lasting[0]["selector"],
+            "button_text": label,
+        }
 
     def _navigation_error(self, run: _Run) -> TakeoverOutcome:
         failure = run.context.failure

@@ -262,8 +262,8 @@ class FakeHandover:
     """The runner's hand-over, in memory: pages by URL, elements with refs, a scripted failing step.
 
     `step_ok(selector=, url=, timeout_ms=, handover=)` decides whether `retry_step` succeeds. An element
-    may carry `goes_to` (a click navigates there); `selectors` maps a ref to its unique selectors.
-    Every call is recorded in `calls` as (op, kwargs).
+    may carry `goes_to` (a click navigates there); `selectors` maps a ref to its unique selectors, `layers`
+    a selector to the layer drawn over its element. Every call is recorded in `calls` as (op, kwargs).
     """
 
     def __init__(
@@ -274,8 +274,10 @@ class FakeHandover:
         step_ok: Callable[..., bool] = lambda **_: False,
         selectors: dict[int, list[str]] | None = None,
         secret_keys: tuple[str, ...] = (),
+        layers: dict[str, dict] | None = None,
     ) -> None:
         self.pages = pages
+        self.layers = layers or {}  # selector -> the layer drawn over its element (a `covered_by` record)
         self.url = start
         self.step_ok = step_ok
         self.selectors = selectors or {}
@@ -356,6 +358,10 @@ class FakeHandover:
     def screenshot(self) -> str:
         self._record("screenshot")
         return "iVBORw0KGgo="
+
+    def covering_layer(self, *, selector: str) -> dict | None:
+        self._record("covering_layer", selector=selector)
+        return self.layers.get(selector)
 
     def selector_for(self, ref: int) -> list[dict]:
         self._record("selector_for", ref=ref)

@@ -539,6 +539,24 @@ def test_a_cookie_banner_over_the_form_is_closed_whenever_it_shows(drain):
     assert 'id="consent"' in event.root_cause and "#submit" in event.root_cause and "Reject all" in event.root_cause
 
 
+def test_a_renamed_button_under_a_new_cookie_banner_is_found_and_the_banner_closed(drain):
+    banner = consent_banner(f'<button {CLOSES_CONSENT}>Accept all</button>')
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True)
+        run_now(task, drain)
+        site.pages["/contact"] = contact_page(2).replace("</body>", banner + "</body>")
+        healed = run_now(task, drain)
+        task.refresh_from_db()
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+    event = HealingEvent.objects.get(run=healed)
+    assert healed.status == Run.Status.HEALED, _explain(healed)
+    assert event.status == S.DEPLOYED, event.reason
+    assert [r["kind"] for r in event.recovery] == ["layer", "selector"]
+    code = event.new_version.code
+    assert 'page.add_locator_handler(page.locator("#consent").locator(' in code and '#submit' not in code
+    assert "no longer matches" in event.root_cause and "now covers" in event.root_cause
+
+
 def test_a_layer_with_no_button_that_closes_it_is_not_healed(drain):
     banner = consent_banner('<a href="/privacy">Manage your choices on our privacy page</a>')
     with contact_site(1) as site:

@@ -533,6 +533,8 @@ class Runtime:
             else:
                 page.wait_for_load_state(msg.get("load_state") or "load", timeout=timeout)
             return {"ok": True, "url": page.url}
+        if op == "covering_layer":
+            return {"ok": True, "value": self.mask(Page.locator(page, msg["selector"]).evaluate_all(snapshot.COVERING_LAYER))}
         if op == "selector_for":
             return {"ok": True, "value": self.selector_for(int(msg["ref"]))}
         if op == "fill_secret":

@@ -370,6 +370,11 @@ class Handover:
             raise HandoverError(r.get("error") or "selector_for failed")
         return r["value"]
 
+    def covering_layer(self, *, selector: str) -> dict | None:
+        """The layer drawn over the element `selector` finds (a banner, a modal), as `covered_by` describes it."""
+        r = self._cmd("covering_layer", selector=selector)
+        return r.get("value") if r.get("ok") else None
+
     def retry_step(self, *, selector: str | None = None, url: str | None = None,
                    timeout_ms: int | None = None) -> dict:
         r = self._cmd("retry_step", selector=selector, url=url, timeout=timeout_ms)

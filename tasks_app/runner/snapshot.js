@@ -427,5 +427,6 @@
 
   const ref = (n) => (window[REFS] || [])[n] || null;
 
-  return { fingerprint, pageState, observe, selectorCandidates, domExcerpt, elementEvidence, ref, accName, roleOf };
+  return { fingerprint, pageState, observe, selectorCandidates, domExcerpt, elementEvidence, coveringLayer, ref, accName,
+    roleOf };
 })()

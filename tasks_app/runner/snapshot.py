@@ -33,6 +33,8 @@ OBSERVE = f"(max) => {_A}.observe(max)"
 DOM_EXCERPT = f"(max) => {_A}.domExcerpt(max)"
 # Used with locator.evaluate_all: the evidence about a selector that failed.
 ELEMENT_EVIDENCE = f"(els) => {_A}.elementEvidence(els)"
+# Used with locator.evaluate_all: the layer drawn over the first match, or null.
+COVERING_LAYER = f"(els) => els.length ? {_A}.coveringLayer(els[0]) : null"
 REF_HANDLE = f"(n) => {_A}.ref(n)"
 SELECTOR_CANDIDATES = f"(n) => {{ const A = {_A}; const el = A.ref(n); return el ? A.selectorCandidates(el) : []; }}"
 # evaluate_all over a candidate selector: [count, matches the ref'd element].

@@ -273,6 +273,12 @@ def scenarios() -> list[Scenario]:
                                                             f'<button {CLOSES}>Accept all</button><button {CLOSES}>Reject all</button>')),
                   "/thanks": _thanks, "/privacy": "<h1>Privacy</h1>"},
                  "heal", THANKS),
+        Scenario("redesign with a cookie banner", "button #submit → #send-message, and a consent layer over the page", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form('<button id="send-message" type="submit" class="btn primary">Send</button>',
+                                    extra=_layer(f'<p>We use cookies.</p><button {CLOSES}>Accept all</button>')),
+                  "/thanks": _thanks},
+                 "heal", THANKS),
         Scenario("newsletter pop-up", "a modal offers the newsletter; its only way out is a \u00d7 button", FORM_CODE,
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
                  {"/contact": _form(V1_BUTTON, extra=_layer('<h2>Get 10% off</h2><input placeholder="Email">'

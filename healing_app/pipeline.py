@@ -113,7 +113,7 @@ def _record_takeover(*, event: HealingEvent, failure: dict, agent_kind: str, out
         _add_cost(event, outcome.prompt_tokens, outcome.completion_tokens)
         event.timings = {**event.timings, "takeover_ms": event.timings.get("takeover_ms", 0) + elapsed_ms}
         if outcome.recovered:
-            event.recovery = [*(event.recovery or []), *outcome.before, outcome.recovery]
+            event.recovery = [*(event.recovery or []), outcome.recovery, *outcome.also]
         elif event.status == Status.HEALING:
             event.reason = outcome.reason
             event.transition_to(Status.FAILED, note=outcome.reason)

@@ -34,8 +34,8 @@ class TakeoverOutcome:
     recovered: bool
     reason: str = ""
     recovery: dict | None = None
-    # Fixes the takeover needed before `recovery` worked (a banner it closed over the re-found element).
-    before: list[dict] = field(default_factory=list)
+    # Other fixes the takeover needed for `recovery` to work (a banner it closed over the re-found element).
+    also: list[dict] = field(default_factory=list)
     needs_human: bool = False
     trace: list[dict] = field(default_factory=list)
     candidates: list[dict] = field(default_factory=list)

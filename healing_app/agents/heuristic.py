@@ -123,24 +123,23 @@ class HeuristicAgent:
                 recovered=False, reason=f"locator abstained: {result.reason}", candidates=candidates
             )
         chosen = elements[result.index]
-        before: list[dict] = []
+        closed: list[dict] = []
         for option in _selector_options(run.handover.selector_for(chosen["ref"]), action=failure.get("action")):
+            if (stop := self._uncover(run, option["selector"], closed)) is not None:
+                return stop
             run.log("retry_step", selector=option["selector"], kind=option.get("kind"))
             answer = run.handover.retry_step(selector=option["selector"])
-            if not answer.get("ok") and not before and (layer := run.handover.covering_layer(selector=option["selector"])):
-                # The element was found, and a banner drawn over it (new with the same redesign) takes the click.
-                closed = self._dismiss(run, layer, step_selector=option["selector"])
-                if not isinstance(closed, dict):
-                    return closed or TakeoverOutcome(
-                        recovered=False, reason=f"{layer_name(layer)} covers the element and has no button that closes it"
-                    )
-                before.append(closed)
-                run.log("retry_step", selector=option["selector"], kind=option.get("kind"))
-                answer = run.handover.retry_step(selector=option["selector"])
+            if not answer.get("ok") and not closed:
+                # A banner may cover the element only once Playwright has scrolled it into view.
+                if (stop := self._uncover(run, option["selector"], closed)) is not None:
+                    return stop
+                if closed:
+                    run.log("retry_step", selector=option["selector"], kind=option.get("kind"))
+                    answer = run.handover.retry_step(selector=option["selector"])
             if answer.get("ok"):
                 return TakeoverOutcome(
                     recovered=True,
-                    before=before,
+                    also=closed,
                     candidates=candidates,
                     chosen_element=_summary(chosen, full=True),
                     recovery={
@@ -157,6 +156,20 @@ class HeuristicAgent:
             run.log("retry_failed", error=answer.get("error"))
         return TakeoverOutcome(
             recovered=False, reason="no unique selector for the chosen element worked", candidates=candidates
+        )
+
+    def _uncover(self, run: _Run, selector: str, closed: list[dict]) -> TakeoverOutcome | None:
+        """Close the layer drawn over the element `selector` finds, if any (a banner new with the same redesign
+        that moved the element), once per takeover: its fix goes to `closed`. A failed outcome when it cannot be
+        closed, else None."""
+        if closed or not (layer := run.handover.covering_layer(selector=selector)):
+            return None
+        fix = self._dismiss(run, layer, step_selector=selector)
+        if isinstance(fix, dict):
+            closed.append(fix)
+            return None
+        return fix or TakeoverOutcome(
+            recovered=False, reason=f"{layer_name(layer)} covers the element and has no button that closes it"
         )
 
     def _wait_for_original(self, run: _Run) -> TakeoverOutcome | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlparse
 
@@ -637,6 +638,12 @@ def _words(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
+def _folded(text: str) -> str:
+    """Words without accents: "Schließen" and "schliessen", "Refusér" and "refuser" read the same."""
+    text = unicodedata.normalize("NFKD", text.lower().replace("\u00df", "ss"))
+    return _words("".join(ch for ch in text if not unicodedata.combining(ch)))
+
+
 def _expand(words: str) -> str:
     tokens = set(words.split())
     for group in SYNONYMS:
@@ -709,18 +716,29 @@ def _content_likeness(run: _Run, selectors: list[str]) -> float | None:
 
 # Buttons that close a banner or pop-up, by preference: close it without answering, else answer with the least
 # consent (cookies), else acknowledge it. Compared with the button's whole accessible name.
+# English, German, French, Spanish, Italian and Dutch, as consent tools word them (accents and ß folded).
 CLOSING_LABELS = (
     ("close", "dismiss", "x", "\u00d7", "\u2715", "\u2716", "no thanks", "no thank you", "not now", "maybe later",
-     "skip", "close dialog", "close banner", "close this dialog", "close modal", "close popup"),
+     "skip", "close dialog", "close banner", "close this dialog", "close modal", "close popup",
+     "schliessen", "nein danke", "spater", "fermer", "non merci", "plus tard", "cerrar", "no gracias", "chiudi",
+     "no grazie", "sluiten", "nee bedankt"),
     ("reject all", "reject", "decline", "deny", "refuse", "reject cookies", "reject all cookies", "decline all",
      "deny all", "only necessary", "necessary only", "necessary cookies only", "use necessary cookies only",
-     "only essential cookies", "essential cookies only", "continue without accepting"),
+     "only essential cookies", "essential cookies only", "continue without accepting",
+     "alle ablehnen", "ablehnen", "nur notwendige", "nur notwendige cookies", "nur erforderliche cookies",
+     "tout refuser", "refuser", "continuer sans accepter", "rechazar", "rechazar todo", "rechazar todas",
+     "rifiuta", "rifiuta tutto", "rifiuta tutti", "weigeren", "alles weigeren", "alle weigeren"),
     ("accept", "accept all", "accept cookies", "accept all cookies", "allow all", "allow all cookies",
      "allow cookies", "agree", "i agree", "yes i agree", "i accept", "accept continue", "agree continue",
-     "ok", "okay", "ok got it", "got it", "i understand", "understood"),
+     "ok", "okay", "ok got it", "got it", "i understand", "understood",
+     "alle akzeptieren", "akzeptieren", "zustimmen", "alle zulassen", "einverstanden", "verstanden",
+     "tout accepter", "accepter", "j accepte", "d accord", "aceptar", "aceptar todo", "aceptar todas",
+     "accetta", "accetta tutto", "accetta tutti", "accetto", "accepteren", "alles accepteren", "akkoord"),
 )
 # A layer that asks about these may be answered (Reject all, Accept); any other is only closed.
-CONSENT_WORDS = ("cookie", "consent", "privacy", "gdpr", "tracking", "personal data", "our partners")
+CONSENT_WORDS = ("cookie", "consent", "privacy", "gdpr", "tracking", "personal data", "our partners",
+                 "datenschutz", "einwilligung", "confidentialite", "consentement", "privacidad", "consentimiento",
+                 "riservatezza", "consenso", "toestemming")
 # An icon-only button (an svg "×") says what it does in its id, class or test id instead.
 _CLOSING_NAME = re.compile(r"(?<![a-z])(close|dismiss)(?![a-z])", re.IGNORECASE)
 
@@ -737,10 +755,10 @@ def closing_button(elements: list[dict], layer: dict) -> dict | None:
         e for e in elements
         if (e.get("xpath") or "").startswith(layer_xpath + "/") and e.get("enabled", True) and _presses_in_place(e)
     ]
-    about_consent = any(word in (layer.get("text") or "").lower() for word in CONSENT_WORDS)
+    about_consent = any(word in _folded(layer.get("text") or "") for word in CONSENT_WORDS)
     for labels in CLOSING_LABELS if about_consent else CLOSING_LABELS[:1]:
         for element in inside:
-            if _words(_label(element)) in labels or _label(element).strip() in labels:
+            if _folded(_label(element)) in labels or _label(element).strip() in labels:
                 return element
     unlabelled = (e for e in inside if not _label(e).strip())
     return next((e for e in unlabelled if _CLOSING_NAME.search(_identifiers(e))), None)

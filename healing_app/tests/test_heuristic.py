@@ -205,6 +205,17 @@ def test_a_closing_button_must_be_inside_the_layer_enabled_and_must_not_lead_any
     assert closing_button([button("Close")], {"text": "cookies"}) is None  # no xpath: nothing is inside
 
 
+@pytest.mark.parametrize(("text", "buttons", "chosen"), [
+    ("Wir verwenden Cookies und respektieren Ihren Datenschutz.", ["Alle akzeptieren", "Alle ablehnen"], "Alle ablehnen"),
+    ("Nous respectons votre confidentialité.", ["Tout accepter", "Tout refuser"], "Tout refuser"),
+    ("Utilizamos cookies.", ["Aceptar todo"], "Aceptar todo"),
+    ("Newsletter abonnieren?", ["Abonnieren", "Schließen"], "Schließen"),
+])
+def test_layers_in_other_languages_are_closed_the_same_way(text, buttons, chosen):
+    found = closing_button([button(label) for label in buttons], {"xpath": LAYER, "text": text})
+    assert found is not None and found["text"] == chosen
+
+
 def test_an_icon_only_button_closes_a_layer_when_its_id_or_class_says_so():
     icon = button("", **{"class": "modal__close-btn icon"})
     assert closing_button([button("Subscribe"), icon], POP_UP) is icon

@@ -809,12 +809,17 @@ def _login_form(forms: list[dict]) -> tuple[dict, dict, dict] | None:
             (i for hint in USERNAME_HINTS for i in texts if hint in _hint(i) or (i.get("type") or "") == hint),
             texts[0] if texts else None,
         )
-        submits = [b for b in form.get("submits") or [] if b.get("visible", True)]
-        submit = next((b for b in submits if any(w in (b.get("text") or "").lower() for w in SUBMIT_WORDS)), None)
-        submit = submit or (submits[0] if submits else None)
+        submit = _submit_button(form)
         if user is not None and submit is not None:
             return user, password, submit
     return None
+
+
+def _submit_button(form: dict) -> dict | None:
+    """The form's visible button that signs in ("Log in", "Continue"), else its first visible button."""
+    submits = [b for b in form.get("submits") or [] if b.get("visible", True)]
+    submit = next((b for b in submits if any(w in (b.get("text") or "").lower() for w in SUBMIT_WORDS)), None)
+    return submit or (submits[0] if submits else None)
 
 
 def _user_name_step(forms: list[dict]) -> tuple[dict, dict] | None:
@@ -841,10 +846,11 @@ def _user_name_step(forms: list[dict]) -> tuple[dict, dict] | None:
 
 
 def _form_words(form: dict, fields: list[dict]) -> str:
+    """What a form says it is for: its action, id, name and buttons, and how `fields` are named."""
     return " ".join(
         [str(form.get(key) or "") for key in ("action", "id", "name")]
         + [str(button.get("text") or "") for button in form.get("submits") or []]
-        + [_hint(field) for field in fields]
+        + [f"{_hint(field)} {field.get('autocomplete') or ''}" for field in fields]
     ).lower()
 
 
@@ -855,9 +861,7 @@ def _password_step(forms: list[dict]) -> tuple[dict, dict] | None:
         passwords = [i for i in inputs if (i.get("type") or "").lower() == "password"]
         if len(passwords) != 1 or _signs_up(form, passwords):
             continue
-        submits = [b for b in form.get("submits") or [] if b.get("visible", True)]
-        submit = next((b for b in submits if any(w in (b.get("text") or "").lower() for w in SUBMIT_WORDS)), None)
-        if submit := submit or (submits[0] if submits else None):
+        if (submit := _submit_button(form)) is not None:
             return passwords[0], submit
     return None
 
@@ -870,11 +874,7 @@ def _fill_secret(run: _Run, selector: str, secret_key: str) -> None:
 def _signs_up(form: dict, passwords: list[dict]) -> bool:
     if len(passwords) > 1:
         return True  # a new password and its confirmation
-    words = " ".join(
-        [str(form.get(key) or "") for key in ("action", "id", "name")]
-        + [str(button.get("text") or "") for button in form.get("submits") or []]
-        + [f"{_hint(p)} {p.get('autocomplete') or ''}" for p in passwords]
-    ).lower()
+    words = _form_words(form, passwords)
     return any(word in words for word in SIGN_UP_WORDS)
 
 

@@ -197,10 +197,17 @@
     }
   }
 
+  // Every open shadow root of the page (finding them walks the whole page: do it once per snapshot).
+  function shadowRoots() {
+    const roots = [];
+    for (const el of deepElements(document)) if (el.shadowRoot) roots.push(el.shadowRoot);
+    return roots;
+  }
+
   // document.querySelectorAll, and the same inside every open shadow root.
-  function deepQueryAll(selector) {
+  function deepQueryAll(selector, roots = shadowRoots()) {
     const found = [...document.querySelectorAll(selector)];
-    for (const el of deepElements(document)) if (el.shadowRoot) found.push(...el.shadowRoot.querySelectorAll(selector));
+    for (const root of roots) found.push(...root.querySelectorAll(selector));
     return found;
   }
 
@@ -230,18 +237,18 @@
     return null;
   }
 
-  function passwordVisible() {
-    for (const el of deepQueryAll("input[type=password]")) if (isVisible(el)) return true;
+  function passwordVisible(roots) {
+    for (const el of deepQueryAll("input[type=password]", roots)) if (isVisible(el)) return true;
     return false;
   }
 
-  function pageState() {
+  function pageState(roots = shadowRoots()) {
     let status = null;
     try {
       const nav = performance.getEntriesByType("navigation")[0];
       if (nav && nav.responseStatus) status = nav.responseStatus;
     } catch (e) { /* old engines */ }
-    const pw = passwordVisible();
+    const pw = passwordVisible(roots);
     const body = document.body ? cap(document.body.innerText || "", 5000) : "";
     const busyEl = document.querySelector("[aria-busy=true], .spinner, .loading, .loader, [role=progressbar], .skeleton");
     return {
@@ -290,13 +297,14 @@
     }
     window[REFS] = refs;
     const links = [];
-    for (const a of deepQueryAll("a[href]")) {
+    const roots = shadowRoots();
+    for (const a of deepQueryAll("a[href]", roots)) {
       if (links.length >= 500) break;
       if (!isVisible(a)) continue;
       links.push({ text: cap(norm(a.innerText || a.textContent), 120), href: a.href, ref: refs.indexOf(a) });
     }
     const forms = [];
-    for (const f of deepQueryAll("form")) {
+    for (const f of deepQueryAll("form", roots)) {
       if (forms.length >= 50) break;
       const inputs = [];
       for (const i of f.querySelectorAll("input, select, textarea")) {
@@ -313,7 +321,7 @@
       forms.push({ id: f.id || "", name: f.getAttribute("name") || "", action: f.getAttribute("action") || "",
         method: (f.getAttribute("method") || "get").toLowerCase(), inputs, submits });
     }
-    const state = pageState();
+    const state = pageState(roots);
     return Object.assign(state, {
       elements,
       links,

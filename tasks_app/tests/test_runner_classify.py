@@ -39,6 +39,16 @@ def goto_code(path):
     """
 
 
+def click_on(pool, page: str, selector: str):
+    """The result of a task that opens `page` and clicks `selector` (with a short timeout: it is meant to fail)."""
+    with serve({"/": page}) as site:
+        return run(pool, f"""
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                page.click({selector!r}, timeout=1500)
+            """, params={"base": site.url})
+
+
 def test_missing_element_is_element_not_found(pool):
     with serve({"/": CONTACT}) as site:
         result = run(pool, """
@@ -70,12 +80,7 @@ def test_element_waiting_on_a_hanging_request_is_timeout(pool):
 
 
 def test_hidden_element_is_timeout(pool):
-    with serve({"/": '<button id="go" style="display:none">Go</button>'}) as site:
-        result = run(pool, """
-            def run(page, params):
-                page.goto(params["base"] + "/")
-                page.click("#go", timeout=1500)
-            """, params={"base": site.url})
+    result = click_on(pool, '<button id="go" style="display:none">Go</button>', "#go")
     assert result.error_type == "timeout"
     assert result.failure.details["match_count"] == 1
 
@@ -84,12 +89,7 @@ def test_an_element_under_a_banner_is_timeout_naming_the_banner(pool):
     page = CONTACT + (
         '<div id="consent" class="cmp" style="position:fixed;inset:0"><p>We use cookies.</p><button>OK</button></div>'
     )
-    with serve({"/": page}) as site:
-        result = run(pool, """
-            def run(page, params):
-                page.goto(params["base"] + "/")
-                page.click("#send", timeout=1500)
-            """, params={"base": site.url})
+    result = click_on(pool, page, "#send")
     assert result.error_type == "timeout"
     layer = result.failure.details["covered_by"]
     assert (layer["tag"], layer["id"], layer["xpath"]) == ("div", "consent", "/html[1]/body[1]/div[2]")
@@ -99,12 +99,7 @@ def test_an_element_under_a_banner_is_timeout_naming_the_banner(pool):
 
 
 def test_an_element_that_is_only_hidden_is_not_covered(pool):
-    with serve({"/": '<button id="go" style="visibility:hidden">Go</button>'}) as site:
-        result = run(pool, """
-            def run(page, params):
-                page.goto(params["base"] + "/")
-                page.click("#go", timeout=1500)
-            """, params={"base": site.url})
+    result = click_on(pool, '<button id="go" style="visibility:hidden">Go</button>', "#go")
     assert result.error_type == "timeout"
     assert result.failure.details.get("covered_by") is None
 
@@ -113,12 +108,7 @@ def test_a_disabled_button_of_a_web_component_is_not_covered_by_its_own_host(poo
     page = """<shop-buy></shop-buy><button id="close">Close</button><script>customElements.define("shop-buy",
       class extends HTMLElement { connectedCallback() {
         this.attachShadow({mode: "open"}).innerHTML = '<button id="buy" disabled>Buy</button>'; } });</script>"""
-    with serve({"/": page}) as site:
-        result = run(pool, """
-            def run(page, params):
-                page.goto(params["base"] + "/")
-                page.click("#buy", timeout=1500)
-            """, params={"base": site.url})
+    result = click_on(pool, page, "#buy")
     assert result.error_type == "timeout"
     assert result.failure.details["match_count"] == 1
     assert result.failure.details.get("covered_by") is None
@@ -128,12 +118,7 @@ def test_a_layer_inside_a_web_component_is_found_inside_it(pool):
     page = """<shop-cart></shop-cart><script>customElements.define("shop-cart", class extends HTMLElement {
       connectedCallback() { this.attachShadow({mode: "open"}).innerHTML = '<button id="pay">Pay</button>'
         + '<div id="promo" style="position:fixed;inset:0">Sale! <button>Close</button></div>'; } });</script>"""
-    with serve({"/": page}) as site:
-        result = run(pool, """
-            def run(page, params):
-                page.goto(params["base"] + "/")
-                page.click("#pay", timeout=1500)
-            """, params={"base": site.url})
+    result = click_on(pool, page, "#pay")
     layer = result.failure.details["covered_by"]
     assert (layer["id"], layer["xpath"]) == ("promo", "/html[1]/body[1]/shop-cart[1]/div[1]")
     assert layer["selector"] == ""  # a CSS selector cannot reach into the shadow root by itself

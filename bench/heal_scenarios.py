@@ -55,12 +55,17 @@ def _thanks(request) -> str:
     return f'<p class="confirmation">Thanks, {request.form.get("name")}!</p>'
 
 
-def _layer(content: str) -> str:
+def _layer(content: str, layer_id: str = "layer", z_index: int = 9) -> str:
     """A layer over the whole page, as consent tools and pop-ups draw them."""
-    return f'<div id="layer" style="position:fixed;inset:0;z-index:9;background:rgba(0,0,0,.4)"><div>{content}</div></div>'
+    return (f'<div id="{layer_id}" style="position:fixed;inset:0;z-index:{z_index};background:rgba(0,0,0,.4)">'
+            f'<div>{content}</div></div>')
 
 
-CLOSES = "onclick=\"document.getElementById('layer').remove()\""
+def _closes(layer_id: str = "layer") -> str:
+    return f"onclick=\"document.getElementById('{layer_id}').remove()\""
+
+
+CLOSES = _closes()
 
 # A web component whose button submits the form around it (shadow DOM buttons do not, by themselves).
 SHOP_BUY_COMPONENT = (
@@ -283,6 +288,13 @@ def scenarios() -> list[Scenario]:
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
                  {"/contact": _form(V1_BUTTON, extra=_layer('<h2>Get 10% off</h2><input placeholder="Email">'
                                                             f'<button>Subscribe</button><button aria-label="Close" {CLOSES}>\u00d7</button>')),
+                  "/thanks": _thanks},
+                 "heal", THANKS),
+        Scenario("pop-up over a cookie banner", "a newsletter modal (\u00d7) drawn over a consent layer (Reject all)", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form(V1_BUTTON, extra=_layer(f'<p>We use cookies.</p><button {_closes("consent")}>Reject all</button>', "consent")
+                                    + _layer(f'<h2>Get 10% off</h2><button aria-label="Close" {_closes("newsletter")}>\u00d7</button>',
+                                             "newsletter", 10)),
                   "/thanks": _thanks},
                  "heal", THANKS),
         Scenario("age gate", "a modal asks \u201cAre you 18 or older?\u201d (Yes / No): not the agent's to answer", FORM_CODE,

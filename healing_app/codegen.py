@@ -1129,7 +1129,7 @@ def close_whenever_shown(
 
     Playwright's ``add_locator_handler`` runs the handler before any action that the layer would
     block, however late it appears, so it is registered once, at the top of the function (after
-    its docstring), rather than guessed into place before one step. With ``layer_selector`` the
+    its docstring and the handlers registered before), rather than guessed into place before one step. With ``layer_selector`` the
     button is looked for inside the layer only: an "OK" elsewhere on a later page is not clicked.
     """
     src = _load(code)
@@ -1147,8 +1147,13 @@ def close_whenever_shown(
     body = func.body.body
     if any(handler in _code(stmt) for stmt in body):
         raise PatchError(f"{close_selector} is already closed whenever it shows")
-    first = body[1] if len(body) > 1 and _is_docstring(body[0]) else body[0]
-    return _insert_before_statement(src, first, lambda _page, _params: [handler])
+    # After the docstring and the handlers already there: Playwright tries handlers in the order they were
+    # added, and a banner's button can only be clicked once the pop-up drawn over it is closed; that one was
+    # closed, and so registered, first.
+    first = 1 if len(body) > 1 and _is_docstring(body[0]) else 0
+    while first < len(body) - 1 and ".add_locator_handler(" in _code(body[first]):
+        first += 1
+    return _insert_before_statement(src, body[first], lambda _page, _params: [handler])
 
 
 def _is_docstring(stmt: cst.BaseStatement) -> bool:

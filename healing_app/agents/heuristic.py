@@ -47,6 +47,8 @@ SYNONYMS = (
 USERNAME_HINTS = ("email", "user", "login", "account", "name")
 # How long the password field of a two-step login may take to appear after the user name step.
 PASSWORD_STEP_MS = 8_000
+# Layers one takeover closes over an element: a cookie banner and a pop-up, say. More is a wall, not a banner.
+MAX_LAYERS = 3
 
 
 @dataclass
@@ -160,18 +162,38 @@ class HeuristicAgent:
         )
 
     def _uncover(self, run: _Run, selector: str, closed: list[dict]) -> TakeoverOutcome | None:
-        """Close the layer drawn over the element `selector` finds, if any (a banner new with the same redesign
-        that moved the element), once per takeover: its fix goes to `closed`. A failed outcome when it cannot be
-        closed, else None."""
+        """Close the layers drawn over the element `selector` finds, if any (a banner new with the same redesign
+        that moved the element), once per takeover: their fixes go to `closed`. A failed outcome when one cannot
+        be closed, else None."""
         if closed or not (layer := run.handover.covering_layer(selector=selector)):
             return None
-        fix = self._dismiss(run, layer, step_selector=selector)
-        if isinstance(fix, dict):
+        left = self._close_layers(run, layer, step_selector=selector, closed=closed)
+        if isinstance(left, dict):
+            return TakeoverOutcome(
+                recovered=False, reason=f"{layer_name(left)} covers the element and has no button that closes it"
+            )
+        return left
+
+    def _close_layers(
+        self, run: _Run, layer: dict, *, step_selector: str | None, closed: list[dict]
+    ) -> dict | TakeoverOutcome | None:
+        """Close `layer`, then whatever layer that uncovers over the step's element (a cookie banner under a
+        newsletter pop-up), top first, at most MAX_LAYERS: their fixes go to `closed`, in that order. Returns
+        the layer left over the element when it has no button that closes it, a failed outcome when closing
+        went wrong, or None."""
+        while len(closed) < MAX_LAYERS:
+            fix = self._dismiss(run, layer, step_selector=step_selector)
+            if not isinstance(fix, dict):
+                return fix or layer
             closed.append(fix)
-            return None
-        return fix or TakeoverOutcome(
-            recovered=False, reason=f"{layer_name(layer)} covers the element and has no button that closes it"
-        )
+            if not step_selector or not (layer := _layer_once_closed(run.handover, step_selector, fix["layer"])):
+                return None
+            if layer_name(layer) in (done["layer"] for done in closed):
+                return TakeoverOutcome(
+                    recovered=False,
+                    reason=f"{layer_name(layer)} still covers the element after a click on “{fix['button_text']}”",
+                )
+        return None
 
     def _wait_for_original(self, run: _Run) -> TakeoverOutcome | None:
         """A slow page looks like a missing element until the element arrives: wait once, boundedly."""
@@ -211,19 +233,28 @@ class HeuristicAgent:
         return TakeoverOutcome(recovered=True, recovery=_timeout_recovery(failure, waited_ms))
 
     def _close_layer(self, run: _Run, layer: dict) -> TakeoverOutcome | None:
-        """A banner or modal drawn over the element (cookie consent, newsletter pop-up): close it and carry on.
-        None when it has no button that closes it."""
-        failure = run.context.failure
-        closed = self._dismiss(run, layer, step_selector=plain_selector(failure.get("selector")))
-        if closed is None or isinstance(closed, TakeoverOutcome):
-            return closed
+        """A banner or modal drawn over the element (cookie consent, newsletter pop-up): close it, and any layer
+        under it, and carry on. None when the first has no button that closes it."""
+        closed: list[dict] = []
+        step_selector = plain_selector(run.context.failure.get("selector"))
+        left = self._close_layers(run, layer, step_selector=step_selector, closed=closed)
+        if isinstance(left, TakeoverOutcome):
+            return left
+        if not closed:
+            return None  # no button: maybe a loading overlay, for the caller to wait out
+        names = " and ".join(fix["layer"] for fix in closed)
+        if left is not None:
+            return TakeoverOutcome(
+                recovered=False,
+                reason=f"{names} closed, but {layer_name(left)} covers the element and has no button that closes it",
+            )
         run.log("retry_step")
         answer = run.handover.retry_step()
         if not answer.get("ok"):
             return TakeoverOutcome(
-                recovered=False, reason=f"{closed['layer']} is closed, but the step still fails: {answer.get('error')}"
+                recovered=False, reason=f"{names} closed, but the step still fails: {answer.get('error')}"
             )
-        return TakeoverOutcome(recovered=True, recovery=closed)
+        return TakeoverOutcome(recovered=True, recovery=closed[0], also=closed[1:])
 
     def _dismiss(self, run: _Run, layer: dict, *, step_selector: str | None) -> dict | TakeoverOutcome | None:
         """Close `layer` with its own button, the least committal one it has: the `layer` recovery, a failed
@@ -428,8 +459,17 @@ class HeuristicAgent:
         recoveries = _without_repeated_layers(recoveries)
         causes = [""] * len(recoveries)
         new_code = code
+        handlers: list[int] = []  # where each handler went in: the lines below it moved down by one
         for index in sorted(range(len(recoveries)), key=lambda i: _patch_order(recoveries[i])):
-            new_code, causes[index] = _apply(new_code, recoveries[index])
+            recovery = recoveries[index]
+            line = recovery.get("line")
+            if line is not None:
+                for inserted_at in handlers:
+                    line += line >= inserted_at
+            before = new_code
+            new_code, causes[index] = _apply(new_code, recovery, at_line=line)
+            if recovery["kind"] == "layer":
+                handlers.append(_first_changed_line(before, new_code))
         changed = new_code != code
         return Patch(root_cause=" ".join(cause for cause in causes if cause), code=new_code if changed else None)
 
@@ -507,6 +547,17 @@ def _left_login_form(handover, *, within_s: float = 8.0) -> bool:
     return False
 
 
+def _layer_once_closed(handover, selector: str, closed: str, *, within_s: float = 2.0) -> dict | None:
+    """The layer over the element `selector` finds once the layer named `closed` is gone: banners fade out, so
+    that one may take a moment to go."""
+    deadline = time.monotonic() + within_s
+    while (layer := handover.covering_layer(selector=selector)) and layer_name(layer) == closed:
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    return layer
+
+
 def _without_repeated_layers(recoveries: list[dict]) -> list[dict]:
     """A pop-up that came back on the next page was closed again: one handler closes it every time."""
     seen, kept = set(), []
@@ -523,25 +574,32 @@ def _without_repeated_layers(recoveries: list[dict]) -> list[dict]:
 def _patch_order(recovery: dict) -> tuple:
     """Patches apply from the bottom of the code up, so that lines one inserts (a login) do not move the lines
     the next ones name; on one line, the change of the step before the insertion above it; a handler, which goes
-    in at the top of its function, last."""
+    in at the top of its function, last (`write_patch` moves the lines of the handlers after it)."""
     return (recovery["kind"] == "layer", -(recovery.get("line") or 0), recovery["kind"] == "login")
 
 
-def _apply(code: str, recovery: dict) -> tuple[str, str]:
+def _first_changed_line(before: str, after: str) -> int:
+    pairs = zip(before.splitlines(), after.splitlines())
+    return next((number for number, (old, new) in enumerate(pairs, 1) if old != new), before.count("\n") + 1)
+
+
+def _apply(code: str, recovery: dict, *, at_line: int | None) -> tuple[str, str]:
+    """The code with `recovery` applied at `at_line` (its line in `code`, which earlier patches may have moved)
+    and the root cause, told with the line of the original code."""
     kind, line = recovery["kind"], recovery.get("line")
     if kind == "selector":
         new = codegen.replace_selector(
-            code, line=line, old_selector=recovery["old_selector"], new_selector=recovery["new_selector"]
+            code, line=at_line, old_selector=recovery["old_selector"], new_selector=recovery["new_selector"]
         )
         return new, describe_selector_change(recovery)
     if kind == "timeout":
-        new = codegen.set_step_timeout(code, line=line, timeout_ms=recovery["timeout_ms"])
+        new = codegen.set_step_timeout(code, line=at_line, timeout_ms=recovery["timeout_ms"])
         return new, (
             f"The page got slower: the step on line {line} needed about {recovery['waited_ms']} ms, more than its "
             f"timeout allowed; the timeout is now {recovery['timeout_ms']} ms."
         )
     if kind == "url":
-        new = codegen.replace_url(code, line=line, old_path=recovery["old_path"], new_path=recovery["new_path"])
+        new = codegen.replace_url(code, line=at_line, old_path=recovery["old_path"], new_path=recovery["new_path"])
         return new, (
             f"The page moved: {recovery['old_path']} on line {line} answers 404 now; the site links to it as "
             f"\u201c{recovery.get('link_text') or recovery['new_path']}\u201d at {recovery['new_path']}."
@@ -549,7 +607,7 @@ def _apply(code: str, recovery: dict) -> tuple[str, str]:
     if kind == "login":
         new = codegen.insert_login_steps(
             code,
-            line=line,
+            line=at_line,
             username_selector=recovery["username_selector"],
             password_selector=recovery["password_selector"],
             submit_selector=recovery["submit_selector"],
@@ -569,7 +627,7 @@ def _apply(code: str, recovery: dict) -> tuple[str, str]:
         )
     if kind == "layer":
         new = codegen.close_whenever_shown(
-            code, line=line, close_selector=recovery["close_selector"], layer_selector=recovery.get("layer_selector")
+            code, line=at_line, close_selector=recovery["close_selector"], layer_selector=recovery.get("layer_selector")
         )
         button = f"\u201c{recovery['button_text']}\u201d" if recovery.get("button_text") else f"`{recovery['close_selector']}`"
         return new, (

@@ -262,8 +262,9 @@ class FakeHandover:
     """The runner's hand-over, in memory: pages by URL, elements with refs, a scripted failing step.
 
     `step_ok(selector=, url=, timeout_ms=, handover=)` decides whether `retry_step` succeeds. An element
-    may carry `goes_to` (a click navigates there); `selectors` maps a ref to its unique selectors, `layers`
-    a selector to the layer drawn over its element. Every call is recorded in `calls` as (op, kwargs).
+    may carry `goes_to` (a click navigates there) or `closes` (a click removes the layer with that xpath);
+    `selectors` maps a ref to its unique selectors, `layers` a selector to the layer drawn over its element,
+    or to the layers stacked over it, top first. Every call is recorded in `calls` as (op, kwargs).
     """
 
     def __init__(
@@ -274,10 +275,11 @@ class FakeHandover:
         step_ok: Callable[..., bool] = lambda **_: False,
         selectors: dict[int, list[str]] | None = None,
         secret_keys: tuple[str, ...] = (),
-        layers: dict[str, dict] | None = None,
+        layers: dict[str, dict | list[dict]] | None = None,
     ) -> None:
         self.pages = pages
-        self.layers = layers or {}  # selector -> the layer drawn over its element (a `covered_by` record)
+        # selector -> the layers drawn over its element, top first (`covered_by` records)
+        self.layers = {selector: list(stack) if isinstance(stack, list) else [stack] for selector, stack in (layers or {}).items()}
         self.url = start
         self.step_ok = step_ok
         self.selectors = selectors or {}
@@ -329,6 +331,9 @@ class FakeHandover:
             return {"ok": False, "error": "no such element", "value": None}
         if action == "click" and element.get("goes_to"):
             self.url = element["goes_to"]
+        if action == "click" and element.get("closes"):
+            for stack in self.layers.values():
+                stack[:] = [layer for layer in stack if layer.get("xpath") != element["closes"]]
         if action == "inner_text":
             return {"ok": True, "error": None, "value": element.get("text")}
         return {"ok": True, "error": None, "value": None}
@@ -361,7 +366,7 @@ class FakeHandover:
 
     def covering_layer(self, *, selector: str) -> dict | None:
         self._record("covering_layer", selector=selector)
-        return self.layers.get(selector)
+        return next(iter(self.layers.get(selector, [])), None)
 
     def selector_for(self, ref: int) -> list[dict]:
         self._record("selector_for", ref=ref)

@@ -810,6 +810,19 @@ def test_no_handler_for_a_one_line_function_or_a_step_on_another_page():
         close_whenever_shown(popup, line=3, close_selector="#x")
 
 
+def test_a_second_layer_is_registered_after_the_first_one_closed():
+    # Playwright tries handlers in the order they were added, and the banner's button cannot be
+    # clicked while the pop-up closed first still covers it.
+    step = line_of(CONTACT, "get_by_role")
+    first = close_whenever_shown(CONTACT, line=step, close_selector="#close", layer_selector="#newsletter")
+    both = close_whenever_shown(first, line=line_of(first, "get_by_role"), close_selector="#reject", layer_selector="#consent")
+    lines = both.splitlines()
+    top = lines.index("def run(page, params):")
+    assert "#newsletter" in lines[top + 1] and "#consent" in lines[top + 2]
+    assert lines[top + 3] == "    # Open the contact form."
+    assert gate(both) == []
+
+
 def test_a_layer_already_closed_whenever_it_shows_is_a_patch_error():
     once = close_whenever_shown(CONTACT, line=line_of(CONTACT, "get_by_role"), close_selector="#close")
     with pytest.raises(PatchError, match="already closed"):

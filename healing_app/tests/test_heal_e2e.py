@@ -539,6 +539,29 @@ def test_a_cookie_banner_over_the_form_is_closed_whenever_it_shows(drain):
     assert 'id="consent"' in event.root_cause and "#submit" in event.root_cause and "Reject all" in event.root_cause
 
 
+def test_a_newsletter_pop_up_over_a_cookie_banner_is_closed_first_and_both_whenever_they_show(drain):
+    banner = consent_banner(f'<button {CLOSES_CONSENT}>Reject all</button>')
+    pop_up = (
+        '<div id="newsletter" style="position:fixed;inset:0;z-index:11;background:rgba(0,0,0,.2)">'
+        '<h2>Get 10% off</h2><button aria-label="Close" '
+        "onclick=\"document.getElementById('newsletter').remove()\">\u00d7</button></div>"
+    )
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True, trigger_on=["timeout"])
+        run_now(task, drain)
+        site.pages["/contact"] = contact_page(1).replace("</body>", banner + pop_up + "</body>")
+        healed = run_now(task, drain)
+        task.refresh_from_db()
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED  # both handlers, in the order that works
+    event = HealingEvent.objects.get(run=healed)
+    assert healed.status == Run.Status.HEALED, _explain(healed)
+    assert event.status == S.DEPLOYED, event.reason
+    assert [r["layer_selector"] for r in event.recovery] == ["#newsletter", "#consent"]
+    handlers = [line for line in event.new_version.code.splitlines() if "add_locator_handler" in line]
+    assert len(handlers) == 2 and "#newsletter" in handlers[0] and "#consent" in handlers[1]
+    assert 'id="newsletter"' in event.root_cause and 'id="consent"' in event.root_cause
+
+
 def test_a_renamed_button_under_a_new_cookie_banner_is_found_and_the_banner_closed(drain):
     banner = consent_banner(f'<button {CLOSES_CONSENT}>Accept all</button>')
     with contact_site(1) as site:

@@ -252,6 +252,56 @@ def test_recoveries_of_one_run_all_apply_whatever_lines_the_others_insert():
     assert patch.root_cause.index("covers") < patch.root_cause.index("login wall")  # told in the order they happened
 
 
+OTHER_LAYER = "/html[1]/body[1]/div[3]"
+
+
+def stacked_layers(*, consent_closes=True):
+    """A newsletter pop-up drawn over a cookie banner, both over the #send button of PAGES."""
+    url = "http://shop.test/contact"
+    pop_up = {**POP_UP, "xpath": OTHER_LAYER, "selector": "#newsletter"}
+    cookies = {**COOKIES, "selector": "#consent"}
+    close = {**button("\u00d7", xpath=OTHER_LAYER + "/button[1]"), "ref": 0, "closes": OTHER_LAYER}
+    reject = {**button("Reject all"), "ref": 1, **({"closes": LAYER} if consent_closes else {})}
+    handover = FakeHandover({url: {"elements": [close, reject]}}, url, selectors={0: ["#newsletter button"], 1: ["#consent button"]},
+                            layers={"#send": [pop_up, cookies]}, step_ok=lambda handover, **_: not handover.layers["#send"])
+    failure = {"type": "timeout", "line": 4, "selector": "#send", "details": {"covered_by": pop_up}}
+    context = TakeoverContext(task_id="t", prompt="", code=SEND, failure=failure, stored_fingerprint=None)
+    return context, handover
+
+
+SEND = '''def run(page, params):
+    page.goto(params["base_url"] + "/contact")
+
+    page.click("#send")
+'''
+
+
+def test_a_pop_up_over_a_cookie_banner_is_closed_then_the_banner_top_first():
+    context, handover = stacked_layers()
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert outcome.recovered, outcome.reason
+    assert [a["selector"] for a in handover.ops("act")] == ["#newsletter button", "#consent button"]
+    assert (outcome.recovery["layer_selector"], [fix["layer_selector"] for fix in outcome.also]) == ("#newsletter", ["#consent"])
+    # The first handler moves the step down a line; the second still finds it.
+    patch = HeuristicAgent().write_patch(code=SEND, recoveries=[outcome.recovery, *outcome.also], failure={}, prompt="")
+    lines = patch.code.splitlines()
+    assert '#newsletter' in lines[1] and '#consent' in lines[2]  # registered in the order they must be closed
+    assert lines[3:] == SEND.splitlines()[1:]
+    assert patch.root_cause.count("on line 4") == 2  # the line a reviewer sees in the old code
+
+
+def test_a_layer_its_button_does_not_close_is_not_closed_again_and_again():
+    context, handover = stacked_layers(consent_closes=False)
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert not outcome.recovered
+    assert "still covers the element after a click on \u201cReject all\u201d" in outcome.reason
+    assert len(handover.ops("act")) == 2 and not handover.ops("retry_step")
+
+
 def test_a_close_link_to_hash_closes_the_layer_without_counting_as_leaving_the_page():
     url = "http://shop.test/contact"
     close = {**button("Close"), "tag": "A", "href": "#", "ref": 0, "goes_to": url + "#"}

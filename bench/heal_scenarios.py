@@ -74,6 +74,23 @@ SHOP_BUY_COMPONENT = (
     " root.querySelector('button').onclick = () => this.closest('form').submit(); } });</script>"
 )
 
+def _consent_in_a_frame(request) -> str:
+    """The contact form under a consent tool's container, whose banner is an iframe of another origin (localhost
+    for 127.0.0.1) that asks the page by postMessage to remove the container."""
+    frame_url = "http://" + request.headers["Host"].replace("127.0.0.1", "localhost") + "/consent-frame"
+    container = (
+        '<div id="cmp-container" style="position:fixed;inset:0;z-index:9;background:rgba(0,0,0,.4)">'
+        f'<iframe title="Consent" src="{frame_url}" style="width:100%;height:100%;border:0"></iframe></div>'
+        "<script>addEventListener('message', (e) => { if (e.data === 'done') "
+        "document.getElementById('cmp-container').remove(); });</script>"
+    )
+    return _form(V1_BUTTON, extra=container)
+
+
+CONSENT_FRAME = ('<p>We and our partners use cookies.</p>'
+                 + "".join(f'<button onclick="parent.postMessage(\'done\', \'*\')">{label}</button>'
+                           for label in ("Accept all", "Reject all")))
+
 FORM_CODE = '''def run(page, params):
     page.goto(params["base_url"] + "/contact")
     page.fill("#name", "Ada")
@@ -296,6 +313,10 @@ def scenarios() -> list[Scenario]:
                                     + _layer(f'<h2>Get 10% off</h2><button aria-label="Close" {_closes("newsletter")}>\u00d7</button>',
                                              "newsletter", 10)),
                   "/thanks": _thanks},
+                 "heal", THANKS),
+        Scenario("cookie banner in a frame", "a consent tool's banner, an iframe of another origin, covers the page", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _consent_in_a_frame, "/consent-frame": CONSENT_FRAME, "/thanks": _thanks},
                  "heal", THANKS),
         Scenario("age gate", "a modal asks \u201cAre you 18 or older?\u201d (Yes / No): not the agent's to answer", FORM_CODE,
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},

@@ -1123,14 +1123,16 @@ def insert_login_steps(
 
 
 def close_whenever_shown(
-    code: str, *, line: int, close_selector: str, layer_selector: str | None = None
+    code: str, *, line: int, close_selector: str, layer_selector: str | None = None, frame_selector: str | None = None
 ) -> str:
     """Make the function around ``line`` close a covering banner or pop-up whenever it shows.
 
     Playwright's ``add_locator_handler`` runs the handler before any action that the layer would
     block, however late it appears, so it is registered once, at the top of the function (after
-    its docstring and the handlers registered before), rather than guessed into place before one step. With ``layer_selector`` the
-    button is looked for inside the layer only: an "OK" elsewhere on a later page is not clicked.
+    its docstring and the handlers registered before), rather than guessed into place before one
+    step. With ``layer_selector`` the button is looked for inside the layer only: an "OK" elsewhere
+    on a later page is not clicked. With ``frame_selector`` it is in that iframe, where consent
+    tools often draw their banner.
     """
     src = _load(code)
     failing = _statement_at(src, line)
@@ -1142,7 +1144,12 @@ def close_whenever_shown(
     page = _page_and_params(func)[0]
     if not re.search(rf"\b{re.escape(page)}\b", _code(failing)):
         raise PatchError(f"the step on line {line} does not act on `{page}`, where the handler would go")
-    target = f"{page}.locator({_string(layer_selector).value})" if layer_selector else page
+    if frame_selector:
+        target = f"{page}.frame_locator({_string(frame_selector).value})"
+    elif layer_selector:
+        target = f"{page}.locator({_string(layer_selector).value})"
+    else:
+        target = page
     handler = f"{page}.add_locator_handler({target}.locator({_string(close_selector).value}), lambda button: button.click())"
     body = func.body.body
     if any(handler in _code(stmt) for stmt in body):

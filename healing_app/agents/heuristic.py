@@ -262,20 +262,26 @@ class HeuristicAgent:
         name = layer_name(layer)
         page = run.handover.observe()
         button = closing_button(page.get("elements") or [], layer)
+        frame, inside = None, {}
+        if button is None and layer.get("frame"):
+            # The banner is a frame of its own (as many consent tools draw it): its buttons are in there.
+            frame = layer["frame"]
+            inside = run.handover.observe(frame=frame)
+            button = closing_button(inside.get("elements") or [], {"xpath": "/html[1]", "text": inside.get("text")})
         if button is None:
             run.log("close_layer", layer=name, button=None, why="no button in it closes it")
             return None
         label = _label(button) or _identifiers(button)
-        options = run.handover.selector_for(button["ref"]) if button.get("ref") is not None else []
-        # The code looks for the button inside the layer when the layer can be recognised; otherwise the
+        options = run.handover.selector_for(button["ref"], frame=frame) if button.get("ref") is not None else []
+        # The code looks for the button inside the layer (or its frame) when that can be recognised; otherwise the
         # button itself must have an id or test id, or a plain "Close" anywhere would be clicked before every step.
-        lasting = options if layer.get("selector") else [o for o in options if o.get("kind") in ("test_id", "id")]
+        lasting = options if frame or layer.get("selector") else [o for o in options if o.get("kind") in ("test_id", "id")]
         if not lasting:
             return TakeoverOutcome(
                 recovered=False, reason=f"neither {name} nor its \u201c{label}\u201d button can be recognised on later runs"
             )
-        run.log("close_layer", layer=name, button=label, selector=options[0]["selector"])
-        clicked = run.handover.act("click", selector=options[0]["selector"])
+        run.log("close_layer", layer=name, frame=frame, button=label, selector=options[0]["selector"])
+        clicked = run.handover.act("click", selector=options[0]["selector"], frame=frame)
         if not clicked.get("ok"):
             return TakeoverOutcome(recovered=False, reason=f"closing {name} failed: {clicked.get('error')}")
         if _without_fragment(after := run.handover.observe().get("url")) != _without_fragment(page.get("url")):
@@ -286,7 +292,9 @@ class HeuristicAgent:
             "line": run.context.failure.get("line"),
             "selector": step_selector,
             "layer": name,
-            "layer_selector": layer.get("selector") or None,
+            "layer_selector": None if frame else layer.get("selector") or None,
+            "frame_selector": frame,
+            "frame_url": inside.get("url"),  # its host may serve the frame when the new version is validated
             "close_selector": lasting[0]["selector"],
             "button_text": label,
         }
@@ -563,7 +571,7 @@ def _without_repeated_layers(recoveries: list[dict]) -> list[dict]:
     seen, kept = set(), []
     for recovery in recoveries:
         if recovery["kind"] == "layer":
-            layer = (recovery.get("layer_selector"), recovery["close_selector"])
+            layer = (recovery.get("layer_selector"), recovery.get("frame_selector"), recovery["close_selector"])
             if layer in seen:
                 continue
             seen.add(layer)
@@ -627,12 +635,14 @@ def _apply(code: str, recovery: dict, *, at_line: int | None) -> tuple[str, str]
         )
     if kind == "layer":
         new = codegen.close_whenever_shown(
-            code, line=at_line, close_selector=recovery["close_selector"], layer_selector=recovery.get("layer_selector")
+            code, line=at_line, close_selector=recovery["close_selector"], layer_selector=recovery.get("layer_selector"),
+            frame_selector=recovery.get("frame_selector"),
         )
         button = f"\u201c{recovery['button_text']}\u201d" if recovery.get("button_text") else f"`{recovery['close_selector']}`"
+        where = " (in the frame it is drawn in)" if recovery.get("frame_selector") else ""
         return new, (
             f"{recovery['layer']} now covers `{recovery['selector']}` on line {line}, so the click never lands; the "
-            f"new version closes it with its {button} button whenever it appears."
+            f"new version closes it with its {button} button{where} whenever it appears."
         )
     if kind == "transient":
         return code, (

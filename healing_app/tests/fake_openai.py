@@ -264,7 +264,8 @@ class FakeHandover:
     `step_ok(selector=, url=, timeout_ms=, handover=)` decides whether `retry_step` succeeds. An element
     may carry `goes_to` (a click navigates there) or `closes` (a click removes the layer with that xpath);
     `selectors` maps a ref to its unique selectors, `layers` a selector to the layer drawn over its element,
-    or to the layers stacked over it, top first. Every call is recorded in `calls` as (op, kwargs).
+    or to the layers stacked over it, top first, and `frames` an iframe's selector to what is inside it (like a
+    page). Every call is recorded in `calls` as (op, kwargs).
     """
 
     def __init__(
@@ -276,8 +277,10 @@ class FakeHandover:
         selectors: dict[int, list[str]] | None = None,
         secret_keys: tuple[str, ...] = (),
         layers: dict[str, dict | list[dict]] | None = None,
+        frames: dict[str, dict] | None = None,
     ) -> None:
         self.pages = pages
+        self.frames = frames or {}  # iframe selector -> what is inside, like a page of `pages`
         # selector -> the layers drawn over its element, top first (`covered_by` records)
         self.layers = {selector: list(stack) if isinstance(stack, list) else [stack] for selector, stack in (layers or {}).items()}
         self.url = start
@@ -300,8 +303,8 @@ class FakeHandover:
     def ops(self, op: str) -> list[dict]:
         return [kwargs for name, kwargs in self.calls if name == op]
 
-    def _element(self, ref: int | None, selector: str | None) -> dict | None:
-        elements = self.pages[self.url].get("elements", [])
+    def _element(self, ref: int | None, selector: str | None, frame: str | None = None) -> dict | None:
+        elements = (self.frames[frame] if frame else self.pages[self.url]).get("elements", [])
         if ref is not None:
             return next((e for e in elements if e.get("ref") == ref), None)
         for element in elements:
@@ -309,9 +312,9 @@ class FakeHandover:
                 return element
         return None
 
-    def observe(self) -> dict:
-        self._record("observe")
-        page = self.pages[self.url]
+    def observe(self, *, frame: str | None = None) -> dict:
+        self._record("observe", frame=frame)
+        page = self.frames[frame] if frame else self.pages[self.url]
         return json.loads(
             json.dumps({"url": self.url, "title": "", "http_status": 200, "links": [], "forms": [], **page})
         )
@@ -324,9 +327,10 @@ class FakeHandover:
         selector: str | None = None,
         value: Any = None,
         timeout_ms: int | None = None,
+        frame: str | None = None,
     ) -> dict:
-        self._record("act", action=action, ref=ref, selector=selector, value=value, timeout_ms=timeout_ms)
-        element = self._element(ref, selector)
+        self._record("act", action=action, ref=ref, selector=selector, value=value, timeout_ms=timeout_ms, frame=frame)
+        element = self._element(ref, selector, frame)
         if element is None:
             return {"ok": False, "error": "no such element", "value": None}
         if action == "click" and element.get("goes_to"):
@@ -368,8 +372,8 @@ class FakeHandover:
         self._record("covering_layer", selector=selector)
         return next(iter(self.layers.get(selector, [])), None)
 
-    def selector_for(self, ref: int) -> list[dict]:
-        self._record("selector_for", ref=ref)
+    def selector_for(self, ref: int, *, frame: str | None = None) -> list[dict]:
+        self._record("selector_for", ref=ref, frame=frame)
         return [{"selector": s, "kind": "css", "count": 1} for s in self.selectors.get(ref, [])]
 
     def retry_step(self, *, selector: str | None = None, url: str | None = None, timeout_ms: int | None = None) -> dict:

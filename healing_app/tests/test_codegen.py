@@ -810,6 +810,13 @@ def test_no_handler_for_a_one_line_function_or_a_step_on_another_page():
         close_whenever_shown(popup, line=3, close_selector="#x")
 
 
+def test_a_button_in_a_consent_frame_is_looked_for_in_that_frame():
+    new = close_whenever_shown(CONTACT, line=line_of(CONTACT, "get_by_role"), close_selector="#reject",
+                               frame_selector='iframe[title="Consent"]')
+    assert "page.add_locator_handler(page.frame_locator('iframe[title=\"Consent\"]').locator(\"#reject\"), " in new
+    assert gate(new) == []
+
+
 def test_a_second_layer_is_registered_after_the_first_one_closed():
     # Playwright tries handlers in the order they were added, and the banner's button cannot be
     # clicked while the pop-up closed first still covers it.

@@ -562,6 +562,40 @@ def test_a_newsletter_pop_up_over_a_cookie_banner_is_closed_first_and_both_whene
     assert 'id="newsletter"' in event.root_cause and 'id="consent"' in event.root_cause
 
 
+def test_a_cookie_banner_drawn_in_a_frame_of_another_origin_is_closed_inside_the_frame(drain):
+    # As consent tools serve it: a full-page container with an iframe from their own host, which asks the page,
+    # by postMessage, to remove the container.
+    container = (
+        '<div id="consent-container" style="position:fixed;inset:0;z-index:10;background:rgba(0,0,0,.4)">'
+        '<iframe title="Consent" src="{frame_url}" style="width:100%;height:100%;border:0"></iframe></div>'
+        "<script>addEventListener('message', (e) => { if (e.data === 'consent-done') "
+        "document.getElementById('consent-container').remove(); });</script>"
+    )
+    answer = "onclick=\"parent.postMessage('consent-done', '*')\""
+    frame = (
+        f'<p>We and our partners use cookies.</p><button {answer}>Accept all</button> '
+        f'<button {answer}>Reject all</button>'
+    )
+    with contact_site(1) as site:
+        site.pages["/consent-frame"] = frame
+        task = make_task(site, auto_deploy=True, trigger_on=["timeout"])
+        run_now(task, drain)
+        frame_url = site.url.replace("127.0.0.1", "localhost") + "/consent-frame"  # another origin
+        site.pages["/contact"] = contact_page(1).replace("</body>", container.replace("{frame_url}", frame_url) + "</body>")
+        healed = run_now(task, drain)
+        task.refresh_from_db()
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED  # the handler reaches into the frame
+    event = HealingEvent.objects.get(run=healed)
+    assert healed.status == Run.Status.HEALED, _explain(healed)
+    assert event.status == S.DEPLOYED, event.reason
+    assert site.hits["POST /thanks"] == 4  # first, healed, validation and the new version's runs
+    assert event.recovery[0]["frame_url"].startswith("http://localhost:")  # so validation may load the frame
+    assert (
+        '    page.add_locator_handler(page.frame_locator("#consent-container iframe")'
+        '.locator(\'role=button[name="Reject all"s]\'), lambda button: button.click())'
+    ) in event.new_version.code
+
+
 def test_a_renamed_button_under_a_new_cookie_banner_is_found_and_the_banner_closed(drain):
     banner = consent_banner(f'<button {CLOSES_CONSENT}>Accept all</button>')
     with contact_site(1) as site:

@@ -302,6 +302,41 @@ def test_a_layer_its_button_does_not_close_is_not_closed_again_and_again():
     assert len(handover.ops("act")) == 2 and not handover.ops("retry_step")
 
 
+def framed_banner(frame_text, *labels):
+    """A consent tool's container over #send, its buttons in an iframe of another host."""
+    url = "http://shop.test/contact"
+    container = {"xpath": LAYER, "text": "", "selector": "#cmp", "frame": "#cmp iframe"}
+    buttons = [{**button(label, xpath=f"/html[1]/body[1]/div[1]/button[{n}]"), "ref": n, "closes": LAYER}
+               for n, label in enumerate(labels, 1)]
+    frames = {"#cmp iframe": {"url": "https://cmp.example/banner", "text": frame_text, "elements": buttons}}
+    handover = FakeHandover({url: {"elements": []}}, url, frames=frames, layers={"#send": container},
+                            selectors={n: [f"button:nth-of-type({n})"] for n in range(1, len(labels) + 1)},
+                            step_ok=lambda handover, **_: not handover.layers["#send"])
+    failure = {"type": "timeout", "line": 4, "selector": "#send", "details": {"covered_by": container}}
+    return TakeoverContext(task_id="t", prompt="", code=SEND, failure=failure, stored_fingerprint=None), handover
+
+
+def test_a_banner_drawn_in_a_frame_is_closed_with_a_button_inside_the_frame():
+    context, handover = framed_banner("We and our partners use cookies.", "Accept all", "Reject all")
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert outcome.recovered, outcome.reason
+    assert handover.ops("act") == [{"action": "click", "selector": "button:nth-of-type(2)", "frame": "#cmp iframe"}]
+    assert (outcome.recovery["frame_selector"], outcome.recovery["frame_url"]) == ("#cmp iframe", "https://cmp.example/banner")
+    patch = HeuristicAgent().write_patch(code=SEND, recoveries=[outcome.recovery], failure={}, prompt="")
+    assert 'page.add_locator_handler(page.frame_locator("#cmp iframe").locator("button:nth-of-type(2)"), ' in patch.code
+    assert "\u201cReject all\u201d button (in the frame it is drawn in)" in patch.root_cause
+
+
+def test_a_framed_layer_not_about_cookies_is_not_answered():
+    context, handover = framed_banner("Confirm your order", "OK", "Cancel")
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert not outcome.recovered and not handover.ops("act")
+
+
 def test_a_close_link_to_hash_closes_the_layer_without_counting_as_leaving_the_page():
     url = "http://shop.test/contact"
     close = {**button("Close"), "tag": "A", "href": "#", "ref": 0, "goes_to": url + "#"}

@@ -501,22 +501,40 @@ class Runtime:
     def reply(self, cid: Any, payload: dict) -> None:
         self.send({"t": "reply", "id": cid, **payload})
 
+    def _document(self, msg: dict) -> Any:
+        """The page, or with `frame` (a selector for an iframe: a consent tool's banner, say) the frame in it."""
+        if not msg.get("frame"):
+            return self.page
+        iframe = Page.locator(self.page, msg["frame"]).first.element_handle(timeout=self.spec.action_timeout_ms)
+        frame = iframe.content_frame()
+        if frame is None:
+            raise ValueError(f"{msg['frame']} is not a frame")
+        return frame
+
+    def _locator(self, document: Any, selector: str) -> Locator:
+        # Page.locator, not the instrumented page's: what the agent does is not one of the task's steps.
+        return Page.locator(self.page, selector) if document is self.page else document.locator(selector)
+
     def _target(self, msg: dict) -> Any:
+        document = self._document(msg)
         if msg.get("ref") is not None:
-            handle = self.page.evaluate_handle(snapshot.REF_HANDLE, int(msg["ref"]))
+            handle = document.evaluate_handle(snapshot.REF_HANDLE, int(msg["ref"]))
             el = handle.as_element()
             if el is None:
                 raise ValueError(f"ref {msg['ref']} is gone (observe() again)")
             return el
         if msg.get("selector"):
-            return Page.locator(self.page, msg["selector"]).first
+            return self._locator(document, msg["selector"]).first
         raise ValueError("ref or selector required")
 
     def command(self, op: str, msg: dict) -> dict:
         page = self.page
         timeout = msg.get("timeout_ms") or self.spec.action_timeout_ms
         if op == "observe":
-            obs = page.evaluate(snapshot.OBSERVE, int(msg.get("max") or 3000))
+            document = self._document(msg)
+            obs = document.evaluate(snapshot.OBSERVE, int(msg.get("max") or 3000))
+            if document is not page:  # what the frame says, for the agent to tell a consent banner by
+                obs["text"] = document.evaluate(snapshot.BODY_TEXT, 2000)
             obs["pending_requests"] = self.pending_requests
             return {"ok": True, "value": self.mask(obs)}
         if op == "screenshot":
@@ -536,7 +554,7 @@ class Runtime:
         if op == "covering_layer":
             return {"ok": True, "value": self.mask(Page.locator(page, msg["selector"]).evaluate_all(snapshot.COVERING_LAYER))}
         if op == "selector_for":
-            return {"ok": True, "value": self.selector_for(int(msg["ref"]))}
+            return {"ok": True, "value": self.selector_for(int(msg["ref"]), self._document(msg))}
         if op == "fill_secret":
             key = msg["secret_key"]
             value = self.spec.secrets
@@ -580,8 +598,10 @@ class Runtime:
             return {"ok": True, "error": None, "value": self.mask(_jsonable(out))}
         raise ValueError(f"unknown command {op!r}")
 
-    def selector_for(self, ref: int) -> list[dict]:
-        candidates = self.page.evaluate(snapshot.SELECTOR_CANDIDATES, ref)
+    def selector_for(self, ref: int, document: Any = None) -> list[dict]:
+        """Unique selectors for the element `ref` of the page (or of the frame `document`), best first."""
+        document = document or self.page
+        candidates = document.evaluate(snapshot.SELECTOR_CANDIDATES, ref)
         out = []
         seen = set()
         for c in candidates:
@@ -590,7 +610,7 @@ class Runtime:
                 continue
             seen.add(sel)
             try:
-                count, same = Page.locator(self.page, sel).evaluate_all(snapshot.VERIFY_REF, ref)
+                count, same = self._locator(document, sel).evaluate_all(snapshot.VERIFY_REF, ref)
             except PlaywrightError:
                 continue
             if count == 1 and same:

@@ -331,15 +331,16 @@ class Handover:
         self.trace.append(entry)
         return reply
 
-    def observe(self) -> dict:
-        r = self._cmd("observe")
+    def observe(self, *, frame: str | None = None) -> dict:
+        """The page's state and elements; with `frame` (a selector for an iframe), the frame's, and its text."""
+        r = self._cmd("observe", frame=frame)
         if not r.get("ok"):
             raise HandoverError(r.get("error") or "observe failed")
         return r["value"]
 
     def act(self, action: str, *, ref: int | None = None, selector: str | None = None, value: Any = None,
-            timeout_ms: int | None = None) -> dict:
-        r = self._cmd("act", action=action, ref=ref, selector=selector, value=value, timeout_ms=timeout_ms)
+            timeout_ms: int | None = None, frame: str | None = None) -> dict:
+        r = self._cmd("act", action=action, ref=ref, selector=selector, value=value, timeout_ms=timeout_ms, frame=frame)
         return {"ok": r.get("ok", False), "error": r.get("error"), "value": r.get("value")}
 
     def fill_secret(self, *, ref: int | None = None, selector: str | None = None, secret_key: str,
@@ -364,8 +365,8 @@ class Handover:
             raise HandoverError(r.get("error") or "screenshot failed")
         return r["value"]
 
-    def selector_for(self, ref: int) -> list[dict]:
-        r = self._cmd("selector_for", ref=ref)
+    def selector_for(self, ref: int, *, frame: str | None = None) -> list[dict]:
+        r = self._cmd("selector_for", ref=ref, frame=frame)
         if not r.get("ok"):
             raise HandoverError(r.get("error") or "selector_for failed")
         return r["value"]

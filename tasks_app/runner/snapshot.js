@@ -402,8 +402,25 @@
     let layer = hit;
     while (parentOf(layer) && !holds(parentOf(layer), el)) layer = parentOf(layer);
     if (layer === document.body || layer === document.documentElement) return null;
+    const selector = layerSelector(layer);
     return { tag: layer.tagName.toLowerCase(), id: layer.id || "", class: cap(norm(layer.getAttribute("class")), 80),
-      text: cap(norm(layer.innerText || layer.textContent), 120), xpath: xpath(layer), selector: layerSelector(layer) };
+      text: cap(norm(layer.innerText || layer.textContent), 120), xpath: xpath(layer), selector,
+      frame: layerFrame(layer, hit, selector) };
+  }
+
+  // Consent tools often draw their banner in an iframe, whose buttons are not in this document: a selector for
+  // that frame (the one hit, or the layer's only one), or "" when there is none or nothing recognises it.
+  function layerFrame(layer, hit, selector) {
+    const frames = layer.tagName === "IFRAME" ? [layer] : Array.from(layer.querySelectorAll("iframe"));
+    const frame = hit.tagName === "IFRAME" ? hit : frames.length === 1 ? frames[0] : null;
+    if (!frame || layer.getRootNode() !== document) return "";
+    const title = frame.getAttribute("title");
+    const options = [
+      frame === layer ? selector : selector && frames.length === 1 ? selector + " iframe" : "",
+      layerSelector(frame),
+      title ? "iframe[title=" + q(title) + "]" : "",
+    ];
+    return options.find((sel) => sel && document.querySelectorAll(sel).length === 1) || "";
   }
 
   // A CSS selector that finds the layer alone by what it is (test id, stable id, word-like classes), or "" when

@@ -31,6 +31,7 @@ READ_ATTRIBUTE = f"(el, name) => [el.getAttribute(name), {_A}.fingerprint(el)]"
 PAGE_STATE = f"() => {_A}.pageState()"
 OBSERVE = f"(max) => {_A}.observe(max)"
 DOM_EXCERPT = f"(max) => {_A}.domExcerpt(max)"
+BODY_TEXT = "(max) => document.body ? document.body.innerText.slice(0, max) : ''"
 # Used with locator.evaluate_all: the evidence about a selector that failed.
 ELEMENT_EVIDENCE = f"(els) => {_A}.elementEvidence(els)"
 # Used with locator.evaluate_all: the layer drawn over the first match, or null.

@@ -75,21 +75,31 @@ SHOP_BUY_COMPONENT = (
 )
 
 def _consent_in_a_frame(request) -> str:
-    """The contact form under a consent tool's container, whose banner is an iframe of another origin (localhost
-    for 127.0.0.1) that asks the page by postMessage to remove the container."""
+    """The contact form under a consent tool's container, as Sourcepoint draws it: generated ids, the banner an
+    iframe of another origin (localhost for 127.0.0.1) known by its title, which asks the page by postMessage to
+    close; the container fades out before it goes."""
     frame_url = "http://" + request.headers["Host"].replace("127.0.0.1", "localhost") + "/consent-frame"
     container = (
-        '<div id="cmp-container" style="position:fixed;inset:0;z-index:9;background:rgba(0,0,0,.4)">'
-        f'<iframe title="Consent" src="{frame_url}" style="width:100%;height:100%;border:0"></iframe></div>'
-        "<script>addEventListener('message', (e) => { if (e.data === 'done') "
-        "document.getElementById('cmp-container').remove(); });</script>"
+        '<div id="sp_message_container_1047213" style="position:fixed;inset:0;z-index:9;background:rgba(0,0,0,.4);'
+        'transition:opacity .4s">'
+        f'<iframe id="sp_message_iframe_1047213" title="SP Consent Message" src="{frame_url}" '
+        'style="width:100%;height:100%;border:0"></iframe></div>'
+        "<script>addEventListener('message', (e) => { if (e.data !== 'sp.close') return;"
+        " const c = document.getElementById('sp_message_container_1047213'); c.style.opacity = 0;"
+        " setTimeout(() => c.remove(), 400); });</script>"
     )
     return _form(V1_BUTTON, extra=container)
 
 
-CONSENT_FRAME = ('<p>We and our partners use cookies.</p>'
-                 + "".join(f'<button onclick="parent.postMessage(\'done\', \'*\')">{label}</button>'
-                           for label in ("Accept all", "Reject all")))
+CONSENT_FRAME = (
+    '<div class="message-container"><p>We and our partners store and access information on your device, such as'
+    ' cookies, to personalise content and ads.</p>'
+    + "".join(f'<button title="{label}" class="message-component message-button {kind}" '
+              f'onclick="parent.postMessage(\'sp.close\', \'*\')">{label}</button>'
+              for label, kind in (("Manage options", "sp_choice_type_12"), ("Accept", "sp_choice_type_11"),
+                                  ("Reject", "sp_choice_type_13")))
+    + '</div>'
+)
 
 FORM_CODE = '''def run(page, params):
     page.goto(params["base_url"] + "/contact")

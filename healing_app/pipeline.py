@@ -311,14 +311,23 @@ def _start_validation(event: HealingEvent) -> None:
 
 
 def validation_hosts(run: Run) -> list[str]:
-    """Where a validation run may navigate: the hosts of the task's params, of the pages its heal's run
-    went through (a login on another domain included) and of the frames the agent closed a banner in (a consent
-    tool's), since the code it validates is not reviewed yet."""
-    healed, recoveries = HealingEvent.objects.filter(validation_run=run).values_list("run__trace", "recovery").first() or ([], [])
+    """Where a validation run may navigate: the hosts of the task's params and of the pages its heal's run
+    went through (a login on another domain included), since the code it validates is not reviewed yet."""
+    healed = HealingEvent.objects.filter(validation_run=run).values_list("run__trace", flat=True).first() or []
     params = {**run.task.params, **run.params}
     start = sites.start_url(params, run.task.prompt)  # a generated version 1 may know its site from the prompt only
-    frames = (recovery.get("frame_url") for recovery in recoveries or [] if isinstance(recovery, dict))
-    return sites.hosts_of([*params.values(), start, *(step.get("url") for step in healed or []), *frames])
+    return sites.hosts_of([*params.values(), start, *(step.get("url") for step in healed)])
+
+
+def validation_frame_hosts(run: Run) -> list[str]:
+    """Hosts a validation run's iframes may load from on top: those of the frames the agent closed a banner in
+    (a consent tool's), without which the new version's handler has nothing to click. Frames only: the page,
+    not the code, chose them."""
+    recoveries = HealingEvent.objects.filter(validation_run=run).values_list("recovery", flat=True).first()
+    return sites.hosts_of(
+        recovery.get("frame_url") for recovery in recoveries or []
+        if isinstance(recovery, dict) and recovery.get("kind") == "layer"
+    )
 
 
 def validation_finished(*, run: Run) -> None:

@@ -62,6 +62,7 @@ def run_execute(run: Run, *, browser=None, on_step_extra=None) -> RunResult:
         handover_on=list(task.config["trigger_on"]) if healing_on else [],
         # Machine-written code runs here before anyone has read it: keep it on the sites the task uses.
         allowed_hosts=pipeline.validation_hosts(run) if run.purpose == Run.Purpose.VALIDATION else None,
+        frame_hosts=pipeline.validation_frame_hosts(run) if run.purpose == Run.Purpose.VALIDATION else [],
         wall_timeout_s=settings.RUN_WALL_TIMEOUT_S,
         action_timeout_ms=settings.RUN_ACTION_TIMEOUT_MS,
     )

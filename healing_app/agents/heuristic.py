@@ -19,6 +19,7 @@ from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
 from healing_app.locate import LocateResult, locate
 from healing_app.playwright_selectors import fingerprint_from_selector, plain_selector, same_element, selectors_in_code
 from tasks_app.runner.errors import layer_name
+from tasks_app.runner.sandbox import HandoverError
 
 # Bounded budgets: a takeover must finish well inside the run's wall clock.
 TIMEOUT_RETRY_MS = 20_000
@@ -49,6 +50,8 @@ USERNAME_HINTS = ("email", "user", "login", "account", "name")
 PASSWORD_STEP_MS = 8_000
 # Layers one takeover closes over an element: a cookie banner and a pop-up, say. More is a wall, not a banner.
 MAX_LAYERS = 3
+# How long a closed layer may take to go (a fade-out, a "Saving your choices" message) before it counts as still there.
+LAYER_GOES_S = 2.0
 
 
 @dataclass
@@ -181,14 +184,19 @@ class HeuristicAgent:
         newsletter pop-up), top first, at most MAX_LAYERS: their fixes go to `closed`, in that order. Returns
         the layer left over the element when it has no button that closes it, a failed outcome when closing
         went wrong, or None."""
+        if step_selector and layer.get("ref") is None:  # the failure's record: ask again, for the layer's ref
+            layer = run.handover.covering_layer(selector=step_selector) or layer
         while len(closed) < MAX_LAYERS:
             fix = self._dismiss(run, layer, step_selector=step_selector)
             if not isinstance(fix, dict):
                 return fix or layer
             closed.append(fix)
-            if not step_selector or not (layer := _layer_once_closed(run.handover, step_selector, fix["layer"])):
+            if not step_selector or layer.get("ref") is None:
                 return None
-            if layer_name(layer) in (done["layer"] for done in closed):
+            closed_ref = layer["ref"]
+            if not (layer := _layer_once_closed(run.handover, step_selector, closed_ref)):
+                return None
+            if layer.get("ref") == closed_ref:
                 return TakeoverOutcome(
                     recovered=False,
                     reason=f"{layer_name(layer)} still covers the element after a click on “{fix['button_text']}”",
@@ -266,13 +274,20 @@ class HeuristicAgent:
         if button is None and layer.get("frame"):
             # The banner is a frame of its own (as many consent tools draw it): its buttons are in there.
             frame = layer["frame"]
-            inside = run.handover.observe(frame=frame)
+            try:
+                inside = run.handover.observe(frame=frame)
+            except HandoverError as exc:  # gone already, or never loaded: nothing to click in it
+                run.log("close_layer", layer=name, frame=frame, button=None, why=str(exc))
+                return None
             button = closing_button(inside.get("elements") or [], {"xpath": "/html[1]", "text": inside.get("text")})
         if button is None:
             run.log("close_layer", layer=name, button=None, why="no button in it closes it")
             return None
         label = _label(button) or _identifiers(button)
-        options = run.handover.selector_for(button["ref"], frame=frame) if button.get("ref") is not None else []
+        try:
+            options = run.handover.selector_for(button["ref"], frame=frame) if button.get("ref") is not None else []
+        except HandoverError as exc:
+            return TakeoverOutcome(recovered=False, reason=f"the “{label}” button of {name} is gone: {exc}")
         # The code looks for the button inside the layer (or its frame) when that can be recognised; otherwise the
         # button itself must have an id or test id, or a plain "Close" anywhere would be clicked before every step.
         lasting = options if frame or layer.get("selector") else [o for o in options if o.get("kind") in ("test_id", "id")]
@@ -467,17 +482,17 @@ class HeuristicAgent:
         recoveries = _without_repeated_layers(recoveries)
         causes = [""] * len(recoveries)
         new_code = code
-        handlers: list[int] = []  # where each handler went in: the lines below it moved down by one
+        insertions: list[tuple[int, int]] = []  # (line, count): lines inserted there moved the lines below them
         for index in sorted(range(len(recoveries)), key=lambda i: _patch_order(recoveries[i])):
             recovery = recoveries[index]
             line = recovery.get("line")
             if line is not None:
-                for inserted_at in handlers:
-                    line += line >= inserted_at
+                for inserted_at, count in insertions:
+                    line += count if line >= inserted_at else 0
             before = new_code
             new_code, causes[index] = _apply(new_code, recovery, at_line=line)
-            if recovery["kind"] == "layer":
-                handlers.append(_first_changed_line(before, new_code))
+            if added := new_code.count("\n") - before.count("\n"):
+                insertions.append((_first_changed_line(before, new_code), added))
         changed = new_code != code
         return Patch(root_cause=" ".join(cause for cause in causes if cause), code=new_code if changed else None)
 
@@ -555,11 +570,11 @@ def _left_login_form(handover, *, within_s: float = 8.0) -> bool:
     return False
 
 
-def _layer_once_closed(handover, selector: str, closed: str, *, within_s: float = 2.0) -> dict | None:
-    """The layer over the element `selector` finds once the layer named `closed` is gone: banners fade out, so
-    that one may take a moment to go."""
-    deadline = time.monotonic() + within_s
-    while (layer := handover.covering_layer(selector=selector)) and layer_name(layer) == closed:
+def _layer_once_closed(handover, selector: str, closed_ref: int) -> dict | None:
+    """The layer over the element `selector` finds once the layer `closed_ref` is gone. Banners fade out, or say
+    "Saving your choices" first, so that one may take a moment to go: it is the same layer as long as its ref is."""
+    deadline = time.monotonic() + LAYER_GOES_S
+    while (layer := handover.covering_layer(selector=selector)) and layer.get("ref") == closed_ref:
         if time.monotonic() >= deadline:
             break
         time.sleep(0.2)
@@ -582,7 +597,7 @@ def _without_repeated_layers(recoveries: list[dict]) -> list[dict]:
 def _patch_order(recovery: dict) -> tuple:
     """Patches apply from the bottom of the code up, so that lines one inserts (a login) do not move the lines
     the next ones name; on one line, the change of the step before the insertion above it; a handler, which goes
-    in at the top of its function, last (`write_patch` moves the lines of the handlers after it)."""
+    in at the top of its function, last (`write_patch` moves the lines of what comes after an insertion)."""
     return (recovery["kind"] == "layer", -(recovery.get("line") or 0), recovery["kind"] == "login")
 
 

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tasks_app.runner.sandbox import HandoverError
+
 CHARS_PER_TOKEN = 4
 
 
@@ -265,7 +267,8 @@ class FakeHandover:
     may carry `goes_to` (a click navigates there) or `closes` (a click removes the layer with that xpath);
     `selectors` maps a ref to its unique selectors, `layers` a selector to the layer drawn over its element,
     or to the layers stacked over it, top first, and `frames` an iframe's selector to what is inside it (like a
-    page). Every call is recorded in `calls` as (op, kwargs).
+    page, with `selectors` of its own; a frame not there raises HandoverError, as the runner's hand-over does).
+    Every call is recorded in `calls` as (op, kwargs).
     """
 
     def __init__(
@@ -303,18 +306,28 @@ class FakeHandover:
     def ops(self, op: str) -> list[dict]:
         return [kwargs for name, kwargs in self.calls if name == op]
 
+    def _document(self, frame: str | None) -> dict:
+        if frame is None:
+            return self.pages[self.url]
+        if frame not in self.frames:
+            raise HandoverError(f"Locator.element_handle: no frame {frame}")
+        return self.frames[frame]
+
+    def _selectors(self, frame: str | None) -> dict[int, list[str]]:
+        return self._document(frame).get("selectors", {}) if frame else self.selectors
+
     def _element(self, ref: int | None, selector: str | None, frame: str | None = None) -> dict | None:
-        elements = (self.frames[frame] if frame else self.pages[self.url]).get("elements", [])
+        elements = self._document(frame).get("elements", [])
         if ref is not None:
             return next((e for e in elements if e.get("ref") == ref), None)
         for element in elements:
-            if selector in self.selectors.get(element.get("ref"), []):
+            if selector in self._selectors(frame).get(element.get("ref"), []):
                 return element
         return None
 
     def observe(self, *, frame: str | None = None) -> dict:
         self._record("observe", frame=frame)
-        page = self.frames[frame] if frame else self.pages[self.url]
+        page = {key: value for key, value in self._document(frame).items() if key != "selectors"}
         return json.loads(
             json.dumps({"url": self.url, "title": "", "http_status": 200, "links": [], "forms": [], **page})
         )
@@ -374,7 +387,7 @@ class FakeHandover:
 
     def selector_for(self, ref: int, *, frame: str | None = None) -> list[dict]:
         self._record("selector_for", ref=ref, frame=frame)
-        return [{"selector": s, "kind": "css", "count": 1} for s in self.selectors.get(ref, [])]
+        return [{"selector": s, "kind": "css", "count": 1} for s in self._selectors(frame).get(ref, [])]
 
     def retry_step(self, *, selector: str | None = None, url: str | None = None, timeout_ms: int | None = None) -> dict:
         self._record("retry_step", selector=selector, url=url, timeout_ms=timeout_ms)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from healing_app import pipeline
 from healing_app.models import HealingEvent
 from healing_app.services import healing_approve, healing_reject
 from tasks_app import services
@@ -506,6 +507,11 @@ def consent_banner(buttons: str) -> str:
     )
 
 
+def under_layers(layers: str, version: int = 1) -> str:
+    """The contact page with `layers` (banners, pop-ups) drawn over it."""
+    return contact_page(version).replace("</body>", layers + "</body>")
+
+
 CLOSES_CONSENT = "onclick=\"document.getElementById('consent').remove()\""
 
 
@@ -517,7 +523,7 @@ def test_a_cookie_banner_over_the_form_is_closed_whenever_it_shows(drain):
     with contact_site(1) as site:
         task = make_task(site, auto_deploy=True, trigger_on=["timeout"])
         run_now(task, drain)
-        site.pages["/contact"] = contact_page(1).replace("</body>", banner + "</body>")
+        site.pages["/contact"] = under_layers(banner)
         healed = run_now(task, drain)
         task.refresh_from_db()
         assert run_now(task, drain).status == Run.Status.SUCCEEDED  # the new version, banner and all
@@ -549,7 +555,7 @@ def test_a_newsletter_pop_up_over_a_cookie_banner_is_closed_first_and_both_whene
     with contact_site(1) as site:
         task = make_task(site, auto_deploy=True, trigger_on=["timeout"])
         run_now(task, drain)
-        site.pages["/contact"] = contact_page(1).replace("</body>", banner + pop_up + "</body>")
+        site.pages["/contact"] = under_layers(banner + pop_up)
         healed = run_now(task, drain)
         task.refresh_from_db()
         assert run_now(task, drain).status == Run.Status.SUCCEEDED  # both handlers, in the order that works
@@ -581,7 +587,7 @@ def test_a_cookie_banner_drawn_in_a_frame_of_another_origin_is_closed_inside_the
         task = make_task(site, auto_deploy=True, trigger_on=["timeout"])
         run_now(task, drain)
         frame_url = site.url.replace("127.0.0.1", "localhost") + "/consent-frame"  # another origin
-        site.pages["/contact"] = contact_page(1).replace("</body>", container.replace("{frame_url}", frame_url) + "</body>")
+        site.pages["/contact"] = under_layers(container.replace("{frame_url}", frame_url))
         healed = run_now(task, drain)
         task.refresh_from_db()
         assert run_now(task, drain).status == Run.Status.SUCCEEDED  # the handler reaches into the frame
@@ -589,11 +595,32 @@ def test_a_cookie_banner_drawn_in_a_frame_of_another_origin_is_closed_inside_the
     assert healed.status == Run.Status.HEALED, _explain(healed)
     assert event.status == S.DEPLOYED, event.reason
     assert site.hits["POST /thanks"] == 4  # first, healed, validation and the new version's runs
-    assert event.recovery[0]["frame_url"].startswith("http://localhost:")  # so validation may load the frame
+    # Validation may load the frame from its host, and only the frame: the page stays on the task's site.
+    assert pipeline.validation_frame_hosts(event.validation_run) == ["localhost"]
+    assert pipeline.validation_hosts(event.validation_run) == ["127.0.0.1"]
     assert (
         '    page.add_locator_handler(page.frame_locator("#consent-container iframe")'
         '.locator(\'role=button[name="Reject all"s]\'), lambda button: button.click())'
     ) in event.new_version.code
+
+
+def test_a_banner_that_says_saving_then_fades_out_is_the_same_banner_until_it_goes(drain):
+    # Many consent tools acknowledge the choice before they go: the layer changes, and it is not a new one.
+    saves_then_goes = (
+        "onclick=\"const c = document.getElementById('consent'); c.querySelector('[role=dialog]').innerHTML = "
+        "'<p>Saving your choices</p>'; c.style.transition = 'opacity .4s'; c.style.opacity = 0; "
+        "setTimeout(() => c.remove(), 600)\""
+    )
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True, trigger_on=["timeout"])
+        run_now(task, drain)
+        site.pages["/contact"] = under_layers(consent_banner(f"<button {saves_then_goes}>Reject all</button>"))
+        healed = run_now(task, drain)
+    event = HealingEvent.objects.get(run=healed)
+    assert healed.status == Run.Status.HEALED, _explain(healed)
+    assert event.status == S.DEPLOYED, event.reason
+    assert [r["kind"] for r in event.recovery] == ["layer"]
+    assert event.new_version.code.count("add_locator_handler") == 1
 
 
 def test_a_renamed_button_under_a_new_cookie_banner_is_found_and_the_banner_closed(drain):
@@ -601,7 +628,7 @@ def test_a_renamed_button_under_a_new_cookie_banner_is_found_and_the_banner_clos
     with contact_site(1) as site:
         task = make_task(site, auto_deploy=True)
         run_now(task, drain)
-        site.pages["/contact"] = contact_page(2).replace("</body>", banner + "</body>")
+        site.pages["/contact"] = under_layers(banner, version=2)
         healed = run_now(task, drain)
         task.refresh_from_db()
         assert run_now(task, drain).status == Run.Status.SUCCEEDED
@@ -620,7 +647,7 @@ def test_a_layer_with_no_button_that_closes_it_is_not_healed(drain):
         task = make_task(site, auto_deploy=True, trigger_on=["timeout"])
         run_now(task, drain)
         first_version = task.current_version
-        site.pages["/contact"] = contact_page(1).replace("</body>", banner + "</body>")
+        site.pages["/contact"] = under_layers(banner)
         run = run_now(task, drain)
     assert run.status == Run.Status.FAILED
     event = HealingEvent.objects.get(task=task)
@@ -639,7 +666,7 @@ def test_a_loading_overlay_that_goes_away_by_itself_gets_a_longer_timeout(drain)
     with contact_site(1) as site:
         task = make_task(site, auto_deploy=True, trigger_on=["timeout"])
         run_now(task, drain)
-        site.pages["/contact"] = contact_page(1).replace("</body>", overlay + "</body>")
+        site.pages["/contact"] = under_layers(overlay)
         run = run_now(task, drain)
     event = HealingEvent.objects.get(task=task)
     assert run.status == Run.Status.HEALED, event.reason
@@ -671,7 +698,6 @@ def test_a_captcha_needs_a_human_and_changes_no_code(drain):
 def test_a_validation_run_may_not_navigate_off_the_tasks_sites(drain):
     """The draft it validates is machine-written and unreviewed: a goto to a host the task never used
     (here `localhost`, the same server under another name) is blocked, so the validation fails."""
-    from healing_app import pipeline
     from tasks_app.models import CodeVersion
 
     with contact_site(1) as site:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from healing_app.agents import heuristic
 from healing_app.agents.base import TakeoverContext
 from healing_app.agents.heuristic import (
     HeuristicAgent,
@@ -14,6 +15,7 @@ from healing_app.agents.heuristic import (
     describe_selector_change,
 )
 from healing_app.tests.fake_openai import FakeHandover
+from tasks_app.runner.errors import layer_name
 
 
 def test_moved_page_candidates_start_from_the_tasks_base_url_and_the_broken_pages_folder():
@@ -255,16 +257,21 @@ def test_recoveries_of_one_run_all_apply_whatever_lines_the_others_insert():
 OTHER_LAYER = "/html[1]/body[1]/div[3]"
 
 
-def stacked_layers(*, consent_closes=True):
-    """A newsletter pop-up drawn over a cookie banner, both over the #send button of PAGES."""
+def stacked_layers(*, consent_closes=True, alike=False):
+    """A newsletter pop-up drawn over a cookie banner, both over the #send button of SEND; `alike`: two bare
+    containers with the same text, which read the same."""
     url = "http://shop.test/contact"
-    pop_up = {**POP_UP, "xpath": OTHER_LAYER, "selector": "#newsletter"}
-    cookies = {**COOKIES, "selector": "#consent"}
+    pop_up = {**POP_UP, "xpath": OTHER_LAYER, "selector": "#newsletter", "ref": 0}
+    cookies = {**COOKIES, "selector": "#consent", "ref": 1}
+    if alike:
+        for layer in (pop_up, cookies):
+            layer.update({"tag": "div", "id": "", "class": "", "text": COOKIES["text"]})
     close = {**button("\u00d7", xpath=OTHER_LAYER + "/button[1]"), "ref": 0, "closes": OTHER_LAYER}
     reject = {**button("Reject all"), "ref": 1, **({"closes": LAYER} if consent_closes else {})}
     handover = FakeHandover({url: {"elements": [close, reject]}}, url, selectors={0: ["#newsletter button"], 1: ["#consent button"]},
                             layers={"#send": [pop_up, cookies]}, step_ok=lambda handover, **_: not handover.layers["#send"])
-    failure = {"type": "timeout", "line": 4, "selector": "#send", "details": {"covered_by": pop_up}}
+    # The failure's record of the layer has no ref: the agent asks for it again.
+    failure = {"type": "timeout", "line": 4, "selector": "#send", "details": {"covered_by": {**pop_up, "ref": None}}}
     context = TakeoverContext(task_id="t", prompt="", code=SEND, failure=failure, stored_fingerprint=None)
     return context, handover
 
@@ -292,7 +299,15 @@ def test_a_pop_up_over_a_cookie_banner_is_closed_then_the_banner_top_first():
     assert patch.root_cause.count("on line 4") == 2  # the line a reviewer sees in the old code
 
 
-def test_a_layer_its_button_does_not_close_is_not_closed_again_and_again():
+def test_two_layers_alike_by_name_are_told_apart_by_their_refs():
+    context, handover = stacked_layers(alike=True)
+    assert len({layer_name(layer) for layer in handover.layers["#send"]}) == 1
+
+    assert HeuristicAgent().take_over(context, handover).recovered
+
+
+def test_a_layer_its_button_does_not_close_is_not_closed_again_and_again(monkeypatch):
+    monkeypatch.setattr(heuristic, "LAYER_GOES_S", 0.1)
     context, handover = stacked_layers(consent_closes=False)
 
     outcome = HeuristicAgent().take_over(context, handover)
@@ -305,12 +320,12 @@ def test_a_layer_its_button_does_not_close_is_not_closed_again_and_again():
 def framed_banner(frame_text, *labels):
     """A consent tool's container over #send, its buttons in an iframe of another host."""
     url = "http://shop.test/contact"
-    container = {"xpath": LAYER, "text": "", "selector": "#cmp", "frame": "#cmp iframe"}
+    container = {"xpath": LAYER, "text": "", "selector": "#cmp", "frame": "#cmp iframe", "ref": 0}
     buttons = [{**button(label, xpath=f"/html[1]/body[1]/div[1]/button[{n}]"), "ref": n, "closes": LAYER}
                for n, label in enumerate(labels, 1)]
-    frames = {"#cmp iframe": {"url": "https://cmp.example/banner", "text": frame_text, "elements": buttons}}
+    frames = {"#cmp iframe": {"url": "https://cmp.example/banner", "text": frame_text, "elements": buttons,
+                              "selectors": {n: [f"button:nth-of-type({n})"] for n in range(1, len(labels) + 1)}}}
     handover = FakeHandover({url: {"elements": []}}, url, frames=frames, layers={"#send": container},
-                            selectors={n: [f"button:nth-of-type({n})"] for n in range(1, len(labels) + 1)},
                             step_ok=lambda handover, **_: not handover.layers["#send"])
     failure = {"type": "timeout", "line": 4, "selector": "#send", "details": {"covered_by": container}}
     return TakeoverContext(task_id="t", prompt="", code=SEND, failure=failure, stored_fingerprint=None), handover
@@ -334,7 +349,44 @@ def test_a_framed_layer_not_about_cookies_is_not_answered():
 
     outcome = HeuristicAgent().take_over(context, handover)
 
+    assert {"frame": "#cmp iframe"} in handover.ops("observe")  # it did look inside the frame
     assert not outcome.recovered and not handover.ops("act")
+
+
+def test_a_frame_that_is_gone_is_waited_out_like_a_layer_without_a_button():
+    context, handover = framed_banner("We use cookies.", "Reject all")
+    handover.frames.clear()  # the consent tool closed its frame, or it never loaded
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert not outcome.recovered
+    assert "has no button that closes it and still covers the element" in outcome.reason
+    assert handover.ops("wait") and not handover.ops("act")
+
+
+def test_lines_that_a_login_inserts_move_the_line_of_a_later_handler():
+    code = '''def sign_in_area(page, params):
+    page.goto(params["base_url"] + "/account")
+    page.click("#orders")
+
+
+def run(page, params):
+    sign_in_area(page, params)
+    page.goto(params["base_url"] + "/contact")
+    page.click("#send")
+'''
+    login = {"kind": "login", "line": 3, "username_selector": "#u", "password_selector": "#p", "submit_selector": "#s",
+             "login_url": "/login"}
+    layer = {"kind": "layer", "line": 9, "selector": "#send", "layer": "<div id=consent>", "layer_selector": "#consent",
+             "close_selector": "#reject"}
+
+    patch = HeuristicAgent().write_patch(code=code, recoveries=[login, layer], failure={}, prompt="")
+
+    lines = patch.code.splitlines()
+    handler = lines.index("def run(page, params):") + 1
+    assert lines[handler].startswith('    page.add_locator_handler(page.locator("#consent").locator("#reject")')
+    assert lines[handler + 1:] == code.splitlines()[6:]
+    assert "on line 9" in patch.root_cause
 
 
 def test_a_close_link_to_hash_closes_the_layer_without_counting_as_leaving_the_page():

@@ -81,6 +81,8 @@ from .protocol import (
 MAX_HANDOVERS = 5
 MAX_OUTPUT_BYTES = 1 << 20
 DOM_EXCERPT_CHARS = 20000
+# How long the hand-over looks for an iframe it was told about (a consent banner's).
+FRAME_LOOKUP_MS = 2_000
 ALLOWED_SCHEMES = ("http", "https")
 # Sites and tasks that say "password", "secrets" or "login" handle a login themselves: a login form
 # is then part of the task, not a sign that the session was lost.
@@ -198,6 +200,7 @@ class Runtime:
         self.screenshots: list[dict] = []
         self.main_pid = os.getpid()
         self.allowed_hosts = [h.lower() for h in spec.allowed_hosts] if spec.allowed_hosts else None
+        self.frame_hosts = {h.lower() for h in spec.frame_hosts}
         self.fp_ms = 0.0
 
     # --- plumbing -------------------------------------------------------------------------
@@ -505,8 +508,10 @@ class Runtime:
         """The page, or with `frame` (a selector for an iframe: a consent tool's banner, say) the frame in it."""
         if not msg.get("frame"):
             return self.page
-        iframe = Page.locator(self.page, msg["frame"]).first.element_handle(timeout=self.spec.action_timeout_ms)
+        # Briefly: a consent frame that is not there now has closed itself, or never loaded.
+        iframe = Page.locator(self.page, msg["frame"]).first.element_handle(timeout=FRAME_LOOKUP_MS)
         frame = iframe.content_frame()
+        iframe.dispose()
         if frame is None:
             raise ValueError(f"{msg['frame']} is not a frame")
         return frame
@@ -989,13 +994,15 @@ def _install_listeners(rt: Runtime, context: Any) -> None:
         def guard(route: Any) -> None:
             req = route.request
             host = urllib.parse.urlsplit(req.url).hostname or ""
-            if req.is_navigation_request() and not rt.host_allowed(host):
+            if not req.is_navigation_request() or rt.host_allowed(host):
+                route.fallback()
+            elif not _is_main_frame(req) and host.lower() in rt.frame_hosts:
+                route.fallback()  # a frame the page embeds from a host the heal saw it use (a consent tool's)
+            else:
                 rt.blocked.append(req.url)
                 if _is_main_frame(req):
                     rt.left_sites.append(req.url)
                 route.abort("blockedbyclient")
-            else:
-                route.fallback()
 
         context.route("**/*", guard)
 

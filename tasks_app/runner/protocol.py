@@ -60,6 +60,8 @@ class RunSpec(_Data):
     action_timeout_ms: int = 5000
     navigation_timeout_ms: int = 15000
     allowed_hosts: list[str] | None = None
+    # With allowed_hosts: hosts an iframe may load from, and nothing else (exactly these, no subdomains).
+    frame_hosts: list[str] = field(default_factory=list)
 
 
 @dataclass

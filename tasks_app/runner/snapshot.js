@@ -391,7 +391,10 @@
   // The layer drawn over `el` at its centre (a cookie banner, a modal's backdrop), or null when a click
   // there reaches `el`. The layer is the outermost ancestor of the covering element that does not hold
   // `el`: the whole banner, so that its buttons can be found.
-  function coveringLayer(el) {
+  const LAYERS = "__anchorLayers";
+  // With `remember` (the hand-over asking), the record carries a ref that stays the layer's own while it
+  // changes (fades out, says "Saving your choices"): the agent tells it from the next layer under it by that.
+  function coveringLayer(el, remember = false) {
     const r = el.getBoundingClientRect();
     const x = r.left + r.width / 2, y = r.top + r.height / 2;
     if (r.width <= 0 || r.height <= 0 || x < 0 || y < 0 || x >= innerWidth || y >= innerHeight) return null;
@@ -403,9 +406,14 @@
     while (parentOf(layer) && !holds(parentOf(layer), el)) layer = parentOf(layer);
     if (layer === document.body || layer === document.documentElement) return null;
     const selector = layerSelector(layer);
-    return { tag: layer.tagName.toLowerCase(), id: layer.id || "", class: cap(norm(layer.getAttribute("class")), 80),
+    const record = { tag: layer.tagName.toLowerCase(), id: layer.id || "", class: cap(norm(layer.getAttribute("class")), 80),
       text: cap(norm(layer.innerText || layer.textContent), 120), xpath: xpath(layer), selector,
       frame: layerFrame(layer, hit, selector) };
+    if (remember) {
+      const seen = window[LAYERS] || (window[LAYERS] = []);
+      record.ref = seen.includes(layer) ? seen.indexOf(layer) : seen.push(layer) - 1;
+    }
+    return record;
   }
 
   // Consent tools often draw their banner in an iframe, whose buttons are not in this document: a selector for

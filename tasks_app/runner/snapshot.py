@@ -34,8 +34,8 @@ DOM_EXCERPT = f"(max) => {_A}.domExcerpt(max)"
 BODY_TEXT = "(max) => document.body ? document.body.innerText.slice(0, max) : ''"
 # Used with locator.evaluate_all: the evidence about a selector that failed.
 ELEMENT_EVIDENCE = f"(els) => {_A}.elementEvidence(els)"
-# Used with locator.evaluate_all: the layer drawn over the first match, or null.
-COVERING_LAYER = f"(els) => els.length ? {_A}.coveringLayer(els[0]) : null"
+# Used with locator.evaluate_all during a hand-over: the layer drawn over the first match (with its ref), or null.
+COVERING_LAYER = f"(els) => els.length ? {_A}.coveringLayer(els[0], true) : null"
 REF_HANDLE = f"(n) => {_A}.ref(n)"
 SELECTOR_CANDIDATES = f"(n) => {{ const A = {_A}; const el = A.ref(n); return el ? A.selectorCandidates(el) : []; }}"
 # evaluate_all over a candidate selector: [count, matches the ref'd element].

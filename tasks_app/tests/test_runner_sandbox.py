@@ -271,6 +271,27 @@ def test_a_run_kept_to_its_sites_fails_if_it_tried_to_leave_even_when_it_caught_
     assert site.hits.get("/x", 0) == 0 and site.hits.get("/frame", 0) == 0
 
 
+def test_frame_hosts_let_a_frame_load_but_never_the_page_itself(pool):
+    """A validation run may load the consent frame its heal closed a banner in, from that exact host; the code
+    may still not navigate there."""
+    with serve({"/": '<iframe src="http://localhost:{port}/frame"></iframe><h1>home</h1>',
+                "/frame": "<p>consent</p>"}) as site:
+        site.pages["/"] = site.pages["/"].replace("{port}", str(site.port))
+        framed = run(pool, """
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                page.frame_locator("iframe").locator("p").wait_for()
+                return page.inner_text("h1")
+            """, params={"base": site.url}, allowed_hosts=["127.0.0.1"], frame_hosts=["localhost"])
+        left = run(pool, """
+            def run(page, params):
+                page.goto(params["base"].replace("127.0.0.1", "localhost") + "/frame")
+            """, params={"base": site.url}, allowed_hosts=["127.0.0.1"], frame_hosts=["localhost"])
+    assert (framed.status, framed.output) == ("succeeded", "home")
+    assert site.hits["/frame"] == 1  # the frame's load; the page's goto never reached the server
+    assert left.status == "failed" and "host not in allowed_hosts" in left.error_message
+
+
 def test_no_chromium_left_after_a_killed_cold_run(allocated_uids):
     before = set(chromium_pids())
     with serve({"/": "<h1>hi</h1>"}) as site:

@@ -557,7 +557,7 @@ class Runtime:
                 page.wait_for_load_state(msg.get("load_state") or "load", timeout=timeout)
             return {"ok": True, "url": page.url}
         if op == "covering_layer":
-            return {"ok": True, "value": self.mask(Page.locator(page, msg["selector"]).evaluate_all(snapshot.COVERING_LAYER))}
+            return {"ok": True, "value": self.mask(self._locator(page, msg["selector"]).evaluate_all(snapshot.COVERING_LAYER))}
         if op == "selector_for":
             return {"ok": True, "value": self.selector_for(int(msg["ref"]), self._document(msg))}
         if op == "fill_secret":
@@ -603,9 +603,8 @@ class Runtime:
             return {"ok": True, "error": None, "value": self.mask(_jsonable(out))}
         raise ValueError(f"unknown command {op!r}")
 
-    def selector_for(self, ref: int, document: Any = None) -> list[dict]:
-        """Unique selectors for the element `ref` of the page (or of the frame `document`), best first."""
-        document = document or self.page
+    def selector_for(self, ref: int, document: Any) -> list[dict]:
+        """Unique selectors for the element `ref` of `document` (the page, or a frame in it), best first."""
         candidates = document.evaluate(snapshot.SELECTOR_CANDIDATES, ref)
         out = []
         seen = set()

@@ -342,7 +342,29 @@ def scenarios() -> list[Scenario]:
                  {"/": '<nav><a href="/catalog">Catalog</a> <a href="/about">About</a></nav>', "/catalog": '<ul class="products"><li>Mug</li></ul>'},
                  {"/": '<nav><a href="/catalog">Shop</a> <a href="/about">About</a></nav>', "/catalog": '<ul class="products"><li>Mug</li></ul>'},
                  "heal", {"products": "Mug"}),
+        Scenario("moved into a drop-down", "the nav's Pricing link moved into a Products menu that opens on hover", PRICING_CODE,
+                 {"/": '<nav><a id="nav-pricing" href="/pricing">Pricing</a> <a href="/about">About</a></nav>', "/pricing": PLANS},
+                 {"/": "<style>.dropdown ul{display:none} .dropdown:hover ul{display:block}</style>"
+                       '<nav><ul><li class="dropdown"><a href="/products">Products</a><ul><li><a id="menu-pricing" '
+                       'href="/pricing">Pricing</a></li><li><a href="/features">Features</a></li></ul></li>'
+                       '<li><a href="/about">About</a></li></ul></nav>', "/pricing": PLANS},
+                 "heal", {"plans": "Plans and pricing"}),
+        Scenario("behind a More button", "the nav collapsed into a “More” menu button (same link, now hidden)", PRICING_CODE,
+                 {"/": '<nav><a id="nav-pricing" href="/pricing">Pricing</a> <a href="/about">About</a></nav>', "/pricing": PLANS},
+                 {"/": '<nav><button aria-expanded="false" aria-controls="more" onclick="const m = document.getElementById('
+                       "'more'); m.hidden = !m.hidden; this.setAttribute('aria-expanded', !m.hidden)\">More</button>"
+                       '<ul id="more" hidden><li><a id="nav-pricing" href="/pricing">Pricing</a></li>'
+                       '<li><a href="/about">About</a></li></ul></nav>', "/pricing": PLANS},
+                 "heal", {"plans": "Plans and pricing"}),
     ]
+
+
+PRICING_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/")
+    page.click("#nav-pricing")
+    return {"plans": page.inner_text("h1")}
+'''
+PLANS = "<h1>Plans and pricing</h1>"
 
 
 def setup_django(agent: str) -> None:

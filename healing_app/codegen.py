@@ -1079,6 +1079,14 @@ def insert_wait_before(
     return _insert_before(code, line, build)
 
 
+def open_menu_before(code: str, *, line: int, opener_selector: str, how: str) -> str:
+    """Open the menu that now holds the step's element before the statement on ``line``: ``how`` is "hover" (a
+    CSS drop-down) or "click" (a disclosure button)."""
+    if how not in ("hover", "click"):
+        raise ValueError("how must be hover or click")
+    return _insert_before(code, line, lambda page, _params: [f"{page}.{how}({_string(opener_selector).value})"])
+
+
 def insert_login_steps(
     code: str,
     *,

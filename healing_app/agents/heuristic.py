@@ -52,6 +52,8 @@ PASSWORD_STEP_MS = 8_000
 MAX_LAYERS = 3
 # How long a closed layer may take to go (a fade-out, a "Saving your choices" message) before it counts as still there.
 LAYER_GOES_S = 2.0
+# How long a menu may take to open (a slide-down) after its opener is hovered or clicked.
+MENU_OPENS_MS = 1_500
 
 
 @dataclass
@@ -95,9 +97,7 @@ class HeuristicAgent:
         if not target:
             target = fingerprint_from_selector(failure.get("selector") or "", prompt=run.context.prompt)
             source = "selector and prompt"
-        excluded = frozenset(
-            i for i, element in enumerate(elements) if any(same_element(element, r) for r in run.context.rejected_elements)
-        )
+        excluded = _rejected(run.context, elements)
         result = locate(target, elements, excluded=excluded)
         candidates = [
             {**_summary(elements[index]), "score": round(score, 4)} for index, score in result.ranked[:10]
@@ -120,6 +120,8 @@ class HeuristicAgent:
                 abstained=False, reason="same tag, position in the page and link/name as before", ranked=result.ranked,
             )
         if result.abstained or result.index is None:
+            if (in_menu := self._in_a_closed_menu(run, target, page, keep_selector=False)) is not None:
+                return in_menu
             # Nothing on the page looks like the element; it may just not be there *yet*.
             late = self._wait_for_original(run)
             if late is not None:
@@ -128,7 +130,16 @@ class HeuristicAgent:
             return TakeoverOutcome(
                 recovered=False, reason=f"locator abstained: {result.reason}", candidates=candidates
             )
-        chosen = elements[result.index]
+        return self._retry_with(run, elements[result.index], target=target, confidence=result.confidence,
+                                candidates=candidates)
+
+    def _retry_with(
+        self, run: _Run, chosen: dict, *, target: dict, confidence: float, candidates: list[dict],
+        opened: dict | None = None,
+    ) -> TakeoverOutcome:
+        """Retry the failing step on `chosen` with its best selector that works (closing a banner over it first if
+        one is there); `opened` is the fix that opened the menu `chosen` is in, if it was in one."""
+        failure = run.context.failure
         closed: list[dict] = []
         for option in _selector_options(run.handover.selector_for(chosen["ref"]), action=failure.get("action")):
             if (stop := self._uncover(run, option["selector"], closed)) is not None:
@@ -145,7 +156,7 @@ class HeuristicAgent:
             if answer.get("ok"):
                 return TakeoverOutcome(
                     recovered=True,
-                    also=closed,
+                    also=[*([opened] if opened else []), *closed],
                     candidates=candidates,
                     chosen_element=_summary(chosen, full=True),
                     recovery={
@@ -154,7 +165,7 @@ class HeuristicAgent:
                         "old_selector": plain_selector(failure.get("selector")),
                         "new_selector": option["selector"],
                         "selector_kind": option.get("kind"),
-                        "confidence": round(result.confidence, 4),
+                        "confidence": round(confidence, 4),
                         "before": target,
                         "after": _summary(chosen, full=True),
                     },
@@ -163,6 +174,63 @@ class HeuristicAgent:
         return TakeoverOutcome(
             recovered=False, reason="no unique selector for the chosen element worked", candidates=candidates
         )
+
+    def _in_a_closed_menu(self, run: _Run, target: dict | None, page: dict, *, keep_selector: bool) -> TakeoverOutcome | None:
+        """Look for the element among the links and buttons of closed menus (a redesign tucked it into a drop-down):
+        when it is one, open its menu as a user would and retry the step there. With `keep_selector` the step's own
+        selector finds it (only hidden now), so opening the menu is the whole fix. None when it is in no menu."""
+        hidden = page.get("in_closed_menus") or []
+        if not target or not hidden:
+            return None
+        elements = page.get("elements") or []
+        # The visible elements compete too: a menu item wins only if nothing on show is the element.
+        pool = [*elements, *({**item, "visible": True} for item in hidden)]
+        result = locate(target, pool, excluded=_rejected(run.context, pool))
+        best = pool[result.ranked[0][0]] if result.ranked else None
+        run.log(
+            "locate_in_menus", menu_items=len(hidden), best=_summary(best) if best else None,
+            confidence=round(result.confidence, 4), abstained=result.abstained,
+        )
+        if result.abstained or result.index is None or result.index < len(elements):
+            return None
+        item = hidden[result.index - len(elements)]
+        opened = self._open_menu(run, item)
+        if isinstance(opened, TakeoverOutcome):
+            return opened
+        if not keep_selector:
+            return self._retry_with(run, item, target=target, confidence=result.confidence, candidates=[], opened=opened)
+        run.log("retry_step", why="its menu is open")
+        answer = run.handover.retry_step()
+        if not answer.get("ok"):
+            return TakeoverOutcome(recovered=False, reason=f"its menu is open, but the step still fails: {answer.get('error')}")
+        return TakeoverOutcome(recovered=True, recovery=opened, chosen_element=_summary(item, full=True))
+
+    def _open_menu(self, run: _Run, item: dict) -> dict | TakeoverOutcome:
+        """Open the closed menu `item` is in with its opener: a hover, then, for a disclosure button, a click. The
+        `menu` recovery, or a failed outcome saying why not."""
+        opener_text = item.get("opener_text") or "its opener"
+        options = run.handover.selector_for(item["opened_by"])
+        hidden_options = run.handover.selector_for(item["ref"])
+        if not options or not hidden_options:
+            return TakeoverOutcome(recovered=False, reason=f"the menu opened by “{opener_text}” cannot be recognised on later runs")
+        opener, shown = options[0]["selector"], hidden_options[0]["selector"]
+        url = run.handover.observe().get("url")
+        for how in ("hover", "click") if item.get("opener_clicks") else ("hover",):
+            run.log("open_menu", how=how, opener=opener, opener_text=opener_text)
+            if not run.handover.act(how, selector=opener).get("ok"):
+                continue
+            if how == "click" and _without_fragment(after := run.handover.observe().get("url")) != _without_fragment(url):
+                return TakeoverOutcome(recovered=False, reason=f"“{opener_text}” left the page (now at {after}) instead of opening a menu")
+            if run.handover.wait(selector=shown, timeout_ms=MENU_OPENS_MS).get("ok"):
+                return {
+                    "kind": "menu",
+                    "line": run.context.failure.get("line"),
+                    "selector": plain_selector(run.context.failure.get("selector")),
+                    "opener_selector": opener,
+                    "opener_text": opener_text,
+                    "how": how,
+                }
+        return TakeoverOutcome(recovered=False, reason=f"“{opener_text}” does not open the menu the element is in")
 
     def _uncover(self, run: _Run, selector: str, closed: list[dict]) -> TakeoverOutcome | None:
         """Close the layers drawn over the element `selector` finds, if any (a banner new with the same redesign
@@ -221,9 +289,17 @@ class HeuristicAgent:
 
     def _timeout(self, run: _Run) -> TakeoverOutcome:
         failure = run.context.failure
-        layer = (failure.get("details") or {}).get("covered_by")
+        details = failure.get("details") or {}
+        layer = details.get("covered_by")
         if layer and (closed := self._close_layer(run, layer)) is not None:
             return closed
+        if details.get("match_count") and details.get("match_visible") is False:
+            # There but hidden: perhaps in a menu that a redesign made it part of.
+            target = run.context.stored_fingerprint or fingerprint_from_selector(
+                failure.get("selector") or "", prompt=run.context.prompt
+            )
+            if (in_menu := self._in_a_closed_menu(run, target, run.handover.observe(), keep_selector=True)) is not None:
+                return in_menu
         # A layer with no button to close it may be a loading overlay, gone in a moment: wait as for a slow page.
         run.log("wait", load_state="networkidle", timeout_ms=TIMEOUT_RETRY_MS)
         run.handover.wait(load_state="networkidle", timeout_ms=TIMEOUT_RETRY_MS)
@@ -497,6 +573,13 @@ class HeuristicAgent:
         return Patch(root_cause=" ".join(cause for cause in causes if cause), code=new_code if changed else None)
 
 
+def _rejected(context: TakeoverContext, elements: list[dict]) -> frozenset[int]:
+    """Indexes of `elements` that reviewers rejected for this step before."""
+    return frozenset(
+        i for i, element in enumerate(elements) if any(same_element(element, r) for r in context.rejected_elements)
+    )
+
+
 def _structural_match(target: dict, elements: list[dict], result) -> int | None:
     """Second opinion when the locator hesitates: the best candidate sits exactly where the element was.
 
@@ -595,10 +678,10 @@ def _without_repeated_layers(recoveries: list[dict]) -> list[dict]:
 
 
 def _patch_order(recovery: dict) -> tuple:
-    """Patches apply from the bottom of the code up, so that lines one inserts (a login) do not move the lines
-    the next ones name; on one line, the change of the step before the insertion above it; a handler, which goes
+    """Patches apply from the bottom of the code up, so that lines one inserts (a login, a menu's opening) do not
+    move the lines the next ones name; on one line, the change of the step before the insertion above it; a handler, which goes
     in at the top of its function, last (`write_patch` moves the lines of what comes after an insertion)."""
-    return (recovery["kind"] == "layer", -(recovery.get("line") or 0), recovery["kind"] == "login")
+    return (recovery["kind"] == "layer", -(recovery.get("line") or 0), recovery["kind"] in ("login", "menu"))
 
 
 def _first_changed_line(before: str, after: str) -> int:
@@ -658,6 +741,14 @@ def _apply(code: str, recovery: dict, *, at_line: int | None) -> tuple[str, str]
         return new, (
             f"{recovery['layer']} now covers `{recovery['selector']}` on line {line}, so the click never lands; the "
             f"new version closes it with its {button} button{where} whenever it appears."
+        )
+    if kind == "menu":
+        new = codegen.open_menu_before(code, line=at_line, opener_selector=recovery["opener_selector"], how=recovery["how"])
+        verb = "hovered" if recovery["how"] == "hover" else "clicked"
+        return new, (
+            f"`{recovery['selector']}` on line {line} is now in the “{recovery['opener_text']}” menu, hidden until "
+            f"that is {verb}; the new version {'hovers over' if recovery['how'] == 'hover' else 'clicks'} "
+            f"`{recovery['opener_selector']}` first."
         )
     if kind == "transient":
         return code, (

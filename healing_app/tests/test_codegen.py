@@ -15,6 +15,7 @@ from healing_app.codegen import (
     close_whenever_shown,
     insert_login_steps,
     insert_wait_before,
+    open_menu_before,
     replace_selector,
     replace_url,
     set_step_timeout,
@@ -713,6 +714,25 @@ def test_insert_wait_before_refuses_bad_arguments_and_missing_lines():
         insert_wait_before(CONTACT, line=999, selector="#a", timeout_ms=1000)
     with pytest.raises(PatchError, match="not inside a function"):
         insert_wait_before(CONTACT, line=1, selector="#a", timeout_ms=1000)
+
+
+def test_open_menu_before_hovers_or_clicks_the_opener_right_before_the_step():
+    code = dedent(
+        """
+        def run(page, params):
+            page.goto(params["base_url"])
+            # Pricing lives in the Products menu now.
+            page.click("role=link[name='Pricing']")
+        """
+    )
+    hovered = open_menu_before(code, line=4, opener_selector='role=link[name="Products"s]', how="hover")
+    assert hovered == code.replace(
+        "    # Pricing", "    page.hover('role=link[name=\"Products\"s]')\n    # Pricing"
+    )
+    clicked = open_menu_before(code, line=4, opener_selector="#more", how="click")
+    assert '    page.click("#more")\n    # Pricing' in clicked
+    with pytest.raises(ValueError, match="hover or click"):
+        open_menu_before(code, line=4, opener_selector="#more", how="dblclick")
 
 
 # --------------------------------------------------------------------------- replace_url

@@ -498,6 +498,68 @@ def test_a_button_moved_into_a_web_components_shadow_root_is_found_there(drain):
     assert 'page.click(\'role=button[name="Buy"s]\')' in event.new_version.code
 
 
+PRICING_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/")
+    page.click("#nav-pricing")
+    return {"heading": page.inner_text("h1")}
+'''
+
+NAV_V1 = '<nav><a id="nav-pricing" href="/pricing">Pricing</a> <a href="/about">About</a></nav><h1>Home</h1>'
+
+
+def nav_site():
+    return serve({"/": NAV_V1, "/pricing": "<h1>Plans and pricing</h1>", "/about": "<h1>About us</h1>",
+                  "/products": "<h1>Products</h1>"})
+
+
+def test_a_link_moved_into_a_hover_drop_down_is_clicked_there_after_a_hover(drain):
+    hover_menu = (
+        "<style>.dropdown ul{display:none} .dropdown:hover ul{display:block}</style>"
+        '<nav><ul><li class="dropdown"><a href="/products">Products</a><ul>'
+        '<li><a id="menu-pricing" href="/pricing">Pricing</a></li><li><a href="/features">Features</a></li></ul></li>'
+        '<li><a href="/about">About</a></li></ul></nav><h1>Home</h1>'
+    )
+    with nav_site() as site:
+        task = make_task(site, code=PRICING_CODE, auto_deploy=True)
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages["/"] = hover_menu
+        run = run_now(task, drain)
+        task.refresh_from_db()
+        rerun = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert run.output == {"heading": "Plans and pricing"}
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.validation_run.status == Run.Status.SUCCEEDED
+    lines = event.new_version.code.splitlines()
+    assert lines[2] == "    page.hover('role=link[name=\"Products\"s]')"
+    assert lines[3] == "    page.click('role=link[name=\"Pricing\"s]')"
+    assert "“Products” menu" in event.root_cause and "hovers over" in event.root_cause
+    assert rerun.status == Run.Status.SUCCEEDED and rerun.output == {"heading": "Plans and pricing"}
+
+
+def test_a_link_now_hidden_in_a_menu_behind_a_button_is_reached_by_opening_the_menu(drain):
+    disclosure = (
+        '<nav><button aria-expanded="false" aria-controls="more" onclick="document.getElementById(\'more\').hidden'
+        ' = !document.getElementById(\'more\').hidden">More</button><ul id="more" hidden>'
+        '<li><a id="nav-pricing" href="/pricing">Pricing</a></li><li><a href="/about">About</a></li></ul></nav>'
+        "<h1>Home</h1>"
+    )
+    with nav_site() as site:
+        task = make_task(site, code=PRICING_CODE, auto_deploy=True)
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages["/"] = disclosure
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert event.error_type == "timeout"  # the link is there, only hidden
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.new_version.code.splitlines()[2:4] == [
+        "    page.click('role=button[name=\"More\"s]')", '    page.click("#nav-pricing")',
+    ]
+    assert "clicks" in event.root_cause
+
+
 def consent_banner(buttons: str) -> str:
     """A full-page cookie layer drawn over the contact form, as consent tools add them."""
     return (

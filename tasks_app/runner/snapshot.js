@@ -278,22 +278,39 @@
     const deadline = performance.now() + 10000;
     const refs = [];
     const elements = [];
+    const hidden = [];
     const all = document.body ? deepElements(document.body) : [];
+    const describe = (el, visible, interactable) => {
+      const fp = fingerprint(el);
+      fp.visible = visible;
+      fp.enabled = !(el.disabled || el.getAttribute("aria-disabled") === "true");
+      fp.interactable = interactable;
+      fp.ref = refs.push(el) - 1;
+      const name = accName(el);
+      if (name) fp.name_text = cap(name, 200);
+      return fp;
+    };
     for (const el of all) {
       if (elements.length >= max || performance.now() > deadline) break;
       if (["SCRIPT", "STYLE", "NOSCRIPT", "TEMPLATE", "META", "LINK", "HEAD"].includes(el.tagName)) continue;
       const interactable = isInteractable(el);
       if (!interactable && !ownText(el)) continue;
-      if (!isVisible(el) && !(el.tagName === "INPUT" && el.type === "hidden" && false)) continue;
-      const fp = fingerprint(el);
-      fp.visible = true;
-      fp.enabled = !(el.disabled || el.getAttribute("aria-disabled") === "true");
-      fp.interactable = interactable;
-      fp.ref = refs.length;
-      const name = accName(el);
-      if (name) fp.name_text = cap(name, 200);
-      refs.push(el);
-      elements.push(fp);
+      if (isVisible(el)) elements.push(describe(el, true, interactable));
+      else if (interactable && !["INPUT", "OPTION", "LABEL"].includes(el.tagName)) hidden.push(el);
+    }
+    // Links and buttons of closed menus, each with the visible element that opens its menu (`opened_by`, a ref):
+    // a redesign that tucks a link into a drop-down leaves it one hover or click away, not gone.
+    const inClosedMenus = [];
+    for (const el of hidden) {
+      if (inClosedMenus.length >= MAX_MENU_ITEMS || performance.now() > deadline) break;
+      const opener = menuOpener(el);
+      if (!opener) continue;
+      const fp = describe(el, false, true);
+      const known = refs.indexOf(opener.el);
+      fp.opened_by = known >= 0 ? known : refs.push(opener.el) - 1;
+      fp.opener_clicks = opener.clicks;
+      fp.opener_text = cap(norm(accName(opener.el) || opener.el.innerText || ""), 80);
+      inClosedMenus.push(fp);
     }
     window[REFS] = refs;
     const links = [];
@@ -324,10 +341,40 @@
     const state = pageState(roots);
     return Object.assign(state, {
       elements,
+      in_closed_menus: inClosedMenus,
       links,
       forms,
       text_excerpt: document.body ? cap(norm(document.body.innerText), 4000) : "",
     });
+  }
+
+  // How far above a hidden link its menu's visible owner may be (a > li > ul > div.dropdown > li.nav-item).
+  const MENU_DEPTH = 5;
+  const MAX_MENU_ITEMS = 300;
+  const DISCLOSURE = "[aria-expanded], [aria-haspopup]:not([aria-haspopup=false]), summary";
+
+  // What opens the closed menu that hides `el`, as {el, clicks}; null when `el` is hidden for another reason (a
+  // closed dialog, a hidden page section). The menu is the outermost hidden ancestor under a visible owner; its
+  // opener is the owner's disclosure control (aria-controls naming the menu, aria-expanded, aria-haspopup, a
+  // <details> summary), which a click may toggle, or, in a small owner (an <li> holding a link and its menu, as
+  // CSS :hover drop-downs are built), the owner's one other visible link or button, which is only hovered: a
+  // click on a link would leave the page.
+  function menuOpener(el) {
+    let menu = el;
+    for (let depth = 0; depth < MENU_DEPTH; depth++) {
+      const owner = parentOf(menu);
+      if (!owner || owner === document.body || owner === document.documentElement) return null;
+      if (!isVisible(owner)) { menu = owner; continue; }
+      const outside = (c) => !holds(menu, c) && isVisible(c);
+      const controls = menu.id ? Array.from(owner.querySelectorAll("[aria-controls]")).find(
+        (c) => c.getAttribute("aria-controls").split(/\s+/).includes(menu.id) && outside(c)) : null;
+      const disclosure = controls || Array.from(owner.querySelectorAll(DISCLOSURE)).find(outside);
+      if (disclosure) return { el: disclosure, clicks: true };
+      if (owner.children.length > 3) return null;
+      const others = Array.from(owner.querySelectorAll("a, button, [role=button], [role=menuitem]")).filter(outside);
+      return others.length === 1 ? { el: others[0], clicks: false } : null;
+    }
+    return null;
   }
 
   const STABLE_ID = (id) => !!id && !/\d{4,}|[0-9a-f]{8,}|^(ember|react|ng-|:r|mui-|radix-|headlessui-)|^[0-9]/i.test(id) &&

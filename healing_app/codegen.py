@@ -16,8 +16,10 @@ from __future__ import annotations
 import ast
 import copy
 import difflib
+import importlib
 import json
 import re
+import types
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -35,8 +37,9 @@ from healing_app.sites import url_allowed
 
 MAX_CODE_BYTES = 256 * 1024
 
-# Module -> names that may be imported from it (None: any name). playwright.sync_api
-# is restricted because sync_playwright() would start a second, unsandboxed browser.
+# Module -> names that may be imported from it (None: any public name that is not itself a module:
+# `urllib.parse.sys` or `datetime.sys` would hand over the interpreter). playwright.sync_api is
+# restricted because sync_playwright() would start a second, unsandboxed browser.
 ALLOWED_IMPORTS: Mapping[str, frozenset[str] | None] = {
     "__future__": None,
     "re": None,
@@ -55,6 +58,13 @@ FORBIDDEN_NAMES = frozenset(
     {"os", "sys", "subprocess", "socket", "eval", "exec", "compile", "open", "__import__",
      "globals", "locals", "vars", "importlib", "builtins", "setattr", "delattr",
      "breakpoint", "input", "exit", "quit"}
+)
+
+# Attributes of frames, generators, coroutines and tracebacks: each leads to some module's globals, and from
+# there to its builtins (`gen.gi_frame.f_globals["__builtins__"]`).
+INTROSPECTION_ATTRIBUTES = frozenset(
+    {"gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "f_globals", "f_locals", "f_builtins",
+     "f_back", "f_code", "tb_frame", "tb_next", "co_consts", "mro"}
 )
 
 # Page capabilities that run arbitrary JS, intercept traffic, touch local files or
@@ -199,17 +209,18 @@ def _parse_or_none(code: str | None) -> ast.Module | None:
 
 
 def _import_violations(tree: ast.Module) -> Iterator[str]:
-    # `import urllib.parse` binds `urllib`; remember which child it vouches for so that
-    # `urllib.request` through the same name is refused.
-    dotted_roots: dict[str, set[str]] = {}
+    # Names bound to an allowed module, by the module's dotted name. `import urllib.parse` binds `urllib`,
+    # which vouches for its `parse` child only, so `urllib.request` through the same name is refused.
+    modules: dict[str, str] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name not in ALLOWED_IMPORTS or ALLOWED_IMPORTS[alias.name] is not None:
                     yield f"line {node.lineno}: import of `{alias.name}` is not allowed"
-                elif "." in alias.name and alias.asname is None:
-                    root, child = alias.name.split(".", 2)[:2]
-                    dotted_roots.setdefault(root, set()).add(child)
+                elif alias.asname:
+                    modules[alias.asname] = alias.name
+                else:
+                    modules[alias.name.split(".")[0]] = alias.name.split(".")[0]
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
             if node.level:
@@ -217,19 +228,35 @@ def _import_violations(tree: ast.Module) -> Iterator[str]:
                 continue
             for alias in node.names:
                 allowed = ALLOWED_IMPORTS.get(module, ())
-                if allowed is None or (allowed and alias.name in allowed):
-                    continue
                 if ALLOWED_IMPORTS.get(f"{module}.{alias.name}", ()) is None:
+                    modules[alias.asname or alias.name] = f"{module}.{alias.name}"
+                elif allowed is None and _public_member(module, alias.name):
                     continue
-                yield f"line {node.lineno}: import of `{alias.name}` from `{module}` is not allowed"
+                elif not (allowed and alias.name in allowed):
+                    yield f"line {node.lineno}: import of `{alias.name}` from `{module}` is not allowed"
     for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name)
-            and node.value.id in dotted_roots
-            and node.attr not in dotted_roots[node.value.id]
-        ):
-            yield f"line {node.lineno}: `{node.value.id}.{node.attr}` is not allowed"
+        if isinstance(node, ast.Attribute) and (module := _module_of(node.value, modules)) is not None:
+            if ALLOWED_IMPORTS.get(f"{module}.{node.attr}", ()) is None:
+                continue  # urllib.parse through `urllib`
+            if ALLOWED_IMPORTS.get(module, ()) is not None or not _public_member(module, node.attr):
+                yield f"line {node.lineno}: `{ast.unparse(node)}` is not allowed"
+
+
+def _module_of(expr: ast.expr, modules: Mapping[str, str]) -> str | None:
+    """The allowed module `expr` names (`re`, `urllib.parse`, an alias of one), or None."""
+    if isinstance(expr, ast.Name):
+        return modules.get(expr.id)
+    if isinstance(expr, ast.Attribute) and (parent := _module_of(expr.value, modules)) is not None:
+        dotted = f"{parent}.{expr.attr}"
+        return dotted if ALLOWED_IMPORTS.get(dotted, ()) is None else None
+    return None
+
+
+def _public_member(module: str, name: str) -> bool:
+    """Whether `name` is a public member of the allowed module `module` that is not itself a module."""
+    if name.startswith("_"):
+        return False
+    return not isinstance(getattr(importlib.import_module(module), name, None), types.ModuleType)
 
 
 def _is_dunder(name: str) -> bool:
@@ -249,7 +276,7 @@ def _name_violations(tree: ast.Module) -> Iterator[str]:
             node.id in FORBIDDEN_NAMES or (_is_dunder(node.id) and node.id != "__name__")
         ):
             yield f"line {node.lineno}: use of `{node.id}` is not allowed"
-        elif isinstance(node, ast.Attribute) and _is_dunder(node.attr):
+        elif isinstance(node, ast.Attribute) and (_is_dunder(node.attr) or node.attr in INTROSPECTION_ATTRIBUTES):
             yield f"line {node.lineno}: access to `{node.attr}` is not allowed"
         elif (
             isinstance(node, ast.Call)
@@ -259,15 +286,17 @@ def _name_violations(tree: ast.Module) -> Iterator[str]:
             name = node.args[1] if len(node.args) > 1 else None
             if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
                 yield f"line {node.lineno}: getattr() needs a literal attribute name"
-            elif _is_dunder(name.value) or name.value in GUARDED_ATTRIBUTES or name.value == "goto":
+            elif (
+                name.value.startswith("_") or name.value in GUARDED_ATTRIBUTES
+                or name.value in INTROSPECTION_ATTRIBUTES or name.value == "goto"
+            ):
                 yield f"line {node.lineno}: getattr() of `{name.value}` is not allowed"
-        elif (
-            isinstance(node, ast.Constant)
-            and isinstance(node.value, str)
-            and re.search(r"\{[^{}]*__", node.value)
-        ):
-            # "{0.__class__}".format(x) reaches dunders without an Attribute node.
-            yield f"line {node.lineno}: format string reaching a dunder attribute is not allowed"
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(r"\{[^{}]*[.\[]_", node.value):
+            # "{0.__class__}".format(x) reaches attributes without an Attribute node.
+            yield f"line {node.lineno}: format string reaching a private attribute is not allowed"
+        elif isinstance(node, ast.Constant) and _is_dunder(str(node.value)) and node.value != "__main__":
+            # `f_globals["__builtins__"]`, `vars(m)["__import__"]`: a dunder by key is as much a way out.
+            yield f"line {node.lineno}: the string {node.value!r} is not allowed"
 
 
 def _goto_violations(
@@ -537,6 +566,11 @@ def _is_absolute_url(text: str) -> bool:
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 
+def urls_in_code(code: str) -> list[str]:
+    """The http(s) URLs task code names in its string literals (none when it does not parse)."""
+    return [url for _, url in _literal_urls(_parse_or_none(code))]
+
+
 def _literal_urls(tree: ast.Module | None) -> Iterator[tuple[int, str]]:
     """URLs in string literals, also when split across a concatenation ("https:/" + "/evil.test"), an
     f-string, a `%` format or a "".join of literals."""
@@ -609,12 +643,14 @@ def _url_literal_violations(
 
 
 def _guarded_attribute_violations(tree: ast.Module, original: ast.Module | None) -> Iterator[str]:
+    # Private attributes count as guarded: `page._impl_obj` reaches Playwright's internals, past every check here.
     def count(t: ast.Module | None) -> Counter[str]:
         if t is None:
             return Counter()
         return Counter(
             n.attr for n in ast.walk(t)
-            if isinstance(n, ast.Attribute) and n.attr in GUARDED_ATTRIBUTES
+            if isinstance(n, ast.Attribute)
+            and (n.attr in GUARDED_ATTRIBUTES or (n.attr.startswith("_") and not _is_dunder(n.attr)))
         )
 
     added = count(tree) - count(original)

@@ -198,6 +198,51 @@ def test_gate_refuses_reaching_a_sibling_module_through_a_dotted_import():
 
 
 @pytest.mark.parametrize(
+    "header, statement",
+    [
+        ("from urllib.parse import sys as s\n", "s.modules['socket'].create_connection(('evil.test', 80))"),
+        ("import urllib.parse\n", "urllib.parse.sys.modules['os'].system('id')"),
+        ("import urllib.parse as up\n", "up.sys.modules['os'].system('id')"),
+        ("from urllib import parse\n", "parse.sys.modules['os'].system('id')"),
+        ("import datetime\n", "datetime.sys.modules['os'].system('id')"),
+        ("import re\n", "re.functools.reduce(print, [1, 2])"),
+        ("import json\n", "json.decoder.scanner"),
+        ("import re\n", "re._compiler"),
+        ("from json import _default_decoder\n", "_default_decoder.decode('1')"),
+    ],
+)
+def test_gate_refuses_modules_and_internals_reached_through_an_allowed_module(header, statement):
+    violations = gate(with_run(statement + "\n", header=header), original=None)
+    assert violations, statement
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "page._impl_obj._main_frame",
+        "getattr(page, '_impl_obj')",
+        "'{0._impl_obj}'.format(page)",
+        "g = (x for x in [1]); g.gi_frame.f_globals",
+        "getattr((x for x in [1]), 'gi_frame')",
+        "b = {}['__builtins__']",
+        "(lambda: 0).mro",
+    ],
+)
+def test_gate_refuses_private_attributes_and_ways_to_a_frames_globals(statement):
+    assert gate(with_run(statement + "\n"), original=None), statement
+
+
+def test_gate_allows_the_public_api_of_allowed_modules_and_a_private_attribute_the_original_had():
+    code = with_run(
+        "t = datetime.datetime.now(datetime.timezone.utc); q = urllib.parse.quote('a b'); m = re.compile('x')\n",
+        header="import datetime, re, urllib.parse\n",
+    )
+    assert gate(code, original=None) == []
+    original = with_run("page._old_helper = 1\n")
+    assert gate(original + "\n", original=original) == []
+
+
+@pytest.mark.parametrize(
     "statement, name",
     [
         ("__import__('os').system('id')", "__import__"),

@@ -319,6 +319,16 @@ def validation_hosts(run: Run) -> list[str]:
     return sites.hosts_of([*params.values(), start, *(step.get("url") for step in healed)])
 
 
+def secret_hosts(run: Run) -> list[str]:
+    """Where an agent may type the task's secrets during a hand-over: the task's own sites (the hosts of its
+    params, of the URL it starts at and of the URLs its code names), each with its subdomains, a leading www.
+    dropped (www.shop.example signs in at login.shop.example). A single sign-on host elsewhere is allowed by
+    putting its URL in the params. Not the pages the run was sent to: a redirect chose those."""
+    params = {**run.task.params, **run.params}
+    urls = [*params.values(), sites.start_url(params, run.task.prompt), *codegen.urls_in_code(run.version.code)]
+    return [host.removeprefix("www.") for host in sites.hosts_of(urls)]
+
+
 def validation_frame_hosts(run: Run) -> list[str]:
     """Hosts a validation run's iframes may load from on top: those of the frames the agent closed a banner in
     (a consent tool's), without which the new version's handler has nothing to click. Frames only: the page,

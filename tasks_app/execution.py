@@ -63,6 +63,8 @@ def run_execute(run: Run, *, browser=None, on_step_extra=None) -> RunResult:
         # Machine-written code runs here before anyone has read it: keep it on the sites the task uses.
         allowed_hosts=pipeline.validation_hosts(run) if run.purpose == Run.Purpose.VALIDATION else None,
         frame_hosts=pipeline.validation_frame_hosts(run) if run.purpose == Run.Purpose.VALIDATION else [],
+        contained=run.version.machine_written,
+        secret_hosts=pipeline.secret_hosts(run) if healing_on else None,
         wall_timeout_s=settings.RUN_WALL_TIMEOUT_S,
         action_timeout_ms=settings.RUN_ACTION_TIMEOUT_MS,
     )

@@ -97,6 +97,11 @@ class CodeVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.task_id} v{self.number}"
 
+    @property
+    def machine_written(self) -> bool:
+        """Healed, or generated from the prompt: no person wrote it, so it runs contained (RunSpec.contained)."""
+        return self.source in (self.Source.HEALED, self.Source.GENERATED)
+
     def save(self, *args, **kwargs):
         if not self._state.adding:
             raise ValueError("code versions are immutable; create a new version instead")

@@ -127,9 +127,11 @@ class HeuristicAgent:
             if late is not None:
                 late.candidates = candidates
                 return late
-            return TakeoverOutcome(
-                recovered=False, reason=f"locator abstained: {result.reason}", candidates=candidates
-            )
+            reason = f"locator abstained: {result.reason}"
+            if source == "selector and prompt":
+                reason += (f" (this step has never succeeded, so nothing recorded what its element looks like: the "
+                           f"selector {plain_selector(failure.get('selector'))} is all there is to go on)")
+            return TakeoverOutcome(recovered=False, reason=reason, candidates=candidates)
         return self._retry_with(run, elements[result.index], target=target, confidence=result.confidence,
                                 candidates=candidates)
 
@@ -518,12 +520,14 @@ class HeuristicAgent:
             user_field, password_field, submit = (_unique_selector(run.handover, item) for item in form)
             if None in (user_field, password_field, submit):
                 return no_selector
-            _fill_secret(run, user_field, user_key)
+            if refused := _fill_secret(run, user_field, user_key):
+                return refused
         elif (first_step := _user_name_step(forms)) is not None:
             user_field, next_selector = (_unique_selector(run.handover, item) for item in first_step)
             if None in (user_field, next_selector):
                 return no_selector
-            _fill_secret(run, user_field, user_key)
+            if refused := _fill_secret(run, user_field, user_key):
+                return refused
             run.log("click", selector=next_selector, why="the first step of a two-step login")
             if not (clicked := run.handover.act("click", selector=next_selector)).get("ok"):
                 return f"the login's next button did not work: {clicked.get('error')}"
@@ -536,7 +540,8 @@ class HeuristicAgent:
                 return no_selector
         else:
             return "no login form found on the page"
-        _fill_secret(run, password_field, "password")
+        if refused := _fill_secret(run, password_field, "password"):
+            return refused
         run.log("click", selector=submit)
         if not (clicked := run.handover.act("click", selector=submit)).get("ok"):
             return f"the login button did not work: {clicked.get('error')}"
@@ -1040,9 +1045,11 @@ def _password_step(forms: list[dict]) -> tuple[dict, dict] | None:
     return None
 
 
-def _fill_secret(run: _Run, selector: str, secret_key: str) -> None:
+def _fill_secret(run: _Run, selector: str, secret_key: str) -> str | None:
+    """Type the secret into the field; why not, when the runner refused (a form off the task's sites)."""
     run.log("fill_secret", selector=selector, secret=secret_key)  # the key, never the value
-    run.handover.fill_secret(selector=selector, secret_key=secret_key)
+    answer = run.handover.fill_secret(selector=selector, secret_key=secret_key)
+    return None if answer.get("ok") else f"the login form was not filled: {answer.get('error')}"
 
 
 def _signs_up(form: dict, passwords: list[dict]) -> bool:

@@ -391,6 +391,42 @@ def test_a_new_login_wall_is_passed_with_the_tasks_secrets(drain):
     assert "correct-horse" not in str(event.agent_trace)
 
 
+def test_secrets_are_typed_only_on_the_tasks_sites_and_a_single_sign_on_host_is_allowed_by_naming_it(drain):
+    """A redirect to a login form on another host (a hijacked link, an open redirect) gets no credentials; once
+    the task's params name that host, as for a real single sign-on page, the wall is passed there."""
+    posted = []
+
+    def account(request):
+        if "session=ok" in request.headers.get("Cookie", ""):
+            return '<h1>Account</h1><p id="balance">100.00</p>'
+        return redirect(elsewhere + "/login")
+
+    def login(request):
+        if request.method == "POST":
+            posted.append(dict(request.form))
+            return redirect(site.url + "/callback")  # back to the site, which starts the session
+        return (
+            '<form method="post" action="/login"><label for="u">Email</label><input id="u" name="user" type="email">'
+            '<label for="p">Password</label><input id="p" name="pass" type="password">'
+            '<button type="submit">Sign in</button></form>'
+        )
+
+    callback = Response("", status=302, headers={"Location": "/account", "Set-Cookie": "session=ok; Path=/"})
+    with serve({"/account": '<h1>Account</h1><p id="balance">100.00</p>', "/login": login, "/callback": callback}) as site:
+        elsewhere = site.url.replace("127.0.0.1", "localhost")  # the same server under another host name
+        run, event = run_into_a_login_wall(site, drain, account)
+        assert run.status == Run.Status.FAILED and event.status == S.FAILED
+        assert "secrets are typed only on the task's sites (127.0.0.1); this form is on localhost" in event.reason
+        assert posted == []
+
+        task = event.task
+        services.task_update(task=task, params={**task.params, "sso_url": elsewhere + "/login"})
+        task.refresh_from_db()
+        healed = run_now(task, drain)
+    assert healed.status == Run.Status.HEALED, _explain(healed)
+    assert posted == [{"user": "ada@example.com", "pass": "correct-horse"}] * 2  # the healed run, its validation
+
+
 def test_a_login_wall_with_a_sign_up_form_first_is_passed_by_signing_in_not_up(drain):
     def account(request):
         cookie = request.headers.get("Cookie", "")
@@ -558,6 +594,27 @@ def test_a_link_now_hidden_in_a_menu_behind_a_button_is_reached_by_opening_the_m
         "    page.click('role=button[name=\"More\"s]')", '    page.click("#nav-pricing")',
     ]
     assert "clicks" in event.root_cause
+
+
+def test_machine_written_versions_run_contained_and_a_persons_do_not(drain):
+    """A deployed heal's code (or code generated from the prompt) may reach the web only through its page: from
+    Python it opens no socket, even along a path the static gate missed. A person's own code is theirs to write."""
+    probe = '''import urllib.parse
+def run(page, params):
+    page.goto(params["base_url"] + "/")
+    urllib.parse.sys.modules["socket"].create_connection(("127.0.0.1", params["port"]), timeout=5).close()
+    return page.inner_text("h1")
+'''
+    with serve({"/": "<h1>home</h1>"}) as site:
+        task = services.task_create(name="probe", prompt="Read the heading", code=probe,
+                                    params={"base_url": site.url, "port": site.port})
+        assert run_now(task, drain).output == "home"  # a person's code
+        healed = services.version_create(task=task, code=probe, source="healed", parent=task.current_version)
+        services.version_deploy(task=task, version=healed, reason="test")
+        task.refresh_from_db()
+        contained = run_now(task, drain)
+    assert contained.status == Run.Status.FAILED
+    assert "socket.getaddrinfo is not allowed" in contained.error_message
 
 
 def consent_banner(buttons: str) -> str:

@@ -403,3 +403,20 @@ def test_a_close_link_to_hash_closes_the_layer_without_counting_as_leaving_the_p
 
     assert outcome.recovered, outcome.reason
     assert (outcome.recovery["kind"], outcome.recovery["close_selector"]) == ("layer", "#consent a")
+
+
+def test_without_a_recorded_element_an_abstention_says_the_step_never_succeeded():
+    """A task whose first run meets an already-changed page has only the selector to go on: the reviewer is told."""
+    url = "http://shop.test/contact"
+    page = {"elements": [
+        {"tag": "LABEL", "text": "Email", "xpath": "/html[1]/body[1]/form[1]/label[1]", "ref": 0},
+        {**button("Send message", xpath="/html[1]/body[1]/form[1]/button[1]", id="send-message"), "ref": 1},
+    ]}
+    failure = {"type": "element_not_found", "line": 4, "selector": "#submit", "action": "click"}
+    context = TakeoverContext(task_id="t", prompt="", code=SEND, failure=failure, stored_fingerprint=None)
+
+    outcome = HeuristicAgent().take_over(context, FakeHandover({url: page}, url))
+
+    assert not outcome.recovered
+    assert outcome.reason.startswith("locator abstained: ")
+    assert "this step has never succeeded" in outcome.reason and "the selector #submit is all there is" in outcome.reason

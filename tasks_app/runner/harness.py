@@ -112,7 +112,7 @@ class RunAborted(BaseException):
     """The hand-over was aborted: ends the run (BaseException so `except Exception` can't swallow it)."""
 
     def __init__(self, failure: Failure, reason: str) -> None:
-        super().__init__(f"{failure.type}: {failure.message} (recovery aborted: {reason})")
+        super().__init__(f"{failure.message} (recovery aborted: {reason})")  # error_type says the type
         self.failure = failure
 
 
@@ -399,9 +399,21 @@ class Runtime:
         ev.update({k: v for k, v in state.items() if k not in ("url",)})
         return ev
 
+    def screenshot(self, timeout_ms: int) -> bytes:
+        """The page as PNG, with the fields that hold a secret blacked out: typed into a text field (a user name,
+        an API token), a secret would show in the picture. The values are read out of the page and compared here:
+        the page never gets to see what we look for."""
+        fields = Page.locator(self.page, "input, textarea")
+        masked = []
+        if self.secrets:
+            values = self.bounded(fields._impl_obj.evaluate_all("(els) => els.map((el) => el.value)", None), 2.0) or []
+            masked = [fields.nth(i) for i, value in enumerate(values)
+                      if isinstance(value, str) and any(secret in value for secret in self.secrets)]
+        return Page.screenshot(self.page, timeout=timeout_ms, mask=masked, mask_color="#000")
+
     def capture(self) -> tuple[str | None, str]:
         try:
-            png = Page.screenshot(self.page, timeout=3000)
+            png = self.screenshot(3000)
         except Exception:  # noqa: BLE001 - a page that cannot be captured is still a failure to report
             png = None
         b64 = base64.b64encode(png).decode() if png else None
@@ -543,7 +555,7 @@ class Runtime:
             obs["pending_requests"] = self.pending_requests
             return {"ok": True, "value": self.mask(obs)}
         if op == "screenshot":
-            png = page.screenshot(timeout=timeout)
+            png = self.screenshot(timeout)
             return {"ok": True, "value": base64.b64encode(png).decode()}
         if op == "goto":
             url = msg["url"]
@@ -565,7 +577,14 @@ class Runtime:
             value = self.spec.secrets
             for part in str(key).split("."):
                 value = value[part]
-            self._target(msg).fill(str(value), timeout=timeout)
+            target = self._target(msg)
+            where = target.evaluate(snapshot.DOCUMENT_URL)
+            if not _on_hosts(where, self.spec.secret_hosts):
+                return {"ok": False, "error": self.mask(
+                    f"secrets are typed only on the task's sites ({', '.join(self.spec.secret_hosts or [])}); "
+                    f"this form is on {urllib.parse.urlsplit(where).hostname or where}"
+                )}
+            target.fill(str(value), timeout=timeout)
             self.password_filled = True
             return {"ok": True}
         if op == "act":
@@ -1006,6 +1025,27 @@ def _install_listeners(rt: Runtime, context: Any) -> None:
         context.route("**/*", guard)
 
 
+# What contained code may not do from Python (CPython audit events). The static gate refuses the obvious ways to
+# these; this is the floor under it when something gets past: a hook, once added, cannot be removed.
+CONTAINED_EVENTS = frozenset({
+    "socket.__new__", "socket.bind", "socket.connect", "socket.getaddrinfo", "socket.gethostbyname",
+    "socket.gethostbyaddr", "socket.getnameinfo", "socket.sendto", "socket.sendmsg",
+    "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
+    "os.kill", "os.killpg", "pty.spawn", "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.call_function",
+})
+
+
+def contain_python() -> None:
+    """From now on this process opens no socket, resolves no name, and starts or signals no process. The
+    connections it already has (to the worker, to the Playwright driver) keep working."""
+
+    def refuse(event: str, _args: tuple) -> None:
+        if event in CONTAINED_EVENTS:
+            raise PermissionError(f"{event} is not allowed: machine-written task code reaches the web only through its page")
+
+    sys.addaudithook(refuse)
+
+
 def run_task(rt: Runtime, spec: RunSpec, task_file: str) -> dict:
     t = time.perf_counter()
     status, output, error_type, error_message = "ok", None, None, None
@@ -1016,6 +1056,8 @@ def run_task(rt: Runtime, spec: RunSpec, task_file: str) -> dict:
         linecache.cache[task_file] = (len(spec.code), None, spec.code.splitlines(True), task_file)
         code = compile(spec.code, task_file, "exec")
         namespace: dict[str, Any] = {"__name__": "anchor_task", "__file__": task_file}
+        if spec.contained:
+            contain_python()
         exec(code, namespace)  # noqa: S102 - running the task is the point; the sandbox contains it
         run = namespace.get("run")
         if not callable(run):
@@ -1083,6 +1125,14 @@ def run_task(rt: Runtime, spec: RunSpec, task_file: str) -> dict:
         "recovered": rt.recovered,
         "timings": {"task_ms": task_ms},
     }
+
+
+def _on_hosts(url: str, hosts: list[str] | None) -> bool:
+    """Whether `url` is on one of `hosts` or a subdomain of one (None: any host)."""
+    if hosts is None:
+        return True
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    return bool(host) and any(host == h or host.endswith("." + h) for h in hosts)
 
 
 def _is_main_frame(request: Any) -> bool:

@@ -62,6 +62,12 @@ class RunSpec(_Data):
     allowed_hosts: list[str] | None = None
     # With allowed_hosts: hosts an iframe may load from, and nothing else (exactly these, no subdomains).
     frame_hosts: list[str] = field(default_factory=list)
+    # Machine-written code: from Python it may open no socket, resolve no name and start or signal no process;
+    # the browser is its only way to the web.
+    contained: bool = False
+    # Where a hand-over may type a secret: these hosts and their subdomains (None: anywhere). An agent follows
+    # pages it did not choose, and a login form elsewhere would collect the task's credentials.
+    secret_hosts: list[str] | None = None
 
 
 @dataclass

@@ -36,6 +36,8 @@ BODY_TEXT = "(max) => document.body ? document.body.innerText.slice(0, max) : ''
 ELEMENT_EVIDENCE = f"(els) => {_A}.elementEvidence(els)"
 # Used with locator.evaluate_all during a hand-over: the layer drawn over the first match (with its ref), or null.
 COVERING_LAYER = f"(els) => els.length ? {_A}.coveringLayer(els[0], true) : null"
+# The URL of the document an element is in (a frame's, for an element in one).
+DOCUMENT_URL = "(el) => el.ownerDocument.location.href"
 REF_HANDLE = f"(n) => {_A}.ref(n)"
 SELECTOR_CANDIDATES = f"(n) => {{ const A = {_A}; const el = A.ref(n); return el ? A.selectorCandidates(el) : []; }}"
 # evaluate_all over a candidate selector: [count, matches the ref'd element].

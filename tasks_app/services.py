@@ -81,6 +81,8 @@ def task_update(*, task: Task, actor: Actor | None = None, **changes: Any) -> Ta
             code = _UNSET
         if not changed and new_secrets is None and code is _UNSET:
             return task  # nothing to change, nothing to audit
+        if code is not _UNSET or "params" in changed or new_secrets is not None:
+            _require_secrets_holder(task, actor, "change its code, params or secrets")
         for field, value in changed.items():
             setattr(task, field, value)
         if new_secrets is not None:
@@ -102,6 +104,18 @@ def task_update(*, task: Task, actor: Actor | None = None, **changes: Any) -> Ta
             audit_data["new_version"] = version.number
         audit_log(actor=actor, action="task.update", obj=task, data=audit_data)
     return task
+
+
+def _require_secrets_holder(task: Task, actor: Actor | None, what: str) -> None:
+    """The code and the params decide where a task's secrets are sent (its code reads them): once a task holds
+    secrets, only its owner, a reviewer or staff allowed to change tasks may change those, or run it with params
+    of their own. Others still see, edit and run it."""
+    user = as_actor(actor).user
+    if user is None or not task.secret_keys:
+        return
+    if task.owner_id == user.pk or can_review(user) or user.has_perm("tasks_app.change_task"):
+        return
+    raise PermissionDenied(f"the task holds secrets: only its owner or a reviewer may {what}")
 
 
 def task_changes_check(task: Task | None, changes: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +234,8 @@ def run_create(
         raise InputError("version", "the task has no code yet; give it code or configure an LLM to write it")
     if version.task_id != task.pk:
         raise InputError("version", "belongs to another task")
+    if params:
+        _require_secrets_holder(task, actor, "run it with params of your own")
     run = Run.objects.create(
         task=task,
         version=version,

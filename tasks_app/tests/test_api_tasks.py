@@ -11,7 +11,7 @@ import pytest
 from healing_app.models import HealingEvent
 from healing_app.permissions import reviewers_group
 from tasks_app.api_keys import api_key_create
-from tasks_app.models import AuditLog, CodeVersion, Task
+from tasks_app.models import AuditLog, CodeVersion, Run, Task
 from tests.browser import scenario
 
 pytestmark = pytest.mark.django_db
@@ -209,6 +209,29 @@ def test_only_the_owner_or_a_reviewer_may_delete_a_task(api, client, django_user
     _, raw = api_key_create(user=reviewer, name="reviewer")
     assert Api(client, raw).delete(f"/tasks/{body['id']}").status_code == 204
     assert not Task.objects.filter(pk=body["id"]).exists()
+
+
+def test_once_a_task_holds_secrets_only_its_owner_or_a_reviewer_may_change_where_they_go(api, client, django_user_model):
+    """Code reads the secrets and params say where it goes: changing either is as good as reading them."""
+    body = _create(api, secrets={"password": "hunter2"}, code="def run(page, params):\n    return {}\n")
+    _, raw = api_key_create(user=django_user_model.objects.create_user("eve"), name="other member")
+    eve = Api(client, raw)
+    leak = "def run(page, params):\n    return {'x': params['secrets']['password'][::-1]}\n"
+    for change in ({"code": leak}, {"params": {"base_url": "https://evil.test"}}, {"secrets": {"password": "mine"}}):
+        response = eve.patch(f"/tasks/{body['id']}", change)
+        assert response.status_code == 403, change
+        assert response.json()["error"]["message"] == (
+            "the task holds secrets: only its owner or a reviewer may change its code, params or secrets"
+        )
+    refused = eve.post(f"/tasks/{body['id']}/runs", {"params": {"base_url": "https://evil.test"}})
+    assert refused.status_code == 403 and "run it with params of your own" in refused.json()["error"]["message"]
+    assert not Run.objects.exists()
+
+    assert eve.patch(f"/tasks/{body['id']}", {"name": "renamed by eve"}).status_code == 200  # the rest stays open
+    assert eve.post(f"/tasks/{body['id']}/runs").status_code == 202
+    assert api.patch(f"/tasks/{body['id']}", {"code": leak}).status_code == 200  # the owner may
+    without_secrets = _create(api)
+    assert eve.patch(f"/tasks/{without_secrets['id']}", {"code": leak}).status_code == 200
 
 
 def test_changes_are_audited_under_the_keys_owner(api, owner):

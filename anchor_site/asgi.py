@@ -14,6 +14,12 @@ for _status in HTTPStatus:
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "anchor_site.settings")
 django_asgi_app = get_asgi_application()
 
+from tasks_app.runner.browser import hide_from_same_uid  # noqa: E402
+
+# A worker that is not root runs tasks under its own uid, which may be this process's: keep our environment
+# (SECRET_KEY, DATABASE_URL) out of their reach, as the worker does for its own.
+hide_from_same_uid()
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402

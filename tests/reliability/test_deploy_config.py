@@ -48,6 +48,7 @@ def test_the_systemd_units_run_the_documented_commands_and_restart():
     # A crashed or stopped worker takes its RQ scheduler process, Chromium and sandboxes with it.
     assert worker["KillMode"] == "control-group"
     assert int(worker["TimeoutStopSec"]) >= 90  # a warm shutdown lets the running task end
+    assert web["ProtectProc"] == worker["ProtectProc"] == "invisible"
     target = _unit("anchor.target")["Unit"]["Wants"].split()
     ports = sorted(re.findall(r"anchor-web@(\d+)\.service", " ".join(target)))
     upstream = sorted(re.findall(r"server 127\.0\.0\.1:(\d+)", (DEPLOY / "nginx" / "anchor.conf").read_text()))

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
 from django.urls import include, path, re_path, register_converter
+from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 
 from anchor_site.api import api
@@ -10,9 +11,13 @@ from tasks_app.ids import IdConverter
 
 register_converter(IdConverter, "id")  # before the includes below, whose patterns use it
 
+@csrf_exempt  # it changes nothing, and API clients send no CSRF token: they get this JSON, not Django's HTML 403
 def api_not_found(request, *args, **kwargs):
     """Unknown API paths answer in the API's own JSON error shape, not with an HTML page."""
-    return api_error(404, "not_found", f"no API endpoint at {request.path}; the reference is at /api/v1/docs")
+    hint = ""
+    if request.path.endswith("/") and request.path.count("/") > 3:
+        hint = f" (try {request.path.rstrip('/')}: API paths have no trailing slash)"
+    return api_error(404, "not_found", f"no API endpoint at {request.path}{hint}; the reference is at /api/v1/docs")
 
 
 urlpatterns = [

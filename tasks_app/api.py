@@ -178,6 +178,9 @@ def run_get(request: HttpRequest, run_id: str):
 
 def run_out(run: Run) -> dict:
     events = list(run.healing_events.all())
+    error_type = run.error_type or None
+    if run.status == Run.Status.HEALED and events:
+        error_type = events[0].error_type  # the failure that was healed, as the run.healed webhook says
     return {
         "id": run.pk,
         "task": run.task_id,
@@ -186,7 +189,7 @@ def run_out(run: Run) -> dict:
         "version": run.version.number if run.version_id else None,
         "params": run.params,
         "output": run.output,
-        "error_type": run.error_type or None,
+        "error_type": error_type,
         "error_message": run.error_message or None,
         "trace": run.trace,
         "healing_event": events[0].pk if events else None,

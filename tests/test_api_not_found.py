@@ -1,4 +1,5 @@
 import pytest
+from django.test import Client
 
 pytestmark = pytest.mark.django_db
 
@@ -8,6 +9,20 @@ def test_unknown_api_paths_answer_json_404(client, path):
     response = client.get(path)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("method, path", [
+    ("post", "/api/v1/webhooks/"), ("patch", "/api/v1/webhooks/wh_x/"), ("delete", "/api/v1/tasks/task_x/"),
+    ("post", "/api/v2/tasks"),
+])
+def test_unknown_api_paths_answer_json_404_to_writes_too_not_a_csrf_page(method, path):
+    """API clients send no CSRF token; a mistyped path (a trailing slash) must still get the API's JSON error."""
+    response = getattr(Client(enforce_csrf_checks=True), method)(path, "{}", content_type="application/json")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "not_found"
+    if path.endswith("/"):
+        assert f"try {path.rstrip('/')}" in error["message"]
 
 
 def test_api_docs_are_served_without_a_cdn(client, django_user_model):

@@ -39,3 +39,30 @@ def test_the_demo_heals_the_contact_form_and_the_moved_catalog(live_server, sett
     assert catalog.current_version.number == 1  # auto_deploy is off: it waits for a reviewer
     healed_run = catalog_event.run
     assert healed_run.status == Run.Status.HEALED and "Brass compass" in str(healed_run.output)
+
+
+def test_playing_the_demo_again_starts_from_the_seeded_code_and_heals_again(live_server, settings, drain):
+    """`make run` plays the demo each time it starts: a second play breaks and heals the tasks again."""
+    settings.ANCHOR_SITE_URL = live_server.url
+    contact, catalog = sorted(demo_seed(), key=lambda task: task.name != "demo: contact form")
+    for task in (contact, catalog):
+        services.run_enqueue(task=task)
+    drain()
+    demo_switch(version=2)
+    drain()
+    first_heal = HealingEvent.objects.get(task=contact)
+
+    contact, catalog = sorted(demo_seed(), key=lambda task: task.name != "demo: contact form")
+    assert contact.current_version.number == 1 and '"#submit"' in contact.current_version.code
+    for task in (contact, catalog):
+        services.run_enqueue(task=task)
+    drain()
+    played = Run.objects.filter(purpose=Run.Purpose.NORMAL, status=Run.Status.SUCCEEDED)
+    assert played.count() == 4  # both plays' runs on version 1
+    demo_switch(version=2)
+    drain()
+    again = HealingEvent.objects.filter(task=contact).exclude(pk=first_heal.pk).get()
+    assert again.status == HealingEvent.Status.DEPLOYED, again.reason
+    waiting = HealingEvent.objects.filter(task=catalog).order_by("created_at")
+    assert [event.status for event in waiting] == [HealingEvent.Status.PENDING_REVIEW, HealingEvent.Status.FAILED]
+    assert waiting[1].reason.startswith("the same fix is already pending review")

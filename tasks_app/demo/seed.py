@@ -49,7 +49,8 @@ def demo_base_url() -> str:
 
 
 def demo_seed() -> list[Task]:
-    """Create the demo tasks once (or return them), and put the demo site back on version 1."""
+    """Create the demo tasks once (or return them), and put the demo site back on version 1 and the tasks back on
+    the code they were seeded with, so that playing the demo again breaks and heals them again."""
     demo_site_set_version(1)
     tasks = []
     for spec in DEMO_TASKS:
@@ -67,6 +68,9 @@ def demo_seed() -> list[Task]:
             )
         elif task.params.get("base_url") != params["base_url"]:
             task = services.task_update(task=task, params=params, actor=DEMO)
+        seeded = task.versions.order_by("number").first()
+        if seeded is not None and task.current_version_id != seeded.pk:
+            task = services.version_deploy(task=task, version=seeded, actor=DEMO, reason="the demo starts again")
         tasks.append(task)
     return tasks
 

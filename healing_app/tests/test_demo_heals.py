@@ -10,21 +10,26 @@ import pytest
 from healing_app.models import HealingEvent
 from tasks_app import services
 from tasks_app.demo.seed import demo_seed, demo_switch
-from tasks_app.models import Run
+from tasks_app.models import Run, Task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_the_demo_heals_the_contact_form_and_the_moved_catalog(live_server, settings, drain):
-    settings.ANCHOR_SITE_URL = live_server.url
+def play_the_demo(drain) -> tuple[Task, Task]:
+    """What `manage.py demo_play` does: seed (or reset) the demo tasks, run them on version 1 of the site, where
+    they succeed, then switch it to version 2 and let them break and heal. The contact task, then the catalog's."""
     contact, catalog = sorted(demo_seed(), key=lambda task: task.name != "demo: contact form")
-    for task in (contact, catalog):
-        services.run_enqueue(task=task)
+    runs = [services.run_enqueue(task=task) for task in (contact, catalog)]
     drain()
-    assert set(Run.objects.values_list("status", flat=True)) == {Run.Status.SUCCEEDED}
-
+    assert {run.status for run in Run.objects.filter(pk__in=[run.pk for run in runs])} == {Run.Status.SUCCEEDED}
     demo_switch(version=2)
     drain()
+    return contact, catalog
+
+
+def test_the_demo_heals_the_contact_form_and_the_moved_catalog(live_server, settings, drain):
+    settings.ANCHOR_SITE_URL = live_server.url
+    contact, catalog = play_the_demo(drain)
 
     contact_event = HealingEvent.objects.get(task=contact)
     assert contact_event.status == HealingEvent.Status.DEPLOYED
@@ -44,23 +49,12 @@ def test_the_demo_heals_the_contact_form_and_the_moved_catalog(live_server, sett
 def test_playing_the_demo_again_starts_from_the_seeded_code_and_heals_again(live_server, settings, drain):
     """`make run` plays the demo each time it starts: a second play breaks and heals the tasks again."""
     settings.ANCHOR_SITE_URL = live_server.url
-    contact, catalog = sorted(demo_seed(), key=lambda task: task.name != "demo: contact form")
-    for task in (contact, catalog):
-        services.run_enqueue(task=task)
-    drain()
-    demo_switch(version=2)
-    drain()
+    contact, _ = play_the_demo(drain)
     first_heal = HealingEvent.objects.get(task=contact)
+    assert first_heal.status == HealingEvent.Status.DEPLOYED
 
-    contact, catalog = sorted(demo_seed(), key=lambda task: task.name != "demo: contact form")
+    contact, catalog = play_the_demo(drain)  # its version 1 runs succeed: the seeded code is back
     assert contact.current_version.number == 1 and '"#submit"' in contact.current_version.code
-    for task in (contact, catalog):
-        services.run_enqueue(task=task)
-    drain()
-    played = Run.objects.filter(purpose=Run.Purpose.NORMAL, status=Run.Status.SUCCEEDED)
-    assert played.count() == 4  # both plays' runs on version 1
-    demo_switch(version=2)
-    drain()
     again = HealingEvent.objects.filter(task=contact).exclude(pk=first_heal.pk).get()
     assert again.status == HealingEvent.Status.DEPLOYED, again.reason
     waiting = HealingEvent.objects.filter(task=catalog).order_by("created_at")

@@ -197,8 +197,8 @@ class HeuristicAgent:
             return None
         item = hidden[result.index - len(elements)]
         opened = self._open_menu(run, item)
-        if isinstance(opened, TakeoverOutcome):
-            return opened
+        if not isinstance(opened, dict):
+            return opened  # None (it did not open: perhaps not a menu, but a slow page) or why it went wrong
         if not keep_selector:
             return self._retry_with(run, item, target=target, confidence=result.confidence, candidates=[], opened=opened)
         run.log("retry_step", why="its menu is open")
@@ -207,14 +207,16 @@ class HeuristicAgent:
             return TakeoverOutcome(recovered=False, reason=f"its menu is open, but the step still fails: {answer.get('error')}")
         return TakeoverOutcome(recovered=True, recovery=opened, chosen_element=_summary(item, full=True))
 
-    def _open_menu(self, run: _Run, item: dict) -> dict | TakeoverOutcome:
+    def _open_menu(self, run: _Run, item: dict) -> dict | TakeoverOutcome | None:
         """Open the closed menu `item` is in with its opener: a hover, then, for a disclosure button, a click. The
-        `menu` recovery, or a failed outcome saying why not."""
+        `menu` recovery; None when it does not open (the caller tries what else there is); a failed outcome when
+        the opener left the page."""
         opener_text = item.get("opener_text") or "its opener"
         options = run.handover.selector_for(item["opened_by"])
         hidden_options = run.handover.selector_for(item["ref"])
         if not options or not hidden_options:
-            return TakeoverOutcome(recovered=False, reason=f"the menu opened by “{opener_text}” cannot be recognised on later runs")
+            run.log("open_menu", opener_text=opener_text, why="no selector finds the opener or the item alone")
+            return None
         opener, shown = options[0]["selector"], hidden_options[0]["selector"]
         url = run.handover.observe().get("url")
         for how in ("hover", "click") if item.get("opener_clicks") else ("hover",):
@@ -232,7 +234,8 @@ class HeuristicAgent:
                     "opener_text": opener_text,
                     "how": how,
                 }
-        return TakeoverOutcome(recovered=False, reason=f"“{opener_text}” does not open the menu the element is in")
+        run.log("open_menu", opener_text=opener_text, why="the element did not show")
+        return None
 
     def _uncover(self, run: _Run, selector: str, closed: list[dict]) -> TakeoverOutcome | None:
         """Close the layers drawn over the element `selector` finds, if any (a banner new with the same redesign
@@ -295,13 +298,6 @@ class HeuristicAgent:
         layer = details.get("covered_by")
         if layer and (closed := self._close_layer(run, layer)) is not None:
             return closed
-        if details.get("match_count") and details.get("match_visible") is False:
-            # There but hidden: perhaps in a menu that a redesign made it part of.
-            target = run.context.stored_fingerprint or fingerprint_from_selector(
-                failure.get("selector") or "", prompt=run.context.prompt
-            )
-            if (in_menu := self._in_a_closed_menu(run, target, run.handover.observe(), keep_selector=True)) is not None:
-                return in_menu
         # A layer with no button to close it may be a loading overlay, gone in a moment: wait as for a slow page.
         run.log("wait", load_state="networkidle", timeout_ms=TIMEOUT_RETRY_MS)
         run.handover.wait(load_state="networkidle", timeout_ms=TIMEOUT_RETRY_MS)
@@ -311,6 +307,14 @@ class HeuristicAgent:
         waited_ms = int((time.monotonic() - started) * 1000)
         if not answer.get("ok"):
             run.log("retry_failed", error=answer.get("error"))
+            if not layer and details.get("match_count") and details.get("match_visible") is False:
+                # Still there, still hidden: perhaps in a menu a redesign made it part of. Only now: an element
+                # that a slow page shows late would otherwise pass for one that a hover showed.
+                target = run.context.stored_fingerprint or fingerprint_from_selector(
+                    failure.get("selector") or "", prompt=run.context.prompt
+                )
+                if (in_menu := self._in_a_closed_menu(run, target, run.handover.observe(), keep_selector=True)) is not None:
+                    return in_menu
             if layer:
                 reason = f"{layer_name(layer)} has no button that closes it and still covers the element after {TIMEOUT_RETRY_MS} ms"
             else:

@@ -350,6 +350,31 @@ def test_a_slower_page_gets_a_longer_timeout(drain):
     assert "timeout=" in event.new_version.code
 
 
+def test_a_link_shown_late_next_to_another_is_waited_for_not_taken_for_a_menu(drain):
+    """Hidden beside a visible link, it looks like a hover menu's item; but a slow page comes first: the agent
+    waits for it (it shows after 6.5 s; the step's timeout is 5 s), and hovers nothing."""
+    late = (
+        '<nav><a href="/">Home</a><span><a id="go" href="/next" style="display:none">Go</a></span></nav>'
+        "<script>setTimeout(() => { document.getElementById('go').style.display = 'inline'; }, 6500);</script>"
+    )
+    code = '''def run(page, params):
+    page.goto(params["base_url"] + "/")
+    page.click("#go")
+    return {"page": page.inner_text("h1")}
+'''
+    with serve({"/": '<nav><a href="/">Home</a><span><a id="go" href="/next">Go</a></span></nav>',
+                "/next": "<h1>Next</h1>"}) as site:
+        task = make_task(site, code=code, auto_deploy=True, trigger_on=["timeout"])
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages["/"] = late
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert not any(step["action"] == "open_menu" for step in event.agent_trace[0]["steps"])
+    assert event.status == S.DEPLOYED, event.reason
+    assert "timeout=" in event.new_version.code and "hover" not in event.new_version.code
+
+
 ACCOUNT_CODE = '''def run(page, params):
     page.goto(params["base_url"] + "/account")
     return {"balance": page.inner_text("#balance")}

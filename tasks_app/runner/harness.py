@@ -580,8 +580,9 @@ class Runtime:
             target = self._target(msg)
             where = target.evaluate(snapshot.DOCUMENT_URL)
             if not _on_hosts(where, self.spec.secret_hosts):
+                sites = ", ".join(self.spec.secret_hosts or []) or "none: no URL in its params, prompt or code"
                 return {"ok": False, "error": self.mask(
-                    f"secrets are typed only on the task's sites ({', '.join(self.spec.secret_hosts or [])}); "
+                    f"secrets are typed only on the task's sites ({sites}); "
                     f"this form is on {urllib.parse.urlsplit(where).hostname or where}"
                 )}
             target.fill(str(value), timeout=timeout)

@@ -296,14 +296,15 @@
       const interactable = isInteractable(el);
       if (!interactable && !ownText(el)) continue;
       if (isVisible(el)) elements.push(describe(el, true, interactable));
-      else if (interactable && !["INPUT", "OPTION", "LABEL"].includes(el.tagName)) hidden.push(el);
+      else if (interactable && hidden.length < MAX_HIDDEN_CHECKED && !["INPUT", "OPTION", "LABEL"].includes(el.tagName)) hidden.push(el);
     }
     // Links and buttons of closed menus, each with the visible element that opens its menu (`opened_by`, a ref):
     // a redesign that tucks a link into a drop-down leaves it one hover or click away, not gone.
     const inClosedMenus = [];
+    const openers = new Map();
     for (const el of hidden) {
       if (inClosedMenus.length >= MAX_MENU_ITEMS || performance.now() > deadline) break;
-      const opener = menuOpener(el);
+      const opener = menuOpener(el, openers);
       if (!opener) continue;
       const fp = describe(el, false, true);
       const known = refs.indexOf(opener.el);
@@ -351,6 +352,7 @@
   // How far above a hidden link its menu's visible owner may be (a > li > ul > div.dropdown > li.nav-item).
   const MENU_DEPTH = 5;
   const MAX_MENU_ITEMS = 300;
+  const MAX_HIDDEN_CHECKED = 3000;
   const DISCLOSURE = "[aria-expanded], [aria-haspopup]:not([aria-haspopup=false]), summary";
 
   // What opens the closed menu that hides `el`, as {el, clicks}; null when `el` is hidden for another reason (a
@@ -359,22 +361,29 @@
   // <details> summary), which a click may toggle, or, in a small owner (an <li> holding a link and its menu, as
   // CSS :hover drop-downs are built), the owner's one other visible link or button, which is only hovered: a
   // click on a link would leave the page.
-  function menuOpener(el) {
+  // `known` remembers each menu's answer: the items of one menu share it (and a big page has many).
+  function menuOpener(el, known) {
     let menu = el;
     for (let depth = 0; depth < MENU_DEPTH; depth++) {
       const owner = parentOf(menu);
       if (!owner || owner === document.body || owner === document.documentElement) return null;
       if (!isVisible(owner)) { menu = owner; continue; }
-      const outside = (c) => !holds(menu, c) && isVisible(c);
-      const controls = menu.id ? Array.from(owner.querySelectorAll("[aria-controls]")).find(
-        (c) => c.getAttribute("aria-controls").split(/\s+/).includes(menu.id) && outside(c)) : null;
-      const disclosure = controls || Array.from(owner.querySelectorAll(DISCLOSURE)).find(outside);
-      if (disclosure) return { el: disclosure, clicks: true };
-      if (owner.children.length > 3) return null;
-      const others = Array.from(owner.querySelectorAll("a, button, [role=button], [role=menuitem]")).filter(outside);
-      return others.length === 1 ? { el: others[0], clicks: false } : null;
+      if (!known.has(menu)) known.set(menu, openerOf(menu, owner));
+      return known.get(menu);
     }
     return null;
+  }
+
+  // The opener of `menu` (hidden) in `owner` (visible), as menuOpener describes it.
+  function openerOf(menu, owner) {
+    const outside = (c) => !holds(menu, c) && isVisible(c);
+    const controls = menu.id ? Array.from(owner.querySelectorAll("[aria-controls]")).find(
+      (c) => c.getAttribute("aria-controls").split(/\s+/).includes(menu.id) && outside(c)) : null;
+    const disclosure = controls || Array.from(owner.querySelectorAll(DISCLOSURE)).find(outside);
+    if (disclosure) return { el: disclosure, clicks: true };
+    if (owner.children.length > 3) return null;
+    const others = Array.from(owner.querySelectorAll("a, button, [role=button], [role=menuitem]")).filter(outside);
+    return others.length === 1 ? { el: others[0], clicks: false } : null;
   }
 
   const STABLE_ID = (id) => !!id && !/\d{4,}|[0-9a-f]{8,}|^(ember|react|ng-|:r|mui-|radix-|headlessui-)|^[0-9]/i.test(id) &&

@@ -44,6 +44,9 @@ class Command(BaseCommand):
             version = f"v{event.new_version.number}" if event.new_version else "no new version"
             self.stdout.write(self.style.SUCCESS(f"  {event.task.name}: {event.error_type} → {event.status} ({version})"))
             self.stdout.write(f"    {event.root_cause or event.reason}")
+            if event.status == HealingEvent.Status.FAILED and event.root_cause and event.reason:
+                # Played again, the catalog's fix is the one waiting for review since the last play.
+                self.stdout.write(f"    Not deployed: {event.reason}")
             self.stdout.write(f"    {base}/events/{event.pk}/")
         self.stdout.write(f"Open {base}/ to review the heal that waits for you.")
 

@@ -88,6 +88,11 @@ def same_element(candidate: dict, rejected: dict) -> bool:
     return len(keys) >= 2 and all((candidate.get(k) or "") == rejected[k] for k in keys)
 
 
+def rejected_indexes(candidates: list[dict], rejected: list[dict]) -> frozenset[int]:
+    """Indexes of the live `candidates` that are elements a reviewer rejected for this step before."""
+    return frozenset(i for i, candidate in enumerate(candidates) if any(same_element(candidate, r) for r in rejected))
+
+
 _SELECTOR_METHODS = frozenset({
     "click", "dblclick", "fill", "type", "press", "check", "uncheck", "select_option", "hover", "focus",
     "inner_text", "text_content", "inner_html", "get_attribute", "input_value", "is_visible",

@@ -17,7 +17,12 @@ from rapidfuzz import fuzz
 from healing_app import codegen
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
 from healing_app.locate import LocateResult, locate
-from healing_app.playwright_selectors import fingerprint_from_selector, plain_selector, same_element, selectors_in_code
+from healing_app.playwright_selectors import (
+    fingerprint_from_selector,
+    plain_selector,
+    rejected_indexes,
+    selectors_in_code,
+)
 from tasks_app.runner.errors import layer_name
 from tasks_app.runner.sandbox import HandoverError
 
@@ -97,7 +102,7 @@ class HeuristicAgent:
         if not target:
             target = fingerprint_from_selector(failure.get("selector") or "", prompt=run.context.prompt)
             source = "selector and prompt"
-        excluded = _rejected(run.context, elements)
+        excluded = rejected_indexes(elements, run.context.rejected_elements)
         result = locate(target, elements, excluded=excluded)
         candidates = [
             {**_summary(elements[index]), "score": round(score, 4)} for index, score in result.ranked[:10]
@@ -187,7 +192,7 @@ class HeuristicAgent:
         elements = page.get("elements") or []
         # The visible elements compete too: a menu item wins only if nothing on show is the element.
         pool = [*elements, *({**item, "visible": True} for item in hidden)]
-        result = locate(target, pool, excluded=_rejected(run.context, pool))
+        result = locate(target, pool, excluded=rejected_indexes(pool, run.context.rejected_elements))
         best = pool[result.ranked[0][0]] if result.ranked else None
         run.log(
             "locate_in_menus", menu_items=len(hidden), best=_summary(best) if best else None,
@@ -580,13 +585,6 @@ class HeuristicAgent:
                 insertions.append((_first_changed_line(before, new_code), added))
         changed = new_code != code
         return Patch(root_cause=" ".join(cause for cause in causes if cause), code=new_code if changed else None)
-
-
-def _rejected(context: TakeoverContext, elements: list[dict]) -> frozenset[int]:
-    """Indexes of `elements` that reviewers rejected for this step before."""
-    return frozenset(
-        i for i, element in enumerate(elements) if any(same_element(element, r) for r in context.rejected_elements)
-    )
 
 
 def _structural_match(target: dict, elements: list[dict], result) -> int | None:

@@ -31,7 +31,7 @@ from healing_app.agents import llm_chat, prompts
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
 from healing_app.agents.heuristic import closing_button
 from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
-from healing_app.playwright_selectors import fingerprint_from_selector, same_element
+from healing_app.playwright_selectors import fingerprint_from_selector, rejected_indexes, same_element
 from tasks_app.runner.errors import layer_name
 
 logger = logging.getLogger(__name__)
@@ -369,9 +369,7 @@ class _Takeover:
         elements = obs.get("elements") or []
         self.elements = {e["ref"]: e for e in elements if isinstance(e.get("ref"), int)}
         self.current_url = obs.get("url") or self.context.failure.get("url") or ""
-        excluded = frozenset(
-            i for i, e in enumerate(elements) if any(same_element(e, r) for r in self.context.rejected_elements)
-        )
+        excluded = rejected_indexes(elements, self.context.rejected_elements)
         ranked_refs: list[int] = []
         if elements and self.target:
             result = locate(self.target, elements, excluded=excluded)

@@ -303,10 +303,7 @@ class Runtime:
             raise BlockedNavigation(f"navigation to {url!r} blocked: host not in allowed_hosts")
 
     def host_allowed(self, host: str) -> bool:
-        if self.allowed_hosts is None:
-            return True
-        host = host.lower()
-        return any(host == h or host.endswith("." + h) for h in self.allowed_hosts)
+        return _on_hosts(host, self.allowed_hosts)
 
     def check_landing(self, requested: str, response: Any) -> None:
         status = response.status if response is not None else None
@@ -579,7 +576,7 @@ class Runtime:
                 value = value[part]
             target = self._target(msg)
             where = target.evaluate(snapshot.DOCUMENT_URL)
-            if not _on_hosts(where, self.spec.secret_hosts):
+            if not _on_hosts(urllib.parse.urlsplit(where).hostname or "", self.spec.secret_hosts):
                 sites = ", ".join(self.spec.secret_hosts or []) or "none: no URL in its params, prompt or code"
                 return {"ok": False, "error": self.mask(
                     f"secrets are typed only on the task's sites ({sites}); "
@@ -1128,11 +1125,11 @@ def run_task(rt: Runtime, spec: RunSpec, task_file: str) -> dict:
     }
 
 
-def _on_hosts(url: str, hosts: list[str] | None) -> bool:
-    """Whether `url` is on one of `hosts` or a subdomain of one (None: any host)."""
+def _on_hosts(host: str, hosts: list[str] | None) -> bool:
+    """Whether `host` is one of `hosts` (lowercase) or a subdomain of one (None: any host)."""
     if hosts is None:
         return True
-    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    host = host.lower()
     return bool(host) and any(host == h or host.endswith("." + h) for h in hosts)
 
 

@@ -252,8 +252,15 @@ def fit_logistic(inputs: Sequence[dict[str, float]], labels: Sequence[bool]) -> 
     return weights
 
 
-def out_of_fold(cases: Sequence[TrainingCase]) -> list[tuple[dict[str, float], bool]]:
-    """Confidence inputs and correctness of every case, scored by a model that never saw its app."""
+@dataclass(frozen=True)
+class FoldResult:
+    inputs: dict[str, float]  # confidence inputs of the winner
+    correct: bool
+    displaced: bool  # locate abstains whatever the confidence (engine.displaced)
+
+
+def out_of_fold(cases: Sequence[TrainingCase]) -> list[FoldResult]:
+    """Every case scored by a model that never saw its app."""
     apps = sorted({case.app for case in cases})
     results = []
     for fold in range(FOLDS):
@@ -266,7 +273,12 @@ def out_of_fold(cases: Sequence[TrainingCase]) -> list[tuple[dict[str, float], b
             order = sorted(range(len(scores)), key=lambda i: -scores[i])
             self_score = _dot(weights, case.self_row)
             inputs = engine.confidence_inputs([scores[i] for i in order], self_score)
-            results.append((inputs, case.expected is not None and order[0] == case.expected))
+            runner_up = case.rows[order[1]] if len(order) > 1 else None
+            results.append(FoldResult(
+                inputs,
+                correct=case.expected is not None and order[0] == case.expected,
+                displaced=engine.displaced(case.rows[order[0]], runner_up),
+            ))
         print(f"  fold {fold + 1}/{FOLDS} done", file=sys.stderr)
     return results
 
@@ -281,14 +293,15 @@ def fit(directory: Path) -> None:
           f"shortlisted in {shortlisted}", file=sys.stderr)
     weights = fit_weights(cases)
     folds = out_of_fold(cases)
-    calibration = fit_logistic([inputs for inputs, _ in folds], [right for _, right in folds])
+    calibration = fit_logistic([f.inputs for f in folds], [f.correct for f in folds])
 
-    right = sum(correct for _, correct in folds)
+    right = sum(f.correct for f in folds)
     print(f"# out-of-fold top-1 on dev: {right}/{len(folds)}")
     for threshold in (0.5, 0.7, 0.8, 0.9, 0.95, 0.98):
         answered = [
-            correct for inputs, correct in folds
-            if _sigmoid(calibration["bias"] + sum(calibration[k] * v for k, v in inputs.items()))
+            f.correct for f in folds
+            if not f.displaced
+            and _sigmoid(calibration["bias"] + sum(calibration[k] * v for k, v in f.inputs.items()))
             >= threshold
         ]
         if answered:

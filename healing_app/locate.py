@@ -18,7 +18,9 @@ How `locate` decides:
    split of bench/similo only, with `python bench/locator_accuracy.py --fit`.
 6. A logistic model, fitted on dev out-of-fold predictions, turns the winner's margin, its
    softmax probability and the share of the target's own evidence it recovers into a
-   calibrated `confidence`. Below `MIN_CONFIDENCE`, `locate` abstains and says why.
+   calibrated `confidence`. Below `MIN_CONFIDENCE`, `locate` abstains and says why. It also
+   abstains when the runner-up sits where the target was and the winner does not (`displaced`):
+   look-alikes that traded places, where text and layout point at different elements.
 
 `similo_rank` is a plain re-implementation of Similo (Nass et al., "Similarity-based web
 element localization for robust test automation", TOSEM 2023), the benchmark's baseline.
@@ -45,6 +47,7 @@ __all__ = [
     "confidence_inputs",
     "PreparedPage",
     "feature_rows",
+    "displaced",
     "locate",
     "prepare_page",
     "similo_rank",
@@ -137,6 +140,12 @@ MIN_EVIDENCE = 0.25
 
 # Candidates closer than this in score are the same element as far as the fingerprint can tell.
 MIN_MARGIN = 1e-6
+
+# A runner-up this much nearer the target's old spot than the winner (in location_soft, 0..1)
+# means look-alikes traded places, as plan cards do when a pricing page is reordered: the text
+# points at one element and the layout at another. On dev, the winner was right in 5 of the 11
+# cases where this happened, so it is a question for a reviewer, however wide the margin.
+MAX_DISPLACEMENT = 0.4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -580,6 +589,7 @@ _NEAR_BEST_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in _NEAR_BEST)
 # How far below the page's best a similarity may be and still count as about the best.
 _NEAR_BEST_TOLERANCE = 0.2
 _TEXT_EQUAL_COLUMN = FEATURE_NAMES.index("text_equal")
+_LOCATION_COLUMN = FEATURE_NAMES.index("location_soft")
 
 RELATIVE_FEATURE_NAMES: tuple[str, ...] = (
     "text_equal_unique",
@@ -737,6 +747,14 @@ def confidence_inputs(scores: Sequence[float], self_score: float) -> dict[str, f
     }
 
 
+def displaced(best_row: Sequence[float], runner_up_row: Sequence[float] | None) -> bool:
+    """Whether the runner-up sits where the target was while the best candidate moved away."""
+    if runner_up_row is None:
+        return False
+    gap = runner_up_row[_LOCATION_COLUMN] - best_row[_LOCATION_COLUMN]
+    return gap >= MAX_DISPLACEMENT
+
+
 def _calibrated(inputs: Mapping[str, float]) -> float:
     weights = CONFIDENCE_WEIGHTS
     return _sigmoid(weights["bias"] + math.fsum(weights[key] * inputs[key] for key in inputs))
@@ -792,7 +810,8 @@ def locate(
     scores = [score for score, _, _ in scored]
     best_score, best_index, best_row = scored[0]
     inputs = confidence_inputs(scores, _score(_self_row(t)))
-    confidence, doubt = _judge(scores, inputs)
+    runner_up_row = scored[1][2] if len(scored) > 1 else None
+    confidence, doubt = _judge(scores, inputs, displaced(best_row, runner_up_row))
     ranked = tuple((i, round(score, 4)) for score, i, _ in scored[:RANKED_LENGTH])
 
     if doubt and abstain:
@@ -803,13 +822,17 @@ def locate(
     return LocateResult(best_index, best_score, confidence, inputs["margin"], False, reason, ranked)
 
 
-def _judge(scores: Sequence[float], inputs: Mapping[str, float]) -> tuple[float, str]:
+def _judge(
+    scores: Sequence[float], inputs: Mapping[str, float], runner_up_in_place: bool
+) -> tuple[float, str]:
     """The calibrated confidence in the best of `scores` and, when it is not enough to act on,
     the reason a reviewer should look first."""
     confidence = _calibrated(inputs)
     if len(scores) > 1 and scores[0] - scores[1] <= MIN_MARGIN:
         # Look-alikes the fingerprint cannot tell apart: a coin toss at best.
         return min(confidence, 0.5), "two candidates too close"
+    if runner_up_in_place:
+        return min(confidence, 0.5), "another candidate now sits where the target was"
     if inputs["evidence"] < MIN_EVIDENCE:
         return confidence, "evidence too weak"
     if confidence < MIN_CONFIDENCE:

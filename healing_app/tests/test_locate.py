@@ -125,6 +125,41 @@ def test_abstains_when_the_target_shares_nothing_with_the_page():
     assert result.confidence < 0.5
 
 
+def plan_card(column: int, name: str, price: str) -> dict:
+    return {"tag": "H2", "class": "plan-title", "text": name, "visible_text": name,
+            "xpath": f"/html[1]/body[1]/main[1]/section[2]/div[{column}]/h2[1]",
+            "x": 134 + 368 * (column - 1), "y": 1234, "width": 241, "height": 26,
+            "neighbor_text": price}
+
+
+def test_asks_when_a_look_alike_took_the_targets_place_and_the_text_moved_away():
+    # The pricing page put its cards in another order: "Standard" is now the second card and
+    # "Professional" sits where "Standard" was. Text and layout disagree; a reviewer decides.
+    target = plan_card(1, "Standard", "$12.50 / month")
+    reordered = [plan_card(1, "Professional", "$19.99 / month"),
+                 plan_card(2, "Standard", "$15 / user month"),
+                 plan_card(3, "Advanced", "$25 / user month")]
+
+    result = locate(target, reordered)
+
+    assert result.abstained
+    assert result.reason == "another candidate now sits where the target was"
+    assert result.ranked[0][0] == 1
+    assert result.confidence <= 0.5
+
+
+def test_answers_when_the_text_match_stayed_in_place():
+    target = plan_card(1, "Standard", "$12.50 / month")
+    restyled = [plan_card(1, "Standard", "$13 / month"),
+                plan_card(2, "Professional", "$19.99 / month"),
+                plan_card(3, "Advanced", "$25 / user month")]
+
+    result = locate(target, restyled)
+
+    assert not result.abstained
+    assert result.index == 0
+
+
 def test_without_abstention_the_best_guess_is_returned_with_its_doubt():
     target = button("Send message", xpath=f"{FORM}/div[1]/button[2]", id="send-btn")
 

@@ -47,6 +47,7 @@ def takeover(*, run: Run, failure: dict, handover) -> None:
         failure=failure,
         stored_fingerprint=_stored_fingerprint(task, failure.get("step_key")),
         rejected_elements=_rejected_elements(task, failure.get("step_key")),
+        rejected_paths=_rejected_paths(task, failure.get("step_key")),
         secret_keys=task.secret_keys,
         allowed_hosts=_allowed_hosts(task, run),
         params={**task.params, **run.params},
@@ -206,10 +207,13 @@ def heal_generate(event_id: str) -> None:
         if event.status != Status.HEALING or event.new_version_id:
             return
         Task.objects.select_for_update().filter(pk=event.task_id).exists()  # one heal of the task at a time here
-        twin = _same_fix_in_progress(event, patch.code)
+        twin = _same_fix(event, patch.code)
         if twin is not None:
             HealingEvent.objects.filter(pk=event.pk).update(root_cause=patch.root_cause)
-            _fail(event, f"the same fix is already {twin.get_status_display().lower()} in {twin.pk}; no second version")
+            if twin.status == Status.REJECTED:
+                _fail(event, f"a reviewer rejected the same fix in {twin.pk}; no second version")
+            else:
+                _fail(event, f"the same fix is already {twin.get_status_display().lower()} in {twin.pk}; no second version")
             return
         version = task_services.version_create(
             task=event.task,
@@ -225,14 +229,15 @@ def heal_generate(event_id: str) -> None:
     _validate_or_decide(event)
 
 
-def _same_fix_in_progress(event: HealingEvent, code: str) -> HealingEvent | None:
-    """Another heal of the same version whose draft is this very code and is still being validated or
-    reviewed: a task that keeps failing the same way until someone approves gets one review, not one a run."""
+def _same_fix(event: HealingEvent, code: str) -> HealingEvent | None:
+    """Another heal of the same version whose draft is this very code, still being validated or reviewed, or
+    rejected: a task that keeps failing the same way gets one review, not one a run, and a rejection sticks
+    whatever the agent changed."""
     return (
         HealingEvent.objects.filter(
             task_id=event.task_id,
             original_version_id=event.original_version_id,
-            status__in=(Status.VALIDATING, Status.PENDING_REVIEW),
+            status__in=(Status.VALIDATING, Status.PENDING_REVIEW, Status.REJECTED),
             new_version__code=code,
         )
         .exclude(pk=event.pk)
@@ -441,9 +446,19 @@ def _later_texts(version: CodeVersion, line: int | None) -> dict[str, str]:
     return {selector: text for selector, properties in rows if (text := str(properties.get("text") or "").strip())}
 
 
+def _rejections(task: Task, step_key: str | None):
+    return HealingEvent.objects.filter(task=task, step_key=step_key or "", status=Status.REJECTED)
+
+
 def _rejected_elements(task: Task, step_key: str | None) -> list[dict]:
-    rows = HealingEvent.objects.filter(task=task, step_key=step_key or "", status=Status.REJECTED).exclude(chosen_element=None)
+    rows = _rejections(task, step_key).exclude(chosen_element=None)
     return [row.chosen_element for row in rows]
+
+
+def _rejected_paths(task: Task, step_key: str | None) -> list[str]:
+    """Where rejected heals of this step said its page had moved."""
+    recorded = _rejections(task, step_key).exclude(recovery=None).values_list("recovery", flat=True)
+    return [r["new_path"] for recoveries in recorded for r in recoveries if r and r.get("kind") == "url"]
 
 
 def _allowed_hosts(task: Task, run: Run | None) -> list[str]:

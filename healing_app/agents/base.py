@@ -19,6 +19,7 @@ class TakeoverContext:
     failure: dict  # the runner's Failure as a dict: type, message, action, selector, line, step_key, url, http_status
     stored_fingerprint: dict | None  # what the element looked like when the step last succeeded
     rejected_elements: list[dict] = field(default_factory=list)  # reviewers rejected these for this step: never again
+    rejected_paths: list[str] = field(default_factory=list)  # pages reviewers rejected as this step's moved page
     secret_keys: list[str] = field(default_factory=list)  # names only; values stay in the child
     allowed_hosts: list[str] = field(default_factory=list)
     params: dict = field(default_factory=dict)

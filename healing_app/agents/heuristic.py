@@ -430,7 +430,10 @@ class HeuristicAgent:
             if run.handover.goto(start).get("ok"):
                 links += run.handover.observe().get("links") or []
         root = _site_root(wanted, run.context.params.get("base_url"))
-        ranked = _rank_links(wanted_path, origin, links, home_path=urlparse(root).path if root else "/")
+        ranked = _rank_links(
+            wanted_path, origin, links, home_path=urlparse(root).path if root else "/",
+            rejected_paths=frozenset(run.context.rejected_paths),
+        )
         top = [{"url": url, "text": text, "score": round(score, 1)} for score, url, text in ranked[:5]]
         run.log("rank_links", wanted=wanted_path, top=top)
         needed = selectors_in_code(run.context.code, after_line=failure.get("line") or 0)[:3]
@@ -864,13 +867,16 @@ def _link_sources(wanted_url: str, base_url: object) -> list[str]:
     return list(dict.fromkeys(sources))[:3]
 
 
-def _rank_links(wanted_path: str, origin: str, links: list[dict], *, home_path: str = "/") -> list[tuple[float, str, str]]:
-    """Same-site links, one per path, best first; the broken path and the home page are not candidates."""
+def _rank_links(
+    wanted_path: str, origin: str, links: list[dict], *, home_path: str = "/", rejected_paths: frozenset[str] = frozenset()
+) -> list[tuple[float, str, str]]:
+    """Same-site links, one per path, best first; the broken path, the home page and pages a reviewer rejected as
+    this page's new place are not candidates."""
     best: dict[str, tuple[float, str, str]] = {}
     for link in links:
         url = urljoin(origin + "/", link.get("href") or "").split("#")[0]
         path = urlparse(url).path
-        if not _same_origin(url, origin) or path.rstrip("/") in ("", home_path.rstrip("/")) or path == wanted_path:
+        if not _same_origin(url, origin) or path.rstrip("/") in ("", home_path.rstrip("/")) or path in (wanted_path, *rejected_paths):
             continue
         score = _link_score(wanted_path, link)
         if path not in best or score > best[path][0]:

@@ -231,6 +231,31 @@ def test_moved_page_is_found_from_the_sites_own_links(drain):
     assert '"/products"' in event.new_version.code and "/catalog" not in event.new_version.code
 
 
+def test_a_page_a_reviewer_rejected_as_the_moved_page_is_not_proposed_again(drain, reviewer):
+    pages = {
+        "/": '<a href="/catalog">Catalog</a> <a href="/contact">Contact</a>',
+        "/catalog": '<ul class="products"><li>Mug 12.00</li></ul>',
+    }
+    with serve(pages) as site:
+        task = make_task(site, code=CATALOG_CODE, auto_deploy=False, max_attempts=5)
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages = {
+            "/": '<a href="/products">Our products</a> <a href="/contact">Contact</a>',
+            "/products": '<ul class="products"><li>Mug 12.00</li></ul>',
+        }
+        run_now(task, drain)
+        rejected = HealingEvent.objects.get(task=task)
+        assert rejected.status == S.PENDING_REVIEW, rejected.reason
+        healing_reject(event=rejected, reviewer=reviewer, comment="/products is the shop, not the catalog")
+        again = run_now(task, drain)
+    second = HealingEvent.objects.filter(task=task).exclude(pk=rejected.pk).get()
+    assert again.status == Run.Status.FAILED
+    assert second.status == S.FAILED
+    assert second.new_version_id is None
+    assert "no page linked from the site looks like /catalog" in second.reason
+    assert task.versions.count() == 2  # v1 and the rejected draft: nothing new to review
+
+
 INVOICES_CODE = '''def run(page, params):
     page.goto(params["base_url"] + "/invoices")
     return {"invoices": page.inner_text("table")}
@@ -329,25 +354,48 @@ SLOW_CODE = '''def run(page, params):
 '''
 
 
-def test_a_slower_page_gets_a_longer_timeout(drain):
-    fast = '<div id="total">42</div>'
-    slow = (
-        '<div id="out"></div><script src="/late.js"></script>'
-    )
-    late_js = Response(
+FAST_REPORT = '<div id="total">42</div>'
+SLOW_REPORT = '<div id="out"></div><script src="/late.js"></script>'  # the total shows 6.5 s late
+
+
+def late_total_js() -> Response:
+    return Response(
         "setTimeout(() => { document.getElementById('out').innerHTML = '<div id=\"total\">42</div>'; }, 6500);",
         content_type="application/javascript",
     )
-    with serve({"/report": fast, "/late.js": late_js}) as site:
+
+
+def test_a_slower_page_gets_a_longer_timeout(drain):
+    with serve({"/report": FAST_REPORT, "/late.js": late_total_js()}) as site:
         task = make_task(site, code=SLOW_CODE, auto_deploy=True, trigger_on=["timeout", "element_not_found"])
         assert run_now(task, drain).status == Run.Status.SUCCEEDED
-        site.pages["/report"] = slow
+        site.pages["/report"] = SLOW_REPORT
         run = run_now(task, drain)
     event = HealingEvent.objects.get(task=task)
     assert run.status == Run.Status.HEALED, (run.error_type, run.error_message, event.reason)
     assert event.error_type in ("timeout", "element_not_found")
     assert event.status == S.DEPLOYED, event.reason
     assert "timeout=" in event.new_version.code
+
+
+def test_a_rejected_fix_is_not_put_up_for_review_again(drain, reviewer):
+    # Nothing to exclude while the run is taken over (no element, no page was chosen): the same wait heals
+    # the run again, but the version it would write is the one a reviewer turned down.
+    with serve({"/report": FAST_REPORT, "/late.js": late_total_js()}) as site:
+        task = make_task(site, code=SLOW_CODE, auto_deploy=False, max_attempts=5, trigger_on=["timeout", "element_not_found"])
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages["/report"] = SLOW_REPORT
+        run_now(task, drain)
+        rejected = HealingEvent.objects.get(task=task)
+        assert rejected.status == S.PENDING_REVIEW, rejected.reason
+        healing_reject(event=rejected, reviewer=reviewer, comment="fix the page, not the timeout")
+        again = run_now(task, drain)
+    second = HealingEvent.objects.filter(task=task).exclude(pk=rejected.pk).get()
+    assert again.status == Run.Status.HEALED
+    assert second.status == S.FAILED
+    assert second.reason == f"a reviewer rejected the same fix in {rejected.pk}; no second version"
+    assert second.new_version_id is None
+    assert task.versions.count() == 2
 
 
 def test_a_link_shown_late_next_to_another_is_waited_for_not_taken_for_a_menu(drain):

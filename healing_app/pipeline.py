@@ -164,9 +164,9 @@ def heal_fail(event_id: str, reason: str) -> None:
 
 def heal_generate(event_id: str) -> None:
     """Evaluate the takeover, name the root cause and write the new version (a draft until deployed)."""
-    event = HealingEvent.objects.select_related("task", "original_version", "run").get(pk=event_id)
-    if event.status != Status.HEALING:
-        return  # already done by an earlier run of this job
+    event = HealingEvent.objects.select_related("task", "original_version", "run").filter(pk=event_id).first()
+    if event is None or event.status != Status.HEALING:
+        return  # already done by an earlier run of this job (or deleted with its task)
     if event.new_version_id:
         _validate_or_decide(event)  # an earlier run stored the version and stopped before going on
         return

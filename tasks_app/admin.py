@@ -203,7 +203,9 @@ class TaskAdmin(IdCheckedAdmin):
         # deleting history piece by piece, which is no reason to refuse deleting the whole task.
         to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
         history = {model._meta.verbose_name for model in (CodeVersion, Run, ElementFingerprint, HealingEvent, Review)}
-        return to_delete, model_count, perms_needed - history, protected
+        # A task that runs or heals right now waits (the admin lists why, as it lists protected objects).
+        busy = [f"{task}: {reason}" for task in objs if (reason := services.task_busy_reason(task))]
+        return to_delete, model_count, perms_needed - history, [*protected, *busy]
 
 
 @admin.register(CodeVersion)

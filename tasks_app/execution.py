@@ -106,9 +106,14 @@ def run_finish(run: Run, result: RunResult) -> Run:
             finished_at=timezone.now(),
         )
         if not updated:
+            stored = Run.objects.filter(pk=run.pk).first()
+            if stored is None:
+                # Its task was deleted in the moment between the run's start and the check for running runs.
+                logger.warning("run %s finished after its task was deleted; result dropped", run.pk)
+                return run
             # The stale-run reaper declared this run lost while it ran; its verdict stands.
             logger.warning("run %s finished after it was declared lost; result dropped", run.pk)
-            return Run.objects.get(pk=run.pk)
+            return stored
         run.refresh_from_db()
         if run.status in (Run.Status.SUCCEEDED, Run.Status.HEALED):
             fingerprints_store(task=run.task, version=run.version, steps=steps)

@@ -135,14 +135,39 @@ def task_changes_check(task: Task | None, changes: dict[str, Any]) -> dict[str, 
     return cleaned
 
 
+class TaskBusy(Exception):
+    """The task is running or healing right now; deleting it would pull the history from under that work."""
+
+    code = "task_busy"
+
+
+def task_busy_reason(task: Task) -> str | None:
+    """Why the task cannot be deleted now, or None. A run's code keeps acting on its site until it ends (a
+    form gets sent), so the task goes once its runs and heals are done; queued runs go with it unstarted."""
+    running = task.runs.filter(status=Run.Status.RUNNING).values_list("pk", flat=True).first()
+    if running:
+        return f"{running} is running; delete the task when it has ended"
+    healing = (
+        HealingEvent.objects.filter(task=task, status__in=(HealingEvent.Status.HEALING, HealingEvent.Status.VALIDATING))
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if healing:
+        return f"{healing} is still healing the task; delete it when that heal has ended"
+    return None
+
+
 def task_delete(*, task: Task, actor: Actor | None = None) -> None:
     """Delete the task with its whole history (runs, heals, reviews, versions; the audit log stays). A person
-    must own it, be a reviewer, or hold the admin's delete permission."""
+    must own it, be a reviewer, or hold the admin's delete permission; TaskBusy while it runs or heals."""
     actor = as_actor(actor)
     user = actor.user
     if user is not None and not (task.owner_id == user.pk or can_review(user) or user.has_perm("tasks_app.delete_task")):
         raise PermissionDenied("only the task's owner, a reviewer or staff allowed to delete tasks can delete it")
     with transaction.atomic():
+        Task.objects.select_for_update().filter(pk=task.pk).exists()
+        if (busy := task_busy_reason(task)) is not None:
+            raise TaskBusy(busy)
         audit_log(actor=actor, action="task.delete", obj=task, data={"name": task.name})
         task.delete()
 
@@ -537,6 +562,8 @@ __all__ = [
     "run_enqueue",
     "run_job_enqueue",
     "task_create",
+    "TaskBusy",
+    "task_busy_reason",
     "task_delete",
     "task_runtime_secrets",
     "task_changes_check",

@@ -129,6 +129,19 @@ def test_deleting_tasks_with_delete_selected_goes_through_the_service_and_is_aud
     assert sorted(logs.values_list("object_id", flat=True)) == sorted([event.task_id, other.pk])
 
 
+def test_a_running_task_is_not_deleted_in_the_admin_and_the_page_says_why(root_client):
+    task = services.task_create(name="t", code=CODE)
+    run = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING)
+
+    page = root_client.get(admin_object_url(task, "delete"))
+    assert f"{run.pk} is running; delete the task when it has ended" in page.content.decode()
+    root_client.post(admin_object_url(task, "delete"), {"post": "yes"})
+    _action(root_client, "tasks_app_task", "delete_selected", [task.pk], post="yes")
+
+    assert Task.objects.filter(pk=task.pk).exists()
+    assert not AuditLog.objects.filter(action="task.delete").exists()
+
+
 def test_deleting_a_task_from_its_page_is_audited(root_client):
     task = services.task_create(name="t", code=CODE)
     Run.objects.create(task=task, version=task.current_version)

@@ -196,6 +196,29 @@ def test_delete_removes_the_task(api):
     assert api.delete(f"/tasks/{body['id']}").status_code == 404
 
 
+def test_a_task_is_not_deleted_while_it_runs_or_heals_and_is_once_that_ended(api):
+    body = _create(api, code=CODE_V1)
+    task = Task.objects.get(pk=body["id"])
+    run = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING)
+
+    response = api.delete(f"/tasks/{body['id']}")
+
+    assert response.status_code == 409
+    assert response.json()["error"] == {
+        "code": "task_busy", "field": None, "message": f"{run.pk} is running; delete the task when it has ended",
+    }
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED)
+    event = HealingEvent.objects.create(task=task, run=run, original_version=task.current_version,
+                                        error_type="timeout", status=HealingEvent.Status.VALIDATING)
+    response = api.delete(f"/tasks/{body['id']}")
+    assert response.status_code == 409
+    assert response.json()["error"]["message"] == f"{event.pk} is still healing the task; delete it when that heal has ended"
+    HealingEvent.objects.filter(pk=event.pk).update(status=HealingEvent.Status.FAILED)
+    Run.objects.create(task=task, version=task.current_version)  # queued: goes with the task, unstarted
+    assert api.delete(f"/tasks/{body['id']}").status_code == 204
+    assert not Run.objects.filter(task_id=body["id"]).exists()
+
+
 def test_only_the_owner_or_a_reviewer_may_delete_a_task(api, client, django_user_model):
     body = _create(api)
     _, raw = api_key_create(user=django_user_model.objects.create_user("eve"), name="other member")

@@ -48,3 +48,14 @@ def test_storable_leaves_storable_values_as_they_are():
     value = {"a": [1, 2.5, "text", None, True], "b": {"c": "ü"}}
     assert services.storable(value) == value
     assert services.unstorable(services.storable({"x\x00": ["\ud800", float("nan")]})) is None
+
+
+def test_a_run_whose_task_was_deleted_while_it_ran_ends_quietly(caplog):
+    run = _running_run()
+    run.task.delete()  # a moment after the busy check, say
+
+    finished = execution.run_finish(run, RunResult(status=Run.Status.SUCCEEDED, output={"ok": True}))
+
+    assert finished.pk == run.pk
+    assert not Run.objects.filter(pk=run.pk).exists()
+    assert f"run {run.pk} finished after its task was deleted; result dropped" in caplog.text

@@ -219,11 +219,7 @@ def _event_context(request: HttpRequest, event_id: str) -> dict:
         "trace": _trace_rows(event.agent_trace),
         "candidates": _candidate_rows(event.candidate_scores),
         "tokens": event.prompt_tokens + event.completion_tokens,
-        # JSON, as the API and the webhooks show a run's output (Python's repr would print True and 'quotes').
-        "validation_output": (
-            json.dumps(event.validation_run.output, ensure_ascii=False, indent=2, default=str)
-            if event.validation_run and event.validation_run.output is not None else None
-        ),
+        "validation_output": event.validation_run.output_json if event.validation_run else None,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets as pysecrets
 
 from django.conf import settings
@@ -158,6 +159,13 @@ class Run(models.Model):
         if self.started_at and self.finished_at:
             return int((self.finished_at - self.started_at).total_seconds() * 1000)
         return None
+
+    @property
+    def output_json(self) -> str | None:
+        """The output as the API and the webhooks show it (JSON: Python's repr would print True and 'quotes')."""
+        if self.output is None:
+            return None
+        return json.dumps(self.output, ensure_ascii=False, indent=2, default=str)
 
 
 class ElementFingerprint(models.Model):

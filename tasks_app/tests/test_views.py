@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 
 import pytest
 from django.test import Client
@@ -292,3 +293,17 @@ def test_the_task_list_shows_the_tasks_own_last_run_not_a_validation(client, mem
     row = html[html.index(reverse("task-detail", args=[healed.pk])):]
     row = row[: row.index("</tr>")]
     assert "badge-run-healed" in row and "badge-run-succeeded" not in row
+
+
+def test_a_runs_output_is_shown_as_json_where_its_steps_are(client, member, task):
+    Run.objects.create(task=task, version=task.current_version, status=Run.Status.SUCCEEDED,
+                       output={"confirmation": "Thanks, Ada & co!", "sent": True, "price": None})
+    Run.objects.create(task=task, version=task.current_version, status=Run.Status.FAILED, error_type="timeout")
+
+    html = _login(client, member).get(reverse("task-part", args=[task.pk, "runs"])).content.decode()
+
+    outputs = re.findall(r'<pre class="code-block" data-run-output="[^"]+">(.*?)</pre>', html, re.S)
+    assert len(outputs) == 1  # the failed run returned nothing
+    assert json.loads(unescape(outputs[0])) == {
+        "confirmation": "Thanks, Ada & co!", "sent": True, "price": None,
+    }

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
@@ -17,8 +14,7 @@ from healing_app.diffing import DIFF_STYLESHEETS, render_diff
 from healing_app.models import HealingEvent, Review
 from tasks_app import services
 from tasks_app.audit import admin_actor, audit_log
-from tasks_app.config import InputError
-from tasks_app.forms import HealingConfigFields
+from tasks_app.forms import TaskForm
 from tasks_app.ids import could_be_id
 from tasks_app.models import ApiKey, AuditLog, CodeVersion, ElementFingerprint, Run, Task
 
@@ -46,85 +42,6 @@ def shown_once_response(model_admin: admin.ModelAdmin, request, template: str, c
     return response
 
 
-class TaskAdminForm(HealingConfigFields, forms.ModelForm):
-    """Config and code are edited as plain fields here and handed to the services as a partial update."""
-
-    code = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 16, "cols": 100, "spellcheck": "false"}),
-        required=False,
-        strip=False,
-        help_text="Saving changed code creates a new version (source: manual); versions are never edited.",
-    )
-    new_secrets = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}),
-        required=False,
-        label="Replace secrets",
-        help_text='JSON object, e.g. {"username": "...", "password": "..."}. Write-only: current values are never shown.',
-    )
-
-    class Meta:
-        model = Task
-        fields = ["name", "prompt", "params", "self_healing", "healing_agent", "monthly_budget_usd", "schedule"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        task = self.instance
-        if task.pk:
-            self.show_config_of(task)
-            if task.current_version:
-                self.fields["code"].initial = task.current_version.code
-
-    def clean_new_secrets(self):
-        raw = self.cleaned_data["new_secrets"].strip()
-        if not raw:
-            return None
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"not valid JSON: {exc.msg}") from None
-
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
-        # Run the service's own checks now so a bad value shows next to its field instead of failing the save.
-        try:
-            services.task_changes_check(self.instance if self.instance.pk else None, self.service_changes())
-        except InputError as exc:
-            raise forms.ValidationError(self._error_for(exc)) from None
-        return cleaned
-
-    def _error_for(self, exc: InputError) -> dict:
-        """The service's error next to the form field it is about."""
-        top, _, inner = exc.field.partition(".")
-        if top in ("params", "secrets"):  # JSON fields: say where inside them
-            field = "new_secrets" if top == "secrets" else top
-            return {field: f"{inner}: {exc.message}" if inner else exc.message}
-        field = exc.field.rsplit(".", 1)[-1]  # self_healing_config.max_attempts has a field of its own
-        return {field if field in self.fields else None: exc.message}
-
-    def service_changes(self) -> dict:
-        data = self.cleaned_data
-        changes = {
-            "name": data["name"],
-            "prompt": data["prompt"],
-            "params": data["params"] or {},
-            "self_healing": data["self_healing"],
-            "healing_agent": data["healing_agent"],
-            "schedule": data["schedule"],
-            "monthly_budget_usd": data["monthly_budget_usd"],
-            "self_healing_config": self.config_changes(),
-        }
-        if data.get("new_secrets") is not None:
-            changes["secrets"] = data["new_secrets"]
-        # Browsers send textarea line breaks as CRLF; compare and store code with plain newlines.
-        code = (data.get("code") or "").replace("\r\n", "\n")
-        current = self.instance.current_version.code if self.instance.pk and self.instance.current_version else None
-        if code.strip() and code != current:
-            changes["code"] = code
-        return changes
-
-
 class CodeVersionInline(admin.TabularInline):
     model = CodeVersion
     fk_name = "task"
@@ -150,7 +67,7 @@ class TaskAdmin(IdCheckedAdmin):
     class Media:
         css = {"all": DIFF_STYLESHEETS}  # its diffs are coloured as on the dashboard
 
-    form = TaskAdminForm
+    form = TaskForm
     list_display = ["name", "id", "self_healing", "current_version_number", "code_status", "updated_at"]
     list_filter = ["self_healing", "code_status", "healing_agent", "created_at"]
     search_fields = ["id", "name", "prompt"]

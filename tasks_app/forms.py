@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 
-from tasks_app.config import DEFAULT_CONFIG, FAILURE_TYPES, MAX_ATTEMPTS_RANGE
+from tasks_app import services
+from tasks_app.config import DEFAULT_CONFIG, FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError
 from tasks_app.models import MAX_INT, Task
 
 # The services name config errors "self_healing_config.max_attempts"; the form shows them next to "max_attempts".
@@ -69,6 +72,99 @@ class HealingConfigForm(HealingConfigFields):
 
     def add_service_error(self, field: str, message: str) -> None:
         self.add_error(SERVICE_FIELD_TO_FORM.get(field), message)
+
+
+class TaskForm(HealingConfigFields, forms.ModelForm):
+    """A whole task, as the dashboard's new and edit pages and the admin show it. Config and code are plain
+    fields here, handed to the services as one partial update; the services' own checks run in clean()."""
+
+    code = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 16, "cols": 100, "spellcheck": "false"}),
+        required=False,
+        strip=False,
+        help_text="Saving changed code creates a new version (source: manual); versions are never edited.",
+    )
+    new_secrets = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        label="Replace secrets",
+        help_text='JSON object, e.g. {"username": "...", "password": "..."}. Write-only: current values are never shown.',
+    )
+
+    class Meta:
+        model = Task
+        fields = ["name", "prompt", "params", "self_healing", "healing_agent", "monthly_budget_usd", "schedule"]
+        labels = {"self_healing": "Self-healing on", "monthly_budget_usd": "Monthly LLM budget (USD)"}
+        widgets = {"prompt": forms.Textarea(attrs={"rows": 3}), "params": forms.Textarea(attrs={"rows": 3})}
+
+    # The dashboard's order (the admin groups the same fields in fieldsets of its own).
+    field_order = [
+        "name", "prompt", "code", "params", "new_secrets", "self_healing", "trigger_on", "max_attempts", "auto_deploy",
+        "validation_required", "healing_agent", "monthly_budget_usd", "schedule",
+    ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        task = self.instance
+        if not task.pk:
+            self.fields["new_secrets"].label = "Secrets"
+            self.fields["code"].help_text = (
+                "A module with def run(page, params). Left empty, a configured LLM writes it from the prompt."
+            )
+        if task.pk:
+            self.show_config_of(task)
+            if task.current_version:
+                self.fields["code"].initial = task.current_version.code
+
+    def clean_new_secrets(self):
+        raw = self.cleaned_data["new_secrets"].strip()
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"not valid JSON: {exc.msg}") from None
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        # Run the service's own checks now so a bad value shows next to its field instead of failing the save.
+        try:
+            services.task_changes_check(self.instance if self.instance.pk else None, self.service_changes())
+        except InputError as exc:
+            raise forms.ValidationError(self.errors_for(exc)) from None
+        return cleaned
+
+    def errors_for(self, exc: InputError) -> dict:
+        """The service's error next to the form field it is about."""
+        top, _, inner = exc.field.partition(".")
+        if top in ("params", "secrets"):  # JSON fields: say where inside them
+            field = "new_secrets" if top == "secrets" else top
+            return {field: f"{inner}: {exc.message}" if inner else exc.message}
+        field = exc.field.rsplit(".", 1)[-1]  # self_healing_config.max_attempts has a field of its own
+        return {field if field in self.fields else None: exc.message}
+
+    def service_changes(self) -> dict:
+        data = self.cleaned_data
+        changes = {
+            "name": data["name"],
+            "prompt": data["prompt"],
+            "params": data["params"] or {},
+            "self_healing": data["self_healing"],
+            "healing_agent": data["healing_agent"],
+            "schedule": data["schedule"],
+            "monthly_budget_usd": data["monthly_budget_usd"],
+            "self_healing_config": self.config_changes(),
+        }
+        if data.get("new_secrets") is not None:
+            changes["secrets"] = data["new_secrets"]
+        # Browsers send textarea line breaks as CRLF; compare and store code with plain newlines.
+        code = (data.get("code") or "").replace("\r\n", "\n")
+        current = self.instance.current_version.code if self.instance.pk and self.instance.current_version else None
+        if code.strip() and code != current:
+            changes["code"] = code
+        return changes
 
 
 class DiffForm(forms.Form):

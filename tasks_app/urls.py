@@ -4,7 +4,9 @@ from tasks_app import views
 
 urlpatterns = [
     path("tasks/", views.task_list, name="task-list"),
+    path("tasks/new/", views.task_new, name="task-new"),
     path("tasks/<id:task_id>/", views.task_detail, name="task-detail"),
+    path("tasks/<id:task_id>/edit/", views.task_edit, name="task-edit"),
     path("tasks/<id:task_id>/part/<slug:part>/", views.task_part, name="task-part"),
     path("tasks/<id:task_id>/config/", views.task_config, name="task-config"),
     path("tasks/<id:task_id>/run/", views.task_run, name="task-run"),

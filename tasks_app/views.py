@@ -14,7 +14,7 @@ from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from healing_app.diffing import render_diff
 from healing_app.models import HealingEvent
@@ -22,7 +22,7 @@ from healing_app.services import can_review
 from tasks_app import services
 from tasks_app.audit import dashboard_actor
 from tasks_app.config import InputError
-from tasks_app.forms import DeployForm, DiffForm, HealingConfigForm
+from tasks_app.forms import DeployForm, DiffForm, HealingConfigForm, TaskForm
 from tasks_app.ids import object_or_404
 from tasks_app.models import CodeVersion, Run, Task
 
@@ -77,6 +77,46 @@ def task_part(request: HttpRequest, task_id: str, part: str) -> HttpResponse:
         raise Http404("no such part")
     task = _task_or_404(task_id)
     return render(request, TASK_PARTS[part], _task_context(request, task, part=part))
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def task_new(request: HttpRequest) -> HttpResponse:
+    """A new task: a prompt and, if it is at hand, its code (without code an LLM, when configured, writes it)."""
+    form = TaskForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            task = services.task_create(actor=dashboard_actor(request), **form.service_changes())
+        except InputError as exc:
+            form.add_error(None, form.errors_for(exc))
+        else:
+            messages.success(request, f"Task {task.name} created.")
+            return redirect("task-detail", task_id=task.pk)
+    return _task_form_page(request, form, task=None)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def task_edit(request: HttpRequest, task_id: str) -> HttpResponse:
+    """Name, prompt, code, params, secrets, schedule and healing settings; changed code becomes a new version."""
+    task = _task_or_404(task_id)
+    form = TaskForm(request.POST or None, instance=task)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.task_update(task=Task.objects.get(pk=task.pk), actor=dashboard_actor(request), **form.service_changes())
+        except InputError as exc:
+            form.add_error(None, form.errors_for(exc))
+        except PermissionDenied as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Task saved.")
+            return redirect("task-detail", task_id=task.pk)
+    return _task_form_page(request, form, task=task)
+
+
+def _task_form_page(request: HttpRequest, form: TaskForm, *, task: Task | None) -> HttpResponse:
+    status = 400 if form.is_bound else 200  # a bound form shown again has errors
+    return render(request, "tasks/form.html", {"form": form, "task": task}, status=status)
 
 
 @require_POST

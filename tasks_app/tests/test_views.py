@@ -13,6 +13,7 @@ from django.urls import reverse
 from healing_app.models import HealingEvent
 from tasks_app import services
 from tasks_app.api_keys import api_key_create
+from tasks_app.audit import Actor
 from tasks_app.models import AuditLog, CodeVersion, Run, Task
 from tests.browser import scenario
 
@@ -307,3 +308,79 @@ def test_a_runs_output_is_shown_as_json_where_its_steps_are(client, member, task
     assert json.loads(unescape(outputs[0])) == {
         "confirmation": "Thanks, Ada & co!", "sent": True, "price": None,
     }
+
+
+NEW_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/contact")
+    page.get_by_role("button", name="Send").click()
+    return {"sent": True}
+'''
+
+
+def _task_form(**fields) -> dict:
+    form = {"name": "Newsletter", "prompt": "Sign up for the newsletter", "code": NEW_CODE,
+            "params": '{"base_url": "http://shop.test"}', "trigger_on": ["element_not_found", "timeout"],
+            "max_attempts": "3", "validation_required": "on", "self_healing": "on"}
+    return {**form, **fields}
+
+
+def test_a_member_creates_a_task_from_the_dashboard(client, member):
+    client = _login(client, member)
+    assert 'id="new-task"' in client.get(reverse("task-list")).content.decode()
+    assert client.get(reverse("task-new")).status_code == 200
+
+    response = client.post(reverse("task-new"), _task_form(code=NEW_CODE.replace("\n", "\r\n")))
+
+    task = Task.objects.get(name="Newsletter")
+    assert response.status_code == 302 and response["Location"] == reverse("task-detail", args=[task.pk])
+    assert (task.owner, task.prompt, task.params) == (member, "Sign up for the newsletter", {"base_url": "http://shop.test"})
+    assert task.current_version.code == NEW_CODE and task.current_version.source == CodeVersion.Source.INITIAL
+    assert task.self_healing and sorted(task.config["trigger_on"]) == ["element_not_found", "timeout"]
+    assert AuditLog.objects.filter(action="task.create", object_id=task.pk, actor_label__contains="dashboard").exists()
+
+
+@pytest.mark.parametrize("fields, field, message", [
+    ({"code": "def run(page):\n    pass\n"}, "code", "(page, params)"),
+    ({"code": "def run(page, params):\n    return (\n"}, "code", "line"),
+    ({"params": "[1, 2]"}, "params", ""),
+    ({"params": "{not json"}, "params", ""),
+    ({"name": ""}, "name", "required"),
+    ({"max_attempts": "0"}, "max_attempts", ""),
+])
+def test_a_bad_field_is_shown_next_to_it_and_nothing_is_created(client, member, fields, field, message):
+    response = _login(client, member).post(reverse("task-new"), _task_form(**fields))
+
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert field in errors, errors
+    assert message in " ".join(errors[field])
+    assert f'id="id_{field}-error"' in response.content.decode()
+    assert not Task.objects.exists()
+
+
+def test_editing_the_code_makes_a_new_current_version_and_saving_it_unchanged_does_not(client, member, task):
+    client = _login(client, member)
+    page = client.get(reverse("task-edit", args=[task.pk])).content.decode()
+    assert "#submit" in page  # the current code, ready to edit
+
+    form = _task_form(name=task.name, params=json.dumps(task.params), code=NEW_CODE)
+    assert client.post(reverse("task-edit", args=[task.pk]), form).status_code == 302
+    task.refresh_from_db()
+    assert (task.current_version.number, task.current_version.code, task.name) == (2, NEW_CODE, "Contact form")
+
+    assert client.post(reverse("task-edit", args=[task.pk]), form).status_code == 302
+    assert task.versions.count() == 2
+
+
+def test_only_the_owner_or_a_reviewer_edits_the_code_of_a_task_holding_secrets(client, member, django_user_model):
+    owner = django_user_model.objects.create_user("olga")
+    task = services.task_create(name="Login", code=NEW_CODE, secrets={"password": "hunter2"},
+                                actor=Actor(user=owner))
+    form = _task_form(name="Login", params="{}", code=NEW_CODE.replace("Send", "Go"))
+
+    response = _login(client, member).post(reverse("task-edit", args=[task.pk]), form)
+
+    assert response.status_code == 400
+    assert "only its owner or a reviewer may change its code" in " ".join(response.context["form"].non_field_errors())
+    assert task.versions.count() == 1
+    assert "hunter2" not in response.content.decode()

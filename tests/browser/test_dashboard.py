@@ -228,3 +228,25 @@ def test_an_older_heal_that_comes_up_for_review_appears_in_the_filtered_queue(pa
     expect(page.locator(f'tr[data-id="{older}"]')).to_be_visible(timeout=10_000)
     ids = [row.get_attribute("data-id") for row in page.locator("tbody#queue-rows tr[data-id]").all()]
     assert ids == [newer, older]
+
+
+def test_a_member_writes_a_new_task_in_the_browser_and_edits_it(page, anchor_live, login):
+    login(page, MEMBER, next_url="/tasks/")
+    page.get_by_role("link", name="New task").click()
+    page.get_by_label("Name").fill("Browser-made task")
+    page.get_by_label("Prompt").fill("Open the demo site's contact page")
+    page.get_by_label("Code").fill("def run(page, params):\n    page.goto(params['base_url'])\n    return {'title': page.title(\n")
+    page.get_by_label("Params").fill('{"base_url": "http://127.0.0.1/demo-site/"}')
+    page.get_by_role("button", name="Create task").click()
+    expect(page.locator("#id_code-error")).to_contain_text("line 3")  # the unclosed call, next to the code
+
+    page.get_by_label("Code").fill("def run(page, params):\n    page.goto(params['base_url'])\n    return {'title': page.title()}\n")
+    page.get_by_role("button", name="Create task").click()
+    expect(page.get_by_role("heading", name="Browser-made task")).to_be_visible()
+    expect(page.locator("#current-version")).to_contain_text("v1")
+
+    page.get_by_role("link", name="Edit").click()
+    expect(page.get_by_label("Code")).to_have_value(re.compile(r"page\.title\(\)"))
+    page.get_by_label("Name").fill("Browser-made task, renamed")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", name="Browser-made task, renamed")).to_be_visible()

@@ -117,6 +117,14 @@ def test_queue_reports_a_bad_filter_instead_of_failing(client, reviewer, task, p
     assert response.status_code == 200
     assert b"Select a valid choice" in response.content
     assert pending.pk.encode() in response.content  # invalid filters are ignored, not applied half-way
+    assert b'id="filter-errors"' in response.content  # and the page says so above the list
+
+
+def test_an_impossible_date_range_is_reported_not_applied(client, reviewer, task, pending):
+    response = _login(client, reviewer).get("/", {"since": "2026-11-28", "until": "2026-11-01"})
+    html = response.content.decode()
+    assert "must be on or after the From date" in html and 'id="filter-errors"' in html
+    assert pending.pk in html
 
 
 @pytest.mark.parametrize("url, extra", [("/", {}), ("/events/rows/", {}), ("/events/rows/", {"newer": "x"})])

@@ -116,14 +116,15 @@ def version_diff(
     request: HttpRequest,
     task_id: str,
     number: int = VersionNumber,
-    against: int | None = Query(None, ge=1, le=MAX_INT, description="the older version; default: the parent"),
+    against: int | None = Query(None, ge=1, le=MAX_INT, description="the older version; default: the parent (a first version: no code)"),
 ):
     task = get_task(task_id)
     new = _get_version(task, number)
     if against is None:
-        against = new.parent.number if new.parent_id else max(number - 1, 1)
-    old = _get_version(task, against)
-    return diff_out(old, new)
+        if not new.parent_id:
+            return diff_out(None, new)  # a first version: all of its code is new
+        against = new.parent.number
+    return diff_out(_get_version(task, against), new)
 
 
 @tasks_router.post(

@@ -176,7 +176,7 @@ class VersionPage(Schema):
 
 
 class DiffOut(Schema):
-    from_version: int
+    from_version: int | None = Field(description="null for a first version, diffed against no code at all")
     to_version: int
     added: int
     removed: int
@@ -186,13 +186,18 @@ class DiffOut(Schema):
 
 
 def diff_out(old, new) -> dict[str, Any]:
-    """Two code versions compared: counts, a unified diff for programs, HTML for people."""
-    rendered = render_diff(old.code, new.code, context=3)
+    """Two code versions compared (`old` None: `new` against no code): counts, a unified diff for programs, HTML
+    for people."""
+    old_code = old.code if old is not None else ""
+    rendered = render_diff(old_code, new.code, context=3)
     unified = difflib.unified_diff(
-        old.code.splitlines(keepends=True), new.code.splitlines(keepends=True), f"v{old.number}", f"v{new.number}"
+        old_code.splitlines(keepends=True),
+        new.code.splitlines(keepends=True),
+        f"v{old.number}" if old is not None else "/dev/null",
+        f"v{new.number}",
     )
     return {
-        "from_version": old.number,
+        "from_version": old.number if old is not None else None,
         "to_version": new.number,
         "added": rendered.added,
         "removed": rendered.removed,

@@ -256,7 +256,7 @@ def run_create(
     """Create a queued run of `version` (default: the current one) without starting it."""
     version = version or task.current_version
     if version is None:
-        raise InputError("version", "the task has no code yet; give it code or configure an LLM to write it")
+        raise InputError("code", "the task has no code yet; give it code or configure an LLM to write it")
     if version.task_id != task.pk:
         raise InputError("version", "belongs to another task")
     if params:

@@ -104,7 +104,7 @@ def test_a_task_without_code_cannot_run(client, headers):
     bare = services.task_create(name="no code yet")
     response = _post(client, headers, f"/tasks/{bare.pk}/runs")
     assert response.status_code == 400
-    assert response.json()["error"]["field"] == "version"
+    assert response.json()["error"]["field"] == "code"
 
 
 def test_running_an_unknown_task_is_a_404(client, headers):

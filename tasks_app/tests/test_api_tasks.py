@@ -467,6 +467,12 @@ def test_a_diff_compares_a_version_with_its_parent_by_default(api, versioned):
     assert api.get(f"/tasks/{versioned}/versions/1/diff?against=2").json()["from_version"] == 2
 
 
+def test_a_first_versions_diff_shows_all_its_code_as_added(api, versioned):
+    body = api.get(f"/tasks/{versioned}/versions/1/diff").json()
+    assert (body["from_version"], body["to_version"], body["added"], body["removed"]) == (None, 1, 4, 0)
+    assert body["unified"].startswith("--- /dev/null\n+++ v1\n")
+
+
 @pytest.fixture
 def reviewer_api(client, owner):
     owner.groups.add(reviewers_group())

@@ -117,7 +117,7 @@ def test_run_needs_code():
     task = services.task_create(name="t")
     with pytest.raises(InputError) as caught:
         services.run_enqueue(task=task)
-    assert caught.value.field == "version"
+    assert caught.value.field == "code"
 
 
 @pytest.mark.parametrize("status", ["healing", "validating"])

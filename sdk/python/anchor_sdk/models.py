@@ -97,7 +97,7 @@ class Version(_Model):
 
 @dataclass
 class Diff(_Model):
-    from_version: int
+    from_version: int | None  # None for a first version, diffed against no code
     to_version: int
     added: int | None = None
     removed: int | None = None

@@ -84,6 +84,14 @@ class TaskAdmin(IdCheckedAdmin):
         ("Schedule", {"fields": ["schedule", "created_at", "updated_at"]}),
     ]
 
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None:
+            return self.fieldsets
+        # A task being added has no id, version or code status yet (the model's defaults would say "Ready").
+        unsaved = {"id", "current_version", "code_status", "secret_names", "created_at", "updated_at"}
+        return [(name, {**options, "fields": [f for f in options["fields"] if f not in unsaved]})
+                for name, options in self.fieldsets]
+
     @admin.display(description="version")
     def current_version_number(self, task: Task):
         return task.current_version.number if task.current_version else None

@@ -174,3 +174,11 @@ def test_an_id_the_admin_must_quote_opens_from_the_changelists_link(staff_client
     page = staff_client.get(admin_object_url(task))
     assert page.status_code == 200
     assert page.context["original"] == task
+
+
+def test_the_add_form_shows_no_id_version_or_code_status_before_the_task_exists(staff_client):
+    page = staff_client.get(reverse("admin:tasks_app_task_add")).content.decode()
+    assert 'name="code"' in page and 'name="prompt"' in page
+    assert "Code status" not in page and "Current version" not in page
+    task = services.task_create(name="t", code=CODE)
+    assert "Code status" in staff_client.get(admin_object_url(task)).content.decode()

@@ -40,6 +40,7 @@ def takeover(*, run: Run, failure: dict, handover) -> None:
     if event.status == Status.FAILED:  # max_attempts used up: the event says so; the run fails as it is
         handover.abort(event.reason)
         return
+    _begin_healing(event, agent.kind)
     context = TakeoverContext(
         task_id=task.pk,
         prompt=task.prompt,
@@ -102,11 +103,20 @@ def _event_for_failure(*, run: Run, failure: dict, agent_kind: str) -> HealingEv
     return event
 
 
+def _begin_healing(event: HealingEvent, agent_kind: str) -> None:
+    """The agent is at work from now on (a takeover may wait for a slow page for a while): say so."""
+    with transaction.atomic():
+        event = HealingEvent.objects.select_for_update().get(pk=event.pk)
+        if event.status != Status.TRIGGERED:
+            return  # a later failure of the same run: its event is healing already
+        event.transition_to(Status.HEALING, note=f"{agent_kind} agent took over")
+        event.save()
+    _announce(event, "healing.healing")
+
+
 def _record_takeover(*, event: HealingEvent, failure: dict, agent_kind: str, outcome: TakeoverOutcome, elapsed_ms: int) -> None:
     with transaction.atomic():
         event = HealingEvent.objects.select_for_update().get(pk=event.pk)
-        if event.status == Status.TRIGGERED:
-            event.transition_to(Status.HEALING, note=f"{agent_kind} agent took over")
         event.agent_kind = agent_kind
         event.agent_trace = [*event.agent_trace, {"failure": _failure_summary(failure), "steps": outcome.trace}]
         event.candidate_scores = outcome.candidates or event.candidate_scores

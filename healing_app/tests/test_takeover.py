@@ -1,0 +1,53 @@
+"""pipeline.takeover: the event of a run that an agent is completing."""
+
+from __future__ import annotations
+
+import pytest
+
+from healing_app import pipeline
+from healing_app.agents.base import TakeoverOutcome
+from healing_app.models import HealingEvent
+from tasks_app import services
+from tasks_app.models import Run
+
+pytestmark = pytest.mark.django_db
+
+CODE = 'def run(page, params):\n    page.click("#submit")\n    return 1\n'
+FAILURE = {"type": "timeout", "message": "Timeout 5000ms exceeded", "action": "click", "selector": "#submit",
+           "line": 2, "step_key": "2:click:#submit", "url": "http://shop.test/"}
+
+
+class SlowAgent:
+    """Stands in for an agent that waits a long while for a page: what does the event say meanwhile?"""
+
+    kind = "heuristic"
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def take_over(self, context, handover) -> TakeoverOutcome:
+        self.seen.append(HealingEvent.objects.get(task_id=context.task_id).status)
+        return TakeoverOutcome(recovered=False, reason="the element never showed")
+
+
+class Handover:
+    def __init__(self):
+        self.aborted: str | None = None
+
+    def abort(self, reason: str) -> None:
+        self.aborted = reason
+
+
+def test_the_event_is_healing_while_the_agent_works_and_failed_when_it_gives_up(monkeypatch):
+    task = services.task_create(name="t", code=CODE, self_healing=True)
+    run = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING)
+    agent, handover = SlowAgent(), Handover()
+    monkeypatch.setattr(pipeline, "agent_for", lambda task: agent)
+
+    pipeline.takeover(run=run, failure=FAILURE, handover=handover)
+
+    event = HealingEvent.objects.get(run=run)
+    assert agent.seen == [HealingEvent.Status.HEALING]
+    assert [entry["status"] for entry in event.timeline] == ["triggered", "healing", "failed"]
+    assert event.timeline[1]["note"] == "heuristic agent took over"
+    assert (event.status, event.reason, handover.aborted) == ("failed", "the element never showed", "the element never showed")

@@ -106,15 +106,15 @@ class TaskForm(HealingConfigFields, forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         task = self.instance
-        if not task.pk:
-            self.fields["new_secrets"].label = "Secrets"
-            self.fields["code"].help_text = (
-                "A module with def run(page, params). Left empty, a configured LLM writes it from the prompt."
-            )
         if task.pk:
             self.show_config_of(task)
             if task.current_version:
                 self.fields["code"].initial = task.current_version.code
+        else:
+            self.fields["new_secrets"].label = "Secrets"
+            self.fields["code"].help_text = (
+                "A module with def run(page, params). Left empty, a configured LLM writes it from the prompt."
+            )
 
     def clean_new_secrets(self):
         raw = self.cleaned_data["new_secrets"].strip()

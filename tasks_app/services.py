@@ -147,11 +147,7 @@ def task_busy_reason(task: Task) -> str | None:
     running = task.runs.filter(status=Run.Status.RUNNING).values_list("pk", flat=True).first()
     if running:
         return f"{running} is running; delete the task when it has ended"
-    healing = (
-        HealingEvent.objects.filter(task=task, status__in=(HealingEvent.Status.HEALING, HealingEvent.Status.VALIDATING))
-        .values_list("pk", flat=True)
-        .first()
-    )
+    healing = HealingEvent.objects.filter(task=task, status__in=HealingEvent.OPEN).values_list("pk", flat=True).first()
     if healing:
         return f"{healing} is still healing the task; delete it when that heal has ended"
     return None

@@ -103,6 +103,7 @@ def task_edit(request: HttpRequest, task_id: str) -> HttpResponse:
     form = TaskForm(request.POST or None, instance=task)
     if request.method == "POST" and form.is_valid():
         try:
+            # Fresh from the database: validating the form wrote its values onto `task` already.
             services.task_update(task=Task.objects.get(pk=task.pk), actor=dashboard_actor(request), **form.service_changes())
         except InputError as exc:
             form.add_error(None, form.errors_for(exc))

@@ -77,6 +77,15 @@ def run_now(task, drain) -> Run:
     return run
 
 
+def reject_and_run_again(task, drain, reviewer, comment: str) -> tuple[HealingEvent, Run, HealingEvent]:
+    """Reject the task's heal waiting for review and run the task again: the rejected heal, the new run, its heal."""
+    rejected = HealingEvent.objects.get(task=task)
+    assert rejected.status == S.PENDING_REVIEW, rejected.reason
+    healing_reject(event=rejected, reviewer=reviewer, comment=comment)
+    again = run_now(task, drain)
+    return rejected, again, HealingEvent.objects.filter(task=task).exclude(pk=rejected.pk).get()
+
+
 def _explain(run: Run) -> str:
     event = HealingEvent.objects.filter(run=run).first()
     return f"{run.error_type}: {run.error_message}; event: {event and (event.status, event.reason, event.agent_trace)}"
@@ -244,11 +253,7 @@ def test_a_page_a_reviewer_rejected_as_the_moved_page_is_not_proposed_again(drai
             "/products": '<ul class="products"><li>Mug 12.00</li></ul>',
         }
         run_now(task, drain)
-        rejected = HealingEvent.objects.get(task=task)
-        assert rejected.status == S.PENDING_REVIEW, rejected.reason
-        healing_reject(event=rejected, reviewer=reviewer, comment="/products is the shop, not the catalog")
-        again = run_now(task, drain)
-    second = HealingEvent.objects.filter(task=task).exclude(pk=rejected.pk).get()
+        rejected, again, second = reject_and_run_again(task, drain, reviewer, "/products is the shop, not the catalog")
     assert again.status == Run.Status.FAILED
     assert second.status == S.FAILED
     assert second.new_version_id is None
@@ -386,11 +391,7 @@ def test_a_rejected_fix_is_not_put_up_for_review_again(drain, reviewer):
         assert run_now(task, drain).status == Run.Status.SUCCEEDED
         site.pages["/report"] = SLOW_REPORT
         run_now(task, drain)
-        rejected = HealingEvent.objects.get(task=task)
-        assert rejected.status == S.PENDING_REVIEW, rejected.reason
-        healing_reject(event=rejected, reviewer=reviewer, comment="fix the page, not the timeout")
-        again = run_now(task, drain)
-    second = HealingEvent.objects.filter(task=task).exclude(pk=rejected.pk).get()
+        rejected, again, second = reject_and_run_again(task, drain, reviewer, "fix the page, not the timeout")
     assert again.status == Run.Status.HEALED
     assert second.status == S.FAILED
     assert second.reason == f"a reviewer rejected the same fix in {rejected.pk}; no second version"

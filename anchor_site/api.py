@@ -36,7 +36,7 @@ from tasks_app.api_keys import api_key_authenticate
 from tasks_app.audit import Actor
 from tasks_app.config import InputError
 from tasks_app.models import ApiKey
-from tasks_app.services import DraftNotDeployable, TaskBusy
+from tasks_app.services import DraftNotDeployable, StateConflict
 
 logger = logging.getLogger(__name__)
 
@@ -316,8 +316,8 @@ def _draft_not_deployable(request: HttpRequest, exc: DraftNotDeployable) -> Http
     return error_response(request, status=409, code=exc.code, message=str(exc), event=exc.event_id)
 
 
-@api.exception_handler(TaskBusy)
-def _task_busy(request: HttpRequest, exc: TaskBusy) -> HttpResponse:
+@api.exception_handler(StateConflict)
+def _state_conflict(request: HttpRequest, exc: StateConflict) -> HttpResponse:
     return error_response(request, status=409, code=exc.code, message=str(exc))
 
 

@@ -12,6 +12,7 @@ from tasks_app import services
 from tasks_app.api_schemas import (
     ERRORS,
     DiffOut,
+    ErrorOut,
     RunCreateIn,
     RunOut,
     RunPage,
@@ -177,6 +178,17 @@ def run_get(request: HttpRequest, run_id: str):
     return run_out(run)
 
 
+@runs_router.post(
+    "/{run_id}/cancel",
+    response={202: RunOut, **ERRORS, 403: ErrorOut, 409: ErrorOut},
+    summary="Cancel a run: a queued one ends at once, a running one within a few seconds",
+)
+def run_cancel(request: HttpRequest, run_id: str):
+    run = object_or_404(Run.objects.select_related("task"), run_id, what="run")
+    run = services.run_cancel(run=run, actor=request.auth.actor)
+    return Status(202, run_out(run))
+
+
 def run_out(run: Run) -> dict:
     events = list(run.healing_events.all())
     error_type = run.error_type or None
@@ -197,5 +209,6 @@ def run_out(run: Run) -> dict:
         "created_at": run.created_at,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
+        "cancel_requested_at": run.cancel_requested_at,
         "duration_ms": run.duration_ms,
     }

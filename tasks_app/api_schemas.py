@@ -251,6 +251,7 @@ class RunOut(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
+    cancel_requested_at: datetime | None = None
 
 
 class RunPage(Schema):

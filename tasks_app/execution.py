@@ -20,6 +20,8 @@ from tasks_app.services import fingerprints_store, storable, task_runtime_secret
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 10
+# How soon a running run notices run_cancel: one primary-key query a second per running run.
+CANCEL_POLL_S = 1.0
 RESULT_STORE_RETRY_S = 120
 _pool = None
 
@@ -78,8 +80,10 @@ def run_execute(run: Run, *, browser=None, on_step_extra=None) -> RunResult:
     def on_handover(failure, handover) -> None:
         pipeline.takeover(run=run, failure=failure.to_dict(), handover=handover)
 
-    with _Heartbeat(run.pk):
-        return execute(spec, on_handover=on_handover if healing_on else None, on_step=on_step, browser=browser)
+    cancelled = threading.Event()
+    with _Heartbeat(run.pk, cancelled):
+        return execute(spec, on_handover=on_handover if healing_on else None, on_step=on_step, browser=browser,
+                       cancel=cancelled)
 
 
 def run_finish(run: Run, result: RunResult) -> Run:
@@ -140,15 +144,17 @@ def run_finish_retrying(run: Run, result: RunResult) -> Run:
                 time.sleep(1)
 
 
-def run_fail(run: Run, reason: str, *, error_type: str = "script_error", stale_before=None) -> None:
-    """End a run that could not be executed at all (the runner itself failed).
+def run_fail(run: Run, reason: str, *, error_type: str = "script_error", stale_before=None,
+             status: str = Run.Status.RUNNING) -> None:
+    """End a run that could not be executed at all (the runner itself failed), if it is still in `status`
+    (a queued run cancelled before it started ends here too).
 
     With `stale_before`, only if its heartbeat is still older than that: a run whose worker beat again
     since maintenance looked (after a database outage, say) is alive and keeps its result.
     """
     from healing_app import pipeline
 
-    still_running = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING)
+    still_running = Run.objects.filter(pk=run.pk, status=status)
     if stale_before is not None:
         still_running = still_running.filter(heartbeat_at__lt=stale_before)
     with transaction.atomic():
@@ -178,10 +184,12 @@ def run_announce(run: Run) -> None:
 
 
 class _Heartbeat:
-    """Touch the run's heartbeat while it executes, so a killed worker's runs are recognisable as lost."""
+    """Touch the run's heartbeat while it executes, so a killed worker's runs are recognisable as lost.
+    With `cancelled`, also look for run_cancel's request every second and set it when there is one."""
 
-    def __init__(self, run_id: str):
+    def __init__(self, run_id: str, cancelled: threading.Event | None = None):
         self.run_id = run_id
+        self.cancelled = cancelled
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{run_id}")
 
@@ -198,10 +206,17 @@ class _Heartbeat:
 
         # Several beats per stale window: one late beat must not make a healthy run look lost.
         every = max(1.0, min(HEARTBEAT_EVERY_S, settings.RUN_STALE_AFTER_S / 3))
+        last_beat = time.monotonic()
         try:
-            while not self.stop.wait(every):
+            while not self.stop.wait(CANCEL_POLL_S if self.cancelled is not None else every):
                 try:
-                    Run.objects.filter(pk=self.run_id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
+                    if self.cancelled is not None and not self.cancelled.is_set() and Run.objects.filter(
+                        pk=self.run_id, cancel_requested_at__isnull=False
+                    ).exists():
+                        self.cancelled.set()
+                    if time.monotonic() - last_beat >= every:
+                        Run.objects.filter(pk=self.run_id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
+                        last_beat = time.monotonic()
                 except Exception as exc:  # the database may be away for a moment; keep beating when it is back
                     logger.warning("heartbeat for %s missed: %s", self.run_id, exc)
                     close_old_connections()

@@ -21,6 +21,7 @@ from tasks_app.audit import Actor, as_actor, audit_log
 from tasks_app.config import InputError, merge_config, validate_config_changes
 from tasks_app.logging import register_secret_values
 from tasks_app.models import CodeVersion, ElementFingerprint, Run, Task
+from tasks_app.runner.protocol import CANCELLED
 
 _UNSET: Any = object()
 NAME_MAX = 200
@@ -135,10 +136,24 @@ def task_changes_check(task: Task | None, changes: dict[str, Any]) -> dict[str, 
     return cleaned
 
 
-class TaskBusy(Exception):
+class StateConflict(Exception):
+    """The request is sound but the object's state does not allow it now (the API answers 409 with `code`)."""
+
+    code = "conflict"
+
+
+class TaskBusy(StateConflict):
     """The task is running or healing right now; deleting it would pull the history from under that work."""
 
     code = "task_busy"
+
+
+class RunNotCancellable(StateConflict):
+    """The run has ended already, or validates a heal (which ends it by itself)."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
 
 
 def task_busy_reason(task: Task) -> str | None:
@@ -146,7 +161,7 @@ def task_busy_reason(task: Task) -> str | None:
     form gets sent), so the task goes once its runs and heals are done; queued runs go with it unstarted."""
     running = task.runs.filter(status=Run.Status.RUNNING).values_list("pk", flat=True).first()
     if running:
-        return f"{running} is running; delete the task when it has ended"
+        return f"{running} is running; cancel it, or delete the task when it has ended"
     healing = HealingEvent.objects.filter(task=task, status__in=HealingEvent.OPEN).values_list("pk", flat=True).first()
     if healing:
         return f"{healing} is still healing the task; delete it when that heal has ended"
@@ -282,6 +297,38 @@ def run_enqueue(
         run = run_create(task=task, actor=actor, params=params, version=version, purpose=purpose)
         transaction.on_commit(lambda: run_job_enqueue(run.pk))
     notify(event_type="run.queued", task_id=task.pk, data={"run": run.pk, "status": run.status})
+    return run
+
+
+def run_cancel(*, run: Run, actor: Actor | None = None) -> Run:
+    """Stop a run. A queued run ends at once, unstarted; a running one is stopped by its worker within a
+    second or two (its sandbox is killed, whatever the page was doing). It ends `failed` with error type
+    `cancelled`, which is never healed. The person who started it, the task's owner, a reviewer or staff
+    allowed to change tasks may cancel it; a heal's validation run ends by itself."""
+    from tasks_app.execution import run_fail
+
+    actor = as_actor(actor)
+    user = actor.user
+    if user is not None and not (
+        run.requested_by_id == user.pk or run.task.owner_id == user.pk or can_review(user)
+        or user.has_perm("tasks_app.change_task")
+    ):
+        raise PermissionDenied("only who started the run, the task's owner, a reviewer or staff allowed to change tasks can cancel it")
+    if run.purpose == Run.Purpose.VALIDATION:
+        raise RunNotCancellable(f"{run.pk} validates a heal's new version and ends by itself", code="validation_run")
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.status in Run.FINISHED:
+            raise RunNotCancellable(f"{run.pk} has already finished ({run.status})", code="run_finished")
+        if run.status == Run.Status.QUEUED:
+            audit_log(actor=actor, action="run.cancel", obj=run, data={"status": run.status})
+            by = user.get_username() if user is not None else "the system"
+            run_fail(run, f"cancelled by {by} before it started", error_type=CANCELLED, status=Run.Status.QUEUED)
+        elif run.cancel_requested_at is None:
+            audit_log(actor=actor, action="run.cancel", obj=run, data={"status": run.status})
+            run.cancel_requested_at = timezone.now()
+            run.save(update_fields=["cancel_requested_at"])
+    run.refresh_from_db()
     return run
 
 
@@ -558,6 +605,8 @@ __all__ = [
     "run_enqueue",
     "run_job_enqueue",
     "task_create",
+    "RunNotCancellable",
+    "StateConflict",
     "TaskBusy",
     "task_busy_reason",
     "task_delete",

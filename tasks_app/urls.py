@@ -11,4 +11,5 @@ urlpatterns = [
     path("tasks/<id:task_id>/config/", views.task_config, name="task-config"),
     path("tasks/<id:task_id>/run/", views.task_run, name="task-run"),
     path("tasks/<id:task_id>/deploy/", views.task_deploy, name="task-deploy"),
+    path("runs/<id:run_id>/cancel/", views.run_cancel, name="run-cancel"),
 ]

@@ -175,6 +175,22 @@ def task_deploy(request: HttpRequest, task_id: str) -> HttpResponse:
     return redirect(reverse("task-detail", args=[task.pk]) + "#versions")
 
 
+@require_POST
+@login_required
+def run_cancel(request: HttpRequest, run_id: str) -> HttpResponse:
+    run = object_or_404(Run.objects.select_related("task"), run_id, what="run")
+    try:
+        run = services.run_cancel(run=run, actor=dashboard_actor(request))
+    except services.RunNotCancellable as exc:
+        messages.info(request, f"Not cancelled: {exc}.")
+    else:
+        if run.status == Run.Status.FAILED:
+            messages.success(request, f"Run {run.pk} cancelled before it started.")
+        else:
+            messages.success(request, f"Run {run.pk} is being cancelled; it stops within a few seconds.")
+    return redirect(reverse("task-detail", args=[run.task_id]) + f"#run-{run.pk}")
+
+
 # -- helpers -------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,8 @@ FAILURE_TYPES = (
 )
 SCRIPT_ERROR = "script_error"
 ERROR_TYPES = FAILURE_TYPES + (SCRIPT_ERROR,)
+# A run stopped on request ends with this error type: nothing failed, so nothing is healed.
+CANCELLED = "cancelled"
 
 STATUS_SUCCEEDED = "succeeded"
 STATUS_HEALED = "healed"

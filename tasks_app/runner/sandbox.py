@@ -36,6 +36,7 @@ from typing import Any
 
 from .browser import BrowserPool, die_with_parent, kill_group, kill_uid, remove_files_of_uid
 from .protocol import (
+    CANCELLED,
     FAILURE_TYPES,
     SCRIPT_ERROR,
     STATUS_FAILED,
@@ -237,11 +238,14 @@ def spawn_child(cdp_url: str, *, memory_mb: int | None = None, spare: bool = Fal
 
 
 class _Watchdog(threading.Thread):
-    """Kills the child at the deadline; the deadline stops running while a hand-over is open."""
+    """Kills the child at the deadline, or as soon as `cancel` is set; the deadline stops running while a
+    hand-over is open."""
 
-    def __init__(self, child: Child, wall_s: float, handover_budget_s: float) -> None:
+    def __init__(self, child: Child, wall_s: float, handover_budget_s: float,
+                 cancel: threading.Event | None = None) -> None:
         super().__init__(daemon=True)
         self.child = child
+        self.cancel = cancel
         self.deadline = time.monotonic() + wall_s
         self.handover_budget_s = handover_budget_s
         self.paused_at: float | None = None
@@ -269,7 +273,9 @@ class _Watchdog(threading.Thread):
         while not self._stop.wait(0.05):
             with self._lock:
                 now = time.monotonic()
-                if self.paused_at is not None:
+                if self.cancel is not None and self.cancel.is_set():
+                    expired, reason = True, "cancelled"
+                elif self.paused_at is not None:
                     expired = now - self.paused_at > self.handover_budget_s
                     reason = "the recovery did not finish in time"
                 else:
@@ -417,11 +423,13 @@ def execute(
     on_step: Callable[[Step], None] | None = None,
     browser: BrowserPool | None = None,
     handover_timeout_s: float = HANDOVER_BUDGET_S,
+    cancel: threading.Event | None = None,
 ) -> RunResult:
     """Run spec.code in a sandboxed child; never raises for anything the task does.
 
     Raises RunnerError only when the runner itself cannot work (Chromium or the child won't start).
     Without `browser`, a Chromium is started for this run and stopped after it (the cold path).
+    Setting `cancel` stops the run: the child is killed and the result says it was cancelled.
     """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -433,7 +441,7 @@ def execute(
     else:
         pool = browser.start()
     with pool.run_lock:
-        result, logs = _execute_in(pool, own_pool, spec, on_handover, on_step, handover_timeout_s, timings)
+        result, logs = _execute_in(pool, own_pool, spec, on_handover, on_step, handover_timeout_s, timings, cancel)
     result.logs = mask_secrets(logs, secret_values(spec.secrets))[-LOG_TAIL_BYTES:]
     result.duration_ms = round((time.perf_counter() - t0) * 1000, 1)
     timings["total_ms"] = result.duration_ms
@@ -442,7 +450,7 @@ def execute(
 
 
 def _execute_in(pool: BrowserPool, own_pool: BrowserPool | None, spec: RunSpec, on_handover: Any, on_step: Any,
-                handover_timeout_s: float, timings: dict) -> tuple[RunResult, str]:
+                handover_timeout_s: float, timings: dict, cancel: threading.Event | None) -> tuple[RunResult, str]:
     logs = ""
     try:
         for attempt in (1, 2):
@@ -455,7 +463,7 @@ def _execute_in(pool: BrowserPool, own_pool: BrowserPool | None, spec: RunSpec, 
                 timings["ready_wait_ms"] = round((time.perf_counter() - t) * 1000, 1)
                 timings["child_startup_ms"] = round((time.perf_counter() - child.spawned_at) * 1000, 1)
                 timings.update(ready.get("timings", {}))
-                result, clean = _drive(child, spec, on_handover, on_step, handover_timeout_s, timings)
+                result, clean = _drive(child, spec, on_handover, on_step, handover_timeout_s, timings, cancel)
                 break
             except RunnerError:
                 # Raised only before any task code ran (the child or its browser session did not
@@ -478,7 +486,7 @@ def _execute_in(pool: BrowserPool, own_pool: BrowserPool | None, spec: RunSpec, 
 
 
 def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover_timeout_s: float,
-           timings: dict) -> tuple[RunResult, bool]:
+           timings: dict, cancel: threading.Event | None) -> tuple[RunResult, bool]:
     masks = secret_values(spec.secrets)
     child_spec = RunSpec.from_dict(spec.to_dict())
     child_spec.handover_on = [t for t in spec.handover_on if t in FAILURE_TYPES] if on_handover else []
@@ -486,7 +494,7 @@ def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover
     handovers: list[Handover] = []
     result_msg: dict | None = None
     closed = False
-    watchdog = _Watchdog(child, spec.wall_timeout_s, handover_timeout_s)
+    watchdog = _Watchdog(child, spec.wall_timeout_s, handover_timeout_s, cancel)
     t_run = time.perf_counter()
     try:
         child.chan.send({"t": "spec", "spec": child_spec.to_dict()})
@@ -566,7 +574,9 @@ def _abnormal_end(child: Child, spec: RunSpec, watchdog: _Watchdog, steps: list[
     rc = child.proc.returncode
     pending = next((h.failure for h in reversed(handovers) if h.outcome not in ("retried", "resumed")), None)
     if watchdog.fired:
-        if watchdog.reason == "wall-clock limit":
+        if watchdog.reason == "cancelled":
+            reason, detail = "the run was cancelled while it ran", "cancelled"
+        elif watchdog.reason == "wall-clock limit":
             reason = f"the run exceeded its wall-clock limit of {spec.wall_timeout_s:g} s and was stopped"
             detail = "wall_timeout"
         else:
@@ -583,7 +593,8 @@ def _abnormal_end(child: Child, spec: RunSpec, watchdog: _Watchdog, steps: list[
         else:
             reason = f"the sandbox exited unexpectedly (code {rc})" + (f": {last[:300]}" if last else "")
             detail = "crashed"
-    error_type = pending.type if pending is not None and detail == "handover_timeout" else SCRIPT_ERROR
+    error_type = pending.type if pending is not None and detail == "handover_timeout" else (
+        CANCELLED if detail == "cancelled" else SCRIPT_ERROR)
     failure = pending if pending is not None and detail == "handover_timeout" else Failure(
         type=SCRIPT_ERROR, message=reason, exception="SandboxStopped", details={"reason": detail, "exit_code": rc},
     )

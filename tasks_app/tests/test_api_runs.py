@@ -9,8 +9,9 @@ import django_rq
 import pytest
 from rq import Queue
 
-from tasks_app import services
+from tasks_app import execution, services
 from tasks_app.api_keys import api_key_create
+from tasks_app.audit import Actor
 from tasks_app.models import AuditLog, Run
 
 pytestmark = pytest.mark.django_db
@@ -160,3 +161,43 @@ def test_a_tasks_runs_are_listed_newest_first(client, headers, task):
     rest = client.get(f"/api/v1/tasks/{task.pk}/runs?cursor={page['next_cursor']}", headers=headers).json()
     assert [run["id"] for run in rest["data"]] == [first.pk]
     assert rest["next_cursor"] is None
+
+
+def test_cancelling_a_queued_run_answers_202_with_the_run_ended_cancelled(client, headers, task, owner):
+    run = services.run_enqueue(task=task, actor=Actor(user=owner))
+    response = _post(client, headers, f"/runs/{run.pk}/cancel")
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["id"], body["status"], body["error_type"]) == (run.pk, "failed", "cancelled")
+    assert body["error_message"] == "cancelled by mo before it started"
+
+
+def test_cancelling_a_running_run_answers_202_with_when_it_was_asked(client, headers, task, owner):
+    run = execution.run_claim(services.run_enqueue(task=task, actor=Actor(user=owner)).pk)
+    body = _post(client, headers, f"/runs/{run.pk}/cancel").json()
+    assert body["status"] == "running" and body["cancel_requested_at"] is not None
+    assert client.get(f"/api/v1/runs/{run.pk}", headers=headers).json()["cancel_requested_at"] == body["cancel_requested_at"]
+
+
+def test_cancelling_a_finished_run_is_a_409_that_says_so(client, headers, task, owner):
+    run = services.run_enqueue(task=task, actor=Actor(user=owner))
+    _post(client, headers, f"/runs/{run.pk}/cancel")
+    response = _post(client, headers, f"/runs/{run.pk}/cancel")
+    assert response.status_code == 409
+    assert response.json()["error"] == {
+        "code": "run_finished", "message": f"{run.pk} has already finished (failed)", "field": None,
+    }
+
+
+def test_cancelling_someone_elses_run_of_someone_elses_task_is_a_403(client, headers, django_user_model):
+    olga = django_user_model.objects.create_user("olga")
+    task = services.task_create(name="hers", code=CODE, actor=Actor(user=olga))
+    run = services.run_enqueue(task=task, actor=Actor(user=olga))
+    response = _post(client, headers, f"/runs/{run.pk}/cancel")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "permission_denied"
+    assert Run.objects.get(pk=run.pk).status == Run.Status.QUEUED
+
+
+def test_cancelling_an_unknown_run_is_a_404(client, headers):
+    response = _post(client, headers, "/runs/run_nope/cancel")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import textwrap
+import threading
+import time
 
 import pytest
 
 from tasks_app.runner import BrowserPool, RunSpec, execute
+from tasks_app.runner.sandbox import HandoverError
 
 from .sites import Response, serve
 
@@ -261,3 +264,23 @@ def test_observe_and_selectors_reach_into_open_shadow_roots(pool):
 def test_without_on_handover_failures_end_the_run(pool, site):
     result = execute(spec(site), browser=pool)
     assert result.status == "failed" and result.handovers == []
+
+
+def test_a_cancel_stops_the_run_even_while_an_agent_holds_it(pool, site):
+    """The hand-over pauses the wall clock, not a cancel: the agent's next command finds the run gone."""
+    cancel = threading.Event()
+    seen = {}
+
+    def agent(failure, handover):
+        cancel.set()
+        started = time.monotonic()
+        with pytest.raises(HandoverError):
+            while time.monotonic() - started < 30:
+                handover.observe()
+        seen["after_s"] = time.monotonic() - started
+
+    result = execute(spec(site), on_handover=agent, browser=pool, cancel=cancel)
+    assert (result.status, result.error_type) == ("failed", "cancelled")
+    assert result.failure.details["reason"] == "cancelled"
+    assert seen["after_s"] < 10
+    assert site.hits["POST /send"] == 0

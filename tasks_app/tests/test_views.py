@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from healing_app.models import HealingEvent
-from tasks_app import services
+from tasks_app import execution, services
 from tasks_app.api_keys import api_key_create
 from tasks_app.audit import Actor
 from tasks_app.models import AuditLog, CodeVersion, Run, Task
@@ -153,6 +153,43 @@ def test_run_now_queues_a_run(client, member, task):
     assert run.status == Run.Status.QUEUED and run.requested_by == member
     assert f"Run {run.pk} queued".encode() in response.content
     assert AuditLog.objects.get(action="run.enqueue").actor_label == "mo via dashboard"
+
+
+def test_a_queued_run_has_a_cancel_button_that_ends_it(client, member, task):
+    client = _login(client, member)
+    client.post(reverse("task-run", args=[task.pk]))
+    run = Run.objects.get(task=task)
+    assert f'data-run-cancel="{run.pk}"' in client.get(reverse("task-detail", args=[task.pk])).content.decode()
+
+    response = client.post(reverse("run-cancel", args=[run.pk]), follow=True)
+
+    run.refresh_from_db()
+    assert (run.status, run.error_type) == (Run.Status.FAILED, "cancelled")
+    html = response.content.decode()
+    assert f"Run {run.pk} cancelled before it started." in html and f'data-run-cancel="{run.pk}"' not in html
+    assert AuditLog.objects.get(action="run.cancel").actor_label == "mo via dashboard"
+    again = client.post(reverse("run-cancel", args=[run.pk]), follow=True)
+    assert f"Not cancelled: {run.pk} has already finished (failed)." in again.content.decode()
+
+
+def test_a_running_run_shows_it_is_being_cancelled(client, member, task):
+    client = _login(client, member)
+    client.post(reverse("task-run", args=[task.pk]))
+    run = execution.run_claim(Run.objects.get(task=task).pk)
+
+    html = client.post(reverse("run-cancel", args=[run.pk]), follow=True).content.decode()
+
+    assert f"Run {run.pk} is being cancelled; it stops within a few seconds." in html
+    assert f'data-run-cancelling="{run.pk}"' in html and f'data-run-cancel="{run.pk}"' not in html
+    assert Run.objects.get(pk=run.pk).cancel_requested_at is not None
+
+
+def test_someone_elses_run_cannot_be_cancelled_from_the_dashboard(client, member, task, django_user_model):
+    olga = django_user_model.objects.create_user("olga")
+    run = services.run_enqueue(task=task, actor=Actor(user=olga))
+    Task.objects.filter(pk=task.pk).update(owner=olga)
+    assert _login(client, member).post(reverse("run-cancel", args=[run.pk])).status_code == 403
+    assert Run.objects.get(pk=run.pk).status == Run.Status.QUEUED
 
 
 def test_run_now_without_code_explains_why(client, member):

@@ -160,6 +160,12 @@ class Runs {
     return this.#http.request('GET', `/runs/${seg(requireId(runId, 'runId'))}`);
   }
 
+  /** Cancel a run: a queued one ends at once, a running one within a few seconds (`error_type` "cancelled"). */
+  async cancel(arg) {
+    const { runId } = withId(arg, 'runId');
+    return this.#http.request('POST', `/runs/${seg(requireId(runId, 'runId'))}/cancel`);
+  }
+
   /** Poll until the run has finished (succeeded, healed or failed). */
   async wait({ runId, timeout = 300_000, pollInterval = 1000 } = {}) {
     const deadline = Date.now() + timeout;

@@ -268,6 +268,14 @@ test('approve and reject post their comment; ids are escaped', async () => {
   assert.deepEqual(received[1].body, { comment: 'wrong button' });
 });
 
+test('runs.cancel posts to the run and answers in camelCase; ids are escaped', async () => {
+  answers = [[202, { id: 'run/1', status: 'running', cancel_requested_at: '2026-01-02T03:04:05Z' }]];
+  const run = await client().runs.cancel({ runId: 'run/1' });
+  assert.equal(received[0].method, 'POST');
+  assert.equal(received[0].url, '/api/v1/runs/run%2F1/cancel');
+  assert.equal(run.cancelRequestedAt, '2026-01-02T03:04:05Z');
+});
+
 test('a missing id is a TypeError before any request', async () => {
   await assert.rejects(client().tasks.update({ selfHealing: false }), TypeError);
   assert.equal(received.length, 0);

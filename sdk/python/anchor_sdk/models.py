@@ -124,9 +124,10 @@ class Run(_Model):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_ms: int | None = None
+    cancel_requested_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    _datetimes: ClassVar[tuple[str, ...]] = ("created_at", "started_at", "finished_at")
+    _datetimes: ClassVar[tuple[str, ...]] = ("created_at", "started_at", "finished_at", "cancel_requested_at")
 
     FINISHED: ClassVar[tuple[str, ...]] = ("succeeded", "healed", "failed")
 

@@ -170,6 +170,11 @@ class Runs:
     def get(self, run_id: str) -> Run:
         return Run.from_dict(self._t.request("GET", f"/runs/{_seg(run_id)}"))
 
+    def cancel(self, run_id: str) -> Run:
+        """Cancel a run: a queued one ends at once, a running one within a few seconds (`error_type` "cancelled").
+        `anchor.runs.wait(run.id)` waits for it to stop."""
+        return Run.from_dict(self._t.request("POST", f"/runs/{_seg(run_id)}/cancel"))
+
     def wait(self, run_id: str, *, timeout: float = 300.0, poll_interval: float = 1.0) -> Run:
         """Poll until the run has finished (succeeded, healed or failed); TimeoutError after `timeout` seconds."""
         deadline = time.monotonic() + timeout

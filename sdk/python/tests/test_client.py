@@ -239,6 +239,14 @@ def test_approve_and_reject_post_their_comment():
     assert server.body() == {"comment": "wrong button"}
 
 
+def test_cancel_posts_to_the_run_and_returns_it_with_the_time_the_cancel_was_asked_for():
+    server = Server(ok({"id": "run_1", "status": "running", "cancel_requested_at": "2026-01-02T03:04:05Z"}, status=202))
+    run = client(server).runs.cancel("run_1")
+    assert (server.requests[0].method, server.requests[0].url.path) == ("POST", "/api/v1/runs/run_1/cancel")
+    assert run.status == "running" and not run.finished
+    assert run.cancel_requested_at.isoformat() == "2026-01-02T03:04:05+00:00"
+
+
 def test_ids_are_escaped_in_paths():
     server = Server(ok(TASK))
     client(server).tasks.get("../admin")

@@ -272,6 +272,8 @@ def run_create(
         raise InputError("version", "belongs to another task")
     if params:
         _require_secrets_holder(task, actor, "run it with params of your own")
+    if purpose == Run.Purpose.NORMAL and version.pk != task.current_version_id:
+        _check_runnable_by_hand(task, version, actor)
     run = Run.objects.create(
         task=task,
         version=version,
@@ -282,6 +284,19 @@ def run_create(
     if purpose == Run.Purpose.NORMAL:
         audit_log(actor=actor, action="run.enqueue", obj=run, data={"version": version.number})
     return run
+
+
+def _check_runnable_by_hand(task: Task, version: CodeVersion, actor: Actor | None) -> None:
+    """A version other than the current one may run for real only once people have let it: machine-written
+    code nobody has accepted yet (a heal's draft, a generated version 1 waiting for review) runs only in its
+    validation run, kept to the task's sites. And the code decides where the secrets go, so on a task holding
+    secrets only those who may change its code pick another version."""
+    _require_secrets_holder(task, actor, "run a version other than the current one")
+    if draft := heal_drafts(task).get(version.pk):
+        raise InputError("version", str(DraftNotDeployable(version, *draft)))
+    if version.source == CodeVersion.Source.GENERATED and task.current_version_id is None:
+        raise InputError("version", f"version {version.number} was generated from the prompt and waits for review; "
+                                    "deploy it to run it")
 
 
 def run_enqueue(

@@ -201,3 +201,16 @@ def test_cancelling_someone_elses_run_of_someone_elses_task_is_a_403(client, hea
 def test_cancelling_an_unknown_run_is_a_404(client, headers):
     response = _post(client, headers, "/runs/run_nope/cancel")
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_running_a_rejected_heals_draft_is_a_400_naming_the_version(client, headers):
+    from healing_app.models import HealingEvent
+    from healing_app.tests.factories import pending_event
+
+    event = pending_event()
+    HealingEvent.objects.filter(pk=event.pk).update(status=HealingEvent.Status.REJECTED)
+    response = _post(client, headers, f"/tasks/{event.task_id}/runs", {"version": event.new_version.number})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["field"] == "version"
+    assert error["message"] == f"version 2 is a healed draft a reviewer rejected in {event.pk}; it is kept for inspection only"

@@ -1,9 +1,10 @@
 import pytest
+from django.core.exceptions import PermissionDenied
 
 from tasks_app import services
 from tasks_app.audit import Actor
 from tasks_app.config import InputError
-from tasks_app.models import AuditLog, CodeVersion, Task
+from tasks_app.models import AuditLog, CodeVersion, Run, Task
 
 CODE = '''def run(page, params):
     page.goto(params["base_url"])
@@ -133,3 +134,43 @@ def test_the_draft_of_a_heal_still_at_work_cannot_be_deployed_by_hand(status, re
     assert refused.value.code == "heal_in_progress" and refused.value.event_id == event.pk
     assert Task.objects.get(pk=event.task_id).current_version == event.original_version
     assert not AuditLog.objects.filter(action="version.deploy").exists()
+
+
+@pytest.mark.parametrize("status, why", [
+    ("pending_review", "is a healed draft waiting for review in"),
+    ("rejected", "is a healed draft a reviewer rejected in"),
+    ("failed", "is the draft of a heal that failed"),
+    ("validating", "is the draft of a heal still being validated"),
+])
+def test_a_heals_draft_runs_only_in_its_validation_never_by_hand(status, why, reviewer):
+    """Nobody accepted that code yet: run for real, it would get the task's secrets and any site it names."""
+    from healing_app.models import HealingEvent
+    from healing_app.tests.factories import pending_event
+
+    event = pending_event()
+    HealingEvent.objects.filter(pk=event.pk).update(status=status)
+    with pytest.raises(InputError) as refused:
+        services.run_enqueue(task=event.task, version=event.new_version, actor=Actor(user=reviewer))
+    assert refused.value.field == "version" and why in refused.value.message
+    assert not Run.objects.filter(version=event.new_version).exists()
+    validation = services.run_create(task=event.task, version=event.new_version, purpose=Run.Purpose.VALIDATION)
+    assert validation.version == event.new_version
+
+
+def test_a_generated_version_waiting_for_review_does_not_run_by_hand(reviewer):
+    task = services.task_create(name="t")
+    version = services.version_create(task=task, code=CODE, source=CodeVersion.Source.GENERATED)
+    with pytest.raises(InputError, match="generated from the prompt and waits for review"):
+        services.run_enqueue(task=task, version=version, actor=Actor(user=reviewer))
+
+
+def test_on_a_task_with_secrets_only_those_who_may_change_its_code_run_another_version(django_user_model, member):
+    owner = django_user_model.objects.create_user("olga")
+    task = services.task_create(name="t", code=CODE, secrets={"pw": "s3cret"}, actor=Actor(user=owner))
+    old = task.current_version
+    task = services.task_update(task=task, code=CODE.replace("True", "False"), actor=Actor(user=owner))
+
+    with pytest.raises(PermissionDenied, match="run a version other than the current one"):
+        services.run_enqueue(task=task, version=old, actor=Actor(user=member))
+    assert services.run_enqueue(task=task, actor=Actor(user=member)).version != old  # the current one: anyone
+    assert services.run_enqueue(task=task, version=old, actor=Actor(user=owner)).version == old

@@ -98,16 +98,33 @@ class Generated:
 # -- the service and its job ------------------------------------------------------------------------
 
 
-def task_generate_enqueue(*, task: Task) -> None:
-    """Queue the generation of version 1 on the `healing` queue, once the task row is committed."""
+def task_generate_job_id(task_id: str) -> str:
+    # Derived from the task, so maintenance can tell whether the job is still queued or running.
+    return f"generate-{task_id}"
+
+
+def task_generate_enqueue(*, task: Task, after_worker_died: bool = False) -> None:
+    """Queue the generation of version 1 on the `healing` queue, once the task row is committed.
+
+    Robust: with Redis away the task is still created, "generating", and maintenance enqueues the job
+    once Redis is back (generations_resume_stalled)."""
+    from healing_app.pipeline import RESUMED_AFTER_WORKER_DIED
+
     transaction.on_commit(
         lambda: django_rq.get_queue("healing").enqueue(
             "healing_app.task_generation.task_generate_job",
             task.pk,
-            job_id=f"generate-{task.pk}",
+            job_id=task_generate_job_id(task.pk),
             job_timeout=JOB_TIMEOUT_S,
-        )
+            meta={RESUMED_AFTER_WORKER_DIED: True} if after_worker_died else None,
+        ),
+        robust=True,
     )
+
+
+def task_generate_fail(task_id: str, reason: str) -> Task:
+    """End a generation that cannot go on (maintenance: its job crashed): the task needs code, and says why."""
+    return _finish(Task.objects.get(pk=task_id), Generated(code=None, reason=reason))
 
 
 def task_generate_job(task_id: str) -> str:

@@ -1,4 +1,5 @@
-"""Recovery from faults: runs whose worker died, runs whose queue entry was lost, heals that stalled.
+"""Recovery from faults: runs whose worker died, runs whose queue entry was lost, heals and code
+generations that stalled.
 
 Every worker calls `maintenance_tick()` every few seconds (see worker.py). Each step uses conditional
 updates, so several workers running it at once do each repair exactly once.
@@ -7,6 +8,7 @@ updates, so several workers running it at once do each repair exactly once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 import django_rq
@@ -34,6 +36,7 @@ def maintenance_tick() -> dict[str, int]:
         "lost_runs_failed": runs_fail_lost,
         "queued_runs_requeued": runs_requeue_missing,
         "stalled_heals_resumed": heals_resume_stalled,
+        "stalled_generations_resumed": generations_resume_stalled,
         "scheduled_runs": schedules_tick,
         "webhooks": webhooks_recover,
     }
@@ -96,21 +99,60 @@ def heals_resume_stalled() -> int:
     connection = django_rq.get_connection("healing")
     count = 0
     for event_id in stalled:
-        job, status = job_and_status(pipeline.heal_generate_job_id(event_id), connection)
-        if status in LIVE_JOB_STATES:
-            continue
-        if status == JobStatus.FAILED:
-            result = job.latest_result()
-            error = (result.exc_string if result else "") or "unknown error"
-            if AbandonedJobError.__name__ not in error:
-                pipeline.heal_fail(event_id, "generating the new version failed: " + error.strip().splitlines()[-1][:300])
-            elif job.meta.get(pipeline.RESUMED_AFTER_WORKER_DIED):
-                pipeline.heal_fail(event_id, "generating the new version failed: the worker running it died, twice")
-            else:
-                pipeline.heal_generate_enqueue(event_id, after_worker_died=True)
-        else:
-            pipeline.heal_generate_enqueue(event_id)
-        count += 1
+        count += _resume_or_close(
+            pipeline.heal_generate_job_id(event_id), connection, what="generating the new version",
+            enqueue=lambda after_worker_died, event_id=event_id: pipeline.heal_generate_enqueue(
+                event_id, after_worker_died=after_worker_died),
+            close=lambda reason, event_id=event_id: pipeline.heal_fail(event_id, reason),
+        )
     if count:
         logger.warning("resumed or closed %d stalled heal(s)", count)
     return count
+
+
+def generations_resume_stalled() -> int:
+    """A task still "generating" its version 1 a while after it was created has lost its job (Redis
+    restarted, or was away when the task was created) or its worker died mid-job: as for heals, enqueue
+    the job again, or close the generation (the task needs code, and the audit log says why)."""
+    from healing_app import task_generation
+    from tasks_app.models import Task
+
+    cutoff = timezone.now() - timedelta(seconds=settings.RUN_REQUEUE_AFTER_S)
+    stalled = Task.objects.filter(code_status=Task.CodeStatus.GENERATING, updated_at__lt=cutoff)
+    connection = django_rq.get_connection("healing")
+    count = 0
+    for task in stalled[:100]:
+        count += _resume_or_close(
+            task_generation.task_generate_job_id(task.pk), connection, what="writing version 1 from the prompt",
+            enqueue=lambda after_worker_died, task=task: task_generation.task_generate_enqueue(
+                task=task, after_worker_died=after_worker_died),
+            close=lambda reason, task=task: task_generation.task_generate_fail(task.pk, reason),
+        )
+    if count:
+        logger.warning("resumed or closed %d stalled code generation(s)", count)
+    return count
+
+
+def _resume_or_close(job_id: str, connection, *, what: str, enqueue: Callable[[bool], None],
+                     close: Callable[[str], None]) -> bool:
+    """Move on stalled work by the state of its job. A job still queued or running is left alone, so a slow
+    model is not asked twice (False). A lost job is enqueued again; one whose worker died on it is enqueued
+    once more; one that raised, or whose worker died on it twice, closes the work with its error rather
+    than being retried for ever."""
+    from healing_app.pipeline import RESUMED_AFTER_WORKER_DIED
+
+    job, status = job_and_status(job_id, connection)
+    if status in LIVE_JOB_STATES:
+        return False
+    if status == JobStatus.FAILED:
+        result = job.latest_result()
+        error = (result.exc_string if result else "") or "unknown error"
+        if AbandonedJobError.__name__ not in error:
+            close(f"{what} failed: " + error.strip().splitlines()[-1][:300])
+        elif job.meta.get(RESUMED_AFTER_WORKER_DIED):
+            close(f"{what} failed: the worker running it died, twice")
+        else:
+            enqueue(True)
+    else:
+        enqueue(False)
+    return True

@@ -307,10 +307,14 @@ def run_enqueue(
     version: CodeVersion | None = None,
     purpose: str = Run.Purpose.NORMAL,
 ) -> Run:
-    """Create a queued run and put it on the `runs` queue once the row is committed."""
+    """Create a queued run and put it on the `runs` queue once the row is committed.
+
+    Robust: with Redis away the run is still created and queued, and maintenance enqueues its job once
+    Redis is back (runs_requeue_missing). Failing the request instead would have the caller retry, and
+    the run would happen twice."""
     with transaction.atomic():
         run = run_create(task=task, actor=actor, params=params, version=version, purpose=purpose)
-        transaction.on_commit(lambda: run_job_enqueue(run.pk))
+        transaction.on_commit(lambda: run_job_enqueue(run.pk), robust=True)
     notify(event_type="run.queued", task_id=task.pk, data={"run": run.pk, "status": run.status})
     return run
 

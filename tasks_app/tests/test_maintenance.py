@@ -197,3 +197,79 @@ def test_a_committed_change_is_not_undone_by_a_failure_to_announce_it(monkeypatc
             notify(event_type="run.finished", task_id=task.pk, data={"task": task.pk})
     assert Run.objects.filter(task=task, status=Run.Status.SUCCEEDED).count() == 1
     assert "Redis is restarting" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_started_while_redis_is_away_is_accepted_and_enqueued_once_it_is_back(
+    client, member, monkeypatch, queues, caplog
+):
+    """Answering 500 for a run that was created would have the caller retry, and the run happen twice."""
+    from redis import Redis
+    from rq import Queue
+
+    from tasks_app.api_keys import api_key_create
+
+    _, key = api_key_create(user=member, name="tests")
+    task = _task()
+    real_get_queue = django_rq.get_queue
+    monkeypatch.setattr(django_rq, "get_queue", lambda name="default", **kw: Queue(name, connection=Redis(port=1)))
+    with caplog.at_level(logging.ERROR):
+        response = client.post(f"/api/v1/tasks/{task.pk}/runs", content_type="application/json",
+                               headers={"anchor-api-key": key})
+    assert response.status_code == 202, response.content
+    run = Run.objects.get(task=task)
+    assert (response.json()["id"], run.status) == (run.pk, Run.Status.QUEUED)
+    assert "Connection refused" in caplog.text or "Error 111" in caplog.text
+
+    monkeypatch.setattr(django_rq, "get_queue", real_get_queue)  # Redis is back
+    Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - LONG_AGO)
+    assert maintenance.runs_requeue_missing() == 1
+    assert django_rq.get_queue("runs").job_ids == [services.run_job_id(run.pk)]
+
+
+def _generating_task(settings):
+    from tasks_app.models import Task
+
+    settings.OPENAI_API_KEY = "sk-test"  # an LLM is configured: a task without code is written from its prompt
+    task = services.task_create(name="shop", prompt="Find the price", params={"base_url": "http://127.0.0.1:9"})
+    assert task.code_status == Task.CodeStatus.GENERATING
+    Task.objects.filter(pk=task.pk).update(updated_at=timezone.now() - LONG_AGO)
+    return task
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_generation_whose_job_was_lost_is_enqueued_again_once(settings, queues):
+    from healing_app import task_generation
+
+    task = _generating_task(settings)
+    job_id = task_generation.task_generate_job_id(task.pk)
+    queue = django_rq.get_queue("healing")
+    assert queue.job_ids == [job_id]
+    queue.empty()  # Redis restarted without persistence
+
+    assert maintenance.generations_resume_stalled() == 1
+    assert maintenance.generations_resume_stalled() == 0  # queued again: a slow model is not asked twice
+    assert queue.job_ids == [job_id]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_generation_whose_job_crashed_leaves_the_task_needing_code_with_the_error(settings, queues, monkeypatch):
+    from rq.worker import SimpleWorker
+
+    from healing_app import task_generation
+    from tasks_app.models import AuditLog, Task
+
+    task = _generating_task(settings)
+
+    def crash(task_id):
+        raise RuntimeError("the model server answered 502")
+
+    monkeypatch.setattr(task_generation, "task_generate", crash)
+    SimpleWorker([django_rq.get_queue("healing")], connection=queues).work(burst=True)
+
+    assert maintenance.generations_resume_stalled() == 1
+    task.refresh_from_db()
+    assert task.code_status == Task.CodeStatus.NEEDS_CODE
+    entry = AuditLog.objects.get(action="task.generate", object_id=task.pk)
+    assert entry.data["reason"] == "writing version 1 from the prompt failed: RuntimeError: the model server answered 502"
+    assert maintenance.generations_resume_stalled() == 0

@@ -74,6 +74,17 @@ class HealingConfigForm(HealingConfigFields):
         self.add_error(SERVICE_FIELD_TO_FORM.get(field), message)
 
 
+class TypedJSONField(forms.JSONField):
+    """A JSON textarea that shows back exactly what was typed. Django re-encodes the parsed value, which
+    loses the person's layout and, for a lone surrogate escape ("\\ud800"), makes a page that cannot be
+    encoded (it was a 500 instead of the error next to the field)."""
+
+    def bound_data(self, data, initial):
+        if self.disabled or data is None:
+            return super().bound_data(data, initial)
+        return forms.fields.InvalidJSONInput(data)  # the type JSONField renders as it is, unparsed
+
+
 class TaskForm(HealingConfigFields, forms.ModelForm):
     """A whole task, as the dashboard's new and edit pages and the admin show it. Config and code are plain
     fields here, handed to the services as one partial update; the services' own checks run in clean()."""
@@ -96,6 +107,7 @@ class TaskForm(HealingConfigFields, forms.ModelForm):
         fields = ["name", "prompt", "params", "self_healing", "healing_agent", "monthly_budget_usd", "schedule"]
         labels = {"self_healing": "Self-healing on", "monthly_budget_usd": "Monthly LLM budget (USD)"}
         widgets = {"prompt": forms.Textarea(attrs={"rows": 3}), "params": forms.Textarea(attrs={"rows": 3})}
+        field_classes = {"params": TypedJSONField}
 
     # The dashboard's order (the admin groups the same fields in fieldsets of its own).
     field_order = [

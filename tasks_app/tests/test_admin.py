@@ -126,6 +126,7 @@ def test_the_admin_deploy_action_refuses_a_draft_waiting_for_review(staff_client
 
 @pytest.mark.parametrize("field, value, form_field, message", [
     ("params", "[1, 2]", "params", "must be an object"),
+    ("params", '{"a": "\\ud800"}', "params", "a: "),
     ("schedule", "every minute", "schedule", ""),
     ("schedule", "61 * * * *", "schedule", ""),
     ("prompt", "p" * 20_001, "prompt", "at most 20000 characters"),

@@ -381,6 +381,7 @@ def test_a_member_creates_a_task_from_the_dashboard(client, member):
     ({"code": "def run(page, params):\n    return (\n"}, "code", "line"),
     ({"params": "[1, 2]"}, "params", ""),
     ({"params": "{not json"}, "params", ""),
+    ({"params": '{"a": "\\ud800"}'}, "params", "a: "),  # a lone surrogate: the page showing it back was a 500
     ({"name": ""}, "name", "required"),
     ({"max_attempts": "0"}, "max_attempts", ""),
 ])

@@ -1,15 +1,22 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import user_passes_test
 from django.templatetags.static import static
 from django.urls import include, path, re_path, register_converter
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
+from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
 from anchor_site.api import api
 from anchor_site.middleware import api_error
 from tasks_app.ids import IdConverter
 
 register_converter(IdConverter, "id")  # before the includes below, whose patterns use it
+
+# django-rq's pages empty queues, delete jobs and stop running ones, unaudited, for any staff member: keep
+# them to superusers (others see the admin's "not authorized" login page). Its stats JSON keeps its token.
+superusers_only = user_passes_test(lambda user: user.is_active and user.is_superuser, login_url="admin:login")
+django_rq_urls = (get_api_urlpatterns() + get_admin_urlpatterns(view_wrapper=superusers_only), "django_rq")
 
 @csrf_exempt  # it changes nothing, and API clients send no CSRF token: they get this JSON, not Django's HTML 403
 def api_not_found(request, *args, **kwargs):
@@ -29,7 +36,7 @@ urlpatterns = [
     path("api/v1/", api_not_found),  # django-ninja's own root answers an HTML 404
     path("api/v1/", api.urls),
     re_path(r"^api/", api_not_found),
-    path("django-rq/", include("django_rq.urls")),
+    path("django-rq/", include(django_rq_urls)),
     path("demo-site/", include("tasks_app.demo.urls")),
     path("webhooks/", include("healing_app.webhooks_urls")),
     path("", include("tasks_app.urls")),

@@ -26,7 +26,12 @@ from tasks_app.forms import DeployForm, DiffForm, HealingConfigForm, TaskForm
 from tasks_app.ids import object_or_404
 from tasks_app.models import CodeVersion, Run, Task
 
-TASK_PARTS = {"versions": "tasks/_versions.html", "runs": "tasks/_runs.html", "events": "tasks/_events.html"}
+TASK_PARTS = {
+    "versions": "tasks/_versions.html",
+    "runs": "tasks/_runs.html",
+    "events": "tasks/_events.html",
+    "code": "tasks/_code.html",  # the current version's code: a deploy changes it while the page is open
+}
 RUNS_SHOWN = 15
 VERSIONS_SHOWN = 50
 EVENTS_SHOWN = 20

@@ -272,7 +272,9 @@ def test_task_forms_need_a_csrf_token(member, task):
 
 def test_task_parts_render_alone(client, member, healed):
     client = _login(client, member)
-    for part, marker in (("versions", 'id="current-version"'), ("runs", "data-live-steps"), ("events", "Pending review")):
+    parts = (("versions", 'id="current-version"'), ("runs", "data-live-steps"), ("events", "Pending review"),
+             ("code", 'data-current-code="1"'))
+    for part, marker in parts:
         html = client.get(reverse("task-part", args=[healed.pk, part])).content.decode()
         assert html.startswith(f'<div id="task-{part}">') and marker in html, part
     assert client.get(reverse("task-part", args=[healed.pk, "secrets"])).status_code == 404

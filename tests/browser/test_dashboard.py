@@ -81,6 +81,7 @@ def test_reviewer_approves_from_the_diff_and_other_windows_follow(browser, page,
         login(watcher, MEMBER, next_url=f"/tasks/{live_task}/")
         wait_live(watcher)
         expect(watcher.locator("#current-version")).to_contain_text("v1")
+        expect(watcher.locator("#task-code summary")).to_have_text("Code of the current version (v1)")
         watcher_event = other.new_page()
         watcher_event.goto(f"{anchor_live.url}/events/{event_id}/")
         wait_live(watcher_event)
@@ -105,6 +106,8 @@ def test_reviewer_approves_from_the_diff_and_other_windows_follow(browser, page,
 
         # Both of the other person's pages update by themselves.
         expect(watcher.locator("#current-version")).to_contain_text("v2", timeout=10_000)
+        expect(watcher.locator("#task-code summary")).to_have_text("Code of the current version (v2)", timeout=10_000)
+        expect(watcher.locator("[data-current-code]")).to_contain_text("button[data-test=send]", use_inner_text=False)
         expect(watcher_event.locator("#event-status")).to_have_text("Deployed", timeout=10_000)
         expect(watcher_event.locator("#decision-note")).to_contain_text("Deployed by rita")
     finally:

@@ -7,7 +7,7 @@ import json
 from django import forms
 
 from tasks_app import services
-from tasks_app.config import DEFAULT_CONFIG, FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError
+from tasks_app.config import DEFAULT_CONFIG, FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError, validate_config_changes
 from tasks_app.models import MAX_INT, Task
 
 # The services name config errors "self_healing_config.max_attempts"; the form shows them next to "max_attempts".
@@ -47,14 +47,23 @@ class HealingConfigFields(forms.Form):
         for key, value in task.config.items():
             self.fields[key].initial = value
 
+    def clean(self):
+        cleaned = super().clean()
+        # The services' rules for each key, all at once: a form that shows one error per submit is a chore.
+        for key, value in self.config_changes().items():
+            try:
+                validate_config_changes({key: value})
+            except InputError as exc:
+                self.add_error(key, exc.message)
+        return cleaned
+
     def config_changes(self) -> dict:
+        """The config keys whose fields are valid (all four, once the form is)."""
         data = self.cleaned_data
-        return {
-            "trigger_on": list(data["trigger_on"]),
-            "max_attempts": data["max_attempts"],
-            "auto_deploy": data["auto_deploy"],
-            "validation_required": data["validation_required"],
-        }
+        changes = {key: data[key] for key in ("trigger_on", "max_attempts", "auto_deploy", "validation_required") if key in data}
+        if "trigger_on" in changes:
+            changes["trigger_on"] = list(changes["trigger_on"])
+        return changes
 
 
 class HealingConfigForm(HealingConfigFields):
@@ -138,14 +147,17 @@ class TaskForm(HealingConfigFields, forms.ModelForm):
             raise forms.ValidationError(f"not valid JSON: {exc.msg}") from None
 
     def clean(self):
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
-        # Run the service's own checks now so a bad value shows next to its field instead of failing the save.
-        try:
-            services.task_changes_check(self.instance if self.instance.pk else None, self.service_changes())
-        except InputError as exc:
-            raise forms.ValidationError(self.errors_for(exc)) from None
+        cleaned = super().clean()  # the config keys are checked there
+        # The services' own checks now, one value at a time, so that every bad value shows next to its field
+        # at once instead of failing the save (and then the next one, one per submit).
+        task = self.instance if self.instance.pk else None
+        for field, value in self.service_changes().items():
+            if field == "self_healing_config":
+                continue
+            try:
+                services.task_changes_check(task, {field: value})
+            except InputError as exc:
+                self.add_error(None, self.errors_for(exc))
         return cleaned
 
     def errors_for(self, exc: InputError) -> dict:
@@ -158,17 +170,14 @@ class TaskForm(HealingConfigFields, forms.ModelForm):
         return {field if field in self.fields else None: exc.message}
 
     def service_changes(self) -> dict:
+        """The form's values as the services take them: every field once the form is valid (in clean(), the
+        fields valid so far)."""
         data = self.cleaned_data
-        changes = {
-            "name": data["name"],
-            "prompt": data["prompt"],
-            "params": data["params"] or {},
-            "self_healing": data["self_healing"],
-            "healing_agent": data["healing_agent"],
-            "schedule": data["schedule"],
-            "monthly_budget_usd": data["monthly_budget_usd"],
-            "self_healing_config": self.config_changes(),
-        }
+        plain = ("name", "prompt", "self_healing", "healing_agent", "schedule", "monthly_budget_usd")
+        changes = {field: data[field] for field in plain if field in data}
+        if "params" in data:
+            changes["params"] = data["params"] or {}
+        changes["self_healing_config"] = self.config_changes()
         if data.get("new_secrets") is not None:
             changes["secrets"] = data["new_secrets"]
         # Browsers send textarea line breaks as CRLF; compare and store code with plain newlines.

@@ -398,6 +398,26 @@ def test_a_bad_field_is_shown_next_to_it_and_nothing_is_created(client, member, 
     assert not Task.objects.exists()
 
 
+def test_every_bad_field_is_shown_at_once_not_one_per_submit(client, member):
+    response = _login(client, member).post(reverse("task-new"), _task_form(
+        code="def run(page, params)\n  pass\n", new_secrets="[1]", monthly_budget_usd="-3", schedule="* * *",
+        trigger_on=[], max_attempts="0",
+    ))
+
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert set(errors) == {"code", "new_secrets", "monthly_budget_usd", "schedule", "trigger_on", "max_attempts"}, errors
+    assert not Task.objects.exists()
+
+
+def test_bad_settings_are_all_shown_at_once(client, member, task):
+    html = _login(client, member).post(
+        reverse("task-config", args=[task.pk]), {"self_healing": "on", "max_attempts": "0"}
+    ).content.decode()
+    assert 'id="id_max_attempts-error">Ensure this value is greater than or equal to 1.' in html
+    assert 'id="trigger_on-error">must list at least one failure type' in html
+
+
 def test_editing_the_code_makes_a_new_current_version_and_saving_it_unchanged_does_not(client, member, task):
     client = _login(client, member)
     page = client.get(reverse("task-edit", args=[task.pk])).content.decode()

@@ -130,6 +130,13 @@ def webhook_endpoint_create(
         task=_clean_task(task),
         owner=actor.stored_user,
     )
+    twin = WebhookEndpoint.objects.filter(
+        owner=endpoint.owner, url=endpoint.url, event_types=endpoint.event_types, task=endpoint.task
+    ).values_list("pk", flat=True).first()
+    if twin is not None:
+        # It would sign and send every message twice; mostly it is the create page reloaded, posting again.
+        raise InputError("url", f"you have an endpoint for this URL with these filters already ({twin}); "
+                                "edit it, or rotate its secret if you need a new one")
     secret = webhooks.secret_generate()
     endpoint.set_secret(secret)
     with transaction.atomic():

@@ -169,7 +169,8 @@ def task_busy_reason(task: Task) -> str | None:
 
 
 def task_delete(*, task: Task, actor: Actor | None = None) -> None:
-    """Delete the task with its whole history (runs, heals, reviews, versions; the audit log stays). A person
+    """Delete the task with its whole history (runs, heals, reviews, versions; the audit log stays) and the
+    webhook endpoints filtered to it, which could never fire again (the audit entry names them). A person
     must own it, be a reviewer, or hold the admin's delete permission; TaskBusy while it runs or heals."""
     actor = as_actor(actor)
     user = actor.user
@@ -179,7 +180,8 @@ def task_delete(*, task: Task, actor: Actor | None = None) -> None:
         Task.objects.select_for_update().filter(pk=task.pk).exists()
         if (busy := task_busy_reason(task)) is not None:
             raise TaskBusy(busy)
-        audit_log(actor=actor, action="task.delete", obj=task, data={"name": task.name})
+        webhook_endpoints = sorted(task.webhooks.values_list("pk", flat=True))
+        audit_log(actor=actor, action="task.delete", obj=task, data={"name": task.name, "webhook_endpoints": webhook_endpoints})
         task.delete()
 
 

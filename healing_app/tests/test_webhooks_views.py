@@ -69,6 +69,23 @@ def test_creating_an_endpoint_shows_its_secret_once(browser, owner):
     assert endpoint.secret_masked in detail
 
 
+def test_reloading_the_created_page_does_not_create_a_second_endpoint(browser):
+    form = {"url": PUBLIC_URL, "event_types": ["run.failed"]}
+    assert browser.post(reverse("webhooks:create"), form).status_code == 200
+    endpoint = WebhookEndpoint.objects.get()
+
+    again = browser.post(reverse("webhooks:create"), form)  # the browser's "resubmit the form?"
+
+    assert again.status_code == 400
+    assert again.context["form"].errors["url"] == [
+        f"you have an endpoint for this URL with these filters already ({endpoint.pk}); "
+        "edit it, or rotate its secret if you need a new one"
+    ]
+    assert WebhookEndpoint.objects.count() == 1
+    other_filters = browser.post(reverse("webhooks:create"), {"url": PUBLIC_URL, "event_types": ["healing.failed"]})
+    assert other_filters.status_code == 200 and WebhookEndpoint.objects.count() == 2
+
+
 @pytest.mark.parametrize(
     "url", ["http://169.254.169.254/", "http://127.0.0.1/", "http://[::ffff:127.0.0.1]/", "http://10.0.0.1/", "http://localhost/", "file:///etc/passwd"]
 )

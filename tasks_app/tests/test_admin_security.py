@@ -134,7 +134,7 @@ def test_a_running_task_is_not_deleted_in_the_admin_and_the_page_says_why(root_c
     run = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING)
 
     page = root_client.get(admin_object_url(task, "delete"))
-    assert f"{run.pk} is running; delete the task when it has ended" in page.content.decode()
+    assert f"{run.pk} is running; cancel it, or delete the task when it has ended" in page.content.decode()
     root_client.post(admin_object_url(task, "delete"), {"post": "yes"})
     _action(root_client, "tasks_app_task", "delete_selected", [task.pk], post="yes")
 

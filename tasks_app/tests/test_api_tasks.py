@@ -196,6 +196,20 @@ def test_delete_removes_the_task(api):
     assert api.delete(f"/tasks/{body['id']}").status_code == 404
 
 
+def test_deleting_a_task_deletes_the_webhook_endpoints_filtered_to_it_and_names_them_in_the_audit_log(api):
+    from healing_app.models import WebhookEndpoint
+
+    body = _create(api)
+    only_it = WebhookEndpoint.objects.create(url="https://hooks.example.com/a", task_id=body["id"], secret="x")
+    every_task = WebhookEndpoint.objects.create(url="https://hooks.example.com/b", secret="x")
+
+    assert api.delete(f"/tasks/{body['id']}").status_code == 204
+
+    assert list(WebhookEndpoint.objects.values_list("pk", flat=True)) == [every_task.pk]
+    entry = AuditLog.objects.get(action="task.delete", object_id=body["id"])
+    assert entry.data == {"name": "form_submission", "webhook_endpoints": [only_it.pk]}
+
+
 def test_a_task_is_not_deleted_while_it_runs_or_heals_and_is_once_that_ended(api):
     body = _create(api, code=CODE_V1)
     task = Task.objects.get(pk=body["id"])
@@ -205,7 +219,7 @@ def test_a_task_is_not_deleted_while_it_runs_or_heals_and_is_once_that_ended(api
 
     assert response.status_code == 409
     assert response.json()["error"] == {
-        "code": "task_busy", "field": None, "message": f"{run.pk} is running; delete the task when it has ended",
+        "code": "task_busy", "field": None, "message": f"{run.pk} is running; cancel it, or delete the task when it has ended",
     }
     Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED)
     event = HealingEvent.objects.create(task=task, run=run, original_version=task.current_version,

@@ -127,7 +127,9 @@ class TaskForm(HealingConfigFields, forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         task = self.instance
-        if task.pk:
+        # Not task.pk: a new Task has one already (its id is a default), so that read every form as an edit.
+        self.existing = task if not task._state.adding else None
+        if self.existing:
             self.show_config_of(task)
             if task.current_version:
                 self.fields["code"].initial = task.current_version.code
@@ -150,12 +152,11 @@ class TaskForm(HealingConfigFields, forms.ModelForm):
         cleaned = super().clean()  # the config keys are checked there
         # The services' own checks now, one value at a time, so that every bad value shows next to its field
         # at once instead of failing the save (and then the next one, one per submit).
-        task = self.instance if self.instance.pk else None
         for field, value in self.service_changes().items():
             if field == "self_healing_config":
                 continue
             try:
-                services.task_changes_check(task, {field: value})
+                services.task_changes_check(self.existing, {field: value})
             except InputError as exc:
                 self.add_error(None, self.errors_for(exc))
         return cleaned
@@ -182,7 +183,7 @@ class TaskForm(HealingConfigFields, forms.ModelForm):
             changes["secrets"] = data["new_secrets"]
         # Browsers send textarea line breaks as CRLF; compare and store code with plain newlines.
         code = (data.get("code") or "").replace("\r\n", "\n")
-        current = self.instance.current_version.code if self.instance.pk and self.instance.current_version else None
+        current = self.existing.current_version.code if self.existing and self.existing.current_version else None
         if code.strip() and code != current:
             changes["code"] = code
         return changes

@@ -398,6 +398,15 @@ def test_a_bad_field_is_shown_next_to_it_and_nothing_is_created(client, member, 
     assert not Task.objects.exists()
 
 
+def test_the_new_task_page_speaks_of_a_new_task_and_the_edit_page_of_an_existing_one(client, member, task):
+    client = _login(client, member)
+    new = client.get(reverse("task-new")).content.decode()
+    assert '<label for="id_new_secrets">Secrets</label>' in new and "Left empty, a configured LLM writes it" in new
+    assert "Replace secrets" not in new and "source: manual" not in new
+    edit = client.get(reverse("task-edit", args=[task.pk])).content.decode()
+    assert '<label for="id_new_secrets">Replace secrets</label>' in edit and "source: manual" in edit
+
+
 def test_every_bad_field_is_shown_at_once_not_one_per_submit(client, member):
     response = _login(client, member).post(reverse("task-new"), _task_form(
         code="def run(page, params)\n  pass\n", new_secrets="[1]", monthly_budget_usd="-3", schedule="* * *",

@@ -7,10 +7,10 @@ permission is checked on the API key's owner there.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Query, Router, Schema
 from pydantic import Field
 
 from healing_app import services
@@ -26,11 +26,16 @@ from tasks_app.api_schemas import (
     paginate,
 )
 from tasks_app.ids import object_or_404
+from tasks_app.runner.protocol import ERROR_TYPES
 
 router = Router(tags=["healing events"])
 task_events_router = Router(tags=["healing events"])
 
 REVIEW_ERRORS = {**ERRORS, 403: ErrorOut, 409: ErrorOut}
+EventStatus = Literal[tuple(HealingEvent.Status.values)]  # type: ignore[valid-type]
+ErrorType = Literal[ERROR_TYPES]  # type: ignore[valid-type]
+StatusFilter = Query(None, description="e.g. pending_review: the review queue")
+TaskFilter = Query(None, max_length=40, description="a task id")
 
 
 class HealingEventOut(Schema):
@@ -152,6 +157,26 @@ def task_healing_events(request: HttpRequest, task_id: str, cursor: str | None =
         cursor=cursor,
         limit=limit,
     )
+    return {"data": [event_out(event) for event in rows], "next_cursor": next_cursor}
+
+
+@router.get("", response={200: HealingEventPage, **ERRORS}, summary="Healing events of every task, newest first")
+def healing_event_list(
+    request: HttpRequest,
+    status: EventStatus | None = StatusFilter,
+    error_type: ErrorType | None = None,
+    task: str | None = TaskFilter,
+    cursor: str | None = Cursor,
+    limit: int = Limit,
+):
+    events = HealingEvent.objects.select_related("original_version", "new_version")
+    if status:
+        events = events.filter(status=status)
+    if error_type:
+        events = events.filter(error_type=error_type)
+    if task:
+        events = events.filter(task=get_task(task))
+    rows, next_cursor = paginate(events, order_field="created_at", cursor=cursor, limit=limit)
     return {"data": [event_out(event) for event in rows], "next_cursor": next_cursor}
 
 

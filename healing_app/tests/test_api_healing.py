@@ -120,6 +120,38 @@ def test_a_tasks_events_page_by_cursor(client, member_key):
 
 
 @pytest.mark.django_db
+def test_the_review_queue_over_the_api_lists_every_tasks_events_filtered_and_paged(client, member_key, django_assert_max_num_queries):
+    waiting = make_pending_event(minutes_ago=5)
+    other_task_waiting = make_pending_event(minutes_ago=1)
+    failed = HealingEvent.objects.create(task=waiting.task, error_type="timeout", status="failed")
+
+    everything = _get(client, member_key, "/healing-events").json()
+    assert [e["id"] for e in everything["data"]] == [failed.pk, other_task_waiting.pk, waiting.pk]
+    with django_assert_max_num_queries(6):  # the key, its rate limit, one page: not one query per event
+        queue = _get(client, member_key, "/healing-events?status=pending_review&limit=1").json()
+    assert [e["id"] for e in queue["data"]] == [other_task_waiting.pk]
+    rest = _get(client, member_key, f"/healing-events?status=pending_review&cursor={queue['next_cursor']}").json()
+    assert [e["id"] for e in rest["data"]] == [waiting.pk] and rest["next_cursor"] is None
+    one_task = _get(client, member_key, f"/healing-events?task={waiting.task_id}&error_type=timeout").json()
+    assert [e["id"] for e in one_task["data"]] == [failed.pk]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query, field, status", [
+    ("status=approved", "status", 400),
+    ("error_type=boom", "error_type", 400),
+    ("limit=0", "limit", 400),
+    ("cursor=nope", "cursor", 400),
+    ("task=task_nope", None, 404),
+])
+def test_bad_review_queue_filters_name_the_field(client, member_key, query, field, status):
+    response = _get(client, member_key, f"/healing-events?{query}")
+    assert response.status_code == status, response.content
+    if field:
+        assert response.json()["error"]["field"] == field
+
+
+@pytest.mark.django_db
 def test_one_event_comes_with_everything_the_dashboard_shows(client, member_key):
     event = make_pending_event()
     body = _get(client, member_key, f"/healing-events/{event.pk}").json()

@@ -191,9 +191,10 @@ class HealingEvents {
     return this.#http.request('GET', `/healing-events/${seg(requireId(eventId, 'eventId'))}`);
   }
 
-  async list({ taskId, limit, cursor } = {}) {
-    const path = `/tasks/${seg(requireId(taskId, 'taskId'))}/healing-events`;
-    const fetch = async (next) => page(await this.#http.request('GET', path, { query: { limit, cursor: next } }), fetch);
+  /** Heals newest first: a task's (`taskId`), or every task's; `status: 'pending_review'` is the review queue. */
+  async list({ taskId, status, errorType, limit, cursor } = {}) {
+    const query = { task: taskId, status, errorType, limit };
+    const fetch = async (next) => page(await this.#http.request('GET', '/healing-events', { query: { ...query, cursor: next } }), fetch);
     return fetch(cursor);
   }
 

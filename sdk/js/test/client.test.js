@@ -276,6 +276,16 @@ test('runs.cancel posts to the run and answers in camelCase; ids are escaped', a
   assert.equal(run.cancelRequestedAt, '2026-01-02T03:04:05Z');
 });
 
+test('healingEvents.list is the review queue across tasks, or one task\u2019s heals, in snake_case', async () => {
+  answers = [[200, { data: [{ id: 'heal_1', status: 'pending_review', error_type: 'timeout' }], next_cursor: null }]];
+  const anchor = client();
+  const queue = await anchor.healingEvents.list({ status: 'pending_review', limit: 10 });
+  assert.equal(queue.data[0].errorType, 'timeout');
+  assert.equal(received[0].url, '/api/v1/healing-events?status=pending_review&limit=10');
+  await anchor.healingEvents.list({ taskId: 'task_1', errorType: 'timeout' });
+  assert.equal(received[1].url, '/api/v1/healing-events?task=task_1&error_type=timeout');
+});
+
 test('a missing id is a TypeError before any request', async () => {
   await assert.rejects(client().tasks.update({ selfHealing: false }), TypeError);
   assert.equal(received.length, 0);

@@ -195,11 +195,20 @@ class HealingEvents:
         """One event with everything the dashboard shows (root cause, agent trace, diff, cost, timeline)."""
         return HealingEvent.from_dict(self._t.request("GET", f"/healing-events/{_seg(event_id)}"))
 
-    def list(self, task_id: str, *, limit: int | None = None, cursor: str | None = None) -> Page[HealingEvent]:
+    def list(
+        self,
+        task_id: str | None = None,
+        *,
+        status: str | None = None,
+        error_type: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[HealingEvent]:
+        """Heals newest first: a task's (`task_id`), or every task's; `status="pending_review"` is the review queue."""
+        params = {"task": task_id, "status": status, "error_type": error_type, "limit": limit}
+
         def fetch(next_cursor: str | None) -> Page[HealingEvent]:
-            body = self._t.request(
-                "GET", f"/tasks/{_seg(task_id)}/healing-events", params={"limit": limit, "cursor": next_cursor}
-            )
+            body = self._t.request("GET", "/healing-events", params={**params, "cursor": next_cursor})
             return Page([HealingEvent.from_dict(d) for d in body["data"]], body.get("next_cursor"), fetch)
 
         return fetch(cursor)

@@ -247,6 +247,17 @@ def test_cancel_posts_to_the_run_and_returns_it_with_the_time_the_cancel_was_ask
     assert run.cancel_requested_at.isoformat() == "2026-01-02T03:04:05+00:00"
 
 
+def test_healing_events_list_is_the_review_queue_across_tasks_or_one_tasks_heals():
+    server = Server(ok({"data": [{"id": "heal_1", "status": "pending_review"}], "next_cursor": None}))
+    anchor = client(server)
+    page = anchor.healing_events.list(status="pending_review", limit=10)
+    assert [event.id for event in page] == ["heal_1"]
+    assert server.requests[0].url.path == "/api/v1/healing-events"
+    assert dict(server.requests[0].url.params) == {"status": "pending_review", "limit": "10"}
+    anchor.healing_events.list("task_1", error_type="timeout")
+    assert dict(server.requests[1].url.params) == {"task": "task_1", "error_type": "timeout"}
+
+
 def test_ids_are_escaped_in_paths():
     server = Server(ok(TASK))
     client(server).tasks.get("../admin")

@@ -398,6 +398,13 @@ def test_a_bad_field_is_shown_next_to_it_and_nothing_is_created(client, member, 
     assert not Task.objects.exists()
 
 
+def test_the_task_page_names_its_secrets_but_never_shows_their_values(client, member):
+    task = services.task_create(name="login", code=NEW_CODE, secrets={"username": "ada", "password": "s3cret-pw"})
+    html = _login(client, member).get(reverse("task-detail", args=[task.pk])).content.decode()
+    assert "Secrets: <code>password</code>, <code>username</code>" in html
+    assert "s3cret-pw" not in html
+
+
 def test_the_new_task_page_speaks_of_a_new_task_and_the_edit_page_of_an_existing_one(client, member, task):
     client = _login(client, member)
     new = client.get(reverse("task-new")).content.decode()

@@ -21,6 +21,7 @@ from tasks_app.api_schemas import (
     ERRORS,
     ErrorOut,
     InputSchema,
+    NoBodyIn,
     clean_body,
     paginate,
 )
@@ -228,7 +229,8 @@ def webhook_rotate_secret(request: HttpRequest, endpoint_id: str, payload: Secre
     response={202: WebhookDeliveryOut, **RESPONSES},
     summary="Queue a webhook.test event to this endpoint (also when it is disabled)",
 )
-def webhook_send_test(request: HttpRequest, endpoint_id: str):
+def webhook_send_test(request: HttpRequest, endpoint_id: str, payload: NoBodyIn | None = None):
+    clean_body(payload)
     delivery = services.webhook_send_test(endpoint=get_endpoint(request, endpoint_id), actor=request.auth.actor)
     return Status(202, delivery_out(delivery))
 
@@ -260,7 +262,10 @@ def webhook_deliveries(
     response={202: WebhookDeliveryOut, **RESPONSES},
     summary="Queue one more attempt of a delivery's message (same webhook-id)",
 )
-def webhook_redeliver(request: HttpRequest, endpoint_id: str, delivery_id: int = Path(..., ge=1, le=MAX_INT)):
+def webhook_redeliver(
+    request: HttpRequest, endpoint_id: str, delivery_id: int = Path(..., ge=1, le=MAX_INT), payload: NoBodyIn | None = None
+):
+    clean_body(payload)
     endpoint = get_endpoint(request, endpoint_id)
     delivery = endpoint.deliveries.filter(pk=delivery_id).first()
     if delivery is None:

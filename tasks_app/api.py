@@ -11,8 +11,10 @@ from ninja import Path, Query, Router, Status
 from tasks_app import services
 from tasks_app.api_schemas import (
     ERRORS,
+    DeployIn,
     DiffOut,
     ErrorOut,
+    NoBodyIn,
     RunCreateIn,
     RunOut,
     RunPage,
@@ -133,10 +135,11 @@ def version_diff(
     response={200: TaskOut, **ERRORS},
     summary="Make a version current (rollback or roll forward)",
 )
-def version_deploy(request: HttpRequest, task_id: str, number: int = VersionNumber):
+def version_deploy(request: HttpRequest, task_id: str, number: int = VersionNumber, payload: DeployIn | None = None):
     task = get_task(task_id)
     version = _get_version(task, number)
-    task = services.version_deploy(task=task, version=version, actor=request.auth.actor, reason="deployed through the API")
+    reason = clean_body(payload).get("reason") or "deployed through the API"
+    task = services.version_deploy(task=task, version=version, actor=request.auth.actor, reason=reason)
     return task_out(Task.objects.select_related("current_version").get(pk=task.pk))
 
 
@@ -183,7 +186,8 @@ def run_get(request: HttpRequest, run_id: str):
     response={202: RunOut, **ERRORS, 403: ErrorOut, 409: ErrorOut},
     summary="Cancel a run: a queued one ends at once, a running one within a few seconds",
 )
-def run_cancel(request: HttpRequest, run_id: str):
+def run_cancel(request: HttpRequest, run_id: str, payload: NoBodyIn | None = None):
+    clean_body(payload)
     run = object_or_404(Run.objects.select_related("task"), run_id, what="run")
     run = services.run_cancel(run=run, actor=request.auth.actor)
     return Status(202, run_out(run))

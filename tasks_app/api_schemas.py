@@ -38,6 +38,14 @@ class InputSchema(Schema):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_drop_null_defaults)
 
 
+class NoBodyIn(InputSchema):
+    """For actions that take no fields: a field sent anyway is refused by name, as everywhere else."""
+
+
+class DeployIn(InputSchema):
+    reason: str = Field(None, max_length=500, description="why, for the audit log (default: deployed through the API)")
+
+
 # -- errors --------------------------------------------------------------------------------------------
 
 

@@ -136,6 +136,12 @@ def test_a_test_event_is_queued_and_shows_in_the_delivery_log(api, created):
     assert page["data"][0]["message_id"].startswith("msg_")
 
 
+def test_a_test_event_takes_no_fields_and_names_one_sent_anyway(api, created):
+    status, body = api.call("post", f"/{created['id']}/test", {"event_type": "healing.deployed"})
+    assert status == 400 and body["error"]["field"] == "event_type"
+    assert api.call("get", f"/{created['id']}/deliveries")[1]["data"] == []
+
+
 def test_the_delivery_log_filters_by_status_and_pages(api, created):
     endpoint = WebhookEndpoint.objects.get(pk=created["id"])
     for n in range(3):

@@ -198,6 +198,13 @@ def test_cancelling_someone_elses_run_of_someone_elses_task_is_a_403(client, hea
     assert Run.objects.get(pk=run.pk).status == Run.Status.QUEUED
 
 
+def test_cancel_takes_no_fields_and_names_one_sent_anyway(client, headers, task, owner):
+    run = services.run_enqueue(task=task, actor=Actor(user=owner))
+    response = _post(client, headers, f"/runs/{run.pk}/cancel", {"force": True})
+    assert response.status_code == 400 and response.json()["error"]["field"] == "force"
+    assert Run.objects.get(pk=run.pk).status == Run.Status.QUEUED
+
+
 def test_cancelling_an_unknown_run_is_a_404(client, headers):
     response = _post(client, headers, "/runs/run_nope/cancel")
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"

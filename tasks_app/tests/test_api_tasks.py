@@ -503,6 +503,15 @@ def test_deploying_an_older_version_rolls_back_without_new_code(reviewer_api, ve
     assert entry.actor == owner and (entry.data["version"], entry.data["previous_version"]) == (1, 2)
 
 
+def test_a_deploy_may_say_why_and_anything_else_in_its_body_is_refused_by_name(reviewer_api, versioned):
+    refused = reviewer_api.post(f"/tasks/{versioned}/versions/1/deploy", {"version": 1})
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "version"
+    assert Task.objects.get(pk=versioned).current_version.number == 2
+    response = reviewer_api.post(f"/tasks/{versioned}/versions/1/deploy", {"reason": "v2 broke checkout"})
+    assert response.status_code == 200 and response.json()["current_version"] == 1
+    assert AuditLog.objects.get(action="version.deploy", object_id=versioned).data["reason"] == "v2 broke checkout"
+
+
 def test_deploying_the_current_version_changes_nothing_and_is_not_audited(reviewer_api, versioned):
     response = reviewer_api.post(f"/tasks/{versioned}/versions/2/deploy")
     assert response.status_code == 200 and response.json()["current_version"] == 2

@@ -143,8 +143,10 @@ class Tasks {
   }
 
   /** Make version `number` current: a rollback, or a roll forward. */
-  async deployVersion({ taskId, number } = {}) {
-    return this.#http.request('POST', `/tasks/${seg(requireId(taskId, 'taskId'))}/versions/${seg(number)}/deploy`);
+  /** Make version `number` current (a rollback, or a roll forward); `reason` goes to the audit log. */
+  async deployVersion({ taskId, number, reason } = {}) {
+    const body = reason === undefined ? undefined : { reason };
+    return this.#http.request('POST', `/tasks/${seg(requireId(taskId, 'taskId'))}/versions/${seg(number)}/deploy`, { body });
   }
 }
 

@@ -286,6 +286,16 @@ test('healingEvents.list is the review queue across tasks, or one task\u2019s he
   assert.equal(received[1].url, '/api/v1/healing-events?task=task_1&error_type=timeout');
 });
 
+test('deployVersion sends its reason only when given', async () => {
+  answers = [[200, { id: 'task_1', current_version: 1 }]];
+  const anchor = client();
+  await anchor.tasks.deployVersion({ taskId: 'task_1', number: 1 });
+  assert.equal(received[0].url, '/api/v1/tasks/task_1/versions/1/deploy');
+  assert.equal(received[0].body, undefined);
+  await anchor.tasks.deployVersion({ taskId: 'task_1', number: 1, reason: 'v2 broke checkout' });
+  assert.deepEqual(received[1].body, { reason: 'v2 broke checkout' });
+});
+
 test('a missing id is a TypeError before any request', async () => {
   await assert.rejects(client().tasks.update({ selfHealing: false }), TypeError);
   assert.equal(received.length, 0);

@@ -158,9 +158,11 @@ class Tasks:
         )
         return Diff.from_dict(body)
 
-    def deploy_version(self, task_id: str, number: int) -> Task:
-        """Make version `number` current: a rollback, or a roll forward."""
-        return Task.from_dict(self._t.request("POST", f"/tasks/{_seg(task_id)}/versions/{int(number)}/deploy"))
+    def deploy_version(self, task_id: str, number: int, *, reason: str | None = None) -> Task:
+        """Make version `number` current: a rollback, or a roll forward. `reason` goes to the audit log."""
+        body = _given(reason=reason if reason is not None else _UNSET)
+        path = f"/tasks/{_seg(task_id)}/versions/{int(number)}/deploy"
+        return Task.from_dict(self._t.request("POST", path, json=body))
 
 
 class Runs:

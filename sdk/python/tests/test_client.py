@@ -258,6 +258,16 @@ def test_healing_events_list_is_the_review_queue_across_tasks_or_one_tasks_heals
     assert dict(server.requests[1].url.params) == {"task": "task_1", "error_type": "timeout"}
 
 
+def test_deploy_version_sends_its_reason_only_when_given():
+    server = Server(ok(TASK))
+    anchor = client(server)
+    anchor.tasks.deploy_version("task_1", 1)
+    assert server.requests[0].url.path == "/api/v1/tasks/task_1/versions/1/deploy"
+    assert server.body(0) == {}
+    anchor.tasks.deploy_version("task_1", 1, reason="v2 broke checkout")
+    assert server.body(1) == {"reason": "v2 broke checkout"}
+
+
 def test_ids_are_escaped_in_paths():
     server = Server(ok(TASK))
     client(server).tasks.get("../admin")

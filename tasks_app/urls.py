@@ -11,5 +11,7 @@ urlpatterns = [
     path("tasks/<id:task_id>/config/", views.task_config, name="task-config"),
     path("tasks/<id:task_id>/run/", views.task_run, name="task-run"),
     path("tasks/<id:task_id>/deploy/", views.task_deploy, name="task-deploy"),
+    path("runs/<id:run_id>/", views.run_detail, name="run-detail"),
+    path("runs/<id:run_id>/part/", views.run_part, name="run-part"),
     path("runs/<id:run_id>/cancel/", views.run_cancel, name="run-cancel"),
 ]

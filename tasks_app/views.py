@@ -180,6 +180,25 @@ def task_deploy(request: HttpRequest, task_id: str) -> HttpResponse:
     return redirect(reverse("task-detail", args=[task.pk]) + "#versions")
 
 
+@require_GET
+@login_required
+def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
+    """One run: what it did step by step, its output or error, and the heals it started; live while it runs."""
+    return render(request, "tasks/run.html", _run_context(run_id))
+
+
+@require_GET
+@login_required
+def run_part(request: HttpRequest, run_id: str) -> HttpResponse:
+    return render(request, "tasks/_run_part.html", _run_context(run_id))
+
+
+def _run_context(run_id: str) -> dict:
+    runs = Run.objects.select_related("task", "version", "requested_by").defer("screenshots", "version__code")
+    run = object_or_404(runs, run_id, what="run")
+    return {"run": run, "events": list(run.healing_events.only("id", "status", "run_id").order_by("created_at"))}
+
+
 @require_POST
 @login_required
 def run_cancel(request: HttpRequest, run_id: str) -> HttpResponse:

@@ -280,6 +280,24 @@ def test_task_parts_render_alone(client, member, healed):
     assert client.get(reverse("task-part", args=[healed.pk, "secrets"])).status_code == 404
 
 
+def test_a_run_has_a_page_of_its_own_linked_from_its_task_and_its_heal(client, member, healed):
+    client = _login(client, member)
+    event = HealingEvent.objects.get(task=healed)
+    run = event.run
+    run_url = reverse("run-detail", args=[run.pk])
+    assert f'href="{run_url}"' in client.get(reverse("task-detail", args=[healed.pk])).content.decode()
+    assert f'href="{run_url}"' in client.get(reverse("event-detail", args=[event.pk])).content.decode()
+
+    html = client.get(run_url).content.decode()
+
+    assert f'<h1>Run <span class="mono">{run.pk}</span></h1>' in html
+    assert f'href="{reverse("event-detail", args=[event.pk])}"' in html and "(pending review)" in html
+    assert f'data-live-steps="{run.pk}"' in html and "button[data-test=send]" in html
+    part = client.get(reverse("run-part", args=[run.pk])).content.decode()
+    assert part.startswith('<div id="run-body">') and run.pk in part
+    assert client.get(reverse("run-detail", args=["run_nope"])).status_code == 404
+
+
 def test_unknown_task_is_404(client, member):
     assert _login(client, member).get(reverse("task-detail", args=["task_nope"])).status_code == 404
 

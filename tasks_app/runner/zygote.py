@@ -22,6 +22,8 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
+import time
 import traceback
 
 from .browser import die_with_parent
@@ -123,26 +125,39 @@ def _child(req: dict, ctrl_fd: int, log_fd: int) -> None:
 
 # --- worker side ----------------------------------------------------------------------------
 class ZygoteProc:
-    """The Popen-like handle of a child forked by the zygote."""
+    """The Popen-like handle of a child forked by the zygote.
+
+    Thread-safe: the sandbox's watchdog and the run's own end may kill and wait for a child at the same time,
+    and its status pipe must be read and closed exactly once (a second close could hit a descriptor that
+    something else has been given since)."""
 
     def __init__(self, pid: int, status_fd: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
         self._status_fd = status_fd
+        self._lock = threading.Lock()
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            readable, _, _ = select.select([self._status_fd], [], [], 0)
-            if readable:
-                self._read_status()
-        return self.returncode
+        with self._lock:
+            if self.returncode is None:
+                readable, _, _ = select.select([self._status_fd], [], [], 0)
+                if readable:
+                    self._read_status()
+            return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            readable, _, _ = select.select([self._status_fd], [], [], timeout)
-            if not readable:
-                raise subprocess.TimeoutExpired(f"zygote child {self.pid}", timeout or 0)
-            self._read_status()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise subprocess.TimeoutExpired(f"zygote child {self.pid}", timeout or 0)
+        try:
+            if self.returncode is None:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                readable, _, _ = select.select([self._status_fd], [], [], left)
+                if not readable:
+                    raise subprocess.TimeoutExpired(f"zygote child {self.pid}", timeout or 0)
+                self._read_status()
+        finally:
+            self._lock.release()
         assert self.returncode is not None
         return self.returncode
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 
+from healing_app import broadcast
 from tasks_app import services
 from tasks_app.audit import Actor
 from tasks_app.execution import run_claim
@@ -42,11 +46,22 @@ def test_a_queued_run_ends_at_once_cancelled_and_its_job_does_nothing(member):
 
 
 @pytest.mark.django_db
-def test_a_running_run_is_marked_for_its_worker_once(member):
+def test_a_running_run_is_marked_for_its_worker_once_and_open_pages_are_told(member, django_capture_on_commit_callbacks):
     run = run_claim(services.run_create(task=_task(), actor=Actor(user=member)).pk)
 
-    first = services.run_cancel(run=run, actor=Actor(user=member))
+    layer = get_channel_layer()
+    page = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(broadcast.task_group(run.task_id), page)  # the task's open pages
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.run_cancel(run=run, actor=Actor(user=member))
     again = services.run_cancel(run=run, actor=Actor(user=member))
+
+    async def heard():
+        return await asyncio.wait_for(layer.receive(page), timeout=5)
+
+    told = async_to_sync(heard)()
+    assert (told["kind"], told["data"]) == ("run.cancel_requested", {"run": run.pk, "status": "running"})
 
     assert first.status == Run.Status.RUNNING and first.cancel_requested_at is not None
     assert again.cancel_requested_at == first.cancel_requested_at

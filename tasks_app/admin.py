@@ -190,12 +190,25 @@ class RunAdmin(IdCheckedAdmin):
     list_select_related = ["task"]
     readonly_fields = [f.name for f in Run._meta.fields if f.name != "screenshots"]
     exclude = ["screenshots"]
+    actions = ["cancel_selected"]
 
     def has_add_permission(self, request):
         return False
 
     def has_delete_permission(self, request, obj=None):
         return False  # runs are history: heals, costs and the audit log point at them; they go only with their task
+
+    @admin.action(description="Cancel (queued runs at once, running ones within seconds)")
+    def cancel_selected(self, request, queryset):
+        cancelled = 0
+        for run in queryset.select_related("task"):
+            try:
+                services.run_cancel(run=run, actor=admin_actor(request))
+            except (PermissionDenied, services.RunNotCancellable) as exc:
+                self.message_user(request, f"{run.pk}: not cancelled: {exc}", level=messages.ERROR)
+            else:
+                cancelled += 1
+        self.message_user(request, f"Cancelled {cancelled} run(s).")
 
 
 @admin.register(ElementFingerprint)

@@ -124,6 +124,26 @@ def test_the_admin_deploy_action_refuses_a_draft_waiting_for_review(staff_client
     assert task.current_version.number == 1
 
 
+def test_the_admin_cancels_selected_runs_and_says_which_it_could_not(staff_client):
+    from tasks_app.models import AuditLog, Run
+
+    task = services.task_create(name="t", code=CODE)
+    queued = services.run_create(task=task)
+    finished = services.run_create(task=task)
+    Run.objects.filter(pk=finished.pk).update(status=Run.Status.SUCCEEDED)
+
+    response = staff_client.post(
+        reverse("admin:tasks_app_run_changelist"),
+        {"action": "cancel_selected", "_selected_action": [queued.pk, finished.pk]},
+        follow=True,
+    )
+
+    said = [str(message) for message in response.context["messages"]]  # the admin shows them capitalised
+    assert said == [f"{finished.pk}: not cancelled: {finished.pk} has already finished (succeeded)", "Cancelled 1 run(s)."]
+    assert Run.objects.get(pk=queued.pk).error_type == "cancelled"
+    assert AuditLog.objects.get(action="run.cancel").actor_label == "admin via admin"
+
+
 @pytest.mark.parametrize("field, value, form_field, message", [
     ("params", "[1, 2]", "params", "must be an object"),
     ("params", '{"a": "\\ud800"}', "params", "a: "),

@@ -109,6 +109,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Tests use their own Redis database so they never consume a running product's queues.
 REDIS_URL = env_str("TEST_REDIS_URL", "redis://127.0.0.1:6379/9") if TESTING else env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# django-rq would also serve its queue pages inside the admin, to any staff member: only /django-rq/, for
+# superusers (anchor_site/urls.py).
+RQ_SHOW_ADMIN_LINK = False
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout}
     for name, timeout in (("runs", 600), ("healing", 600), ("webhooks", 60))

@@ -14,7 +14,8 @@ from tasks_app.ids import IdConverter
 register_converter(IdConverter, "id")  # before the includes below, whose patterns use it
 
 # django-rq's pages empty queues, delete jobs and stop running ones, unaudited, for any staff member: keep
-# them to superusers (others see the admin's "not authorized" login page). Its stats JSON keeps its token.
+# them to superusers (others are sent to the admin's login or index). Its stats JSON keeps its token.
+# Its copy of the pages inside the admin is off (RQ_SHOW_ADMIN_LINK).
 superusers_only = user_passes_test(lambda user: user.is_active and user.is_superuser, login_url="admin:login")
 django_rq_urls = (get_api_urlpatterns() + get_admin_urlpatterns(view_wrapper=superusers_only), "django_rq")
 

@@ -150,14 +150,7 @@ def _get_event(event_id: str) -> HealingEvent:
     summary="A task's healing events, newest first",
 )
 def task_healing_events(request: HttpRequest, task_id: str, cursor: str | None = Cursor, limit: int = Limit):
-    task = get_task(task_id)
-    rows, next_cursor = paginate(
-        task.healing_events.select_related("original_version", "new_version"),
-        order_field="created_at",
-        cursor=cursor,
-        limit=limit,
-    )
-    return {"data": [event_out(event) for event in rows], "next_cursor": next_cursor}
+    return _event_page(get_task(task_id).healing_events.all(), cursor=cursor, limit=limit)
 
 
 @router.get("", response={200: HealingEventPage, **ERRORS}, summary="Healing events of every task, newest first")
@@ -169,13 +162,21 @@ def healing_event_list(
     cursor: str | None = Cursor,
     limit: int = Limit,
 ):
-    events = HealingEvent.objects.select_related("original_version", "new_version")
+    events = HealingEvent.objects.all()
     if status:
         events = events.filter(status=status)
     if error_type:
         events = events.filter(error_type=error_type)
     if task:
         events = events.filter(task=get_task(task))
+    return _event_page(events, cursor=cursor, limit=limit)
+
+
+def _event_page(events, *, cursor: str | None, limit: int) -> dict[str, Any]:
+    # A row is the seed's summary: not the screenshot, the traces or the versions' code.
+    events = events.select_related("original_version", "new_version").defer(
+        "screenshot", "agent_trace", "candidate_scores", "recovery", "timeline", "original_version__code", "new_version__code"
+    )
     rows, next_cursor = paginate(events, order_field="created_at", cursor=cursor, limit=limit)
     return {"data": [event_out(event) for event in rows], "next_cursor": next_cursor}
 

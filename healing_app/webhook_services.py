@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -130,16 +131,10 @@ def webhook_endpoint_create(
         task=_clean_task(task),
         owner=actor.stored_user,
     )
-    twin = WebhookEndpoint.objects.filter(
-        owner=endpoint.owner, url=endpoint.url, event_types=endpoint.event_types, task=endpoint.task
-    ).values_list("pk", flat=True).first()
-    if twin is not None:
-        # It would sign and send every message twice; mostly it is the create page reloaded, posting again.
-        raise InputError("url", f"you have an endpoint for this URL with these filters already ({twin}); "
-                                "edit it, or rotate its secret if you need a new one")
     secret = webhooks.secret_generate()
     endpoint.set_secret(secret)
     with transaction.atomic():
+        _refuse_twin(endpoint)
         endpoint.save()
         audit_log(actor=actor, action="webhook.create", obj=endpoint, data=_summary(endpoint))
     return endpoint, secret
@@ -175,6 +170,8 @@ def webhook_endpoint_update(
         changed = [name for name, value in changes.items() if getattr(endpoint, name) != value]
         for name in changed:
             setattr(endpoint, name, changes[name])
+        if {"url", "event_types", "task"} & set(changed):
+            _refuse_twin(endpoint)
         if changed:
             endpoint.save(update_fields=changed)
             # Field names only: a URL can carry credentials and the audit log is widely readable.
@@ -185,6 +182,25 @@ def webhook_endpoint_update(
         webhooks.endpoint_disable(endpoint_id=endpoint.pk, reason=f"disabled by {actor.label}", actor=actor)
     endpoint.refresh_from_db()
     return endpoint
+
+
+def _refuse_twin(endpoint: WebhookEndpoint) -> None:
+    """Refuse a second endpoint of one owner with the same URL and filters: it would sign and send every message
+    twice (mostly it is the create page reloaded, posting again). In the saving transaction; one owner's
+    saves take turns, so two at once cannot both pass."""
+    if endpoint.owner_id is not None:
+        get_user_model().objects.select_for_update().filter(pk=endpoint.owner_id).exists()
+    twin = (
+        WebhookEndpoint.objects.filter(
+            owner_id=endpoint.owner_id, url=endpoint.url, event_types=endpoint.event_types, task_id=endpoint.task_id
+        )
+        .exclude(pk=endpoint.pk)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if twin is not None:
+        raise InputError("url", f"you have an endpoint for this URL with these filters already ({twin}); "
+                                "edit it, or rotate its secret if you need a new one")
 
 
 def _enable(endpoint: WebhookEndpoint, actor: Actor) -> None:

@@ -81,6 +81,8 @@ def run_execute(run: Run, *, browser=None, on_step_extra=None) -> RunResult:
         pipeline.takeover(run=run, failure=failure.to_dict(), handover=handover)
 
     cancelled = threading.Event()
+    if Run.objects.filter(pk=run.pk, cancel_requested_at__isnull=False).exists():
+        cancelled.set()  # asked between the claim and now: the sandbox starts, and the code never runs
     with _Heartbeat(run.pk, cancelled):
         return execute(spec, on_handover=on_handover if healing_on else None, on_step=on_step, browser=browser,
                        cancel=cancelled)
@@ -145,16 +147,16 @@ def run_finish_retrying(run: Run, result: RunResult) -> Run:
 
 
 def run_fail(run: Run, reason: str, *, error_type: str = "script_error", stale_before=None,
-             status: str = Run.Status.RUNNING) -> None:
-    """End a run that could not be executed at all (the runner itself failed), if it is still in `status`
-    (a queued run cancelled before it started ends here too).
+             only_if_status: str = Run.Status.RUNNING) -> None:
+    """End a run without a result of its own: the runner failed, its worker was lost, or it was cancelled
+    before it started. Only while it is still in `only_if_status` (running, or queued for a cancel).
 
     With `stale_before`, only if its heartbeat is still older than that: a run whose worker beat again
     since maintenance looked (after a database outage, say) is alive and keeps its result.
     """
     from healing_app import pipeline
 
-    still_running = Run.objects.filter(pk=run.pk, status=status)
+    still_running = Run.objects.filter(pk=run.pk, status=only_if_status)
     if stale_before is not None:
         still_running = still_running.filter(heartbeat_at__lt=stale_before)
     with transaction.atomic():

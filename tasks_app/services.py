@@ -20,7 +20,7 @@ from healing_app.permissions import can_review
 from tasks_app.audit import Actor, as_actor, audit_log
 from tasks_app.config import InputError, merge_config, validate_config_changes
 from tasks_app.logging import register_secret_values
-from tasks_app.models import CodeVersion, ElementFingerprint, Run, Task
+from tasks_app.models import AuditLog, CodeVersion, ElementFingerprint, Run, Task
 from tasks_app.runner.protocol import CANCELLED
 
 _UNSET: Any = object()
@@ -107,14 +107,17 @@ def task_update(*, task: Task, actor: Actor | None = None, **changes: Any) -> Ta
     return task
 
 
+def _answers_for(task: Task, user, permission: str = "tasks_app.change_task") -> bool:
+    """Whether `user` answers for the task: its owner, a reviewer, or staff holding `permission`."""
+    return task.owner_id == user.pk or can_review(user) or user.has_perm(permission)
+
+
 def _require_secrets_holder(task: Task, actor: Actor | None, what: str) -> None:
     """The code and the params decide where a task's secrets are sent (its code reads them): once a task holds
     secrets, only its owner, a reviewer or staff allowed to change tasks may change those, or run it with params
     of their own. Others still see, edit and run it."""
     user = as_actor(actor).user
-    if user is None or not task.secret_keys:
-        return
-    if task.owner_id == user.pk or can_review(user) or user.has_perm("tasks_app.change_task"):
+    if user is None or not task.secret_keys or _answers_for(task, user):
         return
     raise PermissionDenied(f"the task holds secrets: only its owner or a reviewer may {what}")
 
@@ -149,7 +152,7 @@ class TaskBusy(StateConflict):
 
 
 class RunNotCancellable(StateConflict):
-    """The run has ended already, or validates a heal (which ends it by itself)."""
+    """The run has ended already, or validates a machine-written version (and ends by itself)."""
 
     def __init__(self, message: str, code: str):
         super().__init__(message)
@@ -174,7 +177,7 @@ def task_delete(*, task: Task, actor: Actor | None = None) -> None:
     must own it, be a reviewer, or hold the admin's delete permission; TaskBusy while it runs or heals."""
     actor = as_actor(actor)
     user = actor.user
-    if user is not None and not (task.owner_id == user.pk or can_review(user) or user.has_perm("tasks_app.delete_task")):
+    if user is not None and not _answers_for(task, user, "tasks_app.delete_task"):
         raise PermissionDenied("only the task's owner, a reviewer or staff allowed to delete tasks can delete it")
     with transaction.atomic():
         Task.objects.select_for_update().filter(pk=task.pk).exists()
@@ -296,9 +299,16 @@ def _check_runnable_by_hand(task: Task, version: CodeVersion, actor: Actor | Non
     _require_secrets_holder(task, actor, "run a version other than the current one")
     if draft := heal_drafts(task).get(version.pk):
         raise InputError("version", str(DraftNotDeployable(version, *draft)))
-    if version.source == CodeVersion.Source.GENERATED and task.current_version_id is None:
-        raise InputError("version", f"version {version.number} was generated from the prompt and waits for review; "
-                                    "deploy it to run it")
+    if version.source == CodeVersion.Source.GENERATED and not _ever_deployed(task, version):
+        raise InputError("version", f"version {version.number} was generated from the prompt and nobody has deployed "
+                                    "it yet; deploy it to run it")
+
+
+def _ever_deployed(task: Task, version: CodeVersion) -> bool:
+    # Every deploy of a version is in the audit log (version_deploy), and the log is never edited.
+    return AuditLog.objects.filter(
+        action="version.deploy", object_type="task", object_id=task.pk, data__version=version.number
+    ).exists()
 
 
 def run_enqueue(
@@ -325,18 +335,15 @@ def run_cancel(*, run: Run, actor: Actor | None = None) -> Run:
     """Stop a run. A queued run ends at once, unstarted; a running one is stopped by its worker within a
     second or two (its sandbox is killed, whatever the page was doing). It ends `failed` with error type
     `cancelled`, which is never healed. The person who started it, the task's owner, a reviewer or staff
-    allowed to change tasks may cancel it; a heal's validation run ends by itself."""
+    allowed to change tasks may cancel it; the validation run of a machine-written version ends by itself."""
     from tasks_app.execution import run_fail
 
     actor = as_actor(actor)
     user = actor.user
-    if user is not None and not (
-        run.requested_by_id == user.pk or run.task.owner_id == user.pk or can_review(user)
-        or user.has_perm("tasks_app.change_task")
-    ):
+    if user is not None and run.requested_by_id != user.pk and not _answers_for(run.task, user):
         raise PermissionDenied("only who started the run, the task's owner, a reviewer or staff allowed to change tasks can cancel it")
     if run.purpose == Run.Purpose.VALIDATION:
-        raise RunNotCancellable(f"{run.pk} validates a heal's new version and ends by itself", code="validation_run")
+        raise RunNotCancellable(f"{run.pk} validates a machine-written version and ends by itself", code="validation_run")
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run.pk)
         if run.status in Run.FINISHED:
@@ -344,7 +351,7 @@ def run_cancel(*, run: Run, actor: Actor | None = None) -> Run:
         if run.status == Run.Status.QUEUED:
             audit_log(actor=actor, action="run.cancel", obj=run, data={"status": run.status})
             by = user.get_username() if user is not None else "the system"
-            run_fail(run, f"cancelled by {by} before it started", error_type=CANCELLED, status=Run.Status.QUEUED)
+            run_fail(run, f"cancelled by {by} before it started", error_type=CANCELLED, only_if_status=Run.Status.QUEUED)
         elif run.cancel_requested_at is None:
             audit_log(actor=actor, action="run.cancel", obj=run, data={"status": run.status})
             run.cancel_requested_at = timezone.now()

@@ -85,6 +85,11 @@ def test_reloading_the_created_page_does_not_create_a_second_endpoint(browser):
     other_filters = browser.post(reverse("webhooks:create"), {"url": PUBLIC_URL, "event_types": ["healing.failed"]})
     assert other_filters.status_code == 200 and WebhookEndpoint.objects.count() == 2
 
+    other = WebhookEndpoint.objects.exclude(pk=endpoint.pk).get()
+    edit = browser.post(reverse("webhooks:edit", args=[other.pk]), {"url": PUBLIC_URL, "event_types": ["run.failed"]})
+    assert edit.status_code == 400 and f"({endpoint.pk})" in edit.context["form"].errors["url"][0]
+    assert WebhookEndpoint.objects.get(pk=other.pk).event_types == ["healing.failed"]
+
 
 @pytest.mark.parametrize(
     "url", ["http://169.254.169.254/", "http://127.0.0.1/", "http://[::ffff:127.0.0.1]/", "http://10.0.0.1/", "http://localhost/", "file:///etc/passwd"]

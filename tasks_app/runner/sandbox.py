@@ -269,6 +269,11 @@ class _Watchdog(threading.Thread):
     def stop(self) -> None:
         self._stop.set()
 
+    def fire(self, reason: str) -> None:
+        self.fired = True
+        self.reason = reason
+        self.child.kill()
+
     def run(self) -> None:
         while not self._stop.wait(0.05):
             with self._lock:
@@ -282,9 +287,7 @@ class _Watchdog(threading.Thread):
                     expired = now > self.deadline
                     reason = "wall-clock limit"
             if expired:
-                self.fired = True
-                self.reason = reason
-                self.child.kill()
+                self.fire(reason)
                 return
 
 
@@ -496,11 +499,14 @@ def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover
     closed = False
     watchdog = _Watchdog(child, spec.wall_timeout_s, handover_timeout_s, cancel)
     t_run = time.perf_counter()
-    try:
-        child.chan.send({"t": "spec", "spec": child_spec.to_dict()})
-    except OSError:
-        pass
-    watchdog.start()
+    if cancel is not None and cancel.is_set():
+        watchdog.fire("cancelled")  # cancelled while the sandbox started: the task's code never runs
+    else:
+        try:
+            child.chan.send({"t": "spec", "spec": child_spec.to_dict()})
+        except OSError:
+            pass
+        watchdog.start()
     try:
         while True:
             try:
@@ -596,7 +602,7 @@ def _abnormal_end(child: Child, spec: RunSpec, watchdog: _Watchdog, steps: list[
     error_type = pending.type if pending is not None and detail == "handover_timeout" else (
         CANCELLED if detail == "cancelled" else SCRIPT_ERROR)
     failure = pending if pending is not None and detail == "handover_timeout" else Failure(
-        type=SCRIPT_ERROR, message=reason, exception="SandboxStopped", details={"reason": detail, "exit_code": rc},
+        type=error_type, message=reason, exception="SandboxStopped", details={"reason": detail, "exit_code": rc},
     )
     return RunResult(status=STATUS_FAILED, error_type=error_type, error_message=reason, steps=steps,
                      failure=failure, recovered=recovered)

@@ -284,3 +284,13 @@ def test_a_cancel_stops_the_run_even_while_an_agent_holds_it(pool, site):
     assert result.failure.details["reason"] == "cancelled"
     assert seen["after_s"] < 10
     assert site.hits["POST /send"] == 0
+
+
+def test_a_run_cancelled_before_its_code_was_sent_never_runs_it(pool, site):
+    # The module's own first line calls the site: it would run within milliseconds of the code arriving.
+    code = f"import urllib.request\nurllib.request.urlopen({site.url + '/contact'!r})\n" + CODE
+    cancel = threading.Event()
+    cancel.set()
+    result = execute(spec(site, code=code), browser=pool, cancel=cancel)
+    assert (result.status, result.error_type, result.failure.type) == ("failed", "cancelled", "cancelled")
+    assert result.steps == [] and site.hits["GET /contact"] == 0

@@ -157,11 +157,18 @@ def test_a_heals_draft_runs_only_in_its_validation_never_by_hand(status, why, re
     assert validation.version == event.new_version
 
 
-def test_a_generated_version_waiting_for_review_does_not_run_by_hand(reviewer):
+def test_a_generated_version_nobody_deployed_does_not_run_by_hand_even_once_another_version_is_current(reviewer):
     task = services.task_create(name="t")
-    version = services.version_create(task=task, code=CODE, source=CodeVersion.Source.GENERATED)
-    with pytest.raises(InputError, match="generated from the prompt and waits for review"):
-        services.run_enqueue(task=task, version=version, actor=Actor(user=reviewer))
+    generated = services.version_create(task=task, code=CODE, source=CodeVersion.Source.GENERATED)
+    with pytest.raises(InputError, match="generated from the prompt and nobody has deployed it yet"):
+        services.run_enqueue(task=task, version=generated, actor=Actor(user=reviewer))
+    task = services.task_update(task=task, code=CODE.replace("True", "False"))  # a person's own v2 goes live
+    with pytest.raises(InputError, match="nobody has deployed it yet"):
+        services.run_enqueue(task=task, version=generated, actor=Actor(user=reviewer))
+
+    services.version_deploy(task=task, version=generated, actor=Actor(user=reviewer))
+    task = services.task_update(task=Task.objects.get(pk=task.pk), code=CODE.replace("True", "None"))
+    assert services.run_enqueue(task=task, version=generated, actor=Actor(user=reviewer)).version == generated
 
 
 def test_on_a_task_with_secrets_only_those_who_may_change_its_code_run_another_version(django_user_model, member):

@@ -199,18 +199,23 @@ def event_validation_passes(event_id: str) -> str:
 
 
 def run_steps_play(task_id: str, *, delay_s: float = 0.4, another_run_after: int | None = None,
-                   hold_s: float = 0.0) -> str:
+                   hold_s: float = 0.0, run_id: str | None = None) -> str:
     """A run that executes step by step the way the runner reports it: run.started, run.step…, run.finished.
 
     `another_run_after`: after that many steps another run of the task is queued (the runs card is re-fetched);
-    `hold_s`: how long the run stays running after its last step."""
+    `hold_s`: how long the run stays running after its last step; `run_id`: a run made by run_queued_make."""
     import time
 
     from healing_app import broadcast
     from tasks_app.execution import run_announce
 
     task = Task.objects.select_related("current_version").get(pk=task_id)
-    run = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING, started_at=timezone.now())
+    if run_id is None:
+        run = Run.objects.create(task=task, version=task.current_version)
+    else:
+        run = Run.objects.get(pk=run_id)
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING, started_at=timezone.now())
+    run.refresh_from_db()
     broadcast.publish(kind="run.started", task_id=task.pk, data={"run": run.pk, "status": run.status})
     steps = _trace(task.current_version.code)
     for number, step in enumerate(steps, 1):
@@ -236,6 +241,12 @@ def run_steps_play(task_id: str, *, delay_s: float = 0.4, another_run_after: int
 
 def task_make_id(name: str) -> str:
     return str(task_make(name).pk)
+
+
+def run_queued_make(task_id: str) -> str:
+    """A queued run of the task that no worker will pick up (run_steps_play plays it)."""
+    task = Task.objects.select_related("current_version").get(pk=task_id)
+    return str(Run.objects.create(task=task, version=task.current_version).pk)
 
 
 def events_bulk_make(task_id: str, count: int, *, status: str, error_type: str, days_ago: int = 400) -> int:

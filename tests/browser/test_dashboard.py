@@ -207,6 +207,20 @@ def test_a_running_tasks_steps_appear_as_they_happen(page, anchor_live, login, l
     expect(page.locator("#task-runs .badge-run-succeeded").first).to_be_visible(timeout=10_000)
 
 
+def test_a_runs_own_page_shows_its_steps_as_they_happen_and_how_it_ended(page, anchor_live, login, live_task):
+    run_id = anchor_live.enqueue("tests.browser.scenario.run_queued_make", live_task)
+    login(page, MEMBER, next_url=f"/runs/{run_id}/")
+    wait_live(page)
+    expect(page.locator("#run-body .badge-run-queued")).to_be_visible()
+    anchor_live.enqueue_nowait("tests.browser.scenario.run_steps_play", live_task, delay_s=0.4, run_id=run_id)
+    steps = page.locator(f'[data-live-steps="{run_id}"] li.step')
+    expect(steps.first).to_be_visible(timeout=10_000)
+    expect(page.locator("#run-body .badge-run-running")).to_be_visible()
+    expect(steps).to_have_count(5, timeout=10_000)
+    expect(page.locator("#run-body .badge-run-succeeded")).to_be_visible(timeout=10_000)
+    expect(page.locator(f'[data-run-output="{run_id}"]')).to_contain_text("Thanks, Ada!")
+
+
 def test_a_running_runs_steps_stay_when_the_runs_card_is_fetched_again(page, anchor_live, login, live_task):
     """Its steps are not in the database until it ends; another run queued meanwhile re-fetches the card."""
     login(page, REVIEWER, next_url=f"/tasks/{live_task}/")

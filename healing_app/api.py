@@ -25,7 +25,9 @@ from tasks_app.api_schemas import (
     diff_out,
     paginate,
 )
+from tasks_app.config import InputError
 from tasks_app.ids import object_or_404
+from tasks_app.models import Task
 from tasks_app.runner.protocol import ERROR_TYPES
 
 router = Router(tags=["healing events"])
@@ -168,7 +170,9 @@ def healing_event_list(
     if error_type:
         events = events.filter(error_type=error_type)
     if task:
-        events = events.filter(task=get_task(task))
+        if not Task.objects.filter(pk=task).exists():
+            raise InputError("task", f"no task {task}")
+        events = events.filter(task_id=task)
     return _event_page(events, cursor=cursor, limit=limit)
 
 

@@ -24,6 +24,7 @@ from healing_app.models import HealingEvent
 from healing_app.notify import notify
 from tasks_app import services as task_services
 from tasks_app.models import CodeVersion, ElementFingerprint, Run, Task
+from tasks_app.runner.protocol import CANCELLED
 
 logger = logging.getLogger(__name__)
 Status = HealingEvent.Status
@@ -74,7 +75,12 @@ def _event_for_failure(*, run: Run, failure: dict, agent_kind: str) -> HealingEv
     if existing is not None:
         return existing
     task, step_key = run.task, failure.get("step_key") or ""
-    used = HealingEvent.objects.filter(task=task, step_key=step_key, original_version=run.version).count()
+    # A heal whose run a person cancelled did not get its chance: it does not use up an attempt.
+    used = (
+        HealingEvent.objects.filter(task=task, step_key=step_key, original_version=run.version)
+        .exclude(run__error_type=CANCELLED)
+        .count()
+    )
     max_attempts = task.config["max_attempts"]
     event = HealingEvent(
         task=task,

@@ -301,8 +301,8 @@ def _decode_cursor(cursor: str, model: type[Model], order_field: str) -> tuple[A
             value = datetime.fromisoformat(value).astimezone(UTC)
         elif not isinstance(value, int) or isinstance(value, bool):
             raise TypeError("not an integer")
-        if not isinstance(pk, (str, int)) or isinstance(pk, bool) or "\x00" in str(pk):
-            raise TypeError("not a key")
+        if not isinstance(pk, (str, int)) or isinstance(pk, bool) or unstorable(pk) is not None:
+            raise TypeError("not a key")  # a NUL or a lone surrogate would fail in the database driver
         pk = model._meta.pk.to_python(pk)  # "abc" is no integer id: a 400 here, not a 500 in the query
     except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError, ValidationError):
         raise InputError("cursor", "is not a cursor this API returned") from None

@@ -169,6 +169,11 @@ class Run(models.Model):
             return None
         return json.dumps(self.output, ensure_ascii=False, indent=2, default=str)
 
+    @property
+    def params_json(self) -> str:
+        """The params this run added to its task's, as the API shows them."""
+        return json.dumps(self.params, ensure_ascii=False, indent=2, default=str)
+
 
 class ElementFingerprint(models.Model):
     """What the element a step acted on looked like the last time the step succeeded."""

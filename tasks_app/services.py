@@ -340,7 +340,7 @@ def run_cancel(*, run: Run, actor: Actor | None = None) -> Run:
 
     actor = as_actor(actor)
     user = actor.user
-    if user is not None and run.requested_by_id != user.pk and not _answers_for(run.task, user):
+    if user is not None and not run_cancel_allowed(run, user):
         raise PermissionDenied("only who started the run, the task's owner, a reviewer or staff allowed to change tasks can cancel it")
     if run.purpose == Run.Purpose.VALIDATION:
         raise RunNotCancellable(f"{run.pk} validates a machine-written version and ends by itself", code="validation_run")
@@ -360,6 +360,11 @@ def run_cancel(*, run: Run, actor: Actor | None = None) -> Run:
             notify(event_type="run.cancel_requested", task_id=run.task_id, data={"run": run.pk, "status": run.status})
     run.refresh_from_db()
     return run
+
+
+def run_cancel_allowed(run: Run, user) -> bool:
+    """Whether `user` may cancel the run (the dashboard shows Cancel only then)."""
+    return run.requested_by_id == user.pk or _answers_for(run.task, user)
 
 
 def run_job_id(run_id: str) -> str:

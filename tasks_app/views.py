@@ -6,6 +6,8 @@ parts of the task page are re-fetched through `task_part` when the websocket say
 
 from __future__ import annotations
 
+import copy
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -105,11 +107,12 @@ def task_new(request: HttpRequest) -> HttpResponse:
 def task_edit(request: HttpRequest, task_id: str) -> HttpResponse:
     """Name, prompt, code, params, secrets, schedule and healing settings; changed code becomes a new version."""
     task = _task_or_404(task_id)
-    form = TaskForm(request.POST or None, instance=task)
+    # The form gets its own copy: validating writes the submitted values onto its instance, and the page and
+    # the service want the task as it is stored (a refused new name must not title the page).
+    form = TaskForm(request.POST or None, instance=copy.copy(task))
     if request.method == "POST" and form.is_valid():
         try:
-            # Fresh from the database: validating the form wrote its values onto `task` already.
-            services.task_update(task=Task.objects.get(pk=task.pk), actor=dashboard_actor(request), **form.service_changes())
+            services.task_update(task=task, actor=dashboard_actor(request), **form.service_changes())
         except InputError as exc:
             form.add_error(None, form.errors_for(exc))
         except PermissionDenied as exc:
@@ -184,19 +187,32 @@ def task_deploy(request: HttpRequest, task_id: str) -> HttpResponse:
 @login_required
 def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     """One run: what it did step by step, its output or error, and the heals it started; live while it runs."""
-    return render(request, "tasks/run.html", _run_context(run_id))
+    return render(request, "tasks/run.html", _run_context(request, run_id))
 
 
 @require_GET
 @login_required
 def run_part(request: HttpRequest, run_id: str) -> HttpResponse:
-    return render(request, "tasks/_run_part.html", _run_context(run_id))
+    return render(request, "tasks/_run_part.html", _run_context(request, run_id))
 
 
-def _run_context(run_id: str) -> dict:
+def _run_context(request: HttpRequest, run_id: str) -> dict:
     runs = Run.objects.select_related("task", "version", "requested_by").defer("screenshots", "version__code")
     run = object_or_404(runs, run_id, what="run")
-    return {"run": run, "events": list(run.healing_events.only("id", "status", "run_id").order_by("created_at"))}
+    return {
+        "run": run,
+        "events": list(run.healing_events.only("id", "status", "run_id").order_by("created_at")),
+        "cancellable": _cancellable([run], request.user),
+    }
+
+
+def _cancellable(runs: list[Run], user) -> set[str]:
+    """The runs shown with a Cancel button: queued or running ones (not a heal's validation) the user may cancel."""
+    active = (Run.Status.QUEUED, Run.Status.RUNNING)
+    return {
+        run.pk for run in runs
+        if run.status in active and run.purpose == Run.Purpose.NORMAL and services.run_cancel_allowed(run, user)
+    }
 
 
 @require_POST
@@ -238,6 +254,9 @@ def _task_context(request: HttpRequest, task: Task, *, part: str | None = None) 
         context["runs"] = list(
             task.runs.select_related("version").defer("screenshots", "version__code").order_by("-created_at")[:RUNS_SHOWN]
         )
+        for run in context["runs"]:
+            run.task = task  # the one already loaded, for the permission check below
+        context["cancellable"] = _cancellable(context["runs"], request.user)
     if part in (None, "events"):
         context["events"] = list(
             task.healing_events.select_related("new_version")

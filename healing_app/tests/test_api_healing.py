@@ -143,7 +143,7 @@ def test_the_review_queue_over_the_api_lists_every_tasks_events_filtered_and_pag
     ("error_type=boom", "error_type", 400),
     ("limit=0", "limit", 400),
     ("cursor=nope", "cursor", 400),
-    ("task=task_nope", None, 404),
+    ("task=task_nope", "task", 400),
 ])
 def test_bad_review_queue_filters_name_the_field(client, member_key, query, field, status):
     response = _get(client, member_key, f"/healing-events?{query}")

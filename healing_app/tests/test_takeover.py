@@ -30,6 +30,13 @@ class SlowAgent:
         return TakeoverOutcome(recovered=False, reason="the element never showed")
 
 
+class GiveUpAgent:
+    kind = "heuristic"
+
+    def take_over(self, context, handover) -> TakeoverOutcome:
+        return TakeoverOutcome(recovered=False, reason="the element never showed")
+
+
 class Handover:
     def __init__(self):
         self.aborted: str | None = None
@@ -51,3 +58,21 @@ def test_the_event_is_healing_while_the_agent_works_and_failed_when_it_gives_up(
     assert [entry["status"] for entry in event.timeline] == ["triggered", "healing", "failed"]
     assert event.timeline[1]["note"] == "heuristic agent took over"
     assert (event.status, event.reason, handover.aborted) == ("failed", "the element never showed", "the element never showed")
+
+
+def test_a_heal_whose_run_a_person_cancelled_does_not_use_up_an_attempt(monkeypatch):
+    task = services.task_create(name="t", code=CODE, self_healing=True, self_healing_config={"max_attempts": 1})
+    monkeypatch.setattr(pipeline, "agent_for", lambda task: GiveUpAgent())
+    cancelled = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING)
+    pipeline.takeover(run=cancelled, failure=FAILURE, handover=Handover())
+    Run.objects.filter(pk=cancelled.pk).update(status=Run.Status.FAILED, error_type="cancelled")
+
+    later = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING)
+    pipeline.takeover(run=later, failure=FAILURE, handover=Handover())
+
+    event = HealingEvent.objects.get(run=later)
+    assert event.attempt == 1 and event.reason == "the element never showed"  # a heal loop of its own
+
+    last = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING)
+    pipeline.takeover(run=last, failure=FAILURE, handover=Handover())
+    assert HealingEvent.objects.get(run=last).reason.startswith("max_attempts (1) already used")

@@ -386,6 +386,15 @@ def test_a_cursor_whose_key_cannot_be_a_versions_id_is_a_400(api, versioned):
     assert response.json()["error"]["field"] == "cursor"
 
 
+@pytest.mark.parametrize("key", ["task_\x00", "task_\ud800"])
+@pytest.mark.parametrize("path", ["/tasks", "/healing-events"])
+def test_a_cursor_whose_key_the_database_cannot_take_is_a_400(api, key, path):
+    cursor = base64.urlsafe_b64encode(json.dumps(["2026-11-27T05:53:29+00:00", key]).encode()).decode().rstrip("=")
+    response = api.get(f"{path}?cursor={cursor}")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == "cursor"
+
+
 def test_a_body_over_the_upload_limit_is_a_413_naming_the_body(api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
     response = api.post("/tasks", {"name": "big", "params": {"a": "b" * 20_000}})

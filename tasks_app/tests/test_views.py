@@ -184,12 +184,19 @@ def test_a_running_run_shows_it_is_being_cancelled(client, member, task):
     assert Run.objects.get(pk=run.pk).cancel_requested_at is not None
 
 
-def test_someone_elses_run_cannot_be_cancelled_from_the_dashboard(client, member, task, django_user_model):
+def test_someone_elses_run_shows_no_cancel_button_and_cannot_be_cancelled_from_the_dashboard(
+    client, member, task, django_user_model
+):
     olga = django_user_model.objects.create_user("olga")
     run = services.run_enqueue(task=task, actor=Actor(user=olga))
     Task.objects.filter(pk=task.pk).update(owner=olga)
-    assert _login(client, member).post(reverse("run-cancel", args=[run.pk])).status_code == 403
+    client = _login(client, member)
+    assert f'data-run-cancel="{run.pk}"' not in client.get(reverse("task-detail", args=[task.pk])).content.decode()
+    assert f'data-run-cancel="{run.pk}"' not in client.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert client.post(reverse("run-cancel", args=[run.pk])).status_code == 403
     assert Run.objects.get(pk=run.pk).status == Run.Status.QUEUED
+    client.force_login(olga)
+    assert f'data-run-cancel="{run.pk}"' in client.get(reverse("run-detail", args=[run.pk])).content.decode()
 
 
 def test_run_now_without_code_explains_why(client, member):
@@ -296,6 +303,9 @@ def test_a_run_has_a_page_of_its_own_linked_from_its_task_and_its_heal(client, m
     part = client.get(reverse("run-part", args=[run.pk])).content.decode()
     assert part.startswith('<div id="run-body">') and run.pk in part
     assert client.get(reverse("run-detail", args=["run_nope"])).status_code == 404
+    own = services.run_create(task=healed, params={"name": "Ada Lovelace"})
+    html = client.get(reverse("run-detail", args=[own.pk])).content.decode()
+    assert '<pre class="code-block" id="run-params">{\n  &quot;name&quot;: &quot;Ada Lovelace&quot;\n}</pre>' in html
 
 
 def test_unknown_task_is_404(client, member):
@@ -430,6 +440,13 @@ def test_the_new_task_page_speaks_of_a_new_task_and_the_edit_page_of_an_existing
     assert "Replace secrets" not in new and "source: manual" not in new
     edit = client.get(reverse("task-edit", args=[task.pk])).content.decode()
     assert '<label for="id_new_secrets">Replace secrets</label>' in edit and "source: manual" in edit
+
+
+def test_a_refused_edit_keeps_the_stored_name_in_the_page_and_the_submitted_one_in_the_field(client, member, task):
+    form = {**_task_form(name="Renamed"), "max_attempts": "0"}
+    html = _login(client, member).post(reverse("task-edit", args=[task.pk]), form).content.decode()
+    assert f"<h1>Edit {task.name}</h1>" in html and 'value="Renamed"' in html
+    assert Task.objects.get(pk=task.pk).name == task.name
 
 
 def test_every_bad_field_is_shown_at_once_not_one_per_submit(client, member):

@@ -24,6 +24,10 @@ _UNSET: Any = object()
 
 
 def _seg(value: Any) -> str:
+    """An id as one path segment. A missing one is the caller's mistake, said before any request (an empty
+    segment would ask another endpoint, or answer a puzzling 404)."""
+    if value is None or not str(value).strip():
+        raise TypeError(f"an id is required, got {value!r}")
     return quote(str(value), safe="")
 
 

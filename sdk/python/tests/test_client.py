@@ -268,6 +268,18 @@ def test_deploy_version_sends_its_reason_only_when_given():
     assert server.body(1) == {"reason": "v2 broke checkout"}
 
 
+@pytest.mark.parametrize("call", [
+    lambda anchor: anchor.runs.cancel(""),
+    lambda anchor: anchor.tasks.get(None),
+    lambda anchor: anchor.healing_events.approve("  "),
+])
+def test_a_missing_id_is_a_type_error_before_any_request(call):
+    server = Server(ok(TASK))
+    with pytest.raises(TypeError, match="an id is required"):
+        call(client(server))
+    assert server.requests == []
+
+
 def test_ids_are_escaped_in_paths():
     server = Server(ok(TASK))
     client(server).tasks.get("../admin")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -190,17 +191,22 @@ def _refuse_twin(endpoint: WebhookEndpoint) -> None:
     saves take turns, so two at once cannot both pass."""
     if endpoint.owner_id is not None:
         get_user_model().objects.select_for_update().filter(pk=endpoint.owner_id).exists()
-    twin = (
-        WebhookEndpoint.objects.filter(
-            owner_id=endpoint.owner_id, url=endpoint.url, event_types=endpoint.event_types, task_id=endpoint.task_id
-        )
-        .exclude(pk=endpoint.pk)
-        .values_list("pk", flat=True)
-        .first()
-    )
+    same_filters = WebhookEndpoint.objects.filter(
+        owner_id=endpoint.owner_id, event_types=endpoint.event_types, task_id=endpoint.task_id
+    ).exclude(pk=endpoint.pk)
+    address = _address(endpoint.url)
+    twin = next((pk for pk, url in same_filters.values_list("pk", "url") if _address(url) == address), None)
     if twin is not None:
         raise InputError("url", f"you have an endpoint for this URL with these filters already ({twin}); "
                                 "edit it, or rotate its secret if you need a new one")
+
+
+def _address(url: str) -> tuple:
+    """Where a URL sends to, however it is spelled: HTTPS://Host:443/x and https://host/x are one receiver."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, parts.username, parts.password, (parts.hostname or "").rstrip("."), port, parts.path or "/", parts.query
 
 
 def _enable(endpoint: WebhookEndpoint, actor: Actor) -> None:

@@ -85,6 +85,9 @@ def test_reloading_the_created_page_does_not_create_a_second_endpoint(browser):
     other_filters = browser.post(reverse("webhooks:create"), {"url": PUBLIC_URL, "event_types": ["healing.failed"]})
     assert other_filters.status_code == 200 and WebhookEndpoint.objects.count() == 2
 
+    spelled_otherwise = PUBLIC_URL.replace("https://", "HTTPS://", 1)
+    assert spelled_otherwise != PUBLIC_URL
+    assert browser.post(reverse("webhooks:create"), {**form, "url": spelled_otherwise}).status_code == 400
     other = WebhookEndpoint.objects.exclude(pk=endpoint.pk).get()
     edit = browser.post(reverse("webhooks:edit", args=[other.pk]), {"url": PUBLIC_URL, "event_types": ["run.failed"]})
     assert edit.status_code == 400 and f"({endpoint.pk})" in edit.context["form"].errors["url"][0]

@@ -328,6 +328,7 @@ class Handover:
             while True:
                 msg = self._chan.recv(timeout=self._timeout)
                 if msg is None:
+                    self.outcome = self.outcome or "aborted"  # so an agent sees at once that the run is gone
                     raise HandoverError("the run ended (sandbox stopped)")
                 if msg.get("t") == "reply" and msg.get("id") == cid:
                     break

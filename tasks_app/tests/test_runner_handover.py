@@ -278,9 +278,11 @@ def test_a_cancel_stops_the_run_even_while_an_agent_holds_it(pool, site):
             while time.monotonic() - started < 30:
                 handover.observe()
         seen["after_s"] = time.monotonic() - started
+        seen["closed"] = handover.closed  # what an agent looks at before asking its model for more
 
     result = execute(spec(site), on_handover=agent, browser=pool, cancel=cancel)
     assert (result.status, result.error_type) == ("failed", "cancelled")
+    assert seen["closed"] is True
     assert result.failure.details["reason"] == "cancelled"
     assert seen["after_s"] < 10
     assert site.hits["POST /send"] == 0

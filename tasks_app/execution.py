@@ -15,7 +15,7 @@ from django.utils import timezone
 from healing_app import broadcast
 from healing_app.notify import notify
 from tasks_app.models import Run
-from tasks_app.runner.protocol import RunResult, RunSpec
+from tasks_app.runner.protocol import CANCELLED, RunResult, RunSpec
 from tasks_app.services import fingerprints_store, storable, task_runtime_secrets, unstorable
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,10 @@ def run_finish(run: Run, result: RunResult) -> Run:
 
     steps = storable([step.to_dict() for step in result.steps])  # page text may hold a NUL
     status, output, error_type, error_message = result.status, result.output, result.error_type, result.error_message
+    if error_type == CANCELLED:
+        # The sandbox only knows that it was stopped; the run knows who asked.
+        by = Run.objects.filter(pk=run.pk).values_list("cancel_requested_by__username", flat=True).first()
+        error_message = f"cancelled by {by or 'the system'} while it ran"
     if (problem := unstorable(output)) is not None:
         # The task's own result cannot be kept as it is; changing it would hide that, so the run fails.
         path, why = problem

@@ -144,6 +144,9 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # Set by run_cancel on a running run; its worker sees it within a second and stops the sandbox.
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -355,7 +355,8 @@ def run_cancel(*, run: Run, actor: Actor | None = None) -> Run:
         elif run.cancel_requested_at is None:
             audit_log(actor=actor, action="run.cancel", obj=run, data={"status": run.status})
             run.cancel_requested_at = timezone.now()
-            run.save(update_fields=["cancel_requested_at"])
+            run.cancel_requested_by = actor.stored_user
+            run.save(update_fields=["cancel_requested_at", "cancel_requested_by"])
             # Open pages show "cancelling…" until its worker has stopped it (a broadcast-only kind).
             notify(event_type="run.cancel_requested", task_id=run.task_id, data={"run": run.pk, "status": run.status})
     run.refresh_from_db()

@@ -64,6 +64,7 @@ def test_a_running_run_is_marked_for_its_worker_once_and_open_pages_are_told(mem
     assert (told["kind"], told["data"]) == ("run.cancel_requested", {"run": run.pk, "status": "running"})
 
     assert first.status == Run.Status.RUNNING and first.cancel_requested_at is not None
+    assert first.cancel_requested_by == member
     assert again.cancel_requested_at == first.cancel_requested_at
     assert AuditLog.objects.filter(action="run.cancel").count() == 1
 
@@ -132,7 +133,7 @@ def test_a_hanging_run_is_stopped_by_its_worker_within_seconds_and_ends_cancelle
 
     run.refresh_from_db()
     assert (run.status, run.error_type) == (Run.Status.FAILED, "cancelled")
-    assert run.error_message == "the run was cancelled while it ran"
+    assert run.error_message == "cancelled by mo while it ran"
     assert run.failure["details"]["reason"] == "cancelled"
     assert run.output is None and not run.healing_events.exists()
     assert stopped_after < 15, f"the run stopped {stopped_after:.1f} s after the cancel"

@@ -61,7 +61,7 @@ def _validate_triggers(value: Any, name: str) -> list[str]:
         raise InputError(name, f"unknown failure type {unknown[0]!r} (allowed: {', '.join(FAILURE_TYPES)})")
     if not value:
         # An empty list is self-healing that never starts: failures would go unhealed with nothing said.
-        raise InputError(name, "must list at least one failure type (to stop healing, turn self-healing off)")
+        raise InputError(name, "must list at least one failure type (self-healing on or off is what starts or stops healing)")
     # Keep the canonical order and drop duplicates so equal configs compare equal.
     return [item for item in FAILURE_TYPES if item in value]
 

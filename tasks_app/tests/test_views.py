@@ -119,7 +119,7 @@ def test_self_healing_with_no_failure_types_ticked_is_refused_next_to_the_field(
         reverse("task-config", args=[task.pk]), {"self_healing": "on", "max_attempts": "3", "validation_required": "on"}
     )
     assert response.status_code == 400
-    assert 'id="trigger_on-error">must list at least one failure type (to stop healing, turn self-healing off)' in (
+    assert 'id="trigger_on-error">must list at least one failure type (self-healing on or off is what starts or stops healing)' in (
         response.content.decode()
     )
     task.refresh_from_db()
@@ -141,7 +141,7 @@ def test_the_api_refuses_an_empty_trigger_list_naming_the_field_as_the_dashboard
     assert response.json()["error"] == {
         "code": "invalid_input",
         "field": "self_healing_config.trigger_on",
-        "message": "must list at least one failure type (to stop healing, turn self-healing off)",
+        "message": "must list at least one failure type (self-healing on or off is what starts or stops healing)",
     }
     task.refresh_from_db()
     assert task.config["trigger_on"] == ["timeout", "element_not_found", "navigation_error"]

@@ -246,19 +246,21 @@ def heal_generate(event_id: str) -> None:
 
 
 def _same_fix(event: HealingEvent, code: str) -> HealingEvent | None:
-    """Another heal of the same version whose draft is this very code, still being validated or reviewed, or
-    rejected: a task that keeps failing the same way gets one review, not one a run, and a rejection sticks
-    whatever the agent changed."""
-    return (
+    """Another heal of the same version whose draft is this code (timeouts aside: codegen.fix_shape), still
+    being validated or reviewed, or rejected: a task that keeps failing the same way gets one review, not one
+    a run, and a rejection sticks whatever the agent changed."""
+    shape = codegen.fix_shape(code)
+    others = (
         HealingEvent.objects.filter(
             task_id=event.task_id,
             original_version_id=event.original_version_id,
             status__in=(Status.VALIDATING, Status.PENDING_REVIEW, Status.REJECTED),
-            new_version__code=code,
+            new_version__isnull=False,
         )
         .exclude(pk=event.pk)
-        .first()
+        .select_related("new_version")
     )
+    return next((other for other in others if codegen.fix_shape(other.new_version.code) == shape), None)
 
 
 def _validate_or_decide(event: HealingEvent) -> None:

@@ -13,6 +13,7 @@ from healing_app.codegen import (
     PatchError,
     check_generated_code,
     close_whenever_shown,
+    fix_shape,
     insert_login_steps,
     insert_wait_before,
     open_menu_before,
@@ -637,6 +638,17 @@ def test_patches_refuse_code_that_does_not_parse():
 
 
 # --------------------------------------------------------------------------- set_step_timeout
+
+
+def test_two_fixes_that_differ_only_in_how_long_they_wait_have_one_shape():
+    line = line_of(CONTACT, '"#name"')
+    today = set_step_timeout(CONTACT, line=line, timeout_ms=13000)
+    on_a_busy_day = set_step_timeout(CONTACT, line=line, timeout_ms=14000)
+    assert today != on_a_busy_day
+    assert fix_shape(today) == fix_shape(on_a_busy_day)
+    elsewhere = set_step_timeout(CONTACT, line=line_of(CONTACT, "page.fill(", whole=True), timeout_ms=13000)
+    assert fix_shape(elsewhere) != fix_shape(today)  # a wait on another line is another fix
+    assert fix_shape(today.replace("#name", "#full-name")) != fix_shape(today)
 
 
 def test_set_step_timeout_adds_a_keyword():

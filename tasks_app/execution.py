@@ -81,8 +81,6 @@ def run_execute(run: Run, *, browser=None, on_step_extra=None) -> RunResult:
         pipeline.takeover(run=run, failure=failure.to_dict(), handover=handover)
 
     cancelled = threading.Event()
-    if Run.objects.filter(pk=run.pk, cancel_requested_at__isnull=False).exists():
-        cancelled.set()  # asked between the claim and now: the sandbox starts, and the code never runs
     with _Heartbeat(run.pk, cancelled):
         return execute(spec, on_handover=on_handover if healing_on else None, on_step=on_step, browser=browser,
                        cancel=cancelled)
@@ -191,7 +189,8 @@ def run_announce(run: Run) -> None:
 
 class _Heartbeat:
     """Touch the run's heartbeat while it executes, so a killed worker's runs are recognisable as lost.
-    With `cancelled`, also look for run_cancel's request every second and set it when there is one."""
+    With `cancelled`, also look for run_cancel's request, on entering and then every second, and set it when
+    there is one (asked between the claim and the start, the sandbox starts and the code never runs)."""
 
     def __init__(self, run_id: str, cancelled: threading.Event | None = None):
         self.run_id = run_id
@@ -200,12 +199,19 @@ class _Heartbeat:
         self.thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{run_id}")
 
     def __enter__(self):
+        self._look_for_cancel()
         self.thread.start()
         return self
 
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join(timeout=2)
+
+    def _look_for_cancel(self) -> None:
+        if self.cancelled is not None and not self.cancelled.is_set() and Run.objects.filter(
+            pk=self.run_id, cancel_requested_at__isnull=False
+        ).exists():
+            self.cancelled.set()
 
     def _beat(self) -> None:
         from django.db import close_old_connections
@@ -216,10 +222,7 @@ class _Heartbeat:
         try:
             while not self.stop.wait(CANCEL_POLL_S if self.cancelled is not None else every):
                 try:
-                    if self.cancelled is not None and not self.cancelled.is_set() and Run.objects.filter(
-                        pk=self.run_id, cancel_requested_at__isnull=False
-                    ).exists():
-                        self.cancelled.set()
+                    self._look_for_cancel()
                     if time.monotonic() - last_beat >= every:
                         Run.objects.filter(pk=self.run_id, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
                         last_beat = time.monotonic()

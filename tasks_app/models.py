@@ -168,14 +168,16 @@ class Run(models.Model):
     @property
     def output_json(self) -> str | None:
         """The output as the API and the webhooks show it (JSON: Python's repr would print True and 'quotes')."""
-        if self.output is None:
-            return None
-        return json.dumps(self.output, ensure_ascii=False, indent=2, default=str)
+        return None if self.output is None else _shown_as_json(self.output)
 
     @property
     def params_json(self) -> str:
         """The params this run added to its task's, as the API shows them."""
-        return json.dumps(self.params, ensure_ascii=False, indent=2, default=str)
+        return _shown_as_json(self.params)
+
+
+def _shown_as_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
 
 
 class ElementFingerprint(models.Model):

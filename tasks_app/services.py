@@ -348,12 +348,13 @@ def run_cancel(*, run: Run, actor: Actor | None = None) -> Run:
         run = Run.objects.select_for_update().get(pk=run.pk)
         if run.status in Run.FINISHED:
             raise RunNotCancellable(f"{run.pk} has already finished ({run.status})", code="run_finished")
+        if run.cancel_requested_at is not None:
+            return run  # asked already; its worker is stopping it
+        audit_log(actor=actor, action="run.cancel", obj=run, data={"status": run.status})
         if run.status == Run.Status.QUEUED:
-            audit_log(actor=actor, action="run.cancel", obj=run, data={"status": run.status})
             by = user.get_username() if user is not None else "the system"
             run_fail(run, f"cancelled by {by} before it started", error_type=CANCELLED, only_if_status=Run.Status.QUEUED)
-        elif run.cancel_requested_at is None:
-            audit_log(actor=actor, action="run.cancel", obj=run, data={"status": run.status})
+        else:
             run.cancel_requested_at = timezone.now()
             run.cancel_requested_by = actor.stored_user
             run.save(update_fields=["cancel_requested_at", "cancel_requested_by"])

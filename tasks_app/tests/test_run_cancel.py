@@ -15,9 +15,11 @@ from django.db import connection
 from healing_app import broadcast
 from tasks_app import services
 from tasks_app.audit import Actor
-from tasks_app.execution import run_claim
+from tasks_app.execution import browser_pool, run_claim, run_execute
 from tasks_app.jobs import run_task
 from tasks_app.models import AuditLog, Run
+
+from .sites import serve
 
 HANGING_CODE = 'def run(page, params):\n    page.wait_for_timeout(120_000)\n    return {"done": True}\n'
 QUICK_CODE = 'def run(page, params):\n    return {"done": True}\n'
@@ -137,3 +139,17 @@ def test_a_hanging_run_is_stopped_by_its_worker_within_seconds_and_ends_cancelle
     assert run.failure["details"]["reason"] == "cancelled"
     assert run.output is None and not run.healing_events.exists()
     assert stopped_after < 15, f"the run stopped {stopped_after:.1f} s after the cancel"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_cancelled_between_its_claim_and_its_start_never_runs_its_code(member):
+    code = 'def run(page, params):\n    page.goto(params["base_url"] + "/form")\n    page.wait_for_timeout(120_000)\n'
+    with serve({"/form": "<h1>Form</h1>"}) as site:
+        task = services.task_create(name="t", code=code, params={"base_url": site.url})
+        run = run_claim(services.run_create(task=task, actor=Actor(user=member)).pk)
+        services.run_cancel(run=run, actor=Actor(user=member))
+
+        result = run_execute(run, browser=browser_pool())
+
+    assert (result.error_type, result.steps) == ("cancelled", [])
+    assert site.hits["GET /form"] == 0  # its first line would have opened it within a second

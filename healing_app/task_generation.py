@@ -297,7 +297,10 @@ class CodeWriter:
     def write(self, handover) -> Generated:
         limits = self.agent.limits
         trace: list[dict] = []
-        chat = Chat(self.agent, deadline=time.monotonic() + limits.max_seconds, trace=trace)
+        chat = Chat(
+            self.agent, deadline=time.monotonic() + limits.max_seconds, trace=trace,
+            stop=getattr(handover, "stopped", None),
+        )
         fence = nonce()
         self.handover, self.trace, self.nonce = handover, trace, fence
         page = self._observe()

@@ -7,6 +7,7 @@ appended to the trace so a reviewer can replay its reasoning.
 from __future__ import annotations
 
 import re
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -405,8 +406,10 @@ class HeuristicAgent:
         failure = run.context.failure
         status = failure.get("http_status")
         if status is None or status >= 500 or status == 429:
+            stopped = getattr(run.handover, "stopped", None) or threading.Event()
             for delay in NAVIGATION_RETRY_DELAYS_S:
-                time.sleep(delay)
+                if stopped.wait(delay):  # cancelled or out of time: no use retrying into a closed run
+                    return TakeoverOutcome(recovered=False, reason="the run was stopped during the retries")
                 run.log("retry_step", backoff_s=delay)
                 answer = run.handover.retry_step()
                 if answer.get("ok"):

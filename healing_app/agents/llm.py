@@ -160,6 +160,8 @@ class LLMAgent:
         session = _Takeover(agent=self, context=context, handover=handover, trace=trace)
         try:
             outcome = session.run()
+        except llm_chat.Stopped as exc:
+            return session._stop(str(exc))  # nothing left to hand to the heuristic agent
         except llm_chat.LLMUnavailable as exc:
             return self._delegate(
                 context, handover, trace, action="llm_unavailable", reason=str(exc), tokens=session.chat.tokens
@@ -270,7 +272,9 @@ class _Takeover:
     def __post_init__(self) -> None:
         self.limits = self.agent.limits
         self.deadline = time.monotonic() + self.limits.max_seconds
-        self.chat = llm_chat.Chat(self.agent, deadline=self.deadline, trace=self.trace)
+        self.chat = llm_chat.Chat(
+            self.agent, deadline=self.deadline, trace=self.trace, stop=getattr(self.handover, "stopped", None)
+        )
         self.nonce = llm_chat.nonce()
         failure = self.context.failure
         self.target = self.context.stored_fingerprint or fingerprint_from_selector(

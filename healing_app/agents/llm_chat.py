@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import secrets as pysecrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,10 @@ class LLMUnavailable(Exception):
     """The model could not be used for this request (after the bounded retries); fall back."""
 
 
+class Stopped(LLMUnavailable):
+    """The run was stopped (cancelled, or out of time) while the model was being asked; its answer is not awaited."""
+
+
 def tool(name: str, description: str, properties: dict, required: tuple[str, ...] = ()) -> dict:
     return {
         "type": "function",
@@ -91,10 +96,12 @@ def tool(name: str, description: str, properties: dict, required: tuple[str, ...
 class Chat:
     """Calls Chat Completions with bounded retries inside a deadline, and keeps the token count."""
 
-    def __init__(self, agent: LLMAgent, *, deadline: float, trace: list[dict]) -> None:
+    def __init__(self, agent: LLMAgent, *, deadline: float, trace: list[dict],
+                 stop: threading.Event | None = None) -> None:
         self.agent = agent
         self.deadline = deadline
         self.trace = trace
+        self.stop = stop  # set when the run underneath is stopped: a request in flight is abandoned
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
@@ -128,9 +135,7 @@ class Chat:
             timeout = min(settings.OPENAI_TIMEOUT_S, remaining)
             started = time.monotonic()
             try:
-                response = self.agent.client.with_options(timeout=timeout, max_retries=0).chat.completions.create(
-                    **body
-                )
+                response = self._send(body, timeout, started)
             except openai.APIStatusError as exc:
                 retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
                 last_error = f"HTTP {exc.status_code}"
@@ -157,8 +162,51 @@ class Chat:
                 return self._succeeded(response, attempt, started)
             if attempt > limits.max_retries:
                 break
-            time.sleep(max(0.0, min(delay, self.deadline - time.monotonic() - 1.0)))
+            self._pause(max(0.0, min(delay, self.deadline - time.monotonic() - 1.0)))
         raise LLMUnavailable(f"the LLM API failed {limits.max_retries + 1} times; last: {last_error}")
+
+    def _send(self, body: dict, timeout: float, started: float):
+        """One request. While the run underneath lives, it is awaited in a thread of its own, so that a cancel
+        or the hand-over's deadline ends the takeover at once rather than after the model's answer."""
+
+        def request():
+            return self.agent.client.with_options(timeout=timeout, max_retries=0).chat.completions.create(**body)
+
+        if self.stop is None:
+            return request()
+        if self.stop.is_set():
+            raise Stopped("the run was stopped before the model was asked")
+        answer: dict[str, Any] = {}
+        done = threading.Event()
+
+        def ask() -> None:
+            try:
+                answer["response"] = request()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+                answer["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=ask, name="llm-request", daemon=True).start()
+        while not done.wait(0.1):
+            if self.stop.is_set():
+                # The abandoned request may still be billed: its prompt counts, by estimate.
+                estimate = estimated_tokens(body["messages"], body["tools"])
+                self.prompt_tokens += estimate
+                self.trace.append(trace_entry(
+                    "llm_abandoned", reason="the run was stopped", estimated_prompt_tokens=estimate,
+                    ms=int((time.monotonic() - started) * 1000),
+                ))
+                raise Stopped("the run was stopped while the model was being asked")
+        if "error" in answer:
+            raise answer["error"]
+        return answer["response"]
+
+    def _pause(self, seconds: float) -> None:
+        if self.stop is None:
+            time.sleep(seconds)
+        elif self.stop.wait(seconds):
+            raise Stopped("the run was stopped while waiting to ask the model again")
 
     def _failed(self, attempt: int, request_id: str | None, error: str, started: float) -> None:
         ms = int((time.monotonic() - started) * 1000)

@@ -420,3 +420,24 @@ def test_without_a_recorded_element_an_abstention_says_the_step_never_succeeded(
     assert not outcome.recovered
     assert outcome.reason.startswith("locator abstained: ")
     assert "this step has never succeeded" in outcome.reason and "the selector #submit is all there is" in outcome.reason
+
+
+def test_a_run_stopped_during_the_back_off_of_a_transient_error_is_not_retried():
+    """A cancel (or the hand-over's deadline) ends the back-off at once instead of after 5 s of waiting."""
+    import threading
+    import time
+
+    handover = FakeHandover({"http://shop.test/cart": {"elements": []}}, "http://shop.test/cart", step_ok=lambda **_: True)
+    handover.stopped = threading.Event()
+    threading.Timer(0.2, handover.stopped.set).start()
+    failure = {"type": "navigation_error", "http_status": 503, "url": "http://shop.test/cart", "line": 2}
+    context = TakeoverContext(
+        task_id="t", prompt="", code="", failure=failure, stored_fingerprint=None, allowed_hosts=["shop.test"]
+    )
+
+    started = time.monotonic()
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert not outcome.recovered and outcome.reason == "the run was stopped during the retries"
+    assert time.monotonic() - started < sum(heuristic.NAVIGATION_RETRY_DELAYS_S) / 2
+    assert not [op for op, _ in handover.calls if op == "retry_step"]

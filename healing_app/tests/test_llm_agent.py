@@ -964,6 +964,63 @@ def test_full_llm_heal_takeover_root_cause_patch_validation_review(fake, drain):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_run_cancelled_while_the_model_thinks_ends_at_once_and_heals_nothing(fake, member):
+    """The model's answer is not awaited: the takeover stops with the run, and its prompt is billed by estimate."""
+    import threading
+
+    from django.db import connection
+
+    from healing_app.models import HealingEvent
+    from tasks_app import services
+    from tasks_app.audit import Actor
+    from tasks_app.jobs import run_task
+    from tasks_app.models import Run
+
+    fake.script(slow(60, tool_call("give_up", reason="too late")))
+    asked: list[float] = []
+    with (
+        e2e_site({"v": 2}) as site,
+        override_settings(HEALING_AGENT="llm", OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="sk-test"),
+    ):
+        task = services.task_create(
+            name="contact", prompt="Fill out the contact form", code=E2E_CODE,
+            params={"base_url": site.url, "name": "Ada"}, self_healing=True,
+        )
+        run = services.run_create(task=task, actor=Actor(user=member))
+
+        def person_cancels_while_the_model_thinks() -> None:
+            try:
+                deadline = time.monotonic() + 60
+                while not fake.requests and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                asked.append(time.monotonic())
+                services.run_cancel(run=Run.objects.get(pk=run.pk), actor=Actor(user=member))
+            finally:
+                connection.close()
+
+        person = threading.Thread(target=person_cancels_while_the_model_thinks)
+        person.start()
+        try:
+            run_task(run.pk)  # the worker's side, in this thread (the browser pool belongs to it)
+            stopped_after = time.monotonic() - asked[0]
+        finally:
+            person.join()
+
+    run.refresh_from_db()
+    assert (run.status, run.error_type) == (Run.Status.FAILED, "cancelled")
+    # Without abandoning the request, the run waited for the model's timeout (OPENAI_TIMEOUT_S = 30 s).
+    assert stopped_after < 8, f"the run stopped {stopped_after:.1f} s after the cancel"
+    assert site.hits["POST /thanks"] == 0 and len(fake.requests) == 1
+    task.refresh_from_db()
+    assert task.versions.count() == 1
+    event = HealingEvent.objects.get(run=run)  # the takeover is on record, with what it cost
+    assert event.status == HealingEvent.Status.FAILED and event.new_version is None
+    assert event.prompt_tokens > 0
+    steps = event.agent_trace[0]["steps"]
+    assert any(s.get("action") == "llm_abandoned" for s in steps), steps
+
+
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("transform", "reason"),
     [

@@ -251,6 +251,9 @@ class _Watchdog(threading.Thread):
         self.paused_at: float | None = None
         self.fired = False
         self.reason = ""
+        # Set when the child is killed, so that an agent waiting on something else (a model's answer, a
+        # back-off) stops at once instead of finding out at its next command.
+        self.stopped = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -273,6 +276,7 @@ class _Watchdog(threading.Thread):
         self.fired = True
         self.reason = reason
         self.child.kill()
+        self.stopped.set()
 
     def run(self) -> None:
         while not self._stop.wait(0.05):
@@ -297,11 +301,13 @@ class Handover:
     Every method sends one command to the child and returns its answer. The hand-over ends with
     retry_step() succeeding, resume() or abort(); afterwards methods raise HandoverError.
     `trace` records the commands (secrets masked) for the healing event's agent trace.
+    `stopped` is set the moment the run is stopped underneath the agent (cancelled, or out of time).
     """
 
     def __init__(self, chan: Channel, failure: Failure, secrets: dict, masks: list[str], n: int,
-                 command_timeout_s: float = 120.0) -> None:
+                 command_timeout_s: float = 120.0, stopped: threading.Event | None = None) -> None:
         self._chan = chan
+        self.stopped = stopped or threading.Event()
         self.failure = failure
         self._secret_keys = set(_flat_keys(secrets))
         self._masks = masks
@@ -526,7 +532,8 @@ def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover
                     _safe_call(on_step, step)
             elif kind == "handover":
                 failure = Failure.from_dict(msg["failure"])
-                handover = Handover(child.chan, failure, spec.secrets, masks, n=len(handovers) + 1)
+                handover = Handover(child.chan, failure, spec.secrets, masks, n=len(handovers) + 1,
+                                    stopped=watchdog.stopped)
                 handovers.append(handover)
                 watchdog.pause()
                 try:

@@ -214,7 +214,7 @@ class _Heartbeat:
             self.cancelled.set()
 
     def _beat(self) -> None:
-        from django.db import close_old_connections
+        from django.db import close_old_connections, connection
 
         # Several beats per stale window: one late beat must not make a healthy run look lost.
         every = max(1.0, min(HEARTBEAT_EVERY_S, settings.RUN_STALE_AFTER_S / 3))
@@ -230,4 +230,5 @@ class _Heartbeat:
                     logger.warning("heartbeat for %s missed: %s", self.run_id, exc)
                     close_old_connections()
         finally:
-            close_old_connections()
+            # This thread's own connection: a persistent one (CONN_MAX_AGE) would outlive the thread, one per run.
+            connection.close()

@@ -273,3 +273,27 @@ def test_a_generation_whose_job_crashed_leaves_the_task_needing_code_with_the_er
     entry = AuditLog.objects.get(action="task.generate", object_id=task.pk)
     assert entry.data["reason"] == "writing version 1 from the prompt failed: RuntimeError: the model server answered 502"
     assert maintenance.generations_resume_stalled() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_runs_heartbeat_leaves_no_database_connection_behind():
+    """Connections are persistent (CONN_MAX_AGE); the heartbeat thread's own must end with it, or a worker holds
+    one more PostgreSQL session per run it ever did."""
+    import threading
+
+    from django.db import connection
+
+    from tasks_app.execution import CANCEL_POLL_S, _Heartbeat
+
+    def sessions() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            return cursor.fetchone()[0]
+
+    run = _running(_task(), heartbeat_age=timedelta(seconds=0))
+    before = sessions()
+    for _ in range(3):
+        with _Heartbeat(run.pk, threading.Event()):
+            time.sleep(CANCEL_POLL_S * 1.5)  # it has looked for a cancel in the database at least once
+
+    assert sessions() == before

@@ -308,6 +308,19 @@ def test_a_run_has_a_page_of_its_own_linked_from_its_task_and_its_heal(client, m
     assert '<pre class="code-block" id="run-params">{\n  &quot;name&quot;: &quot;Ada Lovelace&quot;\n}</pre>' in html
 
 
+def test_a_failed_runs_page_shows_its_error_once_in_full_and_its_tasks_page_in_short(client, member, task):
+    run = services.run_create(task=task)
+    message = "no element matches #send: " + "x" * 400
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED, error_type="element_not_found", error_message=message)
+    client = _login(client, member)
+
+    html = client.get(reverse("run-detail", args=[run.pk])).content.decode()
+    listed = client.get(reverse("task-detail", args=[task.pk])).content.decode()
+
+    assert html.count("no element matches #send") == 1 and message in html
+    assert listed.count("no element matches #send") == 1 and message not in listed
+
+
 def test_unknown_task_is_404(client, member):
     assert _login(client, member).get(reverse("task-detail", args=["task_nope"])).status_code == 404
 

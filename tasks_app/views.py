@@ -33,6 +33,7 @@ TASK_PARTS = {
     "runs": "tasks/_runs.html",
     "events": "tasks/_events.html",
     "code": "tasks/_code.html",  # the current version's code: a deploy changes it while the page is open
+    "diff": "tasks/_diff.html",  # the default comparison, current version and the one before: so does that
 }
 RUNS_SHOWN = 15
 VERSIONS_SHOWN = 50
@@ -265,24 +266,28 @@ def _task_context(request: HttpRequest, task: Task, *, part: str | None = None) 
         )
     if part is None:
         context.update(_diff_context(request, task, version_count=len(context["versions"])))
+    elif part == "diff":
+        context.update(_diff_context(request, task, version_count=task.versions.count()))
     return context
 
 
 def _diff_context(request: HttpRequest, task: Task, *, version_count: int) -> dict:
-    if {"a", "b"} <= set(request.GET):
+    chosen = {"a", "b"} <= set(request.GET)
+    shown = {"version_count": version_count, "diff_chosen": chosen}
+    if chosen:
         form = DiffForm(request.GET)
     elif version_count < 2:
-        return {"diff_form": None, "version_diff": None}  # nothing to compare: no form pre-filled "v1 → v1"
+        return {**shown, "diff_form": None, "version_diff": None}  # nothing to compare: no form pre-filled "v1 → v1"
     else:
         form = DiffForm(initial=_default_pair(task))
     if not form.is_bound or not form.is_valid():
-        return {"diff_form": form, "version_diff": None}
+        return {**shown, "diff_form": form, "version_diff": None}
     a, b = form.cleaned_data["a"], form.cleaned_data["b"]
     codes = dict(task.versions.filter(number__in=[a, b]).values_list("number", "code"))
     if a not in codes or b not in codes:
         form.add_error(None, "Both versions must exist for this task.")
-        return {"diff_form": form, "version_diff": None}
-    return {"diff_form": form, "version_diff": render_diff(codes[a], codes[b], context=6), "diff_pair": (a, b)}
+        return {**shown, "diff_form": form, "version_diff": None}
+    return {**shown, "diff_form": form, "version_diff": render_diff(codes[a], codes[b], context=6), "diff_pair": (a, b)}
 
 
 def _default_pair(task: Task) -> dict:

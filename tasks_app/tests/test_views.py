@@ -87,6 +87,22 @@ def test_diff_between_two_versions(client, member, healed):
     assert "Both versions must exist" in html
 
 
+def test_the_default_comparison_follows_new_versions_live_but_a_chosen_one_stays(client, member, task):
+    client = _login(client, member)
+    part_url = reverse("task-part", args=[task.pk, "diff"])
+
+    html = client.get(reverse("task-detail", args=[task.pk])).content.decode()
+    assert f'data-live-src="{part_url}"' in html and "this task has only v1" in html
+    chosen = client.get(reverse("task-detail", args=[task.pk]), {"a": 1, "b": 1}).content.decode()
+    assert f'data-live-src="{part_url}"' not in chosen
+
+    services.version_create(task=task, code=task.current_version.code + "\n", source="healed")  # a heal's draft, say
+    part = client.get(part_url).content.decode()
+
+    assert part.startswith('<div id="task-diff">') and "this task has only" not in part
+    assert 'name="a" value="1"' in part and 'name="b" value="2"' in part  # v1, and the draft after it
+
+
 def test_saving_healing_settings_calls_task_update(client, member, task):
     response = _login(client, member).post(
         reverse("task-config", args=[task.pk]),

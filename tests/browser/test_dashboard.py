@@ -114,6 +114,19 @@ def test_reviewer_approves_from_the_diff_and_other_windows_follow(browser, page,
         other.close()
 
 
+def test_the_compare_form_offers_a_heals_new_version_as_soon_as_it_exists(page, anchor_live, login, live_task):
+    login(page, MEMBER, next_url=f"/tasks/{live_task}/")
+    wait_live(page)
+    expect(page.locator("#diff-empty")).to_contain_text("this task has only v1")
+
+    _pending_event(anchor_live, live_task)
+
+    expect(page.locator("#task-diff input[name=b]")).to_have_value("2", timeout=10_000)
+    expect(page.locator("#task-diff input[name=a]")).to_have_value("1")
+    page.get_by_role("button", name="Show diff").click()
+    expect(page.locator("table.diff-side td.diff-add")).to_contain_text('"button[data-test=send]"')
+
+
 def test_a_second_approval_is_told_it_changed_nothing(browser, anchor_live, login, live_task):
     event_id = _pending_event(anchor_live, live_task)
     # A stale page (no script: it cannot hear the live update) still shows the buttons after someone else decided.

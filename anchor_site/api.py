@@ -10,7 +10,9 @@ Every error is JSON shaped `{"error": {"code": ..., "message": ..., "field": ...
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import inspect
 import logging
 import math
 import re
@@ -21,12 +23,14 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.docs import Swagger
+from ninja.params.models import Param
+from ninja.params.models import Query as QueryParam
 from ninja.security import APIKeyHeader, HttpBearer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -356,6 +360,40 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
         raise exc  # DatabaseUnavailableMiddleware answers an outage with a 503 and Retry-After
     logger.exception("API error on %s %s", request.method, request.path)
     return error_response(request, status=500, code="internal_error", message="an unexpected error occurred; it has been logged")
+
+
+# -- query strings ---------------------------------------------------------------------------------------
+
+
+def refuse_unknown_query_params(view_func):
+    """A misspelt filter (`?stauts=pending_review`) would otherwise list everything, and `?limit=5&limit=50`
+    would quietly use one of the two: both are refused, naming the parameter. Applied after authentication
+    and validation, so a caller without a key still gets 401 and a bad value its own message. Every query
+    parameter of an endpoint is declared with `Query(...)`."""
+    parameters = inspect.signature(view_func).parameters
+    undeclared = [
+        name for name, parameter in parameters.items()
+        if parameter.default is not parameter.empty and not isinstance(parameter.default, Param)
+        and name not in _BODY_PARAM_NAMES
+    ]
+    if undeclared:  # it would be refused as unknown: fail at start-up, not in a caller's face
+        raise ImproperlyConfigured(f"{view_func.__qualname__}: declare {', '.join(undeclared)} with Query(...)")
+    known = {name for name, parameter in parameters.items() if isinstance(parameter.default, QueryParam)}
+
+    @functools.wraps(view_func)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any):
+        for name, values in request.GET.lists():
+            if name not in known:
+                takes = ", ".join(sorted(known)) or "none"
+                raise InputError(name, f"is not a query parameter of this endpoint (it takes: {takes})")
+            if len(values) > 1:
+                raise InputError(name, "is given more than once")
+        return view_func(request, *args, **kwargs)
+
+    return checked
+
+
+api.add_decorator(refuse_unknown_query_params, mode="operation")
 
 
 # -- routers -------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ EventStatus = Literal[tuple(HealingEvent.Status.values)]  # type: ignore[valid-t
 ErrorType = Literal[ERROR_TYPES]  # type: ignore[valid-type]
 StatusFilter = Query(None, description="e.g. pending_review: the review queue")
 TaskFilter = Query(None, max_length=40, description="a task id")
+ErrorTypeFilter = Query(None, description="the failure type that started the heal")
 
 
 class HealingEventOut(Schema):
@@ -159,7 +160,7 @@ def task_healing_events(request: HttpRequest, task_id: str, cursor: str | None =
 def healing_event_list(
     request: HttpRequest,
     status: EventStatus | None = StatusFilter,
-    error_type: ErrorType | None = None,
+    error_type: ErrorType | None = ErrorTypeFilter,
     task: str | None = TaskFilter,
     cursor: str | None = Cursor,
     limit: int = Limit,

@@ -36,6 +36,7 @@ DeliveryStatus = Literal[tuple(WebhookDelivery.Status.values)]  # type: ignore[v
 RESPONSES = {**ERRORS, 403: ErrorOut}
 Limit = Query(20, ge=1, le=100, description="page size")
 Cursor = Query(None, max_length=500, description="`next_cursor` of the previous page")
+DeliveryStatusFilter = Query(None, description="a delivery status")
 
 
 # -- schemas -------------------------------------------------------------------------------------------
@@ -243,7 +244,7 @@ def webhook_send_test(request: HttpRequest, endpoint_id: str, payload: NoBodyIn 
 def webhook_deliveries(
     request: HttpRequest,
     endpoint_id: str,
-    status: DeliveryStatus | None = None,
+    status: DeliveryStatus | None = DeliveryStatusFilter,
     message_id: str | None = Query(None, max_length=60),
     cursor: str | None = Cursor,
     limit: int = Limit,

@@ -17,6 +17,7 @@ from pydantic import Field
 from healing_app import webhook_services as services
 from healing_app import webhooks
 from healing_app.models import WebhookDelivery, WebhookEndpoint
+from tasks_app.api import Cursor, Limit
 from tasks_app.api_schemas import (
     ERRORS,
     ErrorOut,
@@ -34,8 +35,6 @@ router = Router(tags=["webhooks"])
 EventType = Literal[WebhookEndpoint.EVENT_TYPES]  # type: ignore[valid-type]
 DeliveryStatus = Literal[tuple(WebhookDelivery.Status.values)]  # type: ignore[valid-type]
 RESPONSES = {**ERRORS, 403: ErrorOut}
-Limit = Query(20, ge=1, le=100, description="page size")
-Cursor = Query(None, max_length=500, description="`next_cursor` of the previous page")
 DeliveryStatusFilter = Query(None, description="a delivery status")
 
 

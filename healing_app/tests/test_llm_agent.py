@@ -489,6 +489,30 @@ def test_429s_are_retried_a_bounded_number_of_times_then_the_heuristic_agent_tak
         assert request_id in caplog.text
 
 
+def test_a_run_stopped_while_waiting_to_retry_a_429_sends_no_more_and_hands_nothing_on(fake):
+    import threading
+
+    fake.script(error(429, retry_after_ms=20_000), tool_call("done", ref=2))
+    handover = contact_handover()
+    handover.stopped = threading.Event()
+
+    def cancel_once_the_429_came_back() -> None:
+        while not fake.requests:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        handover.stopped.set()
+
+    threading.Thread(target=cancel_once_the_429_came_back, daemon=True).start()
+    fallback = RecordingFallback()
+
+    started = time.monotonic()
+    outcome = agent_on(fake, fallback=fallback, limits=Limits(max_retries=2)).take_over(context(), handover)
+
+    assert time.monotonic() - started < 5  # not the 20 s the server asked for
+    assert not outcome.recovered and outcome.reason == "the run was stopped while waiting to ask the model again"
+    assert len(fake.requests) == 1 and fallback.calls == 0
+
+
 def test_a_429_followed_by_an_answer_goes_on(fake):
     fake.script(error(429, retry_after_ms=10), error(503), tool_call("done", ref=2))
 

@@ -11,6 +11,7 @@ import threading
 import time
 import unicodedata
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urljoin, urlparse
 
 from rapidfuzz import fuzz
@@ -187,21 +188,17 @@ class HeuristicAgent:
         """Look for the element among the links and buttons of closed menus (a redesign tucked it into a drop-down):
         when it is one, open its menu as a user would and retry the step there. With `keep_selector` the step's own
         selector finds it (only hidden now), so opening the menu is the whole fix. None when it is in no menu."""
-        hidden = page.get("in_closed_menus") or []
-        if not target or not hidden:
+        match = closed_menu_match(target, page, run.context.rejected_elements)
+        if match is None:
             return None
-        elements = page.get("elements") or []
-        # The visible elements compete too: a menu item wins only if nothing on show is the element.
-        pool = [*elements, *({**item, "visible": True} for item in hidden)]
-        result = locate(target, pool, excluded=rejected_indexes(pool, run.context.rejected_elements))
-        best = pool[result.ranked[0][0]] if result.ranked else None
         run.log(
-            "locate_in_menus", menu_items=len(hidden), best=_summary(best) if best else None,
-            confidence=round(result.confidence, 4), abstained=result.abstained,
+            "locate_in_menus", menu_items=len(page["in_closed_menus"]),
+            best=_summary(match.best) if match.best else None,
+            confidence=round(match.result.confidence, 4), abstained=match.result.abstained,
         )
-        if result.abstained or result.index is None or result.index < len(elements):
+        if match.item is None:
             return None
-        item = hidden[result.index - len(elements)]
+        item, result = match.item, match.result
         opened = self._open_menu(run, item)
         if not isinstance(opened, dict):
             return opened  # None (it did not open: perhaps not a menu, but a slow page) or why it went wrong
@@ -796,6 +793,27 @@ _SUMMARY_KEYS = (
     "ref", "tag", "id", "name", "class", "type", "text", "href", "role", "aria_label", "data_testid", "placeholder",
     "xpath", "x", "y", "width", "height",
 )
+
+
+class MenuMatch(NamedTuple):
+    item: dict | None  # the closed menu's item that is the target; None when an element on show is, or none is
+    best: dict | None  # the best candidate, on show or in a menu
+    result: LocateResult
+
+
+def closed_menu_match(target: dict | None, page: dict, rejected: list[dict]) -> MenuMatch | None:
+    """Whether the element a step wants is one of the page's closed menus' links and buttons (a redesign tucked it
+    into a drop-down). The elements on show compete too: a menu item wins only if nothing on show is the element.
+    None when the page has no closed menus (or nothing is looked for)."""
+    hidden = page.get("in_closed_menus") or []
+    if not target or not hidden:
+        return None
+    elements = page.get("elements") or []
+    pool = [*elements, *({**item, "visible": True} for item in hidden)]
+    result = locate(target, pool, excluded=rejected_indexes(pool, rejected))
+    best = pool[result.ranked[0][0]] if result.ranked else None
+    in_menu = not result.abstained and result.index is not None and result.index >= len(elements)
+    return MenuMatch(hidden[result.index - len(elements)] if in_menu else None, best, result)
 
 
 def _summary(element: dict, *, full: bool = False) -> dict:

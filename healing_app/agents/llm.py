@@ -29,7 +29,7 @@ from django.conf import settings
 from healing_app import codegen, costs, sites
 from healing_app.agents import llm_chat, prompts
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
-from healing_app.agents.heuristic import closing_button
+from healing_app.agents.heuristic import closed_menu_match, closing_button
 from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
 from healing_app.playwright_selectors import fingerprint_from_selector, rejected_indexes, same_element
 from tasks_app.runner.errors import layer_name
@@ -282,6 +282,7 @@ class _Takeover:
         )
         self.allowed_hosts = _allowed(self.context)
         self.locator_verdict: dict = {}
+        self.page: dict = {}  # the latest observation, as the runner gave it
 
     def run(self) -> TakeoverOutcome:
         failure = self.context.failure
@@ -291,6 +292,12 @@ class _Takeover:
             else "what the selector and the prompt say"
         )
         page = self._observe()
+        in_menu = closed_menu_match(self.target, self.page, self.context.rejected_elements)
+        if self.locator_verdict.get("abstained") and in_menu and in_menu.item:
+            # Nothing on show is the element, one in a closed menu is. The model sees only what is on show, and
+            # might settle for a look-alike there; the heuristic agent opens the menu (and the fix says how).
+            return self._stop(f"the element is in a closed menu (“{in_menu.item.get('opener_text') or 'a menu'}”), "
+                              "which the heuristic agent opens")
         messages: list[dict] = [
             {
                 "role": "system",
@@ -369,7 +376,7 @@ class _Takeover:
         )
 
         # The runner masks secrets already; scrubbing again keeps them out of candidates and the trace regardless.
-        obs = self.agent._scrub(self.handover.observe())
+        obs = self.page = self.agent._scrub(self.handover.observe())
         elements = obs.get("elements") or []
         self.elements = {e["ref"]: e for e in elements if isinstance(e.get("ref"), int)}
         self.current_url = obs.get("url") or self.context.failure.get("url") or ""

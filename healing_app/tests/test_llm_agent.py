@@ -988,6 +988,53 @@ def test_full_llm_heal_takeover_root_cause_patch_validation_review(fake, drain):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_link_moved_into_a_closed_menu_is_left_to_the_heuristic_agent_not_to_a_look_alike_on_show(fake, drain):
+    """The model is shown what is on show; asked, it would settle for another link there ("About")."""
+    from healing_app.models import HealingEvent
+    from healing_app.tests.test_heal_e2e import NAV_V1, PRICING_CODE
+    from tasks_app import services
+    from tasks_app.models import Run
+    from tasks_app.tests.sites import serve
+
+    def takeover_picks_about_patch_unavailable(body: dict):
+        if not any(t["function"]["name"] == "done" for t in body.get("tools") or []):
+            return error(400)  # the patch request: the mechanical patch is written instead
+        ref = next(e["ref"] for e in latest_page(body)["elements"] if e.get("text") == "About")
+        return tool_call("done", ref=ref, explanation="Pricing is gone; About is the nearest link")
+
+    hover_menu = (
+        "<style>.dropdown ul{display:none} .dropdown:hover ul{display:block}</style>"
+        '<nav><ul><li class="dropdown"><a href="/products">Products</a><ul>'
+        '<li><a href="/pricing">Pricing</a></li><li><a href="/features">Features</a></li></ul></li>'
+        '<li><a href="/about">About</a></li></ul></nav><h1>Home</h1>'
+    )
+    pages = {"/": NAV_V1, "/pricing": "<h1>Plans and pricing</h1>", "/about": "<h1>About us</h1>"}
+    with (
+        serve(pages) as site,
+        override_settings(HEALING_AGENT="llm", OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="sk-test"),
+    ):
+        task = services.task_create(
+            name="pricing", prompt="Open the pricing page", code=PRICING_CODE, params={"base_url": site.url},
+            self_healing=True, self_healing_config={"auto_deploy": True},
+        )
+        services.run_enqueue(task=task)
+        drain()
+        site.pages["/"] = hover_menu
+        fake.script(*[takeover_picks_about_patch_unavailable] * 4)
+        run = services.run_enqueue(task=task)
+        drain()
+
+    run.refresh_from_db()
+    event = HealingEvent.objects.get(run=run)
+    assert run.status == Run.Status.HEALED and run.output == {"heading": "Plans and pricing"}
+    assert event.status == HealingEvent.Status.DEPLOYED, event.reason
+    assert event.new_version.code.splitlines()[2] == "    page.hover('role=link[name=\"Products\"s]')"
+    assert not any(t["function"]["name"] == "done" for r in fake.requests for t in r.get("tools") or [])
+    handed = next(s for s in event.agent_trace[0]["steps"] if s.get("action") == "fallback")
+    assert "closed menu (“Products”)" in handed["reason"] and handed["to"] == "heuristic"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_run_cancelled_while_the_model_thinks_ends_at_once_and_heals_nothing(fake, member):
     """The model's answer is not awaited: the takeover stops with the run, and its prompt is billed by estimate."""
     import threading

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import threading
 import time
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from healing_app import broadcast
@@ -72,8 +74,7 @@ def run_execute(run: Run, *, browser=None, on_step_extra=None) -> RunResult:
     )
 
     def on_step(step) -> None:
-        Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
-        broadcast.publish(kind="run.step", task_id=run.task_id, data={"run": run.pk, "step": step.to_dict()})
+        run_step_record(run, step.to_dict())
         if on_step_extra is not None:
             on_step_extra(step)
 
@@ -84,6 +85,22 @@ def run_execute(run: Run, *, browser=None, on_step_extra=None) -> RunResult:
     with _Heartbeat(run.pk, cancelled):
         return execute(spec, on_handover=on_handover if healing_on else None, on_step=on_step, browser=browser,
                        cancel=cancelled)
+
+
+def run_step_record(run: Run, step: dict) -> None:
+    """A step the running run just took: kept at once, with the heartbeat (one update), so that a page opened
+    mid-run shows the steps done so far and a run whose worker dies keeps how far it got; and sent to open pages."""
+    Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now(), trace=_trace_with(step))
+    broadcast.publish(kind="run.step", task_id=run.task_id, data={"run": run.pk, "step": step})
+
+
+def _trace_with(step: dict) -> RawSQL:
+    """The run's trace with `step` appended, in the database: sending the whole trace back on every step would
+    write a long run's steps over and over."""
+    value = json.dumps(storable(step))
+    if connection.vendor == "postgresql":
+        return RawSQL("COALESCE(trace, '[]'::jsonb) || jsonb_build_array(%s::jsonb)", (value,))
+    return RawSQL("json_insert(COALESCE(trace, '[]'), '$[#]', json(%s))", (value,))  # SQLite
 
 
 def run_finish(run: Run, result: RunResult) -> Run:

@@ -45,8 +45,9 @@
       retryDelay = 500;
       setStatus("on", "Live");
       body.setAttribute("data-live-ready", "1");
-      // Messages sent while we were away are lost; re-fetch everything once to catch up.
-      if (wasRetry) refreshAll();
+      // Messages sent while we were away are lost; re-fetch everything once to catch up. So are the steps a
+      // running run took between this page's rendering and now.
+      if (wasRetry || document.querySelector("[data-live-steps][data-running]")) refreshAll();
     });
     socket.addEventListener("message", function (e) {
       var message;
@@ -228,6 +229,8 @@
     }
     if (index !== undefined && index !== null && list.querySelector('[data-index="' + index + '"]')) return;
     list.insertAdjacentHTML("beforeend", html);
+    var count = document.querySelector('[data-step-count="' + cssEscape(runId) + '"]');
+    if (count) count.textContent = String(list.children.length);
   }
 
   function replaySteps() {

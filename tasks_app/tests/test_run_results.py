@@ -59,3 +59,54 @@ def test_a_run_whose_task_was_deleted_while_it_ran_ends_quietly(caplog):
     assert finished.pk == run.pk
     assert not Run.objects.filter(pk=run.pk).exists()
     assert f"run {run.pk} finished after its task was deleted; result dropped" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_runs_steps_so_far_are_kept_and_shown_to_a_page_opened_mid_run(client, member):
+    """Steps are stored as they happen, not only at the end: the run page, the API and a run whose worker
+    dies all have the steps done so far."""
+    import threading
+    import time
+
+    from django.db import connection
+    from django.urls import reverse
+
+    from tasks_app.jobs import run_task
+    from tasks_app.tests.sites import serve
+
+    code = (
+        'def run(page, params):\n    page.goto(params["base_url"] + "/form")\n    page.fill("#name", "Ada")\n'
+        "    page.wait_for_timeout(4000)\n    return {}\n"
+    )
+    seen: dict = {}
+    with serve({"/form": '<input id="name">'}) as site:
+        task = services.task_create(name="t", code=code, params={"base_url": site.url})
+        run = services.run_create(task=task)
+        client.force_login(member)
+
+        def open_the_page_mid_run() -> None:
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    stored = Run.objects.filter(pk=run.pk).values("status", "trace").get()
+                    if len(stored["trace"]) >= 2:
+                        seen["stored"] = stored
+                        seen["page"] = client.get(reverse("run-detail", args=[run.pk])).content.decode()
+                        return
+                    time.sleep(0.05)
+            finally:
+                connection.close()
+
+        watcher = threading.Thread(target=open_the_page_mid_run)
+        watcher.start()
+        try:
+            run_task(run.pk)  # the worker's side, in this thread (the browser pool belongs to it)
+        finally:
+            watcher.join()
+
+    stored = seen["stored"]
+    assert stored["status"] == Run.Status.RUNNING
+    assert [step["action"] for step in stored["trace"][:2]] == ["goto", "fill"]
+    assert 'data-step-count="' + run.pk + '">2<' in seen["page"] and "#name" in seen["page"]
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED and [s["action"] for s in run.trace][:2] == ["goto", "fill"]

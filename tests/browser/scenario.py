@@ -207,7 +207,7 @@ def run_steps_play(task_id: str, *, delay_s: float = 0.4, another_run_after: int
     import time
 
     from healing_app import broadcast
-    from tasks_app.execution import run_announce
+    from tasks_app.execution import run_announce, run_step_record
 
     task = Task.objects.select_related("current_version").get(pk=task_id)
     if run_id is None:
@@ -220,8 +220,7 @@ def run_steps_play(task_id: str, *, delay_s: float = 0.4, another_run_after: int
     steps = _trace(task.current_version.code)
     for number, step in enumerate(steps, 1):
         time.sleep(delay_s)
-        step = {**step, "outcome": "ok", "recovery": None}
-        broadcast.publish(kind="run.step", task_id=task.pk, data={"run": run.pk, "step": step})
+        run_step_record(run, {**step, "outcome": "ok", "recovery": None})
         if number == another_run_after:
             queued = services.run_create(task=task)  # left queued: no worker is to run it
             broadcast.publish(kind="run.queued", task_id=task.pk, data={"run": queued.pk, "status": queued.status})

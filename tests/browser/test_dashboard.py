@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -234,8 +235,25 @@ def test_a_runs_own_page_shows_its_steps_as_they_happen_and_how_it_ended(page, a
     expect(page.locator(f'[data-run-output="{run_id}"]')).to_contain_text("Thanks, Ada!")
 
 
+def test_a_run_page_opened_mid_run_shows_the_steps_done_so_far_and_counts_the_rest(page, anchor_live, login, live_task):
+    run_id = anchor_live.enqueue("tests.browser.scenario.run_queued_make", live_task)
+    anchor_live.enqueue_nowait("tests.browser.scenario.run_steps_play", live_task, delay_s=1.5, run_id=run_id)
+    stored = "from tasks_app.models import Run; import json; print(json.dumps(len(Run.objects.get(pk=%r).trace)))"
+    deadline = time.monotonic() + 20
+    while anchor_live.shell_json(stored % run_id) < 2:  # two steps were taken and broadcast before the page opens
+        assert time.monotonic() < deadline, "the run took no two steps"
+
+    login(page, MEMBER, next_url=f"/runs/{run_id}/")
+
+    steps = page.locator(f'[data-live-steps="{run_id}"] li.step')
+    expect(steps.nth(1)).to_be_visible()  # rendered with the page, before any live message
+    expect(steps).to_have_count(5, timeout=10_000)
+    expect(page.locator(f'[data-step-count="{run_id}"]')).to_have_text("5")
+    expect(page.locator("#run-body .badge-run-succeeded")).to_be_visible(timeout=10_000)
+
+
 def test_a_running_runs_steps_stay_when_the_runs_card_is_fetched_again(page, anchor_live, login, live_task):
-    """Its steps are not in the database until it ends; another run queued meanwhile re-fetches the card."""
+    """Another run queued meanwhile re-fetches the card: the steps already shown stay, none twice."""
     login(page, REVIEWER, next_url=f"/tasks/{live_task}/")
     wait_live(page)
     anchor_live.enqueue_nowait("tests.browser.scenario.run_steps_play", live_task, delay_s=0.4, another_run_after=2,

@@ -14,6 +14,7 @@ urlpatterns = [
     path("<id:endpoint_id>/delete/", views.endpoint_delete, name="delete"),
     path("<id:endpoint_id>/test/", views.endpoint_send_test, name="send_test"),
     path("<id:endpoint_id>/rotate-secret/", views.endpoint_rotate_secret, name="rotate_secret"),
+    path("<id:endpoint_id>/secret/", views.endpoint_secret, name="secret"),
     path("<id:endpoint_id>/enabled/", views.endpoint_set_enabled, name="set_enabled"),
     path("<id:endpoint_id>/deliveries/<int:delivery_id>/redeliver/", views.delivery_redeliver, name="redeliver"),
 ]

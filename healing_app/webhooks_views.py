@@ -13,13 +13,14 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from healing_app import webhook_services as services
 from healing_app import webhooks
 from healing_app.models import WebhookEndpoint
 from tasks_app.audit import dashboard_actor
 from tasks_app.config import InputError
+from tasks_app.crypto import decrypt_secrets, encrypt_secrets
 from tasks_app.ids import object_or_404
 from tasks_app.models import Task
 
@@ -72,7 +73,7 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
         except InputError as exc:
             form.add_input_error(exc)
         else:
-            return _secret_page(request, endpoint, secret, created=True)
+            return _redirect_to_secret(request, endpoint, secret, created=True)
     return _form_page(request, form, endpoint=None)
 
 
@@ -127,8 +128,19 @@ def endpoint_rotate_secret(request: HttpRequest, endpoint_id: str) -> HttpRespon
     endpoint = _endpoint(request, endpoint_id)
     grace = timedelta(0) if request.POST.get("immediately") else webhooks.SECRET_GRACE
     secret = services.webhook_secret_rotate(endpoint=endpoint, actor=dashboard_actor(request), grace=grace)
-    endpoint.refresh_from_db()
-    return _secret_page(request, endpoint, secret, created=False)
+    return _redirect_to_secret(request, endpoint, secret, created=False)
+
+
+@login_required
+@require_GET  # not HEAD either: whatever asks first takes the secret
+def endpoint_secret(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    """The new secret, on the first GET after a create or a rotation; later GETs (F5) say how to get a new one."""
+    endpoint = _endpoint(request, endpoint_id)
+    secret, created = _take_secret(request, endpoint)
+    response = render(request, "webhooks/secret.html", {"endpoint": endpoint, "secret": secret, "created": created})
+    # The first answer holds the secret: no cache, nor the browser's Back, may keep a copy.
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required
@@ -159,9 +171,26 @@ def _form_page(request: HttpRequest, form: WebhookEndpointForm, *, endpoint: Web
     return render(request, "webhooks/form.html", {"form": form, "endpoint": endpoint}, status=status)
 
 
-def _secret_page(request: HttpRequest, endpoint: WebhookEndpoint, secret: str, *, created: bool) -> HttpResponse:
-    # Rendered, not redirected: a secret must not travel through the session or a message cookie.
-    response = render(request, "webhooks/secret.html", {"endpoint": endpoint, "secret": secret, "created": created})
-    response["Cache-Control"] = "no-store"
-    return response
+def _secret_session_key(endpoint: WebhookEndpoint) -> str:
+    return f"webhooks.new_secret.{endpoint.pk}"
 
+
+def _redirect_to_secret(request: HttpRequest, endpoint: WebhookEndpoint, secret: str, *, created: bool) -> HttpResponse:
+    # Post/Redirect/Get, so a reload does not send the form again (a second create is refused as a twin, a second
+    # rotation would replace the secret just shown). The secret crosses the redirect in the session (sessions are
+    # in the database, not a cookie), encrypted like the endpoint's own copy, and the first GET pops it; never in
+    # the URL or a message (a message cookie is signed, not encrypted).
+    request.session[_secret_session_key(endpoint)] = {"secret": encrypt_secrets({"secret": secret}), "created": created}
+    return redirect("webhooks:secret", endpoint_id=endpoint.pk)
+
+
+def _take_secret(request: HttpRequest, endpoint: WebhookEndpoint) -> tuple[str, bool]:
+    """The secret stashed by _redirect_to_secret, once: ("", False) when there is none."""
+    stashed = request.session.pop(_secret_session_key(endpoint), None)
+    if not stashed:
+        return "", False
+    secret = decrypt_secrets(stashed["secret"]).get("secret", "")
+    # Replaced before it was shown (a rotation in another tab, or by staff): showing it would mislead.
+    if secret != endpoint.current_secret:
+        return "", False
+    return secret, stashed["created"]

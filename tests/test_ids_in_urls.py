@@ -15,7 +15,8 @@ def api_headers(admin_user):
 
 NOT_IDS = ["%00", "task_%00x", "x" * 41, "a%20b"]
 PAGES = ["/tasks/{}/", "/tasks/{}/config/", "/tasks/{}/part/runs/", "/events/{}/", "/events/{}/screenshot.png",
-         "/events/{}/part/diff/", "/webhooks/{}/", "/webhooks/{}/edit/"]
+         "/events/{}/part/diff/", "/webhooks/{}/", "/webhooks/{}/edit/",
+         "/webhooks/{}/secret/"]
 
 
 def test_dashboard_pages(client, admin_user):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
 from healing_app.models import WebhookDelivery, WebhookEndpoint
-from healing_app.webhook_services import webhook_endpoint_create
+from healing_app.webhook_services import webhook_endpoint_create, webhook_secret_rotate
 from tasks_app.models import AuditLog
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +43,12 @@ def endpoint(owner):
 
 
 def test_pages_need_a_login(client, endpoint):
-    for url in (reverse("webhooks:list"), reverse("webhooks:create"), reverse("webhooks:detail", args=[endpoint.pk])):
+    for url in (
+        reverse("webhooks:list"),
+        reverse("webhooks:create"),
+        reverse("webhooks:detail", args=[endpoint.pk]),
+        reverse("webhooks:secret", args=[endpoint.pk]),
+    ):
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith("/accounts/login/")
@@ -54,27 +61,78 @@ def test_the_list_shows_endpoints_and_why_a_disabled_one_is_off(browser, endpoin
     assert "disabled because the receiver answered 410 Gone" in page
 
 
-def test_creating_an_endpoint_shows_its_secret_once(browser, owner):
+def test_creating_an_endpoint_redirects_to_a_page_that_shows_its_secret_once(browser, owner):
     response = browser.post(
         reverse("webhooks:create"), {"url": PUBLIC_URL, "description": "ci", "event_types": ["healing.deployed", "run.failed"]}
     )
-    assert response.status_code == 200
-    assert response["Cache-Control"] == "no-store"
     endpoint = WebhookEndpoint.objects.get()
     secret = endpoint.current_secret
-    assert secret in response.content.decode()
     assert (endpoint.owner, endpoint.event_types) == (owner, ["healing.deployed", "run.failed"])
+    # Post/Redirect/Get: a reload (F5) asks for the page again instead of submitting the form again.
+    assert response.status_code == 302
+    assert response["Location"] == reverse("webhooks:secret", args=[endpoint.pk])
+    _assert_secret_kept_only_encrypted(browser, response, secret)
+
+    first = browser.get(response["Location"])
+    assert first.status_code == 200
+    assert first["Cache-Control"] == "no-store"
+    assert secret in first.content.decode()
+    assert "Webhook endpoint created" in first.content.decode()
+
+    again = browser.get(response["Location"])  # F5
+    page = again.content.decode()
+    assert again.status_code == 200
+    assert again["Cache-Control"] == "no-store"
+    assert secret not in page
+    assert "was shown once" in page and "rotate" in page.lower()
+    assert reverse("webhooks:rotate_secret", args=[endpoint.pk]) in page
+    assert endpoint.secret_masked in page
+    assert WebhookEndpoint.objects.count() == 1
+
     detail = browser.get(reverse("webhooks:detail", args=[endpoint.pk])).content.decode()
     assert secret not in detail
     assert endpoint.secret_masked in detail
 
 
+def _assert_secret_kept_only_encrypted(browser, response, secret: str) -> None:
+    # Not in the URL, not in a cookie (messages), and the session holds it encrypted only; a cookie-based session
+    # would hand even that to the browser.
+    assert "cookies" not in settings.SESSION_ENGINE
+    assert secret not in response["Location"]
+    assert all(secret not in morsel.value for morsel in response.cookies.values())
+    assert secret not in json.dumps(dict(browser.session.items()))
+
+
+def test_the_secret_page_without_a_new_secret_explains_how_to_get_one(browser, endpoint):
+    response = browser.get(reverse("webhooks:secret", args=[endpoint.pk]))
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert endpoint.current_secret not in page
+    assert "was shown once" in page
+
+
+def test_a_secret_replaced_before_it_was_shown_is_not_shown(browser, owner):
+    response = browser.post(reverse("webhooks:create"), {"url": PUBLIC_URL})
+    endpoint = WebhookEndpoint.objects.get()
+    first = endpoint.current_secret
+    webhook_secret_rotate(endpoint=endpoint, actor=owner)  # say, in another tab, before the redirect was followed
+
+    page = browser.get(response["Location"]).content.decode()
+
+    endpoint.refresh_from_db()
+    assert first not in page and endpoint.current_secret not in page
+    assert "was shown once" in page
+
+
 def test_reloading_the_created_page_does_not_create_a_second_endpoint(browser):
     form = {"url": PUBLIC_URL, "event_types": ["run.failed"]}
-    assert browser.post(reverse("webhooks:create"), form).status_code == 200
+    created = browser.post(reverse("webhooks:create"), form)
+    assert created.status_code == 302
     endpoint = WebhookEndpoint.objects.get()
+    assert browser.get(created["Location"]).status_code == 200
+    assert browser.get(created["Location"]).status_code == 200  # F5 on the secret page: no form sent again
 
-    again = browser.post(reverse("webhooks:create"), form)  # the browser's "resubmit the form?"
+    again = browser.post(reverse("webhooks:create"), form)  # Back to the form, and Create again
 
     assert again.status_code == 400
     assert again.context["form"].errors["url"] == [
@@ -83,7 +141,7 @@ def test_reloading_the_created_page_does_not_create_a_second_endpoint(browser):
     ]
     assert WebhookEndpoint.objects.count() == 1
     other_filters = browser.post(reverse("webhooks:create"), {"url": PUBLIC_URL, "event_types": ["healing.failed"]})
-    assert other_filters.status_code == 200 and WebhookEndpoint.objects.count() == 2
+    assert other_filters.status_code == 302 and WebhookEndpoint.objects.count() == 2
 
     spelled_otherwise = PUBLIC_URL.replace("https://", "HTTPS://", 1)
     assert spelled_otherwise != PUBLIC_URL
@@ -164,13 +222,28 @@ def test_redeliver_queues_the_next_attempt(browser, endpoint):
     assert WebhookDelivery.objects.filter(message_id="msg_1", attempt=2, trigger="redeliver").exists()
 
 
-def test_rotating_shows_the_new_secret_once(browser, endpoint):
+def test_rotating_redirects_to_a_page_that_shows_the_new_secret_once(browser, endpoint):
     old = endpoint.current_secret
     response = browser.post(reverse("webhooks:rotate_secret", args=[endpoint.pk]))
     endpoint.refresh_from_db()
-    page = response.content.decode()
-    assert endpoint.current_secret in page and old not in page
-    assert "two signatures" in page
+    new = endpoint.current_secret
+    assert new != old
+    assert response.status_code == 302
+    assert response["Location"] == reverse("webhooks:secret", args=[endpoint.pk])
+    _assert_secret_kept_only_encrypted(browser, response, new)
+
+    first = browser.get(response["Location"])
+    page = first.content.decode()
+    assert first["Cache-Control"] == "no-store"
+    assert new in page and old not in page
+    assert "New signing secret" in page and "two signatures" in page
+
+    again = browser.get(response["Location"])  # F5: neither a second rotation nor the secret again
+    assert again.status_code == 200
+    assert new not in again.content.decode() and "was shown once" in again.content.decode()
+    endpoint.refresh_from_db()
+    assert endpoint.current_secret == new
+
     browser.post(reverse("webhooks:rotate_secret", args=[endpoint.pk]), {"immediately": "1"})
     endpoint.refresh_from_db()
     assert endpoint.previous_secret == ""
@@ -210,7 +283,7 @@ def test_buttons_need_the_csrf_token(owner, endpoint):
 def test_someone_elses_endpoint_is_a_404_everywhere(client, django_user_model, endpoint):
     client.force_login(django_user_model.objects.create_user("eve", password="pw-eve-123!"))
     assert PUBLIC_URL not in client.get(reverse("webhooks:list")).content.decode()
-    for name in ("detail", "edit", "delete"):
+    for name in ("detail", "edit", "delete", "secret"):
         assert client.get(reverse(f"webhooks:{name}", args=[endpoint.pk])).status_code == 404
     for name in ("send_test", "rotate_secret", "set_enabled", "delete"):
         assert client.post(reverse(f"webhooks:{name}", args=[endpoint.pk])).status_code == 404

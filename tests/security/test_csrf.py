@@ -160,6 +160,7 @@ def test_every_post_form_on_the_dashboard_pages_carries_a_csrf_token(boss, world
         reverse("queue"), reverse("overview"), reverse("task-list"), reverse("task-detail", args=[world["task"].pk]),
         reverse("event-detail", args=[world["event"].pk]), reverse("webhooks:list"), reverse("webhooks:create"),
         reverse("webhooks:detail", args=[world["endpoint"].pk]), reverse("webhooks:edit", args=[world["endpoint"].pk]),
+        reverse("webhooks:secret", args=[world["endpoint"].pk]),
     ]
     post_forms = 0
     for url in pages:

@@ -42,6 +42,8 @@ _ROW_FIELDS = (
     "attempt",
     "task__id",
     "task__name",
+    "task__current_version",  # a heal of another version can no longer be approved: its row says so
+    "original_version",
     "new_version__number",
     "original_version__number",
 )
@@ -102,7 +104,9 @@ def queue_filter(filters: dict) -> QuerySet[HealingEvent]:
         qs = qs.filter(created_at__lt=_day_start(until + dt.timedelta(days=1)))
     if q := (filters.get("q") or "").strip():
         match = Q(task__name__icontains=q) | Q(root_cause__icontains=q)
-        qs = qs.filter(Q(pk=q) | match) if q.startswith("heal_") else qs.filter(match)
+        # An id as people paste it: any case, with or without its prefix.
+        ident = q.lower().removeprefix("heal_")
+        qs = qs.filter(Q(pk=f"heal_{ident}") | match) if ident.isalnum() and ident.isascii() else qs.filter(match)
     return qs.select_related("task", "new_version", "original_version").only(*_ROW_FIELDS)
 
 

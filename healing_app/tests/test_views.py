@@ -109,6 +109,7 @@ def test_queue_filters_by_status_error_type_task_agent_date_and_search(client, r
     assert len(ids(until=(today - dt.timedelta(days=5)).isoformat())) == 2
     assert ids(q="no longer matches") == [pending.pk]
     assert ids(q=pending.pk) == [pending.pk]
+    assert ids(q=pending.pk.upper()) == ids(q=pending.pk.removeprefix("heal_")) == [pending.pk]  # as pasted
     assert len(ids(q="newsletter")) == 2
 
 
@@ -218,10 +219,14 @@ def test_event_page_shows_timings_and_score_bars_relative_to_the_best(client, re
 
 
 def test_a_heal_whose_task_moved_on_can_only_be_rejected(client, reviewer, task, pending):
+    client = _login(client, reviewer)
+    assert "data-superseded" not in client.get("/").content.decode()
     services_for_tasks.task_update(task=task, code=task.current_version.code + "\n# edited by hand\n")
-    html = _login(client, reviewer).get(reverse("event-detail", args=[pending.pk])).content.decode()
+    html = client.get(reverse("event-detail", args=[pending.pk])).content.decode()
     assert 'id="superseded-note"' in html and "it is now v3" in html
     assert 'id="approve-button"' not in html and 'id="reject-button"' in html
+    row = re.search(rf'<tr data-id="{pending.pk}".*?</tr>', client.get("/").content.decode(), re.S).group(0)
+    assert "superseded, can only be rejected" in row  # the queue says so too, before anyone opens it
 
 
 def test_event_screenshot_is_served_as_png(client, reviewer, pending):

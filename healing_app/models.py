@@ -110,6 +110,11 @@ class HealingEvent(models.Model):
     def can_transition_to(self, status: str) -> bool:
         return status in self.TRANSITIONS.get(self.status, frozenset())
 
+    @property
+    def finished(self) -> bool:
+        """Deployed, rejected or failed: nothing more will happen to it."""
+        return self.status in self.FINAL
+
     def transition_to(self, status: str, *, note: str = "") -> None:
         """Move to `status` in memory, recording it on the timeline. The caller saves."""
         if not self.can_transition_to(status):

@@ -229,6 +229,8 @@ def run_cancel(request: HttpRequest, run_id: str) -> HttpResponse:
             messages.success(request, f"Run {run.pk} cancelled before it started.")
         else:
             messages.success(request, f"Run {run.pk} is being cancelled; it stops within a few seconds.")
+    if request.POST.get("back_to") == "run":  # cancelled on the run's own page, which follows it live
+        return redirect("run-detail", run_id=run.pk)
     return redirect(reverse("task-detail", args=[run.task_id]) + f"#run-{run.pk}")
 
 

@@ -455,3 +455,11 @@ def test_the_validation_runs_output_is_shown_as_json(client, reviewer, task, pen
     html = _login(client, reviewer).get(reverse("event-detail", args=[pending.pk])).content.decode()
     assert "&quot;in_stock&quot;: true" in html and "&quot;note&quot;: null" in html
     assert "True" not in html.split("Validation run", 1)[1].split("Steps of this run", 1)[0]
+
+
+def test_a_failed_heals_page_does_not_promise_what_will_never_come(client, reviewer, task):
+    _bulk_events(task, 1, status=Status.FAILED, error_type="captcha_detected")
+    event = HealingEvent.objects.get(task=task)
+    html = _login(client, reviewer).get(reverse("event-detail", args=[event.pk])).content.decode()
+    assert "No new version was written." in html and "No validation run." in html and "No agent took over." in html
+    assert " yet" not in re.sub(r"<[^>]+>", " ", html.split('id="diff"', 1)[1])  # nothing "not … yet" in the body

@@ -200,6 +200,19 @@ def test_a_running_run_shows_it_is_being_cancelled(client, member, task):
     assert Run.objects.get(pk=run.pk).cancel_requested_at is not None
 
 
+def test_cancelling_on_the_runs_own_page_stays_on_it(client, member, task):
+    client = _login(client, member)
+    run = execution.run_claim(services.run_create(task=task, actor=Actor(user=member)).pk)
+    page = client.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert '<input type="hidden" name="back_to" value="run">' in page
+
+    response = client.post(reverse("run-cancel", args=[run.pk]), {"back_to": "run"})
+
+    assert response.status_code == 302 and response["Location"] == reverse("run-detail", args=[run.pk])
+    listed = client.get(reverse("task-detail", args=[task.pk])).content.decode()
+    assert 'name="back_to"' not in listed  # from the task page, back to the task page
+
+
 def test_someone_elses_run_shows_no_cancel_button_and_cannot_be_cancelled_from_the_dashboard(
     client, member, task, django_user_model
 ):

@@ -84,6 +84,9 @@ def task_update(*, task: Task, actor: Actor | None = None, **changes: Any) -> Ta
             return task  # nothing to change, nothing to audit
         if code is not _UNSET or "params" in changed or new_secrets is not None:
             _require_secrets_holder(task, actor, "change its code, params or secrets")
+        if "self_healing_config" in changed and _review_weakened(task.config, changed["self_healing_config"]):
+            # Machine-written code would then reach the secrets with no person reading it first.
+            _require_secrets_holder(task, actor, "let its heals deploy without a reviewer or a validation run")
         for field, value in changed.items():
             setattr(task, field, value)
         if new_secrets is not None:
@@ -120,6 +123,13 @@ def _require_secrets_holder(task: Task, actor: Actor | None, what: str) -> None:
     if user is None or not task.secret_keys or _answers_for(task, user):
         return
     raise PermissionDenied(f"the task holds secrets: only its owner or a reviewer may {what}")
+
+
+def _review_weakened(before: dict, after: dict) -> bool:
+    """Whether a config change lets heals deploy with less checking: auto_deploy on, or validation off."""
+    return (after["auto_deploy"] and not before["auto_deploy"]) or (
+        before["validation_required"] and not after["validation_required"]
+    )
 
 
 def task_changes_check(task: Task | None, changes: dict[str, Any]) -> dict[str, Any]:

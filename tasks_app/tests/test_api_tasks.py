@@ -271,6 +271,27 @@ def test_once_a_task_holds_secrets_only_its_owner_or_a_reviewer_may_change_where
     assert eve.patch(f"/tasks/{without_secrets['id']}", {"code": leak}).status_code == 200
 
 
+def test_on_a_task_holding_secrets_only_its_owner_or_a_reviewer_may_switch_review_off(api, client, django_user_model):
+    """auto_deploy on, or validation off, lets machine-written code reach the secrets with no person reading it."""
+    body = _create(api, secrets={"password": "hunter2"}, self_healing=True)
+    _, raw = api_key_create(user=django_user_model.objects.create_user("eve"), name="other member")
+    eve = Api(client, raw)
+    for change in ({"auto_deploy": True}, {"validation_required": False}):
+        response = eve.patch(f"/tasks/{body['id']}", {"self_healing_config": change})
+        assert response.status_code == 403, change
+        assert response.json()["error"]["message"] == (
+            "the task holds secrets: only its owner or a reviewer may let its heals deploy without a reviewer or a "
+            "validation run"
+        )
+    assert Task.objects.get(pk=body["id"]).config["auto_deploy"] is False
+
+    assert eve.patch(f"/tasks/{body['id']}", {"self_healing_config": {"max_attempts": 5}}).status_code == 200
+    assert api.patch(f"/tasks/{body['id']}", {"self_healing_config": {"auto_deploy": True}}).status_code == 200
+    assert eve.patch(f"/tasks/{body['id']}", {"self_healing_config": {"auto_deploy": False}}).status_code == 200
+    without_secrets = _create(api)
+    assert eve.patch(f"/tasks/{without_secrets['id']}", {"self_healing_config": {"auto_deploy": True}}).status_code == 200
+
+
 def test_changes_are_audited_under_the_keys_owner(api, owner):
     body = _create(api)
     api.patch(f"/tasks/{body['id']}", {"prompt": "changed"})

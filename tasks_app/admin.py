@@ -176,7 +176,7 @@ class CodeVersionAdmin(IdCheckedAdmin):
                     task=version.task, version=version, actor=admin_actor(request), reason="admin"
                 )
             except (PermissionDenied, services.DraftNotDeployable) as exc:
-                self.message_user(request, f"{version}: not deployed: {exc}", level=messages.ERROR)
+                self.message_user(request, f"Not deployed: {version}: {exc}", level=messages.ERROR)
             else:
                 deployed += 1
         self.message_user(request, f"Deployed {deployed} version(s).")
@@ -205,7 +205,7 @@ class RunAdmin(IdCheckedAdmin):
             try:
                 services.run_cancel(run=run, actor=admin_actor(request))
             except (PermissionDenied, services.RunNotCancellable) as exc:
-                self.message_user(request, f"{run.pk}: not cancelled: {exc}", level=messages.ERROR)
+                self.message_user(request, f"Not cancelled: {run.pk}: {exc}", level=messages.ERROR)
             else:
                 cancelled += 1
         self.message_user(request, f"Cancelled {cancelled} run(s).")

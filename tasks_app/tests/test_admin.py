@@ -118,7 +118,8 @@ def test_the_admin_deploy_action_refuses_a_draft_waiting_for_review(staff_client
         {"action": "deploy_selected", "_selected_action": [event.new_version_id]},
         follow=True,
     )
-    assert f"waiting for review in {event.pk}" in response.content.decode()
+    said = [str(m) for m in response.context["messages"]]
+    assert said[0].startswith(f"Not deployed: {task.pk} v2: ") and f"waiting for review in {event.pk}" in said[0]
     assert "Deployed 0 version(s)." in response.content.decode()
     task.refresh_from_db()
     assert task.current_version.number == 1
@@ -139,7 +140,7 @@ def test_the_admin_cancels_selected_runs_and_says_which_it_could_not(staff_clien
     )
 
     said = [str(message) for message in response.context["messages"]]  # the admin shows them capitalised
-    assert said == [f"{finished.pk}: not cancelled: {finished.pk} has already finished (succeeded)", "Cancelled 1 run(s)."]
+    assert said == [f"Not cancelled: {finished.pk}: {finished.pk} has already finished (succeeded)", "Cancelled 1 run(s)."]
     assert Run.objects.get(pk=queued.pk).error_type == "cancelled"
     assert AuditLog.objects.get(action="run.cancel").actor_label == "admin via admin"
 

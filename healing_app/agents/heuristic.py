@@ -472,7 +472,12 @@ class HeuristicAgent:
         elif ranked and ranked[0][0] >= LINK_MATCH_MIN and (len(ranked) == 1 or ranked[0][0] - ranked[1][0] >= 5):
             chosen = ranked[0]
         if chosen is None:
-            return TakeoverOutcome(recovered=False, reason=f"no page linked from the site looks like {wanted_path}")
+            reason = f"no page linked from the site looks like {wanted_path}"
+            if left_out := _rejected_links(links, origin, run.context.rejected_paths):
+                # Else the reviewer who rejected the page reads that the site has nothing like it, and wonders.
+                was = "was" if len(left_out) == 1 else "were"
+                reason += f" ({', '.join(left_out)}, linked from it, {was} rejected by a reviewer as its new place)"
+            return TakeoverOutcome(recovered=False, reason=reason)
         _, new_url, link_text = chosen
         run.log("retry_step", url=new_url)
         answer = run.handover.retry_step(url=new_url)
@@ -886,6 +891,12 @@ def _link_sources(wanted_url: str, base_url: object) -> list[str]:
     elif isinstance(base_url, str) and _same_origin(base_url, origin):
         sources.insert(0, base_url.rstrip("/") + "/")
     return list(dict.fromkeys(sources))[:3]
+
+
+def _rejected_links(links: list[dict], origin: str, rejected_paths: list[str]) -> list[str]:
+    """The paths of the site's links that reviewers rejected as the moved page's new place, in the page's order."""
+    paths = (urlparse(urljoin(origin + "/", link.get("href") or "")).path for link in links)
+    return list(dict.fromkeys(path for path in paths if path in rejected_paths))
 
 
 def _rank_links(

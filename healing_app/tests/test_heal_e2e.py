@@ -257,7 +257,10 @@ def test_a_page_a_reviewer_rejected_as_the_moved_page_is_not_proposed_again(drai
     assert again.status == Run.Status.FAILED
     assert second.status == S.FAILED
     assert second.new_version_id is None
-    assert "no page linked from the site looks like /catalog" in second.reason
+    assert second.reason == (
+        "no page linked from the site looks like /catalog (/products, linked from it, was rejected by a reviewer as "
+        "its new place)"
+    )
     assert task.versions.count() == 2  # v1 and the rejected draft: nothing new to review
 
 

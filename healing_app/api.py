@@ -153,7 +153,7 @@ def _get_event(event_id: str) -> HealingEvent:
     summary="A task's healing events, newest first",
 )
 def task_healing_events(request: HttpRequest, task_id: str, cursor: str | None = Cursor, limit: int = Limit):
-    return _event_page(get_task(task_id).healing_events.all(), cursor=cursor, limit=limit)
+    return _event_page(request, get_task(task_id).healing_events.all(), cursor=cursor, limit=limit)
 
 
 @router.get("", response={200: HealingEventPage, **ERRORS}, summary="Healing events of every task, newest first")
@@ -174,15 +174,15 @@ def healing_event_list(
         if not Task.objects.filter(pk=task).exists():
             raise InputError("task", f"no task {task}")
         events = events.filter(task_id=task)
-    return _event_page(events, cursor=cursor, limit=limit)
+    return _event_page(request, events, cursor=cursor, limit=limit)
 
 
-def _event_page(events, *, cursor: str | None, limit: int) -> dict[str, Any]:
+def _event_page(request: HttpRequest, events, *, cursor: str | None, limit: int) -> dict[str, Any]:
     # A row is the seed's summary: not the screenshot, the traces or the versions' code.
     events = events.select_related("original_version", "new_version").defer(
         "screenshot", "agent_trace", "candidate_scores", "recovery", "timeline", "original_version__code", "new_version__code"
     )
-    rows, next_cursor = paginate(events, order_field="created_at", cursor=cursor, limit=limit)
+    rows, next_cursor = paginate(request, events, order_field="created_at", cursor=cursor, limit=limit)
     return {"data": [event_out(event) for event in rows], "next_cursor": next_cursor}
 
 

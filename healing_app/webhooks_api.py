@@ -185,7 +185,7 @@ def webhook_create(request: HttpRequest, payload: WebhookEndpointCreateIn):
 @router.get("", response={200: WebhookEndpointPage, **RESPONSES}, summary="List your webhook endpoints")
 def webhook_list(request: HttpRequest, cursor: str | None = Cursor, limit: int = Limit):
     rows, next_cursor = paginate(
-        services.webhook_endpoints_for(user=request.auth.user), order_field="created_at", cursor=cursor, limit=limit
+        request, services.webhook_endpoints_for(user=request.auth.user), order_field="created_at", cursor=cursor, limit=limit
     )
     return {"data": [endpoint_out(e) for e in rows], "next_cursor": next_cursor}
 
@@ -253,7 +253,7 @@ def webhook_deliveries(
         deliveries = deliveries.filter(status=status)
     if message_id:
         deliveries = deliveries.filter(message_id=message_id)
-    rows, next_cursor = paginate(deliveries, order_field="created_at", cursor=cursor, limit=limit)
+    rows, next_cursor = paginate(request, deliveries, order_field="created_at", cursor=cursor, limit=limit)
     return {"data": [delivery_out(d) for d in rows], "next_cursor": next_cursor}
 
 

@@ -66,7 +66,7 @@ def task_create(request: HttpRequest, payload: TaskCreateIn):
 @tasks_router.get("", response={200: TaskPage, **ERRORS}, summary="List tasks, newest first")
 def task_list(request: HttpRequest, cursor: str | None = Cursor, limit: int = Limit):
     rows, next_cursor = paginate(
-        Task.objects.select_related("current_version"), order_field="created_at", cursor=cursor, limit=limit
+        request, Task.objects.select_related("current_version"), order_field="created_at", cursor=cursor, limit=limit
     )
     return {"data": [task_out(task) for task in rows], "next_cursor": next_cursor}
 
@@ -95,7 +95,7 @@ def task_delete(request: HttpRequest, task_id: str):
 def version_list(request: HttpRequest, task_id: str, cursor: str | None = Cursor, limit: int = Limit):
     task = get_task(task_id)
     rows, next_cursor = paginate(
-        task.versions.select_related("parent", "author"), order_field="number", cursor=cursor, limit=limit
+        request, task.versions.select_related("parent", "author"), order_field="number", cursor=cursor, limit=limit
     )
     current = task.current_version_id
     return {
@@ -167,6 +167,7 @@ def run_start(request: HttpRequest, task_id: str, payload: RunCreateIn | None = 
 def run_list(request: HttpRequest, task_id: str, cursor: str | None = Cursor, limit: int = Limit):
     task = get_task(task_id)
     rows, next_cursor = paginate(
+        request,
         task.runs.select_related("version").prefetch_related("healing_events"),
         order_field="created_at",
         cursor=cursor,

@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from django.core.exceptions import ValidationError
 from django.db.models import DateTimeField, Model, Q, QuerySet
+from django.http import HttpRequest
 from ninja import Schema
 from pydantic import ConfigDict, Field
 
@@ -271,31 +273,60 @@ class RunPage(Schema):
 #
 # Keyset pagination: a cursor is the last row's (ordering value, primary key), so pages stay correct
 # while rows are added, and no page costs an OFFSET scan.
+#
+# A cursor also carries short digests of the list it pages (the path: the endpoint and any task in it) and of
+# the filters it was made under. A position means nothing in another list, so a cursor passed to another
+# endpoint, task or filter is refused rather than quietly paging from there. The digests are not signed: a
+# forged cursor can only choose where a list the caller may read anyway starts.
+
+_PAGING_PARAMS = {"cursor", "limit"}  # a page size may change from page to page; nothing else may
 
 
-def paginate(queryset: QuerySet, *, order_field: str, cursor: str | None, limit: int) -> tuple[list[Model], str | None]:
+def paginate(
+    request: HttpRequest, queryset: QuerySet, *, order_field: str, cursor: str | None, limit: int
+) -> tuple[list[Model], str | None]:
     """Rows newest (highest `order_field`) first, and the cursor of the next page or None."""
     queryset = queryset.order_by(f"-{order_field}", "-pk")
+    scope = _cursor_scope(request)
     if cursor:
-        value, pk = _decode_cursor(cursor, queryset.model, order_field)
+        value, pk = _decode_cursor(cursor, queryset.model, order_field, scope)
         queryset = queryset.filter(Q(**{f"{order_field}__lt": value}) | Q(**{order_field: value, "pk__lt": pk}))
     rows = list(queryset[: limit + 1])
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
     last = rows[-1]
-    return rows, _encode_cursor(getattr(last, order_field), last.pk)
+    return rows, _encode_cursor(getattr(last, order_field), last.pk, scope)
 
 
-def _encode_cursor(value: Any, pk: Any) -> str:
-    raw = json.dumps([value.isoformat() if isinstance(value, datetime) else value, pk])
+def _cursor_scope(request: HttpRequest) -> tuple[str, str]:
+    """Digests of the list a page belongs to and of its filters. An empty filter is left out: the lists
+    read `?status=` as no filter, so a client may send it on one page and not on the next."""
+    filters = sorted((name, value) for name, value in request.GET.items() if name not in _PAGING_PARAMS and value)
+    return _digest(request.path), _digest(json.dumps(filters))
+
+
+def _digest(text: str) -> str:
+    # 6 bytes: telling lists apart by mistake needs no more, and the cursor stays short.
+    return base64.urlsafe_b64encode(hashlib.blake2b(text.encode(), digest_size=6).digest()).decode()
+
+
+def _encode_cursor(value: Any, pk: Any, scope: tuple[str, str]) -> str:
+    raw = json.dumps([value.isoformat() if isinstance(value, datetime) else value, pk, *scope])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, model: type[Model], order_field: str) -> tuple[Any, Any]:
+def _decode_cursor(cursor: str, model: type[Model], order_field: str, scope: tuple[str, str]) -> tuple[Any, Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value, pk = json.loads(raw)
+        value, pk, list_digest, filters_digest = json.loads(raw)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InputError("cursor", "is not a cursor this API returned") from None
+    if list_digest != scope[0]:
+        raise InputError("cursor", "belongs to another list; pass back the next_cursor of this list's previous page")
+    if filters_digest != scope[1]:
+        raise InputError("cursor", "was made with other filters; send the same filters with every page of a list")
+    try:
         if isinstance(model._meta.get_field(order_field), DateTimeField):
             # In UTC here, not in the database driver: "0001-01-01T00:00+14:00" is year 0 in UTC.
             value = datetime.fromisoformat(value).astimezone(UTC)
@@ -304,7 +335,7 @@ def _decode_cursor(cursor: str, model: type[Model], order_field: str) -> tuple[A
         if not isinstance(pk, (str, int)) or isinstance(pk, bool) or unstorable(pk) is not None:
             raise TypeError("not a key")  # a NUL or a lone surrogate would fail in the database driver
         pk = model._meta.pk.to_python(pk)  # "abc" is no integer id: a 400 here, not a 500 in the query
-    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError, ValidationError):
+    except (ValueError, TypeError, OverflowError, ValidationError):
         raise InputError("cursor", "is not a cursor this API returned") from None
     return value, pk
 

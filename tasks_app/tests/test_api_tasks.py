@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 
 import pytest
+from django.test import RequestFactory
 
 from healing_app.models import HealingEvent
 from healing_app.permissions import reviewers_group
 from tasks_app.api_keys import api_key_create
+from tasks_app.api_schemas import _cursor_scope, _encode_cursor
 from tasks_app.models import AuditLog, CodeVersion, Run, Task
 from tests.browser import scenario
 
@@ -400,8 +401,13 @@ def test_code_too_deeply_nested_to_parse_is_a_400_naming_the_code(api):
     assert Task.objects.count() == 0
 
 
+def _cursor(path: str, value, key) -> str:
+    """A cursor for `path`'s list (no filters) at (value, key), made as the API makes one."""
+    return _encode_cursor(value, key, _cursor_scope(RequestFactory().get(f"/api/v1{path}")))
+
+
 def test_a_cursor_whose_key_cannot_be_a_versions_id_is_a_400(api, versioned):
-    cursor = base64.urlsafe_b64encode(json.dumps([2, "abc"]).encode()).decode().rstrip("=")
+    cursor = _cursor(f"/tasks/{versioned}/versions", 2, "abc")
     response = api.get(f"/tasks/{versioned}/versions?cursor={cursor}")
     assert response.status_code == 400, response.content
     assert response.json()["error"]["field"] == "cursor"
@@ -410,7 +416,7 @@ def test_a_cursor_whose_key_cannot_be_a_versions_id_is_a_400(api, versioned):
 @pytest.mark.parametrize("key", ["task_\x00", "task_\ud800"])
 @pytest.mark.parametrize("path", ["/tasks", "/healing-events"])
 def test_a_cursor_whose_key_the_database_cannot_take_is_a_400(api, key, path):
-    cursor = base64.urlsafe_b64encode(json.dumps(["2026-11-27T05:53:29+00:00", key]).encode()).decode().rstrip("=")
+    cursor = _cursor(path, "2026-11-27T05:53:29+00:00", key)
     response = api.get(f"{path}?cursor={cursor}")
     assert response.status_code == 400, response.content
     assert response.json()["error"]["field"] == "cursor"
@@ -428,10 +434,59 @@ def test_a_body_over_the_upload_limit_is_a_413_naming_the_body(api, settings):
 
 @pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
 def test_a_cursor_whose_date_leaves_the_calendar_in_utc_is_a_400(api, stamp):
-    cursor = base64.urlsafe_b64encode(json.dumps([stamp, "task_x"]).encode()).decode().rstrip("=")
+    cursor = _cursor("/tasks", stamp, "task_x")
     response = api.get(f"/tasks?cursor={cursor}")
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "cursor"
+
+
+def _events(task_id: str, count: int) -> None:
+    for status in ["failed", "rejected"] * count:
+        HealingEvent.objects.create(task_id=task_id, error_type="timeout", status=status)
+
+
+def test_a_cursor_is_refused_by_another_endpoint_rather_than_paging_it(api):
+    task = _create(api)["id"]
+    _create(api)
+    _events(task, 2)
+    cursor = api.get("/healing-events?limit=2").json()["next_cursor"]
+
+    for path in ("/tasks", f"/tasks/{task}/healing-events", f"/tasks/{task}/runs"):
+        response = api.get(f"{path}?cursor={cursor}")
+        assert response.status_code == 400, (path, response.content)
+        assert response.json()["error"] == {
+            "code": "invalid_input", "field": "cursor",
+            "message": "belongs to another list; pass back the next_cursor of this list's previous page",
+        }
+
+
+def test_a_cursor_is_refused_for_another_tasks_list(api):
+    first, second = _create(api, code=CODE_V1)["id"], _create(api, code=CODE_V1)["id"]
+    for task in (first, second):
+        api.patch(f"/tasks/{task}", {"code": CODE_V2})
+    cursor = api.get(f"/tasks/{first}/versions?limit=1").json()["next_cursor"]
+
+    assert api.get(f"/tasks/{first}/versions?cursor={cursor}").status_code == 200
+    response = api.get(f"/tasks/{second}/versions?cursor={cursor}")
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "cursor"
+
+
+def test_a_cursor_is_refused_under_other_filters_but_a_new_page_size_is_fine(api):
+    task = _create(api)["id"]
+    _events(task, 3)
+    cursor = api.get("/healing-events?status=failed&limit=1").json()["next_cursor"]
+
+    response = api.get(f"/healing-events?status=rejected&cursor={cursor}")
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "invalid_input", "field": "cursor",
+        "message": "was made with other filters; send the same filters with every page of a list",
+    }
+    assert api.get(f"/healing-events?cursor={cursor}").status_code == 400
+    rest = api.get(f"/healing-events?limit=5&cursor={cursor}&status=failed")
+    assert rest.status_code == 200
+    assert [event["status"] for event in rest.json()["data"]] == ["failed", "failed"]
 
 
 def test_an_update_that_changes_nothing_is_not_audited_and_params_are_audited_by_name(api):

@@ -13,10 +13,12 @@ import base64
 import functools
 import hashlib
 import inspect
+import json
 import logging
 import math
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.docs import Swagger
 from ninja.params.models import Param
 from ninja.params.models import Query as QueryParam
+from ninja.parser import Parser
 from ninja.security import APIKeyHeader, HttpBearer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -220,6 +223,47 @@ class Docs(Swagger):
         return response
 
 
+# -- request bodies ------------------------------------------------------------------------------------
+
+
+class BodyParser(Parser):
+    """JSON bodies, refusing an object that gives a key twice: Python's parser would quietly keep the last value,
+    so `{"name": "a", "name": "b"}` would be a task named "b" that its caller may think is "a"."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        # id() of each object given a key twice → (the object, kept alive so no other takes its id; that key)
+        duplicates: dict[int, tuple[dict, str]] = {}
+
+        def to_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            obj = dict(pairs)
+            if len(obj) < len(pairs):
+                counts = Counter(key for key, _ in pairs)
+                duplicates[id(obj)] = (obj, next(key for key, count in counts.items() if count > 1))
+            return obj
+
+        data = json.loads(request.body, object_pairs_hook=to_dict)
+        if duplicates:
+            raise InputError(_path_to_duplicate(data, duplicates), "is given more than once")
+        return data
+
+
+def _path_to_duplicate(data: Any, duplicates: dict[int, tuple[dict, str]]) -> str:
+    """The dotted path (`params.items.0.name`) of the first key given twice. Walked without recursion, and each
+    node keeps only a link to its parent's path: a body may be nested as deeply as the JSON parser allows."""
+    stack: list[tuple[Any, tuple | None]] = [(data, None)]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict) and id(node) in duplicates:
+            parts = [duplicates[id(node)][1]]
+            while path is not None:
+                part, path = path
+                parts.append(part)
+            return ".".join(reversed(parts))
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend((child, (str(key), path)) for key, child in reversed(list(children)))
+    return "body"
+
+
 api = NinjaAPI(
     title="Anchor API",
     version="1",
@@ -227,6 +271,7 @@ api = NinjaAPI(
     urls_namespace="api-v1",
     auth=[BearerKeyAuth(), HeaderKeyAuth()],
     docs=Docs(),
+    parser=BodyParser(),
 )
 
 
@@ -346,6 +391,10 @@ _HTTP_CODES = {400: "invalid_input", 401: "unauthenticated", 403: "permission_de
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, InputError):
+        # django-ninja wraps whatever the body parser raises in "Cannot parse request body"; BodyParser's own
+        # refusals name the field at fault.
+        return _input_error(request, exc.__cause__)
     code = _HTTP_CODES.get(exc.status_code, "error")
     field = "body" if exc.status_code == 400 else None
     response = error_response(request, status=exc.status_code, code=code, message=exc.message, field=field)

@@ -521,6 +521,30 @@ def test_malformed_bodies_are_a_400(api, raw, field):
     assert response.json()["error"]["field"] == field
 
 
+@pytest.mark.parametrize("method, path, raw, field", [
+    ("post", "/tasks", '{"name": "a", "name": "b"}', "name"),
+    ("post", "/tasks", '{"name": "a", "self_healing_config": {"max_attempts": 2, "max_attempts": 5}}',
+     "self_healing_config.max_attempts"),
+    ("post", "/tasks", '{"name": "a", "params": {"list": [{"x": 1}, {"y": 1, "x": 1, "y": 2}]}}', "params.list.1.y"),
+    # The inner object is dropped by the outer repeat: still the outer key is named.
+    ("post", "/tasks", '{"name": "a", "params": {"p": {"x": {"k": 1, "k": 2}, "x": 3}}}', "params.p.x"),
+    ("patch", "/tasks/{id}", '{"params": {"k": 1, "k": 1}}', "params.k"),
+    ("post", "/tasks/{id}/runs", '{"params": {}, "params": {"k": 1}}', "params"),
+])
+def test_a_key_given_twice_in_a_body_is_a_400_naming_it(api, method, path, raw, field):
+    task = _create(api)
+    response = api.call(method, path.format(id=task["id"]), raw=raw)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == {"code": "invalid_input", "message": "is given more than once", "field": field}
+    assert api.get(f"/tasks/{task['id']}").json() == task
+    assert (Task.objects.count(), Run.objects.count()) == (1, 0)
+
+
+def test_the_same_key_in_two_objects_of_a_body_is_fine(api):
+    body = _create(api, params={"a": {"k": 1}, "b": [{"k": 2}, {"k": 3}]})
+    assert body["params"] == {"a": {"k": 1}, "b": [{"k": 2}, {"k": 3}]}
+
+
 def test_a_missing_name_is_a_400_naming_it(api):
     response = api.post("/tasks", {"prompt": "no name"})
     assert response.status_code == 400

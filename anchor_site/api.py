@@ -228,7 +228,9 @@ class Docs(Swagger):
 
 class BodyParser(Parser):
     """JSON bodies, refusing an object that gives a key twice: Python's parser would quietly keep the last value,
-    so `{"name": "a", "name": "b"}` would be a task named "b" that its caller may think is "a"."""
+    so `{"name": "a", "name": "b"}` would be a task named "b" that its caller may think is "a". A body Python
+    cannot read for its own limits (digits in an integer, depth of nesting) is refused in words the caller
+    can act on, not in the interpreter's (which DEBUG would show, down to `sys.set_int_max_str_digits()`)."""
 
     def parse_body(self, request: HttpRequest) -> Any:
         # id() of each object given a key twice → (the object, kept alive so no other takes its id; that key)
@@ -241,7 +243,16 @@ class BodyParser(Parser):
                 duplicates[id(obj)] = (obj, next(key for key, count in counts.items() if count > 1))
             return obj
 
-        data = json.loads(request.body, object_pairs_hook=to_dict)
+        try:
+            data = json.loads(request.body, object_pairs_hook=to_dict)
+        except RecursionError:
+            raise InputError("body", "the body is nested too deeply") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise  # django-ninja's own "Cannot parse request body"
+        except ValueError:
+            # Not a syntax error: JSON's grammar leaves only Python's cap on an integer's digits. (A parse_int
+            # hook would say so as surely, but costs a stack frame where the parser is at its deepest.)
+            raise InputError("body", "a number has too many digits") from None
         if duplicates:
             raise InputError(_path_to_duplicate(data, duplicates), "is given more than once")
         return data

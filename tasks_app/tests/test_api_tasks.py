@@ -545,6 +545,27 @@ def test_the_same_key_in_two_objects_of_a_body_is_fine(api):
     assert body["params"] == {"a": {"k": 1}, "b": [{"k": 2}, {"k": 3}]}
 
 
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("raw, message", [
+    ('{"name": "t", "params": {"n": ' + "7" * 5000 + "}}", "a number has too many digits"),
+    ('{"name": "t", "params": {"n": -' + "7" * 5000 + "}}", "a number has too many digits"),
+    ('{"name": "t", "params": ' + "[" * 2000 + "]" * 2000 + "}", "the body is nested too deeply"),
+    ('{"name": "t", "params": ' + '{"a": ' * 2000 + "1" + "}" * 2000 + "}", "the body is nested too deeply"),
+])
+def test_a_body_past_pythons_own_limits_is_a_400_in_plain_words(api, settings, debug, raw, message):
+    settings.DEBUG = debug  # which used to add the interpreter's own message, naming sys.set_int_max_str_digits()
+    response = api.post("/tasks", raw=raw)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == {"code": "invalid_input", "message": message, "field": "body"}
+    assert Task.objects.count() == 0
+
+
+def test_a_body_that_is_not_utf8_is_still_a_plain_parse_error(api):
+    response = api.client.post("/api/v1/tasks", b'{"name": "\xff"}', content_type="application/json", headers=api.headers)
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": "invalid_input", "message": "Cannot parse request body", "field": "body"}
+
+
 def test_a_missing_name_is_a_400_naming_it(api):
     response = api.post("/tasks", {"prompt": "no name"})
     assert response.status_code == 400

@@ -1,5 +1,5 @@
-"""Cross-cutting HTTP behaviour: security headers, no NUL from a URL reaching a query, JSON for the API's 405s, and a
-clear 503 when the database is away."""
+"""Cross-cutting HTTP behaviour: security headers, HEAD wherever the API takes GET and JSON for the API's 405s, no NUL
+from a URL reaching a query, and a clear 503 when the database is away."""
 
 from __future__ import annotations
 
@@ -56,26 +56,49 @@ def api_error(status: int, code: str, message: str, field: str | None = None) ->
     return JsonResponse({"error": {"code": code, "message": message, "field": field}}, status=status)
 
 
-class ApiMethodNotAllowedMiddleware:
-    """django-ninja answers a method an endpoint does not take with a plain-text 405; the API promises
-    JSON errors, so it becomes the API's `{"error": ...}` shape, keeping the Allow header."""
+class ApiMethodsMiddleware:
+    """Methods on the API, where django-ninja falls short of what the API promises:
+
+    - HEAD is GET without the body, but django-ninja routes by method and would answer it 405. An API HEAD is routed
+      as GET, and whatever the answer (a 401 or a 405 too) keeps its status and headers, Content-Length included,
+      and loses its body, whatever server runs the app.
+    - A method an endpoint does not take gets a plain-text 405; it becomes the API's JSON error, keeping the Allow
+      header (HEAD added wherever it lists GET).
+
+    Placed before NulInUrlMiddleware, so that its answers to a HEAD lose their body too. One middleware rather than
+    two because every layer costs stack frames, and how deeply nested a JSON body can be parsed depends on those left."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        if (
-            response.status_code != 405
-            or not request.path.startswith("/api/")
-            or response.get("Content-Type", "").startswith("application/json")
-        ):
-            return response
-        allowed = response.get("Allow", "")
-        message = f"{request.method} is not allowed here; allowed: {allowed}"
-        json_response = api_error(405, "method_not_allowed", message)
-        json_response["Allow"] = allowed
-        return json_response
+        if not request.path.startswith("/api/"):
+            return self.get_response(request)
+        head = request.method == "HEAD"
+        if head:
+            request.method = "GET"
+        try:
+            response = self.get_response(request)
+        finally:
+            if head:
+                request.method = "HEAD"
+        if response.status_code == 405 and not response.get("Content-Type", "").startswith("application/json"):
+            response = _json_method_not_allowed(request, response)
+        if head:
+            if response.streaming:
+                response.streaming_content = []
+            else:
+                response.content = b""
+        return response
+
+
+def _json_method_not_allowed(request: HttpRequest, response: HttpResponse) -> JsonResponse:
+    allowed = response.get("Allow", "")
+    if "GET" in allowed.split(", "):
+        allowed += ", HEAD"
+    json_response = api_error(405, "method_not_allowed", f"{request.method} is not allowed here; allowed: {allowed}")
+    json_response["Allow"] = allowed
+    return json_response
 
 
 class DatabaseUnavailableMiddleware:

@@ -68,8 +68,8 @@ MIDDLEWARE = [
     # Serves collectstatic output in production too, so one ASGI process is a complete deployment.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "anchor_site.middleware.SecurityHeadersMiddleware",
+    "anchor_site.middleware.ApiMethodsMiddleware",
     "anchor_site.middleware.NulInUrlMiddleware",
-    "anchor_site.middleware.ApiMethodNotAllowedMiddleware",
     "anchor_site.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -34,8 +34,8 @@ def test_api_docs_are_served_without_a_cdn(client, django_user_model):
 
 
 @pytest.mark.parametrize("method, path, allowed", [
-    ("put", "/api/v1/tasks", "GET, POST"),
-    ("delete", "/api/v1/tasks", "GET, POST"),
+    ("put", "/api/v1/tasks", "GET, HEAD, POST"),
+    ("delete", "/api/v1/tasks", "GET, HEAD, POST"),
     ("get", "/api/v1/healing-events/heal_x/approve", "POST"),
 ])
 def test_a_method_an_endpoint_does_not_take_is_a_json_405_with_allow(client, method, path, allowed):

@@ -226,6 +226,25 @@ class Docs(Swagger):
 # -- request bodies ------------------------------------------------------------------------------------
 
 
+MAX_BODY_DEPTH = 100  # a task's params may nest 64 levels; nothing real comes near this
+_JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # strings (skipped whole) and brackets
+
+
+def _nested_deeper_than(raw: bytes, limit: int) -> bool:
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False  # the usual body: too few brackets to be that deep, and no scan
+    depth = 0
+    for token in _JSON_NESTING.finditer(raw):
+        bracket = token.group()
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif bracket in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
 class BodyParser(Parser):
     """JSON bodies, refusing an object that gives a key twice: Python's parser would quietly keep the last value,
     so `{"name": "a", "name": "b"}` would be a task named "b" that its caller may think is "a". A body Python
@@ -243,6 +262,10 @@ class BodyParser(Parser):
                 duplicates[id(obj)] = (obj, next(key for key, count in counts.items() if count > 1))
             return obj
 
+        if _nested_deeper_than(request.body, MAX_BODY_DEPTH):
+            # Refused before parsing: how deep Python's parser and validators get before the interpreter's own limit
+            # depends on how deep the stack already is, which no caller should have to guess.
+            raise InputError("body", f"the body is nested more than {MAX_BODY_DEPTH} levels deep")
         try:
             data = json.loads(request.body, object_pairs_hook=to_dict)
         except RecursionError:

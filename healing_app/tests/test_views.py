@@ -369,10 +369,10 @@ def test_event_parts_render_alone(client, reviewer, pending):
     assert client.get(reverse("event-part", args=[pending.pk, "nope"])).status_code == 404
 
 
-def test_event_that_is_still_healing_shows_what_it_has(client, reviewer, task):
+def test_a_failed_heal_shows_what_it_has_and_no_new_version(client, reviewer, task):
     event_id = scenario.event_pending_make(task.pk, final=Status.FAILED)
     html = _login(client, reviewer).get(reverse("event-detail", args=[event_id])).content.decode()
-    assert "The heal failed" in html and "No new version yet" in html and "approve-button" not in html
+    assert "The heal failed" in html and "No new version was written." in html and "approve-button" not in html
 
 
 def test_event_text_is_escaped(client, reviewer, pending):

@@ -37,6 +37,7 @@ from healing_app.agents.llm_chat import (
     Chat,
     Limits,
     LLMUnavailable,
+    Stopped,
     append_tool_reply,
     assistant_dict,
     clip,
@@ -377,6 +378,8 @@ class CodeWriter:
                         reply = {"ok": False, "error": f"unknown tool {name!r}"}
                     append_tool_reply(messages, page_messages, call_id=call.id, reply=reply)
             return result(code=None, reason=f"no code within {limits.max_steps} model steps")
+        except Stopped as exc:
+            return result(code=None, reason=f"the exploration was stopped: {exc}")
         except LLMUnavailable as exc:
             return result(code=None, reason=f"the LLM was unavailable: {exc}")
 

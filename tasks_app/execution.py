@@ -87,16 +87,23 @@ def run_execute(run: Run, *, browser=None, on_step_extra=None) -> RunResult:
                        cancel=cancelled)
 
 
+LIVE_TRACE_STEPS = 50  # more than most tasks take; the stored trace is rewritten with each
+
+
 def run_step_record(run: Run, step: dict) -> None:
-    """A step the running run just took: kept at once, with the heartbeat (one update), so that a page opened
-    mid-run shows the steps done so far and a run whose worker dies keeps how far it got; and sent to open pages."""
-    Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now(), trace=_trace_with(step))
+    """A step the running run just took: sent to open pages, and its first LIVE_TRACE_STEPS steps kept at once, with
+    the heartbeat (one update), so that a page opened mid-run shows the steps done so far and a run whose worker dies
+    keeps how far it got. Each append rewrites the stored trace, so a run of thousands of steps (a scraping loop)
+    would write its trace thousands of times: its later steps are stored when it ends."""
+    live = step.get("index", 0) < LIVE_TRACE_STEPS
+    Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+        heartbeat_at=timezone.now(), **({"trace": _trace_with(step)} if live else {})
+    )
     broadcast.publish(kind="run.step", task_id=run.task_id, data={"run": run.pk, "step": step})
 
 
 def _trace_with(step: dict) -> RawSQL:
-    """The run's trace with `step` appended, in the database: sending the whole trace back on every step would
-    write a long run's steps over and over."""
+    """The run's trace with `step` appended, in the database (the step is all that travels)."""
     value = json.dumps(storable(step))
     if connection.vendor == "postgresql":
         return RawSQL("COALESCE(trace, '[]'::jsonb) || jsonb_build_array(%s::jsonb)", (value,))

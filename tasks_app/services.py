@@ -84,7 +84,7 @@ def task_update(*, task: Task, actor: Actor | None = None, **changes: Any) -> Ta
             return task  # nothing to change, nothing to audit
         if code is not _UNSET or "params" in changed or new_secrets is not None:
             _require_secrets_holder(task, actor, "change its code, params or secrets")
-        if "self_healing_config" in changed and _review_weakened(task.config, changed["self_healing_config"]):
+        if _review_weakened(task, changed):
             # Machine-written code would then reach the secrets with no person reading it first.
             _require_secrets_holder(task, actor, "let its heals deploy without a reviewer or a validation run")
         for field, value in changed.items():
@@ -125,11 +125,16 @@ def _require_secrets_holder(task: Task, actor: Actor | None, what: str) -> None:
     raise PermissionDenied(f"the task holds secrets: only its owner or a reviewer may {what}")
 
 
-def _review_weakened(before: dict, after: dict) -> bool:
-    """Whether a config change lets heals deploy with less checking: auto_deploy on, or validation off."""
-    return (after["auto_deploy"] and not before["auto_deploy"]) or (
-        before["validation_required"] and not after["validation_required"]
-    )
+def _review_weakened(task: Task, changed: dict[str, Any]) -> bool:
+    """Whether the changes let heals deploy with less checking than before: without a reviewer (auto_deploy) or
+    without a validation run. Turning healing on counts too, when the config already says so."""
+
+    def unchecked(self_healing: bool, config: dict) -> tuple[bool, bool]:
+        return self_healing and config["auto_deploy"], self_healing and not config["validation_required"]
+
+    before = unchecked(task.self_healing, task.config)
+    after = unchecked(changed.get("self_healing", task.self_healing), changed.get("self_healing_config", task.config))
+    return any(now and not then for then, now in zip(before, after))
 
 
 def task_changes_check(task: Task | None, changes: dict[str, Any]) -> dict[str, Any]:

@@ -73,8 +73,9 @@ class LLMUnavailable(Exception):
     """The model could not be used for this request (after the bounded retries); fall back."""
 
 
-class Stopped(LLMUnavailable):
-    """The run was stopped (cancelled, or out of time) while the model was being asked; its answer is not awaited."""
+class Stopped(Exception):
+    """The run was stopped (cancelled, or out of time) while the model was being asked; its answer is not awaited.
+    Not an LLMUnavailable: the model did nothing wrong, and there is no run left to hand to another agent."""
 
 
 def tool(name: str, description: str, properties: dict, required: tuple[str, ...] = ()) -> dict:

@@ -204,8 +204,9 @@
     if (added && announcer) announcer.textContent = added === 1 ? "1 new healing event" : added + " new healing events";
   }
 
-  // A running run's steps are only on the page, not yet in the database: a re-fetched card would lose them,
-  // so they are put aside before the swap and put back by replaySteps (which skips steps already there).
+  // A re-fetched card has the running run's steps the database holds (its first fifty, and only until the
+  // moment it was rendered): the ones the page got live are put aside before the swap and put back by
+  // replaySteps (which skips steps already there).
   function keepSteps(root) {
     root.querySelectorAll("[data-live-steps]").forEach(function (list) {
       var steps = Array.prototype.map.call(list.children, function (item) {

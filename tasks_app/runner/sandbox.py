@@ -275,8 +275,10 @@ class _Watchdog(threading.Thread):
     def fire(self, reason: str) -> None:
         self.fired = True
         self.reason = reason
-        self.child.kill()
-        self.stopped.set()
+        try:
+            self.child.kill()  # first: an agent told to stop before the child died could let it report its own end
+        finally:
+            self.stopped.set()  # even if the kill failed, or took its seconds
 
     def run(self) -> None:
         while not self._stop.wait(0.05):

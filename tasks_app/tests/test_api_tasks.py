@@ -292,6 +292,11 @@ def test_on_a_task_holding_secrets_only_its_owner_or_a_reviewer_may_switch_revie
     without_secrets = _create(api)
     assert eve.patch(f"/tasks/{without_secrets['id']}", {"self_healing_config": {"auto_deploy": True}}).status_code == 200
 
+    # Healing off, auto_deploy left on by the owner: turning healing on is switching review off too.
+    dormant = _create(api, secrets={"password": "hunter2"}, self_healing=False, self_healing_config={"auto_deploy": True})
+    assert eve.patch(f"/tasks/{dormant['id']}", {"self_healing": True}).status_code == 403
+    assert Task.objects.get(pk=dormant["id"]).self_healing is False
+
 
 def test_changes_are_audited_under_the_keys_owner(api, owner):
     body = _create(api)

@@ -110,3 +110,21 @@ def test_a_running_runs_steps_so_far_are_kept_and_shown_to_a_page_opened_mid_run
     assert 'data-step-count="' + run.pk + '">2<' in seen["page"] and "#name" in seen["page"]
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED and [s["action"] for s in run.trace][:2] == ["goto", "fill"]
+
+
+def test_only_a_runs_first_steps_are_stored_as_they_happen_the_rest_when_it_ends():
+    """Each stored step rewrites the trace: a run of thousands of steps must not write it thousands of times."""
+    run = _running_run()
+    steps = [{"index": i, "line": 2, "action": "click", "selector": f"#b{i}"} for i in range(execution.LIVE_TRACE_STEPS + 2)]
+    for step in steps:
+        execution.run_step_record(run, step)
+    run.refresh_from_db()
+    assert [s["index"] for s in run.trace] == list(range(execution.LIVE_TRACE_STEPS))
+    assert run.heartbeat_at is not None
+
+    finished = execution.run_finish(run, RunResult(
+        status=Run.Status.SUCCEEDED, output={},
+        steps=[Step(index=s["index"], line=2, action="click", selector=s["selector"], args={}, url="http://x/",
+                    started_ms=0.0, duration_ms=1.0) for s in steps],
+    ))
+    assert len(finished.trace) == execution.LIVE_TRACE_STEPS + 2

@@ -111,6 +111,12 @@ class HealingEvent(models.Model):
         return status in self.TRANSITIONS.get(self.status, frozenset())
 
     @property
+    def superseded(self) -> bool:
+        """The task's current version is no longer the one this heal patched: approving it would overwrite that
+        change (healing_approve refuses it), so it can only be rejected."""
+        return self.task.current_version_id != self.original_version_id
+
+    @property
     def finished(self) -> bool:
         """Deployed, rejected or failed: nothing more will happen to it."""
         return self.status in self.FINAL

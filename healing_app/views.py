@@ -213,8 +213,6 @@ def _event_context(request: HttpRequest, event_id: str) -> dict:
         "diff": diff,
         "can_review": services.can_review(request.user),
         "is_pending": event.status == HealingEvent.Status.PENDING_REVIEW,
-        # Approving would be refused (Superseded): the task's code moved on since the heal began.
-        "is_superseded": event.task.current_version_id != event.original_version_id,
         "timings": _timing_rows(event),
         "trace": _trace_rows(event.agent_trace),
         "candidates": _candidate_rows(event.candidate_scores),

@@ -292,8 +292,10 @@ class _Takeover:
             else "what the selector and the prompt say"
         )
         page = self._observe()
-        in_menu = closed_menu_match(self.target, self.page, self.context.rejected_elements)
-        if self.locator_verdict.get("abstained") and in_menu and in_menu.item:
+        in_menu = self.locator_verdict.get("abstained") and closed_menu_match(
+            self.target, self.page, self.context.rejected_elements
+        )
+        if in_menu and in_menu.item:
             # Nothing on show is the element, one in a closed menu is. The model sees only what is on show, and
             # might settle for a look-alike there; the heuristic agent opens the menu (and the fix says how).
             return self._stop(f"the element is in a closed menu (“{in_menu.item.get('opener_text') or 'a menu'}”), "

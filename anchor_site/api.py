@@ -268,8 +268,6 @@ class BodyParser(Parser):
             raise InputError("body", f"the body is nested more than {MAX_BODY_DEPTH} levels deep")
         try:
             data = json.loads(request.body, object_pairs_hook=to_dict)
-        except RecursionError:
-            raise InputError("body", "the body is nested too deeply") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise  # django-ninja's own "Cannot parse request body"
         except ValueError:
@@ -282,8 +280,8 @@ class BodyParser(Parser):
 
 
 def _path_to_duplicate(data: Any, duplicates: dict[int, tuple[dict, str]]) -> str:
-    """The dotted path (`params.items.0.name`) of the first key given twice. Walked without recursion, and each
-    node keeps only a link to its parent's path: a body may be nested as deeply as the JSON parser allows."""
+    """The dotted path (`params.items.0.name`) of the first key given twice, walked depth first in the body's
+    order; each node keeps only a link to its parent's path."""
     stack: list[tuple[Any, tuple | None]] = [(data, None)]
     while stack:
         node, path = stack.pop()

@@ -65,8 +65,7 @@ class ApiMethodsMiddleware:
     - A method an endpoint does not take gets a plain-text 405; it becomes the API's JSON error, keeping the Allow
       header (HEAD added wherever it lists GET).
 
-    Placed before NulInUrlMiddleware, so that its answers to a HEAD lose their body too. One middleware rather than
-    two because every layer costs stack frames, and how deeply nested a JSON body can be parsed depends on those left."""
+    Placed before NulInUrlMiddleware, so that its answers to a HEAD lose their body too."""
 
     def __init__(self, get_response):
         self.get_response = get_response

@@ -274,22 +274,25 @@ def _task_context(request: HttpRequest, task: Task, *, part: str | None = None) 
 
 
 def _diff_context(request: HttpRequest, task: Task, *, version_count: int) -> dict:
-    chosen = {"a", "b"} <= set(request.GET)
-    shown = {"version_count": version_count, "diff_chosen": chosen}
+    chosen = {"a", "b"} <= set(request.GET)  # by the reader: the comparison stays put instead of following deploys
+    return {"version_count": version_count, "diff_chosen": chosen, **_comparison(request, task, chosen, version_count)}
+
+
+def _comparison(request: HttpRequest, task: Task, chosen: bool, version_count: int) -> dict:
     if chosen:
         form = DiffForm(request.GET)
     elif version_count < 2:
-        return {**shown, "diff_form": None, "version_diff": None}  # nothing to compare: no form pre-filled "v1 → v1"
+        return {"diff_form": None, "version_diff": None}  # nothing to compare: no form pre-filled "v1 → v1"
     else:
         form = DiffForm(initial=_default_pair(task))
     if not form.is_bound or not form.is_valid():
-        return {**shown, "diff_form": form, "version_diff": None}
+        return {"diff_form": form, "version_diff": None}
     a, b = form.cleaned_data["a"], form.cleaned_data["b"]
     codes = dict(task.versions.filter(number__in=[a, b]).values_list("number", "code"))
     if a not in codes or b not in codes:
         form.add_error(None, "Both versions must exist for this task.")
-        return {**shown, "diff_form": form, "version_diff": None}
-    return {**shown, "diff_form": form, "version_diff": render_diff(codes[a], codes[b], context=6), "diff_pair": (a, b)}
+        return {"diff_form": form, "version_diff": None}
+    return {"diff_form": form, "version_diff": render_diff(codes[a], codes[b], context=6), "diff_pair": (a, b)}
 
 
 def _default_pair(task: Task) -> dict:

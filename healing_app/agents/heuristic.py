@@ -893,9 +893,14 @@ def _link_sources(wanted_url: str, base_url: object) -> list[str]:
     return list(dict.fromkeys(sources))[:3]
 
 
+def _link_url(origin: str, link: dict) -> str:
+    """The absolute URL a link of a page on `origin` leads to, without its fragment."""
+    return urljoin(origin + "/", link.get("href") or "").split("#")[0]
+
+
 def _rejected_links(links: list[dict], origin: str, rejected_paths: list[str]) -> list[str]:
     """The paths of the site's links that reviewers rejected as the moved page's new place, in the page's order."""
-    paths = (urlparse(urljoin(origin + "/", link.get("href") or "")).path for link in links)
+    paths = (urlparse(_link_url(origin, link)).path for link in links)
     return list(dict.fromkeys(path for path in paths if path in rejected_paths))
 
 
@@ -906,7 +911,7 @@ def _rank_links(
     this page's new place are not candidates."""
     best: dict[str, tuple[float, str, str]] = {}
     for link in links:
-        url = urljoin(origin + "/", link.get("href") or "").split("#")[0]
+        url = _link_url(origin, link)
         path = urlparse(url).path
         if not _same_origin(url, origin) or path.rstrip("/") in ("", home_path.rstrip("/")) or path in (wanted_path, *rejected_paths):
             continue

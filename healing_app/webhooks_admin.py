@@ -6,13 +6,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import redirect
 from django.urls import reverse
 
 from healing_app import webhook_services as services
 from healing_app.models import WebhookDelivery, WebhookEndpoint
-from tasks_app.admin import IdCheckedAdmin, shown_once_response
+from tasks_app.admin import IdCheckedAdmin, shown_once_page, shown_once_url
 from tasks_app.audit import admin_actor
 from tasks_app.config import InputError
+from tasks_app.shown_once import stash_secrets, take_secrets
 
 EVENT_TYPE_CHOICES = [(t, t) for t in WebhookEndpoint.EVENT_TYPES]
 
@@ -71,10 +73,10 @@ class WebhookEndpointAdmin(IdCheckedAdmin):
             return
         endpoint, secret = services.webhook_endpoint_create(actor=admin_actor(request), **data)
         obj.pk = endpoint.pk
-        request._webhook_secrets = [(endpoint, secret)]
+        request._webhook_secrets = {endpoint.pk: secret}
 
     def response_add(self, request, obj, post_url_continue=None):
-        return self._secrets_page(request, "Webhook endpoint created")
+        return self._redirect_to_secrets(request)
 
     def delete_model(self, request, obj):
         services.webhook_endpoint_delete(endpoint=obj, actor=admin_actor(request))
@@ -93,10 +95,10 @@ class WebhookEndpointAdmin(IdCheckedAdmin):
 
     @admin.action(description="Rotate secret (old one keeps signing for 24 hours)", permissions=["change"])
     def rotate_secret(self, request, queryset):
-        request._webhook_secrets = [
-            (endpoint, services.webhook_secret_rotate(endpoint=endpoint, actor=admin_actor(request))) for endpoint in queryset
-        ]
-        return self._secrets_page(request, "New webhook secrets")
+        request._webhook_secrets = {
+            endpoint.pk: services.webhook_secret_rotate(endpoint=endpoint, actor=admin_actor(request)) for endpoint in queryset
+        }
+        return self._redirect_to_secrets(request)
 
     @admin.action(description="Enable", permissions=["change"])
     def enable(self, request, queryset):
@@ -115,13 +117,26 @@ class WebhookEndpointAdmin(IdCheckedAdmin):
                 return
         self.message_user(request, f"{queryset.count()} endpoint(s) {'enabled' if enabled else 'disabled'}.")
 
-    def _secrets_page(self, request, title: str):
+    def get_urls(self):
+        return [shown_once_url(self, self.secrets_view), *super().get_urls()]  # before "<path:object_id>/"
+
+    def _redirect_to_secrets(self, request):
+        stash_secrets(request, "admin.webhook_secrets", request._webhook_secrets)
+        return redirect("admin:healing_app_webhookendpoint_shown_once")
+
+    def secrets_view(self, request):
+        """The new secrets, on the first GET after a create or a rotation; later GETs (F5) say how to get new ones."""
+        stashed = take_secrets(request, "admin.webhook_secrets")
+        endpoints = self.get_queryset(request).filter(pk__in=stashed).order_by("url")
         rows = [
-            {"endpoint": endpoint, "secret": secret,
+            {"endpoint": endpoint, "secret": stashed[endpoint.pk],
              "url": reverse("admin:healing_app_webhookendpoint_change", args=[quote(endpoint.pk)])}
-            for endpoint, secret in getattr(request, "_webhook_secrets", [])
+            for endpoint in endpoints
+            # Replaced before it was shown (a rotation in another tab): showing it would mislead.
+            if stashed[endpoint.pk] == endpoint.current_secret
         ]
-        return shown_once_response(self, request, "webhooks/admin_secret.html", {"title": title, "rows": rows})
+        title = "New webhook signing secrets" if rows else "Webhook signing secrets"
+        return shown_once_page(self, request, "webhooks/admin_secret.html", {"title": title, "rows": rows})
 
 
 @admin.register(WebhookDelivery)

@@ -20,9 +20,9 @@ from healing_app import webhooks
 from healing_app.models import WebhookEndpoint
 from tasks_app.audit import dashboard_actor
 from tasks_app.config import InputError
-from tasks_app.crypto import decrypt_secrets, encrypt_secrets
 from tasks_app.ids import object_or_404
 from tasks_app.models import Task
+from tasks_app.shown_once import stash_secrets, take_secrets, uncached
 
 DELIVERIES_PER_PAGE = 50
 
@@ -137,10 +137,7 @@ def endpoint_secret(request: HttpRequest, endpoint_id: str) -> HttpResponse:
     """The new secret, on the first GET after a create or a rotation; later GETs (F5) say how to get a new one."""
     endpoint = _endpoint(request, endpoint_id)
     secret, created = _take_secret(request, endpoint)
-    response = render(request, "webhooks/secret.html", {"endpoint": endpoint, "secret": secret, "created": created})
-    # The first answer holds the secret: no cache, nor the browser's Back, may keep a copy.
-    response["Cache-Control"] = "no-store"
-    return response
+    return uncached(render(request, "webhooks/secret.html", {"endpoint": endpoint, "secret": secret, "created": created}))
 
 
 @login_required
@@ -171,26 +168,20 @@ def _form_page(request: HttpRequest, form: WebhookEndpointForm, *, endpoint: Web
     return render(request, "webhooks/form.html", {"form": form, "endpoint": endpoint}, status=status)
 
 
-def _secret_session_key(endpoint: WebhookEndpoint) -> str:
-    return f"webhooks.new_secret.{endpoint.pk}"
+def _secret_slot(endpoint: WebhookEndpoint) -> str:
+    return f"webhook.{endpoint.pk}"
 
 
 def _redirect_to_secret(request: HttpRequest, endpoint: WebhookEndpoint, secret: str, *, created: bool) -> HttpResponse:
-    # Post/Redirect/Get, so a reload does not send the form again (a second create is refused as a twin, a second
-    # rotation would replace the secret just shown). The secret crosses the redirect in the session (sessions are
-    # in the database, not a cookie), encrypted like the endpoint's own copy, and the first GET pops it; never in
-    # the URL or a message (a message cookie is signed, not encrypted).
-    request.session[_secret_session_key(endpoint)] = {"secret": encrypt_secrets({"secret": secret}), "created": created}
+    # Post/Redirect/Get (see tasks_app.shown_once): a reload must not create a twin or rotate again.
+    stash_secrets(request, _secret_slot(endpoint), {"secret": secret, "created": "yes" if created else ""})
     return redirect("webhooks:secret", endpoint_id=endpoint.pk)
 
 
 def _take_secret(request: HttpRequest, endpoint: WebhookEndpoint) -> tuple[str, bool]:
     """The secret stashed by _redirect_to_secret, once: ("", False) when there is none."""
-    stashed = request.session.pop(_secret_session_key(endpoint), None)
-    if not stashed:
-        return "", False
-    secret = decrypt_secrets(stashed["secret"]).get("secret", "")
+    stashed = take_secrets(request, _secret_slot(endpoint))
     # Replaced before it was shown (a rotation in another tab, or by staff): showing it would mislead.
-    if secret != endpoint.current_secret:
+    if not stashed or stashed["secret"] != endpoint.current_secret:
         return "", False
-    return secret, stashed["created"]
+    return stashed["secret"], bool(stashed["created"])

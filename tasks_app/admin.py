@@ -6,9 +6,12 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET
 
 from healing_app.diffing import DIFF_STYLESHEETS, render_diff
 from healing_app.models import HealingEvent, Review
@@ -17,6 +20,7 @@ from tasks_app.audit import admin_actor, audit_log
 from tasks_app.forms import TaskForm
 from tasks_app.ids import could_be_id
 from tasks_app.models import ApiKey, AuditLog, CodeVersion, ElementFingerprint, Run, Task
+from tasks_app.shown_once import stash_secrets, take_secrets, uncached
 
 
 class IdCheckedAdmin(admin.ModelAdmin):
@@ -33,13 +37,17 @@ class IdCheckedAdmin(admin.ModelAdmin):
         return super().response_action(request, queryset)
 
 
-def shown_once_response(model_admin: admin.ModelAdmin, request, template: str, context: dict) -> TemplateResponse:
-    """A page that shows a new secret this once. Rendered, not redirected: a message cookie or the session
-    would keep it (a message cookie is signed, not encrypted); no-store keeps it out of every cache."""
+def shown_once_url(model_admin: admin.ModelAdmin, view) -> URLPattern:
+    """The admin page a POST that made new secrets redirects to (see tasks_app.shown_once): GET only, since
+    whatever asks first takes the secrets; named like the admin's own, `<app>_<model>_shown_once`."""
+    opts = model_admin.model._meta
+    name = f"{opts.app_label}_{opts.model_name}_shown_once"
+    return path("shown-once/", model_admin.admin_site.admin_view(require_GET(view)), name=name)
+
+
+def shown_once_page(model_admin: admin.ModelAdmin, request, template: str, context: dict) -> TemplateResponse:
     context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, **context}
-    response = TemplateResponse(request, template, context)
-    response["Cache-Control"] = "no-store"
-    return response
+    return uncached(TemplateResponse(request, template, context))
 
 
 class CodeVersionInline(admin.TabularInline):
@@ -274,8 +282,20 @@ class ApiKeyAdmin(IdCheckedAdmin):
         request._api_key_raw = raw
 
     def response_add(self, request, obj, post_url_continue=None):
-        context = {"title": "API key created", "key": obj, "raw": request._api_key_raw}
-        return shown_once_response(self, request, "admin/tasks_app/apikey/created.html", context)
+        stash_secrets(request, "admin.api_key", {"id": obj.pk, "raw": request._api_key_raw})
+        return redirect("admin:tasks_app_apikey_shown_once")
+
+    def get_urls(self):
+        return [shown_once_url(self, self.created_view), *super().get_urls()]  # before "<path:object_id>/"
+
+    def created_view(self, request):
+        """The new key, on the first GET after it was made; later GETs (F5) say it is not shown again."""
+        stashed = take_secrets(request, "admin.api_key")
+        key = ApiKey.objects.filter(pk=stashed.get("id"), revoked_at=None).first()
+        # Revoked before it was shown (in another tab): showing it would mislead.
+        raw = stashed["raw"] if key is not None and key.hashed == ApiKey.hash(stashed["raw"]) else ""
+        context = {"title": "API key created" if raw else "API key", "key": key, "raw": raw}
+        return shown_once_page(self, request, "admin/tasks_app/apikey/created.html", context)
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request, queryset):

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from healing_app.models import WebhookDelivery, WebhookEndpoint
-from healing_app.webhook_services import webhook_endpoint_create
+from healing_app.webhook_services import webhook_endpoint_create, webhook_secret_rotate
 from tasks_app.models import AuditLog
 from tests.admin_urls import admin_object_url
 
@@ -40,14 +40,20 @@ def test_the_changelist_lists_endpoints_with_status(admin_client, endpoint):
 
 
 def test_adding_an_endpoint_goes_through_the_service_and_shows_the_secret_once(admin_client):
-    response = admin_client.post(
+    posted = admin_client.post(
         reverse("admin:healing_app_webhookendpoint_add"), {"url": PUBLIC_URL, "description": "ops", "event_types": ["run.failed"]}
     )
-    assert response.status_code == 200
+    assert posted.status_code == 302  # Post/Redirect/Get: a reload does not post the form again
     endpoint = WebhookEndpoint.objects.get()
-    assert endpoint.current_secret in response.content.decode()
+    assert endpoint.current_secret not in posted["Location"]
+    shown = admin_client.get(posted["Location"])
+    assert "no-store" in shown["Cache-Control"]
+    assert endpoint.current_secret in shown.content.decode()
     assert endpoint.event_types == ["run.failed"]
     assert AuditLog.objects.filter(action="webhook.create", actor_label="root via admin").exists()
+
+    reloaded = admin_client.get(posted["Location"]).content.decode()
+    assert endpoint.current_secret not in reloaded and 'id="secret-shown-once"' in reloaded
     change = admin_client.get(admin_object_url(endpoint)).content.decode()
     assert endpoint.current_secret not in change
     assert endpoint.secret_masked in change
@@ -77,13 +83,31 @@ def _action(admin_client, action: str, *ids, model: str = "webhookendpoint"):
     )
 
 
-def test_the_rotate_action_shows_the_new_secrets(admin_client, endpoint):
+def test_the_rotate_action_shows_the_new_secrets_once(admin_client, endpoint):
     old = endpoint.current_secret
-    response = _action(admin_client, "rotate_secret", endpoint.pk)
+    other, _ = webhook_endpoint_create(actor=None, url=PUBLIC_URL + "/other")
+    posted = _action(admin_client, "rotate_secret", endpoint.pk, other.pk)
+    assert posted.status_code == 302
     endpoint.refresh_from_db()
+    other.refresh_from_db()
     assert endpoint.current_secret != old
-    assert endpoint.current_secret in response.content.decode()
+    shown = admin_client.get(posted["Location"]).content.decode()
+    assert endpoint.current_secret in shown and other.current_secret in shown
     assert endpoint.signing_secrets(at=endpoint.created_at) == [endpoint.current_secret, old]
+
+    reloaded = admin_client.get(posted["Location"]).content.decode()
+    assert endpoint.current_secret not in reloaded and 'id="secret-shown-once"' in reloaded
+    endpoint.refresh_from_db()
+    assert endpoint.signing_secrets(at=endpoint.created_at) == [endpoint.current_secret, old]  # not rotated again
+
+
+def test_a_secret_rotated_again_before_its_page_was_shown_is_not_shown(admin_client, endpoint):
+    posted = _action(admin_client, "rotate_secret", endpoint.pk)
+    endpoint.refresh_from_db()
+    first = endpoint.current_secret
+    webhook_secret_rotate(endpoint=endpoint, actor=None)
+    shown = admin_client.get(posted["Location"]).content.decode()
+    assert first not in shown and 'id="secret-shown-once"' in shown
 
 
 def test_the_disable_and_enable_actions(admin_client, endpoint):

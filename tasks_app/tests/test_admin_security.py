@@ -67,7 +67,7 @@ def test_only_a_superuser_may_create_a_key_for_someone_else(client, django_user_
     assert "user" in response.context["adminform"].form.errors
     assert not ApiKey.objects.exists()
 
-    assert client.post(add, {"user": sam.pk, "name": "mine"}).status_code == 200
+    assert client.post(add, {"user": sam.pk, "name": "mine"}).status_code == 302
     assert ApiKey.objects.get().user == sam
 
 
@@ -78,15 +78,36 @@ def test_a_superuser_may_create_a_key_for_someone_else(root_client, member):
 
 
 def test_a_new_key_is_shown_once_on_an_uncached_page_not_in_a_message_cookie(root_client, root):
-    response = root_client.post(reverse("admin:tasks_app_apikey_add"), {"user": root.pk, "name": "ci"})
-    assert response.status_code == 200
+    posted = root_client.post(reverse("admin:tasks_app_apikey_add"), {"user": root.pk, "name": "ci"})
+    assert posted.status_code == 302  # Post/Redirect/Get: a reload does not make a second key
+    assert "messages" not in posted.cookies
+    response = root_client.get(posted["Location"])
     assert "no-store" in response["Cache-Control"]
-    assert "messages" not in response.cookies
     raw = response.context["raw"]
-    assert raw in response.content.decode()
+    assert raw and raw in response.content.decode()
+    assert raw not in posted["Location"]
     assert ApiKey.objects.get().hashed == ApiKey.hash(raw)
+
+    reloaded = root_client.get(posted["Location"]).content.decode()
+    assert raw not in reloaded and 'id="key-shown-once"' in reloaded
+    assert ApiKey.objects.count() == 1
     change = root_client.get(admin_object_url(ApiKey.objects.get()))
     assert raw not in change.content.decode()
+
+
+def test_a_key_revoked_before_its_page_was_shown_is_not_shown(root_client, root):
+    posted = root_client.post(reverse("admin:tasks_app_apikey_add"), {"user": root.pk, "name": "ci"})
+    _action(root_client, "tasks_app_apikey", "revoke_selected", [ApiKey.objects.get().pk])
+    page = root_client.get(posted["Location"])
+    assert page.context["raw"] == ""
+    assert 'id="key-shown-once"' in page.content.decode()
+
+
+def test_the_shown_once_page_takes_only_get(root_client, root):
+    posted = root_client.post(reverse("admin:tasks_app_apikey_add"), {"user": root.pk, "name": "ci"})
+    assert root_client.post(posted["Location"]).status_code == 405
+    assert root_client.head(posted["Location"]).status_code == 405
+    assert root_client.get(posted["Location"]).context["raw"]  # a HEAD or POST did not take it
 
 
 def test_revoking_keys_needs_the_change_permission(client, django_user_model, root):

@@ -263,6 +263,11 @@ def _is_dunder(name: str) -> bool:
     return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
+def _refused_by_name(attr: str) -> bool:
+    """Attributes that may not be read by a name the checks cannot see the object of (getattr, class patterns)."""
+    return attr.startswith("_") or attr in GUARDED_ATTRIBUTES or attr in INTROSPECTION_ATTRIBUTES or attr == "goto"
+
+
 def _name_violations(tree: ast.Module) -> Iterator[str]:
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     for node in ast.walk(tree):
@@ -286,11 +291,13 @@ def _name_violations(tree: ast.Module) -> Iterator[str]:
             name = node.args[1] if len(node.args) > 1 else None
             if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
                 yield f"line {node.lineno}: getattr() needs a literal attribute name"
-            elif (
-                name.value.startswith("_") or name.value in GUARDED_ATTRIBUTES
-                or name.value in INTROSPECTION_ATTRIBUTES or name.value == "goto"
-            ):
+            elif _refused_by_name(name.value):
                 yield f"line {node.lineno}: getattr() of `{name.value}` is not allowed"
+        elif isinstance(node, ast.MatchClass):
+            # `case object(context=ctx)` reads attributes by name, with no Attribute node for the checks above.
+            for attr in node.kwd_attrs:
+                if _refused_by_name(attr):
+                    yield f"line {node.lineno}: a class pattern reading `{attr}` is not allowed"
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(r"\{[^{}]*[.\[]_", node.value):
             # "{0.__class__}".format(x) reaches attributes without an Attribute node.
             yield f"line {node.lineno}: format string reaching a private attribute is not allowed"

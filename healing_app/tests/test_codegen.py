@@ -296,6 +296,28 @@ def test_gate_refuses_navigation_and_javascript_that_go_around_the_goto_checks(s
     assert any(why in v for v in violations), violations
 
 
+@pytest.mark.parametrize(
+    "pattern, attr",
+    [
+        ("object(context=ctx)", "context"),  # then ctx.request.get(any URL), ctx.browser.browser_type.launch(...)
+        ("object(evaluate=js)", "evaluate"),
+        ("object(goto=nav)", "goto"),
+        ("object(_impl_obj=impl)", "_impl_obj"),
+        ("object(__globals__=g)", "__globals__"),  # of `run`: its builtins, and open()
+        ("object(gi_frame=f)", "gi_frame"),
+    ],
+)
+def test_gate_refuses_class_patterns_that_read_what_attribute_access_may_not(pattern, attr):
+    """A class pattern names attributes as plain strings, with no Attribute node for the other checks."""
+    code = with_run(f"match page:\n        case {pattern}:\n            pass\n")
+    violations = gate(code, original=None)
+    assert any(f"a class pattern reading `{attr}`" in v for v in violations), violations
+
+
+def test_gate_allows_class_patterns_that_read_public_attributes():
+    assert gate(with_run("match page:\n        case object(url=u):\n            return u\n"), original=None) == []
+
+
 def test_gate_allows_getattr_with_a_plain_literal_and_main_guard():
     code = with_run("return getattr(page, 'url')\n") + "\n\nif __name__ == '__main__':\n    pass\n"
     assert gate(code, original=None) == []

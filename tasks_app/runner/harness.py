@@ -1033,15 +1033,54 @@ CONTAINED_EVENTS = frozenset({
 })
 
 
+# What contained code may not ask the Playwright driver for, by protocol object type and method ("*": every
+# method). The driver is a Node process of its own, out of the audit hook's sight: it would launch a program as a
+# "browser", fetch from any host past the page's route guard, open a browser or context without that guard, or
+# read and write files for the code.
+CONTAINED_DRIVER_CALLS: dict[str, frozenset[str]] = {
+    "BrowserType": frozenset({"*"}),
+    "Playwright": frozenset({"newRequest"}),
+    "APIRequestContext": frozenset({"*"}),
+    "LocalUtils": frozenset({"*"}),
+    "Browser": frozenset({"newContext", "newBrowserCDPSession", "startTracing"}),
+    "BrowserContext": frozenset({"newCDPSession", "harStart"}),
+    "Tracing": frozenset({"*"}),
+    "Artifact": frozenset({"saveAs", "saveAsStream"}),
+    "Electron": frozenset({"*"}),
+    "Android": frozenset({"*"}),
+    "AndroidDevice": frozenset({"*"}),
+}
+
+
 def contain_python() -> None:
-    """From now on this process opens no socket, resolves no name, and starts or signals no process. The
-    connections it already has (to the worker, to the Playwright driver) keep working."""
+    """From now on this process opens no socket, resolves no name, and starts or signals no process, and its
+    Playwright driver does none of that for it either. The connections it already has (to the worker, to the
+    driver) keep working."""
 
     def refuse(event: str, _args: tuple) -> None:
         if event in CONTAINED_EVENTS:
             raise PermissionError(f"{event} is not allowed: machine-written task code reaches the web only through its page")
 
     sys.addaudithook(refuse)
+    _contain_driver()
+
+
+def _contain_driver() -> None:
+    # Every call of the sync API reaches the driver through this one method. Contained code cannot undo the
+    # wrapper: the safety gate refuses private modules and attributes, and the audit hook refuses ctypes.
+    from playwright._impl.connection import Connection
+
+    send = Connection.send_message_to_server
+
+    def send_unless_contained(self: Any, owner: Any, method: str, params: Any, options: Any) -> Any:
+        refused = CONTAINED_DRIVER_CALLS.get(owner._type, frozenset())
+        if method in refused or "*" in refused:
+            raise PermissionError(
+                f"{owner._type}.{method} is not allowed: machine-written task code reaches the web only through its page"
+            )
+        return send(self, owner, method, params, options)
+
+    Connection.send_message_to_server = send_unless_contained
 
 
 def run_task(rt: Runtime, spec: RunSpec, task_file: str) -> dict:

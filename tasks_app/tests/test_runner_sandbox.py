@@ -331,6 +331,44 @@ def test_contained_code_reaches_the_web_only_through_its_page(pool):
     assert (browses.status, browses.output) == ("succeeded", "home")
 
 
+ASKS_THE_DRIVER = {
+    # What the Playwright driver, a process the audit hook does not see, would do for the code.
+    "fetch": """
+        def run(page, params):
+            page.goto(params["base"] + "/")
+            return page.context.request.get(params["base"] + "/internal").text()
+        """,
+    "launch": """
+        def run(page, params):
+            page.goto(params["base"] + "/")
+            try:
+                page.context.browser.browser_type.launch(
+                    executable_path="/bin/sh", ignore_default_args=True, args=["-c", "exit 0"], timeout=3000)
+            except PermissionError:
+                raise
+            except Exception as exc:  # a shell is no browser: the driver did start it, then gave up on it
+                return type(exc).__name__
+        """,
+    "new_context": """
+        def run(page, params):
+            page.goto(params["base"] + "/")
+            other = page.context.browser.new_context().new_page()  # no route guard in there
+            other.goto(params["base"] + "/internal")
+            return other.inner_text("body")
+        """,
+}
+
+
+@pytest.mark.parametrize("way", sorted(ASKS_THE_DRIVER))
+def test_contained_code_cannot_have_the_playwright_driver_act_for_it(pool, way):
+    with serve({"/": "<h1>home</h1>", "/internal": "internal data"}) as site:
+        params = {"base": site.url}
+        free = run(pool, ASKS_THE_DRIVER[way], params=params, allowed_hosts=["127.0.0.1"])
+        contained = run(pool, ASKS_THE_DRIVER[way], params=params, allowed_hosts=["127.0.0.1"], contained=True)
+    assert free.status == "succeeded" and free.output  # the probe works
+    assert contained.status == "failed" and "is not allowed: machine-written task code" in contained.error_message
+
+
 TYPES_THEN_FAILS = """
     def run(page, params):
         page.goto(params["base"] + "/")

@@ -603,7 +603,7 @@ def _abnormal_end(child: Child, spec: RunSpec, watchdog: _Watchdog, steps: list[
         detail = {signal.SIGXCPU: "cpu_limit", signal.SIGXFSZ: "file_size_limit"}.get(-rc, "killed")
     else:
         tail = child.logs_tail().strip().splitlines()
-        last = tail[-1] if tail else ""
+        last = mask_secrets(tail[-1], secret_values(spec.secrets)) if tail else ""  # what the code printed last
         if "MemoryError" in last:
             reason, detail = "the task exceeded the sandbox memory limit", "memory_limit"
         else:

@@ -432,6 +432,18 @@ def test_secrets_are_masked_in_steps_errors_and_logs(pool):
     assert "logging in with ***" in result.logs
 
 
+def test_a_secret_printed_just_before_the_sandbox_dies_is_masked_in_the_error(pool):
+    # The last line the child wrote becomes the error message when it dies without reporting.
+    result = run(pool, """
+        import os
+        def run(page, params):
+            print("logging in as", params["secrets"])
+            os._exit(3)
+        """, secrets={"password": "hunter2-Sekret"})
+    assert result.status == "failed" and "exited unexpectedly (code 3): logging in as" in result.error_message
+    assert "hunter2-Sekret" not in str(result.to_dict())
+
+
 def test_secrets_are_masked_in_output_keys_and_in_what_task_code_writes_to_the_channel_itself(pool):
     # Secrets are the task's to use; masking keeps them out of what Anchor stores and shows. The parent
     # masks again, because task code shares the child's process and can write the channel directly.

@@ -82,8 +82,8 @@ def task_update(*, task: Task, actor: Actor | None = None, **changes: Any) -> Ta
             code = _UNSET
         if not changed and new_secrets is None and code is _UNSET:
             return task  # nothing to change, nothing to audit
-        if code is not _UNSET or "params" in changed or new_secrets is not None:
-            _require_secrets_holder(task, actor, "change its code, params or secrets")
+        if code is not _UNSET or "prompt" in changed or "params" in changed or new_secrets is not None:
+            _require_secrets_holder(task, actor, "change its code, prompt, params or secrets")
         if _review_weakened(task, changed):
             # Machine-written code would then reach the secrets with no person reading it first.
             _require_secrets_holder(task, actor, "let its heals deploy without a reviewer or a validation run")
@@ -116,9 +116,10 @@ def _answers_for(task: Task, user, permission: str = "tasks_app.change_task") ->
 
 
 def _require_secrets_holder(task: Task, actor: Actor | None, what: str) -> None:
-    """The code and the params decide where a task's secrets are sent (its code reads them): once a task holds
-    secrets, only its owner, a reviewer or staff allowed to change tasks may change those, or run it with params
-    of their own. Others still see, edit and run it."""
+    """The code, the prompt and the params decide where a task's secrets are sent (its code reads them, the prompt
+    tells an agent holding them what to do and names the site when the params do not): once a task holds secrets,
+    only its owner, a reviewer or staff allowed to change tasks may change those, or run it with params of their
+    own. Others still see, edit and run it."""
     user = as_actor(actor).user
     if user is None or not task.secret_keys or _answers_for(task, user):
         return

@@ -94,6 +94,13 @@ class TypedJSONField(forms.JSONField):
         return forms.fields.InvalidJSONInput(data)  # the type JSONField renders as it is, unparsed
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """Never shows a value: a form sent back with an error must not put the secrets typed into it in the page."""
+
+    def format_value(self, value):
+        return None
+
+
 class TaskForm(HealingConfigFields, forms.ModelForm):
     """A whole task, as the dashboard's new and edit pages and the admin show it. Config and code are plain
     fields here, handed to the services as one partial update; the services' own checks run in clean()."""
@@ -105,7 +112,7 @@ class TaskForm(HealingConfigFields, forms.ModelForm):
         help_text="Saving changed code creates a new version (source: manual); versions are never edited.",
     )
     new_secrets = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}),
+        widget=WriteOnlyTextarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
         required=False,
         label="Replace secrets",
         help_text='JSON object, e.g. {"username": "...", "password": "..."}. Write-only: current values are never shown.',
@@ -159,6 +166,8 @@ class TaskForm(HealingConfigFields, forms.ModelForm):
                 services.task_changes_check(self.existing, {field: value})
             except InputError as exc:
                 self.add_error(None, self.errors_for(exc))
+        if self.errors and self.data.get(self.add_prefix("new_secrets"), "").strip() and "new_secrets" not in self.errors:
+            self.add_error("new_secrets", "type the secrets again: a form sent back with errors does not show them")
         return cleaned
 
     def errors_for(self, exc: InputError) -> dict:

@@ -491,6 +491,15 @@ def test_a_refused_edit_keeps_the_stored_name_in_the_page_and_the_submitted_one_
     assert Task.objects.get(pk=task.pk).name == task.name
 
 
+def test_a_refused_form_does_not_echo_the_secrets_typed_into_it_and_asks_for_them_again(client, member, task):
+    form = _task_form(name="login", schedule="bad", new_secrets='{"password": "SEKRET-VALUE-9"}')
+    for url in (reverse("task-new"), reverse("task-edit", args=[task.pk])):
+        response = _login(client, member).post(url, form)
+        assert response.status_code == 400
+        assert "SEKRET-VALUE-9" not in response.content.decode()
+        assert "type the secrets again" in str(response.context["form"].errors["new_secrets"])
+
+
 def test_every_bad_field_is_shown_at_once_not_one_per_submit(client, member):
     response = _login(client, member).post(reverse("task-new"), _task_form(
         code="def run(page, params)\n  pass\n", new_secrets="[1]", monthly_budget_usd="-3", schedule="* * *",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.shortcuts import redirect
@@ -321,3 +323,41 @@ class AuditLogAdmin(IdCheckedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# -- people ---------------------------------------------------------------------------------------------------
+# Users and groups have no services of their own; who may review, who is staff, whose password changed are state
+# changes all the same. What the admin writes to its own history goes to the product's audit log too: field names
+# only, as the admin's change messages name them (never a password).
+
+
+class AuditedHistoryAdmin(admin.ModelAdmin):
+    def log_addition(self, request, obj, message):
+        self._audit(request, obj, "create", {"name": str(obj)})
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        self._audit(request, obj, "update", {"changes": message})
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request, queryset):
+        for obj in queryset:
+            self._audit(request, obj, "delete", {"name": str(obj)})
+        return super().log_deletions(request, queryset)
+
+    def _audit(self, request, obj, verb: str, data: dict) -> None:
+        audit_log(actor=admin_actor(request), action=f"{obj._meta.model_name}.{verb}", obj=obj, data=data)
+
+
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedHistoryAdmin, UserAdmin):
+    pass
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(AuditedHistoryAdmin, GroupAdmin):
+    pass

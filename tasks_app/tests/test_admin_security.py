@@ -4,7 +4,7 @@ shown once on an uncached page, actions need the change permission, and a bad id
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
 from healing_app.tests.factories import pending_event
@@ -210,3 +210,37 @@ def test_a_forged_action_selection_with_a_bad_id_does_nothing(root_client):
     response = _action(root_client, "tasks_app_task", "delete_selected", ["a\x00b", task.pk], post="yes")
     assert response.status_code == 302
     assert Task.objects.filter(pk=task.pk).exists()
+
+
+# -- people ---------------------------------------------------------------------------------------------------
+
+
+def test_who_may_review_and_whose_password_changed_are_in_the_audit_log_without_the_password(root_client, member):
+    from healing_app.permissions import reviewers_group
+
+    group = reviewers_group()
+    form = {
+        "username": member.username, "first_name": "", "last_name": "", "email": "", "is_active": "on",
+        "groups": [group.pk], "last_login_0": "", "last_login_1": "", "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+    }
+    assert root_client.post(admin_object_url(member), form).status_code == 302
+    assert member.groups.filter(pk=group.pk).exists()
+    granted = AuditLog.objects.get(action="user.update", object_id=str(member.pk))
+    assert granted.actor_label == "root via admin" and "Groups" in str(granted.data["changes"])
+
+    password = reverse("admin:auth_user_password_change", args=[member.pk])
+    new_password = "N3w-pass-phrase-42"
+    form = {"password1": new_password, "password2": new_password, "usable_password": "true"}
+    assert root_client.post(password, form).status_code == 302
+    assert AuditLog.objects.filter(action="user.update", object_id=str(member.pk)).count() == 2
+    assert new_password not in str(list(AuditLog.objects.values_list("data", flat=True)))
+
+
+def test_adding_and_deleting_a_group_in_the_admin_is_audited(root_client):
+    assert root_client.post(reverse("admin:auth_group_add"), {"name": "auditors", "permissions": []}).status_code == 302
+    group = Group.objects.get(name="auditors")
+    assert AuditLog.objects.get(action="group.create").data == {"name": "auditors"}
+    assert root_client.post(admin_object_url(group, "delete"), {"post": "yes"}).status_code == 302
+    deleted = AuditLog.objects.get(action="group.delete")
+    assert (deleted.object_id, deleted.actor_label) == (str(group.pk), "root via admin")

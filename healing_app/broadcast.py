@@ -21,6 +21,12 @@ def object_group(object_id: str) -> str:
     return f"obj.{object_id}"
 
 
+def versions_group(task_id: str) -> str:
+    """Only a task's version changes: a heal's page shows whether its heal can still be approved, and that
+    depends on the task's current version, without wanting every message of the task."""
+    return f"versions.{task_id}"
+
+
 def publish(*, kind: str, task_id: str | None, data: dict) -> None:
     """Send one change to every page that shows it. A broadcast failure never fails the caller's work."""
     layer = get_channel_layer()
@@ -32,6 +38,8 @@ def publish(*, kind: str, task_id: str | None, data: dict) -> None:
     groups = [] if kind == "run.step" else [EVENTS]
     if task_id:
         groups.append(task_group(task_id))
+        if kind == "task.version_deployed":
+            groups.append(versions_group(task_id))
     for key in ("event", "run"):
         if isinstance(data.get(key), str):
             groups.append(object_group(data[key]))

@@ -27,15 +27,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        # A detail page (?task= or ?obj=) joins only its own groups; the queue joins the shared feed.
-        # Joining both would deliver every message for the object twice, and run steps are rendered
-        # per delivery, so each page gets each message once.
-        self.groups_joined = []
-        for key in ("task", "obj"):
-            value = self._query_value(key)
-            if value:
-                group = broadcast.task_group(value) if key == "task" else broadcast.object_group(value)
-                self.groups_joined.append(group)
+        # A detail page (?task= or ?obj=, a heal's page also ?versions=<its task>) joins only its own groups;
+        # the queue joins the shared feed. Joining both would deliver every message for the object twice, and
+        # run steps are rendered per delivery, so each page gets each message once.
+        groups = {"task": broadcast.task_group, "obj": broadcast.object_group, "versions": broadcast.versions_group}
+        self.groups_joined = [group(value) for key, group in groups.items() if (value := self._query_value(key))]
         if not self.groups_joined:
             self.groups_joined = [broadcast.EVENTS]
         for group in self.groups_joined:

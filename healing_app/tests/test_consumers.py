@@ -141,6 +141,26 @@ def test_a_detail_page_gets_only_its_own_objects_messages_once(member):
     assert [m["data"]["event"] for m in received] == ["heal_mine"] and nothing_more
 
 
+def test_a_heals_page_hears_its_tasks_new_versions_and_nothing_else_of_the_task(member):
+    cookie = _session_cookie(member)
+
+    async def scenario():
+        communicator = _communicator("/ws/live/?obj=heal_mine&versions=task_abc", cookie=cookie)
+        assert (await communicator.connect())[0]
+        publish = sync_to_async(broadcast.publish)
+        await publish(kind="run.step", task_id="task_abc", data={"run": "run_1", "step": {"index": 0}})
+        await publish(kind="run.finished", task_id="task_abc", data={"run": "run_1"})
+        await publish(kind="task.version_deployed", task_id="task_other", data={"task": "task_other", "version": 2})
+        await publish(kind="task.version_deployed", task_id="task_abc", data={"task": "task_abc", "version": 3})
+        received = [await communicator.receive_json_from(timeout=5)]
+        nothing_more = await communicator.receive_nothing(timeout=0.5)
+        await communicator.disconnect()
+        return received, nothing_more
+
+    received, nothing_more = async_to_sync(scenario)()
+    assert [(m["kind"], m["task_id"]) for m in received] == [("task.version_deployed", "task_abc")] and nothing_more
+
+
 def test_the_queue_hears_about_every_event(member):
     cookie = _session_cookie(member)
 

@@ -6,7 +6,8 @@
 //   <div id="x" data-live-src="/fragment/url" data-live-on="healing. run."   kind prefixes to react to
 //        data-live-except="run.step"   kinds to ignore
 //        data-live-task="task_…"       only messages of this task
-//        data-live-event="heal_…"      only messages whose data.event is this id
+//        data-live-event="heal_…"      only messages whose data.event is this id, or that name no event
+//                                      (the task's new version: whether the heal can be approved)
 //        data-live-mark-new="tr[data-id]"   highlight children that were not there before
 //        data-live-rows="50">          a live table of events (the queue): one changed event fetches
 //                                      only its row (?only=) or the rows above the top (?newer=)
@@ -83,7 +84,7 @@
     var task = el.getAttribute("data-live-task");
     if (task && task !== taskId) return false;
     var event = el.getAttribute("data-live-event");
-    if (event && event !== data.event) return false;
+    if (event && data.event && event !== data.event) return false;
     return true;
   }
 

@@ -115,6 +115,25 @@ def test_reviewer_approves_from_the_diff_and_other_windows_follow(browser, page,
         other.close()
 
 
+def test_an_open_heal_page_and_the_queue_see_when_the_tasks_code_moves_on(browser, page, anchor_live, login, live_task):
+    event_id = _pending_event(anchor_live, live_task)
+    login(page, REVIEWER, next_url=f"/events/{event_id}/")
+    wait_live(page)
+    expect(page.get_by_role("button", name=re.compile("Approve and deploy v2"))).to_be_visible()
+    queue = page.context.new_page()
+    queue.goto(f"{anchor_live.url}/")
+    wait_live(queue)
+    row = queue.locator(f'tr[data-id="{event_id}"]')
+    expect(row).to_be_visible()
+    expect(row.locator("[data-superseded]")).to_have_count(0)
+
+    assert anchor_live.enqueue("tests.browser.scenario.task_code_edit", live_task) == 3
+
+    expect(page.locator("#superseded-note")).to_contain_text("it is now v3", timeout=10_000)
+    expect(page.get_by_role("button", name=re.compile("Approve and deploy"))).to_have_count(0)
+    expect(row.locator("[data-superseded]")).to_have_text("superseded, can only be rejected", timeout=10_000)
+
+
 def test_the_compare_form_offers_a_heals_new_version_as_soon_as_it_exists(page, anchor_live, login, live_task):
     login(page, MEMBER, next_url=f"/tasks/{live_task}/")
     wait_live(page)

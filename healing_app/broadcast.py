@@ -33,14 +33,14 @@ def publish(*, kind: str, task_id: str | None, data: dict) -> None:
     if layer is None:
         return
     message = {"type": "anchor.update", "kind": kind, "task_id": task_id, "data": data}
-    # A run's steps are shown only on its task's and its own page: the shared feed (the queue, every open
-    # overview) would render each step for every socket and show none of them.
-    groups = [] if kind == "run.step" else [EVENTS]
+    # A run's steps are shown only on its task's and its own page, a webhook's deliveries only on its endpoint's
+    # page: the shared feed (the queue, every open overview) would get them on every socket and show none of them.
+    groups = [] if kind == "run.step" or kind.startswith("webhook.") else [EVENTS]
     if task_id:
         groups.append(task_group(task_id))
         if kind == "task.version_deployed":
             groups.append(versions_group(task_id))
-    for key in ("event", "run"):
+    for key in ("event", "run", "endpoint"):
         if isinstance(data.get(key), str):
             groups.append(object_group(data[key]))
     try:

@@ -8,6 +8,7 @@ attempts of one message share its `webhook-id`, which is the receiver's idempote
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import random
@@ -26,7 +27,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from healing_app import ssrf
+from healing_app import broadcast, ssrf
 from healing_app.models import WebhookDelivery, WebhookEndpoint
 from tasks_app.audit import SYSTEM, Actor, audit_log
 from tasks_app.ids import new_id
@@ -107,7 +108,7 @@ def delivery_create(*, endpoint: WebhookEndpoint, message_id: str, event_type: s
         last = WebhookDelivery.objects.filter(endpoint=endpoint, message_id=message_id).aggregate(n=Max("attempt"))["n"]
         try:
             with transaction.atomic():
-                return WebhookDelivery.objects.create(
+                delivery = WebhookDelivery.objects.create(
                     endpoint=endpoint,
                     message_id=message_id,
                     event_type=event_type,
@@ -118,6 +119,8 @@ def delivery_create(*, endpoint: WebhookEndpoint, message_id: str, event_type: s
                 )
         except IntegrityError:
             continue  # another attempt took that number in the meantime; take the next one
+        transaction.on_commit(functools.partial(_announce, delivery), robust=True)
+        return delivery
     raise RuntimeError(f"could not number a new attempt of {message_id} to {endpoint.pk}")
 
 
@@ -171,11 +174,13 @@ def delivery_send(*, delivery: WebhookDelivery) -> WebhookDelivery:
             status=Status.CANCELLED, error="not sent: the endpoint is disabled"
         )
         delivery.refresh_from_db()
+        _announce(delivery)
         return delivery
     now = timezone.now()
     if not WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.PENDING).update(status=Status.SENDING, sent_at=now):
         delivery.refresh_from_db()
         return delivery  # another run of this job has it, or it was sent or cancelled already
+    _announce(delivery)
 
     outcome = _attempt(delivery=delivery, endpoint=endpoint, at=now)
     recorded = WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
@@ -192,7 +197,13 @@ def delivery_send(*, delivery: WebhookDelivery) -> WebhookDelivery:
         _record_success(delivery)
     else:
         _record_failure(delivery, outcome)
+    _announce(delivery)
     return delivery
+
+
+def _announce(delivery: WebhookDelivery) -> None:
+    """The endpoint's page shows its delivery log live: a receiver may take seconds to answer."""
+    broadcast.publish(kind="webhook.delivery", task_id=None, data={"endpoint": delivery.endpoint_id, "delivery": delivery.pk})
 
 
 @dataclass(frozen=True)

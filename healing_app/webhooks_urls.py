@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.endpoint_list, name="list"),
     path("new/", views.endpoint_create, name="create"),
     path("<id:endpoint_id>/", views.endpoint_detail, name="detail"),
+    path("<id:endpoint_id>/live/", views.endpoint_detail_part, name="detail_part"),
     path("<id:endpoint_id>/edit/", views.endpoint_edit, name="edit"),
     path("<id:endpoint_id>/delete/", views.endpoint_delete, name="delete"),
     path("<id:endpoint_id>/test/", views.endpoint_send_test, name="send_test"),

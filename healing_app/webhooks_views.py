@@ -79,9 +79,20 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def endpoint_detail(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    return render(request, "webhooks/detail.html", _detail_context(request, endpoint_id))
+
+
+@login_required
+@require_GET
+def endpoint_detail_part(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    """The endpoint's state and delivery log, fetched again by the page when a delivery changes."""
+    return render(request, "webhooks/_detail_live.html", _detail_context(request, endpoint_id))
+
+
+def _detail_context(request: HttpRequest, endpoint_id: str) -> dict:
     endpoint = _endpoint(request, endpoint_id)
     deliveries = Paginator(endpoint.deliveries.all(), DELIVERIES_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "webhooks/detail.html", {"endpoint": endpoint, "deliveries": deliveries})
+    return {"endpoint": endpoint, "deliveries": deliveries}
 
 
 @login_required

@@ -198,6 +198,8 @@ def test_the_delivery_log_lists_attempts_with_a_redeliver_button(browser, endpoi
     page = browser.get(reverse("webhooks:detail", args=[endpoint.pk])).content.decode()
     assert "msg_log" in page and "HTTP 500" in page and "boom" in page
     assert reverse("webhooks:redeliver", args=[endpoint.pk, failed.pk]) in page
+    part = browser.get(reverse("webhooks:detail_part", args=[endpoint.pk])).content.decode()  # what the page re-fetches
+    assert part.startswith('<div id="endpoint-live">') and "msg_log" in part and "HTTP 500" in part
 
 
 def test_a_disabled_endpoint_page_says_why(browser, endpoint):
@@ -283,7 +285,7 @@ def test_buttons_need_the_csrf_token(owner, endpoint):
 def test_someone_elses_endpoint_is_a_404_everywhere(client, django_user_model, endpoint):
     client.force_login(django_user_model.objects.create_user("eve", password="pw-eve-123!"))
     assert PUBLIC_URL not in client.get(reverse("webhooks:list")).content.decode()
-    for name in ("detail", "edit", "delete", "secret"):
+    for name in ("detail", "detail_part", "edit", "delete", "secret"):
         assert client.get(reverse(f"webhooks:{name}", args=[endpoint.pk])).status_code == 404
     for name in ("send_test", "rotate_secret", "set_enabled", "delete"):
         assert client.post(reverse(f"webhooks:{name}", args=[endpoint.pk])).status_code == 404

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import re
+import threading
 import time
 
 import pytest
@@ -317,3 +319,37 @@ def test_a_member_writes_a_new_task_in_the_browser_and_edits_it(page, anchor_liv
     page.get_by_label("Name").fill("Browser-made task, renamed")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("heading", name="Browser-made task, renamed")).to_be_visible()
+
+
+def test_the_delivery_log_shows_a_slow_receivers_answer_when_it_comes(page, anchor_live, login):
+    answer = threading.Event()
+
+    class SlowReceiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            answer.wait(20)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowReceiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        login(page, MEMBER, next_url="/webhooks/new/")
+        page.get_by_label("URL").fill(f"http://127.0.0.1:{receiver.server_port}/hook")
+        page.get_by_role("button", name=re.compile("Create")).click()
+        page.get_by_role("link", name="Done").click()
+        wait_live(page)
+        page.get_by_role("button", name="Send test event").click()
+        wait_live(page)
+        status = page.locator("#endpoint-live tbody tr").first.locator(".badge")
+        expect(status).to_have_text("Sending", timeout=10_000)  # the worker is waiting for the receiver
+
+        answer.set()
+        expect(status).to_have_text("Succeeded", timeout=10_000)
+        expect(page.locator("#endpoint-live tbody tr").first).to_contain_text("HTTP 204")
+    finally:
+        answer.set()
+        receiver.shutdown()

@@ -123,7 +123,7 @@ def test_bad_settings_are_shown_next_to_the_field(client, member, task):
     html = response.content.decode()
     assert response.status_code == 400
     assert re.search(r'id="id_max_attempts"[^>]*aria-invalid="true"', html)
-    assert 'id="id_max_attempts-error">Ensure this value is less than or equal to 10.' in html
+    assert 'id="id_max_attempts_error">Ensure this value is less than or equal to 10.' in html
     assert 'id="trigger_on-error">Select a valid choice.' in html
     task.refresh_from_db()
     assert task.config["max_attempts"] == 3
@@ -464,7 +464,7 @@ def test_a_bad_field_is_shown_next_to_it_and_nothing_is_created(client, member, 
     errors = response.context["form"].errors
     assert field in errors, errors
     assert message in " ".join(errors[field])
-    assert f'id="id_{field}-error"' in response.content.decode()
+    assert f'id="id_{field}_error"' in response.content.decode()
     assert not Task.objects.exists()
 
 
@@ -516,7 +516,7 @@ def test_bad_settings_are_all_shown_at_once(client, member, task):
     html = _login(client, member).post(
         reverse("task-config", args=[task.pk]), {"self_healing": "on", "max_attempts": "0"}
     ).content.decode()
-    assert 'id="id_max_attempts-error">Ensure this value is greater than or equal to 1.' in html
+    assert 'id="id_max_attempts_error">Ensure this value is greater than or equal to 1.' in html
     assert 'id="trigger_on-error">must list at least one failure type' in html
 
 

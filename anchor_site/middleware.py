@@ -1,5 +1,6 @@
-"""Cross-cutting HTTP behaviour: security headers, HEAD wherever the API takes GET and JSON for the API's 405s, no NUL
-from a URL reaching a query, and a clear 503 when the database is away."""
+"""Cross-cutting HTTP behaviour: security headers, HEAD wherever the API takes GET and JSON for the API's 405s, a
+dashboard form's address visited with GET leading to its page, no NUL from a URL reaching a query, and a clear 503
+when the database is away."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import logging
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound, JsonResponse
+from django.shortcuts import redirect
+from django.urls import Resolver404, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,36 @@ class SecurityHeadersMiddleware:
         response.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         response.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         return response
+
+
+class FormAddressVisitedMiddleware:
+    """A dashboard address that only takes a form (a button's action; also where a refused form is shown again)
+    is visited with GET when someone presses Enter in the address bar, follows a bookmark or a shared link. Instead
+    of a blank 405 they get the nearest page above it, the one the form is on: /tasks/<id>/config/ → /tasks/<id>/.
+    Not HEAD (a page that hands out a secret once answers only GET), and not the API's or the admin's own."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code != 405 or request.method != "GET" or request.path.startswith(("/api/", "/admin/")):
+            return response
+        page = _nearest_page_above(request.path)
+        return redirect(page) if page else response
+
+
+def _nearest_page_above(path: str) -> str | None:
+    steps = path.strip("/").split("/")
+    while steps:
+        steps.pop()
+        candidate = "/" + "".join(f"{step}/" for step in steps)
+        try:
+            resolve(candidate)
+        except Resolver404:
+            continue  # /webhooks/<id>/deliveries/<n>/ is no page; /webhooks/<id>/ is
+        return candidate
+    return None
 
 
 class NulInUrlMiddleware:

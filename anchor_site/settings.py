@@ -69,6 +69,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "anchor_site.middleware.SecurityHeadersMiddleware",
     "anchor_site.middleware.ApiMethodsMiddleware",
+    "anchor_site.middleware.FormAddressVisitedMiddleware",
     "anchor_site.middleware.NulInUrlMiddleware",
     "anchor_site.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

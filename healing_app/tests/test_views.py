@@ -356,8 +356,13 @@ def test_decisions_need_a_csrf_token(reviewer, pending):
     assert pending.status == Status.DEPLOYED
 
 
-def test_decisions_are_post_only(client, reviewer, pending):
-    assert _login(client, reviewer).get(reverse("event-approve", args=[pending.pk])).status_code == 405
+def test_decisions_are_post_only_and_their_address_visited_leads_to_the_heal(client, reviewer, pending):
+    client = _login(client, reviewer)
+    for name in ("event-approve", "event-reject"):
+        visited = client.get(reverse(name, args=[pending.pk]))
+        assert (visited.status_code, visited["Location"]) == (302, reverse("event-detail", args=[pending.pk]))
+    pending.refresh_from_db()
+    assert pending.status == Status.PENDING_REVIEW
 
 
 def test_event_parts_render_alone(client, reviewer, pending):

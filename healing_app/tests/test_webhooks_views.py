@@ -268,9 +268,17 @@ def test_delete_asks_first_then_deletes(browser, endpoint):
     assert not WebhookEndpoint.objects.exists()
 
 
-def test_buttons_only_answer_post(browser, endpoint):
+def test_buttons_only_answer_post_and_their_address_visited_leads_to_the_endpoint(browser, endpoint):
+    secret = endpoint.current_secret
+    page = reverse("webhooks:detail", args=[endpoint.pk])
     for name in ("send_test", "rotate_secret", "set_enabled"):
-        assert browser.get(reverse(f"webhooks:{name}", args=[endpoint.pk])).status_code == 405
+        visited = browser.get(reverse(f"webhooks:{name}", args=[endpoint.pk]))
+        assert (visited.status_code, visited["Location"]) == (302, page), name
+        assert browser.head(reverse(f"webhooks:{name}", args=[endpoint.pk])).status_code == 405
+    redeliver = browser.get(reverse("webhooks:redeliver", args=[endpoint.pk, 1]))
+    assert redeliver["Location"] == page  # past /deliveries/1/, which is no page
+    endpoint.refresh_from_db()
+    assert (endpoint.current_secret, endpoint.enabled, endpoint.deliveries.count()) == (secret, True, 0)
 
 
 def test_buttons_need_the_csrf_token(owner, endpoint):

@@ -127,6 +127,9 @@ def test_bad_settings_are_shown_next_to_the_field(client, member, task):
     assert 'id="trigger_on-error">Select a valid choice.' in html
     task.refresh_from_db()
     assert task.config["max_attempts"] == 3
+    # The refused form was shown at the form's own address; Enter in the address bar leads back to the task.
+    reloaded = client.get(reverse("task-config", args=[task.pk]))
+    assert (reloaded.status_code, reloaded["Location"]) == (302, reverse("task-detail", args=[task.pk]))
 
 
 def test_self_healing_with_no_failure_types_ticked_is_refused_next_to_the_field(client, member, task):

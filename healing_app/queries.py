@@ -39,6 +39,7 @@ _ROW_FIELDS = (
     "error_type",
     "agent_kind",
     "root_cause",
+    "reason",  # a heal that ended without a root cause says why instead
     "attempt",
     "task__id",
     "task__name",

@@ -91,6 +91,15 @@ def test_queue_shows_events_newest_first_and_the_pending_count(client, reviewer,
     assert 'href="/admin/"' in client.get("/").content.decode()
 
 
+def test_a_heal_that_ended_without_a_root_cause_says_why_in_the_queue(client, reviewer, task, pending):
+    HealingEvent.objects.filter(pk=pending.pk).update(
+        status=Status.FAILED, root_cause="", reason="locator abstained: two candidates too close"
+    )
+    html = _login(client, reviewer).get("/").content.decode()
+    row = re.search(rf'<tr data-id="{pending.pk}".*?</tr>', html, re.S).group(0)
+    assert "locator abstained: two candidates too close" in row
+
+
 def test_queue_filters_by_status_error_type_task_agent_date_and_search(client, reviewer, task, pending):
     other = scenario.task_make("Newsletter signup")
     _bulk_events(other, 2, start=timezone.now() - dt.timedelta(days=10), error_type="navigation_error")

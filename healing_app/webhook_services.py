@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.functional import lazy
 
 from healing_app import ssrf, webhooks
 from healing_app.models import WebhookDelivery, WebhookEndpoint
@@ -28,6 +29,15 @@ _UNSET: Any = object()
 URL_MAX = 2000
 DESCRIPTION_MAX = 200
 MAX_GRACE = timedelta(days=7)
+
+
+def _url_rule() -> str:
+    if ssrf.allow_private_default():
+        return "http(s); private addresses too, since WEBHOOKS_ALLOW_PRIVATE is on."
+    return "http(s), on a public address."
+
+
+URL_RULE = lazy(_url_rule, str)()  # what a webhook URL may be, as the forms say it (read when a form is shown)
 
 
 # -- who may see and change an endpoint ---------------------------------------------------------------

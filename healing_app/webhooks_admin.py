@@ -20,7 +20,7 @@ EVENT_TYPE_CHOICES = [(t, t) for t in WebhookEndpoint.EVENT_TYPES]
 
 
 class WebhookEndpointForm(forms.ModelForm):
-    url = forms.CharField(label="URL", max_length=2000, help_text="http(s), on a public address.")
+    url = forms.CharField(label="URL", max_length=services.URL_MAX, help_text=services.URL_RULE)
     event_types = forms.MultipleChoiceField(
         choices=EVENT_TYPE_CHOICES,
         required=False,

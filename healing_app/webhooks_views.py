@@ -28,7 +28,7 @@ DELIVERIES_PER_PAGE = 50
 
 
 class WebhookEndpointForm(forms.Form):
-    url = forms.CharField(label="URL", max_length=services.URL_MAX, help_text="http(s), on a public address.")
+    url = forms.CharField(label="URL", max_length=services.URL_MAX, help_text=services.URL_RULE)
     description = forms.CharField(max_length=services.DESCRIPTION_MAX, required=False)
     event_types = forms.MultipleChoiceField(
         choices=[(t, t) for t in WebhookEndpoint.EVENT_TYPES],

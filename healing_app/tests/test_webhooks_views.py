@@ -162,6 +162,13 @@ def test_a_refused_url_is_a_field_error_on_the_form(browser, url):
     assert not WebhookEndpoint.objects.exists()
 
 
+def test_the_url_help_says_what_this_server_accepts(browser, settings):
+    assert "on a public address" in browser.get(reverse("webhooks:create")).content.decode()
+    settings.WEBHOOKS_ALLOW_PRIVATE = True
+    page = browser.get(reverse("webhooks:create")).content.decode()
+    assert "private addresses too" in page and "on a public address" not in page
+
+
 def test_editing_saves_through_the_service(browser, endpoint):
     response = browser.post(
         reverse("webhooks:edit", args=[endpoint.pk]), {"url": PUBLIC_URL, "description": "ops", "event_types": ["run.failed"]}

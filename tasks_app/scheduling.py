@@ -30,9 +30,11 @@ from tasks_app.services import run_enqueue
 logger = logging.getLogger(__name__)
 CATCH_UP_MINUTES = 5
 CLAIM_TTL_S = 2 * 24 * 3600
-# A claim whose worker died before committing the run expires this soon, so a later tick fires the minute.
+# A claim whose worker died before committing the run expires this soon, so a later tick fires the minute: the
+# ticks keep looking at a minute whose claim is pending (they do not move the last tick past it).
 CLAIM_PENDING_TTL_S = 60
 KEY_PREFIX = "anchor:schedule"
+CLAIM_PENDING, CLAIM_DONE = b"pending", b"done"
 SCHEDULER = Actor(via="schedule")
 
 
@@ -42,6 +44,7 @@ def schedules_tick(*, now: datetime | None = None) -> int:
     current = _minute(now or timezone.now())
     minutes = _minutes_to_check(connection, current)
     fired = 0
+    pending: list[datetime] = []
     tasks = Task.objects.exclude(schedule="").filter(current_version__isnull=False).only("id", "schedule", "created_at")
     for task in tasks.iterator():
         try:
@@ -51,9 +54,13 @@ def schedules_tick(*, now: datetime | None = None) -> int:
             continue
         born = _minute(task.created_at)
         for minute in minutes:
-            if minute >= born and cron_matches(task.schedule, minute) and schedule_fire(task=task, minute=minute):
+            if minute < born or not cron_matches(task.schedule, minute):
+                continue
+            if schedule_fire(task=task, minute=minute):
                 fired += 1
-    connection.set(f"{KEY_PREFIX}:last-tick", current.isoformat(), ex=CLAIM_TTL_S)
+            elif connection.get(_claim_key(task, minute)) == CLAIM_PENDING:
+                pending.append(minute)  # being fired by another worker, or its worker died doing so
+    connection.set(f"{KEY_PREFIX}:last-tick", min([*pending, current]).isoformat(), ex=CLAIM_TTL_S)
     return fired
 
 
@@ -62,8 +69,8 @@ def schedule_fire(*, task: Task, minute: datetime) -> Run | None:
     minute = _minute(minute)
     stamp = minute.isoformat()
     connection = django_rq.get_connection("runs")
-    claim = f"{KEY_PREFIX}:{task.pk}:{minute:%Y%m%d%H%M}"
-    if not connection.set(claim, "1", nx=True, ex=CLAIM_PENDING_TTL_S):
+    claim = _claim_key(task, minute)
+    if not connection.set(claim, CLAIM_PENDING, nx=True, ex=CLAIM_PENDING_TTL_S):
         return None
     try:
         with transaction.atomic():
@@ -81,10 +88,14 @@ def schedule_fire(*, task: Task, minute: datetime) -> Run | None:
         connection.delete(claim)  # not fired after all: let the next tick try this minute again
         raise
     # Decided in the database: from now on the claim keeps this minute's later ticks away from it.
-    connection.expire(claim, CLAIM_TTL_S)
+    connection.set(claim, CLAIM_DONE, ex=CLAIM_TTL_S)
     if run is not None:
         logger.info("scheduled run %s of task %s for %s", run.pk, task.pk, stamp)
     return run
+
+
+def _claim_key(task: Task, minute: datetime) -> str:
+    return f"{KEY_PREFIX}:{task.pk}:{minute:%Y%m%d%H%M}"
 
 
 def _minute(moment: datetime) -> datetime:

@@ -235,6 +235,31 @@ def test_a_redis_restart_between_ticks_skips_no_minute():
 
 
 @pytest.mark.django_db
+def test_the_ticks_of_other_workers_keep_looking_at_a_minute_whose_firing_worker_died(monkeypatch):
+    """Worker A dies between its Redis claim and its commit; worker B ticks on. B must not move its window past
+    that minute while the claim waits to expire, or the minute is never fired."""
+    task = scheduled_task("* * * * *")
+    monkeypatch.setattr(scheduling, "CLAIM_PENDING_TTL_S", 2)
+    scheduling.schedules_tick(now=T0 - timedelta(seconds=10))  # 09:59
+
+    def killed(**kwargs):
+        raise KeyboardInterrupt  # like SIGKILL: nothing of schedule_fire's own clean-up runs
+
+    real_enqueue = scheduling.run_enqueue
+    monkeypatch.setattr(scheduling, "run_enqueue", killed)
+    with pytest.raises(KeyboardInterrupt):
+        scheduling.schedules_tick(now=T0 + timedelta(seconds=5))  # A, firing 10:00
+    monkeypatch.setattr(scheduling, "run_enqueue", real_enqueue)
+    for second in (20, 35, 50, 62):  # B, while A's claim holds: into 10:01
+        scheduling.schedules_tick(now=T0 + timedelta(seconds=second))
+    time.sleep(2.2)  # A's claim has expired
+    for second in (77, 92, 122):
+        scheduling.schedules_tick(now=T0 + timedelta(seconds=second))
+    minutes = [(T0 + timedelta(minutes=m)).isoformat() for m in (-1, 0, 1, 2)]
+    assert scheduled_minutes(task) == minutes
+
+
+@pytest.mark.django_db
 def test_a_claim_left_by_a_worker_killed_while_firing_expires_and_the_minute_fires(monkeypatch):
     task = scheduled_task("* * * * *")
     monkeypatch.setattr(scheduling, "CLAIM_PENDING_TTL_S", 1)

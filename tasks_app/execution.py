@@ -42,12 +42,15 @@ def browser_pool():
 def run_claim(run_id: str) -> Run | None:
     """Move a queued run to running. Only one worker can win; a duplicate or stale job gets None."""
     now = timezone.now()
-    claimed = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
-        status=Run.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
-    )
-    if not claimed:
-        return None
-    run = Run.objects.select_related("task", "version").get(pk=run_id)
+    # One transaction: with the database gone between the claim and the read, the run stays queued (and runs
+    # later) instead of sitting "running" with nothing running it until the reaper fails it as lost.
+    with transaction.atomic():
+        claimed = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+            status=Run.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
+        )
+        if not claimed:
+            return None
+        run = Run.objects.select_related("task", "version").get(pk=run_id)
     broadcast.publish(kind="run.started", task_id=run.task_id, data={"run": run.pk, "status": run.status})
     return run
 

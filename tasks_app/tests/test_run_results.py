@@ -68,7 +68,7 @@ def test_a_running_runs_steps_so_far_are_kept_and_shown_to_a_page_opened_mid_run
     import threading
     import time
 
-    from django.db import connection
+    from django.db import OperationalError, connection
     from django.urls import reverse
 
     from tasks_app.jobs import run_task
@@ -88,7 +88,11 @@ def test_a_running_runs_steps_so_far_are_kept_and_shown_to_a_page_opened_mid_run
             try:
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
-                    stored = Run.objects.filter(pk=run.pk).values("status", "trace").get()
+                    try:
+                        stored = Run.objects.filter(pk=run.pk).values("status", "trace").get()
+                    except OperationalError:  # SQLite's shared-cache test database: "table is locked" by a write
+                        time.sleep(0.05)
+                        continue
                     if len(stored["trace"]) >= 2:
                         seen["stored"] = stored
                         seen["page"] = client.get(reverse("run-detail", args=[run.pk])).content.decode()
@@ -128,3 +132,24 @@ def test_only_a_runs_first_steps_are_stored_as_they_happen_the_rest_when_it_ends
                     started_ms=0.0, duration_ms=1.0) for s in steps],
     ))
     assert len(finished.trace) == execution.LIVE_TRACE_STEPS + 2
+
+
+def test_a_claim_whose_read_fails_leaves_the_run_queued_not_running_with_nothing_running_it(monkeypatch):
+    from django.db import OperationalError
+    from django.db.models.query import QuerySet
+
+    run = services.run_create(task=services.task_create(name="t", code=CODE_V1))
+    real_get = QuerySet.get
+
+    def database_gone(self, *args, **kwargs):
+        if self.model is Run:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_get(self, *args, **kwargs)
+
+    monkeypatch.setattr(QuerySet, "get", database_gone)
+    with pytest.raises(OperationalError):
+        execution.run_claim(run.pk)
+    monkeypatch.setattr(QuerySet, "get", real_get)
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == (Run.Status.QUEUED, 0)
+    assert execution.run_claim(run.pk).status == Run.Status.RUNNING  # the job's retry runs it

@@ -20,6 +20,7 @@ or the environment).
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import shutil
@@ -51,6 +52,8 @@ from .protocol import (
     secret_values,
 )
 from .zygote import Zygote
+
+logger = logging.getLogger(__name__)
 
 ROOT = str(Path(__file__).resolve().parents[2])
 # The total time agents may hold a run's page, on top of its wall clock (which stops meanwhile).
@@ -464,6 +467,7 @@ def execute(
 def _execute_in(pool: BrowserPool, own_pool: BrowserPool | None, spec: RunSpec, on_handover: Any, on_step: Any,
                 handover_timeout_s: float, timings: dict, cancel: threading.Event | None) -> tuple[RunResult, str]:
     logs = ""
+    result: RunResult | None = None
     try:
         for attempt in (1, 2):
             child: Child | None = None
@@ -487,9 +491,17 @@ def _execute_in(pool: BrowserPool, own_pool: BrowserPool | None, spec: RunSpec, 
                     own_pool.restart()
             finally:
                 t = time.perf_counter()
-                logs = child.cleanup() if child is not None else ""
-                if own_pool is None:
-                    pool.release(clean)  # an unclean run recycles the browser
+                try:
+                    logs = child.cleanup() if child is not None else ""
+                    if own_pool is None:
+                        pool.release(clean)  # an unclean run recycles the browser
+                except Exception:
+                    if result is None:
+                        raise
+                    # The task code has run (a form may be sent): its result stands, whatever the browser's
+                    # recycling did. The browser goes; the next run starts a new one.
+                    logger.exception("cleaning up after a run failed; its browser is discarded")
+                    pool.close()
                 timings["cleanup_ms"] = round((time.perf_counter() - t) * 1000, 1)
     finally:
         if own_pool is not None:

@@ -432,6 +432,24 @@ def test_secrets_are_masked_in_steps_errors_and_logs(pool):
     assert "logging in with ***" in result.logs
 
 
+def test_a_run_that_finished_keeps_its_result_when_recycling_the_browser_after_it_fails(pool, monkeypatch, caplog):
+    from tasks_app.runner.browser import BrowserError, BrowserPool
+
+    def restart_fails(self, clean):
+        raise BrowserError("Chromium did not open its DevTools port within 20 s")
+
+    with serve({"/": "<h1>sent</h1>"}) as site:
+        code = 'def run(page, params):\n    page.goto(params["base"] + "/")\n    return page.inner_text("h1")\n'
+        monkeypatch.setattr(BrowserPool, "release", restart_fails)
+        finished = run(pool, code, params={"base": site.url})
+        monkeypatch.undo()
+        after = run(pool, code, params={"base": site.url})  # the next run starts a browser of its own
+    assert (finished.status, finished.output) == ("succeeded", "sent")  # not failed: the form may have been sent
+    assert [step.action for step in finished.steps] == ["goto", "inner_text"]
+    assert "its browser is discarded" in caplog.text
+    assert (after.status, after.output) == ("succeeded", "sent")
+
+
 def test_a_secret_printed_just_before_the_sandbox_dies_is_masked_in_the_error(pool):
     # The last line the child wrote becomes the error message when it dies without reporting.
     result = run(pool, """

@@ -183,20 +183,24 @@ def delivery_send(*, delivery: WebhookDelivery) -> WebhookDelivery:
     _announce(delivery)
 
     outcome = _attempt(delivery=delivery, endpoint=endpoint, at=now)
-    recorded = WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
-        status=Status.SUCCEEDED if outcome.ok else Status.FAILED,
-        response_code=outcome.status_code,
-        response_excerpt=outcome.excerpt[:EXCERPT_CHARS],
-        duration_ms=outcome.duration_ms,
-        error=outcome.error[:500],
-    )
-    delivery.refresh_from_db()
-    if not recorded:
-        return delivery  # recovery declared this attempt lost meanwhile and scheduled its retry
-    if outcome.ok:
-        _record_success(delivery)
-    else:
-        _record_failure(delivery, outcome)
+    # The outcome and what follows from it (the endpoint's failure count, the retry) land together: a worker
+    # dying in between would leave a failed attempt with no retry, which no recovery looks for. Dying before
+    # the commit leaves it `sending`, which deliveries_fail_stuck() retries.
+    with transaction.atomic():
+        recorded = WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
+            status=Status.SUCCEEDED if outcome.ok else Status.FAILED,
+            response_code=outcome.status_code,
+            response_excerpt=outcome.excerpt[:EXCERPT_CHARS],
+            duration_ms=outcome.duration_ms,
+            error=outcome.error[:500],
+        )
+        delivery.refresh_from_db()
+        if not recorded:
+            return delivery  # recovery declared this attempt lost meanwhile and scheduled its retry
+        if outcome.ok:
+            _record_success(delivery)
+        else:
+            _record_failure(delivery, outcome)
     _announce(delivery)
     return delivery
 
@@ -383,9 +387,10 @@ def deliveries_fail_stuck() -> int:
     count = 0
     for delivery in WebhookDelivery.objects.filter(status=Status.SENDING, sent_at__lt=cutoff).select_related("endpoint")[:500]:
         error = "the worker stopped while sending; the receiver may or may not have it"
-        if not WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(status=Status.FAILED, error=error):
-            continue  # another worker's maintenance got there first
-        delivery.refresh_from_db()
-        _record_failure(delivery, _Outcome(ok=False, duration_ms=0, error=error))
+        with transaction.atomic():  # failed and its retry together, as in delivery_send
+            if not WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(status=Status.FAILED, error=error):
+                continue  # another worker's maintenance got there first
+            delivery.refresh_from_db()
+            _record_failure(delivery, _Outcome(ok=False, duration_ms=0, error=error))
         count += 1
     return count

@@ -332,6 +332,35 @@ def test_a_failed_attempt_run_again_neither_resends_nor_schedules_a_second_retry
     assert WebhookDelivery.objects.count() == 2
 
 
+def test_a_failure_recorded_without_its_retry_is_not_left_behind(
+    db, receiver, fan_out, queue, run_jobs, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The database goes away (or the worker dies) between recording a failed attempt and scheduling its retry:
+    the attempt stays `sending`, which recovery retries, rather than `failed` with no retry, which nothing does."""
+    from django.db import OperationalError
+
+    endpoint_for(receiver.url())
+    receiver.reply(Reply(status=500))
+    [first] = fan_out()
+    real_create = webhooks.delivery_create
+
+    def database_gone(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(webhooks, "delivery_create", database_gone)
+    with pytest.raises(OperationalError):
+        run_jobs()
+    first.refresh_from_db()
+    assert first.status == Status.SENDING
+
+    monkeypatch.setattr(webhooks, "delivery_create", real_create)
+    WebhookDelivery.objects.filter(pk=first.pk).update(sent_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert webhooks.deliveries_fail_stuck() == 1
+    retry = WebhookDelivery.objects.exclude(pk=first.pk).get()
+    assert (retry.message_id, retry.attempt, retry.status) == (first.message_id, 2, Status.PENDING)
+
+
 def test_an_attempt_already_claimed_by_another_worker_is_left_alone(db, receiver, fan_out, run_jobs):
     endpoint_for(receiver.url())
     [delivery] = fan_out()

@@ -96,6 +96,25 @@ def verify(secret: str, request) -> dict:
 # -- delivering and signing --------------------------------------------------------------------------------
 
 
+def test_an_events_deliveries_are_recorded_with_the_change_and_queued_once_it_commits(db, receiver, queue):
+    """An outbox: a worker that dies right after committing a change cannot lose its webhooks (recovery queues
+    pending rows again), and a change rolled back sends none."""
+    from django.db import transaction
+
+    from healing_app.notify import notify
+
+    endpoint_for(receiver.url())
+    with pytest.raises(RuntimeError), transaction.atomic():
+        notify(event_type="healing.deployed", task_id="task_x", data=EVENT_DATA)
+        raise RuntimeError("the change failed")
+    assert not WebhookDelivery.objects.exists()
+
+    with transaction.atomic():
+        notify(event_type="healing.deployed", task_id="task_x", data=EVENT_DATA)
+        assert WebhookDelivery.objects.filter(status=Status.PENDING).count() == 1  # in the change's transaction
+        assert queue.jobs == []  # Redis only hears of it after the commit
+
+
 def test_an_event_reaches_the_receiver_signed_and_verifies_with_standardwebhooks(db, receiver, fan_out, queue, run_jobs):
     _, secret = endpoint_for(receiver.url())
     [delivery] = fan_out()

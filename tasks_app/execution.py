@@ -146,8 +146,10 @@ def run_finish(run: Run, result: RunResult) -> Run:
                 # Its task was deleted in the moment between the run's start and the check for running runs.
                 logger.warning("run %s finished after its task was deleted; result dropped", run.pk)
                 return run
-            # The stale-run reaper declared this run lost while it ran; its verdict stands.
+            # The stale-run reaper declared this run lost while it ran; its verdict stands. A takeover that began
+            # after that verdict left its heal open, and only a run's end closes it (after_run: safe to repeat).
             logger.warning("run %s finished after it was declared lost; result dropped", run.pk)
+            pipeline.after_run(run=stored)
             return stored
         run.refresh_from_db()
         if run.status in (Run.Status.SUCCEEDED, Run.Status.HEALED):

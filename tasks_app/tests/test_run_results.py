@@ -153,3 +153,20 @@ def test_a_claim_whose_read_fails_leaves_the_run_queued_not_running_with_nothing
     run.refresh_from_db()
     assert (run.status, run.attempts) == (Run.Status.QUEUED, 0)
     assert execution.run_claim(run.pk).status == Run.Status.RUNNING  # the job's retry runs it
+
+
+def test_a_heal_begun_after_its_run_was_declared_lost_is_closed_when_the_run_ends():
+    """A database outage outlasts the heartbeat: maintenance fails the run as lost while it still runs, and a
+    takeover then opens a heal for it. The run's late end must close that heal, not leave it healing for good."""
+    from healing_app.models import HealingEvent
+
+    run = _running_run()
+    execution.run_fail(run, "the worker was lost", error_type="worker_lost")
+    event = HealingEvent.objects.create(
+        task=run.task, run=run, original_version=run.version, error_type="element_not_found",
+        status=HealingEvent.Status.HEALING,
+    )
+    stored = execution.run_finish(run, RunResult(status=Run.Status.HEALED, output={"sent": True}))
+    assert (stored.status, stored.error_type) == (Run.Status.FAILED, "worker_lost")  # the verdict stands
+    event.refresh_from_db()
+    assert event.status == HealingEvent.Status.FAILED and "did not complete" in event.reason

@@ -121,6 +121,7 @@ def _begin_healing(event: HealingEvent, agent_kind: str) -> None:
 
 
 def _record_takeover(*, event: HealingEvent, failure: dict, agent_kind: str, outcome: TakeoverOutcome, elapsed_ms: int) -> None:
+    failed_now = False
     with transaction.atomic():
         event = HealingEvent.objects.select_for_update().get(pk=event.pk)
         event.agent_kind = agent_kind
@@ -134,11 +135,10 @@ def _record_takeover(*, event: HealingEvent, failure: dict, agent_kind: str, out
         elif event.status == Status.HEALING:
             event.reason = outcome.reason
             event.transition_to(Status.FAILED, note=outcome.reason)
+            failed_now = True
         event.save()
-    if event.status == Status.FAILED:
-        _announce(event, "healing.failed")
-    else:
-        _announce(event, "healing.healing")
+    # healing.failed (a webhook) once, by whoever failed the event; otherwise pages just show the new trace.
+    _announce(event, "healing.failed" if failed_now else "healing.healing")
 
 
 # -- 2. after the run: evaluate and generate ----------------------------------------------------------

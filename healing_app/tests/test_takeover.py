@@ -76,3 +76,31 @@ def test_a_heal_whose_run_a_person_cancelled_does_not_use_up_an_attempt(monkeypa
     last = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING)
     pipeline.takeover(run=last, failure=FAILURE, handover=Handover())
     assert HealingEvent.objects.get(run=last).reason.startswith("max_attempts (1) already used")
+
+
+class OutlivedAgent:
+    """Works on while maintenance, believing the run lost, fails its heal."""
+
+    kind = "heuristic"
+
+    def take_over(self, context, handover) -> TakeoverOutcome:
+        event = HealingEvent.objects.get(task_id=context.task_id)
+        pipeline.heal_fail(event.pk, "the run did not complete after the takeover: the worker was lost")
+        return TakeoverOutcome(recovered=False, reason="the element never showed")
+
+
+def test_a_heal_failed_meanwhile_by_maintenance_is_announced_failed_once(monkeypatch, public_webhook_host):
+    from healing_app.models import WebhookDelivery
+    from healing_app.tests.conftest import PUBLIC_HOST
+    from healing_app.webhook_services import webhook_endpoint_create
+
+    webhook_endpoint_create(actor=None, url=f"https://{PUBLIC_HOST}/hook", event_types=["healing.failed"])
+    task = services.task_create(name="t", code=CODE, self_healing=True)
+    run = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING)
+    monkeypatch.setattr(pipeline, "agent_for", lambda task: OutlivedAgent())
+
+    pipeline.takeover(run=run, failure=FAILURE, handover=Handover())
+
+    event = HealingEvent.objects.get(run=run)
+    assert event.status == "failed" and event.reason.endswith("the worker was lost")  # the first verdict stands
+    assert WebhookDelivery.objects.filter(event_type="healing.failed").count() == 1

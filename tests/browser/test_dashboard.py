@@ -307,7 +307,7 @@ def test_a_member_writes_a_new_task_in_the_browser_and_edits_it(page, anchor_liv
     page.get_by_label("Code").fill("def run(page, params):\n    page.goto(params['base_url'])\n    return {'title': page.title(\n")
     page.get_by_label("Params").fill('{"base_url": "http://127.0.0.1/demo-site/"}')
     page.get_by_role("button", name="Create task").click()
-    expect(page.locator("#id_code-error")).to_contain_text("line 3")  # the unclosed call, next to the code
+    expect(page.locator("#id_code_error")).to_contain_text("line 3")  # the unclosed call, next to the code
 
     page.get_by_label("Code").fill("def run(page, params):\n    page.goto(params['base_url'])\n    return {'title': page.title()}\n")
     page.get_by_role("button", name="Create task").click()

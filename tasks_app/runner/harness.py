@@ -1042,10 +1042,19 @@ CONTAINED_DRIVER_CALLS: dict[str, frozenset[str]] = {
     "Playwright": frozenset({"newRequest"}),
     "APIRequestContext": frozenset({"*"}),
     "LocalUtils": frozenset({"*"}),
-    "Browser": frozenset({"newContext", "newBrowserCDPSession", "startTracing"}),
-    "BrowserContext": frozenset({"newCDPSession", "harStart"}),
+    "Browser": frozenset({
+        "newContext", "newContextForReuse", "newBrowserCDPSession", "startTracing", "startServer", "stopServer",
+        "killForTests",
+    }),
+    # Interception patterns: dropping the context's route would drop the host guard with it.
+    "BrowserContext": frozenset({
+        "newCDPSession", "setNetworkInterceptionPatterns", "setWebSocketInterceptionPatterns", "startRecording",
+        "showRecorder", "pause",
+    }),
     "Tracing": frozenset({"*"}),
     "Artifact": frozenset({"saveAs", "saveAsStream"}),
+    "DebugController": frozenset({"*"}),
+    "SocksSupport": frozenset({"*"}),
     "Electron": frozenset({"*"}),
     "Android": frozenset({"*"}),
     "AndroidDevice": frozenset({"*"}),

@@ -349,6 +349,14 @@ ASKS_THE_DRIVER = {
             except Exception as exc:  # a shell is no browser: the driver did start it, then gave up on it
                 return type(exc).__name__
         """,
+    "unroute": """
+        def run(page, params):
+            page.goto(params["base"] + "/")
+            page.context.unroute_all()  # the host guard is the context's route
+            page.click("#elsewhere")  # a link to another host: only that route stops it
+            page.wait_for_url("**/internal")
+            return page.inner_text("body")
+        """,
     "new_context": """
         def run(page, params):
             page.goto(params["base"] + "/")
@@ -362,6 +370,8 @@ ASKS_THE_DRIVER = {
 @pytest.mark.parametrize("way", sorted(ASKS_THE_DRIVER))
 def test_contained_code_cannot_have_the_playwright_driver_act_for_it(pool, way):
     with serve({"/": "<h1>home</h1>", "/internal": "internal data"}) as site:
+        elsewhere = site.url.replace("127.0.0.1", "localhost") + "/internal"
+        site.pages["/"] = f'<h1>home</h1><a id="elsewhere" href="{elsewhere}">elsewhere</a>'
         params = {"base": site.url}
         free = run(pool, ASKS_THE_DRIVER[way], params=params, allowed_hosts=["127.0.0.1"])
         contained = run(pool, ASKS_THE_DRIVER[way], params=params, allowed_hosts=["127.0.0.1"], contained=True)

@@ -1033,6 +1033,8 @@ CONTAINED_EVENTS = frozenset({
 })
 
 
+_REFUSED_WHEN_CONTAINED = "is not allowed: machine-written task code reaches the web only through its page"
+
 # What contained code may not ask the Playwright driver for, by protocol object type and method ("*": every
 # method). The driver is a Node process of its own, out of the audit hook's sight: it would launch a program as a
 # "browser", fetch from any host past the page's route guard, open a browser or context without that guard, or
@@ -1068,7 +1070,7 @@ def contain_python() -> None:
 
     def refuse(event: str, _args: tuple) -> None:
         if event in CONTAINED_EVENTS:
-            raise PermissionError(f"{event} is not allowed: machine-written task code reaches the web only through its page")
+            raise PermissionError(f"{event} {_REFUSED_WHEN_CONTAINED}")
 
     sys.addaudithook(refuse)
     _contain_driver()
@@ -1084,9 +1086,7 @@ def _contain_driver() -> None:
     def send_unless_contained(self: Any, owner: Any, method: str, params: Any, options: Any) -> Any:
         refused = CONTAINED_DRIVER_CALLS.get(owner._type, frozenset())
         if method in refused or "*" in refused:
-            raise PermissionError(
-                f"{owner._type}.{method} is not allowed: machine-written task code reaches the web only through its page"
-            )
+            raise PermissionError(f"{owner._type}.{method} {_REFUSED_WHEN_CONTAINED}")
         return send(self, owner, method, params, options)
 
     Connection.send_message_to_server = send_unless_contained

@@ -101,11 +101,9 @@ def _event_for_failure(*, run: Run, failure: dict, agent_kind: str) -> HealingEv
             f"max_attempts ({max_attempts}) already used for this step on version {run.version.number}; "
             "no new heal loop was started"
         )
+    with transaction.atomic():
         event.save()
-        _announce(event, "healing.failed")
-        return event
-    event.save()
-    _announce(event, "healing.triggered")
+        _announce(event, "healing.failed" if event.status == Status.FAILED else "healing.triggered")
     return event
 
 
@@ -117,7 +115,7 @@ def _begin_healing(event: HealingEvent, agent_kind: str) -> None:
             return  # a later failure of the same run: its event is healing already
         event.transition_to(Status.HEALING, note=f"{agent_kind} agent took over")
         event.save()
-    _announce(event, "healing.healing")
+        _announce(event, "healing.healing")
 
 
 def _record_takeover(*, event: HealingEvent, failure: dict, agent_kind: str, outcome: TakeoverOutcome, elapsed_ms: int) -> None:
@@ -137,8 +135,8 @@ def _record_takeover(*, event: HealingEvent, failure: dict, agent_kind: str, out
             event.transition_to(Status.FAILED, note=outcome.reason)
             failed_now = True
         event.save()
-    # healing.failed (a webhook) once, by whoever failed the event; otherwise pages just show the new trace.
-    _announce(event, "healing.failed" if failed_now else "healing.healing")
+        # healing.failed (a webhook) once, by whoever failed the event; otherwise pages just show the new trace.
+        _announce(event, "healing.failed" if failed_now else "healing.healing")
 
 
 # -- 2. after the run: evaluate and generate ----------------------------------------------------------
@@ -330,7 +328,7 @@ def _start_validation(event: HealingEvent) -> None:
         event.validation_run = run
         event.transition_to(Status.VALIDATING, note=f"validation run {run.pk}")
         event.save()
-    _announce(event, "healing.validating")
+        _announce(event, "healing.validating")
 
 
 def validation_hosts(run: Run) -> list[str]:
@@ -407,7 +405,7 @@ def _decide(event: HealingEvent) -> None:
             event.transition_to(Status.PENDING_REVIEW)
             event.save()
             kind = "healing.pending_review"
-    _announce(event, kind)
+        _announce(event, kind)
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -421,10 +419,11 @@ def _fail(event: HealingEvent, reason: str) -> None:
         event.reason = reason[:2000]
         event.transition_to(Status.FAILED, note=reason[:200])
         event.save()
-    _announce(event, "healing.failed")
+        _announce(event, "healing.failed")
 
 
 def _announce(event: HealingEvent, kind: str) -> None:
+    """Call inside the transaction that made the change, so its webhook deliveries commit with it (notify)."""
     notify(event_type=kind, task_id=event.task_id, data=event_payload(event))
 
 

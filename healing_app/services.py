@@ -48,7 +48,7 @@ def healing_approve(*, event: HealingEvent, reviewer: Actor | AbstractBaseUser, 
         # Decided first: version_deploy refuses a draft that is still waiting for review.
         _decide(event, actor=actor, status=HealingEvent.Status.DEPLOYED, decision=Review.Decision.APPROVED, comment=comment)
         task_services.version_deploy(task=task, version=event.new_version, actor=actor, reason=f"approved {event.pk}")
-    notify(event_type="healing.deployed", task_id=event.task_id, data=event_payload(event))
+        notify(event_type="healing.deployed", task_id=event.task_id, data=event_payload(event))
     return event
 
 
@@ -63,7 +63,7 @@ def healing_reject(*, event: HealingEvent, reviewer: Actor | AbstractBaseUser, c
         if event.status != HealingEvent.Status.PENDING_REVIEW:
             raise AlreadyDecided(event)
         _decide(event, actor=actor, status=HealingEvent.Status.REJECTED, decision=Review.Decision.REJECTED, comment=comment)
-    notify(event_type="healing.rejected", task_id=event.task_id, data=event_payload(event))
+        notify(event_type="healing.rejected", task_id=event.task_id, data=event_payload(event))
     return event
 
 

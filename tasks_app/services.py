@@ -343,7 +343,7 @@ def run_enqueue(
     with transaction.atomic():
         run = run_create(task=task, actor=actor, params=params, version=version, purpose=purpose)
         transaction.on_commit(lambda: run_job_enqueue(run.pk), robust=True)
-    notify(event_type="run.queued", task_id=task.pk, data={"run": run.pk, "status": run.status})
+        notify(event_type="run.queued", task_id=task.pk, data={"run": run.pk, "status": run.status})
     return run
 
 

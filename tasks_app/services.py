@@ -128,14 +128,19 @@ def _require_secrets_holder(task: Task, actor: Actor | None, what: str) -> None:
 
 def _review_weakened(task: Task, changed: dict[str, Any]) -> bool:
     """Whether the changes let heals deploy with less checking than before: without a reviewer (auto_deploy) or
-    without a validation run. Turning healing on counts too, when the config already says so."""
+    without a validation run. The config counts while healing is off too (or switching healing off, weakening
+    the config and leaving the owner to switch healing back on would get round this), and so does turning
+    healing on when the config already says so."""
 
-    def unchecked(self_healing: bool, config: dict) -> tuple[bool, bool]:
-        return self_healing and config["auto_deploy"], self_healing and not config["validation_required"]
+    def unchecked(config: dict) -> tuple[bool, bool]:
+        return config["auto_deploy"], not config["validation_required"]
 
-    before = unchecked(task.self_healing, task.config)
-    after = unchecked(changed.get("self_healing", task.self_healing), changed.get("self_healing_config", task.config))
-    return any(now and not then for then, now in zip(before, after))
+    before = unchecked(task.config)
+    after = unchecked(changed.get("self_healing_config", task.config))
+    if any(now and not then for then, now in zip(before, after)):
+        return True
+    healing_turned_on = changed.get("self_healing", task.self_healing) and not task.self_healing
+    return bool(healing_turned_on and any(after))
 
 
 def task_changes_check(task: Task | None, changes: dict[str, Any]) -> dict[str, Any]:

@@ -134,17 +134,21 @@ def _task_form_page(request: HttpRequest, form: TaskForm, *, task: Task | None) 
 def task_config(request: HttpRequest, task_id: str) -> HttpResponse:
     task = _task_or_404(task_id)
     form = HealingConfigForm(request.POST)
+    status = 400
     if form.is_valid():
         try:
             services.task_update(task=task, actor=dashboard_actor(request), **form.service_kwargs())
         except InputError as exc:
             form.add_service_error(exc.field, exc.message)
+        except PermissionDenied as exc:  # review switched off on a task holding secrets, by someone else
+            form.add_error(None, str(exc))
+            status = 403
         else:
             messages.success(request, "Healing settings saved.")
             return redirect(reverse("task-detail", args=[task.pk]) + "#config")
     context = _task_context(request, task)
     context["config_form"] = form
-    return render(request, "tasks/detail.html", context, status=400)
+    return render(request, "tasks/detail.html", context, status=status)
 
 
 @require_POST

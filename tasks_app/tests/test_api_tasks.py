@@ -301,6 +301,12 @@ def test_on_a_task_holding_secrets_only_its_owner_or_a_reviewer_may_switch_revie
     assert eve.patch(f"/tasks/{dormant['id']}", {"self_healing": True}).status_code == 403
     assert Task.objects.get(pk=dormant["id"]).self_healing is False
 
+    # Nor can review be switched off while healing is off, for the owner to switch healing back on unawares.
+    paused = _create(api, secrets={"password": "hunter2"}, self_healing=False)
+    for change in ({"auto_deploy": True}, {"validation_required": False}):
+        assert eve.patch(f"/tasks/{paused['id']}", {"self_healing_config": change}).status_code == 403, change
+    assert Task.objects.get(pk=paused["id"]).config["auto_deploy"] is False
+
 
 def test_changes_are_audited_under_the_keys_owner(api, owner):
     body = _create(api)

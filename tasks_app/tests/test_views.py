@@ -132,6 +132,21 @@ def test_bad_settings_are_shown_next_to_the_field(client, member, task):
     assert (reloaded.status_code, reloaded["Location"]) == (302, reverse("task-detail", args=[task.pk]))
 
 
+def test_switching_review_off_on_someone_elses_task_with_secrets_is_refused_on_the_form(client, member, django_user_model):
+    owner = django_user_model.objects.create_user("olga")
+    task = services.task_create(
+        name="Payroll", code=scenario.CODE_V1, secrets={"password": "hunter2"}, self_healing=True, actor=Actor(user=owner)
+    )
+    response = _login(client, member).post(
+        reverse("task-config", args=[task.pk]),
+        {"self_healing": "on", "trigger_on": ["timeout"], "max_attempts": "3", "auto_deploy": "on", "validation_required": "on"},
+    )
+    assert response.status_code == 403
+    assert "only its owner or a reviewer may let its heals deploy without a reviewer" in response.content.decode()
+    task.refresh_from_db()
+    assert task.config["auto_deploy"] is False
+
+
 def test_self_healing_with_no_failure_types_ticked_is_refused_next_to_the_field(client, member, task):
     # Nothing ticked used to be saved, and later failures then silently went unhealed.
     response = _login(client, member).post(

@@ -634,11 +634,15 @@ def _clean_budget(value: Any) -> Decimal | None:
         amount = Decimal(str(value))
     except InvalidOperation:
         raise InputError("monthly_budget_usd", "must be an amount of US dollars") from None
-    in_range = amount.is_finite() and Decimal(0) <= amount < Decimal(1_000_000)
-    # Rounded only once in range (a huge amount cannot be), then checked again: 999999.99999 rounds up.
-    if not in_range or (amount := amount.quantize(Decimal("0.0001"))) >= Decimal(1_000_000):
+    if not (amount.is_finite() and Decimal(0) <= amount < Decimal(1_000_000)):
         raise InputError("monthly_budget_usd", "must be between 0 and 999999.9999")
-    return amount
+    # Refused rather than rounded: 0.00004 would otherwise become a budget of 0, which means "no LLM spend".
+    if amount != amount.quantize(_BUDGET_STEP):
+        raise InputError("monthly_budget_usd", "must have at most 4 decimal places")
+    return abs(amount.quantize(_BUDGET_STEP))  # abs: -0.0 is stored and shown as 0.0000
+
+
+_BUDGET_STEP = Decimal("0.0001")  # the column's precision
 
 
 _FIELD_CLEANERS = {

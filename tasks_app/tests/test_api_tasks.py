@@ -187,6 +187,8 @@ def test_schedule_and_monthly_budget_are_set_read_and_cleared_through_the_api(ap
     cleared = api.patch(f"/tasks/{body['id']}", {"schedule": "", "monthly_budget_usd": None}).json()
     assert (cleared["schedule"], cleared["monthly_budget_usd"]) == ("", None)
     assert api.get(f"/tasks/{body['id']}").json()["monthly_budget_usd"] is None
+    negative_zero = api.patch(f"/tasks/{body['id']}", {"monthly_budget_usd": -0.0}).json()
+    assert str(negative_zero["monthly_budget_usd"]) == "0.0"
 
 
 def test_delete_removes_the_task(api):
@@ -355,7 +357,8 @@ BAD_CONFIG = [
     ({"monthly_budget_usd": -1}, "monthly_budget_usd"),
     ({"monthly_budget_usd": 1e12}, "monthly_budget_usd"),
     ({"monthly_budget_usd": "lots"}, "monthly_budget_usd"),
-    ({"monthly_budget_usd": 999999.99999}, "monthly_budget_usd"),  # in range, until rounded to 4 places
+    ({"monthly_budget_usd": 999999.99999}, "monthly_budget_usd"),  # in range, but more than 4 places
+    ({"monthly_budget_usd": 0.00004}, "monthly_budget_usd"),  # was rounded to a budget of 0
 ]
 
 

@@ -184,6 +184,14 @@ def _authenticate(request: HttpRequest, raw: str | None) -> Caller | None:
 
 
 class BearerKeyAuth(HttpBearer):
+    def __call__(self, request: HttpRequest) -> Caller | None:
+        # django-ninja's own __call__ logs a header of another scheme in full under DEBUG ("Token ak_…", or a
+        # Basic user:password): credentials must never reach a log, so the header is read here, quietly.
+        scheme, _, token = request.headers.get(self.header, "").partition(" ")
+        if scheme.lower() != self.openapi_scheme:
+            return None
+        return self.authenticate(request, token)
+
     def authenticate(self, request: HttpRequest, token: str) -> Caller | None:
         return _authenticate(request, token)
 

@@ -218,6 +218,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Declared to drop the console handler Django gives this logger under DEBUG, which prints each line
+        # a second time without the mask_secrets filter; its lines reach the root's handler instead.
+        "django": {"level": "INFO"},
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
         "openai": {"level": "WARNING"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import time
 import uuid
 
@@ -66,6 +67,19 @@ def test_missing_or_wrong_keys_are_a_401_in_the_error_format(client, headers):
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthenticated"
     assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_key_or_password_sent_under_another_scheme_is_a_401_and_never_logged(client, key, settings, caplog):
+    # django-ninja logged such a header in full under DEBUG ("Unexpected auth - 'Token ak_…'").
+    settings.DEBUG = True
+    _, raw = key
+    basic = "Basic YWRtaW46c2VjcmV0LXB3"  # admin:secret-pw
+    with caplog.at_level(logging.DEBUG):
+        for header in (f"Token {raw}", basic, raw):
+            response = _list(client, {"Authorization": header})
+            assert response.status_code == 401, header
+            assert response.json()["error"]["code"] == "unauthenticated"
+    assert raw not in caplog.text and "YWRtaW46c2VjcmV0LXB3" not in caplog.text
 
 
 def test_a_revoked_key_is_a_401(client, key):

@@ -64,3 +64,13 @@ def test_credentials_with_a_known_shape_are_masked_even_if_never_registered(prod
     for credential in ("ak_" + "A1b2C3d4E5f6G7h8", "whsec_" + "QUJDREVGR0hJSktMTU5P", "sk-" + "proj0123456789abcdef"):
         logger.info("using %s", credential)
         assert credential not in stream.getvalue()
+
+
+def test_djangos_own_loggers_write_only_through_the_masking_handler():
+    """Django gives its `django` logger a console handler of its own (DEBUG only, without our filter): each
+    line it logged was printed twice, once unmasked. Its lines must go to the root's masked handler alone."""
+    django_logger = logging.getLogger("django")
+    assert django_logger.handlers == []
+    assert django_logger.propagate
+    root_filters = [type(f).__name__ for handler in logging.getLogger().handlers for f in handler.filters]
+    assert "MaskSecretsFilter" in root_filters

@@ -349,13 +349,39 @@ _FRIENDLY = {
     "model_type": "must be an object",
     "model_attributes_type": "must be an object",
     "list_type": "must be a list",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
 }
+# Pydantic's bound errors, with the bound it names in ctx: "must be at most 10", not "Input should be less than
+# or equal to 10".
+_FRIENDLY_BOUNDS = {
+    "greater_than_equal": ("ge", "must be at least {}"),
+    "less_than_equal": ("le", "must be at most {}"),
+    "greater_than": ("gt", "must be more than {}"),
+    "less_than": ("lt", "must be less than {}"),
+    "string_too_short": ("min_length", "must be at least {} characters long"),
+    "string_too_long": ("max_length", "must be at most {} characters long"),
+    "too_short": ("min_length", "must have at least {} items"),
+    "too_long": ("max_length", "must have at most {} items"),
+}
+
+
+def _friendly(error: dict) -> str:
+    kind = error.get("type", "")
+    if kind in _FRIENDLY_BOUNDS:
+        key, template = _FRIENDLY_BOUNDS[kind]
+        bound = (error.get("ctx") or {}).get(key)
+        if bound is not None:
+            return template.format(bound)
+    return _FRIENDLY.get(kind, error.get("msg", "is invalid"))
 
 
 @api.exception_handler(ValidationError)
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     details = [
-        {"field": _field_from_loc(err.get("loc", ())), "message": _FRIENDLY.get(err.get("type", ""), err.get("msg", "is invalid"))}
+        {"field": _field_from_loc(err.get("loc", ())), "message": _friendly(err)}
         for err in exc.errors
     ]
     first = details[0] if details else {"field": None, "message": "invalid request"}

@@ -139,11 +139,25 @@ def test_list_pages_by_cursor_newest_first_without_gaps_or_repeats(api):
     assert seen == list(reversed(created))
 
 
-@pytest.mark.parametrize("query, field", [("?cursor=not-a-cursor", "cursor"), ("?limit=0", "limit"), ("?limit=101", "limit")])
-def test_bad_paging_parameters_are_a_400_naming_them(api, query, field):
+@pytest.mark.parametrize(
+    "query, field, message",
+    [
+        ("?cursor=not-a-cursor", "cursor", "is not a cursor this API returned"),
+        ("?limit=0", "limit", "must be at least 1"),
+        ("?limit=101", "limit", "must be at most 100"),
+        ("?limit=abc", "limit", "must be an integer"),
+    ],
+)
+def test_bad_paging_parameters_are_a_400_naming_them_in_plain_words(api, query, field, message):
     response = api.get(f"/tasks{query}")
     assert response.status_code == 400
-    assert response.json()["error"]["field"] == field
+    assert (response.json()["error"]["field"], response.json()["error"]["message"]) == (field, message)
+
+
+def test_a_setting_out_of_its_range_is_refused_naming_the_bound(api):
+    response = api.post("/tasks", {"name": "t", "self_healing_config": {"max_attempts": 11}})
+    error = response.json()["error"]
+    assert (error["field"], error["message"]) == ("self_healing_config.max_attempts", "must be at most 10")
 
 
 def test_update_replaces_only_the_config_keys_given(api):

@@ -181,8 +181,9 @@ def webhook_endpoint_update(
         changed = [name for name, value in changes.items() if getattr(endpoint, name) != value]
         for name in changed:
             setattr(endpoint, name, changes[name])
-        if {"url", "event_types", "task"} & set(changed):
-            _refuse_twin(endpoint)
+        filters_changed = [name for name in ("url", "event_types", "task") if name in changed]
+        if filters_changed:
+            _refuse_twin(endpoint, field=filters_changed[0])
         if changed:
             endpoint.save(update_fields=changed)
             # Field names only: a URL can carry credentials and the audit log is widely readable.
@@ -195,10 +196,11 @@ def webhook_endpoint_update(
     return endpoint
 
 
-def _refuse_twin(endpoint: WebhookEndpoint) -> None:
+def _refuse_twin(endpoint: WebhookEndpoint, *, field: str = "url") -> None:
     """Refuse a second endpoint of one owner with the same URL and filters: it would sign and send every message
-    twice (mostly it is the create page reloaded, posting again). In the saving transaction; one owner's
-    saves take turns, so two at once cannot both pass."""
+    twice (mostly it is the create page reloaded, posting again). `field` is the one the error names: the one
+    changed to make the twin. In the saving transaction; one owner's saves take turns, so two at once cannot
+    both pass."""
     if endpoint.owner_id is not None:
         get_user_model().objects.select_for_update().filter(pk=endpoint.owner_id).exists()
     same_filters = WebhookEndpoint.objects.filter(
@@ -207,7 +209,7 @@ def _refuse_twin(endpoint: WebhookEndpoint) -> None:
     address = _address(endpoint.url)
     twin = next((pk for pk, url in same_filters.values_list("pk", "url") if _address(url) == address), None)
     if twin is not None:
-        raise InputError("url", f"you have an endpoint for this URL with these filters already ({twin}); "
+        raise InputError(field, f"you have an endpoint for this URL with these filters already ({twin}); "
                                 "edit it, or rotate its secret if you need a new one")
 
 

@@ -148,6 +148,19 @@ def test_an_update_rechecks_the_url(db, owner, endpoint):
     assert endpoint.url == PUBLIC_URL
 
 
+def test_an_update_that_would_make_a_twin_endpoint_is_refused_naming_the_field_changed(db, owner, endpoint):
+    other, _ = webhook_endpoint_create(actor=owner, url=PUBLIC_URL + "other", event_types=["run.failed"])
+    webhook_endpoint_update(endpoint=other, actor=owner, url=PUBLIC_URL)  # other filters: not a twin yet
+    with pytest.raises(InputError) as refused:
+        webhook_endpoint_update(endpoint=other, actor=owner, event_types=[])  # all events, like `endpoint`
+    assert refused.value.field == "event_types"
+    assert f"({endpoint.pk})" in refused.value.message
+    webhook_endpoint_update(endpoint=endpoint, actor=owner, url=PUBLIC_URL + "x", event_types=["run.failed"])
+    with pytest.raises(InputError) as refused:
+        webhook_endpoint_update(endpoint=endpoint, actor=owner, url=PUBLIC_URL)  # `other` has run.failed there
+    assert refused.value.field == "url"
+
+
 def test_someone_else_cannot_change_an_endpoint(db, django_user_model, endpoint):
     stranger = django_user_model.objects.create_user("eve", password="pw-eve-123!")
     with pytest.raises(PermissionDenied):

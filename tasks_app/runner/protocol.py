@@ -13,13 +13,8 @@ import urllib.parse
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-FAILURE_TYPES = (
-    "timeout",
-    "element_not_found",
-    "navigation_error",
-    "authentication_failure",
-    "captcha_detected",
-)
+from tasks_app.config import FAILURE_TYPES  # the seed's five; one list for the runner and the settings
+
 SCRIPT_ERROR = "script_error"
 ERROR_TYPES = FAILURE_TYPES + (SCRIPT_ERROR,)
 # A run stopped on request ends with this error type: nothing failed, so nothing is healed.

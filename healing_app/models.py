@@ -140,6 +140,8 @@ class InvalidTransition(Exception):
 
 
 class Review(models.Model):
+    COMMENT_MAX = 5000  # characters; the API and the dashboard refuse longer comments, the service cuts them
+
     class Decision(models.TextChoices):
         APPROVED = "approved", "Approved"
         REJECTED = "rejected", "Rejected"

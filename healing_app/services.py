@@ -73,7 +73,7 @@ def _require_reviewer(actor: Actor) -> None:
 
 
 def _decide(event: HealingEvent, *, actor: Actor, status: str, decision: str, comment: str) -> None:
-    comment = (comment or "").strip()[:5000]
+    comment = (comment or "").strip()[: Review.COMMENT_MAX]
     event.transition_to(status, note=f"{decision} by {actor.label}")
     event.reviewer = actor.user
     event.review_comment = comment

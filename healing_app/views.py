@@ -20,13 +20,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from healing_app import charts, queries, services
 from healing_app.diffing import render_diff
-from healing_app.models import HealingEvent
+from healing_app.models import HealingEvent, Review
 from tasks_app.audit import dashboard_actor
 from tasks_app.config import InputError
 from tasks_app.ids import object_or_404
 
 EVENT_PARTS = {"summary": "healing/_event_summary.html", "evidence": "healing/_event_evidence.html"}
-COMMENT_MAX = 5000  # the API's limit (healing_app/api.py); the service would cut a longer comment short
 
 
 class CommentField(forms.CharField):
@@ -38,7 +37,7 @@ class CommentField(forms.CharField):
 class DecisionForm(forms.Form):
     """A reviewer's comment. Too long is refused, as the API refuses it; an empty reject comment is the service's call."""
 
-    comment = CommentField(required=False, max_length=COMMENT_MAX)
+    comment = CommentField(required=False, max_length=Review.COMMENT_MAX)
 
 
 @require_GET

@@ -14,12 +14,12 @@ from ninja import Query, Router, Schema
 from pydantic import Field
 
 from healing_app import services
-from healing_app.models import HealingEvent
+from healing_app.models import HealingEvent, Review
 from tasks_app.api import Cursor, Limit, get_task
 from tasks_app.api_schemas import (
+    CONFLICTING_ERRORS,
     ERRORS,
     DiffOut,
-    ErrorOut,
     InputSchema,
     clean_body,
     diff_out,
@@ -33,7 +33,6 @@ from tasks_app.runner.protocol import ERROR_TYPES
 router = Router(tags=["healing events"])
 task_events_router = Router(tags=["healing events"])
 
-REVIEW_ERRORS = {**ERRORS, 403: ErrorOut, 409: ErrorOut}
 EventStatus = Literal[tuple(HealingEvent.Status.values)]  # type: ignore[valid-type]
 ErrorType = Literal[ERROR_TYPES]  # type: ignore[valid-type]
 StatusFilter = Query(None, description="e.g. pending_review: the review queue")
@@ -94,11 +93,11 @@ class HealingEventDetailOut(HealingEventOut):
 
 
 class ApproveIn(InputSchema):
-    comment: str = Field(None, max_length=5000)
+    comment: str = Field(None, max_length=Review.COMMENT_MAX)
 
 
 class RejectIn(InputSchema):
-    comment: str = Field(..., max_length=5000, description="required: why the fix is wrong")
+    comment: str = Field(..., max_length=Review.COMMENT_MAX, description="required: why the fix is wrong")
 
 
 def event_out(event: HealingEvent) -> dict[str, Any]:
@@ -193,7 +192,7 @@ def healing_event_get(request: HttpRequest, event_id: str):
 
 @router.post(
     "/{event_id}/approve",
-    response={200: HealingEventDetailOut, **REVIEW_ERRORS},
+    response={200: HealingEventDetailOut, **CONFLICTING_ERRORS},
     summary="Approve and deploy the healed version (reviewers)",
 )
 def healing_event_approve(request: HttpRequest, event_id: str, payload: ApproveIn | None = None):
@@ -204,7 +203,7 @@ def healing_event_approve(request: HttpRequest, event_id: str, payload: ApproveI
 
 @router.post(
     "/{event_id}/reject",
-    response={200: HealingEventDetailOut, **REVIEW_ERRORS},
+    response={200: HealingEventDetailOut, **CONFLICTING_ERRORS},
     summary="Reject the healed version (reviewers; a comment is required)",
 )
 def healing_event_reject(request: HttpRequest, event_id: str, payload: RejectIn | None = None):

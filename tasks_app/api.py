@@ -10,10 +10,11 @@ from ninja import Path, Query, Router, Status
 
 from tasks_app import services
 from tasks_app.api_schemas import (
+    CONFLICTING_ERRORS,
     ERRORS,
+    REFUSABLE_ERRORS,
     DeployIn,
     DiffOut,
-    ErrorOut,
     NoBodyIn,
     RunCreateIn,
     RunOut,
@@ -76,13 +77,13 @@ def task_get(request: HttpRequest, task_id: str):
     return task_out(get_task(task_id))
 
 
-@tasks_router.patch("/{task_id}", response={200: TaskOut, **ERRORS}, summary="Update a task (partial)")
+@tasks_router.patch("/{task_id}", response={200: TaskOut, **REFUSABLE_ERRORS}, summary="Update a task (partial)")
 def task_update(request: HttpRequest, task_id: str, payload: TaskUpdateIn):
     task = services.task_update(task=get_task(task_id), actor=request.auth.actor, **clean_body(payload))
     return task_out(Task.objects.select_related("current_version").get(pk=task.pk))
 
 
-@tasks_router.delete("/{task_id}", response={204: None, **ERRORS}, summary="Delete a task")
+@tasks_router.delete("/{task_id}", response={204: None, **CONFLICTING_ERRORS}, summary="Delete a task")
 def task_delete(request: HttpRequest, task_id: str):
     services.task_delete(task=get_task(task_id), actor=request.auth.actor)
     return Status(204, None)
@@ -132,7 +133,7 @@ def version_diff(
 
 @tasks_router.post(
     "/{task_id}/versions/{number}/deploy",
-    response={200: TaskOut, **ERRORS},
+    response={200: TaskOut, **CONFLICTING_ERRORS},
     summary="Make a version current (rollback or roll forward)",
 )
 def version_deploy(request: HttpRequest, task_id: str, number: int = VersionNumber, payload: DeployIn | None = None):
@@ -148,7 +149,7 @@ def version_deploy(request: HttpRequest, task_id: str, number: int = VersionNumb
 
 @tasks_router.post(
     "/{task_id}/runs",
-    response={202: RunStartedOut, **ERRORS},
+    response={202: RunStartedOut, **REFUSABLE_ERRORS},
     summary="Start a run; it is queued and runs in the background",
 )
 def run_start(request: HttpRequest, task_id: str, payload: RunCreateIn | None = None):
@@ -184,7 +185,7 @@ def run_get(request: HttpRequest, run_id: str):
 
 @runs_router.post(
     "/{run_id}/cancel",
-    response={202: RunOut, **ERRORS, 403: ErrorOut, 409: ErrorOut},
+    response={202: RunOut, **CONFLICTING_ERRORS},
     summary="Cancel a run: a queued one ends at once, a running one within a few seconds",
 )
 def run_cancel(request: HttpRequest, run_id: str, payload: NoBodyIn | None = None):

@@ -69,6 +69,9 @@ class ErrorOut(Schema):
 
 
 ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 429: ErrorOut}
+# What a change may also meet: a caller not allowed to make it (403), or an object whose state refuses it now (409).
+REFUSABLE_ERRORS = {**ERRORS, 403: ErrorOut}
+CONFLICTING_ERRORS = {**REFUSABLE_ERRORS, 409: ErrorOut}
 
 
 # -- tasks ---------------------------------------------------------------------------------------------

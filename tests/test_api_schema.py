@@ -80,6 +80,23 @@ def test_the_openapi_schema_is_valid_openapi_3(client):
     assert {scheme["type"] for scheme in schemes.values()} == {"http", "apiKey"}
 
 
+def test_the_schema_declares_the_refusals_each_change_can_meet(client):
+    """SDK generators and readers learn from the schema that a change may be forbidden (403) or refused by the
+    object's state (409); those answers were sent but not declared on most endpoints."""
+    paths = client.get("/api/v1/openapi.json", HTTP_HOST="localhost").json()["paths"]
+    expected = {
+        ("/api/v1/tasks/{task_id}", "patch"): {"403"},
+        ("/api/v1/tasks/{task_id}", "delete"): {"403", "409"},
+        ("/api/v1/tasks/{task_id}/versions/{number}/deploy", "post"): {"403", "409"},
+        ("/api/v1/tasks/{task_id}/runs", "post"): {"403"},
+        ("/api/v1/runs/{run_id}/cancel", "post"): {"403", "409"},
+        ("/api/v1/healing-events/{event_id}/approve", "post"): {"403", "409"},
+        ("/api/v1/healing-events/{event_id}/reject", "post"): {"403", "409"},
+    }
+    for (path, method), codes in expected.items():
+        assert codes <= set(paths[path][method]["responses"]), (path, method)
+
+
 @schema.parametrize()
 @settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_fuzzing_finds_no_server_errors(case, fuzz_world):

@@ -234,9 +234,14 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, x))))
 
 
-def fit_logistic(inputs: Sequence[dict[str, float]], labels: Sequence[bool]) -> dict[str, float]:
+GENERAL_KEYS = ("margin", "evidence", "log_odds")
+SAME_TEXT_AND_TAG_KEYS = ("margin",)
+
+
+def fit_logistic(
+    inputs: Sequence[dict[str, float]], labels: Sequence[bool], keys: Sequence[str] = GENERAL_KEYS
+) -> dict[str, float]:
     """Plain logistic regression (gradient descent, small L2) for the confidence calibration."""
-    keys = ["margin", "evidence", "log_odds"]
     weights = {"bias": 0.0, **{key: 0.0 for key in keys}}
     for _ in range(5000):
         gradient = {key: 0.0 for key in weights}
@@ -257,6 +262,8 @@ class FoldResult:
     inputs: dict[str, float]  # confidence inputs of the winner
     correct: bool
     displaced: bool  # locate abstains whatever the confidence (engine.displaced)
+    kind: str  # engine.evidence_kind of the winner: which calibration applies
+    fold: int
 
 
 def out_of_fold(cases: Sequence[TrainingCase]) -> list[FoldResult]:
@@ -278,9 +285,32 @@ def out_of_fold(cases: Sequence[TrainingCase]) -> list[FoldResult]:
                 inputs,
                 correct=case.expected is not None and order[0] == case.expected,
                 displaced=engine.displaced(case.rows[order[0]], runner_up),
+                kind=engine.evidence_kind(case.rows[order[0]]),
+                fold=fold,
             ))
         print(f"  fold {fold + 1}/{FOLDS} done", file=sys.stderr)
     return results
+
+
+def fit_calibrations(folds: Sequence[FoldResult]) -> tuple[dict[str, float], dict[str, float]]:
+    """The general calibration (every case) and the one for "same text and tag" winners (those
+    cases only, without the displaced ones: locate abstains on them whatever the confidence, and
+    their wide margins would teach that a wide margin means little)."""
+    general = fit_logistic([f.inputs for f in folds], [f.correct for f in folds])
+    same = [f for f in folds if f.kind == engine.SAME_TEXT_AND_TAG and not f.displaced]
+    same_text_and_tag = fit_logistic(
+        [f.inputs for f in same], [f.correct for f in same], SAME_TEXT_AND_TAG_KEYS
+    )
+    return general, same_text_and_tag
+
+
+def _confidence(f: FoldResult, general: dict[str, float], same: dict[str, float]) -> float:
+    """engine._calibrated with the given calibrations."""
+    weights, keys = (
+        (same, SAME_TEXT_AND_TAG_KEYS) if f.kind == engine.SAME_TEXT_AND_TAG
+        else (general, GENERAL_KEYS)
+    )
+    return _sigmoid(weights["bias"] + sum(weights[key] * f.inputs[key] for key in keys))
 
 
 def fit(directory: Path) -> None:
@@ -293,22 +323,34 @@ def fit(directory: Path) -> None:
           f"shortlisted in {shortlisted}", file=sys.stderr)
     weights = fit_weights(cases)
     folds = out_of_fold(cases)
-    calibration = fit_logistic([f.inputs for f in folds], [f.correct for f in folds])
+    calibration, same_calibration = fit_calibrations(folds)
 
     right = sum(f.correct for f in folds)
     print(f"# out-of-fold top-1 on dev: {right}/{len(folds)}")
     for threshold in (0.5, 0.7, 0.8, 0.9, 0.95, 0.98):
         answered = [
             f.correct for f in folds
-            if not f.displaced
-            and _sigmoid(calibration["bias"] + sum(calibration[k] * v for k, v in f.inputs.items()))
-            >= threshold
+            if not f.displaced and _confidence(f, calibration, same_calibration) >= threshold
         ]
         if answered:
             print(
                 f"#   confidence >= {threshold}: answers {len(answered)}/{len(folds)}, "
                 f"precision {100 * sum(answered) / len(answered):.1f}%"
             )
+    # The lines above judge the calibration on the cases it was fitted on. Refitted without
+    # each fold's apps, as the weights were, it is judged on apps it never saw:
+    answered = []
+    for fold in range(FOLDS):
+        held_out = [f for f in folds if f.fold == fold]
+        fold_calibrations = fit_calibrations([f for f in folds if f.fold != fold])
+        answered += [
+            f.correct for f in held_out
+            if not f.displaced and _confidence(f, *fold_calibrations) >= engine.MIN_CONFIDENCE
+        ]
+    print(
+        f"# calibration out-of-fold too, confidence >= {engine.MIN_CONFIDENCE}: answers "
+        f"{len(answered)}/{len(folds)}, precision {100 * sum(answered) / max(len(answered), 1):.1f}%"
+    )
     # A feature that never fires on dev (data_testid, say) cannot be fitted: keep its weight.
     silent = {
         name for j, name in enumerate(engine.ALL_FEATURE_NAMES)
@@ -324,6 +366,10 @@ def fit(directory: Path) -> None:
     print("}")
     print("CONFIDENCE_WEIGHTS: dict[str, float] = {")
     for key, weight in calibration.items():
+        print(f'    "{key}": {weight:.4f},')
+    print("}")
+    print("SAME_TEXT_AND_TAG_CONFIDENCE_WEIGHTS: dict[str, float] = {")
+    for key, weight in same_calibration.items():
         print(f'    "{key}": {weight:.4f},')
     print("}")
 

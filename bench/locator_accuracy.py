@@ -285,7 +285,7 @@ def out_of_fold(cases: Sequence[TrainingCase]) -> list[FoldResult]:
                 inputs,
                 correct=case.expected is not None and order[0] == case.expected,
                 displaced=engine.displaced(case.rows[order[0]], runner_up),
-                kind=engine.evidence_kind(case.rows[order[0]]),
+                kind=engine.evidence_kind(case.rows[order[0]], runner_up),
                 fold=fold,
             ))
         print(f"  fold {fold + 1}/{FOLDS} done", file=sys.stderr)

@@ -135,16 +135,16 @@ CONFIDENCE_WEIGHTS: dict[str, float] = {
     "log_odds": 0.1964,
 }
 
-# The same, for winners whose text is exactly the target's and whose tag is the target's own
-# ("same text and tag", see `evidence_kind`): fitted on those dev cases alone (out-of-fold, not
+# The same, for winners whose text is exactly the target's and whose tag is the target's own,
+# when the runner-up's are not ("same text and tag", see `evidence_kind`): fitted on those dev cases alone (out-of-fold, not
 # displaced), on the margin only. On dev, 195 of the 197 such winners were right and the two
 # wrong ones had small margins (nested look-alikes: a label and the span in it, both "Password"),
 # so here the margin tells nearly everything. The general model above, fitted on every kind of
 # evidence, cannot say so: its margin slope is shared with winners whose text changed, where a
 # wide margin means much less, and it kept ~80 such right answers below MIN_CONFIDENCE.
 SAME_TEXT_AND_TAG_CONFIDENCE_WEIGHTS: dict[str, float] = {
-    "bias": -1.7821,
-    "margin": 3.7608,
+    "bias": -1.8662,
+    "margin": 3.8273,
 }
 
 # A wrong repair costs more than a question to a reviewer, so ask unless fairly sure.
@@ -776,13 +776,19 @@ SAME_TEXT_AND_TAG = "same text and tag"
 OTHER_EVIDENCE = "other"
 
 
-def evidence_kind(best_row: Sequence[float]) -> str:
+def evidence_kind(best_row: Sequence[float], runner_up_row: Sequence[float] | None) -> str:
     """What kind of evidence the best candidate rests on, for picking its calibration.
 
     A winner that reads exactly what the target read, with the target's tag, is right far more
     often at the same margin than one whose text changed: the margin means different things.
+    Not when the runner-up does so too: then only layout tells two identical-looking elements
+    apart (the target gone, "Send" buttons in two other forms), and a margin won on layout
+    means what it means for any other evidence.
     """
-    if best_row[_TEXT_EQUAL_COLUMN] and best_row[_TAG_EQUAL_COLUMN]:
+    def same_text_and_tag(row: Sequence[float] | None) -> bool:
+        return row is not None and bool(row[_TEXT_EQUAL_COLUMN] and row[_TAG_EQUAL_COLUMN])
+
+    if same_text_and_tag(best_row) and not same_text_and_tag(runner_up_row):
         return SAME_TEXT_AND_TAG
     return OTHER_EVIDENCE
 
@@ -847,7 +853,7 @@ def locate(
     inputs = confidence_inputs(scores, _score(_self_row(t)))
     runner_up_row = scored[1][2] if len(scored) > 1 else None
     confidence, doubt = _judge(
-        scores, inputs, displaced(best_row, runner_up_row), evidence_kind(best_row)
+        scores, inputs, displaced(best_row, runner_up_row), evidence_kind(best_row, runner_up_row)
     )
     ranked = tuple((i, round(score, 4)) for score, i, _ in scored[:RANKED_LENGTH])
 

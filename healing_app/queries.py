@@ -26,6 +26,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from healing_app.models import HealingEvent
+from tasks_app.keyset import newer_than, older_than
 from tasks_app.runner.protocol import ERROR_TYPES
 
 PAGE_SIZE = 50
@@ -115,7 +116,7 @@ def queue_page(filters: dict, *, after: str = "", before: str = "", size: int = 
     """One page of the queue. `after` pages to older rows, `before` back to newer ones."""
     qs = queue_filter(filters)
     if before and (key := _decode(before)):
-        newer = qs.filter(created_at__gte=key[0]).exclude(created_at=key[0], id__lte=key[1])
+        newer = newer_than(qs, field="created_at", value=key[0], pk=key[1])
         rows = list(newer.order_by("created_at", "id")[: size + 1])
         has_newer = len(rows) > size
         rows = _with_cursors(rows[:size][::-1])
@@ -127,9 +128,7 @@ def queue_page(filters: dict, *, after: str = "", before: str = "", size: int = 
         )
     key = _decode(after) if after else None
     if key:
-        # "(created_at, id) < cursor" spelled as a range plus an exclusion: an OR of the two would
-        # stop SQLite from walking the created_at index and cost a full scan (seconds at 100k rows).
-        qs = qs.filter(created_at__lte=key[0]).exclude(created_at=key[0], id__gte=key[1])
+        qs = older_than(qs, field="created_at", value=key[0], pk=key[1])
     rows = list(qs.order_by("-created_at", "-id")[: size + 1])
     has_older = len(rows) > size
     rows = _with_cursors(rows[:size])

@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from django.core.exceptions import ValidationError
-from django.db.models import DateTimeField, Model, Q, QuerySet
+from django.db.models import DateTimeField, Model, QuerySet
 from django.http import HttpRequest
 from ninja import Schema
 from pydantic import ConfigDict, Field
 
 from healing_app.diffing import render_diff
 from tasks_app.config import FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError
+from tasks_app.keyset import older_than
 from tasks_app.models import MAX_INT
 from tasks_app.services import NAME_MAX, unstorable
 
@@ -293,7 +294,7 @@ def paginate(
     scope = _cursor_scope(request)
     if cursor:
         value, pk = _decode_cursor(cursor, queryset.model, order_field, scope)
-        queryset = queryset.filter(Q(**{f"{order_field}__lt": value}) | Q(**{order_field: value, "pk__lt": pk}))
+        queryset = older_than(queryset, field=order_field, value=value, pk=pk)
     rows = list(queryset[: limit + 1])
     if len(rows) <= limit:
         return rows, None

@@ -52,7 +52,7 @@ def takeover(*, run: Run, failure: dict, handover) -> None:
         rejected_paths=_rejected_paths(task, failure.get("step_key")),
         secret_keys=task.secret_keys,
         allowed_hosts=_allowed_hosts(task, run),
-        params={**task.params, **run.params},
+        params=run.effective_params,
         later_texts=_later_texts(run.version, failure.get("line")),
     )
     started = time.monotonic()
@@ -285,7 +285,7 @@ def _path_divergence(event: HealingEvent) -> str | None:
     usual_paths = _step_paths(usual[0], {**event.task.params, **usual[1]})
     # A page that moved is expected on its new path; that is the heal itself, not a divergence.
     moved = {r["old_path"]: r["new_path"] for r in event.recovery or [] if r and r.get("kind") == "url"}
-    for key, now in _step_paths(event.run.trace, {**event.task.params, **event.run.params}).items():
+    for key, now in _step_paths(event.run.trace, event.run.effective_params).items():
         before = usual_paths.get(key)
         if before and now and moved.get(before, before) != now:
             return (
@@ -335,7 +335,7 @@ def validation_hosts(run: Run) -> list[str]:
     """Where a validation run may navigate: the hosts of the task's params and of the pages its heal's run
     went through (a login on another domain included), since the code it validates is not reviewed yet."""
     healed = HealingEvent.objects.filter(validation_run=run).values_list("run__trace", flat=True).first() or []
-    params = {**run.task.params, **run.params}
+    params = run.effective_params
     start = sites.start_url(params, run.task.prompt)  # a generated version 1 may know its site from the prompt only
     return sites.hosts_of([*params.values(), start, *(step.get("url") for step in healed)])
 
@@ -345,7 +345,7 @@ def secret_hosts(run: Run) -> list[str]:
     params, of the URL it starts at and of the URLs its code names), each with its subdomains, a leading www.
     dropped (www.shop.example signs in at login.shop.example). A single sign-on host elsewhere is allowed by
     putting its URL in the params. Not the pages the run was sent to: a redirect chose those."""
-    params = {**run.task.params, **run.params}
+    params = run.effective_params
     urls = [*params.values(), sites.start_url(params, run.task.prompt), *codegen.urls_in_code(run.version.code)]
     return [host.removeprefix("www.") for host in sites.hosts_of(urls)]
 

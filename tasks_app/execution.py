@@ -64,7 +64,7 @@ def run_execute(run: Run, *, browser=None, on_step_extra=None) -> RunResult:
     healing_on = run.purpose == Run.Purpose.NORMAL and task.self_healing
     spec = RunSpec(
         code=run.version.code,
-        params={**task.params, **run.params},
+        params=run.effective_params,
         secrets=task_runtime_secrets(task),
         handover_on=list(task.config["trigger_on"]) if healing_on else [],
         # Machine-written code runs here before anyone has read it: keep it on the sites the task uses.

@@ -160,6 +160,11 @@ class Run(models.Model):
         return self.id
 
     @property
+    def effective_params(self) -> dict:
+        """What the code gets as `params`: the task's, with the run's own on top (DESIGN §4)."""
+        return {**self.task.params, **self.params}
+
+    @property
     def duration_ms(self) -> int | None:
         if self.started_at and self.finished_at:
             return int((self.finished_at - self.started_at).total_seconds() * 1000)

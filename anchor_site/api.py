@@ -113,8 +113,7 @@ def _window() -> tuple[int, int]:
 
 
 def _counter_key(kind: str, ident: str, window: int) -> str:
-    prefix = getattr(settings, "API_RATE_LIMIT_PREFIX", "anchor:api")
-    return f"{prefix}:{kind}:{ident}:{window}"
+    return f"{settings.API_RATE_LIMIT_PREFIX}:{kind}:{ident}:{window}"
 
 
 def _count(kind: str, ident: str) -> tuple[int, int]:

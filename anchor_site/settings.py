@@ -176,7 +176,8 @@ RUN_WALL_TIMEOUT_S = env_float("RUN_WALL_TIMEOUT_S", 90.0, minimum=1.0)
 RUN_ACTION_TIMEOUT_MS = env_int("RUN_ACTION_TIMEOUT_MS", 5000, minimum=100)
 # A run whose worker stopped sending heartbeats for this long is declared lost (see README "Reliability").
 RUN_STALE_AFTER_S = env_int("RUN_STALE_AFTER_S", 60, minimum=5)
-# A queued run (or a healed run awaiting its new version) whose RQ job is gone this long is enqueued again.
+# A queued run (or a healed run awaiting its new version), or a code generation, whose RQ job is gone this long
+# is enqueued again.
 RUN_REQUEUE_AFTER_S = env_int("RUN_REQUEUE_AFTER_S", 30, minimum=5)
 
 # Healing agents.
@@ -207,6 +208,8 @@ WEBHOOK_TIMEOUT_S = env_float("WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1)
 # API rate limits: requests per minute per key, and failed authentications per minute per client address.
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
 API_AUTH_FAILURES_PER_MINUTE = env_int("API_AUTH_FAILURES_PER_MINUTE", 20, minimum=1)
+# Where those per-minute counters live in Redis (tests give each test its own).
+API_RATE_LIMIT_PREFIX = "anchor:api"
 
 LOGGING = {
     "version": 1,

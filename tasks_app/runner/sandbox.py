@@ -77,7 +77,8 @@ _SIGNAL_REASONS = {
 
 
 class RunnerError(RuntimeError):
-    """The runner itself failed (browser or child could not start): retry the job, not the task."""
+    """The runner itself failed (browser or child could not start) before any task code ran. `execute` tries
+    once more on a fresh browser; after that the run fails as `runner_error` (tasks_app.jobs)."""
 
 
 class HandoverError(RuntimeError):

@@ -23,11 +23,6 @@ _CORE = _compact(SOURCE.split("// @core-begin", 1)[1].split("\n", 1)[1].split("/
 
 # Element -> fingerprint dict (DESIGN §4 names). Only the core helpers, ~40% of the source.
 FINGERPRINT = f"(el) => {{\n{_CORE}\nreturn fingerprint(el);\n}}"
-# Read actions return [value, fingerprint] in one round trip.
-READ_INNER_TEXT = f"(el) => [el.innerText, {_A}.fingerprint(el)]"
-READ_TEXT_CONTENT = f"(el) => [el.textContent, {_A}.fingerprint(el)]"
-READ_INNER_HTML = f"(el) => [el.innerHTML, {_A}.fingerprint(el)]"
-READ_ATTRIBUTE = f"(el, name) => [el.getAttribute(name), {_A}.fingerprint(el)]"
 PAGE_STATE = f"() => {_A}.pageState()"
 OBSERVE = f"(max) => {_A}.observe(max)"
 DOM_EXCERPT = f"(max) => {_A}.domExcerpt(max)"

@@ -39,6 +39,9 @@ METADATA_ADDRESSES = frozenset(
 )
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# IETF protocol assignments (192.0.0.8, the "dummy" address, and friends): not globally reachable, though
+# Python 3.11's is_global says otherwise.
+_IETF_PROTOCOL_ASSIGNMENTS = ipaddress.ip_network("192.0.0.0/24")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
@@ -62,7 +65,11 @@ def address_refusal(ip: IPAddress, *, allow_private: bool) -> str | None:
     embedded = _embedded_ipv4(ip)
     if embedded is not None:
         # ::ffff:127.0.0.1 and friends reach the IPv4 address inside them, so that address is what counts.
-        return address_refusal(embedded, allow_private=allow_private)
+        refusal = address_refusal(embedded, allow_private=allow_private)
+        if refusal is None and ip in _IPV4_COMPATIBLE:
+            # ::1.2.3.4 is connected to as the IPv6 address ::102:304, which nothing routes.
+            return "a deprecated IPv4-compatible address"
+        return refusal
     if ip in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if ip.is_unspecified:
@@ -73,7 +80,7 @@ def address_refusal(ip: IPAddress, *, allow_private: bool) -> str | None:
         return "a link-local address"
     if ip.is_loopback:
         return None if allow_private else "a loopback address"
-    if ip.is_reserved or (ip.version == 6 and ip.is_site_local):
+    if ip.is_reserved or (ip.version == 6 and ip.is_site_local) or ip in _IETF_PROTOCOL_ASSIGNMENTS:
         return "a reserved address"
     if allow_private:
         return None

@@ -88,6 +88,8 @@ def resolving_to(monkeypatch, *answers: list[str]):
         ("::7f00:1", "loopback"),  # IPv4-compatible ::127.0.0.1
         ("64:ff9b::7f00:1", "loopback"),  # NAT64
         ("2002:7f00:1::", "loopback"),  # 6to4 around 127.0.0.1
+        ("::1.2.3.4", "deprecated IPv4-compatible"),  # connected to as ::102:304, not 1.2.3.4
+        ("192.0.0.8", "reserved"),  # the IPv4 dummy address, global to Python 3.11 only
     ],
 )
 def test_non_public_addresses_are_refused(address, reason):

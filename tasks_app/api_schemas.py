@@ -25,7 +25,8 @@ from healing_app.diffing import render_diff
 from tasks_app.config import FAILURE_TYPES, MAX_ATTEMPTS_RANGE, InputError
 from tasks_app.keyset import older_than
 from tasks_app.models import MAX_INT
-from tasks_app.services import NAME_MAX, unstorable
+from tasks_app.services import NAME_MAX
+from tasks_app.storable import unstorable
 
 FailureType = Literal[FAILURE_TYPES]  # type: ignore[valid-type]
 

@@ -18,7 +18,8 @@ from healing_app import broadcast
 from healing_app.notify import notify
 from tasks_app.models import Run
 from tasks_app.runner.protocol import CANCELLED, RunResult, RunSpec
-from tasks_app.services import fingerprints_store, storable, task_runtime_secrets, unstorable
+from tasks_app.services import fingerprints_store, task_runtime_secrets
+from tasks_app.storable import storable, unstorable
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 10

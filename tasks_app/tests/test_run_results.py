@@ -8,6 +8,7 @@ from healing_app.tests.factories import CODE_V1
 from tasks_app import execution, services
 from tasks_app.models import Run
 from tasks_app.runner.protocol import Failure, RunResult, Step
+from tasks_app.storable import storable, unstorable
 
 pytestmark = pytest.mark.django_db
 
@@ -46,8 +47,8 @@ def test_page_text_with_a_nul_is_kept_readable_in_the_trace_and_failure():
 
 def test_storable_leaves_storable_values_as_they_are():
     value = {"a": [1, 2.5, "text", None, True], "b": {"c": "ü"}}
-    assert services.storable(value) == value
-    assert services.unstorable(services.storable({"x\x00": ["\ud800", float("nan")]})) is None
+    assert storable(value) == value
+    assert unstorable(storable({"x\x00": ["\ud800", float("nan")]})) is None
 
 
 def test_a_run_whose_task_was_deleted_while_it_ran_ends_quietly(caplog):

@@ -126,10 +126,9 @@ def event_reject(request: HttpRequest, event_id: str) -> HttpResponse:
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
     stats = queries.overview_stats_cached(days=30)
-    status_css = {
-        "Deployed": "s-ok", "Pending review": "s-wait", "Rejected": "s-bad", "Failed": "s-bad",
-        "Triggered": "s-open", "Healing": "s-open", "Validating": "s-open",
-    }
+    status = HealingEvent.Status
+    css = {status.DEPLOYED: "s-ok", status.PENDING_REVIEW: "s-wait", status.REJECTED: "s-bad", status.FAILED: "s-bad"}
+    status_css = {value.label: css.get(value, "s-open") for value in status}  # the stats name statuses by label
     context = {
         "stats": stats,
         "runs_chart": charts.stacked_bars(

@@ -47,6 +47,11 @@ class HealingEventAdmin(IdCheckedAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        # Every field is read-only: approving and rejecting are actions (through the services). A Save would write
+        # the whole row back as loaded, undoing a decision or a pipeline step made meanwhile, unaudited.
+        return False
+
     def has_delete_permission(self, request, obj=None):
         # Heals are history, and deleting one waiting for review would free its draft to be deployed by hand.
         return False

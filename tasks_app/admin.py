@@ -16,7 +16,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from healing_app.diffing import DIFF_STYLESHEETS, render_diff
-from healing_app.models import HealingEvent, Review
+from healing_app.models import HealingEvent, Review, WebhookDelivery
 from tasks_app import services
 from tasks_app.audit import admin_actor, audit_log
 from tasks_app.forms import TaskForm
@@ -137,7 +137,10 @@ class TaskAdmin(IdCheckedAdmin):
         # A task's history goes with it, as through the API (audited once, as task.delete). Its admins refuse
         # deleting history piece by piece, which is no reason to refuse deleting the whole task.
         to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
-        history = {model._meta.verbose_name for model in (CodeVersion, Run, ElementFingerprint, HealingEvent, Review)}
+        history = {
+            model._meta.verbose_name
+            for model in (CodeVersion, Run, ElementFingerprint, HealingEvent, Review, WebhookDelivery)
+        }
         # A task that runs or heals right now waits (the admin lists why, as it lists protected objects).
         busy = [f"{task}: {reason}" for task in objs if (reason := services.task_busy_reason(task))]
         return to_delete, model_count, perms_needed - history, [*protected, *busy]
@@ -205,6 +208,9 @@ class RunAdmin(IdCheckedAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False  # every field is read-only, and a Save would write back the row as loaded over newer changes
+
     def has_delete_permission(self, request, obj=None):
         return False  # runs are history: heals, costs and the audit log point at them; they go only with their task
 
@@ -229,6 +235,9 @@ class ElementFingerprintAdmin(IdCheckedAdmin):
 
     def has_add_permission(self, request):
         return False  # recorded by successful runs; deleting one makes the step heal from its selector alone
+
+    def has_change_permission(self, request, obj=None):
+        return False  # read-only; a Save would put back the fingerprint as loaded over a newer run's
 
     # Deleting ("forget this element") is allowed, and audited: it changes how the task's next heal chooses.
     def delete_model(self, request, obj):

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from healing_app.models import WebhookDelivery, WebhookEndpoint
 from healing_app.webhook_services import webhook_endpoint_create, webhook_secret_rotate
-from tasks_app.models import AuditLog
+from tasks_app.models import AuditLog, Task
 from tests.admin_urls import admin_object_url
 
 pytestmark = pytest.mark.django_db
@@ -129,6 +129,25 @@ def test_deleting_in_the_admin_goes_through_the_service(admin_client, endpoint):
     assert response.status_code == 302
     assert not WebhookEndpoint.objects.exists()
     assert AuditLog.objects.filter(action="webhook.delete").exists()
+
+
+def test_an_endpoint_with_deliveries_can_be_deleted_with_its_log(admin_client, endpoint):
+    # Deliveries refuse deletion one by one (they are the log); that must not refuse deleting their endpoint.
+    WebhookDelivery.objects.create(endpoint=endpoint, message_id="msg_1", event_type="run.failed", payload={})
+    confirm = admin_client.get(admin_object_url(endpoint, "delete")).content.decode()
+    assert "permission to delete" not in confirm
+    response = admin_client.post(admin_object_url(endpoint, "delete"), {"post": "yes"})
+    assert response.status_code == 302
+    assert not WebhookEndpoint.objects.exists() and not WebhookDelivery.objects.exists()
+
+
+def test_a_task_whose_webhook_has_deliveries_can_be_deleted_in_the_admin(admin_client):
+    task = Task.objects.create(name="t")
+    endpoint, _ = webhook_endpoint_create(actor=None, url=PUBLIC_URL, task=task)
+    WebhookDelivery.objects.create(endpoint=endpoint, message_id="msg_1", event_type="run.failed", payload={})
+    assert "permission to delete" not in admin_client.get(admin_object_url(task, "delete")).content.decode()
+    assert admin_client.post(admin_object_url(task, "delete"), {"post": "yes"}).status_code == 302
+    assert not Task.objects.filter(pk=task.pk).exists() and not WebhookDelivery.objects.exists()
 
 
 def test_deliveries_are_read_only_and_can_be_redelivered(admin_client, endpoint):

@@ -172,6 +172,24 @@ def test_deleting_a_task_from_its_page_is_audited(root_client):
     assert AuditLog.objects.filter(action="task.delete", object_id=task.pk).exists()
 
 
+@pytest.mark.parametrize("kind", ["event", "run", "fingerprint"])
+def test_records_written_by_the_product_have_no_save_button_and_refuse_a_posted_save(root_client, kind):
+    """Every field is read-only, and a Save wrote the whole row back from the copy loaded with the page:
+    a heal rejected meanwhile went back to pending review, a finished run back to running, unaudited."""
+    from healing_app.models import HealingEvent
+
+    event = pending_event()
+    obj = {
+        "event": event,
+        "run": event.run,
+        "fingerprint": ElementFingerprint.objects.create(task=event.task, step_key="3:click:#submit", selector="#submit"),
+    }[kind]
+    page = root_client.get(admin_object_url(obj))
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert root_client.post(admin_object_url(obj), {"_save": "Save"}).status_code == 403
+    assert HealingEvent.objects.get(pk=event.pk).status == HealingEvent.Status.PENDING_REVIEW
+
+
 def test_forgetting_a_fingerprint_is_audited(root_client):
     task = services.task_create(name="t", code=CODE)
     one, two, three = (

@@ -370,3 +370,17 @@ class AuditedUserAdmin(AuditedHistoryAdmin, UserAdmin):
 @admin.register(Group)
 class AuditedGroupAdmin(AuditedHistoryAdmin, GroupAdmin):
     pass
+
+
+_admin_password_change = admin.site.password_change
+
+
+def _audited_password_change(request, extra_context=None):
+    """A staff member changing their own password: the admin's own page, outside the user admin's history."""
+    response = _admin_password_change(request, extra_context)
+    if request.method == "POST" and response.status_code == 302:  # changed (a refused form is shown again)
+        audit_log(actor=admin_actor(request), action="user.update", obj=request.user, data={"changes": ["password"]})
+    return response
+
+
+admin.site.password_change = _audited_password_change

@@ -49,13 +49,25 @@ def as_actor(actor: Actor | AbstractBaseUser | None) -> Actor:
     return Actor(user=actor)
 
 
-def audit_log(*, actor: Actor | AbstractBaseUser | None, action: str, obj: models.Model, data: dict | None = None) -> AuditLog:
+def audit_log(
+    *,
+    actor: Actor | AbstractBaseUser | None,
+    action: str,
+    obj: models.Model | None = None,
+    data: dict | None = None,
+    object_type: str = "",
+    object_id: str = "",
+) -> AuditLog:
+    """Record a change of `obj`, or of something that is no row (`object_type` and `object_id`: the demo site,
+    an RQ queue)."""
     actor = as_actor(actor)
+    if obj is not None:
+        object_type, object_id = obj._meta.model_name, str(obj.pk)
     return AuditLog.objects.create(
         actor=actor.stored_user,
         actor_label=actor.label[:150],
         action=action,
-        object_type=obj._meta.model_name,
-        object_id=str(obj.pk),
+        object_type=object_type,
+        object_id=object_id,
         data=data or {},
     )

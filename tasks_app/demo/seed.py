@@ -52,6 +52,7 @@ def demo_seed() -> list[Task]:
     """Create the demo tasks once (or return them), and put the demo site back on version 1 and the tasks back on
     the code they were seeded with, so that playing the demo again breaks and heals them again."""
     demo_site_set_version(1)
+    audit_log(actor=DEMO, action="demo.switch", object_type="demo_site", object_id="1", data={"version": 1})
     tasks = []
     for spec in DEMO_TASKS:
         task = Task.objects.filter(name=spec["name"]).first()
@@ -80,9 +81,10 @@ def demo_tasks() -> list[Task]:
 
 
 def demo_switch(*, version: int, run: bool = True, actor: Actor = DEMO) -> list[Run]:
-    """Switch the demo site to `version`, audited on every demo task (it changes what their runs meet);
-    with `run`, start every demo task so the change shows at once."""
+    """Switch the demo site to `version`, audited on the site and on every demo task (it changes what their runs
+    meet); with `run`, start every demo task so the change shows at once."""
     demo_site_set_version(version)
+    audit_log(actor=actor, action="demo.switch", object_type="demo_site", object_id=str(version), data={"version": version})
     for task in demo_tasks():
         audit_log(actor=actor, action="demo.switch", obj=task, data={"version": version})
     # Live pages only (the demo control on open dashboards); it is not a webhook event.

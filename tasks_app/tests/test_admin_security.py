@@ -255,6 +255,21 @@ def test_who_may_review_and_whose_password_changed_are_in_the_audit_log_without_
     assert new_password not in str(list(AuditLog.objects.values_list("data", flat=True)))
 
 
+def test_a_staff_member_changing_their_own_password_in_the_admin_is_audited_without_it(root_client, root):
+    root.set_password("pw-root-123!")
+    root.save()
+    root_client.force_login(root)
+    page = reverse("admin:password_change")
+    refused = root_client.post(page, {"old_password": "wrong", "new_password1": "x", "new_password2": "x"})
+    assert refused.status_code == 200 and not AuditLog.objects.exists()
+    new_password = "N3w-pass-phrase-43"
+    form = {"old_password": "pw-root-123!", "new_password1": new_password, "new_password2": new_password}
+    assert root_client.post(page, form).status_code == 302
+    entry = AuditLog.objects.get(action="user.update", object_id=str(root.pk))
+    assert entry.actor_label == "root via admin" and entry.data == {"changes": ["password"]}
+    assert new_password not in str(entry.data)
+
+
 def test_adding_and_deleting_a_group_in_the_admin_is_audited(root_client):
     assert root_client.post(reverse("admin:auth_group_add"), {"name": "auditors", "permissions": []}).status_code == 302
     group = Group.objects.get(name="auditors")

@@ -69,3 +69,20 @@ def test_run_task_names_what_is_wrong():
         _call("run_task", task.pk, "--code-version", "9")
     with pytest.raises(CommandError, match="--params is not JSON"):
         _call("run_task", task.pk, "--params", "{oops")
+
+
+def test_setup_admin_makes_a_reviewing_superuser_once_and_audits_it(settings, tmp_path):
+    from django.contrib.auth import get_user_model
+
+    from tasks_app.models import AuditLog
+
+    settings.VAR_DIR = tmp_path
+    assert "Log in as: admin / " in _call("setup_admin")
+    _call("setup_admin")  # again: nothing new to audit
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser and admin.groups.filter(name="reviewers").exists()
+    entries = AuditLog.objects.filter(object_type="user", object_id=str(admin.pk)).order_by("created_at")
+    assert [(e.action, e.actor_label) for e in entries] == [
+        ("user.create", "system via setup_admin command"), ("user.update", "system via setup_admin command")
+    ]
+    assert (tmp_path / "admin_password.txt").read_text() not in json.dumps([e.data for e in entries])

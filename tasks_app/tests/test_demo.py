@@ -44,10 +44,18 @@ def test_the_queue_shows_the_control_and_it_switches_the_site_and_starts_runs(cl
     assert response.status_code == 302
     assert demo_site_version() == 2
     assert Run.objects.filter(status=Run.Status.QUEUED).count() == 2
-    switches = AuditLog.objects.filter(action="demo.switch")
+    switches = AuditLog.objects.filter(action="demo.switch").exclude(actor_label="system via demo")  # the seed's reset
     assert [(log.actor_label, log.actor, log.data["version"]) for log in switches] == [
         (f"{member.username} via dashboard", member, 2)
-    ] * 2
+    ] * 3  # the site, and each demo task
+    assert switches.filter(object_type="demo_site", object_id="2").count() == 1
+
+
+def test_switching_the_demo_site_is_audited_even_with_no_demo_task(client, member):
+    client.force_login(member)
+    assert client.post("/demo-site/control/", {"version": "2", "next": "/"}).status_code == 302
+    [switch] = AuditLog.objects.filter(action="demo.switch")
+    assert (switch.object_type, switch.object_id, switch.actor) == ("demo_site", "2", member)
 
 
 def test_the_command_switches_the_site_and_audits_it_like_the_dashboard(queues):
@@ -55,8 +63,8 @@ def test_the_command_switches_the_site_and_audits_it_like_the_dashboard(queues):
     out = io.StringIO()
     call_command("demo_site", "2", stdout=out)
     assert "now on version 2" in out.getvalue() and demo_site_version() == 2
-    switches = AuditLog.objects.filter(action="demo.switch")
-    assert sorted(log.object_id for log in switches) == sorted(task.pk for task in tasks)
+    switches = AuditLog.objects.filter(action="demo.switch", data__version=2)
+    assert sorted(log.object_id for log in switches) == sorted([*(task.pk for task in tasks), "2"])
     assert {(log.actor_label, log.data["version"]) for log in switches} == {("system via demo", 2)}
     assert not Run.objects.exists()  # without --run nothing starts
 

@@ -1,5 +1,5 @@
-"""django-rq's queue pages empty queues and stop running jobs, unaudited: superusers only, not every staff member,
-at /django-rq/ and nowhere else (django-rq would also serve them inside the admin)."""
+"""django-rq's queue pages empty queues and stop running jobs: superusers only, not every staff member, at
+/django-rq/ and nowhere else (django-rq would also serve them inside the admin), and what they change is audited."""
 
 from __future__ import annotations
 
@@ -33,3 +33,21 @@ def test_a_superuser_sees_the_queues(client, boss, queues):
     client.force_login(boss)
     response = client.get("/django-rq/")
     assert response.status_code == 200 and b"runs" in response.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_a_superuser_changes_on_the_queue_pages_is_audited(client, boss, queues):
+    from tasks_app.models import AuditLog
+
+    queue = django_rq.get_queue("runs")
+    queue.enqueue("tasks_app.jobs.run_task", "run_x", job_id="run-run_x")
+    client.force_login(boss)
+    index = _index_of("runs")
+    assert client.get(f"/django-rq/queues/{index}/empty/").status_code == 200  # the confirmation page: no change
+    assert not AuditLog.objects.exists()
+
+    assert client.post(f"/django-rq/queues/{index}/empty/").status_code == 302
+    assert queue.job_ids == []
+    entry = AuditLog.objects.get()
+    assert (entry.action, entry.actor, entry.actor_label) == ("rq.clear_queue", boss, "boss via django-rq")
+    assert (entry.object_type, entry.object_id) == ("rq_queue", str(index))

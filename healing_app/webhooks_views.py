@@ -58,6 +58,7 @@ def _endpoint(request: HttpRequest, endpoint_id: str) -> WebhookEndpoint:
 
 
 @login_required
+@require_GET
 def endpoint_list(request: HttpRequest) -> HttpResponse:
     endpoints = services.webhook_endpoints_for(user=request.user)
     return render(request, "webhooks/list.html", {"endpoints": endpoints})
@@ -78,6 +79,7 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_GET
 def endpoint_detail(request: HttpRequest, endpoint_id: str) -> HttpResponse:
     return render(request, "webhooks/detail.html", _detail_context(request, endpoint_id))
 

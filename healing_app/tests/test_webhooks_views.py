@@ -148,7 +148,8 @@ def test_reloading_the_created_page_does_not_create_a_second_endpoint(browser):
     assert browser.post(reverse("webhooks:create"), {**form, "url": spelled_otherwise}).status_code == 400
     other = WebhookEndpoint.objects.exclude(pk=endpoint.pk).get()
     edit = browser.post(reverse("webhooks:edit", args=[other.pk]), {"url": PUBLIC_URL, "event_types": ["run.failed"]})
-    assert edit.status_code == 400 and f"({endpoint.pk})" in edit.context["form"].errors["url"][0]
+    # The URL is the same already: the filters, changed to match the other endpoint's, are what the error names.
+    assert edit.status_code == 400 and f"({endpoint.pk})" in edit.context["form"].errors["event_types"][0]
     assert WebhookEndpoint.objects.get(pk=other.pk).event_types == ["healing.failed"]
 
 
@@ -286,6 +287,11 @@ def test_buttons_only_answer_post_and_their_address_visited_leads_to_the_endpoin
     assert redeliver["Location"] == page  # past /deliveries/1/, which is no page
     endpoint.refresh_from_db()
     assert (endpoint.current_secret, endpoint.enabled, endpoint.deliveries.count()) == (secret, True, 0)
+
+
+def test_the_list_and_endpoint_pages_only_show(browser, endpoint):
+    for page in (reverse("webhooks:list"), reverse("webhooks:detail", args=[endpoint.pk])):
+        assert browser.post(page).status_code == 405, page
 
 
 def test_buttons_need_the_csrf_token(owner, endpoint):

@@ -33,10 +33,15 @@ from healing_app.agents.heuristic import closed_menu_match, closing_button
 from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
 from healing_app.playwright_selectors import fingerprint_from_selector, rejected_indexes, same_element
 from tasks_app.runner.errors import layer_name
+from tasks_app.runner.sandbox import HandoverError
 
 logger = logging.getLogger(__name__)
 
 LOAD_STATES = ("load", "domcontentloaded", "networkidle")
+# Failing steps that, re-run on an element, may follow its link or submit its form.
+ACTIVATING_ACTIONS = frozenset({"click", "dblclick", "tap", "press", "dispatch_event"})
+# Looking up where an element leads: it is on the page or not; no reason to wait for it as an action would.
+RESOLVE_TIMEOUT_MS = 250
 
 
 # -- the tools the model may call -----------------------------------------------------------------
@@ -283,6 +288,7 @@ class _Takeover:
         self.allowed_hosts = _allowed(self.context)
         self.locator_verdict: dict = {}
         self.page: dict = {}  # the latest observation, as the runner gave it
+        self._base_of: dict[str, str] = {}  # page URL -> the URL its relative links resolve against
 
     def run(self) -> TakeoverOutcome:
         failure = self.context.failure
@@ -467,19 +473,110 @@ class _Takeover:
             element = self.elements.get(ref)
             if element is None:
                 return ("bad_arguments", f"no element with ref {ref} in the latest page view")
-            if name in ("click", "done") and element.get("href"):
-                urls.append(urljoin(self.current_url, element["href"]))
             if name in ("click", "done") and any(same_element(element, r) for r in self.context.rejected_elements):
                 return ("rejected_element", f"a reviewer rejected element ref {ref} for this step before")
-        for url in urls:
-            if urlparse(url).scheme in ("http", "https") and not sites.on_sites(url, self.allowed_hosts):
+        target = self._activated_target(name, args)
+        if target is not None:
+            destinations = self._destinations(target)
+            if destinations is None:
                 return (
-                    "leaves_allowed_hosts",
-                    f"{llm_chat.clip(url, 120)} is not on the task's sites ({', '.join(self.allowed_hosts)})",
+                    "bad_arguments",
+                    f"nothing matches {llm_chat.clip(target['selector'], 120)} on the page now: "
+                    "wait for it, or use a ref from the latest page view",
                 )
-            if urlparse(url).scheme not in ("http", "https", ""):
-                return ("leaves_allowed_hosts", f"{llm_chat.clip(url, 120)} is not an http(s) URL")
+            urls += destinations
+        for url in urls:
+            reason = self._off_sites(url)
+            if reason:
+                return ("leaves_allowed_hosts", reason)
         return None
+
+    def _off_sites(self, url: str) -> str | None:
+        """Why the page must not go to `url`, or None when it is on the task's sites."""
+        if urlparse(url).scheme in ("http", "https") and not sites.on_sites(url, self.allowed_hosts):
+            return f"{llm_chat.clip(url, 120)} is not on the task's sites ({', '.join(self.allowed_hosts)})"
+        if urlparse(url).scheme not in ("http", "https", ""):
+            return f"{llm_chat.clip(url, 120)} is not an http(s) URL"
+        return None
+
+    # -- where acting on an element takes the page ---------------------------------------------------
+
+    def _activated_target(self, name: str, args: dict) -> dict | None:
+        """The element a call would click or press (and so may follow a link or submit a form with), if any.
+        `done` without an element re-runs the failing step on its own selector: that element counts too."""
+        failure = self.context.failure
+        if name == "done" and failure.get("action") not in ACTIVATING_ACTIONS:
+            return None  # filling or reading an element goes nowhere
+        if name not in ("click", "press", "done"):
+            return None
+        if args.get("ref") is not None:
+            return {"ref": args["ref"]}
+        if args.get("selector"):
+            return {"selector": str(args["selector"])}
+        if name == "done" and failure.get("selector"):
+            return {"selector": str(failure["selector"]), "own_step": True}
+        return None
+
+    def _destinations(self, target: dict) -> list[str] | None:
+        """The URLs acting on `target` may load: the link it is or is inside, the form it belongs to (its action, or a
+        button's formaction). None when a selector of the model's matches nothing now: an element that turns up
+        later could lead anywhere, so it is not acted on unseen.
+
+        The browser is asked (not only the page view) because a selector may name a <span> inside an <a>, and a
+        link's page-view href is the attribute as written, which a <base> element may point elsewhere."""
+        urls: list[str] = []
+        if "ref" in target:
+            element = self.elements[target["ref"]]
+            if element.get("href"):
+                urls.append(self._observed_href(element))
+            if not element.get("xpath"):
+                return urls
+            locator = "xpath=" + element["xpath"]
+        else:
+            locator = target["selector"]
+        try:
+            found, form_id = self._attribute(locator, "form")
+            if not found:
+                # The failing step's own selector may well match nothing yet (a slow page): what it clicks when it
+                # shows is the task's own code, not the model's choice.
+                return urls if "ref" in target or target.get("own_step") else None
+            _, formaction = self._attribute(locator, "formaction")
+            _, href = self._attribute(f"{locator} >> xpath=ancestor-or-self::*[@href][1]", "href")
+            _, action = self._attribute(f"{locator} >> xpath=ancestor-or-self::form[1]", "action")
+            if form_id:
+                _, owner_action = self._attribute(f"form[id={json.dumps(form_id)}]", "action")
+                action = owner_action or action
+        except HandoverError:
+            return None if "selector" in target else urls
+        # An empty or missing form action submits to the page itself.
+        urls += [self._absolute(url) for url in (href, formaction, action) if url and url.strip()]
+        return urls
+
+    def _attribute(self, selector: str, name: str) -> tuple[bool, str | None]:
+        """(whether `selector` matches an element now, the value of its attribute `name`)."""
+        answer = self.handover.act("get_attribute", selector=selector, value=name, timeout_ms=RESOLVE_TIMEOUT_MS)
+        value = answer.get("value")
+        return bool(answer.get("ok")), value if isinstance(value, str) else None
+
+    def _observed_href(self, element: dict) -> str:
+        """An element's link as the page resolved it (the observation's links are absolute), else its href."""
+        for link in self.page.get("links") or []:
+            if link.get("ref") == element.get("ref") and link.get("href"):
+                return str(link["href"])
+        return self._absolute(str(element["href"]))
+
+    def _absolute(self, url: str) -> str:
+        """`url` as the page resolves it: against its <base href> when it has one, else against its own URL."""
+        url = url.strip()
+        if urlparse(url).scheme or url.startswith("//"):
+            return urljoin(self.current_url, url)
+        if self.current_url not in self._base_of:
+            try:
+                _, base = self._attribute("xpath=(//base[@href])[1]", "href")
+            except HandoverError:
+                base = None
+            self._base_of[self.current_url] = urljoin(self.current_url, base) if base else self.current_url
+        return urljoin(self._base_of[self.current_url], url)
 
     def _target(self, args: dict) -> dict:
         if args.get("ref") is not None:
@@ -500,11 +597,15 @@ class _Takeover:
     def _after_action(self, result: dict) -> tuple[dict, TakeoverOutcome | None]:
         view = self._fresh_view()
         if not sites.on_sites(self.current_url, self.allowed_hosts):
-            self.security_stop = True
-            reason = f"the page left the task's sites (now at {llm_chat.clip(self.current_url, 120)})"
-            self.trace.append(llm_chat.trace_entry("refused", category="leaves_allowed_hosts", reason=reason))
-            return result, self._stop(reason)
+            return self._left_sites()
         return {**result, **view}, None
+
+    def _left_sites(self) -> tuple[dict, TakeoverOutcome]:
+        """The page is off the task's sites: the takeover ends, and no other agent carries on from there."""
+        self.security_stop = True
+        reason = f"the page left the task's sites (now at {llm_chat.clip(self.current_url, 120)})"
+        self.trace.append(llm_chat.trace_entry("refused", category="leaves_allowed_hosts", reason=reason))
+        return {"ok": False, "error": reason}, self._stop(reason)
 
     def _do_click(self, args):
         target = self._target(args)
@@ -609,6 +710,11 @@ class _Takeover:
                 }, None
         elif args.get("selector"):
             options = [{"selector": str(args["selector"]), "kind": "model"}]
+        # Once the step succeeds the run goes on from wherever the page is, and nothing can call it back: a page that
+        # wandered off the task's sites since the last look (a fill's script, a timer) ends the takeover here.
+        self.current_url = self.handover.observe().get("url") or self.current_url
+        if not sites.on_sites(self.current_url, self.allowed_hosts):
+            return self._left_sites()
         errors = []
         started = time.monotonic()
         for option in options or [{}]:

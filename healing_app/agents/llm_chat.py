@@ -73,6 +73,10 @@ class LLMUnavailable(Exception):
     """The model could not be used for this request (after the bounded retries); fall back."""
 
 
+class ModelRefused(LLMUnavailable):
+    """The model declined the request (`message.refusal`): asking again gets the same answer, so fall back at once."""
+
+
 class Stopped(Exception):
     """The run was stopped (cancelled, or out of time) while the model was being asked; its answer is not awaited.
     Not an LLMUnavailable: the model did nothing wrong, and there is no run left to hand to another agent."""
@@ -160,7 +164,8 @@ class Chat:
                 self._failed(attempt, None, "the answer is not a Chat Completion", started)
                 raise LLMUnavailable(f"the LLM API answered with something that is not a Chat Completion: {exc}") from exc
             else:
-                return self._succeeded(response, attempt, started)
+                request_id, parsed = response
+                return self._succeeded(parsed, body, request_id=request_id, attempt=attempt, started=started)
             if attempt > limits.max_retries:
                 break
             self._pause(max(0.0, min(delay, self.deadline - time.monotonic() - 1.0)))
@@ -171,7 +176,11 @@ class Chat:
         or the hand-over's deadline ends the takeover at once rather than after the model's answer."""
 
         def request():
-            return self.agent.client.with_options(timeout=timeout, max_retries=0).chat.completions.create(**body)
+            # The raw response, for its request id: an answer that is not a Chat Completion has none of its own.
+            raw = self.agent.client.with_options(
+                timeout=timeout, max_retries=0
+            ).chat.completions.with_raw_response.create(**body)
+            return raw.headers.get("x-request-id"), raw.parse()
 
         if self.stop is None:
             return request()
@@ -214,36 +223,88 @@ class Chat:
         logger.warning("LLM request failed: %s (request id %s, attempt %d, %d ms)", error, request_id, attempt, ms)
         self.trace.append(trace_entry("llm_error", error=error, request_id=request_id, attempt=attempt, ms=ms))
 
-    def _succeeded(self, response, attempt: int, started: float):
+    def _succeeded(self, response, body: dict, *, request_id: str | None, attempt: int, started: float):
         ms = int((time.monotonic() - started) * 1000)
-        usage = response.usage
-        prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
-        completion_tokens = getattr(usage, "completion_tokens", 0) or 0
+        message = reply_message(response)
+        prompt_tokens, completion_tokens, estimated = reply_usage(response, message, body)
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
-        request_id = getattr(response, "_request_id", None)
+        if message is None:
+            # A 200 from a gateway or a server that does not speak Chat Completions; it may still be billed.
+            self._failed(attempt, request_id, "the answer is not a Chat Completion", started)
+            raise LLMUnavailable(
+                f"the LLM API answered with something that is not a Chat Completion (request id {request_id})"
+            )
+        model = getattr(response, "model", None)
         logger.info(
-            "LLM request %s: model %s, %d prompt + %d completion tokens, %d ms",
-            request_id,
-            response.model,
-            prompt_tokens,
-            completion_tokens,
-            ms,
+            "LLM request %s: model %s, %d prompt + %d completion tokens%s, %d ms",
+            request_id, model, prompt_tokens, completion_tokens, " (estimated)" if estimated else "", ms,
         )
         self.trace.append(
             trace_entry(
                 "llm_call",
                 request_id=request_id,
-                model=response.model,
+                model=model if isinstance(model, str) else None,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
+                tokens_estimated=estimated or None,
                 ms=ms,
                 attempt=attempt,
             )
         )
-        if not response.choices:
-            raise LLMUnavailable(f"the LLM API answered without a choice (request id {request_id})")
-        return response.choices[0].message
+        refusal = getattr(message, "refusal", None)
+        if refusal:
+            text = clip(str(refusal), 300)
+            self.trace.append(trace_entry("model_refusal", request_id=request_id, text=text))
+            raise ModelRefused(f"the model refused: {text}")
+        return message
+
+
+def reply_message(response) -> Any | None:
+    """The assistant message of a Chat Completion, or None when `response` is not one: the client accepts any
+    JSON from a 200 (`[]`, `"hello"`, a choice without a message) and leaves the checking to us."""
+    from openai.types.chat import ChatCompletionMessage
+
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        return None
+    message = getattr(choices[0], "message", None)
+    if not isinstance(message, ChatCompletionMessage):
+        return None
+    if message.content is not None and not isinstance(message.content, str):
+        return None
+    calls = message.tool_calls
+    if calls is not None and not (isinstance(calls, list) and all(_is_function_call(c) for c in calls)):
+        return None
+    return message
+
+
+def _is_function_call(call) -> bool:
+    function = getattr(call, "function", None)
+    return isinstance(getattr(function, "name", None), str) and isinstance(getattr(function, "arguments", None), str | None)
+
+
+def reply_usage(response, message, body: dict) -> tuple[int, int, bool]:
+    """(prompt, completion, estimated) tokens of a reply. A server that reports no usage still bills: its tokens are
+    estimated the way an abandoned request's are, rather than counted as free."""
+    usage = getattr(response, "usage", None)
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    estimated = False
+    if not isinstance(prompt, int) or isinstance(prompt, bool):
+        prompt, estimated = estimated_tokens(body["messages"], body["tools"]), True
+    if not isinstance(completion, int) or isinstance(completion, bool):
+        completion, estimated = estimated_reply_tokens(message), True
+    return prompt, completion, estimated
+
+
+def estimated_reply_tokens(message) -> int:
+    if message is None:
+        return 0
+    text = (message.content or "") + "".join(
+        (c.function.name or "") + (c.function.arguments or "") for c in message.tool_calls or []
+    )
+    return len(text) // 4
 
 
 def scrub_value(value: Any, secrets: dict[str, str]) -> Any:

@@ -22,6 +22,7 @@ from healing_app.agents.llm import Limits, LLMAgent
 from healing_app.tests.fake_openai import (
     FakeHandover,
     FakeOpenAI,
+    Reply,
     call,
     error,
     garbage,
@@ -569,11 +570,16 @@ def test_a_slow_model_times_out_with_bounded_retries_then_falls_back(fake):
     assert "no answer within 0.3 s" in next(s for s in outcome.trace if s["action"] == "llm_unavailable")["reason"]
 
 
+# 200s the client accepts as JSON but that are no Chat Completion.
+NOT_A_COMPLETION = [b'{"choices": [{"index": 0}]}', b'{"choices": [{"index": 0, "message": null}]}', b"[]", b'"hello"']
+
+
 @pytest.mark.parametrize("reply", [
     garbage(),  # a 200 that is not JSON (a gateway's error page)
+    *(garbage(body) for body in NOT_A_COMPLETION),
     tool_call("click", ref=[2]),  # an argument of the wrong shape
     tool_call("done", ref={"ref": 2}),
-], ids=["not-json", "list-ref", "dict-ref"])
+], ids=["not-json", "choice-without-message", "null-message", "list", "string", "list-ref", "dict-ref"])
 def test_an_answer_of_the_wrong_shape_hands_the_takeover_to_the_heuristic_agent(fake, reply):
     fake.script(reply, *(tool_call("give_up", reason="confused") for _ in range(3)))
 
@@ -588,6 +594,42 @@ def test_an_answer_of_the_wrong_shape_hands_the_takeover_to_the_heuristic_agent(
         assert outcome.prompt_tokens > 0
     else:
         assert "not a Chat Completion" in handed[0]["reason"]
+
+
+def test_a_model_refusal_is_recorded_and_hands_the_takeover_over_at_once(fake):
+    refusal = Reply(message={"role": "assistant", "content": None, "refusal": "I can't help with that."})
+    fake.script(*[refusal] * 5)
+    fallback = RecordingFallback()
+
+    outcome = agent_on(fake, fallback=fallback).take_over(context(), contact_handover())
+
+    assert len(fake.requests) == 1 and fallback.calls == 1  # not asked again and again up to the step limit
+    refused = next(s for s in outcome.trace if s["action"] == "model_refusal")
+    assert refused["text"] == "I can't help with that." and refused["request_id"] == fake.request_ids[0]
+    handed = next(s for s in outcome.trace if s.get("to") == "heuristic")
+    assert handed["reason"] == "the model refused: I can't help with that."
+    assert outcome.prompt_tokens > 0  # the refusal was billed
+
+
+def completion_without_usage(message: dict) -> Reply:
+    """A Chat Completion as some servers send it: no `usage`."""
+    return garbage(json.dumps({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "local-model",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": message}],
+    }).encode())
+
+
+def test_a_reply_without_usage_counts_its_tokens_by_estimate_not_as_free(fake):
+    fake.script(completion_without_usage(tool_call("done", ref=2).message))
+
+    outcome = agent_on(fake).take_over(context(), contact_handover())
+
+    assert outcome.recovered
+    call_entry = next(s for s in outcome.trace if s["action"] == "llm_call")
+    assert call_entry["tokens_estimated"] is True
+    sent = len(fake.raw_bodies[0])
+    assert 0.8 * sent / 4 < outcome.prompt_tokens < 1.2 * sent / 4  # about four characters a token of what was sent
+    assert outcome.completion_tokens > 0
 
 
 def test_many_waits_in_one_answer_stay_within_the_takeover_time_budget(fake):
@@ -868,6 +910,25 @@ def test_secret_placeholders_in_model_code_become_params_secrets(fake):
 
     assert 'page.fill("#pw", params["secrets"]["password"])' in patch.code
     assert "{{secret" not in patch.code
+
+
+@pytest.mark.parametrize("body", NOT_A_COMPLETION, ids=["choice-without-message", "null-message", "list", "string"])
+def test_a_reply_that_is_no_chat_completion_falls_back_to_the_mechanical_patch(fake, body):
+    fake.script(garbage(body))
+
+    patch = agent_on(fake).write_patch(code=CODE, recoveries=[RECOVERY], failure=FAILURE, prompt="")
+
+    assert '[data-testid="send"]' in patch.code
+    assert "written without the model" in patch.root_cause and "not a Chat Completion" in patch.root_cause
+
+
+def test_a_model_refusal_of_the_patch_falls_back_to_the_mechanical_patch_at_once(fake):
+    fake.script(*[Reply(message={"role": "assistant", "content": None, "refusal": "No."})] * 3)
+
+    patch = agent_on(fake).write_patch(code=CODE, recoveries=[RECOVERY], failure=FAILURE, prompt="")
+
+    assert len(fake.requests) == 1
+    assert '[data-testid="send"]' in patch.code and "the model refused: No." in patch.root_cause
 
 
 def test_an_unavailable_model_falls_back_to_the_mechanical_patch(fake):

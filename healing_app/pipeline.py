@@ -203,8 +203,11 @@ def heal_generate(event_id: str) -> None:
     # Counted before any refusal below: the model is paid for a patch the gate refuses too, and the budgets
     # must see it, or a model that keeps writing refused patches is never stopped.
     _add_cost(event, patch.prompt_tokens, patch.completion_tokens)
+    if patch.trace:  # the patch's own requests (their ids), after the takeovers'
+        event.agent_trace = [*event.agent_trace, {"stage": "patch", "steps": patch.trace}]
     HealingEvent.objects.filter(pk=event.pk).update(
-        prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens, cost_usd=event.cost_usd
+        prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens, cost_usd=event.cost_usd,
+        agent_trace=event.agent_trace,
     )
     if patch.code is None:
         HealingEvent.objects.filter(pk=event.pk).update(root_cause=patch.root_cause)

@@ -51,6 +51,7 @@ class Patch:
     code: str | None  # None: no code change is needed (for example a transient error that a retry fixed)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    trace: list[dict] = field(default_factory=list)  # the model's requests for the patch (request ids), if any
 
 
 class RuntimeAgent(Protocol):

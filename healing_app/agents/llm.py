@@ -231,7 +231,8 @@ class LLMAgent:
                 ),
             },
         ]
-        chat = llm_chat.Chat(self, deadline=time.monotonic() + self.limits.patch_seconds, trace=[])
+        trace: list[dict] = []
+        chat = llm_chat.Chat(self, deadline=time.monotonic() + self.limits.patch_seconds, trace=trace)
         try:
             message = chat.complete(
                 messages, tools=[PATCH_TOOL], tool_choice={"type": "function", "function": {"name": "submit_patch"}}
@@ -249,6 +250,7 @@ class LLMAgent:
                 code=None if new_code.strip() == code.strip() else new_code,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
+                trace=trace,
             )
         logger.warning("LLM patch unusable (%s); using the mechanical patch", problem)
         if draft is None:
@@ -256,6 +258,7 @@ class LLMAgent:
         draft.root_cause = f"{draft.root_cause} (written without the model: {problem})".strip()
         draft.prompt_tokens += prompt_tokens
         draft.completion_tokens += completion_tokens
+        draft.trace = [*trace, llm_chat.trace_entry("patch_fallback", reason=problem, to="heuristic")]
         return draft
 
 

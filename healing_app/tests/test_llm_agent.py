@@ -920,6 +920,7 @@ def test_a_reply_that_is_no_chat_completion_falls_back_to_the_mechanical_patch(f
 
     assert '[data-testid="send"]' in patch.code
     assert "written without the model" in patch.root_cause and "not a Chat Completion" in patch.root_cause
+    assert [(s["action"], s.get("request_id")) for s in patch.trace[:1]] == [("llm_error", fake.request_ids[0])]
 
 
 def test_a_model_refusal_of_the_patch_falls_back_to_the_mechanical_patch_at_once(fake):
@@ -929,6 +930,35 @@ def test_a_model_refusal_of_the_patch_falls_back_to_the_mechanical_patch_at_once
 
     assert len(fake.requests) == 1
     assert '[data-testid="send"]' in patch.code and "the model refused: No." in patch.root_cause
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("reply", ["patch", "no chat completion"])
+def test_the_patch_request_ids_are_stored_on_the_events_agent_trace(fake, reply):
+    """And a reply that is no Chat Completion ends in the mechanical patch, not in an event stuck at healing."""
+    from healing_app import pipeline
+    from healing_app.models import HealingEvent
+    from tasks_app import services
+    from tasks_app.models import Run
+
+    task = services.task_create(name="t", code=CODE, self_healing=True, healing_agent="llm",
+                                params={"base_url": BASE, "name": "Ada"})
+    run = Run.objects.create(task=task, version=task.current_version, status=Run.Status.HEALED)
+    event = HealingEvent.objects.create(
+        task=task, run=run, error_type="element_not_found", recovery=[RECOVERY], original_version=task.current_version,
+        failing_step={"line": 4, "selector": "#submit", "url": BASE + "/contact"}, status=HealingEvent.Status.HEALING,
+        agent_trace=[{"failure": {}, "steps": [{"action": "llm_call", "request_id": "req_takeover"}]}],
+    )
+    fake.script(tool_call("submit_patch", root_cause="renamed", code=PATCHED) if reply == "patch"
+                else garbage(b'{"choices": [{"index": 0}]}'))
+    with override_settings(OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="sk-test"):
+        pipeline.heal_generate(event.pk)
+
+    event.refresh_from_db()
+    assert event.status == HealingEvent.Status.VALIDATING, event.reason
+    assert '[data-testid="send"]' in event.new_version.code
+    request_ids = [s.get("request_id") for t in event.agent_trace for s in t["steps"] if s.get("request_id")]
+    assert request_ids == ["req_takeover", fake.request_ids[0]]
 
 
 def test_an_unavailable_model_falls_back_to_the_mechanical_patch(fake):

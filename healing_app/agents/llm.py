@@ -425,7 +425,7 @@ class _Takeover:
     # -- tools -------------------------------------------------------------------------------------
 
     def _tool(self, call) -> tuple[dict, TakeoverOutcome | None]:
-        name = call.function.name
+        name = llm_chat.clip(call.function.name, 80)  # the model's own words: an unknown tool's name may be long
         try:
             args = json.loads(call.function.arguments or "{}")
             if not isinstance(args, dict):
@@ -433,7 +433,7 @@ class _Takeover:
         except ValueError:
             self.trace.append(llm_chat.trace_entry("tool_call", tool=name, error="arguments are not a JSON object"))
             return {"ok": False, "error": "arguments must be a JSON object"}, None
-        logged = self.agent._scrub(args)
+        logged = llm_chat.trace_args(self.agent._scrub(args))
         if name not in _ALLOWED_ARGS:
             self.trace.append(llm_chat.trace_entry("tool_call", tool=name, args=logged, error="unknown tool"))
             return {"ok": False, "error": f"unknown tool {name!r}"}, None
@@ -443,7 +443,7 @@ class _Takeover:
             return self._refuse(
                 name,
                 logged,
-                f"unexpected arguments {extra}: the step must really run on the page",
+                f"unexpected arguments {[llm_chat.clip(k, 40) for k in extra[:10]]}: the step must really run on the page",
                 category="weakens_step" if weakens else "bad_arguments",
             ), None
         refusal = self._check(name, args)

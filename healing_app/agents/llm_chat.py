@@ -344,8 +344,40 @@ def flat_secrets(secrets: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+# The agent trace is stored on the event and shown on its page: what the model sends (a tool call's arguments can
+# be megabytes) is clipped before it gets there.
+TRACE_VALUE_CHARS = 300  # one string of a tool call's arguments
+TRACE_ARGS_CHARS = 2_000  # a tool call's arguments, all told
+TRACE_ENTRY_CHARS = 8_000  # one trace entry, whatever it holds
+
+
 def trace_entry(action: str, **details: Any) -> dict:
-    return {"at": round(time.time(), 3), "action": action, **{k: v for k, v in details.items() if v is not None}}
+    entry = {"at": round(time.time(), 3), "action": action, **{k: v for k, v in details.items() if v is not None}}
+    if len(_json(entry)) <= TRACE_ENTRY_CHARS:
+        return entry
+    share = TRACE_ENTRY_CHARS // len(entry)
+    return {k: v if len(_json(v)) <= share else clip(_json(v), share) for k, v in entry.items()}
+
+
+def trace_args(args: Any) -> Any:
+    """A tool call's arguments as the trace keeps them: every string clipped, and the whole kept small."""
+    clipped = _clip_strings(args)
+    text = _json(clipped)
+    return clipped if len(text) <= TRACE_ARGS_CHARS else {"clipped": clip(text, TRACE_ARGS_CHARS)}
+
+
+def _clip_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return clip(value, TRACE_VALUE_CHARS)
+    if isinstance(value, dict):
+        return {clip(str(k), TRACE_VALUE_CHARS): _clip_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clip_strings(v) for v in value]
+    return value
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def nonce() -> str:

@@ -632,6 +632,29 @@ def test_a_reply_without_usage_counts_its_tokens_by_estimate_not_as_free(fake):
     assert outcome.completion_tokens > 0
 
 
+def test_huge_tool_call_arguments_are_clipped_in_the_trace(fake):
+    huge = "x" * 2_000_000
+    fake.script(
+        tool_calls(
+            call("no_such_tool", junk=huge),
+            call("click", ref=2, **{huge[:100_000]: 1}),  # an unexpected argument with a huge name
+            call("fill", ref=1, value=huge),
+            call(huge[:50_000], ref=1),
+        ),
+        tool_call("give_up", reason="x"),
+    )
+
+    outcome = agent_on(fake, fallback=RecordingFallback()).take_over(context(), contact_handover())
+
+    calls = [s for s in outcome.trace if s["action"] in ("tool_call", "refused")]
+    assert len(calls) == 4
+    assert len(json.dumps(outcome.trace)) < 40_000  # was twice the arguments: 4 MB and more
+    assert all(len(json.dumps(s)) <= 8_000 for s in outcome.trace)
+    filled = next(s for s in calls if s.get("tool") == "fill")
+    assert filled["args"]["value"].startswith("xxx") and len(filled["args"]["value"]) == 300
+    assert filled["args"]["ref"] == 1
+
+
 def test_many_waits_in_one_answer_stay_within_the_takeover_time_budget(fake):
     waits = tool_calls(*(call("wait", selector="#never", timeout_ms=1000) for _ in range(8)))
     fake.script(waits)

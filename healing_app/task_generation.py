@@ -47,6 +47,7 @@ from healing_app.agents.llm_chat import (
     placeholders_to_params,
     stub_old_pages,
     tool,
+    tool_arguments,
     trace_entry,
 )
 from tasks_app.audit import audit_log
@@ -343,11 +344,7 @@ class CodeWriter:
                     continue
                 for call in message.tool_calls:
                     name = call.function.name
-                    try:
-                        args = json.loads(call.function.arguments or "{}")
-                        assert isinstance(args, dict)
-                    except (ValueError, AssertionError):
-                        args = None
+                    args = tool_arguments(call)
                     if args is None:
                         reply: dict = {"ok": False, "error": "arguments must be a JSON object"}
                     elif name == "write_code":
@@ -387,7 +384,7 @@ class CodeWriter:
         obs = self.handover.observe()
         self.url = obs.get("url") or ""
         self.elements = {e.get("ref"): e for e in obs.get("elements") or []}
-        return self.agent._scrub(page_view(obs, self.agent.limits, keep_refs=[]))
+        return self.agent.scrub_secrets(page_view(obs, self.agent.limits, keep_refs=[]))
 
     def _navigate(self, name: str, args: dict) -> dict:
         if name == "goto":

@@ -138,7 +138,7 @@ class LLMAgent:
             budget_reason=costs.budget_exceeded(task),
         )
 
-    def _scrub(self, value: Any) -> Any:
+    def scrub_secrets(self, value: Any) -> Any:
         """Replace every secret value, anywhere in `value`, by its {{secret:NAME}} placeholder."""
         if not self._secret_values:
             return value
@@ -387,7 +387,7 @@ class _Takeover:
         )
 
         # The runner masks secrets already; scrubbing again keeps them out of candidates and the trace regardless.
-        obs = self.page = self.agent._scrub(self.handover.observe())
+        obs = self.page = self.agent.scrub_secrets(self.handover.observe())
         elements = obs.get("elements") or []
         self.elements = {e["ref"]: e for e in elements if isinstance(e.get("ref"), int)}
         self.current_url = obs.get("url") or self.context.failure.get("url") or ""
@@ -426,14 +426,11 @@ class _Takeover:
 
     def _tool(self, call) -> tuple[dict, TakeoverOutcome | None]:
         name = llm_chat.clip(call.function.name, 80)  # the model's own words: an unknown tool's name may be long
-        try:
-            args = json.loads(call.function.arguments or "{}")
-            if not isinstance(args, dict):
-                raise ValueError
-        except ValueError:
+        args = llm_chat.tool_arguments(call)
+        if args is None:
             self.trace.append(llm_chat.trace_entry("tool_call", tool=name, error="arguments are not a JSON object"))
             return {"ok": False, "error": "arguments must be a JSON object"}, None
-        logged = llm_chat.trace_args(self.agent._scrub(args))
+        logged = llm_chat.trace_args(self.agent.scrub_secrets(args))
         if name not in _ALLOWED_ARGS:
             self.trace.append(llm_chat.trace_entry("tool_call", tool=name, args=logged, error="unknown tool"))
             return {"ok": False, "error": f"unknown tool {name!r}"}, None
@@ -454,7 +451,7 @@ class _Takeover:
             result, finished = handler(args)
         except Exception as exc:  # noqa: BLE001 - a page-side error is an answer for the model, not a crash
             result, finished = {"ok": False, "error": f"{type(exc).__name__}: {llm_chat.clip(str(exc), 300)}"}, None
-        result = self.agent._scrub(result)
+        result = self.agent.scrub_secrets(result)
         summary = {k: v for k, v in result.items() if k != "page"}
         self.trace.append(llm_chat.trace_entry("tool_call", tool=name, args=logged, result=llm_chat.clip_dict(summary)))
         return result, finished
@@ -887,11 +884,7 @@ def _patch_answer(message) -> dict | None:
     """root_cause and code from a submit_patch call, or from a JSON object in the text."""
     for call in message.tool_calls or []:
         if call.function.name == "submit_patch":
-            try:
-                data = json.loads(call.function.arguments or "{}")
-            except ValueError:
-                return None
-            return data if isinstance(data, dict) else None
+            return llm_chat.tool_arguments(call)
     content = message.content or ""
     start, end = content.find("{"), content.rfind("}")
     if start < 0 or end <= start:

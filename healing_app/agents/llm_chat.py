@@ -126,7 +126,7 @@ class Chat:
         limits = self.agent.limits
         body = {
             "model": self.agent.model,
-            "messages": self.agent._scrub(messages),
+            "messages": self.agent.scrub_secrets(messages),
             "tools": tools,
             "max_completion_tokens": max_completion_tokens or limits.max_completion_tokens,
         }
@@ -305,6 +305,15 @@ def estimated_reply_tokens(message) -> int:
         (c.function.name or "") + (c.function.arguments or "") for c in message.tool_calls or []
     )
     return len(text) // 4
+
+
+def tool_arguments(call) -> dict | None:
+    """A tool call's arguments, or None when they are not a JSON object (an answer for the model, not a crash)."""
+    try:
+        args = json.loads(call.function.arguments or "{}")
+    except ValueError:
+        return None
+    return args if isinstance(args, dict) else None
 
 
 def scrub_value(value: Any, secrets: dict[str, str]) -> Any:

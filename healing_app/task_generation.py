@@ -163,12 +163,20 @@ def task_generate(*, task_id: str, explore: Explorer | None = None, client: Any 
         allowed_hosts=allowed,
     )
     explore = explore or (lambda work: explore_in_sandbox(start_url=start_url, allowed_hosts=allowed, work=work))
+    written: list[Generated] = []
+
+    def write(handover) -> Generated:
+        written.append(writer.write(handover))
+        return written[-1]
+
     try:
-        generated = explore(writer.write)
+        generated = explore(write)
     except Exception as exc:  # noqa: BLE001 - the runner failed: the task must still leave "generating"
         logger.exception("exploring the site for %s failed", task.pk)
+        spent = written[-1] if written else Generated(code=None)  # what the model cost until then still counts
         generated = Generated(
-            code=None, reason=f"could not explore the site: {type(exc).__name__}: {clip(str(exc), 200)}"
+            code=None, reason=f"could not explore the site: {type(exc).__name__}: {clip(str(exc), 200)}",
+            prompt_tokens=spent.prompt_tokens, completion_tokens=spent.completion_tokens, trace=spent.trace,
         )
     return _finish(task, generated)
 
@@ -297,14 +305,32 @@ class CodeWriter:
     allowed_hosts: list[str]
 
     def write(self, handover) -> Generated:
+        """Explore through `handover` and write the code. Never raises: whatever goes wrong, the result says why and
+        keeps the tokens spent until then (they count against the budgets)."""
         limits = self.agent.limits
         trace: list[dict] = []
-        chat = Chat(
-            self.agent, deadline=time.monotonic() + limits.max_seconds, trace=trace,
-            stop=getattr(handover, "stopped", None),
-        )
-        fence = nonce()
-        self.handover, self.trace, self.nonce = handover, trace, fence
+        deadline = time.monotonic() + limits.max_seconds
+        chat = Chat(self.agent, deadline=deadline, trace=trace, stop=getattr(handover, "stopped", None))
+
+        def result(**kwargs) -> Generated:
+            return Generated(
+                prompt_tokens=chat.prompt_tokens, completion_tokens=chat.completion_tokens, trace=trace, **kwargs
+            )
+
+        self.handover, self.trace, self.nonce = handover, trace, nonce()
+        try:
+            return self._write(chat, deadline, result)
+        except Stopped as exc:
+            return result(code=None, reason=f"the exploration was stopped: {exc}")
+        except LLMUnavailable as exc:
+            return result(code=None, reason=f"the LLM was unavailable: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a page or an answer we did not foresee: the task still needs code
+            logger.exception("the code writer failed")
+            return result(code=None, reason=f"the code writer failed: {type(exc).__name__}: {clip(str(exc), 200)}")
+
+    def _write(self, chat: Chat, deadline: float, result: Callable[..., Generated]) -> Generated:
+        limits = self.agent.limits
+        fence, trace = self.nonce, self.trace
         page = self._observe()
         messages: list[dict] = [
             {
@@ -324,61 +350,51 @@ class CodeWriter:
         ]
         page_messages = [2]
         repairs = 0
-
-        def result(**kwargs) -> Generated:
-            return Generated(
-                prompt_tokens=chat.prompt_tokens, completion_tokens=chat.completion_tokens, trace=trace, **kwargs
-            )
-
-        try:
-            for _ in range(limits.max_steps):
-                if chat.tokens_total >= limits.max_tokens:
-                    return result(code=None, reason=f"token budget used up ({chat.tokens_total} tokens)")
-                stub_old_pages(messages, page_messages)
-                message = chat.complete(messages, tools=GENERATE_TOOLS)
-                messages.append(assistant_dict(message))
-                if not message.tool_calls:
-                    messages.append(
-                        {"role": "user", "content": "Answer with a tool call: write_code, goto, open_link or give_up."}
-                    )
-                    continue
-                for call in message.tool_calls:
-                    name = call.function.name
-                    args = tool_arguments(call)
-                    if args is None:
-                        reply: dict = {"ok": False, "error": "arguments must be a JSON object"}
-                    elif name == "write_code":
-                        code, violations = self._check(str(args.get("code") or ""))
-                        trace.append(trace_entry("write_code", ok=not violations, violations=violations or None))
-                        if not violations:
-                            return result(code=code, notes=str(args.get("notes") or ""))
-                        repairs += 1
-                        if repairs > MAX_GATE_REPAIRS:
-                            return result(
-                                code=None, reason="generated code refused by the safety gate: " + "; ".join(violations)
-                            )
-                        reply = {
-                            "ok": False,
-                            "refused": True,
-                            "error": "refused by the safety gate: "
-                            + "; ".join(violations)
-                            + ". Fix it and call write_code again.",
-                        }
-                    elif name == "give_up":
-                        trace.append(trace_entry("give_up", reason=clip(str(args.get("reason") or ""), 300)))
+        for _ in range(limits.max_steps):
+            if chat.tokens_total >= limits.max_tokens:
+                return result(code=None, reason=f"token budget used up ({chat.tokens_total} tokens)")
+            stub_old_pages(messages, page_messages)
+            message = chat.complete(messages, tools=GENERATE_TOOLS)
+            messages.append(assistant_dict(message))
+            if not message.tool_calls:
+                messages.append(
+                    {"role": "user", "content": "Answer with a tool call: write_code, goto, open_link or give_up."}
+                )
+                continue
+            for call in message.tool_calls:
+                # One reply may hold many calls (eight slow page loads): the time budget holds within a reply too.
+                if time.monotonic() >= deadline:
+                    return result(code=None, reason=f"time budget used up ({limits.max_seconds:.0f} s)")
+                name = clip(call.function.name, 80)
+                args = tool_arguments(call)
+                if args is None:
+                    reply: dict = {"ok": False, "error": "arguments must be a JSON object"}
+                elif name == "write_code":
+                    code, violations = self._check(str(args.get("code") or ""))
+                    trace.append(trace_entry("write_code", ok=not violations, violations=violations or None))
+                    if not violations:
+                        return result(code=code, notes=str(args.get("notes") or ""))
+                    repairs += 1
+                    if repairs > MAX_GATE_REPAIRS:
                         return result(
-                            code=None, reason=f"the model gave up: {clip(str(args.get('reason') or ''), 300)}"
+                            code=None, reason="generated code refused by the safety gate: " + "; ".join(violations)
                         )
-                    elif name in ("goto", "open_link"):
-                        reply = self._navigate(name, args)
-                    else:
-                        reply = {"ok": False, "error": f"unknown tool {name!r}"}
-                    append_tool_reply(messages, page_messages, call_id=call.id, reply=reply)
-            return result(code=None, reason=f"no code within {limits.max_steps} model steps")
-        except Stopped as exc:
-            return result(code=None, reason=f"the exploration was stopped: {exc}")
-        except LLMUnavailable as exc:
-            return result(code=None, reason=f"the LLM was unavailable: {exc}")
+                    reply = {
+                        "ok": False,
+                        "refused": True,
+                        "error": "refused by the safety gate: "
+                        + "; ".join(violations)
+                        + ". Fix it and call write_code again.",
+                    }
+                elif name == "give_up":
+                    trace.append(trace_entry("give_up", reason=clip(str(args.get("reason") or ""), 300)))
+                    return result(code=None, reason=f"the model gave up: {clip(str(args.get('reason') or ''), 300)}")
+                elif name in ("goto", "open_link"):
+                    reply = self._navigate(name, args)
+                else:
+                    reply = {"ok": False, "error": f"unknown tool {name!r}"}
+                append_tool_reply(messages, page_messages, call_id=call.id, reply=reply)
+        return result(code=None, reason=f"no code within {limits.max_steps} model steps")
 
     def _observe(self) -> dict:
         obs = self.handover.observe()
@@ -402,7 +418,7 @@ class CodeWriter:
         # Following a link is a navigation to its href: no click, so no script of the site runs for it.
         answer = self.handover.goto(url)
         self.trace.append(
-            trace_entry("tool_call", tool=name, url=url, ok=bool(answer.get("ok")), status=answer.get("status"))
+            trace_entry("tool_call", tool=name, url=clip(url, 300), ok=bool(answer.get("ok")), status=answer.get("status"))
         )
         view = self._observe()
         return {

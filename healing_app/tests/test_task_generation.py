@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
 from django.test import override_settings
 
 from healing_app import costs
-from healing_app.agents.llm import LLMAgent
+from healing_app.agents.llm import Limits, LLMAgent
 from healing_app.models import HealingEvent
 from healing_app.task_generation import (
     CodeWriter,
@@ -17,8 +18,9 @@ from healing_app.task_generation import (
     task_generate,
     task_generate_enqueue,
 )
-from healing_app.tests.fake_openai import FakeHandover, FakeOpenAI, error, tool_call
+from healing_app.tests.fake_openai import FakeHandover, FakeOpenAI, call, error, tool_call, tool_calls
 from tasks_app.models import AuditLog, CodeVersion, Task
+from tasks_app.runner.sandbox import HandoverError
 
 BASE = "http://127.0.0.1:8000"
 GOOD_CODE = """def run(page, params):
@@ -130,6 +132,62 @@ def test_an_unavailable_model_gives_a_reason(fake):
     generated = writer(fake).write(site())
 
     assert generated.code is None and "HTTP 401" in generated.reason
+
+
+def test_many_page_loads_in_one_answer_stay_within_the_time_budget(fake):
+    handover = site()
+    load = handover.goto
+
+    def slow_load(url, **kwargs):
+        time.sleep(0.5)
+        return load(url, **kwargs)
+
+    handover.goto = slow_load
+    fake.script(tool_calls(*(call("goto", url=BASE + "/") for _ in range(8))), tool_call("give_up", reason="x"))
+    agent = LLMAgent(client=fake.client(), model="gpt-4o-mini", fallback=None, limits=Limits(max_seconds=1.2))
+
+    started = time.monotonic()
+    generated = writer(fake, agent=agent).write(handover)
+
+    assert time.monotonic() - started < 2.5  # not 8 × 0.5 s
+    assert len(handover.ops("goto")) <= 3
+    assert generated.code is None and generated.reason == "time budget used up (1 s)"
+
+
+def test_a_writer_that_fails_unexpectedly_still_reports_the_tokens_it_spent(fake):
+    handover = site()
+
+    def the_run_is_gone(url, **kwargs):
+        raise HandoverError("the run ended (sandbox stopped)")
+
+    handover.goto = the_run_is_gone
+    fake.script(tool_call("open_link", ref=1))
+
+    generated = writer(fake).write(handover)
+
+    assert generated.code is None
+    assert generated.reason == "the code writer failed: HandoverError: the run ended (sandbox stopped)"
+    assert (generated.prompt_tokens, generated.completion_tokens) == (
+        fake.usage[0]["prompt_tokens"], fake.usage[0]["completion_tokens"]
+    )
+
+
+@pytest.mark.django_db
+def test_a_generation_that_fails_unexpectedly_audits_the_tokens_it_spent(fake):
+    task = generating_task()
+    fake.script(tool_call("open_link", ref=1), tool_call("give_up", reason="no form here"))
+
+    def explore_then_the_runner_fails(work):
+        work(site())
+        raise RuntimeError("the browser crashed while the run ended")
+
+    task = task_generate(task_id=task.pk, explore=explore_then_the_runner_fails, client=fake.client())
+
+    entry = AuditLog.objects.get(action=costs.GENERATION_ACTION, object_id=task.pk)
+    assert task.code_status == Task.CodeStatus.NEEDS_CODE
+    assert entry.data["reason"].startswith("could not explore the site: RuntimeError")
+    assert entry.data["prompt_tokens"] == fake.total_usage()["prompt_tokens"] > 0
+    assert Decimal(entry.data["cost_usd"]) > 0
 
 
 def test_start_url_and_allowed_hosts():

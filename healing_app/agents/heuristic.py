@@ -510,16 +510,12 @@ class HeuristicAgent:
         answer = run.handover.retry_step()
         if not answer.get("ok"):
             return TakeoverOutcome(recovered=False, reason=f"logged in, but the step still fails: {answer.get('error')}")
-        login_url = (page.get("url") or "").split("?")[0]
-        base_url = str(run.context.params.get("base_url") or "").rstrip("/")
         return TakeoverOutcome(
             recovered=True,
             recovery={
                 "kind": "login",
                 "line": failure.get("line"),
-                "login_url": login_url,
-                # Relative to params["base_url"] when possible, so the code keeps working on another host.
-                "login_path": login_url[len(base_url):] if base_url and login_url.startswith(base_url) else None,
+                **login_page(page.get("url") or "", run.context.params),
                 "username_key": user_key,
                 **signed_in,
             },
@@ -986,6 +982,18 @@ def closing_button(elements: list[dict], layer: dict) -> dict | None:
                 return element
     unlabelled = (e for e in inside if not _label(e).strip())
     return next((e for e in unlabelled if _CLOSING_NAME.search(_identifiers(e))), None)
+
+
+def login_page(url: str, params: dict) -> dict:
+    """Where a login recovery's code opens the login form: `login_url` without its query (a `next=` or a one-time
+    `state=` would be stale on the next run) and, relative to params["base_url"] when it is under it, `login_path`,
+    so the code keeps working on another host."""
+    login_url = url.split("#")[0].split("?")[0]
+    base_url = str(params.get("base_url") or "").rstrip("/")
+    return {
+        "login_url": login_url,
+        "login_path": login_url[len(base_url):] if base_url and login_url.startswith(base_url) else None,
+    }
 
 
 def _without_fragment(url: str | None) -> str:

@@ -29,7 +29,7 @@ from django.conf import settings
 from healing_app import codegen, costs, sites
 from healing_app.agents import llm_chat, prompts
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
-from healing_app.agents.heuristic import closed_menu_match, closing_button
+from healing_app.agents.heuristic import closed_menu_match, closing_button, login_page
 from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
 from healing_app.playwright_selectors import fingerprint_from_selector, rejected_indexes, same_element
 from tasks_app.runner.errors import layer_name
@@ -786,7 +786,7 @@ class _Takeover:
             }
         login = _login_from(self.prep)
         if failure.get("type") == "authentication_failure" and login:
-            return {**base, "kind": "login", "login_url": self.current_url, **login}
+            return {**base, "kind": "login", **login_page(self.current_url, self.context.params), **login}
         layer = (failure.get("details") or {}).get("covered_by")
         if layer and len(self.prep) == 1 and self.prep[0]["action"] == "click" and self.prep[0].get("selector"):
             # One click cleared the layer over the element. Whatever the model clicked is not clicked again on

@@ -434,6 +434,31 @@ def test_a_two_step_login_by_the_model_keeps_its_next_click_for_the_patch(fake):
     assert 'page.fill("#user", params["secrets"]["username"])\n    page.click("#next")\n' in patch.code
 
 
+def test_a_login_the_model_passed_opens_the_login_page_relative_to_base_url_without_its_one_time_query(fake):
+    login_url = BASE + "/login?next=%2Fcontact&state=9f8e7d6c5b4a"
+    page = {"login_form": True, "elements": [element(0, "INPUT", id="user", type="email"),
+                                             element(1, "INPUT", id="pass", type="password"),
+                                             element(2, "BUTTON", text="Sign in", id="signin")]}
+    fake.script(
+        tool_calls(call("fill", ref=0, value="{{secret:username}}"), call("fill", ref=1, value="{{secret:password}}")),
+        tool_call("click", ref=2), tool_call("done"),
+    )
+    handover = FakeHandover(
+        {login_url: page}, login_url, secret_keys=("username", "password"),
+        selectors={0: ["#user"], 1: ["#pass"], 2: ["#signin"]},
+        step_ok=lambda handover, **_: handover.filled_secrets == ["username", "password"],
+    )
+    failure = {**FAILURE, "type": "authentication_failure", "url": login_url}
+
+    outcome = agent_on(fake).take_over(context(failure=failure, secret_keys=["password", "username"]), handover)
+
+    assert outcome.recovery["kind"] == "login"
+    assert (outcome.recovery["login_url"], outcome.recovery["login_path"]) == (BASE + "/login", "/login")
+    patch = HeuristicAgent().write_patch(code=CODE, recoveries=[outcome.recovery], failure=failure, prompt="")
+    assert 'page.goto(params["base_url"] + "/login")' in patch.code
+    assert "state=" not in patch.code and BASE not in patch.code
+
+
 COOKIE_LAYER = {"tag": "div", "id": "consent", "text": "We use cookies", "xpath": "/html[1]/body[1]/div[1]"}
 
 

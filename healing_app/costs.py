@@ -1,9 +1,9 @@
 """What the LLM costs: tokens → USD, spend this month per task and in total, and the budget checks.
 
-Prices come from `settings.LLM_PRICES` (USD per 1M prompt and completion tokens; unknown models use
-"default"). Spend is read from the rows that carry it: healing events (`cost_usd`, or, for an event
-whose cost was never priced, its tokens at today's price) and generation audit entries (tasks whose
-version 1 the LLM wrote from the prompt).
+Prices come from `settings.LLM_PRICES` (USD per 1M prompt and completion tokens), by exact model name or a
+dated snapshot of one (`-YYYY-MM-DD`); unknown models use "default". Spend is read from the rows that carry
+it: healing events (`cost_usd`, or, for an event whose cost was never priced, its tokens at today's price)
+and generation audit entries (tasks whose version 1 the LLM wrote from the prompt).
 
 Budgets: a task's `monthly_budget_usd` (None: no per-task limit) and `LLM_MONTHLY_BUDGET_USD` for
 the whole deployment (0 stops LLM use altogether). When either is used up, the LLM agent hands the
@@ -13,6 +13,7 @@ heal to the heuristic agent and says why in the event's trace.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -25,16 +26,22 @@ USD_PLACES = Decimal("0.000001")  # HealingEvent.cost_usd has six decimal places
 GENERATION_ACTION = "task.generate"
 
 
+# A dated snapshot of a model ("gpt-4o-mini-2024-07-18") is priced like the model.
+_DATED = re.compile(r"^(?P<name>.+)-\d{4}-\d{2}-\d{2}$")
+
+
 def prices_for(model: str | None) -> tuple[Decimal, Decimal]:
-    """(prompt, completion) USD per 1M tokens for `model`."""
+    """(prompt, completion) USD per 1M tokens for `model`: its own row, or its undated name's; else "default".
+
+    Only the exact name or a dated snapshot of it counts: "gpt-4.1-nano" is not "gpt-4.1" (which costs many times
+    more), and a model the table does not know is priced at "default" rather than like a look-alike."""
     table = settings.LLM_PRICES
     model = model or ""
     if model in table:
         return table[model]
-    # Dated or suffixed names ("gpt-4o-mini-2024-07-18") price like their base model: longest prefix wins.
-    for name in sorted(table, key=len, reverse=True):
-        if name != "default" and model.startswith(name):
-            return table[name]
+    dated = _DATED.match(model)
+    if dated and dated.group("name") in table:
+        return table[dated.group("name")]
     return table["default"]
 
 

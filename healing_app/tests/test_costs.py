@@ -27,6 +27,13 @@ def test_dated_model_names_price_like_their_base_model_and_unknown_ones_use_defa
     assert costs.prices_for("llama3.1:8b") == costs.prices_for("default")
 
 
+def test_a_model_is_priced_by_its_own_name_not_by_a_look_alike_it_starts_with():
+    assert costs.prices_for("gpt-4.1-nano") == costs.prices_for("default") != costs.prices_for("gpt-4.1")
+    assert costs.prices_for("gpt-4o-realtime-preview") == costs.prices_for("default") != costs.prices_for("gpt-4o")
+    assert costs.prices_for("gpt-4o-2024-08-06") == costs.prices_for("gpt-4o")
+    assert costs.prices_for("gpt-4o-mini-2024-07") == costs.prices_for("default")  # not a date
+
+
 @override_settings(OPENAI_MODEL="gpt-4o")
 def test_cost_defaults_to_the_configured_model():
     assert costs.cost_usd(prompt_tokens=1_000_000, completion_tokens=0) == Decimal("2.500000")

@@ -305,12 +305,7 @@ def fit_calibrations(folds: Sequence[FoldResult]) -> tuple[dict[str, float], dic
 
 
 def _confidence(f: FoldResult, general: dict[str, float], same: dict[str, float]) -> float:
-    """engine._calibrated with the given calibrations."""
-    weights, keys = (
-        (same, SAME_TEXT_AND_TAG_KEYS) if f.kind == engine.SAME_TEXT_AND_TAG
-        else (general, GENERAL_KEYS)
-    )
-    return _sigmoid(weights["bias"] + sum(weights[key] * f.inputs[key] for key in keys))
+    return engine.calibrated_confidence(f.inputs, f.kind, general=general, same_text_and_tag=same)
 
 
 def fit(directory: Path) -> None:

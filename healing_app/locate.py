@@ -46,6 +46,7 @@ from rapidfuzz.distance import Indel, Levenshtein
 __all__ = [
     "ALL_FEATURE_NAMES",
     "LocateResult",
+    "calibrated_confidence",
     "confidence_inputs",
     "PreparedPage",
     "feature_rows",
@@ -136,8 +137,8 @@ CONFIDENCE_WEIGHTS: dict[str, float] = {
 }
 
 # The same, for winners whose text is exactly the target's and whose tag is the target's own,
-# when the runner-up's are not ("same text and tag", see `evidence_kind`): fitted on those dev cases alone (out-of-fold, not
-# displaced), on the margin only. On dev, 195 of the 197 such winners were right and the two
+# when the runner-up's are not ("same text and tag", see `evidence_kind`): fitted on those dev
+# cases alone (out-of-fold, not displaced), on the margin only. On dev, 195 of the 197 such winners were right and the two
 # wrong ones had small margins (nested look-alikes: a label and the span in it, both "Password"),
 # so here the margin tells nearly everything. The general model above, fitted on every kind of
 # evidence, cannot say so: its margin slope is shared with winners whose text changed, where a
@@ -793,12 +794,18 @@ def evidence_kind(best_row: Sequence[float], runner_up_row: Sequence[float] | No
     return OTHER_EVIDENCE
 
 
-def _calibrated(inputs: Mapping[str, float], kind: str = OTHER_EVIDENCE) -> float:
+def calibrated_confidence(
+    inputs: Mapping[str, float],
+    kind: str = OTHER_EVIDENCE,
+    *,
+    general: Mapping[str, float] = CONFIDENCE_WEIGHTS,
+    same_text_and_tag: Mapping[str, float] = SAME_TEXT_AND_TAG_CONFIDENCE_WEIGHTS,
+) -> float:
+    """The probability that the winner is right, from its `confidence_inputs` and `evidence_kind`; the
+    benchmark passes calibrations of its own while it fits them."""
     if kind == SAME_TEXT_AND_TAG:
-        weights = SAME_TEXT_AND_TAG_CONFIDENCE_WEIGHTS
-        return _sigmoid(weights["bias"] + weights["margin"] * inputs["margin"])
-    weights = CONFIDENCE_WEIGHTS
-    return _sigmoid(weights["bias"] + math.fsum(weights[key] * inputs[key] for key in inputs))
+        return _sigmoid(same_text_and_tag["bias"] + same_text_and_tag["margin"] * inputs["margin"])
+    return _sigmoid(general["bias"] + math.fsum(general[key] * inputs[key] for key in inputs))
 
 
 # What a reviewer calls each feature family (keyed by the feature name's first word).
@@ -873,7 +880,7 @@ def _judge(
 ) -> tuple[float, str]:
     """The calibrated confidence in the best of `scores` and, when it is not enough to act on,
     the reason a reviewer should look first."""
-    confidence = _calibrated(inputs, kind)
+    confidence = calibrated_confidence(inputs, kind)
     if len(scores) > 1 and scores[0] - scores[1] <= MIN_MARGIN:
         # Look-alikes the fingerprint cannot tell apart: a coin toss at best.
         return min(confidence, 0.5), "two candidates too close"

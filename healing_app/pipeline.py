@@ -483,7 +483,7 @@ def _rejected_paths(task: Task, step_key: str | None) -> list[str]:
 
 def _allowed_hosts(task: Task, run: Run | None) -> list[str]:
     """The task's own domains: hosts of any URL in its params (base_url and friends)."""
-    return sites.hosts_of({**task.params, **(run.params if run else {})}.values())
+    return sites.hosts_of((run.effective_params if run else task.params).values())
 
 
 def _failure_summary(failure: dict) -> dict:

@@ -109,8 +109,6 @@ _GET_BY_KINDS = {
     "get_by_title": "title",
 }
 
-_LOAD_STATES = frozenset({"load", "domcontentloaded", "networkidle"})
-
 
 class CodeValidationError(ValueError):
     """Task code that cannot be saved; ``line`` is 1-based, or None when not tied to one."""
@@ -1112,30 +1110,6 @@ def _replace_path_in_part(part: cst.CSTNode, quote: str, old: str, new: str) -> 
     if not pattern.search(part.value):
         return None
     return part.with_changes(value=pattern.sub(lambda _: _escape(new, quote, braces=True), part.value))
-
-
-def insert_wait_before(
-    code: str,
-    *,
-    line: int,
-    selector: str | None = None,
-    load_state: str | None = None,
-    timeout_ms: int,
-) -> str:
-    """Insert a wait for ``selector`` or for ``load_state`` before the statement on ``line``."""
-    if (selector is None) == (load_state is None):
-        raise ValueError("give exactly one of selector or load_state")
-    if load_state is not None and load_state not in _LOAD_STATES:
-        raise ValueError(f"load_state must be one of {sorted(_LOAD_STATES)}")
-    if timeout_ms <= 0:
-        raise ValueError("timeout_ms must be positive")
-
-    def build(page: str, _params: str | None) -> list[str]:
-        if selector is not None:
-            return [f"{page}.wait_for_selector({_string(selector).value}, timeout={timeout_ms})"]
-        return [f"{page}.wait_for_load_state({_string(load_state).value}, timeout={timeout_ms})"]
-
-    return _insert_before(code, line, build)
 
 
 def open_menu_before(code: str, *, line: int, opener_selector: str, how: str) -> str:

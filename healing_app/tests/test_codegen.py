@@ -15,7 +15,6 @@ from healing_app.codegen import (
     close_whenever_shown,
     fix_shape,
     insert_login_steps,
-    insert_wait_before,
     open_menu_before,
     replace_selector,
     replace_url,
@@ -728,21 +727,22 @@ def test_set_step_timeout_refuses_a_line_without_a_playwright_action():
             set_step_timeout(code, line=line, timeout_ms=1000)
 
 
-# --------------------------------------------------------------------------- insert_wait_before
+# --------------------------------------------------------------------------- inserting before a step
+# (open_menu_before and insert_login_steps share _insert_before; these pin down where it inserts)
 
 
-def test_insert_wait_before_keeps_comments_with_their_statement():
+def test_an_inserted_step_keeps_comments_with_their_statement():
     line = line_of(CONTACT, "page.goto")
-    new = insert_wait_before(CONTACT, line=line, selector="#ready", timeout_ms=10000)
+    new = open_menu_before(CONTACT, line=line, opener_selector="#menu", how="hover")
     assert (
         "def run(page, params):\n"
-        '    page.wait_for_selector("#ready", timeout=10000)\n'
+        '    page.hover("#menu")\n'
         "    # Open the contact form.\n"
         '    page.goto(params["base_url"] + "/contact")\n'
     ) in new
 
 
-def test_insert_wait_before_uses_the_block_indentation_and_page_name():
+def test_an_inserted_step_uses_the_block_indentation_and_page_name():
     code = dedent(
         """
         def run(p, params):
@@ -752,14 +752,14 @@ def test_insert_wait_before_uses_the_block_indentation_and_page_name():
                     p.fill("#q", row)  # search
         """
     )
-    new = insert_wait_before(code, line=5, load_state="networkidle", timeout_ms=5000)
+    new = open_menu_before(code, line=5, opener_selector="#more", how="click")
     assert new == code.replace(
         '\n            p.fill("#q"',
-        '\n            p.wait_for_load_state("networkidle", timeout=5000)\n            p.fill("#q"',
+        '\n            p.click("#more")\n            p.fill("#q"',
     )
 
 
-def test_insert_wait_before_a_statement_inside_a_helper():
+def test_a_step_is_inserted_inside_a_helper():
     code = dedent(
         """
         def submit(page):
@@ -770,29 +770,23 @@ def test_insert_wait_before_a_statement_inside_a_helper():
             submit(page)
         """
     )
-    new = insert_wait_before(code, line=2, selector="#send", timeout_ms=3000)
-    assert '    page.wait_for_selector("#send", timeout=3000)\n    page.click("#send")' in new
+    new = open_menu_before(code, line=2, opener_selector="#menu", how="hover")
+    assert '    page.hover("#menu")\n    page.click("#send")' in new
 
 
-def test_insert_wait_before_a_multi_line_statement_from_its_inner_line():
+def test_a_step_is_inserted_before_a_multi_line_statement_from_its_inner_line():
     line = line_of(CONTACT, "'#email'")
-    new = insert_wait_before(CONTACT, line=line, selector="#email", timeout_ms=1000)
-    assert '    page.wait_for_selector("#email", timeout=1000)\n    page.fill(\n' in new
+    new = open_menu_before(CONTACT, line=line, opener_selector="#menu", how="hover")
+    assert '    page.hover("#menu")\n    page.fill(\n' in new
 
 
-def test_insert_wait_before_refuses_bad_arguments_and_missing_lines():
-    with pytest.raises(ValueError, match="exactly one"):
-        insert_wait_before(CONTACT, line=8, timeout_ms=1000)
-    with pytest.raises(ValueError, match="exactly one"):
-        insert_wait_before(CONTACT, line=8, selector="#a", load_state="load", timeout_ms=1000)
-    with pytest.raises(ValueError, match="load_state"):
-        insert_wait_before(CONTACT, line=8, load_state="idle", timeout_ms=1000)
+def test_inserting_a_step_refuses_lines_that_start_no_statement():
     with pytest.raises(PatchError, match="no statement starts on line 7"):
-        insert_wait_before(CONTACT, line=7, selector="#a", timeout_ms=1000)  # a comment line
+        open_menu_before(CONTACT, line=7, opener_selector="#a", how="hover")  # a comment line
     with pytest.raises(PatchError, match="no statement starts on line 999"):
-        insert_wait_before(CONTACT, line=999, selector="#a", timeout_ms=1000)
+        open_menu_before(CONTACT, line=999, opener_selector="#a", how="hover")
     with pytest.raises(PatchError, match="not inside a function"):
-        insert_wait_before(CONTACT, line=1, selector="#a", timeout_ms=1000)
+        open_menu_before(CONTACT, line=1, opener_selector="#a", how="hover")
 
 
 def test_open_menu_before_hovers_or_clicks_the_opener_right_before_the_step():
@@ -1020,10 +1014,10 @@ def test_patches_keep_odd_formatting_and_comments(patch, expected_changes):
 
 
 def test_insert_before_a_backslash_continued_statement_in_an_except_block():
-    new = insert_wait_before(ODD, line=8, selector="#retry", timeout_ms=1000)
+    new = open_menu_before(ODD, line=8, opener_selector="#more", how="click")
     assert (
         "    except Exception:  # keep\n"
-        '        page.wait_for_selector("#retry", timeout=1000)\n'
+        '        page.click("#more")\n'
         "        page.locator \\\n"
     ) in new
-    assert new.replace('        page.wait_for_selector("#retry", timeout=1000)\n', "") == ODD
+    assert new.replace('        page.click("#more")\n', "") == ODD

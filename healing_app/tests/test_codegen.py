@@ -781,6 +781,8 @@ def test_a_step_is_inserted_before_a_multi_line_statement_from_its_inner_line():
 
 
 def test_inserting_a_step_refuses_lines_that_start_no_statement():
+    with pytest.raises(ValueError, match="how must be hover or click"):
+        open_menu_before(CONTACT, line=8, opener_selector="#a", how="press")
     with pytest.raises(PatchError, match="no statement starts on line 7"):
         open_menu_before(CONTACT, line=7, opener_selector="#a", how="hover")  # a comment line
     with pytest.raises(PatchError, match="no statement starts on line 999"):

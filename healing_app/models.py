@@ -11,6 +11,7 @@ from django.utils import timezone
 from tasks_app.crypto import decrypt_secrets, encrypt_secrets
 from tasks_app.ids import new_heal_id, new_webhook_id
 from tasks_app.models import CodeVersion, Run, Task
+from tasks_app.timestamps import timestamp_text
 
 
 class HealingEvent(models.Model):
@@ -126,7 +127,7 @@ class HealingEvent(models.Model):
         if not self.can_transition_to(status):
             raise InvalidTransition(self.status, status)
         self.status = status
-        entry = {"status": status, "at": timezone.now().isoformat()}
+        entry = {"status": status, "at": timestamp_text()}
         if note:
             entry["note"] = note
         self.timeline = [*self.timeline, entry]

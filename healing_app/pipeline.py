@@ -25,6 +25,7 @@ from healing_app.notify import notify
 from tasks_app import services as task_services
 from tasks_app.models import CodeVersion, ElementFingerprint, Run, Task
 from tasks_app.runner.protocol import CANCELLED
+from tasks_app.timestamps import timestamp_text
 
 logger = logging.getLogger(__name__)
 Status = HealingEvent.Status
@@ -93,7 +94,7 @@ def _event_for_failure(*, run: Run, failure: dict, agent_kind: str) -> HealingEv
         agent_kind=agent_kind,  # the agent taking over; the takeover's record names the one that finished
         original_version=run.version,
         screenshot=failure.get("screenshot_png_b64") or "",
-        timeline=[{"status": Status.TRIGGERED, "at": timezone.now().isoformat()}],
+        timeline=[{"status": Status.TRIGGERED, "at": timestamp_text()}],
     )
     if used >= max_attempts:
         event.transition_to(Status.FAILED, note="max attempts")
@@ -434,7 +435,7 @@ def event_payload(event: HealingEvent) -> dict:
     """What live pages and webhooks receive: the API's summary (JSON-ready), its id also as `event`, and
     the reason a heal failed or was refused."""
     summary = event.to_dict()
-    return {"event": event.pk, **summary, "timestamp": summary["timestamp"].isoformat(), "reason": event.reason}
+    return {"event": event.pk, **summary, "timestamp": timestamp_text(summary["timestamp"]), "reason": event.reason}
 
 
 def _add_cost(event: HealingEvent, prompt_tokens: int, completion_tokens: int) -> None:

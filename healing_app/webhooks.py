@@ -32,6 +32,7 @@ from healing_app.models import WebhookDelivery, WebhookEndpoint
 from tasks_app.audit import SYSTEM, Actor, audit_log
 from tasks_app.ids import new_id
 from tasks_app.rq_jobs import job_is_live
+from tasks_app.timestamps import timestamp_text
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def message_payload(*, event_type: str, data: dict, at: datetime | None = None) 
     """The Standard Webhooks envelope; `data` made JSON-safe once, so every attempt sends the same bytes."""
     return {
         "type": event_type,
-        "timestamp": (at or timezone.now()).isoformat(),
+        "timestamp": timestamp_text(at),
         "data": json.loads(json.dumps(data, cls=DjangoJSONEncoder)),
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from datetime import timedelta
@@ -13,7 +14,8 @@ from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.utils import timezone
 
-from healing_app.models import HealingEvent, Review
+from healing_app.models import HealingEvent, Review, WebhookDelivery
+from healing_app.webhook_services import webhook_endpoint_create
 from tasks_app import services
 from tasks_app.api_keys import api_key_create
 from tasks_app.models import AuditLog, CodeVersion, Run, Task
@@ -183,6 +185,25 @@ def test_a_reviewer_approves_and_the_healed_version_is_deployed(client, reviewer
     assert Task.objects.get(pk=event.task_id).current_version.number == 2
     entry = AuditLog.objects.get(action="healing.approved", object_id=event.pk)
     assert entry.actor == reviewer_user and "via api key" in entry.actor_label
+
+
+API_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+@pytest.mark.django_db
+def test_the_webhook_and_the_api_write_an_events_time_alike(client, reviewer_key, settings):
+    """A subscriber matching a webhook to `GET /healing-events/{id}` compares equal strings, in the API's form."""
+    settings.WEBHOOKS_ALLOW_PRIVATE = True
+    webhook_endpoint_create(actor=None, url="http://127.0.0.1:9/hook")
+    event = make_pending_event()
+    assert _post(client, reviewer_key, f"/healing-events/{event.pk}/approve").status_code == 200
+
+    payload = WebhookDelivery.objects.get(event_type="healing.deployed").payload
+    body = _get(client, reviewer_key, f"/healing-events/{event.pk}").json()
+    assert payload["data"]["timestamp"] == body["timestamp"]
+    assert re.fullmatch(API_TIME, body["timestamp"]), body["timestamp"]
+    assert re.fullmatch(API_TIME, payload["timestamp"]), payload["timestamp"]
+    assert re.fullmatch(API_TIME, body["timeline"][-1]["at"]), body["timeline"]
 
 
 @pytest.mark.django_db

@@ -111,9 +111,9 @@ def test_the_state_changing_forms_work_with_the_token_so_the_refusals_above_mean
         if response.status_code != 405:
             post_views[name] = response.status_code
     # The dashboard's own state-changing endpoints were all found, and with a token CSRF lets them through.
-    for expected in ("event-approve", "event-reject", "task-run", "task-config", "task-deploy", "demo-control",
-                     "webhooks:create", "webhooks:send_test", "webhooks:rotate_secret", "webhooks:set_enabled",
-                     "webhooks:redeliver", "webhooks:delete", "webhooks:edit", "logout"):
+    for expected in ("event-approve", "event-reject", "task-new", "task-edit", "task-run", "task-config", "task-deploy",
+                     "run-cancel", "demo-control", "webhooks:create", "webhooks:send_test", "webhooks:rotate_secret",
+                     "webhooks:set_enabled", "webhooks:redeliver", "webhooks:delete", "webhooks:edit", "logout"):
         assert expected in post_views, (expected, sorted(post_views))
     assert all(status != 403 for status in post_views.values()), post_views
 

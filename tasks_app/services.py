@@ -123,7 +123,7 @@ def _require_secrets_holder(task: Task, actor: Actor | None, what: str) -> None:
     user = as_actor(actor).user
     if user is None or not task.secret_keys or _answers_for(task, user):
         return
-    raise PermissionDenied(f"the task holds secrets: only its owner or a reviewer may {what}")
+    raise PermissionDenied(f"the task holds secrets: only its owner, a reviewer or staff may {what}")
 
 
 def _review_weakened(task: Task, changed: dict[str, Any]) -> bool:

@@ -279,7 +279,7 @@ def test_once_a_task_holds_secrets_only_its_owner_or_a_reviewer_may_change_where
         response = eve.patch(f"/tasks/{body['id']}", change)
         assert response.status_code == 403, change
         assert response.json()["error"]["message"] == (
-            "the task holds secrets: only its owner or a reviewer may change its code, prompt, params or secrets"
+            "the task holds secrets: only its owner, a reviewer or staff may change its code, prompt, params or secrets"
         )
     refused = eve.post(f"/tasks/{body['id']}/runs", {"params": {"base_url": "https://evil.test"}})
     assert refused.status_code == 403 and "run it with params of your own" in refused.json()["error"]["message"]
@@ -301,7 +301,7 @@ def test_on_a_task_holding_secrets_only_its_owner_or_a_reviewer_may_switch_revie
         response = eve.patch(f"/tasks/{body['id']}", {"self_healing_config": change})
         assert response.status_code == 403, change
         assert response.json()["error"]["message"] == (
-            "the task holds secrets: only its owner or a reviewer may let its heals deploy without a reviewer or a "
+            "the task holds secrets: only its owner, a reviewer or staff may let its heals deploy without a reviewer or a "
             "validation run"
         )
     assert Task.objects.get(pk=body["id"]).config["auto_deploy"] is False

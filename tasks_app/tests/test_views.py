@@ -142,7 +142,7 @@ def test_switching_review_off_on_someone_elses_task_with_secrets_is_refused_on_t
         {"self_healing": "on", "trigger_on": ["timeout"], "max_attempts": "3", "auto_deploy": "on", "validation_required": "on"},
     )
     assert response.status_code == 403
-    assert "only its owner or a reviewer may let its heals deploy without a reviewer" in response.content.decode()
+    assert "only its owner, a reviewer or staff may let its heals deploy without a reviewer" in response.content.decode()
     task.refresh_from_db()
     assert task.config["auto_deploy"] is False
 
@@ -561,6 +561,6 @@ def test_only_the_owner_or_a_reviewer_edits_the_code_of_a_task_holding_secrets(c
     response = _login(client, member).post(reverse("task-edit", args=[task.pk]), form)
 
     assert response.status_code == 400
-    assert "only its owner or a reviewer may change its code" in " ".join(response.context["form"].non_field_errors())
+    assert "only its owner, a reviewer or staff may change its code" in " ".join(response.context["form"].non_field_errors())
     assert task.versions.count() == 1
     assert "hunter2" not in response.content.decode()

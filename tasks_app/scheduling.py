@@ -52,9 +52,10 @@ def schedules_tick(*, now: datetime | None = None) -> int:
         except CronError as exc:  # refused on input; only a hand-edited row gets here
             logger.warning("task %s has an invalid schedule %r: %s", task.pk, task.schedule, exc)
             continue
-        born = _minute(task.created_at)
         for minute in minutes:
-            if minute < born or not cron_matches(task.schedule, minute):
+            # As cron does: a minute that began before the task existed is not its to fire (a daily "37 17" saved
+            # at 17:37:34 first runs tomorrow, not at once).
+            if minute < task.created_at or not cron_matches(task.schedule, minute):
                 continue
             if schedule_fire(task=task, minute=minute):
                 fired += 1

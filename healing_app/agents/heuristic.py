@@ -135,6 +135,8 @@ class HeuristicAgent:
                 late.candidates = candidates
                 return late
             reason = f"locator abstained: {result.reason}"
+            if excluded:
+                reason += _left_out_note([elements[i] for i in sorted(excluded)])
             if source == "selector and prompt":
                 reason += (f" (this step has never succeeded, so nothing recorded what its element looks like: the "
                            f"selector {plain_selector(failure.get('selector'))} is all there is to go on)")
@@ -1009,6 +1011,20 @@ def _presses_in_place(element: dict) -> bool:
         href = (element.get("href") or "").strip()
         return not href or href.startswith(("#", "javascript:")) or element.get("role") == "button"
     return element.get("is_button") == "yes" or element.get("role") == "button"
+
+
+def _left_out_note(rejected: list[dict]) -> str:
+    """Why the locator did not consider elements on the page: else a reviewer reads "evidence too weak" with the
+    element they rejected right there, and cannot tell that their rejection is what stops the heal."""
+    def name(element: dict) -> str:
+        tag, label = (element.get("tag") or "element").lower(), _label(element).strip()[:60]
+        return f"the {tag} \u201c{label}\u201d" if label else f"the {tag} #{element['id']}" if element.get("id") else f"a {tag}"
+
+    named = ", ".join(name(e) for e in rejected[:3])
+    more = f" and {len(rejected) - 3} more" if len(rejected) > 3 else ""
+    return (f" ({named}{more} {'was' if len(rejected) == 1 else 'were'} left out: a reviewer rejected "
+            f"{'it' if len(rejected) == 1 else 'them'} for this step before; if the reviewer was wrong, put its "
+            f"selector in the task's code)")
 
 
 def _label(element: dict) -> str:

@@ -170,9 +170,11 @@ def test_rejected_heal_leaves_the_code_unchanged_and_the_element_stays_rejected(
         # The next run must not pick the rejected element again.
         again = run_now(task, drain)
     second = HealingEvent.objects.filter(task=task).exclude(pk=event.pk).get()
-    chosen = [c for c in second.candidate_scores if c.get("id") == "send-message"]
     assert second.chosen_element is None or second.chosen_element.get("id") != "send-message"
-    assert again.status == Run.Status.FAILED or second.new_version_id is None or not chosen
+    assert again.status == Run.Status.FAILED and second.status == S.FAILED and second.new_version_id is None
+    # The reviewer is told that their rejection is what stops this heal, not only that the evidence is weak.
+    assert "locator abstained" in second.reason
+    assert "the button \u201cSend message\u201d was left out: a reviewer rejected it for this step before" in second.reason
 
 
 def test_a_decoy_look_alike_is_never_deployed(drain):

@@ -23,7 +23,7 @@ from healing_app.models import HealingEvent
 from healing_app.services import can_review
 from tasks_app import services
 from tasks_app.audit import dashboard_actor
-from tasks_app.config import InputError
+from tasks_app.config import FAILURE_TYPES, InputError
 from tasks_app.forms import DeployForm, DiffForm, HealingConfigForm, TaskForm
 from tasks_app.ids import object_or_404
 from tasks_app.models import CodeVersion, Run, Task
@@ -204,11 +204,27 @@ def run_part(request: HttpRequest, run_id: str) -> HttpResponse:
 def _run_context(request: HttpRequest, run_id: str) -> dict:
     runs = Run.objects.select_related("task", "version", "requested_by").defer("screenshots", "version__code")
     run = object_or_404(runs, run_id, what="run")
+    events = list(run.healing_events.only("id", "status", "run_id").order_by("created_at"))
     return {
         "run": run,
-        "events": list(run.healing_events.only("id", "status", "run_id").order_by("created_at")),
+        "events": events,
+        "not_healed_because": "" if events else _not_healed_because(run),
         "cancellable": _cancellable([run], request.user),
     }
+
+
+def _not_healed_because(run: Run) -> str:
+    """Why a run that failed in a way a heal could mend has no heal, when its task's settings are why: else the
+    page says "Heals —" and the user wonders whether healing broke."""
+    if run.status != Run.Status.FAILED or run.purpose != Run.Purpose.NORMAL or run.error_type not in FAILURE_TYPES:
+        return ""
+    if not run.task.self_healing:
+        return "self-healing is off for this task"
+    trigger_on = run.task.config["trigger_on"]
+    if run.error_type not in trigger_on:
+        healed = ", ".join(kind.replace("_", " ") for kind in trigger_on) or "no"
+        return f"this task heals only {healed} failures (its trigger_on)"
+    return ""
 
 
 def _cancellable(runs: list[Run], user) -> set[str]:

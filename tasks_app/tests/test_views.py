@@ -355,6 +355,32 @@ def test_a_run_has_a_page_of_its_own_linked_from_its_task_and_its_heal(client, m
     assert '<pre class="code-block" id="run-params">{\n  &quot;name&quot;: &quot;Ada Lovelace&quot;\n}</pre>' in html
 
 
+@pytest.mark.parametrize(
+    ("settings_now", "error_type", "says"),
+    [
+        ({"self_healing": False}, "element_not_found", "(not healed: self-healing is off for this task;"),
+        ({"self_healing_config": {"trigger_on": ["timeout"]}}, "element_not_found",
+         "(not healed: this task heals only timeout failures (its trigger_on);"),
+        ({}, "element_not_found", None),  # healing on for this failure: nothing to explain (its heal is linked)
+        ({"self_healing": False}, "script_error", None),  # not a failure a heal mends
+    ],
+)
+def test_a_failed_runs_page_says_when_the_tasks_settings_are_why_it_was_not_healed(
+    client, member, task, settings_now, error_type, says
+):
+    services.task_update(task=task, **settings_now)
+    run = services.run_create(task=task)
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED, error_type=error_type, error_message="boom")
+
+    html = _login(client, member).get(reverse("run-detail", args=[run.pk])).content.decode()
+
+    if says is None:
+        assert 'id="not-healed"' not in html
+    else:
+        assert says in unescape(html)
+        assert f'href="{reverse("task-detail", args=[task.pk])}#config">change it in the task' in html
+
+
 def test_a_failed_runs_page_shows_its_error_once_in_full_and_its_tasks_page_in_short(client, member, task):
     run = services.run_create(task=task)
     message = "no element matches #send: " + "x" * 400

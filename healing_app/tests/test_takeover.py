@@ -104,3 +104,28 @@ def test_a_heal_failed_meanwhile_by_maintenance_is_announced_failed_once(monkeyp
     event = HealingEvent.objects.get(run=run)
     assert event.status == "failed" and event.reason.endswith("the worker was lost")  # the first verdict stands
     assert WebhookDelivery.objects.filter(event_type="healing.failed").count() == 1
+
+
+def test_max_attempts_counts_per_failing_step_and_per_version(monkeypatch):
+    """The budget is for one step of one version: another step, or the same step once the code changed, gets a
+    heal loop of its own."""
+    task = services.task_create(name="t", code=CODE, self_healing=True, self_healing_config={"max_attempts": 1})
+    monkeypatch.setattr(pipeline, "agent_for", lambda task: GiveUpAgent())
+
+    def heal(failure: dict) -> HealingEvent:
+        task.refresh_from_db()
+        run = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING)
+        pipeline.takeover(run=run, failure=failure, handover=Handover())
+        return HealingEvent.objects.get(run=run)
+
+    assert heal(FAILURE).reason == "the element never showed"
+    assert heal(FAILURE).reason.startswith("max_attempts (1) already used")
+
+    other_step = FAILURE | {"line": 3, "selector": "#other", "step_key": "3:click:#other"}
+    other = heal(other_step)
+    assert (other.attempt, other.reason) == (1, "the element never showed")
+
+    services.task_update(task=task, code=CODE.replace("return 1", "return 2"))
+    new_version = heal(FAILURE)
+    assert new_version.original_version.number == 2
+    assert (new_version.attempt, new_version.reason) == (1, "the element never showed")

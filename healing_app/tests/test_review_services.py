@@ -45,6 +45,17 @@ def test_reject_needs_a_comment_and_keeps_the_current_version(reviewer):
     assert event.task.current_version == event.original_version
 
 
+def test_a_rejection_is_recorded_as_a_rejected_review_and_audited(reviewer):
+    event = pending_event()
+    healing_reject(event=event, reviewer=reviewer, comment="  wrong button  ")
+    event.refresh_from_db()
+    assert (event.reviewer, event.decided_at is not None) == (reviewer, True)
+    review = Review.objects.get(event=event)
+    assert (review.decision, review.reviewer, review.comment) == (Review.Decision.REJECTED, reviewer, "wrong button")
+    audit = AuditLog.objects.get(object_id=event.pk, action__startswith="healing.")
+    assert (audit.action, audit.actor, audit.data) == ("healing.rejected", reviewer, {"comment": "wrong button"})
+
+
 def test_a_second_decision_changes_nothing(reviewer):
     event = pending_event()
     healing_approve(event=event, reviewer=reviewer)

@@ -129,3 +129,37 @@ def test_max_attempts_counts_per_failing_step_and_per_version(monkeypatch):
     new_version = heal(FAILURE)
     assert new_version.original_version.number == 2
     assert (new_version.attempt, new_version.reason) == (1, "the element never showed")
+
+
+class RecordingAgent(GiveUpAgent):
+    def __init__(self):
+        self.contexts = []
+
+    def take_over(self, context, handover) -> TakeoverOutcome:
+        self.contexts.append(context)
+        return super().take_over(context, handover)
+
+
+def test_the_agent_is_told_the_elements_and_pages_reviewers_rejected_for_this_step_only(monkeypatch):
+    task = services.task_create(name="t", code=CODE, self_healing=True)
+    for step_key, element_id, path in (("2:click:#submit", "send-message", "/contact-us"),
+                                       ("3:click:#other", "newsletter-send", "/newsletter")):
+        HealingEvent.objects.create(
+            task=task, original_version=task.current_version, step_key=step_key, error_type="timeout",
+            status=HealingEvent.Status.REJECTED, chosen_element={"id": element_id},
+            recovery=[{"kind": "url", "old_path": "/contact", "new_path": path}],
+        )
+    HealingEvent.objects.create(  # failed, not rejected by a person: nothing to avoid
+        task=task, original_version=task.current_version, step_key="2:click:#submit", error_type="timeout",
+        status=HealingEvent.Status.FAILED, chosen_element={"id": "clear"},
+        recovery=[{"kind": "url", "old_path": "/contact", "new_path": "/help"}],
+    )
+    agent = RecordingAgent()
+    monkeypatch.setattr(pipeline, "agent_for", lambda task: agent)
+    run = Run.objects.create(task=task, version=task.current_version, status=Run.Status.RUNNING)
+
+    pipeline.takeover(run=run, failure=FAILURE, handover=Handover())
+
+    [context] = agent.contexts
+    assert context.rejected_elements == [{"id": "send-message"}]
+    assert context.rejected_paths == ["/contact-us"]

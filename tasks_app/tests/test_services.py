@@ -181,3 +181,32 @@ def test_on_a_task_with_secrets_only_those_who_may_change_its_code_run_another_v
         services.run_enqueue(task=task, version=old, actor=Actor(user=member))
     assert services.run_enqueue(task=task, actor=Actor(user=member)).version != old  # the current one: anyone
     assert services.run_enqueue(task=task, version=old, actor=Actor(user=owner)).version == old
+
+
+def test_staff_holding_the_admins_task_permissions_answer_for_a_task_they_do_not_own(django_user_model, member):
+    """Not the owner, not a reviewer: the admin's change_task lets them change a task holding secrets and cancel
+    its runs, delete_task lets them delete it; a member with neither may do none of it."""
+    from django.contrib.auth.models import Permission
+
+    owner = django_user_model.objects.create_user("olga")
+    task = services.task_create(name="t", code=CODE, secrets={"pw": "s3cret"}, actor=Actor(user=owner))
+    editor = django_user_model.objects.create_user("ed", is_staff=True)
+    editor.user_permissions.add(Permission.objects.get(codename="change_task", content_type__app_label="tasks_app"))
+    deleter = django_user_model.objects.create_user("del", is_staff=True)
+    deleter.user_permissions.add(Permission.objects.get(codename="delete_task", content_type__app_label="tasks_app"))
+
+    with pytest.raises(PermissionDenied):
+        services.task_update(task=task, code=CODE.replace("True", "False"), actor=Actor(user=member))
+    task = services.task_update(task=task, code=CODE.replace("True", "False"), actor=Actor(user=editor))
+    assert task.current_version.number == 2
+
+    run = services.run_create(task=task, actor=Actor(user=member))
+    with pytest.raises(PermissionDenied):
+        services.run_cancel(run=run, actor=Actor(user=deleter))
+    assert services.run_cancel(run=run, actor=Actor(user=editor)).error_type == "cancelled"
+
+    for not_allowed in (member, editor):
+        with pytest.raises(PermissionDenied):
+            services.task_delete(task=task, actor=Actor(user=not_allowed))
+    services.task_delete(task=task, actor=Actor(user=deleter))
+    assert not Task.objects.filter(pk=task.pk).exists()

@@ -94,6 +94,30 @@ def test_a_key_of_a_deactivated_user_is_a_401(client, key, owner):
     assert _list(client, {"Authorization": f"Bearer {key[1]}"}).status_code == 401
 
 
+def test_a_keys_last_use_is_recorded_and_refreshed_at_most_once_a_minute(client, key):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    row, raw = key
+    assert row.last_used_at is None
+    assert _list(client, {"Authorization": f"Bearer {raw}"}).status_code == 200
+    row.refresh_from_db()
+    assert row.last_used_at is not None and timezone.now() - row.last_used_at < timedelta(seconds=30)
+
+    recent = timezone.now() - timedelta(seconds=20)
+    ApiKey.objects.filter(pk=row.pk).update(last_used_at=recent)
+    assert _list(client, {"Authorization": f"Bearer {raw}"}).status_code == 200
+    row.refresh_from_db()
+    assert row.last_used_at == recent  # used within the minute: no write
+
+    stale = timezone.now() - timedelta(minutes=5)
+    ApiKey.objects.filter(pk=row.pk).update(last_used_at=stale)
+    assert _list(client, {"Authorization": f"Bearer {raw}"}).status_code == 200
+    row.refresh_from_db()
+    assert timezone.now() - row.last_used_at < timedelta(seconds=30)
+
+
 def test_each_key_is_rate_limited_per_minute_with_retry_after(client, key, owner, settings):
     settings.API_RATE_LIMIT_PER_MINUTE = 3
     _avoid_window_edge()

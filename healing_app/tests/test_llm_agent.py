@@ -368,6 +368,16 @@ def test_a_rejected_element_is_never_chosen(fake):
 # -- secrets ---------------------------------------------------------------------------------------
 
 
+def test_a_secret_inside_a_longer_secret_leaves_no_remainder_of_the_longer_one():
+    """The longest secret is replaced first: replacing the PIN inside the token first would send the model the
+    rest of the token ("{{secret:pin}}-abcdef")."""
+    agent = LLMAgent(fallback=HeuristicAgent(), secrets={"pin": "4711", "token": "tok-4711-abcdef"})
+
+    scrubbed = agent.scrub_secrets({"page": ["typed tok-4711-abcdef", ("pin 4711",)], "n": 4711})
+
+    assert scrubbed == {"page": ["typed {{secret:token}}", ["pin {{secret:pin}}"]], "n": 4711}
+
+
 def test_secrets_are_placeholders_in_every_request_and_filled_by_the_parent(fake):
     secrets = {"username": "alice@example.com", "password": "hunter2-Secret!"}
     login = {

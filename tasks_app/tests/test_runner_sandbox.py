@@ -275,8 +275,10 @@ def test_frame_hosts_let_a_frame_load_but_never_the_page_itself(pool):
     """A validation run may load the consent frame its heal closed a banner in, from that exact host; the code
     may still not navigate there."""
     with serve({"/": '<iframe src="http://localhost:{port}/frame"></iframe><h1>home</h1>',
+                "/links": '<a id="out" href="http://localhost:{port}/frame">consent</a>',
                 "/frame": "<p>consent</p>"}) as site:
-        site.pages["/"] = site.pages["/"].replace("{port}", str(site.port))
+        for path in ("/", "/links"):
+            site.pages[path] = site.pages[path].replace("{port}", str(site.port))
         framed = run(pool, """
             def run(page, params):
                 page.goto(params["base"] + "/")
@@ -287,9 +289,26 @@ def test_frame_hosts_let_a_frame_load_but_never_the_page_itself(pool):
             def run(page, params):
                 page.goto(params["base"].replace("127.0.0.1", "localhost") + "/frame")
             """, params={"base": site.url}, allowed_hosts=["127.0.0.1"], frame_hosts=["localhost"])
+        clicked = run(pool, """
+            def run(page, params):
+                page.goto(params["base"] + "/links")
+                page.click("#out")  # the page itself, sent there by a link: the route guard's call, not goto's
+                page.wait_for_timeout(300)
+                return page.url
+            """, params={"base": site.url}, allowed_hosts=["127.0.0.1"], frame_hosts=["localhost"])
     assert (framed.status, framed.output) == ("succeeded", "home")
-    assert site.hits["/frame"] == 1  # the frame's load; the page's goto never reached the server
+    assert site.hits["/frame"] == 1  # the frame's load; the page's goto and the link never reached the server
     assert left.status == "failed" and "host not in allowed_hosts" in left.error_message
+    assert clicked.status == "failed" and clicked.error_message.startswith("the run tried to leave the task's sites")
+
+
+def test_a_host_is_allowed_with_its_subdomains_but_not_as_the_tail_of_another_name():
+    from tasks_app.runner.harness import _on_hosts
+
+    assert _on_hosts("shop.example", ["shop.example"]) and _on_hosts("Login.Shop.example", ["shop.example"])
+    assert not _on_hosts("evilshop.example", ["shop.example"])
+    assert not _on_hosts("shop.example.evil.test", ["shop.example"])
+    assert not _on_hosts("", ["shop.example"]) and _on_hosts("anything.test", None)
 
 
 SENDS_A_SECRET_FROM_PYTHON = """
@@ -319,6 +338,12 @@ def test_contained_code_reaches_the_web_only_through_its_page(pool):
                 page.goto(params["base"] + "/")
                 urllib.parse.sys.modules["os"].system("true")
             """, params=params, contained=True)
+        popens = run(pool, """
+            import urllib.parse
+            def run(page, params):
+                page.goto(params["base"] + "/")
+                return urllib.parse.sys.modules["subprocess"].run(["/bin/true"]).returncode
+            """, params=params, contained=True)
         browses = run(pool, """
             def run(page, params):
                 page.goto(params["base"] + "/")
@@ -328,6 +353,7 @@ def test_contained_code_reaches_the_web_only_through_its_page(pool):
     assert contained.status == "failed" and "is not allowed: machine-written task code" in contained.error_message
     assert site.hits.get("/leak") == 1  # still only the uncontained probe's
     assert spawns.status == "failed" and "os.system is not allowed" in spawns.error_message
+    assert popens.status == "failed" and "subprocess.Popen is not allowed" in popens.error_message
     assert (browses.status, browses.output) == ("succeeded", "home")
 
 

@@ -95,3 +95,50 @@ def test_a_validation_with_other_output_fails_the_heal_and_says_both_outputs_as_
         'validation output {"prices": ["10.49", null]} differs from the healed run\'s {"prices": ["9.99", null]}'
     )
     assert event.task.current_version == event.original_version
+
+
+def _validated(event, *, output):
+    """The event's validation run ended successfully with `output`; returns that run."""
+    from tasks_app.models import Run
+
+    validation = Run.objects.create(
+        task=event.task, version=event.new_version, purpose=Run.Purpose.VALIDATION, status=Run.Status.SUCCEEDED,
+        output=output,
+    )
+    HealingEvent.objects.filter(pk=event.pk).update(status=HealingEvent.Status.VALIDATING, validation_run=validation)
+    return validation
+
+
+def test_a_validated_heal_auto_deploys_once_and_a_repeated_finish_changes_nothing(db):
+    from healing_app import pipeline
+    from tasks_app.models import Run
+
+    event = pending_event(auto_deploy=True)
+    Run.objects.filter(pk=event.run_id).update(output={"ok": True})
+    validation = _validated(event, output={"ok": True})
+
+    pipeline.validation_finished(run=validation)
+    pipeline.validation_finished(run=validation)  # the job delivered twice
+
+    event.refresh_from_db()
+    event.task.refresh_from_db()
+    assert event.status == HealingEvent.Status.DEPLOYED and event.decided_at is not None
+    assert event.task.current_version == event.new_version
+    assert AuditLog.objects.filter(action="version.deploy", object_id=event.task_id).count() == 1
+
+
+def test_a_heal_whose_task_code_changed_during_validation_is_superseded_not_deployed(db):
+    from healing_app import pipeline
+    from tasks_app.models import Run
+
+    event = pending_event(auto_deploy=True)
+    Run.objects.filter(pk=event.run_id).update(output={"ok": True})
+    validation = _validated(event, output={"ok": True})
+    manual = task_services.task_update(task=event.task, code=CODE_V1.replace("True", "False")).current_version
+
+    pipeline.validation_finished(run=validation)
+
+    event.refresh_from_db()
+    event.task.refresh_from_db()
+    assert event.status == HealingEvent.Status.FAILED and event.reason.startswith("superseded")
+    assert event.task.current_version == manual

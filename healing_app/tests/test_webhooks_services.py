@@ -183,6 +183,23 @@ def test_staff_with_the_change_permission_can_change_any_endpoint(db, django_use
     assert list(webhook_endpoints_for(user=staff)) == [endpoint]
 
 
+def test_the_permission_without_staff_or_an_owner_no_longer_active_changes_nothing(db, django_user_model, member, endpoint):
+    """Other people's endpoints take staff status and the permission together; an owner deactivated since may
+    no longer change their own."""
+    holder = django_user_model.objects.create_user("pat", password="pw-pat-123!")  # not staff
+    holder.user_permissions.add(*Permission.objects.filter(codename__in=["change_webhookendpoint", "view_webhookendpoint"]))
+    holder = django_user_model.objects.get(pk=holder.pk)
+    with pytest.raises(PermissionDenied):
+        webhook_endpoint_update(endpoint=endpoint, actor=holder, description="mine now")
+    assert list(webhook_endpoints_for(user=holder)) == []
+
+    member.is_active = False
+    member.save()
+    with pytest.raises(PermissionDenied):
+        webhook_secret_rotate(endpoint=endpoint, actor=member)
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).description == "chat"
+
+
 def test_disabling_by_hand_says_who_and_cancels_waiting_retries(db, owner, endpoint):
     waiting = WebhookDelivery.objects.create(
         endpoint=endpoint, message_id="msg_1", event_type="run.failed", payload={}, attempt=2, trigger="retry"

@@ -7,6 +7,7 @@ parts of the task page are re-fetched through `task_part` when the websocket say
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -26,7 +27,7 @@ from tasks_app.audit import dashboard_actor
 from tasks_app.config import FAILURE_TYPES, InputError
 from tasks_app.forms import DeployForm, DiffForm, HealingConfigForm, TaskForm
 from tasks_app.ids import object_or_404
-from tasks_app.models import CodeVersion, Run, Task
+from tasks_app.models import AuditLog, CodeVersion, Run, Task
 
 TASK_PARTS = {
     "versions": "tasks/_versions.html",
@@ -209,8 +210,20 @@ def _run_context(request: HttpRequest, run_id: str) -> dict:
         "run": run,
         "events": events,
         "not_healed_because": "" if events else _not_healed_because(run),
+        "scheduled_for": _scheduled_for(run),
         "cancellable": _cancellable([run], request.user),
     }
+
+
+def _scheduled_for(run: Run) -> datetime | None:
+    """The minute whose schedule started `run` (None for runs someone asked for): a run nobody asked for is
+    otherwise just "started by the system"."""
+    if run.requested_by_id is not None or run.purpose != Run.Purpose.NORMAL:
+        return None
+    minute = AuditLog.objects.filter(
+        object_type="task", object_id=run.task_id, action="run.scheduled", data__run=run.pk
+    ).values_list("data__minute", flat=True).first()
+    return datetime.fromisoformat(minute) if minute else None
 
 
 def _not_healed_because(run: Run) -> str:

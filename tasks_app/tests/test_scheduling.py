@@ -277,3 +277,19 @@ def test_a_claim_left_by_a_worker_killed_while_firing_expires_and_the_minute_fir
     time.sleep(1.2)
     assert scheduling.schedule_fire(task=task, minute=T0) is not None
     assert scheduled_minutes(task) == [T0.isoformat()]
+
+
+@pytest.mark.django_db
+def test_a_scheduled_runs_page_says_the_schedule_started_it_and_for_which_minute(client, django_user_model, no_leftover_jobs):
+    task = scheduled_task("1 10 * * *")
+    scheduling.schedules_tick(now=T0 + timedelta(minutes=1, seconds=3))
+    scheduled = Run.objects.get(task=task)
+    asked = services.run_create(task=task)
+    client.force_login(django_user_model.objects.create_user("sam"))
+
+    page = client.get(f"/runs/{scheduled.pk}/").content.decode()
+    other = client.get(f"/runs/{asked.pk}/").content.decode()
+
+    assert "the task's schedule (<span class=\"mono\">1 10 * * *</span>), for" in page
+    assert "2031-05-06 10:01</time>" in page
+    assert "the task's schedule" not in other

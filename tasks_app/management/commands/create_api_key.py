@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tasks_app.api_keys import api_key_create, api_key_revoke
 from tasks_app.audit import Actor
+from tasks_app.config import InputError
 from tasks_app.models import ApiKey
 
 ACTOR = Actor(via="create_api_key command")
@@ -28,7 +29,10 @@ class Command(BaseCommand):
             raise CommandError(f"no user named {user!r}")
         if not owner.is_active:
             raise CommandError(f"user {user!r} is inactive; its keys would not work")
-        key, raw = api_key_create(user=owner, name=name or "API key", actor=ACTOR)
+        try:
+            key, raw = api_key_create(user=owner, name=name or "API key", actor=ACTOR)
+        except InputError as exc:
+            raise CommandError(f"--{exc.field} {exc.message}") from exc
         # The key alone on stdout, so scripts can capture it; everything else goes to stderr.
         self.stderr.write(f"Created {key.id} ({key.name}) for {owner.get_username()}. It is shown only now:")
         self.stdout.write(raw)

@@ -64,6 +64,7 @@ urlpatterns = [
     path("django-rq/", include(django_rq_urls)),
     path("demo-site/", include("tasks_app.demo.urls")),
     path("webhooks/", include("healing_app.webhooks_urls")),
+    path("api-keys/", include("tasks_app.api_keys_urls")),
     path("", include("tasks_app.urls")),
     path("", include("healing_app.urls")),
 ]

@@ -46,6 +46,7 @@ def test_every_error_and_help_text_a_field_points_at_is_on_the_page(client, memb
         "task settings": client.post(reverse("task-config", args=[task.pk]), {"self_healing": "on", "max_attempts": "0"}),
         "queue filters": client.get(reverse("queue"), {"status": "nope", "until": "not a date"}),
         "new webhook": client.post(reverse("webhooks:create"), {"url": "ftp://example.test/"}),
+        "new API key": client.post(reverse("api_keys:create"), {"name": ""}),
         "compare versions": client.get(reverse("task-detail", args=[task.pk]), {"a": "0", "b": "x"}),
     }
     client.logout()

@@ -16,7 +16,7 @@ def api_headers(admin_user):
 NOT_IDS = ["%00", "task_%00x", "x" * 41, "a%20b"]
 PAGES = ["/tasks/{}/", "/tasks/{}/config/", "/tasks/{}/part/runs/", "/events/{}/", "/events/{}/screenshot.png",
          "/events/{}/part/diff/", "/webhooks/{}/", "/webhooks/{}/edit/",
-         "/webhooks/{}/secret/"]
+         "/webhooks/{}/secret/", "/api-keys/{}/revoke/"]
 
 
 def test_dashboard_pages(client, admin_user):

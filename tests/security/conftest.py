@@ -1,5 +1,5 @@
 """Fixtures of the security tests: a site with one of everything (task, versions, a heal waiting for
-review, a webhook endpoint and a delivery) and a staff reviewer who may use every page."""
+review, a webhook endpoint and a delivery, an API key) and a staff reviewer who may use every page."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def world(boss, monkeypatch):
     from healing_app.models import WebhookDelivery
     from healing_app.tests.factories import pending_event
     from healing_app.webhook_services import webhook_endpoint_create
+    from tasks_app.api_keys import api_key_create
 
     # No DNS here: the receiver's public name resolves to a public documentation address.
     real = ssrf.resolve
@@ -33,7 +34,8 @@ def world(boss, monkeypatch):
     event = pending_event()
     endpoint, _ = webhook_endpoint_create(actor=boss, url="https://hooks.example.test/anchor", description="ops")
     delivery = WebhookDelivery.objects.create(endpoint=endpoint, message_id="msg_security", event_type="healing.deployed", payload={"x": 1})
-    return {"task": event.task, "event": event, "endpoint": endpoint, "delivery": delivery}
+    key, _ = api_key_create(user=boss, name="security")
+    return {"task": event.task, "event": event, "endpoint": endpoint, "delivery": delivery, "key": key}
 
 
 @pytest.fixture(autouse=True)

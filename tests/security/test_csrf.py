@@ -38,6 +38,7 @@ def _value(url_name: str, key: str, world: dict) -> str:
         "event_id": world["event"].pk,
         "endpoint_id": world["endpoint"].pk,
         "delivery_id": world["delivery"].pk,
+        "key_id": world["key"].pk,
         "object_id": world["task"].pk,
         "app_label": "tasks_app",
     }
@@ -113,7 +114,8 @@ def test_the_state_changing_forms_work_with_the_token_so_the_refusals_above_mean
     # The dashboard's own state-changing endpoints were all found, and with a token CSRF lets them through.
     for expected in ("event-approve", "event-reject", "task-new", "task-edit", "task-run", "task-config", "task-deploy",
                      "run-cancel", "demo-control", "webhooks:create", "webhooks:send_test", "webhooks:rotate_secret",
-                     "webhooks:set_enabled", "webhooks:redeliver", "webhooks:delete", "webhooks:edit", "logout"):
+                     "webhooks:set_enabled", "webhooks:redeliver", "webhooks:delete", "webhooks:edit",
+                     "api_keys:create", "api_keys:revoke", "logout"):
         assert expected in post_views, (expected, sorted(post_views))
     assert all(status != 403 for status in post_views.values()), post_views
 
@@ -161,6 +163,7 @@ def test_every_post_form_on_the_dashboard_pages_carries_a_csrf_token(boss, world
         reverse("event-detail", args=[world["event"].pk]), reverse("webhooks:list"), reverse("webhooks:create"),
         reverse("webhooks:detail", args=[world["endpoint"].pk]), reverse("webhooks:edit", args=[world["endpoint"].pk]),
         reverse("webhooks:secret", args=[world["endpoint"].pk]),
+        reverse("api_keys:list"), reverse("api_keys:revoke", args=[world["key"].pk]),
     ]
     post_forms = 0
     for url in pages:

@@ -306,7 +306,11 @@ def _path_to_duplicate(data: Any, duplicates: dict[int, tuple[dict, str]]) -> st
 api = NinjaAPI(
     title="Anchor API",
     version="1",
-    description="Self-healing browser tasks. Authenticate with `Authorization: Bearer <key>` or `anchor-api-key: <key>`.",
+    description=(
+        "Self-healing browser tasks. Authenticate with `Authorization: Bearer <key>` or `anchor-api-key: <key>`. "
+        "Get a key on the dashboard's [API keys page](/api-keys/) (signed in), in the Django admin (staff), or with "
+        "`manage.py create_api_key --user NAME` on the server; it is shown once."
+    ),
     urls_namespace="api-v1",
     auth=[BearerKeyAuth(), HeaderKeyAuth()],
     docs=Docs(),

@@ -198,3 +198,8 @@ def test_create_api_key_revoke_stops_the_key(client, key):
 def test_create_api_key_refuses_bad_arguments(args):
     with pytest.raises(CommandError):
         call_command("create_api_key", *args, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_the_api_docs_say_where_to_get_a_key(client):
+    description = client.get("/api/v1/openapi.json").json()["info"]["description"]
+    assert "/api-keys/" in description and "admin" in description and "manage.py create_api_key" in description

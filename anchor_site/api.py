@@ -28,6 +28,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.docs import Swagger
@@ -399,6 +400,8 @@ def _input_error(request: HttpRequest, exc: InputError) -> HttpResponse:
 @api.exception_handler(AuthenticationError)
 def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     message = exc.message if exc.message != "Unauthorized" else "an API key is required (Authorization: Bearer <key>)"
+    # Whoever lacks a working key is told where one comes from, not only that it is missing.
+    message += f"; create one on {reverse('api_keys:list')} in the dashboard"
     response = error_response(request, status=401, code="unauthenticated", message=message)
     response["WWW-Authenticate"] = 'Bearer realm="anchor"'
     return response

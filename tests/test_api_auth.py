@@ -66,6 +66,7 @@ def test_missing_or_wrong_keys_are_a_401_in_the_error_format(client, headers):
     response = _list(client, headers)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthenticated"
+    assert response.json()["error"]["message"].endswith("; create one on /api-keys/ in the dashboard")
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 

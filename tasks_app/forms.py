@@ -159,11 +159,17 @@ class TaskForm(HealingConfigFields, forms.ModelForm):
         cleaned = super().clean()  # the config keys are checked there
         # The services' own checks now, one value at a time, so that every bad value shows next to its field
         # at once instead of failing the save (and then the next one, one per submit).
-        for field, value in self.service_changes().items():
+        changes = self.service_changes()
+        for field, value in changes.items():
             if field == "self_healing_config":
                 continue
             try:
-                services.task_changes_check(self.existing, {field: value})
+                services.task_field_check(self.existing, field, value)
+            except InputError as exc:
+                self.add_error(None, self.errors_for(exc))
+        if not {"prompt", "code"} & set(self.errors):  # the rule across both, once each is sound on its own
+            try:
+                services.task_code_or_prompt_check(self.existing, changes)
             except InputError as exc:
                 self.add_error(None, self.errors_for(exc))
         if self.errors and self.data.get(self.add_prefix("new_secrets"), "").strip() and "new_secrets" not in self.errors:

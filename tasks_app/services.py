@@ -144,20 +144,37 @@ def _review_weakened(task: Task, changed: dict[str, Any]) -> bool:
 
 
 def task_changes_check(task: Task | None, changes: dict[str, Any]) -> dict[str, Any]:
-    """The cleaned values of a task's fields (all of a new task's, or some of an existing one's);
-    InputError names the first bad one. The admin calls it before saving, to show each error on its field."""
-    cleaned: dict[str, Any] = {}
-    for field, value in changes.items():
-        if field == "self_healing_config":
-            cleaned[field] = merge_config(task.self_healing_config if task is not None else None, value)
-        elif field == "code":
-            code_check(value)
-            cleaned[field] = value
-        elif field in _FIELD_CLEANERS:
-            cleaned[field] = _FIELD_CLEANERS[field](value)
-        else:
-            raise TypeError(f"{field!r} is not a task field")
+    """The cleaned values of a task's fields (all of a new task's, or some of an existing one's), and the task they
+    make has code or a prompt to write it from; InputError names the first bad one."""
+    cleaned = {field: task_field_check(task, field, value) for field, value in changes.items()}
+    task_code_or_prompt_check(task, cleaned)
     return cleaned
+
+
+def task_field_check(task: Task | None, field: str, value: Any) -> Any:
+    """The cleaned value of one field of a task; InputError when it is bad. The dashboard's form calls it field
+    by field, to show every error next to its field at once."""
+    if field == "self_healing_config":
+        return merge_config(task.self_healing_config if task is not None else None, value)
+    if field == "code":
+        code_check(value)
+        return value
+    if field in _FIELD_CLEANERS:
+        return _FIELD_CLEANERS[field](value)
+    raise TypeError(f"{field!r} is not a task field")
+
+
+def task_code_or_prompt_check(task: Task | None, changes: dict[str, Any]) -> None:
+    """A task needs code, or a prompt for an LLM to write the code from: without either, nothing could ever
+    run it. Without an LLM configured a prompt alone is still taken (the seed creates tasks so); the task then
+    waits for code ("needs_code"). `changes` are a new task's fields or an existing one's changes."""
+    has_code = "code" in changes or (task is not None and task.current_version_id is not None)
+    prompt = changes.get("prompt", task.prompt if task is not None else "")
+    if not has_code and not (isinstance(prompt, str) and prompt.strip()):
+        raise InputError("prompt", PROMPT_REQUIRED)
+
+
+PROMPT_REQUIRED = "required when there is no code: the code is written from it"
 
 
 class StateConflict(Exception):

@@ -163,6 +163,16 @@ def test_every_bad_value_is_shown_on_its_field_not_a_500(staff_client, field, va
     assert form_field in errors and message in str(errors[form_field])
 
 
+def test_a_task_added_with_neither_code_nor_a_prompt_is_refused_on_the_prompt(staff_client):
+    data = {"name": "t", "prompt": " ", "trigger_on": ["timeout"], "max_attempts": "3",
+            "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0"}
+    response = staff_client.post(reverse("admin:tasks_app_task_add"), data)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["prompt"] == ["required when there is no code: the code is written from it"]
+    assert not Task.objects.exists()
+
+
 def test_the_monthly_budget_is_saved_and_audited(staff_client):
     task = services.task_create(name="t", code=CODE)
     response = staff_client.post(admin_object_url(task), _form(task, monthly_budget_usd="5"))

@@ -102,7 +102,7 @@ def test_bad_run_input_is_a_400_naming_the_field(client, headers, task, body, fi
 
 
 def test_a_task_without_code_cannot_run(client, headers):
-    bare = services.task_create(name="no code yet")
+    bare = services.task_create(name="no code yet", prompt="Fill out the contact form")
     response = _post(client, headers, f"/tasks/{bare.pk}/runs")
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "code"

@@ -68,7 +68,8 @@ def api(client, owner):
 
 
 def _create(api, **fields):
-    response = api.post("/tasks", {"name": "form_submission", **fields})
+    # A task needs code or a prompt to write it from; the prompt is the seed's.
+    response = api.post("/tasks", {"name": "form_submission", "prompt": "Fill out the contact form on example.com", **fields})
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -395,6 +396,25 @@ def test_bad_input_on_update_is_a_400_and_changes_nothing(api, fields, field):
     assert api.get(f"/tasks/{body['id']}").json() == body
 
 
+def test_a_task_with_neither_code_nor_a_prompt_is_a_400_on_prompt(api, settings):
+    settings.OPENAI_API_KEY = settings.OPENAI_BASE_URL = ""
+    for body in ({"name": "t"}, {"name": "t", "prompt": ""}, {"name": "t", "prompt": "   "}):
+        response = api.post("/tasks", body)
+        assert response.status_code == 400, response.content
+        assert response.json()["error"] == {
+            "code": "invalid_input", "message": "required when there is no code: the code is written from it", "field": "prompt",
+        }
+    assert Task.objects.count() == 0
+    # A prompt alone is the seed's own way to create a task: it waits for code when no LLM is configured.
+    waiting = _create(api, prompt="Extract product prices from the catalog")
+    assert waiting["code_status"] == "needs_code"
+    response = api.patch(f"/tasks/{waiting['id']}", {"prompt": ""})
+    assert (response.status_code, response.json()["error"]["field"]) == (400, "prompt")
+    assert api.get(f"/tasks/{waiting['id']}").json() == waiting
+    with_code = _create(api, code=CODE_V1)
+    assert api.patch(f"/tasks/{with_code['id']}", {"prompt": ""}).json()["prompt"] == ""
+
+
 def test_a_number_too_big_for_a_float_is_a_400_naming_it(api):
     response = api.post("/tasks", raw='{"name": "t", "params": {"a": 1e999}}')
     assert response.status_code == 400, response.content
@@ -427,7 +447,7 @@ def test_params_nested_deeper_than_any_real_ones_are_a_400_naming_them(api):
 
 def test_brackets_in_strings_do_not_count_as_nesting(api):
     text = "[{" * 3000 + '\\"' + "}]" * 3000
-    response = api.post("/tasks", raw='{"name": "t", "params": {"text": "' + text + '"}}')
+    response = api.post("/tasks", raw='{"name": "t", "prompt": "p", "params": {"text": "' + text + '"}}')
     assert response.status_code == 201, response.content
     assert response.json()["params"]["text"].startswith("[{[{")
 

@@ -38,7 +38,7 @@ def no_leftover_jobs():
 
 
 def scheduled_task(schedule: str, *, born: datetime = T0 - timedelta(days=1), code: str | None = CODE) -> Task:
-    task = services.task_create(name=f"scheduled {schedule}", code=code, schedule=schedule)
+    task = services.task_create(name=f"scheduled {schedule}", prompt="Open the report", code=code, schedule=schedule)
     Task.objects.filter(pk=task.pk).update(created_at=born)
     return Task.objects.get(pk=task.pk)
 

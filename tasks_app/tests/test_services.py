@@ -28,6 +28,30 @@ def test_create_without_code_or_llm_says_code_is_needed(settings):
     assert task.code_status == Task.CodeStatus.NEEDS_CODE
 
 
+@pytest.mark.parametrize("llm", [True, False])
+@pytest.mark.parametrize("prompt", ["", "  \n ", None])
+def test_a_task_without_code_needs_a_prompt_to_write_it_from(settings, llm, prompt):
+    """With neither, nothing could ever run it: configuring an LLM would not help, it has nothing to go on."""
+    settings.OPENAI_API_KEY = "sk-test" if llm else ""
+    with pytest.raises(InputError) as refused:
+        services.task_create(name="t", prompt=prompt)
+    assert (refused.value.field, refused.value.message) == ("prompt", "required when there is no code: the code is written from it")
+    assert not Task.objects.exists()
+    assert services.task_create(name="t", prompt=prompt, code=CODE).current_version.number == 1
+
+
+def test_an_update_may_empty_the_prompt_of_a_task_with_code_but_not_of_one_waiting_for_code(settings):
+    settings.OPENAI_API_KEY = settings.OPENAI_BASE_URL = ""
+    with_code = services.task_create(name="t", prompt="Fill the form", code=CODE)
+    assert services.task_update(task=with_code, prompt="").prompt == ""
+    waiting = services.task_create(name="t", prompt="Fill the form")
+    with pytest.raises(InputError) as refused:
+        services.task_update(task=waiting, prompt=" ")
+    assert refused.value.field == "prompt"
+    assert Task.objects.get(pk=waiting.pk).prompt == "Fill the form"
+    assert services.task_update(task=waiting, prompt="", code=CODE).current_version.number == 1
+
+
 def test_update_keeps_config_keys_that_were_not_given():
     task = services.task_create(name="t", code=CODE, self_healing_config={"auto_deploy": True, "max_attempts": 4})
     task = services.task_update(task=task, self_healing_config={"trigger_on": ["captcha_detected"]})
@@ -115,7 +139,7 @@ def test_bad_task_fields_are_refused_naming_the_field(kwargs, field):
 
 
 def test_run_needs_code():
-    task = services.task_create(name="t")
+    task = services.task_create(name="t", prompt="Fill out the contact form")
     with pytest.raises(InputError) as caught:
         services.run_enqueue(task=task)
     assert caught.value.field == "code"
@@ -158,7 +182,7 @@ def test_a_heals_draft_runs_only_in_its_validation_never_by_hand(status, why, re
 
 
 def test_a_generated_version_nobody_deployed_does_not_run_by_hand_even_once_another_version_is_current(reviewer):
-    task = services.task_create(name="t")
+    task = services.task_create(name="t", prompt="Fill out the contact form")
     generated = services.version_create(task=task, code=CODE, source=CodeVersion.Source.GENERATED)
     with pytest.raises(InputError, match="generated from the prompt and nobody has deployed it yet"):
         services.run_enqueue(task=task, version=generated, actor=Actor(user=reviewer))

@@ -247,13 +247,13 @@ def test_someone_elses_run_shows_no_cancel_button_and_cannot_be_cancelled_from_t
 
 
 def test_run_now_without_code_explains_why(client, member):
-    task = services.task_create(name="no code yet")
+    task = services.task_create(name="no code yet", prompt="Fill out the contact form")
     response = _login(client, member).post(reverse("task-run", args=[task.pk]), follow=True)
     assert b"Not started:" in response.content and not Run.objects.filter(task=task).exists()
 
 
 def test_run_now_without_code_lands_where_its_message_is_and_the_cards_say_why(client, member):
-    task = services.task_create(name="no code yet")
+    task = services.task_create(name="no code yet", prompt="Fill out the contact form")
     response = _login(client, member).post(reverse("task-run", args=[task.pk]))
     # The message is at the top of the page: a jump to #runs scrolled it out of sight.
     assert response.status_code == 302 and response["Location"] == reverse("task-detail", args=[task.pk])
@@ -500,6 +500,7 @@ def test_a_member_creates_a_task_from_the_dashboard(client, member):
     ({"params": '{"a": "\\ud800"}'}, "params", "a: "),  # a lone surrogate: the page showing it back was a 500
     ({"name": ""}, "name", "required"),
     ({"max_attempts": "0"}, "max_attempts", ""),
+    ({"prompt": " ", "code": ""}, "prompt", "required when there is no code: the code is written from it"),
 ])
 def test_a_bad_field_is_shown_next_to_it_and_nothing_is_created(client, member, fields, field, message):
     response = _login(client, member).post(reverse("task-new"), _task_form(**fields))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -537,7 +538,15 @@ def _clean_params(params: Any) -> dict:
         raise InputError(f"params.{problem[0]}", problem[1])
     if "secrets" in params:
         raise InputError("params.secrets", "send secrets in the write-only `secrets` field, not in params")
+    size = len(json.dumps(params, ensure_ascii=False, separators=(",", ":"), default=str).encode())
+    if size > PARAMS_MAX_BYTES:
+        raise InputError("params", f"must be at most {PARAMS_MAX_BYTES // 1024} KB as JSON (these are {-(-size // 1024)} KB)")
     return params
+
+
+# Params are a task's inputs (a base URL, names, ids), shown on every page and API list of tasks and copied into
+# each run: like the secrets (50 of 8192 characters), far below the code's 256 KB and the output's 1 MB.
+PARAMS_MAX_BYTES = 64 * 1024
 
 
 # Secret names appear in code (params["secrets"]["password"]) and in the LLM agent's placeholders,

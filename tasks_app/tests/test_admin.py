@@ -148,6 +148,7 @@ def test_the_admin_cancels_selected_runs_and_says_which_it_could_not(staff_clien
 @pytest.mark.parametrize("field, value, form_field, message", [
     ("params", "[1, 2]", "params", "must be an object"),
     ("params", '{"a": "\\ud800"}', "params", "a: "),
+    ("params", '{"k": "' + "x" * 70_000 + '"}', "params", "must be at most 64 KB as JSON (these are 69 KB)"),
     ("schedule", "every minute", "schedule", ""),
     ("schedule", "61 * * * *", "schedule", ""),
     ("prompt", "p" * 20_001, "prompt", "at most 20000 characters"),

@@ -101,6 +101,15 @@ def test_bad_run_input_is_a_400_naming_the_field(client, headers, task, body, fi
     assert not Run.objects.exists()
 
 
+def test_run_params_over_64_kb_are_a_400_naming_params_and_the_limit(client, headers, task):
+    response = _post(client, headers, f"/tasks/{task.pk}/runs", {"params": {"k": "x" * 2_400_000}})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == {
+        "code": "invalid_input", "message": "must be at most 64 KB as JSON (these are 2344 KB)", "field": "params",
+    }
+    assert not Run.objects.exists()
+
+
 def test_a_task_without_code_cannot_run(client, headers):
     bare = services.task_create(name="no code yet", prompt="Fill out the contact form")
     response = _post(client, headers, f"/tasks/{bare.pk}/runs")

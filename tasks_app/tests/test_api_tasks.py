@@ -415,6 +415,18 @@ def test_a_task_with_neither_code_nor_a_prompt_is_a_400_on_prompt(api, settings)
     assert api.patch(f"/tasks/{with_code['id']}", {"prompt": ""}).json()["prompt"] == ""
 
 
+def test_params_over_64_kb_are_a_400_on_create_and_update(api):
+    """2 MB of params used to be taken, and then made every page of GET /tasks 2 MB."""
+    big = {"k": "x" * 2_000_000}
+    expected = {"code": "invalid_input", "message": "must be at most 64 KB as JSON (these are 1954 KB)", "field": "params"}
+    response = api.post("/tasks", {"name": "t", "code": CODE_V1, "params": big})
+    assert (response.status_code, response.json()["error"]) == (400, expected)
+    task = _create(api, code=CODE_V1, params={"base_url": "http://127.0.0.1:9"})
+    response = api.patch(f"/tasks/{task['id']}", {"params": big})
+    assert (response.status_code, response.json()["error"]) == (400, expected)
+    assert len(api.get("/tasks").content) < 10_000
+
+
 def test_a_number_too_big_for_a_float_is_a_400_naming_it(api):
     response = api.post("/tasks", raw='{"name": "t", "params": {"a": 1e999}}')
     assert response.status_code == 400, response.content

@@ -52,6 +52,24 @@ def test_an_update_may_empty_the_prompt_of_a_task_with_code_but_not_of_one_waiti
     assert services.task_update(task=waiting, prompt="", code=CODE).current_version.number == 1
 
 
+def test_task_params_and_run_params_are_capped_as_json_naming_the_limit():
+    """One task's params are on every page of the task list, and each run keeps its own copy."""
+    limit = services.PARAMS_MAX_BYTES
+    just_fits = {"k": "x" * (limit - len('{"k":""}'))}
+    task = services.task_create(name="t", code=CODE, params=just_fits)
+    too_big = {"k": "é" * (limit // 2)}  # two bytes each in UTF-8: it is bytes that count
+    with pytest.raises(InputError) as refused:
+        services.task_create(name="t", code=CODE, params=too_big)
+    assert (refused.value.field, refused.value.message) == ("params", "must be at most 64 KB as JSON (these are 65 KB)")
+    with pytest.raises(InputError, match="must be at most 64 KB as JSON"):
+        services.task_update(task=task, params={"k": "x" * 2_000_000})
+    with pytest.raises(InputError) as refused:
+        services.run_enqueue(task=task, params={"k": "x" * 2_400_000})
+    assert (refused.value.field, refused.value.message) == ("params", "must be at most 64 KB as JSON (these are 2344 KB)")
+    assert not Run.objects.exists()
+    assert services.run_create(task=task, params=just_fits).params == just_fits
+
+
 def test_update_keeps_config_keys_that_were_not_given():
     task = services.task_create(name="t", code=CODE, self_healing_config={"auto_deploy": True, "max_attempts": 4})
     task = services.task_update(task=task, self_healing_config={"trigger_on": ["captcha_detected"]})

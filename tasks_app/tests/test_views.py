@@ -501,6 +501,7 @@ def test_a_member_creates_a_task_from_the_dashboard(client, member):
     ({"name": ""}, "name", "required"),
     ({"max_attempts": "0"}, "max_attempts", ""),
     ({"prompt": " ", "code": ""}, "prompt", "required when there is no code: the code is written from it"),
+    ({"params": json.dumps({"k": "x" * 100_000})}, "params", "must be at most 64 KB as JSON (these are 98 KB)"),
 ])
 def test_a_bad_field_is_shown_next_to_it_and_nothing_is_created(client, member, fields, field, message):
     response = _login(client, member).post(reverse("task-new"), _task_form(**fields))

@@ -1,15 +1,17 @@
 """Cross-cutting HTTP behaviour: security headers, HEAD wherever the API takes GET and JSON for the API's 405s, a
-dashboard form's address visited with GET leading to its page, no NUL from a URL reaching a query, and a clear 503
-when the database is away."""
+dashboard form's address visited with GET leading to its page, no NUL from a URL reaching a query, a page saying a
+form was too large, and a clear 503 when the database is away."""
 
 from __future__ import annotations
 
 import logging
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound, JsonResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import Resolver404, resolve
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,49 @@ class NulInUrlMiddleware:
                 return api_error(400, "invalid_input", "must not contain NUL characters", name)
             return HttpResponseBadRequest(f"{name} must not contain NUL characters", content_type="text/plain")
         return self.get_response(request)
+
+
+class FormTooLargeMiddleware:
+    """A form larger than DATA_UPLOAD_MAX_MEMORY_SIZE (text pasted into a task's params or code) gets a 413 page in
+    the site's layout (the admin's in the admin) that says so and what usually makes a form that large. Django's own
+    answer is a bare 400, or under DEBUG a traceback, since the form is read before any view: CsrfViewMiddleware
+    reads it to find the token. The form is read here first for that reason (it is read once; everything after uses
+    the same copy). The API answers its own JSON 413 (anchor_site.api).
+
+    Placed after AuthenticationMiddleware, so that the page shows who is signed in."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST" and not request.path.startswith("/api/"):
+            try:
+                request.POST  # noqa: B018 -- read to find out whether it can be
+            except RequestDataTooBig:
+                return _form_too_large(request)
+        return self.get_response(request)
+
+
+def _form_too_large(request: HttpRequest) -> HttpResponse:
+    from django.contrib import admin
+
+    from healing_app.codegen import MAX_CODE_BYTES
+    from tasks_app.services import MAX_SECRETS, PARAMS_MAX_BYTES, SECRET_VALUE_MAX
+
+    logger.warning("a form body over DATA_UPLOAD_MAX_MEMORY_SIZE refused (413): %s", request.path)
+    sent = int(request.META.get("CONTENT_LENGTH") or 0)
+    context = {
+        "limit": filesizeformat(settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
+        "sent": filesizeformat(sent) if sent else None,
+        "params_max": f"{PARAMS_MAX_BYTES // 1024} KB",  # as the fields' own errors say them
+        "code_max": f"{MAX_CODE_BYTES // 1024} KB",
+        "secrets_max": MAX_SECRETS,
+        "secret_value_max": SECRET_VALUE_MAX,
+    }
+    if request.path.startswith("/admin/"):
+        context = {**admin.site.each_context(request), "title": "Form too large", **context}
+        return render(request, "admin/413.html", context, status=413)
+    return render(request, "413.html", context, status=413)
 
 
 def api_error(status: int, code: str, message: str, field: str | None = None) -> JsonResponse:

@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "anchor_site.middleware.FormTooLargeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -93,7 +93,8 @@ class FormTooLargeMiddleware:
     reads it to find the token. The form is read here first for that reason (it is read once; everything after uses
     the same copy). The API answers its own JSON 413 (anchor_site.api).
 
-    Placed after AuthenticationMiddleware, so that the page shows who is signed in."""
+    Placed last: after AuthenticationMiddleware, so that the page shows who is signed in, and inside every other
+    middleware, so that its page gets their headers (X-Frame-Options) like any other."""
 
     def __init__(self, get_response):
         self.get_response = get_response

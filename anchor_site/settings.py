@@ -77,8 +77,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "anchor_site.middleware.FormTooLargeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so that the 413 page it answers with passes back through every middleware above (X-Frame-Options too).
+    "anchor_site.middleware.FormTooLargeMiddleware",
 ]
 
 ROOT_URLCONF = "anchor_site.urls"

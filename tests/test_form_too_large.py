@@ -38,6 +38,14 @@ def test_a_form_over_the_limit_gets_a_413_page_in_its_layout_naming_the_limit(cl
     assert not Task.objects.exists()
 
 
+@pytest.mark.parametrize("url", ["task-new", "admin:tasks_app_task_add"])
+def test_the_413_page_cannot_be_framed_like_every_other_page(client, admin_user, url):
+    client.force_login(admin_user)
+    response = client.post(reverse(url), _pasted_params(3))
+    assert response.status_code == 413
+    assert response["X-Frame-Options"] == "DENY"
+
+
 def test_a_form_within_the_limit_is_read_as_before(client, admin_user):
     client.force_login(admin_user)
     response = client.post(reverse("task-new"), _pasted_params(0.01))

@@ -169,6 +169,10 @@ def task_code_or_prompt_check(task: Task | None, changes: dict[str, Any]) -> Non
     """A task needs code, or a prompt for an LLM to write the code from: without either, nothing could ever
     run it. Without an LLM configured a prompt alone is still taken (the seed creates tasks so); the task then
     waits for code ("needs_code"). `changes` are a new task's fields or an existing one's changes."""
+    if task is not None and not {"code", "prompt"} & changes.keys():
+        # A change of something else (a rename, a schedule, healing settings) is no time to ask for a prompt:
+        # tasks made before this rule may have neither, and must stay editable until someone gives them one.
+        return
     has_code = "code" in changes or (task is not None and task.current_version_id is not None)
     prompt = changes.get("prompt", task.prompt if task is not None else "")
     if not has_code and not (isinstance(prompt, str) and prompt.strip()):

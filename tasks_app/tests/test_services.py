@@ -52,6 +52,17 @@ def test_an_update_may_empty_the_prompt_of_a_task_with_code_but_not_of_one_waiti
     assert services.task_update(task=waiting, prompt="", code=CODE).current_version.number == 1
 
 
+def test_a_task_made_with_neither_code_nor_a_prompt_before_the_rule_still_takes_other_changes(settings):
+    settings.OPENAI_API_KEY = settings.OPENAI_BASE_URL = ""
+    task = services.task_create(name="t", prompt="Fill the form")
+    Task.objects.filter(pk=task.pk).update(prompt="")  # as tasks were made before a prompt was required
+    task = services.task_update(task=Task.objects.get(pk=task.pk), name="renamed", self_healing=True)
+    assert (task.name, task.self_healing) == ("renamed", True)
+    with pytest.raises(InputError) as refused:
+        services.task_update(task=task, prompt=" ")
+    assert refused.value.field == "prompt"
+
+
 def test_task_params_and_run_params_are_capped_as_json_naming_the_limit():
     """One task's params are on every page of the task list, and each run keeps its own copy."""
     limit = services.PARAMS_MAX_BYTES

@@ -9,7 +9,14 @@ import logging
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound, JsonResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseNotFound,
+    JsonResponse,
+    UnreadablePostError,
+)
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import Resolver404, resolve
@@ -105,6 +112,8 @@ class FormTooLargeMiddleware:
                 request.POST  # noqa: B018 -- read to find out whether it can be
             except RequestDataTooBig:
                 return _form_too_large(request)
+            except UnreadablePostError:
+                pass  # the client went away mid-upload: CsrfViewMiddleware refuses it as before, no 500 logged
         return self.get_response(request)
 
 

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 
 import pytest
+from django.core.handlers.wsgi import WSGIHandler
+from django.test.client import RequestFactory
 from django.urls import reverse
 
 from tasks_app.models import Task
@@ -50,3 +54,22 @@ def test_a_form_within_the_limit_is_read_as_before(client, admin_user):
     client.force_login(admin_user)
     response = client.post(reverse("task-new"), _pasted_params(0.01))
     assert response.status_code == 302 and Task.objects.count() == 1
+
+
+class _ClientGoneAway(io.RawIOBase):
+    def read(self, *args):
+        raise OSError("connection reset by peer")
+
+    readline = read
+
+
+def test_a_form_whose_sender_went_away_mid_upload_is_no_500(caplog):
+    """Reading the form first must not turn a dropped upload into a logged server error: CSRF refuses it (403)."""
+    environ = RequestFactory()._base_environ(
+        PATH_INFO=reverse("task-new"), REQUEST_METHOD="POST", CONTENT_TYPE="application/x-www-form-urlencoded",
+        CONTENT_LENGTH="1000", **{"wsgi.input": _ClientGoneAway()},
+    )
+    statuses = []
+    WSGIHandler()(environ, lambda status, headers, *args: statuses.append(status))
+    assert statuses == ["403 Forbidden"]
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]

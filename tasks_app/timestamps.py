@@ -1,6 +1,6 @@
 """Timestamps as the API writes them, for everything else that writes one (webhooks, live messages, a heal's
 timeline): ISO 8601 in UTC with milliseconds and "Z", Django's JSON encoder's form. One event's time then reads
-the same in `GET /healing/events/{id}` as in the webhook that announced it, so a subscriber can compare them."""
+the same in `GET /api/v1/healing-events/{id}` as in the webhook that announced it, so a subscriber can compare them."""
 
 from __future__ import annotations
 

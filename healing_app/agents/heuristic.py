@@ -1016,15 +1016,19 @@ def _presses_in_place(element: dict) -> bool:
 def _left_out_note(rejected: list[dict]) -> str:
     """Why the locator did not consider elements on the page: else a reviewer reads "evidence too weak" with the
     element they rejected right there, and cannot tell that their rejection is what stops the heal."""
+
     def name(element: dict) -> str:
         tag, label = (element.get("tag") or "element").lower(), _label(element).strip()[:60]
-        return f"the {tag} \u201c{label}\u201d" if label else f"the {tag} #{element['id']}" if element.get("id") else f"a {tag}"
+        if label:
+            return f"the {tag} \u201c{label}\u201d"
+        return f"the {tag} #{element['id']}" if element.get("id") else f"a {tag}"
 
-    named = ", ".join(name(e) for e in rejected[:3])
-    more = f" and {len(rejected) - 3} more" if len(rejected) > 3 else ""
-    return (f" ({named}{more} {'was' if len(rejected) == 1 else 'were'} left out: a reviewer rejected "
-            f"{'it' if len(rejected) == 1 else 'them'} for this step before; if the reviewer was wrong, put its "
-            f"selector in the task's code)")
+    named = ", ".join(name(e) for e in rejected[:3]) + (f" and {len(rejected) - 3} more" if len(rejected) > 3 else "")
+    if len(rejected) == 1:
+        return (f" ({named} was left out: a reviewer rejected it for this step before; if the reviewer was wrong, "
+                f"put its selector in the task's code)")
+    return (f" ({named} were left out: reviewers rejected them for this step before; if one of them is the element "
+            f"after all, put its selector in the task's code)")
 
 
 def _label(element: dict) -> str:

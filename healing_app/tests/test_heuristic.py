@@ -441,3 +441,14 @@ def test_a_run_stopped_during_the_back_off_of_a_transient_error_is_not_retried()
     assert not outcome.recovered and outcome.reason == "the run was stopped during the retries"
     assert time.monotonic() - started < sum(heuristic.NAVIGATION_RETRY_DELAYS_S) / 2
     assert not [op for op, _ in handover.calls if op == "retry_step"]
+
+
+def test_the_note_on_rejected_elements_names_them_and_agrees_in_number():
+    send = {"tag": "BUTTON", "text": "Send message"}
+    icon = {"tag": "BUTTON", "id": "go"}
+    one = heuristic._left_out_note([send])
+    assert one == (" (the button \u201cSend message\u201d was left out: a reviewer rejected it for this step before; "
+                   "if the reviewer was wrong, put its selector in the task's code)")
+    many = heuristic._left_out_note([send, icon, {"tag": "SPAN"}, send, send])
+    assert many.startswith(" (the button \u201cSend message\u201d, the button #go, a span and 2 more were left out: "
+                           "reviewers rejected them")

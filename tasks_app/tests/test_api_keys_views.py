@@ -84,11 +84,13 @@ def test_a_new_key_is_shown_once_on_an_uncached_page_and_works_against_the_api(c
     posted = _create(signed_in, "CI")
     assert posted.status_code == 302  # Post/Redirect/Get
     assert posted["Location"] == reverse("api_keys:created")
-    assert "messages" not in posted.cookies  # never in a cookie
     shown = signed_in.get(posted["Location"])
     assert shown.status_code == 200 and "no-store" in shown["Cache-Control"]
     raw = shown.context["raw"]
     assert raw.startswith(ApiKey.PREFIX) and raw in shown.content.decode()
+    for response in (posted, shown):  # never in a cookie (a message's) nor in an address
+        assert all(raw not in morsel.value for morsel in response.cookies.values())
+    assert raw not in posted["Location"]
 
     key = ApiKey.objects.get()
     assert (key.user, key.name, key.hashed) == (member, "CI", ApiKey.hash(raw))

@@ -2,7 +2,7 @@
 //
 //   import { Anchor } from '@anchor-sdk/client';
 //   const anchor = new Anchor({ apiKey: 'ak_...' });   // baseUrl, else ANCHOR_BASE_URL, else localhost:8000
-//   const task = await anchor.tasks.create({ name: 'form_submission', selfHealing: true });
+//   const task = await anchor.tasks.create({ name: 'form_submission', prompt: 'Fill out the contact form', selfHealing: true });
 //   const message = await verifyWebhook(rawBody, req.headers, 'whsec_...');   // in a webhook receiver
 
 import { Transport } from './http.js';

@@ -45,6 +45,8 @@ class Task(models.Model):
     )
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     schedule = models.CharField(max_length=100, blank=True, help_text="cron expression, e.g. '*/15 * * * *'")
+    # When `schedule` last changed (None: as made): a minute begun before then is not the schedule's to fire.
+    schedule_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -45,17 +45,20 @@ def schedules_tick(*, now: datetime | None = None) -> int:
     minutes = _minutes_to_check(connection, current)
     fired = 0
     pending: list[datetime] = []
-    tasks = Task.objects.exclude(schedule="").filter(current_version__isnull=False).only("id", "schedule", "created_at")
+    tasks = Task.objects.exclude(schedule="").filter(current_version__isnull=False).only(
+        "id", "schedule", "created_at", "schedule_changed_at"
+    )
     for task in tasks.iterator():
         try:
             parse_cron(task.schedule)
         except CronError as exc:  # refused on input; only a hand-edited row gets here
             logger.warning("task %s has an invalid schedule %r: %s", task.pk, task.schedule, exc)
             continue
+        # As cron does: a minute that began before the schedule was saved is not its to fire (a daily "37 17"
+        # saved at 17:37:34 first runs tomorrow, not at once).
+        scheduled_since = task.schedule_changed_at or task.created_at
         for minute in minutes:
-            # As cron does: a minute that began before the task existed is not its to fire (a daily "37 17" saved
-            # at 17:37:34 first runs tomorrow, not at once).
-            if minute < task.created_at or not cron_matches(task.schedule, minute):
+            if minute < scheduled_since or not cron_matches(task.schedule, minute):
                 continue
             if schedule_fire(task=task, minute=minute):
                 fired += 1
@@ -82,7 +85,10 @@ def schedule_fire(*, task: Task, minute: datetime) -> Run | None:
             run = None
             if not already and task.current_version_id is not None:
                 run = run_enqueue(task=task, actor=SCHEDULER)
-                audit_log(actor=SCHEDULER, action="run.scheduled", obj=task, data={"minute": stamp, "run": run.pk})
+                audit_log(
+                    actor=SCHEDULER, action="run.scheduled", obj=task,
+                    data={"minute": stamp, "run": run.pk, "schedule": task.schedule},
+                )
     except Task.DoesNotExist:
         return None
     except Exception:

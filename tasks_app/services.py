@@ -90,6 +90,8 @@ def task_update(*, task: Task, actor: Actor | None = None, **changes: Any) -> Ta
             _require_secrets_holder(task, actor, "let its heals deploy without a reviewer or a validation run")
         for field, value in changed.items():
             setattr(task, field, value)
+        if "schedule" in changed:
+            task.schedule_changed_at = timezone.now()
         if new_secrets is not None:
             task.set_secrets(new_secrets)
         task.save()

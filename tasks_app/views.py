@@ -215,15 +215,18 @@ def _run_context(request: HttpRequest, run_id: str) -> dict:
     }
 
 
-def _scheduled_for(run: Run) -> datetime | None:
-    """The minute whose schedule started `run` (None for runs someone asked for): a run nobody asked for is
-    otherwise just "started by the system"."""
+def _scheduled_for(run: Run) -> dict | None:
+    """The schedule that started `run` and for which minute (None for runs someone asked for): a run nobody
+    asked for is otherwise just "started by the system". Read from the firing's audit entry, which keeps the
+    schedule as it was then."""
     if run.requested_by_id is not None or run.purpose != Run.Purpose.NORMAL:
         return None
-    minute = AuditLog.objects.filter(
+    fired = AuditLog.objects.filter(
         object_type="task", object_id=run.task_id, action="run.scheduled", data__run=run.pk
-    ).values_list("data__minute", flat=True).first()
-    return datetime.fromisoformat(minute) if minute else None
+    ).values_list("data", flat=True).first()
+    if not fired:
+        return None
+    return {"minute": datetime.fromisoformat(fired["minute"]), "schedule": fired.get("schedule", "")}
 
 
 def _not_healed_because(run: Run) -> str:

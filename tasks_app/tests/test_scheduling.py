@@ -293,3 +293,19 @@ def test_a_scheduled_runs_page_says_the_schedule_started_it_and_for_which_minute
     assert "the task's schedule (<span class=\"mono\">1 10 * * *</span>), for" in page
     assert "2031-05-06 10:01</time>" in page
     assert "the task's schedule" not in other
+    # The schedule as it was when it fired, not as it is now.
+    services.task_update(task=task, schedule="30 12 * * 1")
+    assert "(<span class=\"mono\">1 10 * * *</span>)" in client.get(f"/runs/{scheduled.pk}/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_minute_begun_before_a_schedule_was_changed_is_not_fired(no_leftover_jobs, monkeypatch):
+    task = scheduled_task("")  # made a day ago, without a schedule
+    scheduling.schedules_tick(now=T0)  # an earlier tick, so the next ones look back
+    monkeypatch.setattr(services.timezone, "now", lambda: T0 + timedelta(seconds=34))
+    services.task_update(task=task, schedule="0 10 * * *")  # 10:00 began 34 s ago
+    monkeypatch.undo()
+    assert scheduling.schedules_tick(now=T0 + timedelta(seconds=45)) == 0
+    # Its first minute is the next day's 10:00.
+    assert scheduling.schedules_tick(now=T0 + timedelta(days=1, seconds=5)) == 1
+    assert scheduled_minutes(task) == [(T0 + timedelta(days=1)).isoformat()]

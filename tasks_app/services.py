@@ -114,8 +114,10 @@ def task_update(*, task: Task, actor: Actor | None = None, **changes: Any) -> Ta
 
 
 def _answers_for(task: Task, user, permission: str = "tasks_app.change_task") -> bool:
-    """Whether `user` answers for the task: its owner, a reviewer, or staff holding `permission`."""
-    return task.owner_id == user.pk or can_review(user) or user.has_perm(permission)
+    """Whether `user` answers for the task: its owner, a reviewer, or staff holding `permission` (a model permission
+    alone, granted to someone who is not staff, does not make them answer for others' tasks: README's table)."""
+    staff = user.is_staff or user.is_superuser
+    return task.owner_id == user.pk or can_review(user) or (staff and user.has_perm(permission))
 
 
 def _require_secrets_holder(task: Task, actor: Actor | None, what: str) -> None:

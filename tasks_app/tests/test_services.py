@@ -238,7 +238,7 @@ def test_on_a_task_with_secrets_only_those_who_may_change_its_code_run_another_v
 
 def test_staff_holding_the_admins_task_permissions_answer_for_a_task_they_do_not_own(django_user_model, member):
     """Not the owner, not a reviewer: the admin's change_task lets them change a task holding secrets and cancel
-    its runs, delete_task lets them delete it; a member with neither may do none of it."""
+    its runs, delete_task lets them delete it; a member who is not staff may do none of it, even with change_task."""
     from django.contrib.auth.models import Permission
 
     owner = django_user_model.objects.create_user("olga")
@@ -248,6 +248,9 @@ def test_staff_holding_the_admins_task_permissions_answer_for_a_task_they_do_not
     deleter = django_user_model.objects.create_user("del", is_staff=True)
     deleter.user_permissions.add(Permission.objects.get(codename="delete_task", content_type__app_label="tasks_app"))
 
+    # The permission alone, on someone who is not staff, is not enough.
+    member.user_permissions.add(Permission.objects.get(codename="change_task", content_type__app_label="tasks_app"))
+    member = django_user_model.objects.get(pk=member.pk)  # no cached permissions
     with pytest.raises(PermissionDenied):
         services.task_update(task=task, code=CODE.replace("True", "False"), actor=Actor(user=member))
     task = services.task_update(task=task, code=CODE.replace("True", "False"), actor=Actor(user=editor))

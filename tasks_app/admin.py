@@ -300,10 +300,9 @@ class ApiKeyAdmin(IdCheckedAdmin):
 
     def created_view(self, request):
         """The new key, on the first GET after it was made; later GETs (F5) say it is not shown again."""
-        stashed = take_secrets(request, "admin.api_key")
-        key = ApiKey.objects.filter(pk=stashed.get("id"), revoked_at=None).first()
-        # Revoked before it was shown (in another tab): showing it would mislead.
-        raw = stashed["raw"] if key is not None and key.hashed == ApiKey.hash(stashed["raw"]) else ""
+        from tasks_app.api_keys import api_key_still_showable
+
+        key, raw = api_key_still_showable(ApiKey.objects.all(), take_secrets(request, "admin.api_key"))
         context = {"title": "API key created" if raw else "API key", "key": key, "raw": raw}
         return shown_once_page(self, request, "admin/tasks_app/apikey/created.html", context)
 

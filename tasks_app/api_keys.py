@@ -66,6 +66,16 @@ def api_key_revoke(*, key: ApiKey, actor: Actor | None = None) -> bool:
     return False
 
 
+def api_key_still_showable(keys: QuerySet[ApiKey], stashed: dict) -> tuple[ApiKey | None, str]:
+    """The key a shown-once page stashed (`{"id", "raw"}`, see tasks_app.shown_once) among `keys`, and its raw
+    value, or "" when it must not be shown: gone, or revoked before its page was opened (in another tab), where
+    showing it would mislead."""
+    key = keys.filter(pk=stashed.get("id", ""), revoked_at=None).first()
+    if key is None or key.hashed != ApiKey.hash(stashed.get("raw", "")):
+        return key, ""
+    return key, stashed["raw"]
+
+
 def api_key_authenticate(raw: str) -> ApiKey | None:
     """The active key for `raw`, or None. Marks it used (at most once a minute, to spare writes)."""
     if not raw or not raw.startswith(ApiKey.PREFIX):

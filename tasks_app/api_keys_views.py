@@ -13,11 +13,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from tasks_app.api_keys import NAME_MAX, api_key_create, api_key_revoke, api_keys_for
+from tasks_app.api_keys import NAME_MAX, api_key_create, api_key_revoke, api_key_still_showable, api_keys_for
 from tasks_app.audit import dashboard_actor
 from tasks_app.config import InputError
 from tasks_app.ids import object_or_404
-from tasks_app.models import ApiKey
 from tasks_app.shown_once import stash_secrets, take_secrets, uncached
 
 SHOWN_ONCE_SLOT = "dashboard.api_key"
@@ -53,10 +52,7 @@ def key_create(request: HttpRequest) -> HttpResponse:
 @require_GET  # not HEAD either: whatever asks first takes the key
 def key_created(request: HttpRequest) -> HttpResponse:
     """The new key, on the first GET after it was made; later GETs (F5) say it is not shown again."""
-    stashed = take_secrets(request, SHOWN_ONCE_SLOT)
-    key = api_keys_for(user=request.user).filter(pk=stashed.get("id", ""), revoked_at=None).first()
-    # Revoked before it was shown (in another tab): showing it would mislead.
-    raw = stashed["raw"] if key is not None and key.hashed == ApiKey.hash(stashed["raw"]) else ""
+    key, raw = api_key_still_showable(api_keys_for(user=request.user), take_secrets(request, SHOWN_ONCE_SLOT))
     return uncached(render(request, "api_keys/created.html", {"key": key, "raw": raw}))
 
 

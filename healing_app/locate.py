@@ -20,10 +20,10 @@ How `locate` decides:
    softmax probability, the share of the target's own evidence it recovers, and how the
    families of evidence (text, xpath, position...) side with it against the runner-up into a
    calibrated `confidence`; a winner with exactly the target's text and tag gets its own
-   calibration, on the margin and the runner-up's family wins (`evidence_kind`). Below
-   `MIN_CONFIDENCE`, `locate` abstains and says why. It also abstains when the runner-up sits
-   where the target was and the winner does not (`displaced`): look-alikes that traded places,
-   where text and layout point at different elements.
+   calibration, on the margin and the runner-up's family wins (`evidence_kind`). Below `MIN_CONFIDENCE`, `locate`
+   abstains and says why. It also abstains when the runner-up sits where the target was and
+   the winner does not (`displaced`): look-alikes that traded places, where text and layout
+   point at different elements.
 
 `similo_rank` is a plain re-implementation of Similo (Nass et al., "Similarity-based web
 element localization for robust test automation", TOSEM 2023), the benchmark's baseline.
@@ -762,9 +762,9 @@ def confidence_inputs(
     weak winner is not mistaken for a clear one. Besides the total score, the evidence is split
     by family (text, xpath, position, class, neighbours...; `_EVIDENCE_LABELS`): `agreement`
     counts the families, among those the target has something in, on which the winner is
-    clearly the best candidate; `dissent` sums what the runner-up gained over the winner in the
-    families where it did better. A winner carried by one family against the others is a weaker
-    winner than its margin says.
+    clearly the best candidate; `dissent` sums what the runner-up gained over the winner in the families where it
+    did better. A winner carried by one family against the others is a weaker winner than its
+    margin says.
     """
     top = scores[0]
     runner_up = max(scores[1] if len(scores) > 1 else _ABSENT_SCORE, _ABSENT_SCORE)

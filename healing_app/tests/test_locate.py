@@ -9,15 +9,11 @@ from pathlib import Path
 import pytest
 
 from healing_app.locate import (
-    ALL_FEATURE_NAMES,
     FEATURE_NAMES,
-    FEATURE_WEIGHTS,
     MIN_CONFIDENCE,
     OTHER_EVIDENCE,
     SAME_TEXT_AND_TAG,
     LocateResult,
-    calibrated_confidence,
-    confidence_inputs,
     evidence_kind,
     locate,
     prepare_page,
@@ -128,37 +124,6 @@ def test_exact_text_and_tag_is_its_own_evidence_only_when_the_runner_up_lacks_it
     assert evidence_kind(exact, None) == SAME_TEXT_AND_TAG
     assert evidence_kind(exact, exact) == OTHER_EVIDENCE
     assert evidence_kind(other, exact) == OTHER_EVIDENCE
-
-
-def features(**values: float) -> list[float]:
-    return [values.get(name, 0.0) for name in ALL_FEATURE_NAMES]
-
-
-def test_the_families_of_evidence_that_side_with_the_runner_up_lower_the_confidence():
-    # The target reads "Send" at a known place. Both winners read "Send"; one also sits at the target's place,
-    # the other lost the place to the runner-up (a nested look-alike: the span inside the labelled button).
-    same_text = {"text_equal": 1.0, "text_similar": 1.0, "tag_equal": 1.0}
-    same_place = {"xpath_steps_similar": 1.0, "xpath_tail_shared": 1.0}
-    target = in_place = features(**same_text, **same_place)
-    moved = features(**same_text, xpath_steps_similar=0.3)
-    elsewhere = features(text_similar=0.4, tag_equal=1.0, xpath_steps_similar=0.3)
-    at_the_place = features(text_similar=0.4, tag_equal=1.0, **same_place)
-
-    def score(row):
-        return sum(FEATURE_WEIGHTS.get(name, 0.0) * value for name, value in zip(ALL_FEATURE_NAMES, row))
-
-    def inputs(winner, runner_up):
-        return confidence_inputs([score(winner), score(runner_up)], score(target), [winner, runner_up], target)
-
-    clear, contested = inputs(in_place, elsewhere), inputs(moved, at_the_place)
-    assert (clear["agreement"], clear["dissent"]) == (2 / 5, 0.0)  # text and xpath both side with the winner
-    assert contested["agreement"] == 1 / 5 and contested["dissent"] > 0  # xpath sides with the runner-up
-
-    # Same margin, same kind of evidence: the contested winner is the less certain one.
-    contested_at_clear_margin = {**contested, "margin": clear["margin"]}
-    kind = evidence_kind(in_place, elsewhere)
-    assert kind == evidence_kind(moved, at_the_place) == SAME_TEXT_AND_TAG
-    assert calibrated_confidence(contested_at_clear_margin, kind) < calibrated_confidence(clear, kind)
 
 
 @pytest.mark.parametrize("hidden", [{"visible": False}, {"enabled": False}])

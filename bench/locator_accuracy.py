@@ -234,8 +234,8 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, x))))
 
 
-GENERAL_KEYS = ("margin", "evidence", "log_odds", "agreement", "dissent")
-SAME_TEXT_AND_TAG_KEYS = ("margin", "dissent")
+GENERAL_KEYS = ("margin", "evidence", "log_odds")
+SAME_TEXT_AND_TAG_KEYS = ("margin",)
 
 
 def fit_logistic(
@@ -279,10 +279,7 @@ def out_of_fold(cases: Sequence[TrainingCase]) -> list[FoldResult]:
             scores = [_dot(weights, row) for row in case.rows]
             order = sorted(range(len(scores)), key=lambda i: -scores[i])
             self_score = _dot(weights, case.self_row)
-            inputs = engine.confidence_inputs(
-                [scores[i] for i in order], self_score, [case.rows[i] for i in order],
-                case.self_row, weights,
-            )
+            inputs = engine.confidence_inputs([scores[i] for i in order], self_score)
             runner_up = case.rows[order[1]] if len(order) > 1 else None
             results.append(FoldResult(
                 inputs,

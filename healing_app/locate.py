@@ -17,10 +17,9 @@ How `locate` decides:
 5. A linear model scores the shortlist. Its weights (`FEATURE_WEIGHTS`) were fitted on the dev
    split of bench/similo only, with `python bench/locator_accuracy.py --fit`.
 6. A logistic model, fitted on dev out-of-fold predictions, turns the winner's margin, its
-   softmax probability, the share of the target's own evidence it recovers, and how the
-   families of evidence (text, xpath, position...) side with it against the runner-up into a
+   softmax probability and the share of the target's own evidence it recovers into a
    calibrated `confidence`; a winner with exactly the target's text and tag gets its own
-   calibration, on the margin and the runner-up's family wins (`evidence_kind`). Below `MIN_CONFIDENCE`, `locate`
+   calibration, on the margin alone (`evidence_kind`). Below `MIN_CONFIDENCE`, `locate`
    abstains and says why. It also abstains when the runner-up sits where the target was and
    the winner does not (`displaced`): look-alikes that traded places, where text and layout
    point at different elements.
@@ -129,29 +128,24 @@ FEATURE_WEIGHTS: dict[str, float] = {
     "id_similar_near_page_best": 0.3913,
 }
 
-# confidence = sigmoid(bias + sum of weight * input), over `confidence_inputs`; fitted on dev folds.
+# confidence = sigmoid(bias + margin * m + evidence * e + log_odds * l); fitted on dev folds.
 CONFIDENCE_WEIGHTS: dict[str, float] = {
-    "bias": -1.3566,
-    "margin": 0.2486,
-    "evidence": 3.3926,
-    "log_odds": 0.3130,
-    "agreement": 0.3180,
-    "dissent": -0.2974,
+    "bias": -1.9011,
+    "margin": 0.3709,
+    "evidence": 3.8016,
+    "log_odds": 0.1964,
 }
 
 # The same, for winners whose text is exactly the target's and whose tag is the target's own,
 # when the runner-up's are not ("same text and tag", see `evidence_kind`): fitted on those dev
-# cases alone (out-of-fold, not displaced), on the margin and the runner-up's `dissent` only. On
-# dev, 195 of the 197 such winners were right and the two wrong ones had small margins (nested
-# look-alikes: a label and the span in it, both "Password"), so here the margin tells nearly
-# everything; `dissent` tells a small margin lost on a family or two (a nested look-alike) from a
-# small margin of a winner that is no worse anywhere. The general model above, fitted on every
-# kind of evidence, cannot say so: its margin slope is shared with winners whose text changed,
-# where a wide margin means much less, and it kept ~80 such right answers below MIN_CONFIDENCE.
+# cases alone (out-of-fold, not displaced), on the margin only. On dev, 195 of the 197 such winners were right and the two
+# wrong ones had small margins (nested look-alikes: a label and the span in it, both "Password"),
+# so here the margin tells nearly everything. The general model above, fitted on every kind of
+# evidence, cannot say so: its margin slope is shared with winners whose text changed, where a
+# wide margin means much less, and it kept ~80 such right answers below MIN_CONFIDENCE.
 SAME_TEXT_AND_TAG_CONFIDENCE_WEIGHTS: dict[str, float] = {
-    "bias": 0.3694,
-    "margin": 2.6670,
-    "dissent": -2.7547,
+    "bias": -1.8662,
+    "margin": 3.8273,
 }
 
 # A wrong repair costs more than a question to a reviewer, so ask unless fairly sure.
@@ -748,23 +742,11 @@ def _sigmoid(x: float) -> float:
 _ABSENT_SCORE = 0.0
 
 
-def confidence_inputs(
-    scores: Sequence[float],
-    self_score: float,
-    rows: Sequence[Sequence[float]],
-    self_row: Sequence[float],
-    weights: Sequence[float] | None = None,
-) -> dict[str, float]:
-    """What calibration looks at, for the best of `scores` (sorted best first; `rows` are the
-    candidates' features in the same order, `weights` the model that scored them).
+def confidence_inputs(scores: Sequence[float], self_score: float) -> dict[str, float]:
+    """What calibration looks at, for the best of `scores` (sorted best first).
 
     "The target is not on this page" competes as one more alternative, so that a lone or
-    weak winner is not mistaken for a clear one. Besides the total score, the evidence is split
-    by family (text, xpath, position, class, neighbours...; `_EVIDENCE_LABELS`): `agreement`
-    counts the families, among those the target has something in, on which the winner is
-    clearly the best candidate; `dissent` sums what the runner-up gained over the winner in the families where it
-    did better. A winner carried by one family against the others is a weaker winner than its
-    margin says.
+    weak winner is not mistaken for a clear one.
     """
     top = scores[0]
     runner_up = max(scores[1] if len(scores) > 1 else _ABSENT_SCORE, _ABSENT_SCORE)
@@ -774,58 +756,11 @@ def confidence_inputs(
     )
     log_odds = -math.log(others)
     evidence = top / self_score if self_score > 0 else 0.0
-    agreement, dissent = _family_agreement(rows, self_row, weights or _WEIGHT_VECTOR)
     return {
         "margin": top - runner_up,
         "evidence": max(0.0, min(evidence, 1.5)),
         "log_odds": max(-20.0, min(log_odds, 20.0)),
-        "agreement": agreement,
-        "dissent": min(dissent, 20.0),
     }
-
-
-# A family contributing less than this to the target's own score says nothing about it.
-_MIN_FAMILY_EVIDENCE = 0.05
-# `agreement` counts agreeing families in units of this many (a scale, not a cap).
-_AGREEMENT_UNIT = 5.0
-
-
-def _family_scores(row: Sequence[float], weights: Sequence[float]) -> list[float]:
-    totals = [0.0] * len(_FAMILIES)
-    for family, weight, value in zip(_FAMILY_OF_COLUMN, weights, row):
-        if value:
-            totals[family] += weight * value
-    return totals
-
-
-def _family_agreement(
-    rows: Sequence[Sequence[float]], self_row: Sequence[float], weights: Sequence[float]
-) -> tuple[float, float]:
-    """(`agreement`, `dissent`) of the first of `rows`; see `confidence_inputs`."""
-    if not rows:
-        return 0.0, 0.0
-    by_candidate = [_family_scores(row, weights) for row in rows]
-    winner = by_candidate[0]
-    informative = [
-        family
-        for family, value in enumerate(_family_scores(self_row, weights))
-        if value > _MIN_FAMILY_EVIDENCE
-    ]
-    # A family agrees when the winner does strictly better on it than every other candidate
-    # and than "not on this page" (0): look-alikes that tie agree on nothing.
-    agreeing = sum(
-        1
-        for family in informative
-        if winner[family] > max((scores[family] for scores in by_candidate[1:]), default=0.0)
-        + _MIN_FAMILY_EVIDENCE
-        and winner[family] > _MIN_FAMILY_EVIDENCE
-    )
-    dissent = 0.0
-    if len(by_candidate) > 1:
-        dissent = math.fsum(
-            max(0.0, theirs - ours) for theirs, ours in zip(by_candidate[1], winner)
-        )
-    return agreeing / _AGREEMENT_UNIT, dissent
 
 
 def displaced(best_row: Sequence[float], runner_up_row: Sequence[float] | None) -> bool:
@@ -868,11 +803,9 @@ def calibrated_confidence(
 ) -> float:
     """The probability that the winner is right, from its `confidence_inputs` and `evidence_kind`; the
     benchmark passes calibrations of its own while it fits them."""
-    weights = same_text_and_tag if kind == SAME_TEXT_AND_TAG else general
-    return _sigmoid(
-        weights["bias"]
-        + math.fsum(weight * inputs[key] for key, weight in weights.items() if key != "bias")
-    )
+    if kind == SAME_TEXT_AND_TAG:
+        return _sigmoid(same_text_and_tag["bias"] + same_text_and_tag["margin"] * inputs["margin"])
+    return _sigmoid(general["bias"] + math.fsum(general[key] * inputs[key] for key in inputs))
 
 
 # What a reviewer calls each feature family (keyed by the feature name's first word).
@@ -885,21 +818,11 @@ _EVIDENCE_LABELS = {
 }
 
 
-def _family(name: str) -> str:
-    return _EVIDENCE_LABELS.get(name.partition("_")[0], name)
-
-
-_FAMILIES: tuple[str, ...] = tuple(sorted({_family(name) for name in ALL_FEATURE_NAMES}))
-_FAMILY_OF_COLUMN: tuple[int, ...] = tuple(
-    _FAMILIES.index(_family(name)) for name in ALL_FEATURE_NAMES
-)
-
-
 def _main_evidence(row: Sequence[float]) -> str:
     """The (up to three) kinds of property that contributed most to a score."""
     contributions: dict[str, float] = {}
     for name, weight, value in zip(ALL_FEATURE_NAMES, _WEIGHT_VECTOR, row):
-        label = _family(name)
+        label = _EVIDENCE_LABELS.get(name.partition("_")[0], name)
         contributions[label] = contributions.get(label, 0.0) + weight * value
     strongest = sorted(
         (label for label, value in contributions.items() if value > 0),
@@ -934,10 +857,7 @@ def locate(
     )
     scores = [score for score, _, _ in scored]
     best_score, best_index, best_row = scored[0]
-    self_row = _self_row(t)
-    inputs = confidence_inputs(
-        scores, _score(self_row), [row for _, _, row in scored], self_row
-    )
+    inputs = confidence_inputs(scores, _score(_self_row(t)))
     runner_up_row = scored[1][2] if len(scored) > 1 else None
     confidence, doubt = _judge(
         scores, inputs, displaced(best_row, runner_up_row), evidence_kind(best_row, runner_up_row)

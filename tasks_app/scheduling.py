@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from tasks_app.audit import Actor, audit_log
-from tasks_app.cron import CronError, cron_matches, parse_cron
+from tasks_app.cron import CronError, cron_matches, next_fire, parse_cron
 from tasks_app.models import AuditLog, Run, Task
 from tasks_app.services import run_enqueue
 
@@ -66,6 +66,17 @@ def schedules_tick(*, now: datetime | None = None) -> int:
                 pending.append(minute)  # being fired by another worker, or its worker died doing so
     connection.set(f"{KEY_PREFIX}:last-tick", min([*pending, current]).isoformat(), ex=CLAIM_TTL_S)
     return fired
+
+
+def schedule_next_run(task: Task, *, now: datetime | None = None) -> datetime | None:
+    """When the schedule will next start `task`: None without a schedule, without code to run (the tick skips
+    such tasks), or for a schedule that never fires."""
+    if not task.schedule or task.current_version_id is None:
+        return None
+    try:
+        return next_fire(task.schedule, (now or timezone.now()).astimezone(UTC))
+    except CronError:
+        return None
 
 
 def schedule_fire(*, task: Task, minute: datetime) -> Run | None:
@@ -131,4 +142,4 @@ def _minutes_to_check(connection, current: datetime) -> list[datetime]:
     return [start + timedelta(minutes=i) for i in range(count)]
 
 
-__all__ = ["CATCH_UP_MINUTES", "schedule_fire", "schedules_tick"]
+__all__ = ["CATCH_UP_MINUTES", "schedule_fire", "schedule_next_run", "schedules_tick"]

@@ -28,6 +28,7 @@ from tasks_app.config import FAILURE_TYPES, InputError
 from tasks_app.forms import DeployForm, DiffForm, HealingConfigForm, TaskForm
 from tasks_app.ids import object_or_404
 from tasks_app.models import AuditLog, CodeVersion, Run, Task
+from tasks_app.scheduling import schedule_next_run
 
 TASK_PARTS = {
     "versions": "tasks/_versions.html",
@@ -304,6 +305,7 @@ def _task_context(request: HttpRequest, task: Task, *, part: str | None = None) 
         )
     if part is None:
         context.update(_diff_context(request, task, version_count=len(context["versions"])))
+        context["next_scheduled_run"] = schedule_next_run(task)
     elif part == "diff":
         context.update(_diff_context(request, task, version_count=task.versions.count()))
     return context

@@ -309,3 +309,27 @@ def test_a_minute_begun_before_a_schedule_was_changed_is_not_fired(no_leftover_j
     # Its first minute is the next day's 10:00.
     assert scheduling.schedules_tick(now=T0 + timedelta(days=1, seconds=5)) == 1
     assert scheduled_minutes(task) == [(T0 + timedelta(days=1)).isoformat()]
+
+
+@pytest.mark.django_db
+def test_the_task_page_says_when_the_schedule_runs_the_task_next(client, django_user_model):
+    assert scheduling.schedule_next_run(scheduled_task("30 12 * * *"), now=T0) == T0.replace(hour=12, minute=30)
+    assert scheduling.schedule_next_run(scheduled_task(""), now=T0) is None
+    client.force_login(django_user_model.objects.create_user("sam"))
+
+    task = scheduled_task("*/15 * * * *")
+    before = scheduling.schedule_next_run(task)
+    page = client.get(f"/tasks/{task.pk}/").content.decode()
+    after = scheduling.schedule_next_run(task)  # the same, unless a quarter of an hour struck meanwhile
+    assert before.minute % 15 == 0
+    assert any(
+        'Runs on its schedule <code>*/15 * * * *</code> (cron, UTC): next at '
+        f'<time datetime="{upcoming.isoformat()}">{upcoming:%Y-%m-%d %H:%M}</time> UTC' in page
+        for upcoming in (before, after)
+    )
+
+    waiting = scheduled_task("*/15 * * * *", code=None)
+    assert "Runs on its schedule <code>*/15 * * * *</code> (cron, UTC), once it has code" in (
+        client.get(f"/tasks/{waiting.pk}/").content.decode()
+    )
+    assert 'id="schedule"' not in client.get(f"/tasks/{scheduled_task('').pk}/").content.decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
@@ -10,6 +11,13 @@ import pytest
 # Django would refuse every later synchronous database call "from an async context". The tests are
 # synchronous; Playwright's documented fix for Django is this flag.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def _own_rate_limit_counters(settings):
+    """Each test counts its API requests under a rate-limit prefix of its own: the tests share one Redis, and a
+    count left by another test (or another run of the suite) would throttle this one."""
+    settings.API_RATE_LIMIT_PREFIX = f"test:{uuid.uuid4().hex}"
 
 
 @pytest.fixture

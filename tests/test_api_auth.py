@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 import time
-import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -15,11 +14,6 @@ from tasks_app.api_keys import api_key_create, api_key_revoke
 from tasks_app.models import ApiKey, AuditLog
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _own_rate_limit_counters(settings):
-    settings.API_RATE_LIMIT_PREFIX = f"test:{uuid.uuid4().hex}"
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ operation so the suite stays fast.
 from __future__ import annotations
 
 import random
-import uuid
 
 import pytest
 import schemathesis
@@ -53,7 +52,6 @@ def fuzz_world(db, django_user_model, settings, keep_test_connection):
     """A reviewer's key and one of each thing a path can name: a task with two versions, a run, an event."""
     from django.contrib.auth.models import Group
 
-    settings.API_RATE_LIMIT_PREFIX = f"test:{uuid.uuid4().hex}"
     settings.API_RATE_LIMIT_PER_MINUTE = 100_000
     user = django_user_model.objects.create_user("fuzzer")
     user.groups.add(Group.objects.get(name="reviewers"))

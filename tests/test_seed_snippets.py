@@ -188,7 +188,6 @@ class Runner:
 
 @pytest.fixture
 def runner(live_server, django_user_model, seed, tmp_path, settings):
-    settings.API_RATE_LIMIT_PREFIX = f"test:{uuid.uuid4().hex}"
     user = django_user_model.objects.create_user("seed-user")
     _, raw = api_key_create(user=user, name="seed snippets")
     return Runner(base_url=live_server.url, api_key=raw, seed=seed, workdir=tmp_path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import uuid
 from datetime import timedelta
 
 import httpx
@@ -22,11 +21,6 @@ from tasks_app.models import AuditLog, CodeVersion, Run, Task
 
 CODE = 'def run(page, params):\n    page.goto(params["base_url"])\n    page.click("#submit")\n    return {}\n'
 HEALED = CODE.replace("#submit", "button[data-test=send]")
-
-
-@pytest.fixture(autouse=True)
-def _own_rate_limit_counters(settings):
-    settings.API_RATE_LIMIT_PREFIX = f"test:{uuid.uuid4().hex}"
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import uuid
 
 import pytest
 from django.urls import reverse
@@ -17,14 +16,9 @@ from healing_app.webhook_services import webhook_endpoint_create
 from tasks_app.api_keys import api_key_create
 from tasks_app.config import InputError
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("public_webhook_host")]
 
 PUBLIC_URL = f"https://{PUBLIC_HOST}/anchor"
-
-
-@pytest.fixture(autouse=True)
-def _isolated(settings, public_webhook_host):
-    settings.API_RATE_LIMIT_PREFIX = f"test:{uuid.uuid4().hex}"
 
 
 @pytest.fixture

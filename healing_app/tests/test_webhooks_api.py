@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -12,15 +11,10 @@ from healing_app.models import WebhookDelivery, WebhookEndpoint
 from tasks_app.api_keys import api_key_create
 from tasks_app.models import AuditLog, Task
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("public_webhook_host")]
 
 BASE = "/api/v1/webhooks"
 PUBLIC_URL = "https://hooks.example.test/anchor"
-
-
-@pytest.fixture(autouse=True)
-def _isolated(settings, public_webhook_host):
-    settings.API_RATE_LIMIT_PREFIX = f"test:{uuid.uuid4().hex}"
 
 
 class Api:

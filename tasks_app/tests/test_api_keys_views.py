@@ -3,8 +3,6 @@ confirmation, someone else's key a 404."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.urls import reverse
 
@@ -12,11 +10,6 @@ from tasks_app.api_keys import api_key_create
 from tasks_app.models import ApiKey, AuditLog
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _own_rate_limit_counters(settings):
-    settings.API_RATE_LIMIT_PREFIX = f"test-keys:{uuid.uuid4().hex}"
 
 
 @pytest.fixture

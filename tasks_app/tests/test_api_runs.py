@@ -19,11 +19,6 @@ pytestmark = pytest.mark.django_db
 CODE = 'def run(page, params):\n    page.goto(params["base_url"])\n    return {"title": page.title()}\n'
 
 
-@pytest.fixture(autouse=True)
-def _own_rate_limit_counters(settings):
-    settings.API_RATE_LIMIT_PREFIX = f"test:{uuid.uuid4().hex}"
-
-
 @pytest.fixture
 def owner(django_user_model):
     return django_user_model.objects.create_user("mo")

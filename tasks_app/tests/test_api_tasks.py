@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 from django.test import RequestFactory
@@ -49,11 +48,6 @@ class Api:
 
     def delete(self, path):
         return self.call("delete", path)
-
-
-@pytest.fixture(autouse=True)
-def _own_rate_limit_counters(settings):
-    settings.API_RATE_LIMIT_PREFIX = f"test:{uuid.uuid4().hex}"
 
 
 @pytest.fixture

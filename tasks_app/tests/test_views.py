@@ -164,7 +164,6 @@ def test_self_healing_with_no_failure_types_ticked_is_refused_next_to_the_field(
 def test_the_api_refuses_an_empty_trigger_list_naming_the_field_as_the_dashboard_does(
     client, member, task, settings, method, path
 ):
-    settings.API_RATE_LIMIT_PREFIX = f"test:{task.pk}"
     _, raw = api_key_create(user=member, name="tests")
     body = {"name": "t", "self_healing": True, "self_healing_config": {"trigger_on": []}}
     response = getattr(client, method)(

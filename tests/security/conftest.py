@@ -4,7 +4,6 @@ review, a webhook endpoint and a delivery, an API key) and a staff reviewer who 
 from __future__ import annotations
 
 import ipaddress
-import uuid
 
 import pytest
 
@@ -37,7 +36,3 @@ def world(boss, monkeypatch):
     key, _ = api_key_create(user=boss, name="security")
     return {"task": event.task, "event": event, "endpoint": endpoint, "delivery": delivery, "key": key}
 
-
-@pytest.fixture(autouse=True)
-def _own_rate_limit_counters(settings):
-    settings.API_RATE_LIMIT_PREFIX = f"test-security:{uuid.uuid4().hex}"

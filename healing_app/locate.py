@@ -138,11 +138,12 @@ CONFIDENCE_WEIGHTS: dict[str, float] = {
 
 # The same, for winners whose text is exactly the target's and whose tag is the target's own,
 # when the runner-up's are not ("same text and tag", see `evidence_kind`): fitted on those dev
-# cases alone (out-of-fold, not displaced), on the margin only. On dev, 195 of the 197 such winners were right and the two
-# wrong ones had small margins (nested look-alikes: a label and the span in it, both "Password"),
-# so here the margin tells nearly everything. The general model above, fitted on every kind of
-# evidence, cannot say so: its margin slope is shared with winners whose text changed, where a
-# wide margin means much less, and it kept ~80 such right answers below MIN_CONFIDENCE.
+# cases alone (out-of-fold, not displaced), on the margin only. On dev, 195 of the 197 such
+# winners were right and the two wrong ones had small margins (nested look-alikes: a label and
+# the span in it, both "Password"), so here the margin tells nearly everything. The general model
+# above, fitted on every kind of evidence, cannot say so: its margin slope is shared with winners
+# whose text changed, where a wide margin means much less, and it kept ~80 such right answers
+# below MIN_CONFIDENCE.
 SAME_TEXT_AND_TAG_CONFIDENCE_WEIGHTS: dict[str, float] = {
     "bias": -1.8662,
     "margin": 3.8273,

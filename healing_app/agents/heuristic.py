@@ -771,26 +771,48 @@ def _apply(code: str, recovery: dict, *, at_line: int | None) -> tuple[str, str]
     raise ValueError(f"unknown recovery kind {kind!r}")
 
 
+# What a root cause may say changed, in the order it says it. The label is the text beside a field
+# (`neighbor_text`), which only a `get_by_label` selector depends on, so it is named only when quoted.
+_DESCRIBED_PROPERTIES = (
+    ("id", "id"), ("text", "text"), ("data_testid", "test id"), ("placeholder", "placeholder"),
+    ("aria_label", "aria-label"), ("title", "title"), ("alt", "alt text"), ("name", "name"), ("class", "class"),
+    ("neighbor_text", "label"),
+)
+
+
 def describe_selector_change(recovery: dict) -> str:
+    """The root cause of a re-located element. What the old selector quoted comes first: a
+    `get_by_label("Your name")` broke because the label changed, even if the id changed too."""
     before, after = recovery.get("before") or {}, recovery.get("after") or {}
-    why = []
-    for prop, label in (("id", "id"), ("text", "text"), ("class", "class"), ("name", "name"), ("data_testid", "test id")):
+    old_selector = recovery["old_selector"]
+    quoted, other = [], []
+    for prop, label in _DESCRIBED_PROPERTIES:
         old, new = (before.get(prop) or "").strip(), (after.get(prop) or "").strip()
-        if old and new and old != new:
-            why.append(f"its {label} changed from \u201c{old[:40]}\u201d to \u201c{new[:40]}\u201d")
-        elif old and not new:
-            why.append(f"its {label} \u201c{old[:40]}\u201d was removed")
+        if not old or old == new:
+            continue
+        was_quoted = _quotes_whole(old_selector, old)
+        if prop == "neighbor_text" and not was_quoted:
+            continue
+        change = (f"its {label} changed from \u201c{old[:40]}\u201d to \u201c{new[:40]}\u201d" if new
+                  else f"its {label} \u201c{old[:40]}\u201d was removed")
+        (quoted if was_quoted else other).append(change)
+    why = [*quoted, *other]
     if before.get("xpath") and after.get("xpath") and before["xpath"] != after["xpath"]:
         why.append("it moved in the page structure")
     reason = "; ".join(why[:3]) or "the element changed"
     tag = (after.get("tag") or "element").lower()
     return (
-        f"`{recovery['old_selector']}` on line {recovery['line']} no longer matches: {reason}. "
+        f"`{old_selector}` on line {recovery['line']} no longer matches: {reason}. "
         f"The {tag} is now `{recovery['new_selector']}` (confidence {recovery.get('confidence', 0):.0%})."
     )
 
 
 # -- small helpers -------------------------------------------------------------------------------
+
+def _quotes_whole(selector: str, value: str) -> bool:
+    """Whether `selector` names `value` whole (`#name`, `"Your name"`, `text=Send`), not as a piece of another word."""
+    return re.search(r"[\"'=#]" + re.escape(value) + r"(?:[\"'\]),\s]|$)", selector) is not None
+
 
 _SUMMARY_KEYS = (
     "ref", "tag", "id", "name", "class", "type", "text", "href", "role", "aria_label", "data_testid", "placeholder",

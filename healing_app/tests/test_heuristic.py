@@ -131,6 +131,30 @@ def test_root_cause_names_the_line_the_old_selector_the_new_one_and_why():
     assert '[data-testid="send"]' in text and "97%" in text
 
 
+def test_root_cause_first_names_what_the_old_selector_quoted():
+    relabelled = describe_selector_change(
+        {
+            "line": 3,
+            "old_selector": 'get_by_label("Your name")',
+            "new_selector": 'get_by_role("textbox", name="Full name")',
+            "before": {"tag": "INPUT", "id": "name", "neighbor_text": "Your name"},
+            "after": {"tag": "INPUT", "id": "full-name", "neighbor_text": "Full name"},
+        }
+    )
+    assert "no longer matches: its label changed from \u201cYour name\u201d to \u201cFull name\u201d; its id changed" in relabelled
+    placeholder = describe_selector_change(
+        {
+            "line": 3,
+            "old_selector": "input[placeholder='Your name']",
+            "new_selector": "#name",
+            "before": {"tag": "INPUT", "id": "name", "placeholder": "Your name", "neighbor_text": "Contact"},
+            "after": {"tag": "INPUT", "id": "name", "placeholder": "Full name", "neighbor_text": "Write to us"},
+        }
+    )
+    assert "no longer matches: its placeholder changed from \u201cYour name\u201d to \u201cFull name\u201d." in placeholder
+    assert "label" not in placeholder  # the text beside a field is named only when the selector quoted it
+
+
 def test_a_relabelled_link_in_the_same_place_is_a_structural_match_but_a_shared_target_is_not():
     from healing_app.agents.heuristic import _structural_match
     from healing_app.locate import LocateResult

@@ -877,6 +877,30 @@ def replace_selector(code: str, *, line: int, old_selector: str, new_selector: s
     return src.apply(replacements)
 
 
+def select_option_by_label(code: str, *, line: int, old_value: str, label: str) -> str:
+    """``select_option(..., "DE")`` on ``line`` becomes ``select_option(..., label="Germany")``.
+
+    The value must be a literal in the call (its last positional argument, or ``value=``): one that comes
+    from params names what the person running the task chose, and is theirs to change.
+    """
+    src = _load(code)
+    replacements: dict[cst.CSTNode, _Replacement] = {}
+    for call in _method_calls(src, line):
+        if call.func.attr.value != "select_option":
+            continue
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        named = [a for a in call.args if a.keyword and a.keyword.value == "value"]
+        for arg in named or positional[-1:]:
+            if _literal_value(arg.value) == old_value:
+                replacements[arg] = arg.with_changes(
+                    keyword=cst.Name("label"), value=_string(label, like=_first_literal(arg.value)),
+                    equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
+                )
+    if not replacements:
+        raise PatchError(f"no select_option with the literal value {old_value!r} on line {line}")
+    return src.apply(replacements)
+
+
 def _selector_args(call: cst.Call) -> list[cst.Arg]:
     positional = [a for a in call.args if a.keyword is None and not a.star]
     count = 2 if call.func.attr.value == "drag_and_drop" else 1

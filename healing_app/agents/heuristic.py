@@ -300,6 +300,8 @@ class HeuristicAgent:
     def _timeout(self, run: _Run) -> TakeoverOutcome:
         failure = run.context.failure
         details = failure.get("details") or {}
+        if (renamed := self._renamed_option(run)) is not None:
+            return renamed
         layer = details.get("covered_by")
         if layer and (closed := self._close_layer(run, layer)) is not None:
             return closed
@@ -326,6 +328,35 @@ class HeuristicAgent:
                 reason = f"still failing after {TIMEOUT_RETRY_MS} ms: {answer.get('error')}"
             return TakeoverOutcome(recovered=False, reason=reason)
         return TakeoverOutcome(recovered=True, recovery=_timeout_recovery(failure, waited_ms))
+
+    def _renamed_option(self, run: _Run) -> TakeoverOutcome | None:
+        """A `select_option` waits in vain when the value it names is gone. Option values are often internal codes
+        a release renames ("DE" → "de-DE") while the label a person reads stays: the option the step chose last
+        time (its stored fingerprint lists the options) is chosen again by that label. None when it is not that."""
+        failure = run.context.failure
+        wanted = (failure.get("args") or {}).get("value")
+        options_then = (run.context.stored_fingerprint or {}).get("options")
+        options_now = (failure.get("details") or {}).get("options")
+        if failure.get("action") != "select_option" or not isinstance(wanted, str) or not options_then or not options_now:
+            return None
+        label = next((text for value, text in options_then if value == wanted), None)
+        if not label or any(value == wanted for value, _ in options_now):
+            return None
+        same_label = [value for value, text in options_now if text == label]
+        if len(same_label) != 1:
+            run.log("option_not_found", value=wanted, label=label, options_with_that_label=len(same_label))
+            return None
+        selector = plain_selector(failure.get("selector"))
+        run.log("select_option", selector=selector, label=label, value=same_label[0], why=f"the value {wanted!r} is gone")
+        chosen = run.handover.act("select", selector=selector, value={"label": label})
+        if not chosen.get("ok"):
+            run.log("select_failed", error=chosen.get("error"))
+            return None
+        run.handover.resume(chosen.get("value"))
+        return TakeoverOutcome(recovered=True, recovery={
+            "kind": "option", "line": failure.get("line"), "selector": selector,
+            "old_value": wanted, "new_value": same_label[0], "label": label,
+        })
 
     def _close_layer(self, run: _Run, layer: dict) -> TakeoverOutcome | None:
         """A banner or modal drawn over the element (cookie consent, newsletter pop-up): close it, and any layer
@@ -762,6 +793,13 @@ def _apply(code: str, recovery: dict, *, at_line: int | None) -> tuple[str, str]
             f"`{recovery['selector']}` on line {line} is now in the “{recovery['opener_text']}” menu, hidden until "
             f"that is {verb}; the new version {'hovers over' if recovery['how'] == 'hover' else 'clicks'} "
             f"`{recovery['opener_selector']}` first."
+        )
+    if kind == "option":
+        new = codegen.select_option_by_label(code, line=at_line, old_value=recovery["old_value"], label=recovery["label"])
+        return new, (
+            f"The option \u201c{recovery['label']}\u201d of `{recovery['selector']}` on line {line} now has the value "
+            f"\u201c{recovery['new_value']}\u201d instead of \u201c{recovery['old_value']}\u201d; the new version "
+            "chooses it by its label."
         )
     if kind == "transient":
         return code, (

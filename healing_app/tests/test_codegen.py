@@ -18,6 +18,7 @@ from healing_app.codegen import (
     open_menu_before,
     replace_selector,
     replace_url,
+    select_option_by_label,
     set_step_timeout,
     validate_task_code,
 )
@@ -540,6 +541,31 @@ def test_gate_reports_every_violation_with_its_line():
     violations = gate(code, original=None)
     assert len(violations) >= 4
     assert all(v.startswith("line ") for v in violations)
+
+
+# --------------------------------------------------------------------------- select_option_by_label
+
+COUNTRIES = '''def run(page, params):
+    page.select_option("#country", "DE")  # ship to
+    page.locator('#billing').select_option('DE', timeout=3000)
+    page.select_option("#delivery", value="DE")
+    page.select_option("#country", params["country"])
+'''
+
+
+@pytest.mark.parametrize(("line", "after"), [
+    (2, '    page.select_option("#country", label="Germany")  # ship to'),
+    (3, "    page.locator('#billing').select_option(label='Germany', timeout=3000)"),
+    (4, '    page.select_option("#delivery", label="Germany")'),
+])
+def test_select_option_by_label_turns_the_literal_value_into_the_label(line, after):
+    new = select_option_by_label(COUNTRIES, line=line, old_value="DE", label="Germany")
+    assert changed_lines(COUNTRIES, new) == [(COUNTRIES.splitlines()[line - 1], after)]
+
+
+def test_select_option_by_label_leaves_a_value_from_params_to_its_owner():
+    with pytest.raises(PatchError, match="no select_option with the literal value 'DE' on line 5"):
+        select_option_by_label(COUNTRIES, line=5, old_value="DE", label="Germany")
 
 
 # --------------------------------------------------------------------------- replace_selector

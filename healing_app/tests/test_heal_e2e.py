@@ -874,6 +874,28 @@ def test_a_loading_overlay_that_goes_away_by_itself_gets_a_longer_timeout(drain)
     assert "add_locator_handler" not in event.new_version.code
 
 
+def test_an_option_whose_value_a_release_renamed_is_chosen_by_its_label(drain):
+    def page(values: tuple[str, str]) -> str:
+        options = "".join(f'<option value="{v}">{label}</option>' for v, label in zip(values, ("France", "Germany")))
+        return ('<form method="post" action="/thanks"><label for="name">Name</label><input id="name" name="name">'
+                f'<select id="country" name="country">{options}</select><button id="submit">Send</button></form>')
+
+    code = CONTACT_CODE.replace("    # Send the form.", '    page.select_option("#country", "DE")')
+    with serve({"/contact": page(("FR", "DE")),
+                "/thanks": lambda r: f'<p class="confirmation">{r.form.get("name")}, {r.form.get("country")}</p>'}) as site:
+        task = make_task(site, code=code, auto_deploy=True)
+        assert run_now(task, drain).output == {"confirmation": "Ada, DE"}
+        site.pages["/contact"] = page(("fr-FR", "de-DE"))
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, event.reason
+    assert run.output == {"confirmation": "Ada, de-DE"}
+    assert site.hits["POST /thanks"] == 3  # the run was completed, not restarted; then validated once
+    assert event.status == S.DEPLOYED, event.reason
+    assert 'page.select_option("#country", label="Germany")' in event.new_version.code
+    assert "\u201cGermany\u201d of `#country` on line 4 now has the value \u201cde-DE\u201d" in event.root_cause
+
+
 def test_a_captcha_needs_a_human_and_changes_no_code(drain):
     captcha = (
         '<div class="g-recaptcha" data-sitekey="x"></div>'

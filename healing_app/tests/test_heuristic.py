@@ -476,3 +476,48 @@ def test_the_note_on_rejected_elements_names_them_and_agrees_in_number():
     many = heuristic._left_out_note([send, icon, {"tag": "SPAN"}, send, send])
     assert many.startswith(" (the button \u201cSend message\u201d, the button #go, a span and 2 more were left out: "
                            "reviewers rejected them")
+
+
+COUNTRY = '''def run(page, params):
+    page.goto(params["base_url"] + "/contact")
+    page.select_option("#country", "DE")
+'''
+
+
+def renamed_option(options_now: list[list[str]]) -> tuple[TakeoverContext, FakeHandover]:
+    """`select_option("#country", "DE")` timed out: the select now offers `options_now`; last time "DE" was Germany."""
+    url = "http://shop.test/contact"
+    handover = FakeHandover({url: {"elements": [{"tag": "SELECT", "id": "country", "ref": 0}]}}, url,
+                            selectors={0: ["#country"]})
+    failure = {"type": "timeout", "line": 3, "action": "select_option", "selector": "#country", "args": {"value": "DE"},
+               "details": {"match_count": 1, "match_visible": True, "options": options_now}}
+    then = {"tag": "SELECT", "id": "country", "options": [["FR", "France"], ["DE", "Germany"]]}
+    return TakeoverContext(task_id="t", prompt="", code=COUNTRY, failure=failure, stored_fingerprint=then), handover
+
+
+def test_an_option_whose_value_was_renamed_is_chosen_again_by_the_label_it_had():
+    context, handover = renamed_option([["fr-FR", "France"], ["de-DE", "Germany"]])
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert outcome.recovered, outcome.reason
+    assert handover.ops("act") == [{"action": "select", "selector": "#country", "value": {"label": "Germany"}}]
+    assert outcome.recovery == {"kind": "option", "line": 3, "selector": "#country", "old_value": "DE",
+                                "new_value": "de-DE", "label": "Germany"}
+    patch = HeuristicAgent().write_patch(code=COUNTRY, recoveries=[outcome.recovery], failure={}, prompt="")
+    assert patch.code.splitlines()[2] == '    page.select_option("#country", label="Germany")'
+    assert "\u201cGermany\u201d of `#country` on line 3 now has the value \u201cde-DE\u201d instead of \u201cDE\u201d" in patch.root_cause
+
+
+@pytest.mark.parametrize("options_now", [
+    [["de-DE", "Germany"], ["de-AT", "Germany"]],  # two options read the same: not ours to pick one
+    [["fr-FR", "France"], ["deu", "Deutschland"]],  # the label changed too: nothing says which it is
+    [["DE", "Germany (EU)"], ["FR", "France"]],  # the value is still there: the select waits for something else
+])
+def test_an_option_is_not_guessed_when_its_label_does_not_name_one_new_option(options_now):
+    context, handover = renamed_option(options_now)
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert handover.ops("act") == []
+    assert not outcome.recovered and (outcome.recovery or {}).get("kind") != "option"

@@ -17,6 +17,7 @@ Evidence keys (all optional):
   match_count      elements matching the selector when the call failed (None: unknown)
   match_visible    first match visible;  match_enabled: first match enabled
   covered_by       the layer drawn over the first match ({tag, id, class, text, xpath}): a banner, a modal
+  options          the first match's options as [value, label] pairs, when it is a select
   readyState       document.readyState;  pending_requests: requests in flight;  busy: loading UI shown
   login_form       a visible password field;  auth_error_text: "invalid password"-like text shown
   login_expected   the task logs in itself (its code handles passwords/secrets)

@@ -453,7 +453,7 @@ class Runtime:
             details=self.mask({
                 k: ev.get(k) for k in (
                     "login_form", "captcha", "match_count", "match_visible", "match_enabled", "readyState",
-                    "pending_requests", "busy", "auth_error_text", "requested_url", "blocked", "covered_by",
+                    "pending_requests", "busy", "auth_error_text", "requested_url", "blocked", "covered_by", "options",
                 ) if ev.get(k) is not None
             }),
         )
@@ -595,8 +595,11 @@ class Runtime:
             elif action == "fill":
                 target.fill(str(value), timeout=timeout)
                 out = None
-            elif action == "select":
-                out = target.select_option(value, timeout=timeout)
+            elif action == "select":  # a string names a value or a label; {"label": ...} a label only
+                if isinstance(value, dict):
+                    out = target.select_option(label=str(value["label"]), timeout=timeout)
+                else:
+                    out = target.select_option(value, timeout=timeout)
             elif action == "press":
                 target.press(str(value), timeout=timeout)
                 out = None

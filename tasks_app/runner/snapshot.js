@@ -10,6 +10,7 @@
   const norm = (s) => (s == null ? "" : String(s)).replace(/\s+/g, " ").trim();
   const cap = (s, n) => (s.length > n ? s.slice(0, n) : s);
   const NEIGHBOR_MAX_CHILDREN = 200;
+  const MAX_OPTIONS = 250;  // a country list fits; a select of thousands is not recorded whole
 
   // The parent in the composed tree: through an (open) shadow root to its host, so that an element of a
   // web component has a path like any other.
@@ -179,7 +180,13 @@
         el.value != null && el.value !== "" && (el.getAttribute("type") || "").toLowerCase() !== "password") {
       fp.value = cap(String(el.value), 200);
     }
+    if (tag === "SELECT") fp.options = optionsOf(el);
     return fp;
+  }
+
+  // A select's options as [value, label] pairs: a later run whose value is gone finds its option by the label.
+  function optionsOf(select) {
+    return Array.from(select.options).slice(0, MAX_OPTIONS).map((o) => [cap(o.value, 80), cap(norm(o.label), 80)]);
   }
   // @core-end
 
@@ -511,6 +518,7 @@
       match_visible: visible,
       match_enabled: first ? !(first.disabled || first.getAttribute("aria-disabled") === "true") : null,
       covered_by: visible ? coveringLayer(first) : null,
+      options: first && first.tagName === "SELECT" ? optionsOf(first) : null,
     });
   }
 

@@ -356,7 +356,65 @@ def scenarios() -> list[Scenario]:
                        '<ul id="more" hidden><li><a id="nav-pricing" href="/pricing">Pricing</a></li>'
                        '<li><a href="/about">About</a></li></ul></nav>', "/pricing": PLANS},
                  "heal", {"plans": "Plans and pricing"}),
+        Scenario("relabelled field", 'get_by_label("Your name") → label "Full name", id renamed', LABEL_CODE,
+                 {"/contact": _form(V1_BUTTON, fields='<label for="name">Your name</label><input id="name" name="name">'),
+                  "/thanks": _thanks},
+                 {"/contact": _form(V1_BUTTON, fields='<label for="full-name">Full name</label><input id="full-name" name="name">'),
+                  "/thanks": _thanks},
+                 "heal", THANKS),
+        Scenario("new placeholder", "the name field's placeholder Your name → Full name", PLACEHOLDER_CODE,
+                 {"/contact": _form(V1_BUTTON, fields='<input id="name" name="name" placeholder="Your name">'), "/thanks": _thanks},
+                 {"/contact": _form(V1_BUTTON, fields='<input id="name" name="name" placeholder="Full name">'), "/thanks": _thanks},
+                 "heal", THANKS),
+        Scenario("renamed select", "select #country → #country-select", SELECT_CODE,
+                 {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _select("country")), "/thanks": _thanks_from},
+                 {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _select("country-select")), "/thanks": _thanks_from},
+                 "heal", {"confirmation": "Thanks, Ada from DE!"}),
+        Scenario("renamed option values", 'option values DE → de-DE, FR → fr-FR (labels kept)', SELECT_CODE,
+                 {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _select("country")), "/thanks": _thanks_from},
+                 {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _select("country", values=("fr-FR", "de-DE"))),
+                  "/thanks": _thanks_from},
+                 "heal", {"confirmation": "Thanks, Ada from de-DE!"}),
+        Scenario("renamed checkbox", "a required checkbox #terms → #accept-terms", CHECKBOX_CODE,
+                 {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _terms("terms")), "/thanks": _thanks_if_accepted},
+                 {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _terms("accept-terms")), "/thanks": _thanks_if_accepted},
+                 "heal", THANKS),
+        Scenario("reworded text selector", "text=Send → the button says Submit", TEXT_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form('<button id="submit" type="submit" class="btn primary">Submit</button>'), "/thanks": _thanks},
+                 "heal", THANKS),
+        Scenario("loading layer", "a loading layer covers the form for 6.5 s (timeout 5 s)", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form(V1_BUTTON, extra=LOADING_LAYER), "/thanks": _thanks},
+                 "heal", THANKS),
     ]
+
+
+NAME_FIELD = '<label for="name">Name</label><input id="name" name="name">'
+LABEL_CODE = FORM_CODE.replace('page.fill("#name", "Ada")', 'page.get_by_label("Your name").fill("Ada")')
+PLACEHOLDER_CODE = FORM_CODE.replace('page.fill("#name"', "page.fill(\"input[placeholder='Your name']\"")
+SELECT_CODE = FORM_CODE.replace('    page.click', '    page.select_option("#country", "DE")\n    page.click')
+CHECKBOX_CODE = FORM_CODE.replace('    page.click', '    page.check("#terms")\n    page.click')
+TEXT_CODE = FORM_CODE.replace('page.click("#submit")', 'page.click("text=Send")')
+LOADING_LAYER = ('<div id="loading" style="position:fixed;inset:0;z-index:9;background:rgba(255,255,255,.8)">Loading\u2026</div>'
+                 '<script>setTimeout(() => document.getElementById("loading").remove(), 6500)</script>')
+
+
+def _select(select_id: str, values: tuple[str, str] = ("FR", "DE")) -> str:
+    options = "".join(f'<option value="{value}">{label}</option>' for value, label in zip(values, ("France", "Germany")))
+    return f'<label for="{select_id}">Country</label><select id="{select_id}" name="country">{options}</select>'
+
+
+def _terms(checkbox_id: str) -> str:
+    return f'<input type="checkbox" id="{checkbox_id}" name="terms" value="yes"><label for="{checkbox_id}">I accept the terms</label>'
+
+
+def _thanks_from(request) -> str:
+    return f'<p class="confirmation">Thanks, {request.form.get("name")} from {request.form.get("country")}!</p>'
+
+
+def _thanks_if_accepted(request) -> str:
+    return _thanks(request) if request.form.get("terms") == "yes" else '<p class="error">Please accept the terms.</p>'
 
 
 PRICING_CODE = '''def run(page, params):

@@ -1144,6 +1144,12 @@ def open_menu_before(code: str, *, line: int, opener_selector: str, how: str) ->
     return _insert_before(code, line, lambda page, _params: [f"{page}.{how}({_string(opener_selector).value})"])
 
 
+def scroll_before(code: str, *, line: int, pixels: int) -> str:
+    """Scroll ``pixels`` down before the statement on ``line``, whose element renders only once scrolled into view.
+    With the mouse wheel, as a person scrolls (``evaluate``, which could set the position, is guarded)."""
+    return _insert_before(code, line, lambda page, _params: [f"{page}.mouse.wheel(0, {int(pixels)})"])
+
+
 def insert_login_steps(
     code: str,
     *,

@@ -61,6 +61,11 @@ MAX_LAYERS = 3
 LAYER_GOES_S = 2.0
 # How long a menu may take to open (a slide-down) after its opener is hovered or clicked.
 MENU_OPENS_MS = 1_500
+# Looking further down the page for an element rendered once scrolled into view: a turn of the wheel a little
+# shorter than a screen (so nothing is skipped), a moment to see whether it rendered, and how far to go at most.
+SCROLL_STEP_PX = 600
+SCROLL_LOOK_MS = 200
+SCROLL_MAX_PX = 12_000
 
 
 @dataclass
@@ -129,6 +134,9 @@ class HeuristicAgent:
         if result.abstained or result.index is None:
             if (in_menu := self._in_a_closed_menu(run, target, page, keep_selector=False)) is not None:
                 return in_menu
+            if (below := self._rendered_on_scroll(run)) is not None:
+                below.candidates = candidates
+                return below
             # Nothing on the page looks like the element; it may just not be there *yet*.
             late = self._wait_for_original(run)
             if late is not None:
@@ -279,6 +287,32 @@ class HeuristicAgent:
                     recovered=False,
                     reason=f"{layer_name(layer)} still covers the element after a click on “{fix['button_text']}”",
                 )
+        return None
+
+    def _rendered_on_scroll(self, run: _Run) -> TakeoverOutcome | None:
+        """Pages render some parts only once they are scrolled into view (a lazy section, the end of a feed): the
+        element may be further down, not gone. Scroll down a screen at a time, as a person would, until the step's
+        own selector finds it; the new version scrolls as far before the step. None when it does not show."""
+        selector = plain_selector(run.context.failure.get("selector"))
+        if not selector or selector.startswith("get_by_"):  # a get_by_* call is not a selector string to wait for
+            return None
+        start = position = run.handover.scroll(dy=0)
+        while position is not None and position - start < SCROLL_MAX_PX:
+            moved_to = run.handover.scroll(dy=SCROLL_STEP_PX)
+            if moved_to is None or moved_to == position:
+                break  # the bottom of the page
+            position = moved_to
+            if run.handover.wait(selector=selector, timeout_ms=SCROLL_LOOK_MS).get("ok"):
+                run.log("scrolled", selector=selector, pixels=position - start, why="it renders once scrolled into view")
+                answer = run.handover.retry_step()
+                if not answer.get("ok"):
+                    run.log("retry_failed", error=answer.get("error"))
+                    return None
+                return TakeoverOutcome(recovered=True, recovery={
+                    "kind": "scroll", "line": run.context.failure.get("line"), "selector": selector,
+                    "pixels": position - start,
+                })
+        run.log("scrolled", selector=selector, pixels=(position or start or 0) - (start or 0), why="not found further down")
         return None
 
     def _wait_for_original(self, run: _Run) -> TakeoverOutcome | None:
@@ -800,6 +834,12 @@ def _apply(code: str, recovery: dict, *, at_line: int | None) -> tuple[str, str]
             f"The option \u201c{recovery['label']}\u201d of `{recovery['selector']}` on line {line} now has the value "
             f"\u201c{recovery['new_value']}\u201d instead of \u201c{recovery['old_value']}\u201d; the new version "
             "chooses it by its label."
+        )
+    if kind == "scroll":
+        new = codegen.scroll_before(code, line=at_line, pixels=recovery["pixels"])
+        return new, (
+            f"`{recovery['selector']}` on line {line} is now rendered only once scrolled into view, "
+            f"{recovery['pixels']} px further down; the new version scrolls there first."
         )
     if kind == "transient":
         return code, (

@@ -381,6 +381,10 @@ class FakeHandover:
         self._record("screenshot")
         return "iVBORw0KGgo="
 
+    def scroll(self, *, dy: int) -> int:
+        self._record("scroll", dy=dy)
+        return 0  # these pages fit on one screen
+
     def covering_layer(self, *, selector: str) -> dict | None:
         self._record("covering_layer", selector=selector)
         return next(iter(self.layers.get(selector, [])), None)

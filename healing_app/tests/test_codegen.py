@@ -18,6 +18,7 @@ from healing_app.codegen import (
     open_menu_before,
     replace_selector,
     replace_url,
+    scroll_before,
     select_option_by_label,
     set_step_timeout,
     validate_task_code,
@@ -815,6 +816,18 @@ def test_inserting_a_step_refuses_lines_that_start_no_statement():
         open_menu_before(CONTACT, line=999, opener_selector="#a", how="hover")
     with pytest.raises(PatchError, match="not inside a function"):
         open_menu_before(CONTACT, line=1, opener_selector="#a", how="hover")
+
+
+def test_scroll_before_turns_the_wheel_right_before_the_step_with_the_pages_own_name():
+    code = dedent(
+        """
+        def run(p, params):
+            p.goto(params["base_url"])
+            # The form's button renders once scrolled to.
+            p.click("#submit")
+        """
+    )
+    assert scroll_before(code, line=4, pixels=2400) == code.replace("    # The form", "    p.mouse.wheel(0, 2400)\n    # The form")
 
 
 def test_open_menu_before_hovers_or_clicks_the_opener_right_before_the_step():

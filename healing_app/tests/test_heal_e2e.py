@@ -5,6 +5,8 @@ Real Chromium, pages served on localhost, real RQ queues on Redis and the produc
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from healing_app import pipeline
@@ -894,6 +896,29 @@ def test_an_option_whose_value_a_release_renamed_is_chosen_by_its_label(drain):
     assert event.status == S.DEPLOYED, event.reason
     assert 'page.select_option("#country", label="Germany")' in event.new_version.code
     assert "\u201cGermany\u201d of `#country` on line 4 now has the value \u201cde-DE\u201d" in event.root_cause
+
+
+def test_a_button_rendered_only_once_scrolled_into_view_is_scrolled_to(drain):
+    lazy = (
+        '<form method="post" action="/thanks"><label for="name">Name</label><input id="name" name="name">'
+        '<div style="height:3000px">Tell us more below.</div><div id="more"></div></form>'
+        '<template id="button"><button id="submit" type="submit">Send</button></template>'
+        "<script>new IntersectionObserver((seen, observer) => { if (!seen[0].isIntersecting) return; observer.disconnect();"
+        " more.replaceWith(document.getElementById('button').content.cloneNode(true)); }).observe(more);</script>"
+    )
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True)
+        run_now(task, drain)
+        site.pages["/contact"] = lazy
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, event.reason
+    assert run.output == {"confirmation": "Thanks, Ada!"}
+    assert event.status == S.DEPLOYED, event.reason
+    scrolled = [line.strip() for line in event.new_version.code.splitlines() if "wheel" in line]
+    assert len(scrolled) == 1 and re.fullmatch(r"page\.mouse\.wheel\(0, \d+\)", scrolled[0]), event.new_version.code
+    assert 'page.click("#submit")' in event.new_version.code
+    assert "rendered only once scrolled into view" in event.root_cause
 
 
 def test_a_captcha_needs_a_human_and_changes_no_code(drain):

@@ -83,6 +83,8 @@ MAX_OUTPUT_BYTES = 1 << 20
 DOM_EXCERPT_CHARS = 20000
 # How long the hand-over looks for an iframe it was told about (a consent banner's).
 FRAME_LOOKUP_MS = 2_000
+# A wheel turn scrolls smoothly, and a lazy part of the page renders once its observer sees it: about a frame or ten.
+SCROLL_SETTLES_MS = 250
 ALLOWED_SCHEMES = ("http", "https")
 # Sites and tasks that say "password", "secrets" or "login" handle a login themselves: a login form
 # is then part of the task, not a sign that the session was lost.
@@ -565,6 +567,10 @@ class Runtime:
             else:
                 page.wait_for_load_state(msg.get("load_state") or "load", timeout=timeout)
             return {"ok": True, "url": page.url}
+        if op == "scroll":  # a turn of the wheel, as a person scrolls; the page's scroll position once it settles
+            page.mouse.wheel(0, int(msg["dy"]))
+            page.wait_for_timeout(SCROLL_SETTLES_MS)
+            return {"ok": True, "value": page.evaluate(snapshot.SCROLL_Y)}
         if op == "covering_layer":
             return {"ok": True, "value": self.mask(self._locator(page, msg["selector"]).evaluate_all(snapshot.COVERING_LAYER))}
         if op == "selector_for":

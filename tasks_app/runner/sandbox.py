@@ -393,6 +393,11 @@ class Handover:
             raise HandoverError(r.get("error") or "selector_for failed")
         return r["value"]
 
+    def scroll(self, *, dy: int) -> int | None:
+        """Turn the mouse wheel by `dy` pixels; the page's vertical scroll position after it (None: it failed)."""
+        r = self._cmd("scroll", dy=dy)
+        return r.get("value") if r.get("ok") else None
+
     def covering_layer(self, *, selector: str) -> dict | None:
         """The layer drawn over the element `selector` finds (a banner, a modal), as `covered_by` describes it."""
         r = self._cmd("covering_layer", selector=selector)

@@ -383,6 +383,10 @@ def scenarios() -> list[Scenario]:
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
                  {"/contact": _form('<button id="submit" type="submit" class="btn primary">Submit</button>'), "/thanks": _thanks},
                  "heal", THANKS),
+        Scenario("rendered on scroll", "the form's button now renders only once scrolled into view, 3000 px down", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form("", fields=NAME_FIELD + RENDERED_ON_SCROLL), "/thanks": _thanks},
+                 "heal", THANKS),
         Scenario("loading layer", "a loading layer covers the form for 6.5 s (timeout 5 s)", FORM_CODE,
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
                  {"/contact": _form(V1_BUTTON, extra=LOADING_LAYER), "/thanks": _thanks},
@@ -398,6 +402,14 @@ CHECKBOX_CODE = FORM_CODE.replace('    page.click', '    page.check("#terms")\n 
 TEXT_CODE = FORM_CODE.replace('page.click("#submit")', 'page.click("text=Send")')
 LOADING_LAYER = ('<div id="loading" style="position:fixed;inset:0;z-index:9;background:rgba(255,255,255,.8)">Loading\u2026</div>'
                  '<script>setTimeout(() => document.getElementById("loading").remove(), 6500)</script>')
+
+# Below a long text, a placeholder that turns into the Send button once it is scrolled into view.
+RENDERED_ON_SCROLL = (
+    '<div style="height:3000px">Tell us more below.</div><div id="more"></div>'
+    '<template id="button">' + V1_BUTTON + '</template>'
+    "<script>new IntersectionObserver((seen, observer) => { if (!seen[0].isIntersecting) return; observer.disconnect();"
+    " more.replaceWith(document.getElementById('button').content.cloneNode(true)); }).observe(more);</script>"
+)
 
 
 def _select(select_id: str, values: tuple[str, str] = ("FR", "DE")) -> str:

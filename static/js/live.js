@@ -142,8 +142,10 @@
       swap(html); // the counts beside the table
       var rows = Array.prototype.slice.call(part.querySelectorAll("tr[data-id]"));
       if (existing) {
+        var refocus = keepFocus(el);
         if (rows.length) existing.replaceWith(rows[0]);
         else existing.remove(); // it no longer matches the filters
+        refocus();
         // The last row gone: the whole part brings the "no events" line (or the next page's rows).
         if (!el.querySelector("tr[data-id]")) return fetchHtml(src).then(swap);
         return;
@@ -175,17 +177,38 @@
       if (oldVersion && newVersion && oldVersion.getAttribute("data-live-version") === newVersion.getAttribute("data-live-version")) continue;
       var markSelector = target.getAttribute("data-live-mark-new");
       var before = markSelector ? idsOf(target, markSelector) : null;
-      var hadFocus = target.contains(document.activeElement) && document.activeElement.id;
+      var refocus = keepFocus(target);
       keepSteps(target);
       target.replaceChildren.apply(target, Array.prototype.slice.call(fresh.childNodes));
-      if (hadFocus) {
-        var again = document.getElementById(hadFocus);
-        if (again) again.focus();
-      }
+      refocus();
       if (before) markNew(target, markSelector, before);
       applyDiffMode();
       replaySteps();
     }
+  }
+
+  // Swapping a part must not drop a keyboard user's focus to <body>: what had it gets it back after the swap, by
+  // its id, or as the same control of the same row (tr[data-id]) when it has none; a row that left the table
+  // hands it to the row that took its place.
+  var FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
+
+  function keepFocus(root) {
+    var focused = document.activeElement;
+    if (!focused || focused === root || !root.contains(focused)) return function () {};
+    var row = focused.closest("tr[data-id]");
+    var position = row ? Array.prototype.indexOf.call(row.querySelectorAll(FOCUSABLE), focused) : -1;
+    var rowId = row && row.getAttribute("data-id");
+    var rowIndex = row ? Array.prototype.indexOf.call(root.querySelectorAll("tr[data-id]"), row) : -1;
+    return function () {
+      if (document.activeElement && document.activeElement !== body) return; // the swap left it where it was
+      var again = focused.id && document.getElementById(focused.id);
+      if (!again && row) {
+        var rows = root.querySelectorAll("tr[data-id]");
+        var sameRow = root.querySelector('tr[data-id="' + cssEscape(rowId) + '"]') || rows[Math.min(rowIndex, rows.length - 1)];
+        again = sameRow && sameRow.querySelectorAll(FOCUSABLE)[Math.max(position, 0)];
+      }
+      if (again) again.focus();
+    };
   }
 
   function idsOf(root, selector) {

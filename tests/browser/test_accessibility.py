@@ -1,5 +1,5 @@
-"""The dashboard is accessible: every page a user sees passes axe-core's WCAG 2.1 A and AA rules, and a keyboard alone
-reaches and operates a heal's Approve and Reject.
+"""The dashboard is accessible: every page a user sees passes axe-core's WCAG 2.1 A and AA rules, a keyboard alone
+reaches and operates a heal's Approve and Reject, and the live queue never drops the focus of the person using it.
 
 axe-core is vendored in tests/browser/axe/ (see its README), so this runs offline; it is added to each page as an
 init script, which the dashboard's Content-Security-Policy (script-src 'self') does not block."""
@@ -138,3 +138,29 @@ def test_a_keyboard_alone_reaches_and_operates_reject(page, anchor_live, login, 
     page.keyboard.press("Enter")
     expect(page.locator("#event-status")).to_have_text("Rejected")
 
+
+def test_a_live_row_change_keeps_the_keyboard_focus_on_that_row(page, anchor_live, login, live_task):
+    event_id = anchor_live.enqueue("tests.browser.scenario.event_pending_make", live_task)
+    login(page, REVIEWER)
+    wait_live(page)
+    link = page.locator(f'tr[data-id="{event_id}"] a').first
+    link.focus()
+
+    assert anchor_live.enqueue("tests.browser.scenario.event_approve_as", event_id, REVIEWER[0]) == "deployed"
+
+    expect(page.locator(f'tr[data-id="{event_id}"]')).to_contain_text("Deployed")
+    expect(link).to_be_focused()
+
+
+def test_a_row_that_leaves_a_filtered_queue_hands_the_focus_to_the_next(page, anchor_live, login, live_task):
+    older = anchor_live.enqueue("tests.browser.scenario.event_pending_make", live_task)
+    newer = anchor_live.enqueue("tests.browser.scenario.event_pending_make", live_task)
+    login(page, REVIEWER)
+    page.goto(f"{anchor_live.url}/?status=pending_review&task={live_task}")
+    wait_live(page)
+    page.locator(f'tr[data-id="{newer}"] a').first.focus()
+
+    assert anchor_live.enqueue("tests.browser.scenario.event_approve_as", newer, REVIEWER[0]) == "deployed"
+
+    expect(page.locator(f'tr[data-id="{newer}"]')).to_have_count(0)
+    expect(page.locator(f'tr[data-id="{older}"] a').first).to_be_focused()

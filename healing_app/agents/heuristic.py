@@ -334,6 +334,8 @@ class HeuristicAgent:
     def _timeout(self, run: _Run) -> TakeoverOutcome:
         failure = run.context.failure
         details = failure.get("details") or {}
+        if details.get("action_done"):
+            return self._let_its_page_load(run)
         if (renamed := self._renamed_option(run)) is not None:
             return renamed
         layer = details.get("covered_by")
@@ -361,6 +363,23 @@ class HeuristicAgent:
             else:
                 reason = f"still failing after {TIMEOUT_RETRY_MS} ms: {answer.get('error')}"
             return TakeoverOutcome(recovered=False, reason=reason)
+        return TakeoverOutcome(recovered=True, recovery=_timeout_recovery(failure, waited_ms))
+
+    def _let_its_page_load(self, run: _Run) -> TakeoverOutcome:
+        """The step's action happened (Playwright's call log says "click action done"); what timed out was the wait
+        for the page it led to, a slow form submission say. Doing it again could submit twice: wait for that page
+        instead, continue after the step, and give the step the time its page needed."""
+        failure = run.context.failure
+        run.log("wait", url_not=(failure.get("details") or {}).get("url_at_start"), timeout_ms=TIMEOUT_RETRY_MS,
+                why="the step's action happened; the page it led to is slow")
+        started = time.monotonic()
+        loaded = run.handover.wait(url_not=failure["details"].get("url_at_start"), timeout_ms=TIMEOUT_RETRY_MS)
+        waited_ms = int((time.monotonic() - started) * 1000)
+        if not loaded.get("ok"):
+            return TakeoverOutcome(recovered=False, reason=(
+                f"the step on line {failure.get('line')} was done, but the page it led to had not loaded after a further "
+                f"{TIMEOUT_RETRY_MS} ms; it is not done twice"))
+        run.handover.resume(None)
         return TakeoverOutcome(recovered=True, recovery=_timeout_recovery(failure, waited_ms))
 
     def _renamed_option(self, run: _Run) -> TakeoverOutcome | None:

@@ -921,6 +921,23 @@ def test_a_button_rendered_only_once_scrolled_into_view_is_scrolled_to(drain):
     assert "rendered only once scrolled into view" in event.root_cause
 
 
+def test_a_slow_form_submission_is_waited_for_not_submitted_again(drain):
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True)
+        run_now(task, drain)
+        site.pages["/thanks"] = lambda request: Response(thanks(request), delay=7)  # the click's timeout is 5 s
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, event.reason
+    assert run.output == {"confirmation": "Thanks, Ada!"}
+    # One POST for the v1 run, one for the healed run (the click had happened: it is not clicked again), one for
+    # the validation run.
+    assert site.hits["POST /thanks"] == 3
+    assert "was acted on, but the page it led to did not load in time" in event.error_message
+    assert event.status == S.DEPLOYED, event.reason
+    assert 'page.click("#submit", timeout=' in event.new_version.code
+
+
 def test_a_captcha_needs_a_human_and_changes_no_code(drain):
     captcha = (
         '<div class="g-recaptcha" data-sitekey="x"></div>'

@@ -18,6 +18,8 @@ Evidence keys (all optional):
   match_visible    first match visible;  match_enabled: first match enabled
   covered_by       the layer drawn over the first match ({tag, id, class, text, xpath}): a banner, a modal
   options          the first match's options as [value, label] pairs, when it is a select
+  action_done      Playwright's call log says the action itself happened ("click action done") before the
+                   call timed out waiting for the navigation it started;  url_at_start: the URL before it
   readyState       document.readyState;  pending_requests: requests in flight;  busy: loading UI shown
   login_form       a visible password field;  auth_error_text: "invalid password"-like text shown
   login_expected   the task logs in itself (its code handles passwords/secrets)
@@ -92,6 +94,8 @@ def classify(evidence: dict[str, Any]) -> str:
         return "navigation_error"
 
     timed_out = e.get("exception") == "TimeoutError" or "Timeout" in message and "exceeded" in message
+    if timed_out and e.get("action_done"):
+        return "timeout"  # the action happened, then the page it led to was slow: nothing is missing
     if e.get("navigation"):
         return "timeout" if timed_out else "navigation_error"
 
@@ -132,6 +136,8 @@ def describe(error_type: str, evidence: dict[str, Any]) -> str:
     if error_type == "timeout":
         if evidence.get("navigation"):
             return "the page did not load in time"
+        if evidence.get("action_done"):
+            return f"{sel} was acted on, but the page it led to did not load in time"
         if layer := evidence.get("covered_by"):
             return f"{sel} is covered by {layer_name(layer)}"
         if evidence.get("match_count"):

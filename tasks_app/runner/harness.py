@@ -83,6 +83,8 @@ MAX_OUTPUT_BYTES = 1 << 20
 DOM_EXCERPT_CHARS = 20000
 # How long the hand-over looks for an iframe it was told about (a consent banner's).
 FRAME_LOOKUP_MS = 2_000
+# Playwright's call log line for an action it performed before timing out (on the navigation the action started).
+ACTION_DONE = re.compile(r"^\s*- \w+ action done$", re.MULTILINE)
 # A wheel turn scrolls smoothly, and a lazy part of the page renders once its observer sees it: about a frame or ten.
 SCROLL_SETTLES_MS = 250
 ALLOWED_SCHEMES = ("http", "https")
@@ -352,13 +354,14 @@ class Runtime:
                 navigation: bool = False, requested_url: str | None = None) -> Any:
         lines = self.task_lines()
         line = lines[0] if lines else None
-        started = time.perf_counter()
+        started, url_at_start = time.perf_counter(), self.page.url
         try:
             value, fp = native({})
         except (PlaywrightError, PageCheckError, BlockedNavigation) as exc:
             return self.on_failure(exc, action=action, selector=selector, args=args, native=native,
                                    evidence_loc=evidence_loc, navigation=navigation,
-                                   requested_url=requested_url, lines=lines, started=started)
+                                   requested_url=requested_url, lines=lines, started=started,
+                                   url_at_start=url_at_start)
         if action in ("fill", "type", "press_sequentially") and args.get("value") in self.secrets:
             self.secret_typed = True
         elif self.secret_typed and action in ("click", "press", "dblclick", "tap", "dispatch_event"):
@@ -424,10 +427,12 @@ class Runtime:
 
     def on_failure(self, exc: BaseException, *, action: str, selector: str | None, args: dict,
                    native: Callable, evidence_loc: Any, navigation: bool, requested_url: str | None,
-                   lines: list[int], started: float) -> Any:
+                   lines: list[int], started: float, url_at_start: str) -> Any:
         line = lines[0] if lines else None
         ev = self.evidence(exc, selector=selector, evidence_loc=evidence_loc, navigation=navigation,
                            requested_url=requested_url)
+        if ACTION_DONE.search(str(exc)):
+            ev.update(action_done=True, url_at_start=url_at_start)
         etype = exc.error_type if isinstance(exc, PageCheckError) else errors.classify(ev)
         message = str(exc).split("\nCall log:")[0].strip()
         if etype != SCRIPT_ERROR and not isinstance(exc, PageCheckError):
@@ -456,6 +461,7 @@ class Runtime:
                 k: ev.get(k) for k in (
                     "login_form", "captcha", "match_count", "match_visible", "match_enabled", "readyState",
                     "pending_requests", "busy", "auth_error_text", "requested_url", "blocked", "covered_by", "options",
+                    "action_done", "url_at_start",
                 ) if ev.get(k) is not None
             }),
         )
@@ -492,6 +498,10 @@ class Runtime:
                 continue
             op, cid = msg.get("op"), msg.get("id")
             try:
+                if op == "retry_step" and failure.details.get("action_done"):
+                    self.reply(cid, {"ok": False, "error": "the step's action already happened (it timed out waiting "
+                                     "for the page it led to): doing it again could submit twice; wait, then resume"})
+                    continue
                 if op == "retry_step":
                     ov = {k: msg[k] for k in ("selector", "url", "timeout") if msg.get(k) is not None}
                     try:
@@ -562,7 +572,10 @@ class Runtime:
             resp = page.goto(url, timeout=msg.get("timeout_ms") or self.spec.navigation_timeout_ms)
             return {"ok": True, "status": resp.status if resp else None, "url": page.url, "error": None}
         if op == "wait":
-            if msg.get("selector"):
+            if msg.get("url_not"):  # a navigation under way: until the page is another one, and has loaded
+                start = msg["url_not"]
+                page.wait_for_url(lambda url: url != start, wait_until="load", timeout=timeout)
+            elif msg.get("selector"):
                 Page.wait_for_selector(page, msg["selector"], timeout=timeout)
             else:
                 page.wait_for_load_state(msg.get("load_state") or "load", timeout=timeout)

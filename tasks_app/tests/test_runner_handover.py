@@ -85,6 +85,28 @@ def test_retry_with_new_selector_continues_the_script_without_rerunning_steps(po
     assert [c["op"] for c in result.handovers[0]["commands"]] == ["observe", "selector_for", "retry_step", "retry_step"]
 
 
+def test_a_click_that_timed_out_on_the_page_it_led_to_is_not_done_twice(pool, site):
+    site.pages["/contact"] = FORM.replace('data-testid="send-btn"', 'id="submit"')
+    site.pages["/send"] = lambda req: Response(confirm(req).body, delay=3)  # the click's timeout is 1.5 s
+    seen = {}
+
+    def agent(failure, handover):
+        seen["failure"] = failure
+        seen["retry"] = handover.retry_step(timeout_ms=10000)
+        assert handover.wait(url_not=failure.details["url_at_start"], timeout_ms=10000)["ok"]
+        handover.resume(None)
+
+    result = execute(spec(site, handover_on=["timeout", "element_not_found"]), on_handover=agent, browser=pool)
+    assert result.status == "healed", (result.error_message, result.logs[-2000:])
+    assert result.output == {"confirmation": "Thanks Ann"}
+    assert site.hits["POST /send"] == 1
+    failure = seen["failure"]
+    assert failure.type == "timeout" and failure.details["action_done"] is True
+    assert failure.details["url_at_start"] == site.url + "/contact"
+    assert failure.message.startswith("#submit was acted on, but the page it led to did not load in time")
+    assert not seen["retry"]["ok"] and "could submit twice" in seen["retry"]["error"]
+
+
 def test_resume_returns_the_agents_value_to_the_script(pool, site):
     code = textwrap.dedent("""
         def run(page, params):

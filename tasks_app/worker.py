@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import redis
@@ -25,6 +26,9 @@ class AnchorWorker(SimpleWorker):
 
     MAINTENANCE_EVERY_S = 15
     REDIS_WAIT_MAX_S = 15
+    # How often a running job tells Redis it is alive; it counts as abandoned JOB_HEARTBEAT_TTL_S after the last.
+    JOB_HEARTBEAT_EVERY_S = 10
+    JOB_HEARTBEAT_TTL_S = 45
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("maintenance_interval", self.MAINTENANCE_EVERY_S)
@@ -58,6 +62,34 @@ class AnchorWorker(SimpleWorker):
     # RQ's work loop survives Redis going away only while it waits for a job; a Redis error anywhere else
     # (storing a finished job's result, the heartbeat between jobs) makes it quit. Anchor's jobs keep their
     # outcome in the database and maintenance re-enqueues what a restart lost, so waiting is safe.
+
+    # -- a worker that dies in the middle of a job ----------------------------------------------------
+    # SimpleWorker marks a job as started for its whole timeout (600 s) plus 60 s and never renews the mark:
+    # a heal's generate job whose worker was SIGKILLed looked alive for 11 minutes, and maintenance left
+    # its heal open all that while (a job still running is not resumed). Renewed every few seconds with a
+    # short TTL instead, as RQ's forking Worker does, a dead worker's job is abandoned within
+    # JOB_HEARTBEAT_TTL_S, and maintenance resumes its heal or generation at its next pass.
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        return self.JOB_HEARTBEAT_TTL_S
+
+    def perform_job(self, job, queue, execution) -> bool:
+        stop = threading.Event()
+        beating = threading.Thread(target=self._beat_for, args=(job, execution, stop), daemon=True,
+                                   name=f"job-heartbeat-{job.id}")
+        beating.start()
+        try:
+            return super().perform_job(job, queue, execution)
+        finally:
+            stop.set()
+            beating.join(timeout=5)
+
+    def _beat_for(self, job, execution, stop: threading.Event) -> None:
+        while not stop.wait(self.JOB_HEARTBEAT_EVERY_S):
+            try:
+                self.maintain_heartbeats(job, execution)
+            except Exception as exc:  # Redis away for a moment: the next beat, or the job's end, catches up
+                logger.warning("heartbeat of job %s missed: %s", job.id, exc)
 
     def execute_job(self, job, queue):
         _close_broken_connections()

@@ -12,6 +12,9 @@ FINISHED = ("succeeded", "healed", "failed")
 # A lost run is noticed by the next maintenance pass after RUN_STALE_AFTER_S without a heartbeat.
 # Idle workers pass every MAINTENANCE_EVERY_S (15 s); the bound below is what docs/reliability.md states.
 MAINTENANCE_EVERY_S = 15
+# A job whose worker died counts as abandoned once its RQ heartbeat lapses (AnchorWorker.JOB_HEARTBEAT_TTL_S);
+# the next maintenance pass resumes its heal. The bound docs/reliability.md states.
+ABANDONED_JOB_BOUND_S = 45 + MAINTENANCE_EVERY_S
 
 
 def lost_run_bound(cluster: Cluster) -> float:

@@ -8,7 +8,15 @@ import uuid
 
 import pytest
 
-from tests.reliability.helpers import FINISHED, alive, cmdline, descendants, lost_run_bound, worker_running
+from tests.reliability.helpers import (
+    ABANDONED_JOB_BOUND_S,
+    FINISHED,
+    alive,
+    cmdline,
+    descendants,
+    lost_run_bound,
+    worker_running,
+)
 from tests.reliability.sites import CONTACT_CODE, contact_site
 
 pytestmark = pytest.mark.reliability
@@ -132,4 +140,42 @@ def test_a_worker_killed_during_validation_fails_that_heal_and_the_next_heal_dep
     assert final["current_version_id"] == second_event["new_version_id"]
     assert first_event["new_version_id"] != final["current_version_id"]
     assert c.call("run_get", again)["status"] == "healed"
+    assert c.call("stuck", [task]) == {"runs": [], "events": []}
+
+
+def test_a_worker_killed_while_it_writes_the_new_version_resumes_that_heal_within_the_bound(c):
+    """The heal's generate job is waiting for the model when its worker dies: another worker sees the job
+    abandoned once its RQ heartbeat lapses, and maintenance runs it again; the heal deploys once."""
+    c.model.reset()
+    with contact_site() as site:
+        task = c.call("task_make", name=f"kill mid-generate {uuid.uuid4().hex[:6]}", code=CONTACT_CODE,
+                      params={"base_url": site.url, "name": "Ada"}, self_healing=True,
+                      config={"auto_deploy": True}, healing_agent="llm")
+        [first] = c.call("runs_enqueue", task)
+        c.wait_for("the version-1 run", lambda: c.call("run_get", first)["status"] == "succeeded" or None, 90)
+        site.version = 2
+        [broken] = c.call("runs_enqueue", task)
+        c.wait_for("the takeover to ask the model", lambda: c.model.requests >= 1 or None, 90)
+        c.model.reset()  # the takeover's request gets a 503 (the heuristic agent finishes it); the patch's waits
+        c.wait_for("the new version's writing to ask the model", lambda: c.model.requests >= 1 or None, 90)
+        [event] = c.call("task_state", task)["events"]
+        assert event["status"] == "healing" and event["new_version_id"] is None, event
+        assert c.call("run_get", broken)["status"] == "healed"
+        posts_before = site.counts["POST /thanks"]
+
+        c.kill_worker(worker_running(c, f"heal-generate-{event['id']}"))
+        killed_at = time.monotonic()
+        c.model.release.set()  # the model answers the resumed job (503: the mechanical patch is used)
+        c.wait_for("the heal to be resumed", lambda: c.call("task_state", task)["events"][0]["new_version_id"] or None,
+                   ABANDONED_JOB_BOUND_S + 25)
+        took = time.monotonic() - killed_at
+        final = c.wait_for("the heal to end", lambda: (s := c.call("task_state", task))["events"][0]["status"]
+                           not in ("healing", "validating") and s, 90)
+
+    assert took <= ABANDONED_JOB_BOUND_S + 10, f"the abandoned heal was resumed after {took:.1f}s"
+    [event] = final["events"]
+    assert event["status"] == "deployed", event
+    assert len(final["deploys"]) == 1 and final["current_version_id"] == event["new_version_id"]
+    assert [v["source"] for v in final["versions"]].count("healed") == 1, final["versions"]
+    assert site.counts["POST /thanks"] == posts_before + 1  # the validation run's, once
     assert c.call("stuck", [task]) == {"runs": [], "events": []}

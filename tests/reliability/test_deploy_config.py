@@ -1,20 +1,27 @@
 """The shipped deployment configuration (deploy/): Procfile, systemd units, compose file and nginx, read and
 checked for what the product needs. Docker cannot run here, so the compose file is linted, not started;
-the nginx part is exercised for real in test_reverse_proxy.py."""
+the nginx part is exercised for real in test_reverse_proxy.py. A worker unit's stop is played on a cluster
+worker: the signal it sends, to the processes it sends it to."""
 
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.reliability.helpers import descendants, worker_running
+from tests.reliability.sites import CONTACT_CODE, contact_site
 
 pytestmark = pytest.mark.reliability
 
@@ -45,8 +52,9 @@ def test_the_systemd_units_run_the_documented_commands_and_restart():
     worker = _unit("anchor-worker@.service")["Service"]
     assert worker["ExecStart"].endswith(WORKER)
     assert worker["Restart"] == "always"
-    # A crashed or stopped worker takes its RQ scheduler process, Chromium and sandboxes with it.
-    assert worker["KillMode"] == "control-group"
+    # A crashed or stopped worker takes its RQ scheduler process, Chromium and sandboxes with it, once it has
+    # exited (test_stopping_a_worker_as_its_unit_does_lets_the_run_in_flight_finish).
+    assert worker["KillMode"] == "mixed"
     assert int(worker["TimeoutStopSec"]) >= 90  # a warm shutdown lets the running task end
     assert web["ProtectProc"] == worker["ProtectProc"] == "invisible"
     target = _unit("anchor.target")["Unit"]["Wants"].split()
@@ -58,6 +66,32 @@ def test_the_systemd_units_run_the_documented_commands_and_restart():
                if line and not line.startswith("#"))
     for key in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "SECURE_HTTPS", "BEHIND_PROXY"):
         assert key in env
+
+
+def test_stopping_a_worker_as_its_unit_does_lets_the_run_in_flight_finish(c):
+    """`systemctl stop` or `restart` sends the unit's KillSignal to its main process (KillMode=mixed) or to every
+    process of its cgroup (control-group, where Chromium and the sandbox got it too and the run failed). The
+    worker's warm shutdown must end the run it holds as it would have ended, then exit."""
+    service = _unit("anchor-worker@.service")["Service"]
+    with contact_site() as site:
+        held = site.hold("GET /contact", 1)
+        task = c.call("task_make", name=f"stopped mid-run {uuid.uuid4().hex[:6]}", code=CONTACT_CODE,
+                      params={"base_url": site.url, "name": "Ada"}, self_healing=True)
+        [run_id] = c.call("runs_enqueue", task)
+        c.wait_for("the run to reach the site", lambda: site.counts["GET /contact"] >= 1, 60)
+        worker = c.workers[worker_running(c, f"run-{run_id}")]
+        group = descendants(worker.pid) if service["KillMode"] == "control-group" else set()
+        for pid in [worker.pid, *group]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, getattr(signal, service["KillSignal"]))
+        time.sleep(0.5)
+        held.set()
+        assert worker.wait(timeout=int(service["TimeoutStopSec"])) == 0
+        run = c.call("run_get", run_id)
+
+    assert run["status"] == "succeeded", run
+    assert site.counts["POST /thanks"] == 1
+    assert c.call("stuck", [task]) == {"runs": [], "events": []}
 
 
 def test_the_compose_file_has_postgres_redis_two_webs_two_workers_and_nginx():

@@ -78,17 +78,30 @@ def run_execute(run: Run, *, browser=None, on_step_extra=None) -> RunResult:
     )
 
     def on_step(step) -> None:
+        _reconnect_if_dropped(ping=False)
         run_step_record(run, step.to_dict())
         if on_step_extra is not None:
             on_step_extra(step)
 
     def on_handover(failure, handover) -> None:
+        _reconnect_if_dropped(ping=True)
         pipeline.takeover(run=run, failure=failure.to_dict(), handover=handover)
 
     cancelled = threading.Event()
     with _Heartbeat(run.pk, cancelled):
         return execute(spec, on_handover=on_handover if healing_on else None, on_step=on_step, browser=browser,
                        cancel=cancelled)
+
+
+def _reconnect_if_dropped(*, ping: bool) -> None:
+    """The database may drop this thread's connection while the sandbox runs (a restart, a failover, an idle
+    timeout). Nothing between two steps would notice: every later step failed to be recorded, and the takeover's
+    first query failed the agent's work, so the run ended unhealed and without a heal event. A connection that
+    failed (or, with `ping`, does not answer) is closed; the next query opens a new one."""
+    if connection.connection is None or connection.in_atomic_block:
+        return
+    if (ping or connection.errors_occurred) and not connection.is_usable():
+        connection.close()
 
 
 LIVE_TRACE_STEPS = 50  # more than most tasks take; the stored trace is rewritten with each

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 
 from tests.reliability.cluster import Cluster
+from tests.reliability.sites import CONTACT_CODE
 
 FINISHED = ("succeeded", "healed", "failed")
 # A lost run is noticed by the next maintenance pass after RUN_STALE_AFTER_S without a heartbeat.
@@ -35,6 +37,17 @@ def worker_running(cluster: Cluster, job_id: str, timeout: float = 30) -> str:
                 return by_pid[worker.pid]
         time.sleep(0.1)
     raise AssertionError(f"no cluster worker is running {job_id}")
+
+
+def heal_ready_task(c, site, **config) -> str:
+    """A self-healing contact-form task that has succeeded once on version 1 of the site (so the
+    heal has the element's fingerprint)."""
+    task = c.call("task_make", name=f"heal-ready {uuid.uuid4().hex[:6]}", code=CONTACT_CODE,
+                  params={"base_url": site.url, "name": "Ada"}, self_healing=True, config=config)
+    [first] = c.call("runs_enqueue", task)
+    done = c.wait_for("the version-1 run", lambda: (r := c.call("run_get", first))["status"] in FINISHED and r, 90)
+    assert done["status"] == "succeeded", done
+    return task
 
 
 def rss_mb(pid: int) -> float:

@@ -11,8 +11,8 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.reliability.cluster import RUN_REQUEUE_AFTER_S
-from tests.reliability.helpers import FINISHED
+from tests.reliability.cluster import RUN_REQUEUE_AFTER_S, pg_execute
+from tests.reliability.helpers import FINISHED, heal_ready_task
 from tests.reliability.sites import CONTACT_CODE, contact_site
 from tests.reliability.wsclient import login_cookie
 
@@ -92,4 +92,27 @@ def test_the_api_says_503_while_the_database_is_away_and_workers_recover(c, api)
     for name in c.workers:
         outage_log = c.log(f"worker-{name}")[logs_before[name]:]
         assert outage_log.count("\n") < 2000, f"worker {name} logged {outage_log.count(chr(10))} lines"
+    assert c.call("stuck", [task]) == {"runs": [], "events": []}
+
+
+def test_connections_the_database_dropped_mid_run_do_not_cost_the_run_its_heal(c):
+    """Every connection to the database is terminated (a restart, a failover) while a self-healing run waits for
+    its page: the worker's connection is dead when the step fails, and the takeover must still be recorded."""
+    with contact_site() as site:
+        task = heal_ready_task(c, site, auto_deploy=True)
+        site.version = 2
+        held = site.hold("GET /contact", 1)
+        [broken] = c.call("runs_enqueue", task)
+        c.wait_for("the run to reach the site", lambda: site.counts["GET /contact"] >= 1 or None, 60)
+        pg_execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{c.database}' "
+                   "AND pid <> pg_backend_pid()")
+        held.set()
+        run = c.wait_for("the run to finish", lambda: (r := c.call("run_get", broken))["status"] in FINISHED and r, 90)
+        assert run["status"] == "healed", run
+        final = c.wait_for("its heal to end", lambda: (s := c.call("task_state", task))["events"]
+                           and s["events"][0]["status"] not in ("triggered", "healing", "validating") and s, 90)
+
+    [event] = final["events"]
+    assert event["status"] == "deployed", event
+    assert len(final["deploys"]) == 1
     assert c.call("stuck", [task]) == {"runs": [], "events": []}

@@ -10,10 +10,10 @@ import pytest
 
 from tests.reliability.helpers import (
     ABANDONED_JOB_BOUND_S,
-    FINISHED,
     alive,
     cmdline,
     descendants,
+    heal_ready_task,
     lost_run_bound,
     worker_running,
 )
@@ -62,17 +62,6 @@ def test_a_run_whose_worker_is_killed_fails_as_worker_lost_within_the_bound(c):
     assert c.call("stuck", [task]) == {"runs": [], "events": []}
 
 
-def _heal_ready_task(c, site, **config) -> str:
-    """A self-healing contact-form task that has succeeded once on version 1 of the site (so the
-    heal has the element's fingerprint)."""
-    task = c.call("task_make", name=f"kill mid-heal {uuid.uuid4().hex[:6]}", code=CONTACT_CODE,
-                  params={"base_url": site.url, "name": "Ada"}, self_healing=True, config=config)
-    [first] = c.call("runs_enqueue", task)
-    done = c.wait_for("the version-1 run", lambda: (r := c.call("run_get", first))["status"] in FINISHED and r, 90)
-    assert done["status"] == "succeeded", done
-    return task
-
-
 def test_a_worker_killed_during_the_takeover_leaves_no_heal_open(c):
     """The agent is waiting for the model when the worker dies: the run is lost, and its heal event is
     failed with it instead of staying 'triggered' forever."""
@@ -107,7 +96,7 @@ def test_a_worker_killed_during_the_takeover_leaves_no_heal_open(c):
 
 def test_a_worker_killed_during_validation_fails_that_heal_and_the_next_heal_deploys_once(c):
     with contact_site() as site:
-        task = _heal_ready_task(c, site, auto_deploy=True)
+        task = heal_ready_task(c, site, auto_deploy=True)
         site.version = 2
         # POST 1 is the takeover's click in the healed run; POST 2 is the validation run's.
         validation_post = site.hold("POST /thanks", 2)

@@ -162,6 +162,12 @@ class LLMAgent:
             return self._delegate(
                 context, handover, trace, action="delegate", reason="captcha: handled without the model"
             )
+        if (context.failure.get("details") or {}).get("action_done"):
+            # The step was done and only its page was slow: waiting for it is all there is, and the runner
+            # refuses the model's `done`, which would do the step again.
+            return self._delegate(
+                context, handover, trace, action="delegate", reason="the step's action happened: its page is waited for"
+            )
         session = _Takeover(agent=self, context=context, handover=handover, trace=trace)
         try:
             outcome = session.run()

@@ -794,6 +794,18 @@ def test_a_captcha_is_left_to_the_heuristic_agent_without_a_model_call(fake):
     assert outcome.needs_human and not outcome.recovered
 
 
+def test_a_step_done_whose_page_was_slow_is_waited_for_without_a_model_call(fake):
+    slow = {**FAILURE, "type": "timeout", "details": {"action_done": True, "url_at_start": BASE + "/contact"}}
+    handover = contact_handover()
+
+    outcome = agent_on(fake).take_over(context(failure=slow), handover)
+
+    assert fake.requests == []
+    assert outcome.recovered and outcome.recovery["kind"] == "timeout"
+    assert handover.ops("wait") == [{"url_not": BASE + "/contact", "timeout_ms": 20000}]
+    assert handover.ops("retry_step") == [] and handover.outcome == "resumed"
+
+
 @pytest.mark.django_db
 def test_the_event_names_the_agent_that_did_the_takeover(fake):
     """An LLM agent that hands over (here: the API refuses the request) did not heal: the event says heuristic."""

@@ -67,6 +67,11 @@ INTROSPECTION_ATTRIBUTES = frozenset(
      "f_back", "f_code", "tb_frame", "tb_next", "co_consts", "mro"}
 )
 
+# Builtin types whose class pattern matches the value itself: `case int(n)` binds the value, reading no attribute.
+_MATCH_SELF_TYPES = frozenset(
+    {"bool", "bytearray", "bytes", "dict", "float", "frozenset", "int", "list", "set", "str", "tuple"}
+)
+
 # Page capabilities that run arbitrary JS, intercept traffic, touch local files or
 # reach outside the page. Generated code may keep the ones the original had.
 GUARDED_ATTRIBUTES = frozenset(
@@ -180,7 +185,7 @@ def check_generated_code(
     bound, bound_before = _assignments(tree), _assignments(original_tree)
     violations = [
         *_import_violations(tree),
-        *_name_violations(tree),
+        *_name_violations(tree, bound),
         *_goto_violations(tree, allowed_domains, original_tree, bound, bound_before),
         *_params_rewrite_violations(tree, original_tree, bound, bound_before),
         *_url_literal_violations(tree, original_tree, allowed_domains),
@@ -266,7 +271,7 @@ def _refused_by_name(attr: str) -> bool:
     return attr.startswith("_") or attr in GUARDED_ATTRIBUTES or attr in INTROSPECTION_ATTRIBUTES or attr == "goto"
 
 
-def _name_violations(tree: ast.Module) -> Iterator[str]:
+def _name_violations(tree: ast.Module, bound: Mapping[str, Counter[str]]) -> Iterator[str]:
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id == "getattr" and id(node) not in called:
@@ -296,6 +301,11 @@ def _name_violations(tree: ast.Module) -> Iterator[str]:
             for attr in node.kwd_attrs:
                 if _refused_by_name(attr):
                     yield f"line {node.lineno}: a class pattern reading `{attr}` is not allowed"
+            # Positional sub-patterns read the attributes the class lists in `__match_args__`, which a metaclass the
+            # code writes can make any name at run time. A builtin type's one sub-pattern is the value itself.
+            builtin = isinstance(node.cls, ast.Name) and node.cls.id in _MATCH_SELF_TYPES and node.cls.id not in bound
+            if node.patterns and not builtin:
+                yield f"line {node.lineno}: positional sub-patterns are allowed only on builtin types (`case int(n)`)"
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(r"\{[^{}]*[.\[]_", node.value):
             # "{0.__class__}".format(x) reaches attributes without an Attribute node.
             yield f"line {node.lineno}: format string reaching a private attribute is not allowed"

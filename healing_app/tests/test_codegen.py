@@ -319,6 +319,51 @@ def test_gate_allows_class_patterns_that_read_public_attributes():
     assert gate(with_run("match page:\n        case object(url=u):\n            return u\n"), original=None) == []
 
 
+# A class pattern's positional sub-patterns read the attributes its class names in `__match_args__`: with a
+# metaclass the code writes, any name, chosen at run time. This one reached `sys`, then `_posixsubprocess.fork_exec`
+# (which no audit event covers), and started a process that sent the task's secret to any host.
+READS_ANY_ATTRIBUTE = """
+import urllib.parse
+
+
+class Reader(type):
+    def __instancecheck__(cls, obj):
+        return True
+
+    @property
+    def __match_args__(cls):
+        return cls.names
+
+
+def read(obj, name):
+    class Attr(metaclass=Reader):
+        names = (name,)
+    match obj:
+        case Attr(value):
+            return value
+
+
+def run(page, params):
+    interpreter = read(urllib.parse, "sys")
+    return interpreter.modules["_posixsubprocess"].fork_exec
+"""
+
+
+@pytest.mark.parametrize("code", [
+    READS_ANY_ATTRIBUTE,
+    READS_ANY_ATTRIBUTE.replace("class Attr(", "class str(").replace("case Attr(", "case str("),
+    with_run("match page:\n    case urllib.parse.SplitResult(scheme):\n        return scheme\n",
+             header="import urllib.parse\n"),
+])
+def test_gate_refuses_class_patterns_whose_class_names_the_attributes_they_read(code):
+    violations = gate(code, original=None)
+    assert any("positional sub-patterns" in v for v in violations), violations
+
+
+def test_gate_allows_a_builtin_type_matching_its_value_by_position():
+    assert gate(with_run("match params.get('n'):\n    case int(n) | str(n):\n        return n\n"), original=None) == []
+
+
 def test_gate_allows_getattr_with_a_plain_literal_and_main_guard():
     code = with_run("return getattr(page, 'url')\n") + "\n\nif __name__ == '__main__':\n    pass\n"
     assert gate(code, original=None) == []

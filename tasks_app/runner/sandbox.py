@@ -64,6 +64,11 @@ NPROC = 128  # processes + threads of one run's uid: the harness, its driver, th
 READY_TIMEOUT_S = 30
 SPARE_NICE = 10
 LOG_TAIL_BYTES = 64 * 1024
+# The steps one run may report, as the worker holds them all until the run ends: far past what a run takes (about
+# 100 a second), and a bound on what task code that writes forged steps to the channel can make the worker hold.
+MAX_STEPS = 100_000
+MAX_TRACE_BYTES = 32 * 1024 * 1024
+STEP_LIMIT = "step limit"
 _BOOT = (
     "import sys; sys.path.insert(0, {root!r}); "
     "from tasks_app.runner.harness import main; main(sys.argv[1:])"
@@ -525,6 +530,7 @@ def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover
     steps: list[Step] = []
     handovers: list[Handover] = []
     result_msg: dict | None = None
+    trace_bytes = 0
     closed = False
     watchdog = _Watchdog(child, spec.wall_timeout_s, handover_timeout_s, cancel)
     t_run = time.perf_counter()
@@ -546,9 +552,13 @@ def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover
                 break
             kind = msg.get("t")
             if kind == "step":
+                trace_bytes += child.chan.last_size
+                if len(steps) >= MAX_STEPS or trace_bytes > MAX_TRACE_BYTES:
+                    watchdog.fire(STEP_LIMIT)
+                    break
                 # Masked here too, not only in the child: task code shares the child's process and
-                # could write to the channel itself.
-                step = Step.from_dict(mask_secrets(msg["step"], masks))
+                # could write to the channel itself. For the same reason the step's place is counted here.
+                step = Step.from_dict({**mask_secrets(msg["step"], masks), "index": len(steps)})
                 steps.append(step)
                 if on_step is not None:
                     _safe_call(on_step, step)
@@ -615,6 +625,10 @@ def _abnormal_end(child: Child, spec: RunSpec, watchdog: _Watchdog, steps: list[
         elif watchdog.reason == "wall-clock limit":
             reason = f"the run exceeded its wall-clock limit of {spec.wall_timeout_s:g} s and was stopped"
             detail = "wall_timeout"
+        elif watchdog.reason == STEP_LIMIT:
+            reason = (f"the task reported more steps than a run may keep ({MAX_STEPS} steps, "
+                      f"{MAX_TRACE_BYTES // 2**20} MB) and was stopped")
+            detail = "step_limit"
         else:
             reason = "the recovery did not finish in time; the run was stopped"
             detail = "handover_timeout"

@@ -521,9 +521,45 @@ def test_secrets_are_masked_in_output_keys_and_in_what_task_code_writes_to_the_c
         """, secrets={"token": "tok-123-secret"})
     assert result.status == "succeeded", result.error_message
     assert result.output == {"***": "as a key", "value": "***"}
-    forged = [step for step in result.steps if step.index == 99]
-    assert forged and forged[0].selector == "#***"
+    assert [step.selector for step in result.steps] == ["#***"]  # the forged step, the run's only one
     assert "tok-123-secret" not in str(result.to_dict())
+
+
+# Task code writing steps to the channel itself, as fast as it can: `claimed` is the index each one says it has.
+FORGES_STEPS = """
+    import json, os, stat
+    def run(page, params):
+        fd = next(fd for fd in range(3, 64) if stat.S_ISSOCK(os.fstat(fd).st_mode))
+        step = {"index": params["claimed"], "line": 1, "action": "click", "selector": "#" + "x" * params["size"],
+                "args": {}, "url": "", "started_ms": 0, "duration_ms": 0, "outcome": "ok"}
+        line = (json.dumps({"t": "step", "step": step}) + "\\n").encode()
+        for _ in range(params["count"]):
+            os.write(fd, line)
+        return "done"
+    """
+
+
+@pytest.mark.parametrize("size, count, limits", [
+    (100_000, 100, {"MAX_TRACE_BYTES": 2_000_000}),  # a gigabyte in seconds, unbounded
+    (1, 500, {"MAX_STEPS": 50}),  # each step one more write to the database while it runs
+])
+def test_a_flood_of_steps_stops_the_run_before_the_worker_holds_it_all(pool, monkeypatch, size, count, limits):
+    from tasks_app.runner import sandbox
+
+    for name, value in limits.items():
+        monkeypatch.setattr(sandbox, name, value)
+    result = run(pool, FORGES_STEPS, params={"claimed": 0, "size": size, "count": count})
+    assert result.status == "failed" and "more steps than a run may keep" in result.error_message
+    assert result.failure.details["reason"] == "step_limit"
+    assert len(result.steps) <= 50 and sum(len(step.selector) for step in result.steps) <= 2_000_000
+
+
+def test_a_step_takes_its_place_in_the_run_whatever_index_it_claims(pool):
+    """The worker stores a run's first steps as they come, by index: a forged index 0 must not make every step one
+    of them."""
+    result = run(pool, FORGES_STEPS, params={"claimed": 0, "size": 1, "count": 3})
+    assert result.status == "succeeded", result.error_message
+    assert [step.index for step in result.steps] == [0, 1, 2]
 
 
 @needs_root

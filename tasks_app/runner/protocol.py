@@ -158,12 +158,14 @@ def mask_secrets(value: Any, secrets: list[str]) -> Any:
 
 def secret_values(secrets: dict) -> list[str]:
     """The strings to mask: every non-empty string leaf of the secrets dict, longest first, and each as it
-    appears in a URL (percent-encoded), since a page's URL is recorded and shown to agents."""
+    appears in a URL (percent-encoded), since a page's URL is recorded and shown to agents, and as a printed dict
+    or JSON writes it (`print(params)`: a backslash, a line break or an accent escaped)."""
     out: list[str] = []
 
     def walk(v: Any) -> None:
         if isinstance(v, str) and v:
-            out.extend({v, urllib.parse.quote(v, safe=""), urllib.parse.quote_plus(v)})
+            out.extend({v, urllib.parse.quote(v, safe=""), urllib.parse.quote_plus(v), repr(v)[1:-1],
+                        json.dumps(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1]})
         elif isinstance(v, dict):
             for x in v.values():
                 walk(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import time
@@ -466,6 +467,22 @@ def test_secrets_are_masked_in_steps_errors_and_logs(pool):
     assert result.steps[1].fingerprint["tag"] == "INPUT"
     assert "#missing-***" in result.failure.selector or "#missing-***" in result.error_message
     assert "logging in with ***" in result.logs
+
+
+@pytest.mark.parametrize("secret", ["C:\\vault\\key-1", "pässwörd-42", "-----BEGIN KEY-----\nAbc123\n-----END KEY-----"])
+def test_a_secret_printed_inside_a_dict_or_as_json_is_masked_as_escaped_there(pool, secret):
+    """`print(params)` and `json.dumps` write a backslash, a line break or an accent escaped: the secret's text is not
+    there as it is, yet anyone reading the logs or the error can read it."""
+    result = run(pool, """
+        import json
+        def run(page, params):
+            print("params:", params)
+            print("as JSON:", json.dumps(params))
+            raise ValueError(params["secrets"])
+        """, secrets={"key": secret})
+    assert result.status == "failed" and "params: {'secrets': {'key': '***'}}" in result.logs
+    for shown in (secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]):
+        assert shown not in result.logs and shown not in result.error_message, shown
 
 
 def test_a_run_that_finished_keeps_its_result_when_recycling_the_browser_after_it_fails(pool, monkeypatch, caplog):

@@ -77,7 +77,7 @@ _MATCH_SELF_TYPES = frozenset(
 GUARDED_ATTRIBUTES = frozenset(
     {"evaluate", "evaluate_handle", "eval_on_selector", "eval_on_selector_all",
      "add_init_script", "add_script_tag", "route", "route_from_har", "expose_function",
-     "expose_binding", "set_input_files", "request", "context", "browser", "new_page",
+     "expose_binding", "set_input_files", "set_files", "request", "context", "browser", "new_page",
      "new_context", "storage_state", "sync_playwright", "set_content", "set_extra_http_headers",
      "add_style_tag", "route_web_socket", "set_http_credentials", "grant_permissions",
      "wait_for_function", "evaluate_all", "pdf", "save_as"}

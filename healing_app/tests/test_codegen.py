@@ -502,6 +502,7 @@ def test_gate_trusts_a_computed_goto_only_while_its_names_are_bound_as_in_the_or
         "page.route('**/*', lambda r: r.abort())",
         "page.expose_function('leak', print)",
         "page.set_input_files('#f', '/etc/passwd')",
+        "page.on('filechooser', lambda chooser: chooser.set_files('/etc/passwd'))",
         "page.context.new_page()",
         "page.set_content('<p>hi</p>')",
         "page.set_extra_http_headers({'x': '1'})",

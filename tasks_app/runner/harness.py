@@ -1083,6 +1083,8 @@ CONTAINED_DRIVER_CALLS: dict[str, frozenset[str]] = {
     "Android": frozenset({"*"}),
     "AndroidDevice": frozenset({"*"}),
 }
+# Parameters by which any call has the driver read the worker machine's files (setInputFiles given paths, not bytes).
+CONTAINED_DRIVER_PARAMS = ("localPaths", "localDirectory")
 
 
 def contain_python() -> None:
@@ -1109,6 +1111,8 @@ def _contain_driver() -> None:
         refused = CONTAINED_DRIVER_CALLS.get(owner._type, frozenset())
         if method in refused or "*" in refused:
             raise PermissionError(f"{owner._type}.{method} {_REFUSED_WHEN_CONTAINED}")
+        if isinstance(params, dict) and any(params.get(name) for name in CONTAINED_DRIVER_PARAMS):
+            raise PermissionError(f"{owner._type}.{method} of a local file {_REFUSED_WHEN_CONTAINED}")
         return send(self, owner, method, params, options)
 
     Connection.send_message_to_server = send_unless_contained

@@ -391,12 +391,20 @@ ASKS_THE_DRIVER = {
             other.goto(params["base"] + "/internal")
             return other.inner_text("body")
         """,
+    "upload": """
+        def run(page, params):
+            page.goto(params["base"] + "/upload")
+            with page.expect_file_chooser() as chooser:  # no guarded name on the way: only the driver can refuse
+                page.click("#file")
+            chooser.value.set_files("/etc/passwd")  # the driver reads the worker machine's file into the page
+            return page.locator("#file").input_value()
+        """,
 }
 
 
 @pytest.mark.parametrize("way", sorted(ASKS_THE_DRIVER))
 def test_contained_code_cannot_have_the_playwright_driver_act_for_it(pool, way):
-    with serve({"/": "<h1>home</h1>", "/internal": "internal data"}) as site:
+    with serve({"/": "<h1>home</h1>", "/internal": "internal data", "/upload": '<input type="file" id="file">'}) as site:
         elsewhere = site.url.replace("127.0.0.1", "localhost") + "/internal"
         site.pages["/"] = f'<h1>home</h1><a id="elsewhere" href="{elsewhere}">elsewhere</a>'
         params = {"base": site.url}

@@ -272,6 +272,23 @@ def test_a_run_kept_to_its_sites_fails_if_it_tried_to_leave_even_when_it_caught_
     assert site.hits.get("/x", 0) == 0 and site.hits.get("/frame", 0) == 0
 
 
+def test_a_run_kept_to_its_sites_fails_if_a_route_of_its_own_let_it_leave(pool):
+    """A page's routes come before its context's, where the host guard is: a heal of code that routes (to skip
+    images, say) may keep one route and let every request through it."""
+    with serve({"/": "<h1>home</h1>", "/internal": "internal data"}) as site:
+        site.pages["/"] = f'<a id="out" href="http://localhost:{site.port}/internal">out</a>'
+        result = run(pool, """
+            def run(page, params):
+                page.route("**/*", lambda route: route.continue_())
+                page.goto(params["base"] + "/")
+                page.click("#out")
+                page.wait_for_url("**/internal")
+                return page.inner_text("body")
+            """, params={"base": site.url}, allowed_hosts=["127.0.0.1"], contained=True)
+    assert (result.status, result.error_type, result.output) == ("failed", "navigation_error", None)
+    assert result.error_message.startswith("the run tried to leave the task's sites: navigation to 'http://localhost:")
+
+
 def test_frame_hosts_let_a_frame_load_but_never_the_page_itself(pool):
     """A validation run may load the consent frame its heal closed a banner in, from that exact host; the code
     may still not navigate there."""
@@ -410,7 +427,10 @@ def test_contained_code_cannot_have_the_playwright_driver_act_for_it(pool, way):
         params = {"base": site.url}
         free = run(pool, ASKS_THE_DRIVER[way], params=params, allowed_hosts=["127.0.0.1"])
         contained = run(pool, ASKS_THE_DRIVER[way], params=params, allowed_hosts=["127.0.0.1"], contained=True)
-    assert free.status == "succeeded" and free.output  # the probe works
+    if way == "unroute":  # the probe left the task's sites, and a run kept to them fails for that
+        assert free.error_message.startswith("the run tried to leave the task's sites") and site.hits["/internal"] == 1
+    else:
+        assert free.status == "succeeded" and free.output  # the probe works
     assert contained.status == "failed" and "is not allowed: machine-written task code" in contained.error_message
 
 

@@ -202,7 +202,8 @@ def kill_uid(uid: int | None, timeout: float = 5.0) -> bool:
 
 
 # World-writable places where a run's uid can leave files that outlive its working directory.
-_SHARED_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108 - we clean them, not use them
+# The directories of a Debian system that every uid may write in.
+_SHARED_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # noqa: S108 - we clean them, not use them
 
 
 def remove_files_of_uid(uid: int | None) -> None:

@@ -612,7 +612,7 @@ def test_files_a_run_leaves_in_shared_temp_directories_are_removed(pool):
     result = run(pool, """
         import os
         def run(page, params):
-            paths = ["/tmp/anchor-probe-left", "/dev/shm/anchor-probe-left"]
+            paths = ["/tmp/anchor-probe-left", "/dev/shm/anchor-probe-left", "/run/lock/anchor-probe-left"]
             for path in paths:
                 with open(path, "w") as fh:
                     fh.write("x" * 1000)
@@ -620,8 +620,8 @@ def test_files_a_run_leaves_in_shared_temp_directories_are_removed(pool):
             return [p for p in paths if os.path.exists(p)]
         """)
     assert result.status == "succeeded", result.error_message
-    assert result.output == ["/tmp/anchor-probe-left", "/dev/shm/anchor-probe-left"]
-    for path in ("/tmp/anchor-probe-left", "/dev/shm/anchor-probe-left", "/var/tmp/anchor-probe-dir"):
+    assert result.output == ["/tmp/anchor-probe-left", "/dev/shm/anchor-probe-left", "/run/lock/anchor-probe-left"]
+    for path in (*result.output, "/var/tmp/anchor-probe-dir"):
         assert not os.path.exists(path), path
 
 

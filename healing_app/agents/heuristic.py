@@ -297,7 +297,9 @@ class HeuristicAgent:
         if not selector or selector.startswith("get_by_"):  # a get_by_* call is not a selector string to wait for
             return None
         start = position = run.handover.scroll(dy=0)
-        while position is not None and position - start < SCROLL_MAX_PX:
+        if start is None:
+            return None
+        while position - start < SCROLL_MAX_PX:
             moved_to = run.handover.scroll(dy=SCROLL_STEP_PX)
             if moved_to is None or moved_to == position:
                 break  # the bottom of the page
@@ -312,7 +314,7 @@ class HeuristicAgent:
                     "kind": "scroll", "line": run.context.failure.get("line"), "selector": selector,
                     "pixels": position - start,
                 })
-        run.log("scrolled", selector=selector, pixels=(position or start or 0) - (start or 0), why="not found further down")
+        run.log("scrolled", selector=selector, pixels=position - start, why="not found further down")
         return None
 
     def _wait_for_original(self, run: _Run) -> TakeoverOutcome | None:
@@ -370,10 +372,10 @@ class HeuristicAgent:
         for the page it led to, a slow form submission say. Doing it again could submit twice: wait for that page
         instead, continue after the step, and give the step the time its page needed."""
         failure = run.context.failure
-        run.log("wait", url_not=(failure.get("details") or {}).get("url_at_start"), timeout_ms=TIMEOUT_RETRY_MS,
-                why="the step's action happened; the page it led to is slow")
+        url_at_start = failure["details"].get("url_at_start")
+        run.log("wait", url_not=url_at_start, timeout_ms=TIMEOUT_RETRY_MS, why="the step's action happened; the page it led to is slow")
         started = time.monotonic()
-        loaded = run.handover.wait(url_not=failure["details"].get("url_at_start"), timeout_ms=TIMEOUT_RETRY_MS)
+        loaded = run.handover.wait(url_not=url_at_start, timeout_ms=TIMEOUT_RETRY_MS)
         waited_ms = int((time.monotonic() - started) * 1000)
         if not loaded.get("ok"):
             return TakeoverOutcome(recovered=False, reason=(

@@ -395,6 +395,15 @@ def scenarios() -> list[Scenario]:
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
                  {"/contact": _form(V1_BUTTON, extra=LOADING_LAYER), "/thanks": _thanks},
                  "heal", THANKS),
+        Scenario("moved into a frame", "the form is now a page of its own in an iframe (its confirmation shows there too)",
+                 FORM_CODE, {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": FRAMED_FORM, "/contact-form": _form(V1_BUTTON), "/thanks": _thanks},
+                 "heal", THANKS),
+        Scenario("moved into a frame, reworded", "the form moved into an iframe, and Send became Send message (#send-message)",
+                 FORM_CODE, {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": FRAMED_FORM, "/thanks": _thanks, "/contact-form": _form(
+                     '<button id="send-message" type="submit" class="btn primary">Send message</button>')},
+                 "heal", THANKS),
     ]
 
 
@@ -406,6 +415,8 @@ CHECKBOX_CODE = FORM_CODE.replace('    page.click', '    page.check("#terms")\n 
 TEXT_CODE = FORM_CODE.replace('page.click("#submit")', 'page.click("text=Send")')
 LOADING_LAYER = ('<div id="loading" style="position:fixed;inset:0;z-index:9;background:rgba(255,255,255,.8)">Loading\u2026</div>'
                  '<script>setTimeout(() => document.getElementById("loading").remove(), 6500)</script>')
+
+FRAMED_FORM = '<h1>Contact</h1><p>Write to us.</p><iframe id="contact-form" title="Contact form" src="/contact-form"></iframe>'
 
 # Below a long text, a placeholder that turns into the Send button once it is scrolled into view.
 RENDERED_ON_SCROLL = (

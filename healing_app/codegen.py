@@ -34,6 +34,7 @@ from libcst.metadata import (
 )
 
 from healing_app.sites import url_allowed
+from tasks_app.runner.protocol import ENTER_FRAME
 
 MAX_CODE_BYTES = 256 * 1024
 
@@ -886,6 +887,87 @@ def replace_selector(code: str, *, line: int, old_selector: str, new_selector: s
     if not replacements:
         raise PatchError(f"selector {old_selector!r} not found on line {line}")
     return src.apply(replacements)
+
+
+# Page methods that take a selector first, and whose Locator namesake takes the rest of their arguments.
+_LOCATOR_NAMESAKES = frozenset(
+    {"click", "dblclick", "fill", "type", "press", "check", "uncheck", "set_checked", "select_option", "hover",
+     "tap", "focus", "inner_text", "inner_html", "text_content", "get_attribute", "input_value", "is_visible",
+     "is_hidden", "is_enabled", "is_disabled", "is_checked", "is_editable", "set_input_files", "dispatch_event"}
+)
+
+
+def move_into_frame(code: str, *, line: int, old_selector: str, frame_selector: str, inner_selector: str) -> str:
+    """The step on ``line`` looks for its element in the iframe ``frame_selector``, as ``inner_selector``.
+
+    ``page.fill("#name", v)`` becomes ``page.frame_locator("#form").locator("#name").fill(v)``, and
+    ``page.locator(...)`` or ``page.get_by_*(...)`` becomes ``page.frame_locator("#form").locator(...)``. A step
+    already in a frame (``old_selector`` as Playwright writes it, ``#old >> internal:control=enter-frame >> #x``)
+    keeps its shape: both of its selectors are replaced.
+    """
+    src = _load(code)
+    calls = _method_calls(src, line)
+    if ENTER_FRAME in old_selector:
+        return src.apply(_in_frame_replacements(calls, old_selector, frame_selector, inner_selector, line))
+    replacements: dict[cst.CSTNode, _Replacement] = {}
+    wanted = _selector_key(old_selector)
+    for call in calls:
+        method = call.func.attr.value
+        selector = next((a for a in _selector_args(call) if _literal_value(a.value) == old_selector), None)
+        if method == "locator" and selector is not None or wanted is not None and _call_key(call) == wanted:
+            # page.locator(old, has_text=...) keeps its options; a get_by_* call's are its selector's own
+            like = _first_literal(call.args[0].value) if call.args else None
+            rest = [a for a in call.args if a is not selector] if method == "locator" else []
+            replacements[call] = lambda updated, like=like, rest=rest: _frame_locator(
+                updated.func.value, frame_selector, inner_selector, like=like, rest=rest)
+        elif method in _LOCATOR_NAMESAKES and selector is not None and not isinstance(call.func.value, cst.Call):
+            like = _first_literal(selector.value)
+            rest = [a for a in call.args if a is not selector and not (a.keyword and a.keyword.value == "strict")]
+            replacements[call] = lambda updated, like=like, rest=rest, method=method: updated.with_changes(
+                func=cst.Attribute(
+                    value=_frame_locator(updated.func.value, frame_selector, inner_selector, like=like),
+                    attr=cst.Name(method),
+                ),
+                args=_without_trailing_comma(rest),
+            )
+    if not replacements:
+        raise PatchError(f"no step on line {line} uses {old_selector!r} in a way that can move into a frame")
+    return src.apply(replacements)
+
+
+def _in_frame_replacements(
+    calls: list[cst.Call], old_selector: str, frame_selector: str, inner_selector: str, line: int
+) -> dict[cst.CSTNode, _Replacement]:
+    """``x.frame_locator(old_frame).locator(old_inner)`` on the line, its two literals replaced."""
+    old_frame, old_inner = old_selector.rsplit(ENTER_FRAME, 1)
+    replacements: dict[cst.CSTNode, _Replacement] = {}
+    for call in calls:
+        receiver = call.func.value
+        if not (call.func.attr.value == "locator" and call.args and _literal_value(call.args[0].value) == old_inner
+                and isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Attribute)
+                and receiver.func.attr.value == "frame_locator" and receiver.args
+                and _literal_value(receiver.args[0].value) == old_frame):
+            continue
+        for arg, value in ((call.args[0], inner_selector), (receiver.args[0], frame_selector)):
+            replacements[arg.value] = _string(value, like=_first_literal(arg.value))
+    if not replacements:
+        raise PatchError(f"no frame_locator({old_frame!r}).locator({old_inner!r}) on line {line}")
+    return replacements
+
+
+def _frame_locator(
+    receiver: cst.BaseExpression, frame_selector: str, inner_selector: str, *,
+    like: cst.SimpleString | None, rest: list[cst.Arg] = (),
+) -> cst.Call:
+    """``receiver.frame_locator(frame_selector).locator(inner_selector, *rest)``."""
+    frame = cst.Call(func=cst.Attribute(value=receiver, attr=cst.Name("frame_locator")),
+                     args=[cst.Arg(_string(frame_selector, like=like))])
+    args = [cst.Arg(_string(inner_selector, like=like)), *rest]
+    return cst.Call(func=cst.Attribute(value=frame, attr=cst.Name("locator")), args=_without_trailing_comma(args))
+
+
+def _without_trailing_comma(args: list[cst.Arg]) -> list[cst.Arg]:
+    return [*args[:-1], args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)] if args else []
 
 
 def select_option_by_label(code: str, *, line: int, old_value: str, label: str) -> str:

@@ -291,29 +291,32 @@ def _path_divergence(event: HealingEvent) -> str | None:
     moved = {r["old_path"]: r["new_path"] for r in event.recovery or [] if r and r.get("kind") == "url"}
     for key, now in _step_paths(event.run.trace, event.run.effective_params).items():
         before = usual_paths.get(key)
-        if before and now and moved.get(before, before) != now:
+        if before and now and not {moved.get(path, path) for path in before} & set(now):
             return (
-                f"wrong heal refused: after the takeover, line {key[0]} ran on {now}, "
-                f"where the task's successful runs are on {before}"
+                f"wrong heal refused: after the takeover, line {key[0]} ran on {' in '.join(now)}, "
+                f"where the task's successful runs are on {' in '.join(before)}"
             )
     return None
 
 
-def _step_paths(trace: list[dict], params: dict) -> dict[tuple, str]:
-    """The page path of each step that ran, keyed by line, action and how often that pair ran before (a
-    loop's second pass is a step of its own; a recovered step carries its new selector in its step key, so
-    the selector is left out). A path segment that is one of the run's params reads as that param's name:
-    `/users/42` and `/users/7` are the same page of runs for different users."""
+def _step_paths(trace: list[dict], params: dict) -> dict[tuple, tuple[str, ...]]:
+    """The page path of each step that ran (and, for a step inside an iframe, the path of the page the frame
+    shows), keyed by line, action and how often that pair ran before (a loop's second pass is a step of its own;
+    a recovered step carries its new selector in its step key, so the selector is left out). A path segment that
+    is one of the run's params reads as that param's name: `/users/42` and `/users/7` are the same page of runs
+    for different users."""
     by_value = {str(value): "{" + name + "}" for name, value in params.items()
                 if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip("/")}
     seen: Counter[tuple] = Counter()
-    paths: dict[tuple, str] = {}
+    paths: dict[tuple, tuple[str, ...]] = {}
     for step in trace:
         if step.get("outcome") == "error":
             continue
         pair = (step.get("line"), step.get("action"))
-        path = urlparse(step.get("url") or "").path
-        paths[(*pair, seen[pair])] = "/".join(by_value.get(segment, segment) for segment in path.split("/"))
+        urls = (step.get("url"), step.get("frame_url"))
+        paths[(*pair, seen[pair])] = tuple(
+            "/".join(by_value.get(segment, segment) for segment in urlparse(url).path.split("/")) for url in urls if url
+        )
         seen[pair] += 1
     return paths
 

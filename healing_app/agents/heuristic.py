@@ -26,6 +26,7 @@ from healing_app.playwright_selectors import (
     selectors_in_code,
 )
 from tasks_app.runner.errors import layer_name
+from tasks_app.runner.protocol import ENTER_FRAME
 from tasks_app.runner.sandbox import HandoverError
 
 # Bounded budgets: a takeover must finish well inside the run's wall clock.
@@ -134,6 +135,9 @@ class HeuristicAgent:
         if result.abstained or result.index is None:
             if (in_menu := self._in_a_closed_menu(run, target, page, keep_selector=False)) is not None:
                 return in_menu
+            page_best = result.ranked[0][1] if result.ranked else 0.0
+            if (in_frame := self._in_a_frame(run, target, page, beating=page_best)) is not None:
+                return in_frame
             if (below := self._rendered_on_scroll(run)) is not None:
                 below.candidates = candidates
                 return below
@@ -219,6 +223,50 @@ class HeuristicAgent:
         if not answer.get("ok"):
             return TakeoverOutcome(recovered=False, reason=f"its menu is open, but the step still fails: {answer.get('error')}")
         return TakeoverOutcome(recovered=True, recovery=opened, chosen_element=_summary(item, full=True))
+
+    def _in_a_frame(self, run: _Run, target: dict, page: dict, *, beating: float) -> TakeoverOutcome | None:
+        """Look for the element in the page's iframes of its own origin (a redesign embedded the form as a page of
+        its own): when exactly one holds it with confidence, scoring above the page's own best (`beating`), retry
+        the step in there. None when no frame holds it."""
+        origin = _origin(page.get("url") or "")
+        found = []
+        for frame in page.get("frames") or []:
+            if not _same_origin(frame.get("url") or "", origin):
+                continue  # another site's widget (a map, a video, a payment form) is not the task's to fill in
+            try:
+                elements = run.handover.observe(frame=frame["selector"]).get("elements") or []
+            except HandoverError as exc:  # the frame went away, or has not loaded
+                run.log("locate_in_frame", frame=frame["selector"], why=str(exc))
+                continue
+            result = locate(target, elements, excluded=rejected_indexes(elements, run.context.rejected_elements))
+            best = elements[result.ranked[0][0]] if result.ranked else None
+            run.log("locate_in_frame", frame=frame["selector"], candidates=len(elements),
+                    best=_summary(best) if best else None, confidence=round(result.confidence, 4),
+                    margin=round(result.margin, 4), abstained=result.abstained)
+            if not result.abstained and result.index is not None and result.score > beating:
+                found.append((frame["selector"], elements[result.index], result.confidence))
+        if len(found) != 1:
+            if found:
+                run.log("locate_in_frame", why=f"{len(found)} frames hold an element like it: none is chosen")
+            return None
+        frame, chosen, confidence = found[0]
+        failure = run.context.failure
+        old_selector = plain_selector(failure.get("selector"))
+        own = None if re.match(r"\w+\(", old_selector) else old_selector  # a get_by_* call is not a selector string
+        options = run.handover.selector_for(chosen["ref"], frame=frame, keep=own)
+        for option in _selector_options(options, action=failure.get("action")):
+            selector = f"{frame}{ENTER_FRAME}{option['selector']}"
+            run.log("retry_step", selector=selector, kind=option.get("kind"))
+            answer = run.handover.retry_step(selector=selector)
+            if answer.get("ok"):
+                return TakeoverOutcome(recovered=True, chosen_element=_summary(chosen, full=True), recovery={
+                    "kind": "frame", "line": failure.get("line"), "old_selector": old_selector,
+                    "frame_selector": frame, "inner_selector": option["selector"], "new_selector": selector,
+                    "selector_kind": option.get("kind"), "confidence": round(confidence, 4),
+                    "before": target, "after": _summary(chosen, full=True),
+                })
+            run.log("retry_failed", error=answer.get("error"))
+        return TakeoverOutcome(recovered=False, reason=f"no unique selector for the element in the frame {frame} worked")
 
     def _open_menu(self, run: _Run, item: dict) -> dict | TakeoverOutcome | None:
         """Open the closed menu `item` is in with its opener: a hover, then, for a disclosure button, a click. The
@@ -723,7 +771,7 @@ def _without_the_data_read(fingerprint: dict | None, action: str | None) -> dict
 def _selector_options(options: list[dict], *, action: str | None) -> list[dict]:
     """Selectors to try, best first. A step that reads data must not be located by the data it reads."""
     if action in READ_ACTIONS:
-        order = {"test_id": 0, "id": 1, "attribute": 2, "class": 3, "role": 4, "css": 5}
+        order = {"original": -1, "test_id": 0, "id": 1, "attribute": 2, "class": 3, "role": 4, "css": 5}
         return sorted((o for o in options if o.get("kind") in order), key=lambda o: order[o["kind"]])
     return options
 
@@ -797,6 +845,12 @@ def _apply(code: str, recovery: dict, *, at_line: int | None) -> tuple[str, str]
             code, line=at_line, old_selector=recovery["old_selector"], new_selector=recovery["new_selector"]
         )
         return new, describe_selector_change(recovery)
+    if kind == "frame":
+        new = codegen.move_into_frame(
+            code, line=at_line, old_selector=recovery["old_selector"], frame_selector=recovery["frame_selector"],
+            inner_selector=recovery["inner_selector"],
+        )
+        return new, describe_move_into_frame(recovery)
     if kind == "timeout":
         new = codegen.set_step_timeout(code, line=at_line, timeout_ms=recovery["timeout_ms"])
         return new, (
@@ -904,6 +958,16 @@ def describe_selector_change(recovery: dict) -> str:
         f"`{old_selector}` on line {recovery['line']} no longer matches: {reason}. "
         f"The {tag} is now `{recovery['new_selector']}` (confidence {recovery.get('confidence', 0):.0%})."
     )
+
+
+def describe_move_into_frame(recovery: dict) -> str:
+    """The root cause of an element found in an iframe: where it went, and what else changed about it."""
+    old, inner = recovery["old_selector"], recovery["inner_selector"]
+    cause = f"`{old}` on line {recovery['line']} no longer matches: the element is now inside the frame `{recovery['frame_selector']}`"
+    if inner == old:
+        return cause + ", unchanged; the new version looks for it in there."
+    changed = describe_selector_change({**recovery, "new_selector": inner}).split(" no longer matches: ", 1)[1]
+    return f"{cause}, where {changed[0].lower()}{changed[1:]}"
 
 
 # -- small helpers -------------------------------------------------------------------------------

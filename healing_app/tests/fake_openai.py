@@ -390,9 +390,11 @@ class FakeHandover:
         self._record("covering_layer", selector=selector)
         return next(iter(self.layers.get(selector, [])), None)
 
-    def selector_for(self, ref: int, *, frame: str | None = None) -> list[dict]:
-        self._record("selector_for", ref=ref, frame=frame)
-        return [{"selector": s, "kind": "css", "count": 1} for s in self._selectors(frame).get(ref, [])]
+    def selector_for(self, ref: int, *, frame: str | None = None, keep: str | None = None) -> list[dict]:
+        self._record("selector_for", ref=ref, frame=frame, keep=keep)
+        found = self._selectors(frame).get(ref, [])
+        own = [{"selector": keep, "kind": "original", "count": 1}] if keep in found else []
+        return own + [{"selector": s, "kind": "css", "count": 1} for s in found if s != keep]
 
     def retry_step(self, *, selector: str | None = None, url: str | None = None, timeout_ms: int | None = None) -> dict:
         self._record("retry_step", selector=selector, url=url, timeout_ms=timeout_ms)

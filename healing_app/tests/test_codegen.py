@@ -15,6 +15,7 @@ from healing_app.codegen import (
     close_whenever_shown,
     fix_shape,
     insert_login_steps,
+    move_into_frame,
     open_menu_before,
     replace_selector,
     replace_url,
@@ -1109,3 +1110,37 @@ def test_insert_before_a_backslash_continued_statement_in_an_except_block():
         "        page.locator \\\n"
     ) in new
     assert new.replace('        page.click("#more")\n', "") == ODD
+
+
+FORM = '''def run(page, params):
+    page.fill('#name', params["name"], strict=True)  # the form
+    page.locator("#email", has_text="x").fill(params["email"])
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_selector("#done")
+'''
+
+
+def test_a_step_moved_into_a_frame_finds_its_element_through_frame_locator():
+    code = move_into_frame(FORM, line=2, old_selector="#name", frame_selector="#form", inner_selector="#name")
+    code = move_into_frame(code, line=3, old_selector="#email", frame_selector="#form", inner_selector="#mail")
+    code = move_into_frame(code, line=4, old_selector='get_by_role("button", name="Send")', frame_selector="#form",
+                           inner_selector='role=button[name="Send"s]')
+    assert code.splitlines()[1:4] == [
+        "    page.frame_locator('#form').locator('#name').fill(params[\"name\"])  # the form",  # strict= is the page's
+        '    page.frame_locator("#form").locator("#mail", has_text="x").fill(params["email"])',
+        "    page.frame_locator(\"#form\").locator('role=button[name=\"Send\"s]').click()",
+    ]
+    with pytest.raises(PatchError):  # no Locator namesake: left to a person
+        move_into_frame(code, line=5, old_selector="#done", frame_selector="#form", inner_selector="#done")
+
+
+def test_a_step_already_in_a_frame_gets_both_of_its_selectors_replaced():
+    code = '''def run(page, params):
+    page.frame_locator("#form").locator("#name").fill("Ada")
+'''
+    moved = move_into_frame(code, line=2, old_selector="#form >> internal:control=enter-frame >> #name",
+                            frame_selector='iframe[title="Contact"]', inner_selector="#full-name")
+    assert moved.splitlines()[1] == "    page.frame_locator('iframe[title=\"Contact\"]').locator(\"#full-name\").fill(\"Ada\")"
+    with pytest.raises(PatchError):
+        move_into_frame(code, line=2, old_selector="#other >> internal:control=enter-frame >> #name",
+                        frame_selector="#form", inner_selector="#x")

@@ -986,3 +986,55 @@ def test_a_validation_run_may_not_navigate_off_the_tasks_sites(drain):
     assert site.hits.get("GET /contact", 0) == 1  # only the first run's; the draft never reached the page
     task.refresh_from_db()
     assert task.current_version == event.original_version
+
+
+def test_a_form_moved_into_an_iframe_is_filled_and_sent_inside_the_frame(drain):
+    """A redesign embeds the contact form as a page of its own in an iframe: every step of the form breaks in the
+    same run (the name field, the button, the confirmation shown in the frame) and each is found inside it."""
+    embedded = '<h1>Contact</h1><p>Write to us.</p><iframe id="contact-form" title="Contact form" src="/contact-form"></iframe>'
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True)
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site.pages["/contact"] = embedded
+        site.pages["/contact-form"] = contact_page(1)
+        run = run_now(task, drain)
+        task.refresh_from_db()
+        rerun = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert run.output == {"confirmation": "Thanks, Ada!"}
+    assert site.hits["POST /thanks"] == 4  # v1, the healed run (not restarted), its validation, the rerun
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.validation_run.status == Run.Status.SUCCEEDED
+    assert event.new_version.code.splitlines()[2:6] == [
+        '    page.frame_locator("#contact-form").locator("#name").fill(params["name"])',
+        "    # Send the form.",
+        '    page.frame_locator("#contact-form").locator("#submit").click()',
+        '    return {"confirmation": page.frame_locator("#contact-form").locator(".confirmation").inner_text()}',
+    ], event.new_version.code
+    assert "now inside the frame `#contact-form`" in event.root_cause and "line 3" in event.root_cause
+    # The new version's steps inside the frame are steps like any other: recorded, each with its fingerprint.
+    assert rerun.status == Run.Status.SUCCEEDED and rerun.output == {"confirmation": "Thanks, Ada!"}
+    filled = next(step for step in rerun.trace if step["action"] == "fill")
+    assert filled["selector"] == "#contact-form >> internal:control=enter-frame >> #name"
+    assert filled["fingerprint"]["id"] == "name" and filled["frame_url"] == f"{site.url}/contact-form"
+    sent = next(step for step in rerun.trace if step["action"] == "click")
+    assert sent["url"] == f"{site.url}/contact" and sent["frame_url"] == f"{site.url}/thanks"
+
+
+def test_a_look_alike_form_in_a_frame_is_not_used_when_the_field_is_still_on_the_page(drain):
+    """A newsletter form in an iframe has its own Name field; the page's field was only renamed: the page's is the one."""
+    newsletter = '<form><label for="name">Name</label><input id="name" name="name"><button>Subscribe</button></form>'
+    renamed = contact_page(1).replace('for="name"', 'for="full-name"').replace('id="name"', 'id="full-name"')
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True)
+        run_now(task, drain)
+        site.pages["/contact"] = renamed.replace("</body>", '<iframe id="nl" src="/newsletter-form"></iframe></body>')
+        site.pages["/newsletter-form"] = newsletter
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert event.status == S.DEPLOYED, event.reason
+    assert "frame_locator" not in event.new_version.code
+    assert "page.fill('role=textbox[name=\"Name\"s]', params[\"name\"])" in event.new_version.code
+    assert event.chosen_element["id"] == "full-name"

@@ -521,3 +521,60 @@ def test_an_option_is_not_guessed_when_its_label_does_not_name_one_new_option(op
 
     assert handover.ops("act") == []
     assert not outcome.recovered and (outcome.recovery or {}).get("kind") != "option"
+
+
+NAME_FIELD = {"tag": "INPUT", "id": "name", "name": "name", "type": "text", "role": "textbox", "neighbor_text": "Name",
+              "name_text": "Name", "xpath": "/html[1]/body[1]/form[1]/input[1]", "x": 60, "y": 70, "width": 180,
+              "height": 20, "is_button": "no"}
+FILL_NAME = '''def run(page, params):
+    page.goto(params["base_url"] + "/contact")
+    page.fill("#name", params["name"])
+'''
+
+
+def form_in_frames(frames: dict[str, str]):
+    """The contact page without its form, and iframes (selector -> address) that each show the form."""
+    url = "http://shop.test/contact"
+    heading = {"tag": "H1", "text": "Contact", "xpath": "/html[1]/body[1]/h1[1]", "x": 8, "y": 8, "ref": 0}
+    page = {"elements": [heading], "frames": [{"selector": s, "url": u, "title": ""} for s, u in frames.items()]}
+    inside = {s: {"url": u, "elements": [{**NAME_FIELD, "ref": 0}], "selectors": {0: ["role=textbox", "#name"]}}
+              for s, u in frames.items()}
+    handover = FakeHandover({url: page}, url, frames=inside, step_ok=lambda selector=None, **_: bool(selector))
+    failure = {"type": "element_not_found", "line": 3, "selector": "#name", "action": "fill"}
+    context = TakeoverContext(task_id="t", prompt="", code=FILL_NAME, failure=failure, stored_fingerprint=NAME_FIELD)
+    return context, handover
+
+
+def test_a_field_moved_into_a_frame_of_the_sites_own_is_filled_there_with_its_own_selector():
+    context, handover = form_in_frames({"#contact-form": "http://shop.test/contact-form"})
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert outcome.recovered, outcome.reason
+    assert handover.ops("retry_step") == [{"selector": "#contact-form >> internal:control=enter-frame >> #name"}]
+    assert (outcome.recovery["kind"], outcome.recovery["selector_kind"]) == ("frame", "original")
+    patch = HeuristicAgent().write_patch(code=FILL_NAME, recoveries=[outcome.recovery], failure={}, prompt="")
+    assert 'page.frame_locator("#contact-form").locator("#name").fill(params["name"])' in patch.code
+    assert patch.root_cause == ("`#name` on line 3 no longer matches: the element is now inside the frame "
+                                "`#contact-form`, unchanged; the new version looks for it in there.")
+
+
+def test_a_frame_of_another_site_is_not_searched():
+    # A payment provider's or a map's frame is another site's page: the task's data is not typed into it.
+    context, handover = form_in_frames({"#widget": "https://widgets.example/form"})
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert not outcome.recovered and {"frame": "#widget"} not in handover.ops("observe")
+    assert not any("selector" in retry for retry in handover.ops("retry_step"))  # only the wait for a slow page
+
+
+def test_a_field_in_two_frames_is_chosen_in_neither():
+    context, handover = form_in_frames({"#contact-form": "http://shop.test/contact-form",
+                                        "#support-form": "http://shop.test/support-form"})
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert not any("selector" in retry for retry in handover.ops("retry_step"))
+    assert {"frame": "#support-form"} in handover.ops("observe")
+    assert any(step.get("why") == "2 frames hold an element like it: none is chosen" for step in outcome.trace)

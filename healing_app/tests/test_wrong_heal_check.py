@@ -64,3 +64,24 @@ def test_a_page_addressed_by_a_runs_params_is_the_same_page_for_other_values():
     event = _event(code, usual, healed, usual_params={"user_id": "7"}, healed_params={"user_id": "42"})
     assert "line 3 ran on /admin/{user_id}, where the task's successful runs are on /users/{user_id}" in \
         pipeline._path_divergence(event)
+
+
+SEND = '''def run(page, params):
+    page.goto(params["base_url"] + "/contact")
+    page.click("#send")
+    return page.inner_text(".confirmation")
+'''
+
+
+def test_a_step_in_a_frame_ran_on_the_page_the_frame_shows():
+    # The form moved into an iframe: the submission loads /thanks in the frame, and the page stays on /contact.
+    usual = [_step(2, "goto", "/contact"), _step(3, "click", "/thanks"), _step(4, "inner_text", "/thanks")]
+    healed = [_step(2, "goto", "/contact"), {**_step(3, "click", "/contact", "recovered"), "frame_url": SITE + "/thanks"},
+              {**_step(4, "inner_text", "/contact", "recovered"), "frame_url": SITE + "/thanks"}]
+    assert pipeline._path_divergence(_event(SEND, usual, healed)) is None
+
+    healed[1]["frame_url"] = healed[2]["frame_url"] = SITE + "/newsletter/subscribed"
+    assert pipeline._path_divergence(_event(SEND, usual, healed)) == (
+        "wrong heal refused: after the takeover, line 3 ran on /contact in /newsletter/subscribed, "
+        "where the task's successful runs are on /thanks"
+    )

@@ -60,10 +60,11 @@ from collections.abc import Callable
 from typing import Any
 
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Locator, Page, sync_playwright
+from playwright.sync_api import FrameLocator, Locator, Page, sync_playwright
 
 from . import errors, snapshot
 from .protocol import (
+    ENTER_FRAME,
     FAILURE_TYPES,
     OUTCOME_ERROR,
     OUTCOME_OK,
@@ -285,11 +286,25 @@ class Runtime:
             error=self.mask(error) if error else None,
             step_key=step_key(line, action, selector),
             fingerprint=fingerprint,
+            frame_url=self.frame_url(selector),
             recovery=recovery,
         )
         self.step_index += 1
         self.send({"t": "step", "step": step.to_dict()})
         return step
+
+    def frame_url(self, selector: str | None) -> str | None:
+        """The address of the page shown in the iframe a step's selector enters (None for the page's own elements):
+        a form's submission in a frame loads its next page there, not in the page."""
+        if not selector or ENTER_FRAME not in selector:
+            return None
+        try:
+            iframe = Page.locator(self.page, selector.rsplit(ENTER_FRAME, 1)[0]).first.element_handle(timeout=500)
+            frame = iframe.content_frame()
+            iframe.dispose()
+        except PlaywrightError:  # the frame is gone (the step took the page elsewhere)
+            return None
+        return self.mask(frame.url) if frame else None
 
     # --- navigation policy ----------------------------------------------------------------
     def check_url(self, url: str) -> None:
@@ -561,6 +576,10 @@ class Runtime:
             obs = document.evaluate(snapshot.OBSERVE, int(msg.get("max") or 3000))
             if document is not page:  # what the frame says, for the agent to tell a consent banner by
                 obs["text"] = document.evaluate(snapshot.BODY_TEXT, 2000)
+                # Where its elements show on the page: a fingerprint's place is the page's, not the frame's own.
+                dx, dy = Page.locator(page, msg["frame"]).first.evaluate(snapshot.FRAME_OFFSET, timeout=FRAME_LOOKUP_MS)
+                for element in obs["elements"] + obs["in_closed_menus"]:
+                    element["x"], element["y"] = element["x"] + dx, element["y"] + dy
             obs["pending_requests"] = self.pending_requests
             return {"ok": True, "value": self.mask(obs)}
         if op == "screenshot":
@@ -587,7 +606,7 @@ class Runtime:
         if op == "covering_layer":
             return {"ok": True, "value": self.mask(self._locator(page, msg["selector"]).evaluate_all(snapshot.COVERING_LAYER))}
         if op == "selector_for":
-            return {"ok": True, "value": self.selector_for(int(msg["ref"]), self._document(msg))}
+            return {"ok": True, "value": self.selector_for(int(msg["ref"]), self._document(msg), keep=msg.get("keep"))}
         if op == "fill_secret":
             key = msg["secret_key"]
             value = self.spec.secrets
@@ -642,9 +661,12 @@ class Runtime:
             return {"ok": True, "error": None, "value": self.mask(_jsonable(out))}
         raise ValueError(f"unknown command {op!r}")
 
-    def selector_for(self, ref: int, document: Any) -> list[dict]:
-        """Unique selectors for the element `ref` of `document` (the page, or a frame in it), best first."""
+    def selector_for(self, ref: int, document: Any, *, keep: str | None = None) -> list[dict]:
+        """Unique selectors for the element `ref` of `document` (the page, or a frame in it), best first; `keep`
+        (the step's own selector) first of all when it finds exactly that element there."""
         candidates = document.evaluate(snapshot.SELECTOR_CANDIDATES, ref)
+        if keep:
+            candidates = [{"selector": keep, "kind": "original"}, *candidates]
         out = []
         seen = set()
         for c in candidates:
@@ -803,6 +825,58 @@ class InstrumentedLocator(Locator):
     def all(self) -> list[InstrumentedLocator]:
         return [self._wrap(loc, f"nth({i})") for i, loc in enumerate(Locator(self._impl_obj).all())]
 
+    def frame_locator(self, selector: str) -> InstrumentedFrameLocator:
+        return InstrumentedFrameLocator(Locator(self._impl_obj).frame_locator(selector)._impl_obj, self._rt)
+
+    @property
+    def content_frame(self) -> InstrumentedFrameLocator:
+        return InstrumentedFrameLocator(Locator(self._impl_obj).content_frame._impl_obj, self._rt)
+
+
+class InstrumentedFrameLocator(FrameLocator):
+    """`page.frame_locator(sel)`: the locators it makes are instrumented too, so the steps of a form in an iframe are
+    recorded, fingerprinted and handed over like the page's. Their readable selector is Playwright's own selector for
+    the element, `#form >> internal:control=enter-frame >> #name`: one string a hand-over can retry and codegen can
+    read back into `frame_locator("#form").locator("#name")`."""
+
+    def __init__(self, impl: Any, rt: Runtime) -> None:
+        super().__init__(impl)
+        self._rt = rt
+
+    def _inside(self, loc: Locator) -> InstrumentedLocator:
+        return InstrumentedLocator(loc._impl_obj, self._rt, loc._impl_obj._selector, raw=True)
+
+    def locator(self, selector_or_locator: Any, **kwargs: Any) -> InstrumentedLocator:
+        if isinstance(selector_or_locator, InstrumentedLocator):
+            selector_or_locator = Locator(selector_or_locator._impl_obj)
+        return self._inside(FrameLocator(self._impl_obj).locator(selector_or_locator, **_unwrap(kwargs)))
+
+    def frame_locator(self, selector: str) -> InstrumentedFrameLocator:
+        return InstrumentedFrameLocator(FrameLocator(self._impl_obj).frame_locator(selector)._impl_obj, self._rt)
+
+    @property
+    def owner(self) -> InstrumentedLocator:
+        return self._inside(FrameLocator(self._impl_obj).owner)
+
+    @property
+    def first(self) -> InstrumentedFrameLocator:  # type: ignore[override]
+        return InstrumentedFrameLocator(FrameLocator(self._impl_obj).first._impl_obj, self._rt)
+
+    @property
+    def last(self) -> InstrumentedFrameLocator:  # type: ignore[override]
+        return InstrumentedFrameLocator(FrameLocator(self._impl_obj).last._impl_obj, self._rt)
+
+    def nth(self, index: int) -> InstrumentedFrameLocator:
+        return InstrumentedFrameLocator(FrameLocator(self._impl_obj).nth(index)._impl_obj, self._rt)
+
+
+def _frame_get_by(name: str) -> Callable:
+    def method(self: InstrumentedFrameLocator, *args: Any, **kwargs: Any) -> InstrumentedLocator:
+        return self._inside(getattr(FrameLocator, name)(FrameLocator(self._impl_obj), *args, **kwargs))
+
+    method.__name__ = name
+    return method
+
 
 def _get_by(name: str, page_level: bool) -> Callable:
     def method(self: Any, *args: Any, **kwargs: Any) -> InstrumentedLocator:
@@ -821,6 +895,8 @@ for _name, _kind in LOCATOR_ACTIONS.items():
     setattr(InstrumentedLocator, _name, _element_method(_name, _kind, page_level=False))
 for _name in GET_BY:
     setattr(InstrumentedLocator, _name, _get_by(_name, page_level=False))
+for _name in GET_BY:
+    setattr(InstrumentedFrameLocator, _name, _frame_get_by(_name))
 
 
 class InstrumentedPage(Page):
@@ -835,6 +911,9 @@ class InstrumentedPage(Page):
         if kwargs:
             return InstrumentedLocator(loc._impl_obj, self._rt, _fmt_call("locator", (selector,), kwargs))
         return InstrumentedLocator(loc._impl_obj, self._rt, selector, raw=True)
+
+    def frame_locator(self, selector: str) -> InstrumentedFrameLocator:  # type: ignore[override]
+        return InstrumentedFrameLocator(Page.frame_locator(self, selector)._impl_obj, self._rt)
 
     def goto(self, url: str, **kwargs: Any) -> Any:  # type: ignore[override]
         rt = self._rt

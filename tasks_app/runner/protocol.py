@@ -30,6 +30,10 @@ OUTCOME_RECOVERED = "recovered"
 
 MASK = "***"
 
+# How Playwright writes a step into an iframe within one selector: `#form >> internal:control=enter-frame >> #name`
+# is `#name` in the frame `#form` shows (what `page.frame_locator("#form").locator("#name")` finds).
+ENTER_FRAME = " >> internal:control=enter-frame >> "
+
 # One JSON message on the control socket may not exceed this (a screenshot is ~100-500 KB).
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
@@ -81,6 +85,8 @@ class Step(_Data):
     error: str | None = None
     step_key: str = ""
     fingerprint: dict | None = None
+    # For a step inside an iframe: the address of the page the frame shows, after the step.
+    frame_url: str | None = None
     # Set when the step was recovered through a hand-over:
     # {"how": "retry"|"resume", "selector": new selector, "original_selector": ..., "url": ...}
     recovery: dict | None = None

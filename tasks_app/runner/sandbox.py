@@ -394,8 +394,9 @@ class Handover:
             raise HandoverError(r.get("error") or "screenshot failed")
         return r["value"]
 
-    def selector_for(self, ref: int, *, frame: str | None = None) -> list[dict]:
-        r = self._cmd("selector_for", ref=ref, frame=frame)
+    def selector_for(self, ref: int, *, frame: str | None = None, keep: str | None = None) -> list[dict]:
+        """Unique selectors for the element `ref`, best first; `keep` first when it finds exactly that element."""
+        r = self._cmd("selector_for", ref=ref, frame=frame, keep=keep)
         if not r.get("ok"):
             raise HandoverError(r.get("error") or "selector_for failed")
         return r["value"]

@@ -352,6 +352,7 @@
       in_closed_menus: inClosedMenus,
       links,
       forms,
+      frames: framesOf(),
       text_excerpt: document.body ? cap(norm(document.body.innerText), 4000) : "",
     });
   }
@@ -493,6 +494,23 @@
     ];
     return options.find((sel) => sel && document.querySelectorAll(sel).length === 1) || "";
   }
+
+  // The page's visible iframes, each with a selector that finds it alone by what it is, and the address it shows:
+  // a redesign may embed a form as a page of its own, whose fields are then in there.
+  function framesOf() {
+    const frames = [];
+    for (const frame of document.querySelectorAll("iframe")) {
+      if (frames.length >= MAX_FRAMES) break;
+      const r = frame.getBoundingClientRect();
+      if (!isVisible(frame) || r.width < 30 || r.height < 30) continue;
+      const options = [layerSelector(frame), ...["title", "name", "src"].map(
+        (a) => frame.getAttribute(a) ? "iframe[" + a + "=" + q(frame.getAttribute(a)) + "]" : "")];
+      const selector = options.find((sel) => sel && document.querySelectorAll(sel).length === 1);
+      if (selector) frames.push({ selector, url: frame.src, title: frame.getAttribute("title") || "" });
+    }
+    return frames;
+  }
+  const MAX_FRAMES = 20;
 
   // A CSS selector that finds the layer alone by what it is (test id, stable id, word-like classes), or "" when
   // it has nothing of the kind: the code that closes it looks for its button inside it, and nowhere else.

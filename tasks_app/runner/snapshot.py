@@ -33,6 +33,9 @@ ELEMENT_EVIDENCE = f"(els) => {_A}.elementEvidence(els)"
 COVERING_LAYER = f"(els) => els.length ? {_A}.coveringLayer(els[0], true) : null"
 # The URL of the document an element is in (a frame's, for an element in one).
 DOCUMENT_URL = "(el) => el.ownerDocument.location.href"
+# Where an iframe's content starts on the page (inside its border).
+FRAME_OFFSET = ("(f) => { const r = f.getBoundingClientRect(); "
+                "return [Math.round(r.left + scrollX + f.clientLeft), Math.round(r.top + scrollY + f.clientTop)]; }")
 SCROLL_Y = "() => Math.round(window.scrollY)"
 REF_HANDLE = f"(n) => {_A}.ref(n)"
 SELECTOR_CANDIDATES = f"(n) => {{ const A = {_A}; const el = A.ref(n); return el ? A.selectorCandidates(el) : []; }}"

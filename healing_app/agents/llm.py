@@ -31,7 +31,7 @@ from healing_app.agents import llm_chat, prompts
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
 from healing_app.agents.heuristic import closed_menu_match, closing_button, login_page
 from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
-from healing_app.playwright_selectors import fingerprint_from_selector, rejected_indexes, same_element
+from healing_app.playwright_selectors import fingerprint_from_selector, plain_selector, rejected_indexes, same_element
 from tasks_app.runner.errors import layer_name
 from tasks_app.runner.sandbox import HandoverError
 
@@ -42,6 +42,10 @@ LOAD_STATES = ("load", "domcontentloaded", "networkidle")
 ACTIVATING_ACTIONS = frozenset({"click", "dblclick", "tap", "press", "dispatch_event"})
 # Looking up where an element leads: it is on the page or not; no reason to wait for it as an action would.
 RESOLVE_TIMEOUT_MS = 250
+# The options of the failing step's <select> shown with the step: more than a page view shows of one select, the
+# ones like the value it asked for first.
+FAILURE_OPTIONS = 40
+RECORDED_OPTIONS = 250  # snapshot.js records a select's first 250 options: past that, a label may be there unseen
 
 
 # -- the tools the model may call -----------------------------------------------------------------
@@ -85,11 +89,13 @@ TAKEOVER_TOOLS = [
     llm_chat.tool(
         "done",
         "Re-run the failing step with your fix and finish: ref/selector for the element it should use, url for "
-        "a moved page, timeout_ms for a slower page, or nothing when the preparation alone fixed it.",
+        "a moved page, timeout_ms for a slower page, option_label alone for a select_option whose value is no "
+        "longer an option, or nothing when the preparation alone fixed it.",
         {
             **_TARGET,
             "url": {"type": "string"},
             "timeout_ms": {"type": "integer"},
+            "option_label": {"type": "string", "description": "the label of the option the step meant, chosen in its own <select>"},
             "explanation": {"type": "string", "description": "one sentence: what changed on the site"},
         },
     ),
@@ -327,7 +333,7 @@ class _Takeover:
                 "role": "user",
                 "content": prompts.TAKEOVER_USER.format(
                     prompt=self.context.prompt or "(none)",
-                    failure=_failure_view(failure, self.nonce),
+                    failure=_failure_view(failure, self.nonce, then=self.context.stored_fingerprint),
                     code=prompts.numbered(self.context.code),
                     candidates_intro=(
                         "Candidates for the element the failing step meant, ranked by the similarity engine "
@@ -475,6 +481,8 @@ class _Takeover:
         ref = args.get("ref")
         if ref is not None and (not isinstance(ref, int) or isinstance(ref, bool)):
             return ("bad_arguments", "ref must be the integer ref of an element in the latest page view")
+        if name == "done" and args.get("option_label") is not None:
+            return self._option_problem(args)
         if ref is not None:
             element = self.elements.get(ref)
             if element is None:
@@ -495,6 +503,29 @@ class _Takeover:
             reason = self._off_sites(url)
             if reason:
                 return ("leaves_allowed_hosts", reason)
+        return None
+
+    def _option_problem(self, args: dict) -> tuple[str, str] | None:
+        """Why `done` must not choose the option labelled `option_label`. It stands in for a select_option whose value
+        is gone, in the step's own <select>, with a label that names one option there."""
+        failure = self.context.failure
+        wanted = (failure.get("args") or {}).get("value")
+        label = args["option_label"]
+        if failure.get("action") != "select_option" or not isinstance(wanted, str):
+            return ("bad_arguments", "option_label is for a failing select_option step that asks for one value")
+        if not isinstance(label, str) or not label.strip():
+            return ("bad_arguments", "option_label must be an option's label")
+        if any(args.get(key) is not None for key in ("ref", "selector", "url", "timeout_ms")):
+            return ("bad_arguments", "option_label goes alone: the option is chosen in the step's own <select>")
+        options = [o for o in (failure.get("details") or {}).get("options") or [] if isinstance(o, list | tuple) and len(o) == 2]
+        if any(wanted in option for option in options):  # Playwright matches a string with a value or a label
+            return ("weakens_step", f"{llm_chat.clip(wanted, 80)!r} is still an option of the select: choosing another "
+                                    "would change what the step does")
+        same = sum(1 for _, text in options if text == label)
+        if same > 1:
+            return ("bad_arguments", f"{same} options are labelled {llm_chat.clip(label, 80)!r}: the code could not tell them apart")
+        if same == 0 and 0 < len(options) < RECORDED_OPTIONS:
+            return ("bad_arguments", f"no option of the select is labelled {llm_chat.clip(label, 80)!r}")
         return None
 
     def _off_sites(self, url: str) -> str | None:
@@ -721,6 +752,8 @@ class _Takeover:
         self.current_url = self.handover.observe().get("url") or self.current_url
         if not sites.on_sites(self.current_url, self.allowed_hosts):
             return self._left_sites()
+        if args.get("option_label") is not None:
+            return self._choose_option(str(args["option_label"]), explanation)
         errors = []
         started = time.monotonic()
         for option in options or [{}]:
@@ -751,6 +784,38 @@ class _Takeover:
                 )
             errors.append(llm_chat.clip(str(answer.get("error")), 300))
         return self._after_action({"ok": False, "error": "the step still fails: " + " | ".join(errors)})
+
+    def _choose_option(self, label: str, explanation: str) -> tuple[dict, TakeoverOutcome | None]:
+        """The value the step asks for is no longer an option: its own <select> chooses the option labelled `label`,
+        and the run goes on with what it chose. The fix is the heuristic agent's for a renamed option (the new version
+        chooses the option by its label)."""
+        failure = self.context.failure
+        selector = plain_selector(failure.get("selector"))
+        answer = self.handover.act("select", selector=selector, value={"label": label})
+        chosen = answer.get("value")
+        self.trace.append(llm_chat.trace_entry(
+            "select_option", selector=selector, label=label, ok=bool(answer.get("ok")), error=answer.get("error")
+        ))
+        if not answer.get("ok"):
+            return self._after_action({"ok": False, "error": "the step still fails: " + llm_chat.clip(str(answer.get("error")), 300)})
+        # A select's change handler may take the page elsewhere: the run goes on only on the task's sites.
+        self.current_url = self.handover.observe().get("url") or self.current_url
+        if not sites.on_sites(self.current_url, self.allowed_hosts):
+            return self._left_sites()
+        self.handover.resume(chosen)
+        options = (failure.get("details") or {}).get("options") or []
+        new_value = chosen[0] if isinstance(chosen, list) and chosen else next(
+            (o[0] for o in options if isinstance(o, list | tuple) and len(o) == 2 and o[1] == label), None
+        )
+        recovery = {
+            "line": failure.get("line"), "agent": "llm", "explanation": explanation, "actions": self.prep,
+            "kind": "option", "selector": selector, "old_value": failure["args"]["value"], "new_value": new_value,
+            "label": label,
+        }
+        return {"ok": True}, TakeoverOutcome(
+            recovered=True, recovery=recovery, trace=self.trace, candidates=self.candidates,
+            prompt_tokens=self.chat.tokens[0], completion_tokens=self.chat.tokens[1],
+        )
 
     def _recovery(self, option: dict, element: dict | None, *, url, timeout, waited_ms, explanation) -> dict:
         """The fix in the heuristic agent's recovery kinds where one fits, so either agent can write the code."""
@@ -814,10 +879,11 @@ class _Takeover:
 # -- LLMAgent helpers ------------------------------------------------------------------------------
 
 
-def _failure_view(failure: dict, nonce: str) -> str:
+def _failure_view(failure: dict, nonce: str, *, then: dict | None = None) -> str:
     """The failing step for a prompt. What the task's code says (line, action, selector) is plain; what the
-    browser reported (its message quotes page text, a covering banner's for one; the URL is the site's) is
-    fenced as untrusted data like the page itself."""
+    browser reported (its message quotes page text, a covering banner's for one; the URL is the site's; the options
+    of the step's <select>, and the label its value had when the step last worked, `then`) is fenced as untrusted
+    data like the page itself."""
 
     def view(keys: tuple[str, ...]) -> dict:
         return {
@@ -826,8 +892,30 @@ def _failure_view(failure: dict, nonce: str) -> str:
         }
 
     reported = view(("message", "url"))
+    options = (failure.get("details") or {}).get("options")
+    if isinstance(options, list) and options:
+        wanted = (failure.get("args") or {}).get("value")
+        label = _option_label(then, wanted)
+        shown = llm_chat.options_view(options, limit=FAILURE_OPTIONS, first=(wanted, label))
+        reported["select_options_now"] = shown
+        if len(shown) < len(options):
+            reported["select_options_total"] = len(options)
+        if label:
+            reported["option_chosen_when_it_last_worked"] = [
+                llm_chat.clip(wanted, llm_chat.OPTION_CHARS), llm_chat.clip(label, llm_chat.OPTION_CHARS)
+            ]
     fenced = f"\nWhat the browser reported:\n{prompts.untrusted_block(nonce, reported)}" if reported else ""
     return json.dumps(view(("type", "line", "action", "selector", "http_status", "args")), ensure_ascii=False) + fenced
+
+
+def _option_label(fingerprint: dict | None, value: Any) -> str | None:
+    """The label the option of `value` had in a <select> as `fingerprint` recorded it, if it did."""
+    if not isinstance(value, str):
+        return None
+    for option in (fingerprint or {}).get("options") or []:
+        if isinstance(option, list | tuple) and len(option) == 2 and option[0] == value:
+            return str(option[1])
+    return None
 
 
 def _allowed(context: TakeoverContext) -> list[str]:

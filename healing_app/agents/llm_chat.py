@@ -464,7 +464,35 @@ _VIEW_KEYS = (
 )
 
 
-def element_view(element: dict) -> dict:
+# A <select>'s options in a view: the snapshot records up to 250 of them (a country list), which would cost
+# thousands of tokens per select and page view; a view shows a few and says how many there are.
+OPTIONS_PER_SELECT = 12  # per <select> in a page view or a candidate
+OPTIONS_PER_VIEW = 60  # all the selects of one page view together
+OPTION_CHARS = 60  # one option's value, and its label
+
+
+def options_view(options: Any, *, limit: int, first: tuple[Any, ...] = ()) -> list:
+    """A <select>'s [value, label] pairs as a model sees them: at most `limit`, in the page's order, each clipped and
+    one string where value and label read the same. Options whose value or label is, or holds, one of `first` (the
+    value a step asked for, the label it had) are kept before others: in a list of 250 they are the ones that count."""
+    pairs = [(str(o[0]), str(o[1])) for o in options or [] if isinstance(o, list | tuple) and len(o) == 2]
+    needles = [n.strip().lower() for n in first if isinstance(n, str) and n.strip()]
+
+    def rank(index: int) -> tuple[int, int]:
+        value, label = pairs[index][0].lower(), pairs[index][1].lower()
+        if any(n in (value, label) for n in needles):
+            return (0, index)
+        return (1 if any(n in value or n in label for n in needles) else 2, index)
+
+    kept = sorted(sorted(range(len(pairs)), key=rank)[: max(0, limit)])
+    return [
+        clip(pairs[i][1], OPTION_CHARS) if pairs[i][0] == pairs[i][1] else [clip(v, OPTION_CHARS) for v in pairs[i]]
+        for i in kept
+    ]
+
+
+def element_view(element: dict, *, options: int = OPTIONS_PER_SELECT) -> dict:
+    """What the model sees of one element; a <select> shows at most `options` of its options."""
     out = {}
     for key in _VIEW_KEYS:
         value = element.get(key)
@@ -477,6 +505,12 @@ def element_view(element: dict) -> dict:
         out[key] = clip(value, 80 if key in ("text", "name_text") else 120) if isinstance(value, str) else value
     if element.get("enabled") is False:
         out["disabled"] = True
+    if isinstance(element.get("options"), list) and element["options"]:
+        shown = options_view(element["options"], limit=options)
+        if shown:
+            out["options"] = shown
+        if len(shown) < len(element["options"]):
+            out["options_total"] = len(element["options"])
     return out
 
 
@@ -515,13 +549,18 @@ def page_view(obs: dict, limits: Limits, *, keep_refs: list[int]) -> dict:
         }
         for f in (obs.get("forms") or [])[:5]
     ]
+    views = []
+    options_left = OPTIONS_PER_VIEW
+    for element in chosen:
+        views.append(element_view(element, options=min(OPTIONS_PER_SELECT, options_left)))
+        options_left -= len(views[-1].get("options") or [])
     return {
         "url": obs.get("url"),
         "title": obs.get("title"),
         "http_status": obs.get("http_status"),
         "login_form": obs.get("login_form"),
         "captcha": obs.get("captcha"),
-        "elements": [element_view(e) for e in chosen],
+        "elements": views,
         "elements_omitted": max(0, len(elements) - len(chosen)),
         "forms": forms,
         "text_excerpt": clip(obs.get("text_excerpt") or "", limits.text_chars),

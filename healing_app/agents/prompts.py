@@ -21,8 +21,9 @@ step last worked; a high score with a clear margin is strong evidence.
 or close a banner). Every tool result brings a fresh view of the page.
 3. Finish with `done`: it re-runs the failing step itself with your fix — `ref` (an element from the \
 latest page view) for an element that moved or was renamed, `url` for a page that moved, \
-`timeout_ms` for a page that became slower, or nothing when the preparation alone fixed it. If the \
-step then works, the takeover is over. If it fails you get the error and may try again.
+`timeout_ms` for a page that became slower, `option_label` alone for a select_option whose value is \
+no longer an option (the label of the option the step meant), or nothing when the preparation alone \
+fixed it. If the step then works, the takeover is over. If it fails you get the error and may try again.
 4. Call `give_up` when you cannot complete the step safely (for example a captcha, an ambiguous \
 choice between look-alike elements, or a page that is plainly broken). Giving up is better than \
 acting on the wrong element: the product then falls back to other means or asks a human.

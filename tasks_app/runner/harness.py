@@ -1070,6 +1070,7 @@ def main(argv: list[str] | None = None) -> None:
     task_file = os.path.join(os.getcwd(), "task.py")
     rt = Runtime(chan, page, context, spec, task_file)
     _install_listeners(rt, context)
+    chan.send({"t": "running"})  # from here on, an infra_error on the channel is the task's own writing
     result = run_task(rt, spec, task_file)
     result["timings"].update(timings)
     result["timings"]["fingerprint_ms"] = round(rt.fp_ms, 1)

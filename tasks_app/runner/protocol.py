@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import socket
+import types
+import typing
 import urllib.parse
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from tasks_app.config import FAILURE_TYPES  # the seed's five; one list for the runner and the settings
@@ -38,6 +40,11 @@ ENTER_FRAME = " >> internal:control=enter-frame >> "
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
+class MalformedMessage(ValueError):
+    """What came over the control channel is no message the harness sends: task code, which shares the child's
+    process, wrote to the channel itself. The run fails as the task's own error, saying what was wrong."""
+
+
 class _Data:
     """to_dict()/from_dict() for the dataclasses below; from_dict ignores unknown keys."""
 
@@ -48,6 +55,72 @@ class _Data:
     def from_dict(cls, data: dict[str, Any]):
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_message(cls, data: Any, what: str):
+        """from_dict for what came over the control channel: MalformedMessage, naming `what` and what is wrong with
+        it, unless `data` is a JSON object with every field this needs, each of its type."""
+        problem = _problem(cls, data, what)
+        if problem:
+            raise MalformedMessage(problem)
+        return cls.from_dict(data)
+
+
+def _problem(cls: type, data: Any, what: str) -> str | None:
+    if not isinstance(data, dict):
+        return f"{what} is {_json_kind(data)}, not an object"
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                return f"{what} has no {f.name!r}"
+            continue
+        hint, value = hints[f.name], data[f.name]
+        if not _fits(value, hint):
+            return f"{what}'s {f.name!r} is {_json_kind(value)}, not {' or '.join(_hint_kinds(hint))}"
+        nested = next((h for h in _members(hint) if is_dataclass(h)), None)
+        if nested is not None and isinstance(value, dict) and (problem := _problem(nested, value, f"{what}'s {f.name!r}")):
+            return problem
+    return None
+
+
+def _members(hint: Any) -> tuple:
+    return typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    if hint is Any:
+        return True
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return any(_fits(value, member) for member in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if is_dataclass(hint) or typing.get_origin(hint) is dict:
+        return isinstance(value, dict)
+    if hint in (int, float):  # JSON has one kind of number; true and false are not numbers
+        return isinstance(value, int if hint is int else int | float) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+_JSON_KINDS = {type(None): "null", bool: "true or false", int: "a number", float: "a number", str: "a string",
+               list: "a list", dict: "an object"}
+
+
+def _json_kind(value: Any) -> str:
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _hint_kinds(hint: Any) -> list[str]:
+    kinds: list[str] = []
+    for member in _members(hint):
+        origin = typing.get_origin(member) or member
+        kind = "an object" if is_dataclass(member) else _JSON_KINDS.get(origin, "anything")
+        if kind not in kinds:
+            kinds.append(kind)
+    return kinds
 
 
 @dataclass
@@ -198,7 +271,8 @@ class Channel:
         self.sock.sendall(data)
 
     def recv(self, timeout: float | None = None) -> dict | None:
-        """The next message; None on EOF. Raises TimeoutError when timeout passes first."""
+        """The next message; None on EOF. Raises TimeoutError when timeout passes first, and MalformedMessage for a
+        line that is not a JSON object or one that is too long."""
         self.sock.settimeout(timeout)
         while True:
             nl = self._buf.find(b"\n")
@@ -206,9 +280,15 @@ class Channel:
                 line = bytes(self._buf[:nl])
                 del self._buf[: nl + 1]
                 self.last_size = nl + 1
-                return json.loads(line)
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    raise MalformedMessage(f"a line that is not JSON ({line[:60]!r})") from None
+                if not isinstance(message, dict):
+                    raise MalformedMessage(f"a message that is {_json_kind(message)}, not an object")
+                return message
             if len(self._buf) > MAX_MESSAGE_BYTES:
-                raise ValueError("control message too large")
+                raise MalformedMessage(f"a message longer than {MAX_MESSAGE_BYTES // 2**20} MB")
             try:
                 chunk = self.sock.recv(1 << 20)
             except TimeoutError as exc:

@@ -45,6 +45,7 @@ from .protocol import (
     STATUS_SUCCEEDED,
     Channel,
     Failure,
+    MalformedMessage,
     RunResult,
     RunSpec,
     Step,
@@ -533,6 +534,8 @@ def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover
     result_msg: dict | None = None
     trace_bytes = 0
     closed = False
+    task_started = False  # the harness says so before the task's code runs: from then on, anything may be forged
+    malformed: str | None = None
     watchdog = _Watchdog(child, spec.wall_timeout_s, handover_timeout_s, cancel)
     t_run = time.perf_counter()
     if cancel is not None and cancel.is_set():
@@ -547,12 +550,19 @@ def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover
         while True:
             try:
                 msg = child.chan.recv(timeout=None if result_msg is None else 5.0)
+                kind = msg.get("t") if msg is not None else None
+                _check_message(msg, kind, handover_on=child_spec.handover_on, task_started=task_started,
+                               result=result_msg)
+            except MalformedMessage as exc:
+                malformed = mask_secrets(str(exc), masks)
+                break
             except (OSError, TimeoutError, ValueError):
                 break
             if msg is None:
                 break
-            kind = msg.get("t")
-            if kind == "step":
+            if kind == "running":
+                task_started = True
+            elif kind == "step":
                 trace_bytes += child.chan.last_size
                 if len(steps) >= MAX_STEPS or trace_bytes > MAX_TRACE_BYTES:
                     watchdog.fire(STEP_LIMIT)
@@ -596,7 +606,7 @@ def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover
     finally:
         watchdog.stop()
     recovered = any(h.outcome in ("retried", "resumed") for h in handovers)
-    if result_msg is not None:
+    if result_msg is not None and malformed is None:
         result = RunResult(
             status=STATUS_FAILED if result_msg["status"] != "ok" else (STATUS_HEALED if recovered else STATUS_SUCCEEDED),
             output=result_msg.get("output"),
@@ -609,18 +619,41 @@ def _drive(child: Child, spec: RunSpec, on_handover: Any, on_step: Any, handover
             recovered=recovered,
         )
     else:
-        result = _abnormal_end(child, spec, watchdog, steps, handovers, recovered)
+        result = _abnormal_end(child, spec, watchdog, steps, handovers, recovered, malformed=malformed)
     result.handovers = [h.summary() for h in handovers]
-    return result, closed and result_msg is not None and not watchdog.fired
+    return result, closed and result_msg is not None and malformed is None and not watchdog.fired
+
+
+def _check_message(msg: dict | None, kind: Any, *, handover_on: list[str], task_started: bool,
+                   result: dict | None) -> None:
+    """MalformedMessage unless `msg` is one the harness could have sent: its payload has the fields it needs, and it
+    comes when the harness sends it. Task code can write to the channel; what it writes is its own error."""
+    if kind == "step":
+        step = msg.get("step")  # type: ignore[union-attr]
+        Step.from_message({**step, "index": 0} if isinstance(step, dict) else step, "a step")
+    elif kind == "handover":
+        failure = Failure.from_message(msg.get("failure"), "a hand-over's failure")  # type: ignore[union-attr]
+        if failure.type not in handover_on:
+            raise MalformedMessage(f"a hand-over of a {failure.type!r} failure, which this run does not hand over")
+    elif kind == "result":
+        RunResult.from_message(msg.get("result"), "the result")  # type: ignore[union-attr]
+    elif kind == "infra_error" and task_started:
+        raise MalformedMessage("an infra_error after the task's code started (the harness reports one only before)")
+    elif kind == "closed" and result is None:
+        raise MalformedMessage("a 'closed' message before the run's result")
 
 
 def _abnormal_end(child: Child, spec: RunSpec, watchdog: _Watchdog, steps: list[Step],
-                  handovers: list[Handover], recovered: bool) -> RunResult:
-    """The child died or was killed before reporting: say why as precisely as we can."""
+                  handovers: list[Handover], recovered: bool, *, malformed: str | None = None) -> RunResult:
+    """The child died or was killed before reporting, or (`malformed`) wrote to the control channel what the
+    harness never sends: say why as precisely as we can."""
     child.kill()
     rc = child.proc.returncode
     pending = next((h.failure for h in reversed(handovers) if h.outcome not in ("retried", "resumed")), None)
-    if watchdog.fired:
+    if malformed is not None:
+        reason = f"the task wrote to the runner's control channel what the runner never gets from it: {malformed}"
+        detail = "malformed_message"
+    elif watchdog.fired:
         if watchdog.reason == "cancelled":
             reason, detail = "the run was cancelled while it ran", "cancelled"
         elif watchdog.reason == "wall-clock limit":

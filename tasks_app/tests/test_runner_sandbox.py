@@ -607,6 +607,51 @@ def test_a_step_takes_its_place_in_the_run_whatever_index_it_claims(pool):
     assert [step.index for step in result.steps] == [0, 1, 2]
 
 
+# Task code writing one line of its own to the control channel, then carrying on.
+WRITES_TO_THE_CHANNEL = """
+    import os, stat
+    def run(page, params):
+        fd = next(fd for fd in range(3, 64) if stat.S_ISSOCK(os.fstat(fd).st_mode))
+        os.write(fd, params["line"].encode() + b"\\n")
+        return "done"
+    """
+
+
+@pytest.mark.parametrize("line, what", [
+    ('not json', "a line that is not JSON (b'not json')"),
+    ('[1, 2]', "a message that is a list, not an object"),
+    ('{"t": "step"}', "a step is null, not an object"),
+    ('{"t": "step", "step": {"line": 1}}', "a step has no 'action'"),
+    ('{"t": "step", "step": {"line": "one", "action": "click", "selector": null, "args": {}, "url": "", '
+     '"started_ms": 0, "duration_ms": 0}}', "a step's 'line' is a string, not a number or null"),
+    ('{"t": "handover", "failure": 5}', "a hand-over's failure is a number, not an object"),
+    ('{"t": "handover", "failure": {"type": "timeout", "message": "x"}}',
+     "a hand-over of a 'timeout' failure, which this run does not hand over"),
+    ('{"t": "result", "result": {"status": "ok", "failure": {"type": 3, "message": "x"}}}',
+     "the result's 'failure''s 'type' is a number, not a string"),
+    ('{"t": "closed"}', "a 'closed' message before the run's result"),
+    ('{"t": "infra_error", "error": "the browser went away"}', "an infra_error after the task's code started"),
+], ids=["not JSON", "not an object", "step without a step", "step without fields", "step field of another type",
+        "hand-over failure not an object", "hand-over not asked for", "result's failure field of another type",
+        "closed before the result", "infra_error from the task"])
+def test_a_malformed_message_task_code_writes_to_the_channel_fails_the_run_as_its_own_error(pool, line, what):
+    """Not as the runner's: an exception out of execute() was a runner_error, and a forged infra_error ran the task's
+    code a second time on a fresh browser first."""
+    result = run(pool, WRITES_TO_THE_CHANNEL, params={"line": line})
+
+    assert result.status == "failed" and result.error_type == "script_error", result.error_message
+    assert result.error_message.startswith("the task wrote to the runner's control channel what the runner never gets")
+    assert what in result.error_message, result.error_message
+    assert result.failure.details["reason"] == "malformed_message"
+    assert "runner_retries" not in result.timings  # the task's code ran once
+
+
+def test_what_task_code_writes_to_the_channel_is_masked_in_the_reason(pool):
+    result = run(pool, WRITES_TO_THE_CHANNEL, params={"line": "tok-123-secret"}, secrets={"token": "tok-123-secret"})
+
+    assert result.error_type == "script_error" and "a line that is not JSON (b'***')" in result.error_message
+
+
 @needs_root
 def test_files_a_run_leaves_in_shared_temp_directories_are_removed(pool):
     result = run(pool, """

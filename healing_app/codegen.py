@@ -903,8 +903,13 @@ def move_into_frame(code: str, *, line: int, old_selector: str, frame_selector: 
     ``page.fill("#name", v)`` becomes ``page.frame_locator("#form").locator("#name").fill(v)``, and
     ``page.locator(...)`` or ``page.get_by_*(...)`` becomes ``page.frame_locator("#form").locator(...)``. A step
     already in a frame (``old_selector`` as Playwright writes it, ``#old >> internal:control=enter-frame >> #x``)
-    keeps its shape: both of its selectors are replaced.
+    keeps its shape: its selector in the frame is replaced (``form.locator("#name")``, ``form`` being the
+    frame locator, as much as ``page.frame_locator("#form").locator("#name")``), and the frame's when it changed.
     """
+    if ENTER_FRAME in old_selector:
+        old_frame, old_inner = old_selector.rsplit(ENTER_FRAME, 1)
+        if old_frame == frame_selector:
+            return replace_selector(code, line=line, old_selector=old_inner, new_selector=inner_selector)
     src = _load(code)
     calls = _method_calls(src, line)
     if ENTER_FRAME in old_selector:

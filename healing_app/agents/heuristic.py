@@ -252,7 +252,8 @@ class HeuristicAgent:
         frame, chosen, confidence = found[0]
         failure = run.context.failure
         old_selector = plain_selector(failure.get("selector"))
-        own = None if re.match(r"\w+\(", old_selector) else old_selector  # a get_by_* call is not a selector string
+        # The step's own selector, if it still finds the element in there (a get_by_* call is not a selector string).
+        own = None if re.match(r"\w+\(", old_selector) else old_selector.rsplit(ENTER_FRAME, 1)[-1]
         options = run.handover.selector_for(chosen["ref"], frame=frame, keep=own)
         for option in _selector_options(options, action=failure.get("action")):
             selector = f"{frame}{ENTER_FRAME}{option['selector']}"

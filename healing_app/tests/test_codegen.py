@@ -1144,3 +1144,16 @@ def test_a_step_already_in_a_frame_gets_both_of_its_selectors_replaced():
     with pytest.raises(PatchError):
         move_into_frame(code, line=2, old_selector="#other >> internal:control=enter-frame >> #name",
                         frame_selector="#form", inner_selector="#x")
+
+
+def test_a_step_in_a_frame_whose_element_changed_there_keeps_its_frame_locator():
+    code = '''def run(page, params):
+    form = page.frame_locator("#form")
+    form.locator("#name").fill("Ada")
+    form.get_by_role("button", name="Send").click()
+'''
+    code = move_into_frame(code, line=3, old_selector="#form >> internal:control=enter-frame >> #name",
+                           frame_selector="#form", inner_selector="#full-name")
+    code = move_into_frame(code, line=4, old_selector='#form >> internal:control=enter-frame >> internal:role=button[name="Send"i]',
+                           frame_selector="#form", inner_selector="[data-testid=send]")
+    assert code.splitlines()[2:] == ['    form.locator("#full-name").fill("Ada")', '    form.locator("[data-testid=send]").click()']

@@ -1038,3 +1038,32 @@ def test_a_look_alike_form_in_a_frame_is_not_used_when_the_field_is_still_on_the
     assert "frame_locator" not in event.new_version.code
     assert "page.fill('role=textbox[name=\"Name\"s]', params[\"name\"])" in event.new_version.code
     assert event.chosen_element["id"] == "full-name"
+
+
+FRAMED_CODE = '''def run(page, params):
+    page.goto(params["base_url"] + "/contact")
+    form = page.frame_locator("#contact-form")
+    form.locator("#name").fill(params["name"])
+    form.get_by_role("button", name="Send").click()
+    return {"confirmation": form.locator(".confirmation").inner_text()}
+'''
+
+
+def test_steps_inside_a_frame_are_recorded_and_a_button_renamed_there_heals_in_place(drain):
+    embedded = '<h1>Contact</h1><iframe id="contact-form" title="Contact form" src="/contact-form"></iframe>'
+    with contact_site(1) as site:
+        site.pages["/contact"] = embedded
+        site.pages["/contact-form"] = contact_page(1)
+        task = make_task(site, code=FRAMED_CODE, auto_deploy=True)
+        first = run_now(task, drain)
+        site.pages["/contact-form"] = contact_page(1).replace(">Send<", ">Submit<")
+        run = run_now(task, drain)
+    assert first.status == Run.Status.SUCCEEDED
+    clicked = next(step for step in first.trace if step["action"] == "click")
+    assert clicked["selector"] == '#contact-form >> internal:control=enter-frame >> internal:role=button[name="Send"i]'
+    assert clicked["fingerprint"]["id"] == "submit" and clicked["frame_url"] == f"{site.url}/thanks"
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert run.output == {"confirmation": "Thanks, Ada!"}
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.new_version.code.splitlines()[4] == "    form.locator('role=button[name=\"Submit\"s]').click()", event.new_version.code

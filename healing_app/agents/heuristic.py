@@ -10,6 +10,7 @@ import re
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urljoin, urlparse
@@ -228,28 +229,10 @@ class HeuristicAgent:
         """Look for the element in the page's iframes of its own origin (a redesign embedded the form as a page of
         its own): when exactly one holds it with confidence, scoring above the page's own best (`beating`), retry
         the step in there. None when no frame holds it."""
-        origin = _origin(page.get("url") or "")
-        found = []
-        for frame in page.get("frames") or []:
-            if not _same_origin(frame.get("url") or "", origin):
-                continue  # another site's widget (a map, a video, a payment form) is not the task's to fill in
-            try:
-                elements = run.handover.observe(frame=frame["selector"]).get("elements") or []
-            except HandoverError as exc:  # the frame went away, or has not loaded
-                run.log("locate_in_frame", frame=frame["selector"], why=str(exc))
-                continue
-            result = locate(target, elements, excluded=rejected_indexes(elements, run.context.rejected_elements))
-            best = elements[result.ranked[0][0]] if result.ranked else None
-            run.log("locate_in_frame", frame=frame["selector"], candidates=len(elements),
-                    best=_summary(best) if best else None, confidence=round(result.confidence, 4),
-                    margin=round(result.margin, 4), abstained=result.abstained)
-            if not result.abstained and result.index is not None and result.score > beating:
-                found.append((frame["selector"], elements[result.index], result.confidence))
-        if len(found) != 1:
-            if found:
-                run.log("locate_in_frame", why=f"{len(found)} frames hold an element like it: none is chosen")
+        match = frame_match(run.handover, target, page, run.context.rejected_elements, beating=beating, log=run.log)
+        if match is None:
             return None
-        frame, chosen, confidence = found[0]
+        frame, chosen, confidence = match
         failure = run.context.failure
         old_selector = plain_selector(failure.get("selector"))
         # The step's own selector, if it still finds the element in there (a get_by_* call is not a selector string).
@@ -1003,6 +986,41 @@ def closed_menu_match(target: dict | None, page: dict, rejected: list[dict]) -> 
     best = pool[result.ranked[0][0]] if result.ranked else None
     in_menu = not result.abstained and result.index is not None and result.index >= len(elements)
     return MenuMatch(hidden[result.index - len(elements)] if in_menu else None, best, result)
+
+
+class FrameMatch(NamedTuple):
+    frame: str  # the iframe's selector
+    element: dict  # the element in it, as the frame's observation has it
+    confidence: float
+
+
+def frame_match(
+    handover, target: dict | None, page: dict, rejected: list[dict], *, beating: float, log: Callable[..., None],
+) -> FrameMatch | None:
+    """The element a step wants, found in one of the page's iframes of its own origin (a redesign embedded the form
+    as a page of its own): a confident match scoring above the page's own best (`beating`), in exactly one frame.
+    Another site's frame (a map, a video, a payment form) is not the task's to fill in, and is not looked in."""
+    if not target:
+        return None
+    origin = _origin(page.get("url") or "")
+    found = []
+    for frame in page.get("frames") or []:
+        if not _same_origin(frame.get("url") or "", origin):
+            continue
+        try:
+            elements = handover.observe(frame=frame["selector"]).get("elements") or []
+        except HandoverError as exc:  # the frame went away, or has not loaded
+            log("locate_in_frame", frame=frame["selector"], why=str(exc))
+            continue
+        result = locate(target, elements, excluded=rejected_indexes(elements, rejected))
+        best = elements[result.ranked[0][0]] if result.ranked else None
+        log("locate_in_frame", frame=frame["selector"], candidates=len(elements), best=_summary(best) if best else None,
+            confidence=round(result.confidence, 4), margin=round(result.margin, 4), abstained=result.abstained)
+        if not result.abstained and result.index is not None and result.score > beating:
+            found.append(FrameMatch(frame["selector"], elements[result.index], result.confidence))
+    if len(found) > 1:
+        log("locate_in_frame", why=f"{len(found)} frames hold an element like it: none is chosen")
+    return found[0] if len(found) == 1 else None
 
 
 def _summary(element: dict, *, full: bool = False) -> dict:

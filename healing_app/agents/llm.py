@@ -29,7 +29,7 @@ from django.conf import settings
 from healing_app import codegen, costs, sites
 from healing_app.agents import llm_chat, prompts
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
-from healing_app.agents.heuristic import closed_menu_match, closing_button, login_page
+from healing_app.agents.heuristic import closed_menu_match, closing_button, frame_match, login_page
 from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
 from healing_app.playwright_selectors import fingerprint_from_selector, plain_selector, rejected_indexes, same_element
 from tasks_app.runner.errors import layer_name
@@ -321,6 +321,13 @@ class _Takeover:
             # might settle for a look-alike there; the heuristic agent opens the menu (and the fix says how).
             return self._stop(f"the element is in a closed menu (“{in_menu.item.get('opener_text') or 'a menu'}”), "
                               "which the heuristic agent opens")
+        if self.locator_verdict.get("abstained") and (in_frame := frame_match(
+            self.handover, self.target, self.page, self.context.rejected_elements,
+            beating=self.candidates[0]["score"] if self.candidates else 0.0,
+            log=lambda action, **details: self.trace.append(llm_chat.trace_entry(action, **details)),
+        )):
+            # The same for an element a redesign moved into an iframe: the model sees only the page itself.
+            return self._stop(f"the element is in the frame {in_frame.frame}, which the heuristic agent enters")
         messages: list[dict] = [
             {
                 "role": "system",

@@ -1707,3 +1707,39 @@ def test_a_selector_that_matches_nothing_yet_is_not_acted_on_unseen(fake):
 
     refused = [s for s in outcome.trace if s["action"] == "refused"]
     assert [r["category"] for r in refused] == ["bad_arguments"] and "#late" in refused[0]["reason"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_form_moved_into_a_frame_is_left_to_the_heuristic_agent_which_enters_it(fake, drain):
+    """The model sees only the page itself, where nothing is the field any more; it is not asked."""
+    from healing_app.models import HealingEvent
+    from healing_app.tests.test_heal_e2e import CONTACT_CODE, contact_page
+    from tasks_app import services
+    from tasks_app.models import Run
+    from tasks_app.tests.sites import serve
+
+    pages = {"/contact": contact_page(1), "/thanks": lambda request: f'<p class="confirmation">Thanks, {request.form.get("name")}!</p>'}
+    with (
+        serve(pages) as site,
+        override_settings(HEALING_AGENT="llm", OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="sk-test"),
+    ):
+        task = services.task_create(
+            name="contact", prompt="Fill out the contact form", code=CONTACT_CODE,
+            params={"base_url": site.url, "name": "Ada"}, self_healing=True, self_healing_config={"auto_deploy": True},
+        )
+        services.run_enqueue(task=task)
+        drain()
+        site.pages["/contact"] = '<h1>Contact</h1><iframe id="contact-form" src="/contact-form"></iframe>'
+        site.pages["/contact-form"] = contact_page(1)
+        fake.script(*[error(400)] * 4)  # the patch requests: the mechanical patch is written instead
+        run = services.run_enqueue(task=task)
+        drain()
+
+    run.refresh_from_db()
+    event = HealingEvent.objects.get(run=run)
+    assert run.status == Run.Status.HEALED and run.output == {"confirmation": "Thanks, Ada!"}
+    assert event.status == HealingEvent.Status.DEPLOYED, event.reason
+    assert 'page.frame_locator("#contact-form").locator("#name").fill(params["name"])' in event.new_version.code
+    assert not any(t["function"]["name"] == "done" for r in fake.requests for t in r.get("tools") or [])
+    handed = [s for takeover in event.agent_trace for s in takeover["steps"] if s.get("action") == "fallback"]
+    assert len(handed) == 3 and all("in the frame #contact-form" in s["reason"] for s in handed)

@@ -1008,10 +1008,14 @@ def frame_match(
         if not _same_origin(frame.get("url") or "", origin):
             continue
         try:
-            elements = handover.observe(frame=frame["selector"]).get("elements") or []
+            inside = handover.observe(frame=frame["selector"])
         except HandoverError as exc:  # the frame went away, or has not loaded
             log("locate_in_frame", frame=frame["selector"], why=str(exc))
             continue
+        if not _same_origin(inside.get("url") or "", origin):  # its address redirected it to another site
+            log("locate_in_frame", frame=frame["selector"], why=f"it shows {inside.get('url')}, another site")
+            continue
+        elements = inside.get("elements") or []
         result = locate(target, elements, excluded=rejected_indexes(elements, rejected))
         best = elements[result.ranked[0][0]] if result.ranked else None
         log("locate_in_frame", frame=frame["selector"], candidates=len(elements), best=_summary(best) if best else None,

@@ -569,6 +569,16 @@ def test_a_frame_of_another_site_is_not_searched():
     assert not any("selector" in retry for retry in handover.ops("retry_step"))  # only the wait for a slow page
 
 
+def test_a_frame_whose_address_redirected_it_to_another_site_is_not_searched_further():
+    context, handover = form_in_frames({"#contact-form": "http://shop.test/contact-form"})
+    handover.frames["#contact-form"]["url"] = "https://forms.example/contact"
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert not outcome.recovered and not any("selector" in retry for retry in handover.ops("retry_step"))
+    assert any("https://forms.example/contact, another site" in (step.get("why") or "") for step in outcome.trace)
+
+
 def test_a_field_in_two_frames_is_chosen_in_neither():
     context, handover = form_in_frames({"#contact-form": "http://shop.test/contact-form",
                                         "#support-form": "http://shop.test/support-form"})

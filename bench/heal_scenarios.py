@@ -395,6 +395,8 @@ def scenarios() -> list[Scenario]:
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
                  {"/contact": _form(V1_BUTTON, extra=LOADING_LAYER), "/thanks": _thanks},
                  "heal", THANKS),
+        Scenario("slow submission, same address", "a form that posts to its own page now answers in 7 s (timeout 5 s)",
+                 FORM_CODE, {"/contact": _answers_in_place(0)}, {"/contact": _answers_in_place(7)}, "heal", THANKS),
         Scenario("moved into a frame", "the form is now a page of its own in an iframe (its confirmation shows there too)",
                  FORM_CODE, {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
                  {"/contact": FRAMED_FORM, "/contact-form": _form(V1_BUTTON), "/thanks": _thanks},
@@ -434,6 +436,17 @@ def _select(select_id: str, values: tuple[str, str] = ("FR", "DE")) -> str:
 
 def _terms(checkbox_id: str) -> str:
     return f'<input type="checkbox" id="{checkbox_id}" name="terms" value="yes"><label for="{checkbox_id}">I accept the terms</label>'
+
+
+def _answers_in_place(delay: float):
+    """The contact form posting to its own address, which answers with the confirmation after `delay` seconds."""
+    from tasks_app.tests.sites import Response
+
+    def contact(request):
+        if request.method != "POST":
+            return _form(V1_BUTTON).replace('action="/thanks"', 'action="/contact"')
+        return Response(_thanks(request), delay=delay)
+    return contact
 
 
 def _thanks_from(request) -> str:

@@ -404,10 +404,10 @@ class HeuristicAgent:
         for the page it led to, a slow form submission say. Doing it again could submit twice: wait for that page
         instead, continue after the step, and give the step the time its page needed."""
         failure = run.context.failure
-        url_at_start = failure["details"].get("url_at_start")
-        run.log("wait", url_not=url_at_start, timeout_ms=TIMEOUT_RETRY_MS, why="the step's action happened; the page it led to is slow")
+        loads = int(failure["details"].get("loads_at_start") or 0)
+        run.log("wait", loads_after=loads, timeout_ms=TIMEOUT_RETRY_MS, why="the step's action happened; the page it led to is slow")
         started = time.monotonic()
-        loaded = run.handover.wait(url_not=url_at_start, timeout_ms=TIMEOUT_RETRY_MS)
+        loaded = run.handover.wait(loads_after=loads, timeout_ms=TIMEOUT_RETRY_MS)
         waited_ms = int((time.monotonic() - started) * 1000)
         if not loaded.get("ok"):
             return TakeoverOutcome(recovered=False, reason=(

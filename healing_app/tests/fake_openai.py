@@ -372,10 +372,10 @@ class FakeHandover:
         return {"ok": True, "status": 200, "url": url, "error": None}
 
     def wait(
-        self, *, load_state: str | None = None, selector: str | None = None, url_not: str | None = None,
+        self, *, load_state: str | None = None, selector: str | None = None, loads_after: int | None = None,
         timeout_ms: int | None = None,
     ) -> dict:
-        self._record("wait", load_state=load_state, selector=selector, url_not=url_not, timeout_ms=timeout_ms)
+        self._record("wait", load_state=load_state, selector=selector, loads_after=loads_after, timeout_ms=timeout_ms)
         return {"ok": True, "url": self.url, "error": None}
 
     def screenshot(self) -> str:

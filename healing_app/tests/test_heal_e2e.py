@@ -938,6 +938,27 @@ def test_a_slow_form_submission_is_waited_for_not_submitted_again(drain):
     assert 'page.click("#submit", timeout=' in event.new_version.code
 
 
+def test_a_slow_form_that_answers_on_its_own_address_is_waited_for_not_submitted_again(drain):
+    """The form posts to the page it is on, which answers with the confirmation: the address never changes, so
+    only a new document tells that the answer has come."""
+    def contact(request):
+        if request.method != "POST":
+            return contact_page(1).replace('action="/thanks"', 'action="/contact"')
+        return Response(thanks(request), delay=7 if site_version["v"] == 2 else 0)  # the click's timeout is 5 s
+
+    with serve({"/contact": contact}) as site:
+        task = make_task(site, auto_deploy=True)
+        assert run_now(task, drain).status == Run.Status.SUCCEEDED
+        site_version["v"] = 2
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, event.reason
+    assert run.output == {"confirmation": "Thanks, Ada!"}
+    assert site.hits["POST /contact"] == 3  # v1, the healed run (not clicked again), the validation run
+    assert event.status == S.DEPLOYED, event.reason
+    assert 'page.click("#submit", timeout=' in event.new_version.code
+
+
 def test_a_captcha_needs_a_human_and_changes_no_code(drain):
     captcha = (
         '<div class="g-recaptcha" data-sitekey="x"></div>'

@@ -903,14 +903,15 @@ def test_a_captcha_is_left_to_the_heuristic_agent_without_a_model_call(fake):
 
 
 def test_a_step_done_whose_page_was_slow_is_waited_for_without_a_model_call(fake):
-    slow = {**FAILURE, "type": "timeout", "details": {"action_done": True, "url_at_start": BASE + "/contact"}}
+    slow = {**FAILURE, "type": "timeout", "details": {"action_done": True, "url_at_start": BASE + "/contact",
+                                                      "loads_at_start": 1}}
     handover = contact_handover()
 
     outcome = agent_on(fake).take_over(context(failure=slow), handover)
 
     assert fake.requests == []
     assert outcome.recovered and outcome.recovery["kind"] == "timeout"
-    assert handover.ops("wait") == [{"url_not": BASE + "/contact", "timeout_ms": 20000}]
+    assert handover.ops("wait") == [{"loads_after": 1, "timeout_ms": 20000}]
     assert handover.ops("retry_step") == [] and handover.outcome == "resumed"
 
 

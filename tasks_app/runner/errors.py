@@ -19,7 +19,8 @@ Evidence keys (all optional):
   covered_by       the layer drawn over the first match ({tag, id, class, text, xpath}): a banner, a modal
   options          the first match's options as [value, label] pairs, when it is a select
   action_done      Playwright's call log says the action itself happened ("click action done") before the
-                   call timed out waiting for the navigation it started;  url_at_start: the URL before it
+                   call timed out waiting for the navigation it started;  url_at_start: the URL before it;
+                   loads_at_start: how many documents the page had loaded before it (its answer is the next)
   readyState       document.readyState;  pending_requests: requests in flight;  busy: loading UI shown
   login_form       a visible password field;  auth_error_text: "invalid password"-like text shown
   login_expected   the task logs in itself (its code handles passwords/secrets)

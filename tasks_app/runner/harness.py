@@ -200,6 +200,7 @@ class Runtime:
         self.secret_typed = False
         self.password_filled = False
         self.pending_requests = 0
+        self.page_loads = 0  # documents the page has loaded: a form's answer on its own URL is a new one too
         self.blocked: list[str] = []
         self.left_sites: list[str] = []  # blocked navigations of the page itself (not of an embedded frame)
         self.screenshots: list[dict] = []
@@ -369,14 +370,14 @@ class Runtime:
                 navigation: bool = False, requested_url: str | None = None) -> Any:
         lines = self.task_lines()
         line = lines[0] if lines else None
-        started, url_at_start = time.perf_counter(), self.page.url
+        started, url_at_start, loads_at_start = time.perf_counter(), self.page.url, self.page_loads
         try:
             value, fp = native({})
         except (PlaywrightError, PageCheckError, BlockedNavigation) as exc:
             return self.on_failure(exc, action=action, selector=selector, args=args, native=native,
                                    evidence_loc=evidence_loc, navigation=navigation,
                                    requested_url=requested_url, lines=lines, started=started,
-                                   url_at_start=url_at_start)
+                                   url_at_start=url_at_start, loads_at_start=loads_at_start)
         if action in ("fill", "type", "press_sequentially") and args.get("value") in self.secrets:
             self.secret_typed = True
         elif self.secret_typed and action in ("click", "press", "dblclick", "tap", "dispatch_event"):
@@ -442,12 +443,12 @@ class Runtime:
 
     def on_failure(self, exc: BaseException, *, action: str, selector: str | None, args: dict,
                    native: Callable, evidence_loc: Any, navigation: bool, requested_url: str | None,
-                   lines: list[int], started: float, url_at_start: str) -> Any:
+                   lines: list[int], started: float, url_at_start: str, loads_at_start: int) -> Any:
         line = lines[0] if lines else None
         ev = self.evidence(exc, selector=selector, evidence_loc=evidence_loc, navigation=navigation,
                            requested_url=requested_url)
         if ACTION_DONE.search(str(exc)):
-            ev.update(action_done=True, url_at_start=url_at_start)
+            ev.update(action_done=True, url_at_start=url_at_start, loads_at_start=loads_at_start)
         etype = exc.error_type if isinstance(exc, PageCheckError) else errors.classify(ev)
         message = str(exc).split("\nCall log:")[0].strip()
         if etype != SCRIPT_ERROR and not isinstance(exc, PageCheckError):
@@ -476,7 +477,7 @@ class Runtime:
                 k: ev.get(k) for k in (
                     "login_form", "captcha", "match_count", "match_visible", "match_enabled", "readyState",
                     "pending_requests", "busy", "auth_error_text", "requested_url", "blocked", "covered_by", "options",
-                    "action_done", "url_at_start",
+                    "action_done", "url_at_start", "loads_at_start",
                 ) if ev.get(k) is not None
             }),
         )
@@ -591,9 +592,10 @@ class Runtime:
             resp = page.goto(url, timeout=msg.get("timeout_ms") or self.spec.navigation_timeout_ms)
             return {"ok": True, "status": resp.status if resp else None, "url": page.url, "error": None}
         if op == "wait":
-            if msg.get("url_not"):  # a navigation under way: until the page is another one, and has loaded
-                start = msg["url_not"]
-                page.wait_for_url(lambda url: url != start, wait_until="load", timeout=timeout)
+            if msg.get("loads_after") is not None:  # a navigation under way: until the page has loaded a new document
+                if self.page_loads <= int(msg["loads_after"]):
+                    page.wait_for_event("load", timeout=timeout)
+                page.wait_for_load_state("load", timeout=timeout)
             elif msg.get("selector"):
                 Page.wait_for_selector(page, msg["selector"], timeout=timeout)
             else:
@@ -1109,9 +1111,13 @@ def _install_listeners(rt: Runtime, context: Any) -> None:
     def on_done(_req: Any) -> None:
         rt.pending_requests = max(0, rt.pending_requests - 1)
 
+    def on_load(_page: Any) -> None:
+        rt.page_loads += 1
+
     context.on("request", on_request)
     context.on("requestfinished", on_done)
     context.on("requestfailed", on_done)
+    rt.page.on("load", on_load)
 
     if rt.allowed_hosts is not None:
         def guard(route: Any) -> None:

@@ -382,11 +382,11 @@ class Handover:
         r = self._cmd("goto", url=url, timeout_ms=timeout_ms)
         return {"ok": r.get("ok", False), "status": r.get("status"), "url": r.get("url"), "error": r.get("error")}
 
-    def wait(self, *, load_state: str | None = None, selector: str | None = None, url_not: str | None = None,
+    def wait(self, *, load_state: str | None = None, selector: str | None = None, loads_after: int | None = None,
              timeout_ms: int | None = None) -> dict:
-        """Until the page reaches `load_state`, `selector` finds a visible element, or (`url_not`) the page is
-        another one and has loaded."""
-        r = self._cmd("wait", load_state=load_state, selector=selector, url_not=url_not, timeout_ms=timeout_ms)
+        """Until the page reaches `load_state`, `selector` finds a visible element, or the page has loaded a document
+        since it had loaded `loads_after` (a failure's `loads_at_start`: the answer to a form it submitted, say)."""
+        r = self._cmd("wait", load_state=load_state, selector=selector, loads_after=loads_after, timeout_ms=timeout_ms)
         return {"ok": r.get("ok", False), "url": r.get("url"), "error": r.get("error")}
 
     def screenshot(self) -> str:

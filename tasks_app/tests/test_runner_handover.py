@@ -93,7 +93,7 @@ def test_a_click_that_timed_out_on_the_page_it_led_to_is_not_done_twice(pool, si
     def agent(failure, handover):
         seen["failure"] = failure
         seen["retry"] = handover.retry_step(timeout_ms=10000)
-        assert handover.wait(url_not=failure.details["url_at_start"], timeout_ms=10000)["ok"]
+        assert handover.wait(loads_after=failure.details["loads_at_start"], timeout_ms=10000)["ok"]
         handover.resume(None)
 
     result = execute(spec(site, handover_on=["timeout", "element_not_found"]), on_handover=agent, browser=pool)
@@ -102,7 +102,7 @@ def test_a_click_that_timed_out_on_the_page_it_led_to_is_not_done_twice(pool, si
     assert site.hits["POST /send"] == 1
     failure = seen["failure"]
     assert failure.type == "timeout" and failure.details["action_done"] is True
-    assert failure.details["url_at_start"] == site.url + "/contact"
+    assert failure.details["url_at_start"] == site.url + "/contact" and failure.details["loads_at_start"] == 1
     assert failure.message.startswith("#submit was acted on, but the page it led to did not load in time")
     assert not seen["retry"]["ok"] and "could submit twice" in seen["retry"]["error"]
 

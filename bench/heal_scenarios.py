@@ -375,6 +375,10 @@ def scenarios() -> list[Scenario]:
                  {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _select("country", values=("fr-FR", "de-DE"))),
                   "/thanks": _thanks_from},
                  "heal", {"confirmation": "Thanks, Ada from de-DE!"}),
+        Scenario("select became a drop-down", "the country select is now a button that opens a list box", SELECT_CODE,
+                 {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _select("country")), "/thanks": _thanks_from},
+                 {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + COUNTRY_DROP_DOWN), "/thanks": _thanks_from},
+                 "heal", {"confirmation": "Thanks, Ada from DE!"}),
         Scenario("renamed checkbox", "a required checkbox #terms → #accept-terms", CHECKBOX_CODE,
                  {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _terms("terms")), "/thanks": _thanks_if_accepted},
                  {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _terms("accept-terms")), "/thanks": _thanks_if_accepted},
@@ -432,6 +436,18 @@ RENDERED_ON_SCROLL = (
 def _select(select_id: str, values: tuple[str, str] = ("FR", "DE")) -> str:
     options = "".join(f'<option value="{value}">{label}</option>' for value, label in zip(values, ("France", "Germany")))
     return f'<label for="{select_id}">Country</label><select id="{select_id}" name="country">{options}</select>'
+
+
+# The country select redone as design systems draw one: a button that opens a list box, a hidden input for the form.
+COUNTRY_DROP_DOWN = (
+    '<span id="country-label">Country</span><button type="button" id="country-button" aria-haspopup="listbox" '
+    'aria-labelledby="country-label country-button" onclick="document.getElementById(\'country-list\').hidden ^= 1">'
+    'Choose</button><ul role="listbox" id="country-list" hidden><li role="option" data-value="FR">France</li>'
+    '<li role="option" data-value="DE">Germany</li></ul><input type="hidden" name="country" id="country-value">'
+    "<script>for (const o of document.querySelectorAll('[role=option]')) o.onclick = () => {"
+    " document.getElementById('country-value').value = o.dataset.value; document.getElementById('country-list').hidden = true; };"
+    "</script>"
+)
 
 
 def _terms(checkbox_id: str) -> str:

@@ -1242,6 +1242,26 @@ def open_menu_before(code: str, *, line: int, opener_selector: str, how: str) ->
     return _insert_before(code, line, lambda page, _params: [f"{page}.{how}({_string(opener_selector).value})"])
 
 
+def choose_in_custom_select(code: str, *, line: int, old_value: str, opener_selector: str, option_selector: str) -> str:
+    """``page.select_option(..., "DE")`` on ``line``, whose select a redesign redid as a drop-down of its own, becomes
+    two clicks: on the control that opens the list, then on the option. The call must be a statement of its own (a
+    click returns no chosen values) and name its value as a literal: one from params is the person's choice, not a
+    label this fix may write down."""
+    src = _load(code)
+    target = _statement_at(src, line)
+    call = target.body[0].value if isinstance(target, cst.SimpleStatementLine) and len(target.body) == 1 \
+        and isinstance(target.body[0], cst.Expr) else None
+    if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute) and call.func.attr.value == "select_option"):
+        raise PatchError(f"line {line} is not a select_option statement of its own")
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    named = [a for a in call.args if a.keyword and a.keyword.value in ("value", "label")]
+    if not any(_literal_value(arg.value) == old_value for arg in named or positional[-1:]):
+        raise PatchError(f"no select_option with the literal value {old_value!r} on line {line}")
+    return _insert_before_statement(src, target, lambda page, _params: [
+        f"{page}.click({_string(opener_selector).value})", f"{page}.click({_string(option_selector).value})",
+    ], replace=True)
+
+
 def scroll_before(code: str, *, line: int, pixels: int) -> str:
     """Scroll ``pixels`` down before the statement on ``line``, whose element renders only once scrolled into view.
     With the mouse wheel, as a person scrolls (``evaluate``, which could set the position, is guarded)."""
@@ -1348,8 +1368,10 @@ def _insert_before(
 
 
 def _insert_before_statement(
-    src: _Source, target: cst.BaseStatement, build: Callable[[str, str | None], list[str]]
+    src: _Source, target: cst.BaseStatement, build: Callable[[str, str | None], list[str]], *, replace: bool = False
 ) -> str:
+    """The statements `build` writes (given the names of the page and the params) before `target`, or, with
+    `replace`, instead of it."""
     body_owner = src.parents[target]
     func = _enclosing_function(src, target)
     if func is None:
@@ -1360,11 +1382,11 @@ def _insert_before_statement(
     # attached to the statement they describe.
     lead = list(target.leading_lines)
     split = next((i for i, el in enumerate(lead) if el.comment is not None), len(lead))
-    new[0] = new[0].with_changes(leading_lines=lead[:split])
+    new[0] = new[0].with_changes(leading_lines=lead if replace else lead[:split])
     body = []
     for stmt in body_owner.body:
         if stmt is target:
-            body += [*new, stmt.with_changes(leading_lines=lead[split:])]
+            body += new if replace else [*new, stmt.with_changes(leading_lines=lead[split:])]
         else:
             body.append(stmt)
     return src.apply({body_owner: body_owner.with_changes(body=body)})

@@ -6,6 +6,7 @@ appended to the trace so a reviewer can replay its reasoning.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -134,6 +135,8 @@ class HeuristicAgent:
                 abstained=False, reason="same tag, position in the page and link/name as before", ranked=result.ranked,
             )
         if result.abstained or result.index is None:
+            if (redone := self._custom_select(run, page)) is not None:
+                return redone
             if (in_menu := self._in_a_closed_menu(run, target, page, keep_selector=False)) is not None:
                 return in_menu
             page_best = result.ranked[0][1] if result.ranked else 0.0
@@ -443,6 +446,38 @@ class HeuristicAgent:
         return TakeoverOutcome(recovered=True, recovery={
             "kind": "option", "line": failure.get("line"), "selector": selector,
             "old_value": wanted, "new_value": same_label[0], "label": label,
+        })
+
+    def _custom_select(self, run: _Run, page: dict) -> TakeoverOutcome | None:
+        """A native select redone as a drop-down of its own (a button that opens a list box, as design systems draw
+        them): open it as a person would, and click the option with the label the step's value had. None when the
+        step is not a select_option, or not exactly one control on the page opens a list and reads like the select."""
+        failure = run.context.failure
+        wanted = (failure.get("args") or {}).get("value")
+        before = run.context.stored_fingerprint or {}
+        if failure.get("action") != "select_option" or not isinstance(wanted, str) or before.get("tag") != "SELECT":
+            return None
+        label = next((text for value, text in before.get("options") or [] if wanted in (value, text)), None)
+        name = before.get("neighbor_text") or before.get("aria_label") or ""
+        openers = [e for e in page.get("elements") or [] if e.get("visible") and e.get("enabled") is not False
+                   and _opens_a_list(e) and _names(e, name)]
+        run.log("custom_select", label=label, named=name, openers=[_summary(e) for e in openers[:3]])
+        if not label or len(openers) != 1:
+            return None
+        ranked = sorted(run.handover.selector_for(openers[0]["ref"]), key=lambda o: OPENER_SELECTORS.get(o.get("kind"), 9))
+        if not ranked:
+            return None
+        opener, option = ranked[0]["selector"], f"role=option[name={json.dumps(label)}s]"
+        for how, selector in (("click", opener), ("wait", option), ("click", option)):
+            done = (run.handover.wait(selector=selector, timeout_ms=MENU_OPENS_MS) if how == "wait"
+                    else run.handover.act(how, selector=selector))
+            if not done.get("ok"):
+                return TakeoverOutcome(recovered=False, reason=f"the drop-down {opener} that replaced the select did "
+                                       f"not let its option \u201c{label}\u201d be chosen: {done.get('error')}")
+        run.handover.resume(None)
+        return TakeoverOutcome(recovered=True, chosen_element=_summary(openers[0], full=True), recovery={
+            "kind": "custom_select", "line": failure.get("line"), "selector": plain_selector(failure.get("selector")),
+            "old_value": wanted, "label": label, "opener_selector": opener, "option_selector": option,
         })
 
     def _close_layer(self, run: _Run, layer: dict) -> TakeoverOutcome | None:
@@ -894,6 +929,16 @@ def _apply(code: str, recovery: dict, *, at_line: int | None) -> tuple[str, str]
             f"\u201c{recovery['new_value']}\u201d instead of \u201c{recovery['old_value']}\u201d; the new version "
             "chooses it by its label."
         )
+    if kind == "custom_select":
+        new = codegen.choose_in_custom_select(
+            code, line=at_line, old_value=recovery["old_value"], opener_selector=recovery["opener_selector"],
+            option_selector=recovery["option_selector"],
+        )
+        return new, (
+            f"`{recovery['selector']}` on line {line} is no longer a select: it is now a drop-down of its own "
+            f"(`{recovery['opener_selector']}` opens a list); the new version opens it and clicks the option "
+            f"\u201c{recovery['label']}\u201d."
+        )
     if kind == "scroll":
         new = codegen.scroll_before(code, line=at_line, pixels=recovery["pixels"])
         return new, (
@@ -1025,6 +1070,21 @@ def frame_match(
     if len(found) > 1:
         log("locate_in_frame", why=f"{len(found)} frames hold an element like it: none is chosen")
     return found[0] if len(found) == 1 else None
+
+
+# Selectors for a drop-down's opener, best first: its accessible name often includes the option shown in it, which
+# changes with each choice.
+OPENER_SELECTORS = {"test_id": 0, "id": 1, "attribute": 2, "class": 3, "role": 4, "css": 5}
+
+
+def _opens_a_list(element: dict) -> bool:
+    return element.get("role") in ("combobox", "listbox") or element.get("haspopup") == "listbox"
+
+
+def _names(element: dict, label: str) -> bool:
+    """Whether what `element` is called (its accessible name, aria-label, or the text beside it) says `label`."""
+    said = " ".join(element.get(key) or "" for key in ("name_text", "aria_label", "neighbor_text"))
+    return bool(label) and fuzz.token_set_ratio(_folded(label), _folded(said)) >= 90
 
 
 def _summary(element: dict, *, full: bool = False) -> dict:

@@ -12,6 +12,7 @@ from healing_app.codegen import (
     CodeValidationError,
     PatchError,
     check_generated_code,
+    choose_in_custom_select,
     close_whenever_shown,
     fix_shape,
     insert_login_steps,
@@ -1157,3 +1158,20 @@ def test_a_step_in_a_frame_whose_element_changed_there_keeps_its_frame_locator()
     code = move_into_frame(code, line=4, old_selector='#form >> internal:control=enter-frame >> internal:role=button[name="Send"i]',
                            frame_selector="#form", inner_selector="[data-testid=send]")
     assert code.splitlines()[2:] == ['    form.locator("#full-name").fill("Ada")', '    form.locator("[data-testid=send]").click()']
+
+
+def test_a_select_option_becomes_two_clicks_on_the_drop_down_that_replaced_its_select():
+    code = '''def run(page, params):
+    # Where the parcel goes.
+    page.select_option("#country", "DE")
+    chosen = page.select_option("#size", "M")
+    page.select_option("#gift", params["gift"])
+'''
+    new = choose_in_custom_select(code, line=3, old_value="DE", opener_selector="#country-button",
+                                  option_selector='role=option[name="Germany"s]')
+    assert new.splitlines()[1:4] == ["    # Where the parcel goes.", '    page.click("#country-button")',
+                                     "    page.click('role=option[name=\"Germany\"s]')"]
+    with pytest.raises(PatchError):  # its return value is used: two clicks do not give it
+        choose_in_custom_select(code, line=4, old_value="M", opener_selector="#s", option_selector="#m")
+    with pytest.raises(PatchError):  # the value comes from params: the person's choice, not a label to write down
+        choose_in_custom_select(code, line=5, old_value="yes", opener_selector="#g", option_selector="#y")

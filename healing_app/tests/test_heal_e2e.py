@@ -1088,3 +1088,46 @@ def test_steps_inside_a_frame_are_recorded_and_a_button_renamed_there_heals_in_p
     assert run.output == {"confirmation": "Thanks, Ada!"}
     assert event.status == S.DEPLOYED, event.reason
     assert event.new_version.code.splitlines()[4] == "    form.locator('role=button[name=\"Submit\"s]').click()", event.new_version.code
+
+
+def custom_dropdown(label: str = "Country") -> str:
+    """A native select redone as a button that opens a list box (as design systems draw them); a hidden input
+    carries the choice to the form."""
+    return (
+        f'<span id="country-label">{label}</span>'
+        '<button type="button" id="country-button" aria-haspopup="listbox" aria-expanded="false" '
+        'aria-labelledby="country-label country-button" onclick="const l = document.getElementById(\'country-list\');'
+        ' l.hidden = !l.hidden; this.setAttribute(\'aria-expanded\', !l.hidden)">Choose\u2026</button>'
+        '<ul role="listbox" id="country-list" hidden>'
+        '<li role="option" data-value="FR">France</li><li role="option" data-value="DE">Germany</li></ul>'
+        '<input type="hidden" name="country" id="country-value">'
+        "<script>for (const o of document.querySelectorAll('[role=option]')) o.onclick = () => {"
+        " document.getElementById('country-value').value = o.dataset.value;"
+        " document.getElementById('country-button').textContent = o.textContent;"
+        " document.getElementById('country-list').hidden = true; };</script>"
+    )
+
+
+def test_a_select_redone_as_a_custom_drop_down_is_opened_and_the_same_option_clicked(drain):
+    def page(fields: str) -> str:
+        return ('<form method="post" action="/thanks"><label for="name">Name</label><input id="name" name="name">'
+                f'{fields}<button id="submit">Send</button></form>')
+
+    native = '<label for="country">Country</label><select id="country" name="country"><option value="FR">France</option>' \
+             '<option value="DE">Germany</option></select>'
+    code = CONTACT_CODE.replace("    # Send the form.", '    page.select_option("#country", "DE")')
+    with serve({"/contact": page(native),
+                "/thanks": lambda r: f'<p class="confirmation">{r.form.get("name")}, {r.form.get("country")}</p>'}) as site:
+        task = make_task(site, code=code, auto_deploy=True)
+        assert run_now(task, drain).output == {"confirmation": "Ada, DE"}
+        site.pages["/contact"] = page(custom_dropdown())
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, event.reason
+    assert run.output == {"confirmation": "Ada, DE"}
+    assert site.hits["POST /thanks"] == 3  # the run was completed, not restarted; then validated once
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.new_version.code.splitlines()[3:5] == [
+        '    page.click("#country-button")', "    page.click('role=option[name=\"Germany\"s]')"
+    ], event.new_version.code
+    assert "now a drop-down" in event.root_cause and "\u201cGermany\u201d" in event.root_cause

@@ -588,3 +588,46 @@ def test_a_field_in_two_frames_is_chosen_in_neither():
     assert not any("selector" in retry for retry in handover.ops("retry_step"))
     assert {"frame": "#support-form"} in handover.ops("observe")
     assert any(step.get("why") == "2 frames hold an element like it: none is chosen" for step in outcome.trace)
+
+
+COUNTRY_SELECT = {"tag": "SELECT", "id": "country", "name": "country", "neighbor_text": "Country", "role": "combobox",
+                  "options": [["FR", "France"], ["DE", "Germany"]], "xpath": "/html[1]/body[1]/form[1]/select[1]"}
+CHOOSE_COUNTRY = '''def run(page, params):
+    page.goto(params["base_url"] + "/contact")
+    page.select_option("#country", "DE")
+'''
+
+
+def custom_selects(*names: str):
+    """The contact page with its country select gone and, in its place, drop-down buttons called `names`."""
+    url = "http://shop.test/contact"
+    openers = [{"tag": "BUTTON", "role": "button", "haspopup": "listbox", "name_text": f"{name} Choose\u2026",
+                "text": "Choose\u2026", "visible": True, "enabled": True, "ref": n, "xpath": f"/html[1]/body[1]/button[{n + 1}]"}
+               for n, name in enumerate(names)]
+    option = {"tag": "LI", "role": "option", "text": "Germany", "visible": False, "ref": 9}  # in a closed list
+    selectors = {**{n: [f"#dropdown-{n}"] for n in range(len(names))}, 9: ['role=option[name="Germany"s]']}
+    handover = FakeHandover({url: {"elements": [*openers, option]}}, url, selectors=selectors, step_ok=lambda **_: False)
+    failure = {"type": "element_not_found", "line": 3, "selector": "#country", "action": "select_option", "args": {"value": "DE"}}
+    context = TakeoverContext(task_id="t", prompt="", code=CHOOSE_COUNTRY, failure=failure, stored_fingerprint=COUNTRY_SELECT)
+    return context, handover
+
+
+def test_a_select_redone_as_a_drop_down_is_opened_and_its_option_clicked_by_the_label_the_value_had():
+    context, handover = custom_selects("Language", "Country")
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert outcome.recovered, outcome.reason
+    assert handover.ops("act") == [{"action": "click", "selector": "#dropdown-1"},
+                                   {"action": "click", "selector": 'role=option[name="Germany"s]'}]
+    patch = HeuristicAgent().write_patch(code=CHOOSE_COUNTRY, recoveries=[outcome.recovery], failure={}, prompt="")
+    assert patch.code.splitlines()[2:] == ['    page.click("#dropdown-1")', "    page.click('role=option[name=\"Germany\"s]')"]
+
+
+@pytest.mark.parametrize("names", [("Language",), ("Country", "Country of birth")])
+def test_a_drop_down_is_not_taken_for_the_select_unless_it_alone_reads_like_it(names):
+    context, handover = custom_selects(*names)
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert not outcome.recovered and not handover.ops("act")

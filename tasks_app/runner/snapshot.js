@@ -295,6 +295,8 @@
       fp.ref = refs.push(el) - 1;
       const name = accName(el);
       if (name) fp.name_text = cap(name, 200);
+      const popup = el.getAttribute("aria-haspopup");
+      if (popup && popup !== "false") fp.haspopup = popup === "true" ? "menu" : popup;
       return fp;
     };
     for (const el of all) {

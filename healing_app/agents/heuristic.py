@@ -453,18 +453,11 @@ class HeuristicAgent:
         them): open it as a person would, and click the option with the label the step's value had. None when the
         step is not a select_option, or not exactly one control on the page opens a list and reads like the select."""
         failure = run.context.failure
-        wanted = (failure.get("args") or {}).get("value")
-        before = run.context.stored_fingerprint or {}
-        if failure.get("action") != "select_option" or not isinstance(wanted, str) or before.get("tag") != "SELECT":
+        match = custom_select_match(failure, run.context.stored_fingerprint, page, log=run.log)
+        if match is None:
             return None
-        label = next((text for value, text in before.get("options") or [] if wanted in (value, text)), None)
-        name = before.get("neighbor_text") or before.get("aria_label") or ""
-        openers = [e for e in page.get("elements") or [] if e.get("visible") and e.get("enabled") is not False
-                   and _opens_a_list(e) and _names(e, name)]
-        run.log("custom_select", label=label, named=name, openers=[_summary(e) for e in openers[:3]])
-        if not label or len(openers) != 1:
-            return None
-        ranked = sorted(run.handover.selector_for(openers[0]["ref"]), key=lambda o: OPENER_SELECTORS.get(o.get("kind"), 9))
+        wanted, label, element = match
+        ranked = sorted(run.handover.selector_for(element["ref"]), key=lambda o: OPENER_SELECTORS.get(o.get("kind"), 9))
         if not ranked:
             return None
         opener, option = ranked[0]["selector"], f"role=option[name={json.dumps(label)}s]"
@@ -475,7 +468,7 @@ class HeuristicAgent:
                 return TakeoverOutcome(recovered=False, reason=f"the drop-down {opener} that replaced the select did "
                                        f"not let its option \u201c{label}\u201d be chosen: {done.get('error')}")
         run.handover.resume(None)
-        return TakeoverOutcome(recovered=True, chosen_element=_summary(openers[0], full=True), recovery={
+        return TakeoverOutcome(recovered=True, chosen_element=_summary(element, full=True), recovery={
             "kind": "custom_select", "line": failure.get("line"), "selector": plain_selector(failure.get("selector")),
             "old_value": wanted, "label": label, "opener_selector": opener, "option_selector": option,
         })
@@ -1077,8 +1070,31 @@ def frame_match(
 OPENER_SELECTORS = {"test_id": 0, "id": 1, "attribute": 2, "class": 3, "role": 4, "css": 5}
 
 
+class CustomSelectMatch(NamedTuple):
+    value: str  # what the step asked its select for
+    label: str  # the label that value had when the step last succeeded
+    opener: dict  # the page's one control that opens a list and is called what the select was
+
+
+def custom_select_match(failure: dict, fingerprint: dict | None, page: dict, *, log: Callable[..., None]) -> CustomSelectMatch | None:
+    """A `select_option` whose select a redesign redid as a drop-down of its own: the control that now opens the
+    list of options, when exactly one on show does and is called what the select was. None otherwise."""
+    wanted = (failure.get("args") or {}).get("value")
+    before = fingerprint or {}
+    if failure.get("action") != "select_option" or not isinstance(wanted, str) or before.get("tag") != "SELECT":
+        return None
+    label = next((text for value, text in before.get("options") or [] if wanted in (value, text)), None)
+    name = before.get("neighbor_text") or before.get("aria_label") or ""
+    openers = [e for e in page.get("elements") or [] if e.get("visible") and e.get("enabled") is not False
+               and _opens_a_list(e) and _names(e, name)]
+    log("custom_select", label=label, named=name, openers=[_summary(e) for e in openers[:3]])
+    return CustomSelectMatch(wanted, label, openers[0]) if label and len(openers) == 1 else None
+
+
 def _opens_a_list(element: dict) -> bool:
-    return element.get("role") in ("combobox", "listbox") or element.get("haspopup") == "listbox"
+    """A control of a drop-down of the page's own (a native select, whose role is combobox too, is not one)."""
+    return element.get("tag") != "SELECT" and (
+        element.get("role") in ("combobox", "listbox") or element.get("haspopup") == "listbox")
 
 
 def _names(element: dict, label: str) -> bool:

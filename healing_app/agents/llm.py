@@ -29,7 +29,13 @@ from django.conf import settings
 from healing_app import codegen, costs, sites
 from healing_app.agents import llm_chat, prompts
 from healing_app.agents.base import Patch, TakeoverContext, TakeoverOutcome
-from healing_app.agents.heuristic import closed_menu_match, closing_button, frame_match, login_page
+from healing_app.agents.heuristic import (
+    closed_menu_match,
+    closing_button,
+    custom_select_match,
+    frame_match,
+    login_page,
+)
 from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
 from healing_app.playwright_selectors import fingerprint_from_selector, plain_selector, rejected_indexes, same_element
 from tasks_app.runner.errors import layer_name
@@ -324,10 +330,16 @@ class _Takeover:
         if self.locator_verdict.get("abstained") and (in_frame := frame_match(
             self.handover, self.target, self.page, self.context.rejected_elements,
             beating=self.candidates[0]["score"] if self.candidates else 0.0,
-            log=lambda action, **details: self.trace.append(llm_chat.trace_entry(action, **details)),
+            log=self._log,
         )):
             # The same for an element a redesign moved into an iframe: the model sees only the page itself.
             return self._stop(f"the element is in the frame {in_frame.frame}, which the heuristic agent enters")
+        if self.locator_verdict.get("abstained") and (
+            redone := custom_select_match(failure, self.context.stored_fingerprint, self.page, log=self._log)
+        ):
+            # The model would click the drop-down open itself, and then its `done` retries the select_option.
+            return self._stop(f"the select is now a drop-down of its own, which the heuristic agent opens to click "
+                              f"\u201c{redone.label}\u201d")
         messages: list[dict] = [
             {
                 "role": "system",
@@ -385,6 +397,9 @@ class _Takeover:
             if time.monotonic() >= self.deadline:
                 return self._stop(f"time budget of the takeover used up ({self.limits.max_seconds:.0f} s)")
         return self._stop(f"no completion within {self.limits.max_steps} model steps")
+
+    def _log(self, action: str, **details) -> None:
+        self.trace.append(llm_chat.trace_entry(action, **details))
 
     def _stop(self, reason: str, *, needs_human: bool = False) -> TakeoverOutcome:
         self.trace.append(llm_chat.trace_entry("stop", reason=reason))

@@ -1710,78 +1710,72 @@ def test_a_selector_that_matches_nothing_yet_is_not_acted_on_unseen(fake):
     assert [r["category"] for r in refused] == ["bad_arguments"] and "#late" in refused[0]["reason"]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_form_moved_into_a_frame_is_left_to_the_heuristic_agent_which_enters_it(fake, drain):
-    """The model sees only the page itself, where nothing is the field any more; it is not asked."""
+def heal_with_the_model_configured(fake, drain, *, code: str, before: dict, after: dict):
+    """Run `code` on the pages `before` (it succeeds), then on `after` with the LLM agent configured and every
+    model request answered with an error (a patch request then gets the mechanical patch): the run and its heal."""
     from healing_app.models import HealingEvent
-    from healing_app.tests.test_heal_e2e import CONTACT_CODE, contact_page
     from tasks_app import services
-    from tasks_app.models import Run
     from tasks_app.tests.sites import serve
 
-    pages = {"/contact": contact_page(1), "/thanks": lambda request: f'<p class="confirmation">Thanks, {request.form.get("name")}!</p>'}
     with (
-        serve(pages) as site,
+        serve(before) as site,
         override_settings(HEALING_AGENT="llm", OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="sk-test"),
     ):
         task = services.task_create(
-            name="contact", prompt="Fill out the contact form", code=CONTACT_CODE,
+            name="contact", prompt="Fill out the contact form", code=code,
             params={"base_url": site.url, "name": "Ada"}, self_healing=True, self_healing_config={"auto_deploy": True},
         )
         services.run_enqueue(task=task)
         drain()
-        site.pages["/contact"] = '<h1>Contact</h1><iframe id="contact-form" src="/contact-form"></iframe>'
-        site.pages["/contact-form"] = contact_page(1)
-        fake.script(*[error(400)] * 4)  # the patch requests: the mechanical patch is written instead
+        site.pages.update(after)
+        fake.script(*[error(400)] * 4)
         run = services.run_enqueue(task=task)
         drain()
-
     run.refresh_from_db()
-    event = HealingEvent.objects.get(run=run)
-    assert run.status == Run.Status.HEALED and run.output == {"confirmation": "Thanks, Ada!"}
-    assert event.status == HealingEvent.Status.DEPLOYED, event.reason
+    return run, HealingEvent.objects.get(run=run)
+
+
+def fallbacks(event) -> list[dict]:
+    return [step for takeover in event.agent_trace for step in takeover["steps"] if step.get("action") == "fallback"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_form_moved_into_a_frame_is_left_to_the_heuristic_agent_which_enters_it(fake, drain):
+    """The model sees only the page itself, where nothing is the field any more; it is not asked."""
+    from healing_app.tests.test_heal_e2e import CONTACT_CODE, contact_page
+
+    thanks = lambda request: f'<p class="confirmation">Thanks, {request.form.get("name")}!</p>'  # noqa: E731
+    run, event = heal_with_the_model_configured(
+        fake, drain, code=CONTACT_CODE, before={"/contact": contact_page(1), "/thanks": thanks},
+        after={"/contact": '<h1>Contact</h1><iframe id="contact-form" src="/contact-form"></iframe>',
+               "/contact-form": contact_page(1)},
+    )
+
+    assert run.status == "healed" and run.output == {"confirmation": "Thanks, Ada!"}
+    assert event.status == "deployed", event.reason
     assert 'page.frame_locator("#contact-form").locator("#name").fill(params["name"])' in event.new_version.code
     assert not any(t["function"]["name"] == "done" for r in fake.requests for t in r.get("tools") or [])
-    handed = [s for takeover in event.agent_trace for s in takeover["steps"] if s.get("action") == "fallback"]
-    assert len(handed) == 3 and all("in the frame #contact-form" in s["reason"] for s in handed)
+    assert len(fallbacks(event)) == 3 and all("in the frame #contact-form" in s["reason"] for s in fallbacks(event))
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_select_redone_as_a_drop_down_is_left_to_the_heuristic_agent_which_opens_it(fake, drain):
     """Asked, the model would click the drop-down open and then retry the select_option, which can only fail."""
-    from healing_app.models import HealingEvent
     from healing_app.tests.test_heal_e2e import CONTACT_CODE, custom_dropdown
-    from tasks_app import services
-    from tasks_app.models import Run
-    from tasks_app.tests.sites import serve
 
     def page(fields: str) -> str:
         return f'<form method="post" action="/thanks"><input id="name" name="name">{fields}<button id="submit">Send</button></form>'
 
     native = '<label for="country">Country</label><select id="country" name="country"><option value="FR">France</option>' \
              '<option value="DE">Germany</option></select>'
-    code = CONTACT_CODE.replace("    # Send the form.", '    page.select_option("#country", "DE")')
-    pages = {"/contact": page(native), "/thanks": lambda r: f'<p class="confirmation">{r.form.get("country")}</p>'}
-    with (
-        serve(pages) as site,
-        override_settings(HEALING_AGENT="llm", OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="sk-test"),
-    ):
-        task = services.task_create(
-            name="contact", prompt="Send the form", code=code, params={"base_url": site.url, "name": "Ada"},
-            self_healing=True, self_healing_config={"auto_deploy": True},
-        )
-        services.run_enqueue(task=task)
-        drain()
-        site.pages["/contact"] = page(custom_dropdown())
-        fake.script(*[error(400)] * 4)  # the patch request: the mechanical patch is written instead
-        run = services.run_enqueue(task=task)
-        drain()
+    run, event = heal_with_the_model_configured(
+        fake, drain, code=CONTACT_CODE.replace("    # Send the form.", '    page.select_option("#country", "DE")'),
+        before={"/contact": page(native), "/thanks": lambda r: f'<p class="confirmation">{r.form.get("country")}</p>'},
+        after={"/contact": page(custom_dropdown())},
+    )
 
-    run.refresh_from_db()
-    event = HealingEvent.objects.get(run=run)
-    assert run.status == Run.Status.HEALED and run.output == {"confirmation": "DE"}
-    assert event.status == HealingEvent.Status.DEPLOYED, event.reason
+    assert run.status == "healed" and run.output == {"confirmation": "DE"}
+    assert event.status == "deployed", event.reason
     assert "    page.click('role=option[name=\"Germany\"s]')" in event.new_version.code.splitlines()
     assert not any(t["function"]["name"] == "done" for r in fake.requests for t in r.get("tools") or [])
-    handed = next(s for s in event.agent_trace[0]["steps"] if s.get("action") == "fallback")
-    assert "now a drop-down of its own" in handed["reason"] and handed["to"] == "heuristic"
+    assert "now a drop-down of its own" in fallbacks(event)[0]["reason"] and fallbacks(event)[0]["to"] == "heuristic"

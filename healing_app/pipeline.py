@@ -54,7 +54,7 @@ def takeover(*, run: Run, failure: dict, handover) -> None:
         secret_keys=task.secret_keys,
         allowed_hosts=_allowed_hosts(task, run),
         params=run.effective_params,
-        later_texts=_later_texts(run.version, failure.get("line")),
+        **_later_steps(run.version, failure.get("line")),
     )
     started = time.monotonic()
     kind = agent.kind
@@ -461,13 +461,19 @@ def _stored_fingerprint(task: Task, step_key: str | None) -> dict | None:
     return row.properties if row else None
 
 
-def _later_texts(version: CodeVersion, line: int | None) -> dict[str, str]:
+def _later_steps(version: CodeVersion, line: int | None) -> dict:
+    """What the steps after `line` acted on when they last succeeded: TakeoverContext's `later_texts` and
+    `later_elements`."""
     rows = (
         ElementFingerprint.objects.filter(task_id=version.task_id, version=version, line__gt=line or 0)
         .order_by("line")
         .values_list("selector", "properties")[:20]
     )
-    return {selector: text for selector, properties in rows if (text := str(properties.get("text") or "").strip())}
+    return {
+        "later_texts": {selector: text for selector, properties in rows
+                        if (text := str(properties.get("text") or "").strip())},
+        "later_elements": [properties for _, properties in rows if properties],
+    }
 
 
 def _rejections(task: Task, step_key: str | None):

@@ -26,6 +26,9 @@ class TakeoverContext:
     # Selector -> the text its element had when a step after the failing one last succeeded: what the page
     # the run should be on reads like (a moved page is told from a look-alike by it).
     later_texts: dict[str, str] = field(default_factory=dict)
+    # The fingerprints of the elements of the steps after the failing one, when they last succeeded: a form whose
+    # later steps' elements the page still shows was not moved into a frame.
+    later_elements: list[dict] = field(default_factory=list)
 
 
 @dataclass

@@ -232,7 +232,8 @@ class HeuristicAgent:
         """Look for the element in the page's iframes of its own origin (a redesign embedded the form as a page of
         its own): when exactly one holds it with confidence, scoring above the page's own best (`beating`), retry
         the step in there. None when no frame holds it."""
-        match = frame_match(run.handover, target, page, run.context.rejected_elements, beating=beating, log=run.log)
+        match = frame_match(run.handover, target, page, run.context.rejected_elements, beating=beating, log=run.log,
+                            later=run.context.later_elements)
         if match is None:
             return None
         frame, chosen, confidence = match
@@ -1034,11 +1035,19 @@ class FrameMatch(NamedTuple):
 
 def frame_match(
     handover, target: dict | None, page: dict, rejected: list[dict], *, beating: float, log: Callable[..., None],
+    later: list[dict] = (),
 ) -> FrameMatch | None:
     """The element a step wants, found in one of the page's iframes of its own origin (a redesign embedded the form
     as a page of its own): a confident match scoring above the page's own best (`beating`), in exactly one frame.
-    Another site's frame (a map, a video, a payment form) is not the task's to fill in, and is not looked in."""
+    Another site's frame (a map, a video, a payment form) is not the task's to fill in, and is not looked in; nor
+    is any frame when the page itself still shows the element of a later step (`later`: their fingerprints) of
+    the same form: the field was removed from that form, and a frame's look-alike (a newsletter sign-up's Name
+    field) belongs to another one."""
     if not target:
+        return None
+    if (stayed := _form_still_on_the_page(target, later, page.get("elements") or [])) is not None:
+        log("locate_in_frame", why="the form is still on the page (a later step's element is there): frames are "
+            "not searched", element=_summary(stayed))
         return None
     origin = _origin(page.get("url") or "")
     found = []
@@ -1101,6 +1110,27 @@ def _names(element: dict, label: str) -> bool:
     """Whether what `element` is called (its accessible name, aria-label, or the text beside it) says `label`."""
     said = " ".join(element.get(key) or "" for key in ("name_text", "aria_label", "neighbor_text"))
     return bool(label) and fuzz.token_set_ratio(_folded(label), _folded(said)) >= 90
+
+
+def _form_still_on_the_page(target: dict, later: list[dict], elements: list[dict]) -> dict | None:
+    """The page's element that a later step of the target's form acted on (the same form by their recorded
+    xpaths), if the page confidently shows one; None when the target was in no form or none of them is there."""
+    form = _form_xpath(target.get("xpath") or "")
+    if form is None:
+        return None
+    for fingerprint in later:
+        if _form_xpath(fingerprint.get("xpath") or "") != form:
+            continue
+        result = locate(fingerprint, elements)
+        if not result.abstained and result.index is not None:
+            return elements[result.index]
+    return None
+
+
+def _form_xpath(xpath: str) -> str | None:
+    """`/html[1]/body[1]/form[1]` of `/html[1]/body[1]/form[1]/div[2]/input[1]`: the innermost form the element is in."""
+    found = re.match(r"(.*/form\[\d+\])/", xpath)
+    return found.group(1) if found else None
 
 
 def _summary(element: dict, *, full: bool = False) -> dict:

@@ -331,6 +331,7 @@ class _Takeover:
             self.handover, self.target, self.page, self.context.rejected_elements,
             beating=self.candidates[0]["score"] if self.candidates else 0.0,
             log=self._log,
+            later=self.context.later_elements,
         )):
             # The same for an element a redesign moved into an iframe: the model sees only the page itself.
             return self._stop(f"the element is in the frame {in_frame.frame}, which the heuristic agent enters")

@@ -1131,3 +1131,21 @@ def test_a_select_redone_as_a_custom_drop_down_is_opened_and_the_same_option_cli
         '    page.click("#country-button")', "    page.click('role=option[name=\"Germany\"s]')"
     ], event.new_version.code
     assert "now a drop-down" in event.root_cause and "\u201cGermany\u201d" in event.root_cause
+
+
+def test_a_field_removed_from_the_page_is_not_typed_into_a_newsletter_frame_of_the_site(drain):
+    """The contact form lost its Name field and the page now embeds the site's newsletter sign-up, whose Name field
+    looks the same: the form is still on the page (its Send button is), so the field did not move into that frame."""
+    newsletter = ('<form method="post" action="/subscribe"><label for="name">Name</label><input id="name" name="name">'
+                  '<button>Subscribe</button></form>')
+    without_name = contact_page(1).replace('<label for="name">Name</label><input id="name" name="name">', "")
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True)
+        first_version = run_now(task, drain).version
+        site.pages["/contact"] = without_name.replace("</body>", '<iframe id="nl" src="/newsletter-form"></iframe></body>')
+        site.pages["/newsletter-form"] = newsletter
+        run = run_now(task, drain)
+    task.refresh_from_db()
+    assert run.status == Run.Status.FAILED, _explain(run)
+    assert task.current_version == first_version
+    assert not HealingEvent.objects.filter(status=S.DEPLOYED).exists()

@@ -579,6 +579,34 @@ def test_a_frame_whose_address_redirected_it_to_another_site_is_not_searched_fur
     assert any("https://forms.example/contact, another site" in (step.get("why") or "") for step in outcome.trace)
 
 
+SEND_BUTTON = {"tag": "BUTTON", "id": "submit", "type": "submit", "role": "button", "text": "Send", "is_button": "yes",
+               "xpath": "/html[1]/body[1]/form[1]/button[1]", "x": 60, "y": 100, "width": 50, "height": 20}
+
+
+def test_a_frame_is_not_searched_while_the_page_still_shows_a_later_step_of_the_fields_form():
+    # The Name field was removed from the contact form, which stays on the page with its Send button; the frame
+    # is the site's newsletter sign-up, whose Name field looks the same.
+    context, handover = form_in_frames({"#newsletter": "http://shop.test/newsletter-form"})
+    handover.pages[handover.url]["elements"].append({**SEND_BUTTON, "ref": 1})
+    context.later_elements = [SEND_BUTTON]
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert not outcome.recovered and {"frame": "#newsletter"} not in handover.ops("observe")
+    assert any((step.get("why") or "").startswith("the form is still on the page") for step in outcome.trace)
+
+
+def test_a_later_step_of_another_form_on_the_page_does_not_keep_the_frame_from_being_searched():
+    context, handover = form_in_frames({"#contact-form": "http://shop.test/contact-form"})
+    search = {**SEND_BUTTON, "id": "search", "text": "Search", "xpath": "/html[1]/body[1]/header[1]/form[1]/button[1]"}
+    handover.pages[handover.url]["elements"].append({**search, "ref": 1})
+    context.later_elements = [search]
+
+    outcome = HeuristicAgent().take_over(context, handover)
+
+    assert outcome.recovered and outcome.recovery["frame_selector"] == "#contact-form", outcome.reason
+
+
 def test_a_field_in_two_frames_is_chosen_in_neither():
     context, handover = form_in_frames({"#contact-form": "http://shop.test/contact-form",
                                         "#support-form": "http://shop.test/support-form"})

@@ -1149,3 +1149,23 @@ def test_a_field_removed_from_the_page_is_not_typed_into_a_newsletter_frame_of_t
     assert run.status == Run.Status.FAILED, _explain(run)
     assert task.current_version == first_version
     assert not HealingEvent.objects.filter(status=S.DEPLOYED).exists()
+
+
+def test_a_step_inside_a_frame_low_on_the_page_records_its_elements_place_on_the_page_and_heals_there(drain):
+    """The fingerprint of a step inside a frame is compared with the frame's observation, which places elements on
+    the page: it was recorded at its place in the frame (8, 87 here), where the page shows other things."""
+    embedded = ('<h1>Contact</h1><div style="height:900px">About us</div>'
+                '<iframe id="contact-form" title="Contact form" src="/contact-form" style="margin-left:400px"></iframe>')
+    with contact_site(1) as site:
+        site.pages["/contact"] = embedded
+        site.pages["/contact-form"] = contact_page(1)
+        task = make_task(site, code=FRAMED_CODE, auto_deploy=True)
+        first = run_now(task, drain)
+        site.pages["/contact-form"] = contact_page(1).replace(">Send<", ">Submit<")
+        run = run_now(task, drain)
+    assert first.status == Run.Status.SUCCEEDED
+    clicked = next(step for step in first.trace if step["action"] == "click")
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert event.status == S.DEPLOYED, event.reason
+    assert clicked["fingerprint"]["y"] > 900 and clicked["fingerprint"]["x"] > 400, clicked["fingerprint"]

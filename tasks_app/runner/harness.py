@@ -274,6 +274,7 @@ class Runtime:
                recovery: dict | None = None) -> Step:
         now = time.perf_counter()
         selector = self.mask(selector)
+        frame_url, offset = self.frame_of_step(selector)
         step = Step(
             index=self.step_index,
             line=line,
@@ -286,26 +287,40 @@ class Runtime:
             outcome=outcome,
             error=self.mask(error) if error else None,
             step_key=step_key(line, action, selector),
-            fingerprint=fingerprint,
-            frame_url=self.frame_url(selector),
+            fingerprint=self.in_page_coordinates(fingerprint, offset) if offset else fingerprint,
+            frame_url=frame_url,
             recovery=recovery,
         )
         self.step_index += 1
         self.send({"t": "step", "step": step.to_dict()})
         return step
 
-    def frame_url(self, selector: str | None) -> str | None:
-        """The address of the page shown in the iframe a step's selector enters (None for the page's own elements):
-        a form's submission in a frame loads its next page there, not in the page."""
+    def frame_of_step(self, selector: str | None) -> tuple[str | None, tuple[int, int] | None]:
+        """For a step inside an iframe (its selector enters one; (None, None) for the page's own elements): the
+        address of the page the frame shows (a form's submission in a frame loads its next page there, not in the
+        page), and where the frame's content starts on the page, through every frame it is nested in."""
         if not selector or ENTER_FRAME not in selector:
-            return None
+            return None, None
+        parts = selector.split(ENTER_FRAME)
+        dx = dy = 0
         try:
-            iframe = Page.locator(self.page, selector.rsplit(ENTER_FRAME, 1)[0]).first.element_handle(timeout=500)
-            frame = iframe.content_frame()
-            iframe.dispose()
-        except PlaywrightError:  # the frame is gone (the step took the page elsewhere)
-            return None
-        return self.mask(frame.url) if frame else None
+            for depth in range(1, len(parts)):
+                iframe = Page.locator(self.page, ENTER_FRAME.join(parts[:depth])).first.element_handle(timeout=500)
+                x, y = iframe.evaluate(snapshot.FRAME_OFFSET)
+                dx, dy = dx + x, dy + y
+                frame = iframe.content_frame() if depth == len(parts) - 1 else None
+                iframe.dispose()
+        except (PlaywrightError, TypeError, ValueError):  # the frame is gone (the step took the page elsewhere)
+            return None, None
+        return (self.mask(frame.url) if frame else None), (dx, dy)
+
+    @staticmethod
+    def in_page_coordinates(fingerprint: dict | None, offset: tuple[int, int]) -> dict | None:
+        """A fingerprint taken inside a frame, placed where the page shows it: a frame's observation for a heal
+        gives its elements' places on the page, and compares them with this one."""
+        if not fingerprint or not isinstance(fingerprint.get("x"), int) or not isinstance(fingerprint.get("y"), int):
+            return fingerprint
+        return {**fingerprint, "x": fingerprint["x"] + offset[0], "y": fingerprint["y"] + offset[1]}
 
     # --- navigation policy ----------------------------------------------------------------
     def check_url(self, url: str) -> None:

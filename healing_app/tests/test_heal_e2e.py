@@ -1070,8 +1070,12 @@ FRAMED_CODE = '''def run(page, params):
 '''
 
 
-def test_steps_inside_a_frame_are_recorded_and_a_button_renamed_there_heals_in_place(drain):
-    embedded = '<h1>Contact</h1><iframe id="contact-form" title="Contact form" src="/contact-form"></iframe>'
+@pytest.mark.parametrize("dx, dy", [(0, 0), (400, 900)], ids=["frame at the top", "frame low on the page"])
+def test_steps_inside_a_frame_are_recorded_and_a_button_renamed_there_heals_in_place(drain, dx, dy):
+    """A step's fingerprint places its element on the page, as the frame's observation for a heal places the
+    elements it compares it with (in the frame's own coordinates, the button is at 8, 87 wherever the frame is)."""
+    embedded = (f'<h1>Contact</h1><div style="height:{dy}px"></div><iframe id="contact-form" title="Contact form" '
+                f'src="/contact-form" style="margin-left:{dx}px"></iframe>')
     with contact_site(1) as site:
         site.pages["/contact"] = embedded
         site.pages["/contact-form"] = contact_page(1)
@@ -1083,6 +1087,7 @@ def test_steps_inside_a_frame_are_recorded_and_a_button_renamed_there_heals_in_p
     clicked = next(step for step in first.trace if step["action"] == "click")
     assert clicked["selector"] == '#contact-form >> internal:control=enter-frame >> internal:role=button[name="Send"i]'
     assert clicked["fingerprint"]["id"] == "submit" and clicked["frame_url"] == f"{site.url}/thanks"
+    assert clicked["fingerprint"]["x"] > dx and clicked["fingerprint"]["y"] > dy, clicked["fingerprint"]
     event = HealingEvent.objects.get(task=task)
     assert run.status == Run.Status.HEALED, _explain(run)
     assert run.output == {"confirmation": "Thanks, Ada!"}
@@ -1149,23 +1154,3 @@ def test_a_field_removed_from_the_page_is_not_typed_into_a_newsletter_frame_of_t
     assert run.status == Run.Status.FAILED, _explain(run)
     assert task.current_version == first_version
     assert not HealingEvent.objects.filter(status=S.DEPLOYED).exists()
-
-
-def test_a_step_inside_a_frame_low_on_the_page_records_its_elements_place_on_the_page_and_heals_there(drain):
-    """The fingerprint of a step inside a frame is compared with the frame's observation, which places elements on
-    the page: it was recorded at its place in the frame (8, 87 here), where the page shows other things."""
-    embedded = ('<h1>Contact</h1><div style="height:900px">About us</div>'
-                '<iframe id="contact-form" title="Contact form" src="/contact-form" style="margin-left:400px"></iframe>')
-    with contact_site(1) as site:
-        site.pages["/contact"] = embedded
-        site.pages["/contact-form"] = contact_page(1)
-        task = make_task(site, code=FRAMED_CODE, auto_deploy=True)
-        first = run_now(task, drain)
-        site.pages["/contact-form"] = contact_page(1).replace(">Send<", ">Submit<")
-        run = run_now(task, drain)
-    assert first.status == Run.Status.SUCCEEDED
-    clicked = next(step for step in first.trace if step["action"] == "click")
-    event = HealingEvent.objects.get(task=task)
-    assert run.status == Run.Status.HEALED, _explain(run)
-    assert event.status == S.DEPLOYED, event.reason
-    assert clicked["fingerprint"]["y"] > 900 and clicked["fingerprint"]["x"] > 400, clicked["fingerprint"]

@@ -383,6 +383,11 @@ def scenarios() -> list[Scenario]:
                  {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _terms("terms")), "/thanks": _thanks_if_accepted},
                  {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _terms("accept-terms")), "/thanks": _thanks_if_accepted},
                  "heal", THANKS),
+        Scenario("checkbox became a switch", "the terms checkbox is now a toggle switch (a button with role=switch)",
+                 CHECKBOX_CODE,
+                 {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + _terms("terms")), "/thanks": _thanks_if_accepted},
+                 {"/contact": _form(V1_BUTTON, fields=NAME_FIELD + TERMS_SWITCH), "/thanks": _thanks_if_accepted},
+                 "heal", THANKS),
         Scenario("reworded text selector", "text=Send → the button says Submit", TEXT_CODE,
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
                  {"/contact": _form('<button id="submit" type="submit" class="btn primary">Submit</button>'), "/thanks": _thanks},
@@ -447,6 +452,15 @@ COUNTRY_DROP_DOWN = (
     "<script>for (const o of document.querySelectorAll('[role=option]')) o.onclick = () => {"
     " document.getElementById('country-value').value = o.dataset.value; document.getElementById('country-list').hidden = true; };"
     "</script>"
+)
+
+
+# The terms checkbox redone as a switch: a button that says whether it is on, and a hidden input for the form.
+TERMS_SWITCH = (
+    '<button type="button" role="switch" id="terms-switch" aria-checked="false" aria-labelledby="terms-label" '
+    'onclick="const on = this.getAttribute(\'aria-checked\') !== \'true\'; this.setAttribute(\'aria-checked\', on);'
+    ' document.getElementById(\'terms-value\').value = on ? \'yes\' : \'\'"></button>'
+    '<span id="terms-label">I accept the terms</span><input type="hidden" name="terms" id="terms-value">'
 )
 
 

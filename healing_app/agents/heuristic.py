@@ -113,7 +113,8 @@ class HeuristicAgent:
             target = fingerprint_from_selector(failure.get("selector") or "", prompt=run.context.prompt)
             source = "selector and prompt"
         excluded = rejected_indexes(elements, run.context.rejected_elements)
-        result = locate(target, elements, excluded=excluded)
+        unable = {i for i, element in enumerate(elements) if not can_take(failure.get("action"), element)}
+        result = locate(target, elements, excluded=excluded | unable)
         candidates = [
             {**_summary(elements[index]), "score": round(score, 4)} for index, score in result.ranked[:10]
         ]
@@ -1098,6 +1099,17 @@ def custom_select_match(failure: dict, fingerprint: dict | None, page: dict, *, 
                and _opens_a_list(e) and _names(e, name)]
     log("custom_select", label=label, named=name, openers=[_summary(e) for e in openers[:3]])
     return CustomSelectMatch(wanted, label, openers[0]) if label and len(openers) == 1 else None
+
+
+CHECKABLE_ROLES = frozenset({"checkbox", "radio", "switch", "menuitemcheckbox", "menuitemradio"})
+
+
+def can_take(action: str | None, element: dict) -> bool:
+    """Whether `element` can take the step's action at all: a `check` needs a checkbox, a radio button or a switch
+    (a redesign may turn a checkbox into a switch; the words beside it, which read the same, are not one)."""
+    if action in ("check", "uncheck", "set_checked"):
+        return element.get("role") in CHECKABLE_ROLES or (element.get("tag") == "INPUT" and element.get("type") in ("checkbox", "radio"))
+    return True
 
 
 def _opens_a_list(element: dict) -> bool:

@@ -1154,3 +1154,28 @@ def test_a_field_removed_from_the_page_is_not_typed_into_a_newsletter_frame_of_t
     assert run.status == Run.Status.FAILED, _explain(run)
     assert task.current_version == first_version
     assert not HealingEvent.objects.filter(status=S.DEPLOYED).exists()
+
+
+def test_a_checkbox_redone_as_a_switch_is_checked_not_the_words_beside_it(drain):
+    def page(terms: str) -> str:
+        return f'<form method="post" action="/thanks"><input id="name" name="name">{terms}<button id="submit">Send</button></form>'
+
+    switch = (
+        '<button type="button" role="switch" id="terms-switch" aria-checked="false" aria-labelledby="terms-label" '
+        "onclick=\"const on = this.getAttribute('aria-checked') !== 'true'; this.setAttribute('aria-checked', on);"
+        " document.getElementById('terms-value').value = on ? 'yes' : ''\"></button>"
+        '<span id="terms-label">I accept the terms</span><input type="hidden" name="terms" id="terms-value">'
+    )
+    checkbox = '<input type="checkbox" id="terms" name="terms" value="yes"><label for="terms">I accept the terms</label>'
+    code = CONTACT_CODE.replace("    # Send the form.", '    page.check("#terms")')
+    with serve({"/contact": page(checkbox),
+                "/thanks": lambda r: f'<p class="confirmation">{r.form.get("name")}: {r.form.get("terms") or "no"}</p>'}) as site:
+        task = make_task(site, code=code, auto_deploy=True)
+        assert run_now(task, drain).output == {"confirmation": "Ada: yes"}
+        site.pages["/contact"] = page(switch)
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, event.reason
+    assert run.output == {"confirmation": "Ada: yes"}
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.chosen_element["id"] == "terms-switch"

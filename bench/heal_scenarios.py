@@ -415,6 +415,14 @@ def scenarios() -> list[Scenario]:
                  {"/contact": FRAMED_FORM, "/thanks": _thanks, "/contact-form": _form(
                      '<button id="send-message" type="submit" class="btn primary">Send message</button>')},
                  "heal", THANKS),
+        Scenario("into a second tab", "the Send button (renamed) moved into the form's second tab, hidden until clicked",
+                 FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form(_tabs("<p>Tell us who you are.</p>", '<button id="send-message" type="submit" '
+                                                                        'class="btn primary">Send</button>'),
+                                    fields=NAME_FIELD),
+                  "/thanks": _thanks},
+                 "heal", THANKS),
     ]
 
 
@@ -436,6 +444,18 @@ RENDERED_ON_SCROLL = (
     "<script>new IntersectionObserver((seen, observer) => { if (!seen[0].isIntersecting) return; observer.disconnect();"
     " more.replaceWith(document.getElementById('button').content.cloneNode(true)); }).observe(more);</script>"
 )
+
+
+def _tabs(first: str, second: str) -> str:
+    """Two tabs (the WAI-ARIA tabs pattern): the second panel is hidden until its tab is clicked."""
+    return (
+        '<div role="tablist"><button type="button" role="tab" id="t1" aria-selected="true" aria-controls="p1" '
+        'onclick="show(1)">Overview</button><button type="button" role="tab" id="t2" aria-selected="false" '
+        'aria-controls="p2" onclick="show(2)">Your details</button></div>'
+        f'<div role="tabpanel" id="p1">{first}</div><div role="tabpanel" id="p2" hidden>{second}</div>'
+        "<script>function show(n) { for (const i of [1, 2]) { document.getElementById('p' + i).hidden = i !== n;"
+        " document.getElementById('t' + i).setAttribute('aria-selected', String(i === n)); } }</script>"
+    )
 
 
 def _select(select_id: str, values: tuple[str, str] = ("FR", "DE")) -> str:

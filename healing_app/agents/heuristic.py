@@ -222,7 +222,11 @@ class HeuristicAgent:
         if not isinstance(opened, dict):
             return opened  # None (it did not open: perhaps not a menu, but a slow page) or why it went wrong
         if not keep_selector:
-            return self._retry_with(run, item, target=target, confidence=result.confidence, candidates=[], opened=opened)
+            # Opening it looked at the page again, which gives its elements new refs: the item is found anew there.
+            shown = _same_element(item, run.handover.observe())
+            if shown is None:
+                return TakeoverOutcome(recovered=False, reason=f"“{item.get('opener_text')}” was opened, but the element is not on show")
+            return self._retry_with(run, shown, target=target, confidence=result.confidence, candidates=[], opened=opened)
         run.log("retry_step", why="its menu is open")
         answer = run.handover.retry_step()
         if not answer.get("ok"):
@@ -1143,6 +1147,13 @@ def _form_xpath(xpath: str) -> str | None:
     """`/html[1]/body[1]/form[1]` of `/html[1]/body[1]/form[1]/div[2]/input[1]`: the innermost form the element is in."""
     found = re.match(r"(.*/form\[\d+\])/", xpath)
     return found.group(1) if found else None
+
+
+def _same_element(element: dict, page: dict) -> dict | None:
+    """`element` of an earlier look at the page in `page`, a later one (with the refs of that look), by its tag and
+    place in the page; None when no element on show is there."""
+    return next((e for e in page.get("elements") or []
+                 if e.get("xpath") == element.get("xpath") and e.get("tag") == element.get("tag")), None)
 
 
 def _summary(element: dict, *, full: bool = False) -> dict:

@@ -79,6 +79,17 @@ def run_now(task, drain) -> Run:
     return run
 
 
+def heal_after_contact_page_changes(drain, new_page: str) -> tuple[Run, HealingEvent]:
+    """Run the contact task (auto-deploying heals) on version 1 of the page, then on `new_page`: that run and its
+    heal."""
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True)
+        run_now(task, drain)
+        site.pages["/contact"] = new_page
+        run = run_now(task, drain)
+    return run, HealingEvent.objects.get(task=task)
+
+
 def reject_and_run_again(task, drain, reviewer, comment: str) -> tuple[HealingEvent, Run, HealingEvent]:
     """Reject the task's heal waiting for review and run the task again: the rejected heal, the new run, its heal."""
     rejected = HealingEvent.objects.get(task=task)
@@ -906,12 +917,7 @@ def test_a_button_rendered_only_once_scrolled_into_view_is_scrolled_to(drain):
         "<script>new IntersectionObserver((seen, observer) => { if (!seen[0].isIntersecting) return; observer.disconnect();"
         " more.replaceWith(document.getElementById('button').content.cloneNode(true)); }).observe(more);</script>"
     )
-    with contact_site(1) as site:
-        task = make_task(site, auto_deploy=True)
-        run_now(task, drain)
-        site.pages["/contact"] = lazy
-        run = run_now(task, drain)
-    event = HealingEvent.objects.get(task=task)
+    run, event = heal_after_contact_page_changes(drain, lazy)
     assert run.status == Run.Status.HEALED, event.reason
     assert run.output == {"confirmation": "Thanks, Ada!"}
     assert event.status == S.DEPLOYED, event.reason
@@ -1179,3 +1185,32 @@ def test_a_checkbox_redone_as_a_switch_is_checked_not_the_words_beside_it(drain)
     assert run.output == {"confirmation": "Ada: yes"}
     assert event.status == S.DEPLOYED, event.reason
     assert event.chosen_element["id"] == "terms-switch"
+
+
+def tabbed_contact_page(overview: str, details: str) -> str:
+    """The contact form split into two tabs (the WAI-ARIA tabs pattern): the second panel hidden until its tab is
+    clicked."""
+    return (
+        '<form method="post" action="/thanks"><div role="tablist">'
+        '<button type="button" role="tab" id="tab-1" aria-selected="true" aria-controls="panel-1" onclick="show(1)">'
+        'Overview</button><button type="button" role="tab" id="tab-2" aria-selected="false" aria-controls="panel-2" '
+        'onclick="show(2)">Your details</button></div>'
+        f'<div role="tabpanel" id="panel-1" aria-labelledby="tab-1">{overview}</div>'
+        f'<div role="tabpanel" id="panel-2" aria-labelledby="tab-2" hidden>{details}</div></form>'
+        "<script>function show(n) { for (const i of [1, 2]) { document.getElementById('panel-' + i).hidden = i !== n;"
+        " document.getElementById('tab-' + i).setAttribute('aria-selected', String(i === n)); } }</script>"
+    )
+
+
+def test_a_renamed_button_moved_into_a_second_tab_is_clicked_there_after_its_tab(drain):
+    moved = tabbed_contact_page(
+        '<label for="name">Name</label><input id="name" name="name">',
+        '<p>Check your message.</p><button id="send-message" type="submit" class="btn primary">Send</button>',
+    )
+    run, event = heal_after_contact_page_changes(drain, moved)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert run.output == {"confirmation": "Thanks, Ada!"}
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.new_version.code.splitlines()[3:6] == [
+        "    page.click('role=tab[name=\"Your details\"s]')", "    # Send the form.", "    page.click('role=button[name=\"Send\"s]')",
+    ], event.new_version.code

@@ -423,6 +423,10 @@ def scenarios() -> list[Scenario]:
                                     fields=NAME_FIELD),
                   "/thanks": _thanks},
                  "heal", THANKS),
+        Scenario("into an accordion", "the name field (same id) moved into a closed accordion panel", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form(V1_BUTTON, fields=_accordion("About you", NAME_FIELD)), "/thanks": _thanks},
+                 "heal", THANKS),
     ]
 
 
@@ -455,6 +459,15 @@ def _tabs(first: str, second: str) -> str:
         f'<div role="tabpanel" id="p1">{first}</div><div role="tabpanel" id="p2" hidden>{second}</div>'
         "<script>function show(n) { for (const i of [1, 2]) { document.getElementById('p' + i).hidden = i !== n;"
         " document.getElementById('t' + i).setAttribute('aria-selected', String(i === n)); } }</script>"
+    )
+
+
+def _accordion(heading: str, content: str) -> str:
+    """A closed accordion panel (the WAI-ARIA accordion pattern): its heading's button shows and hides it."""
+    return (
+        '<h3><button type="button" aria-expanded="false" aria-controls="panel" onclick="const p = '
+        "document.getElementById('panel'); p.hidden = !p.hidden; this.setAttribute('aria-expanded', String(!p.hidden))\">"
+        f'{heading}</button></h3><div id="panel" role="region" hidden>{content}</div>'
     )
 
 

@@ -1214,3 +1214,29 @@ def test_a_renamed_button_moved_into_a_second_tab_is_clicked_there_after_its_tab
     assert event.new_version.code.splitlines()[3:6] == [
         "    page.click('role=tab[name=\"Your details\"s]')", "    # Send the form.", "    page.click('role=button[name=\"Send\"s]')",
     ], event.new_version.code
+
+
+def accordion_panel(heading: str, content: str, panel_id: str = "panel-you") -> str:
+    """A closed accordion panel (the WAI-ARIA accordion pattern): its heading's button shows and hides it."""
+    return (
+        f'<h3><button type="button" aria-expanded="false" aria-controls="{panel_id}" onclick="const p = '
+        "document.getElementById(this.getAttribute('aria-controls')); p.hidden = !p.hidden; "
+        f"this.setAttribute('aria-expanded', String(!p.hidden))\">{heading}</button></h3>"
+        f'<div id="{panel_id}" role="region" hidden>{content}</div>'
+    )
+
+
+def test_a_field_folded_into_a_closed_accordion_panel_is_filled_after_opening_the_panel(drain):
+    folded = (
+        '<form method="post" action="/thanks">'
+        + accordion_panel("About you", '<label for="name">Name</label><input id="name" name="name">')
+        + '<button id="submit" type="submit">Send</button></form>'
+    )
+    run, event = heal_after_contact_page_changes(drain, folded)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert run.output == {"confirmation": "Thanks, Ada!"}
+    assert event.error_type == "timeout"  # the field is there, only hidden
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.new_version.code.splitlines()[2:4] == [
+        "    page.click('role=button[name=\"About you\"s]')", '    page.fill("#name", params["name"])',
+    ], event.new_version.code

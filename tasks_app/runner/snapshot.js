@@ -305,7 +305,7 @@
       const interactable = isInteractable(el);
       if (!interactable && !ownText(el)) continue;
       if (isVisible(el)) elements.push(describe(el, true, interactable));
-      else if (interactable && hidden.length < MAX_HIDDEN_CHECKED && !["INPUT", "OPTION", "LABEL"].includes(el.tagName)) hidden.push(el);
+      else if (interactable && hidden.length < MAX_HIDDEN_CHECKED && mayBeInClosedSection(el)) hidden.push(el);
     }
     // Links and buttons of closed menus, each with the visible element that opens its menu (`opened_by`, a ref):
     // a redesign that tucks a link into a drop-down leaves it one hover or click away, not gone.
@@ -357,6 +357,14 @@
       frames: framesOf(),
       text_excerpt: document.body ? cap(norm(document.body.innerText), 4000) : "",
     });
+  }
+
+  // Hidden elements worth asking what opens them: links, buttons and form fields (a redesign may fold a form into
+  // an accordion or a tab), not options and labels (their select or field stands for them) nor an
+  // <input type=hidden>, which nothing opens.
+  function mayBeInClosedSection(el) {
+    if (el.tagName === "OPTION" || el.tagName === "LABEL") return false;
+    return el.tagName !== "INPUT" || (el.getAttribute("type") || "").toLowerCase() !== "hidden";
   }
 
   // How far above a hidden link its menu's visible owner may be (a > li > ul > div.dropdown > li.nav-item).

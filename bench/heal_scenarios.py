@@ -427,6 +427,17 @@ def scenarios() -> list[Scenario]:
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
                  {"/contact": _form(V1_BUTTON, fields=_accordion("About you", NAME_FIELD)), "/thanks": _thanks},
                  "heal", THANKS),
+        Scenario("into a closed details", "the Send button (renamed) folded into a closed <details> of its form", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form('<details><summary>Ready? Send it</summary><button id="send-message" type="submit" '
+                                    'class="btn primary">Send</button></details>'), "/thanks": _thanks},
+                 "heal", THANKS),
+        Scenario("look-alike in a closed section", "the button is gone; a closed Newsletter <details> has a Send button",
+                 FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form("").replace("</form>", "</form>" + NEWSLETTER_IN_DETAILS), "/thanks": _thanks,
+                  "/newsletter": "<p>Subscribed</p>"},
+                 "refuse"),
     ]
 
 
@@ -436,6 +447,10 @@ PLACEHOLDER_CODE = FORM_CODE.replace('page.fill("#name"', "page.fill(\"input[pla
 SELECT_CODE = FORM_CODE.replace('    page.click', '    page.select_option("#country", "DE")\n    page.click')
 CHECKBOX_CODE = FORM_CODE.replace('    page.click', '    page.check("#terms")\n    page.click')
 TEXT_CODE = FORM_CODE.replace('page.click("#submit")', 'page.click("text=Send")')
+NEWSLETTER_IN_DETAILS = (
+    '<details><summary>Newsletter</summary><form method="post" action="/newsletter"><input id="nl" name="nl">'
+    '<button id="newsletter-send" type="submit" class="btn primary">Send</button></form></details>'
+)
 LOADING_LAYER = ('<div id="loading" style="position:fixed;inset:0;z-index:9;background:rgba(255,255,255,.8)">Loading\u2026</div>'
                  '<script>setTimeout(() => document.getElementById("loading").remove(), 6500)</script>')
 

@@ -6,6 +6,7 @@ appended to the trace so a reviewer can replay its reasoning.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -1027,6 +1028,11 @@ def closed_menu_match(target: dict | None, page: dict, rejected: list[dict]) -> 
     elements = page.get("elements") or []
     pool = [*elements, *({**item, "visible": True} for item in hidden)]
     result = locate(target, pool, excluded=rejected_indexes(pool, rejected))
+    if result.abstained:
+        result = _folded_into_its_form(target, pool, hidden, rejected) or result
+    elif _in_another_form(target, _hidden_choice(result, hidden, len(elements))):
+        result = dataclasses.replace(result, index=None, abstained=True,
+                                     reason="a closed section's look-alike that belongs to another form than the step's")
     best = pool[result.ranked[0][0]] if result.ranked else None
     in_menu = not result.abstained and result.index is not None and result.index >= len(elements)
     return MenuMatch(hidden[result.index - len(elements)] if in_menu else None, best, result)
@@ -1147,6 +1153,37 @@ def _form_xpath(xpath: str) -> str | None:
     """`/html[1]/body[1]/form[1]` of `/html[1]/body[1]/form[1]/div[2]/input[1]`: the innermost form the element is in."""
     found = re.match(r"(.*/form\[\d+\])/", xpath)
     return found.group(1) if found else None
+
+
+def _folded_into_its_form(target: dict, pool: list[dict], hidden: list[dict], rejected: list[dict]) -> LocateResult | None:
+    """The locator's choice among `pool` (the elements on show, then `hidden`, a closed section's items) when places
+    are not compared, if it is a closed section's item of the form the target was in; else None.
+
+    A form's button or field folded into a collapsed part of the same form (an accordion panel, a <details>) has no
+    place on the page until that opens: compared by place, its old neighbour, still where the element was, reads as
+    the element moved in place and the locator abstains. Not comparing places would also let a look-alike of another
+    form win (a newsletter's "Send" in a closed footer), which the same form rules out."""
+    if not _form_xpath(target.get("xpath") or ""):
+        return None
+    unplaced = {key: value for key, value in target.items() if key not in ("x", "y")}
+    result = locate(unplaced, pool, excluded=rejected_indexes(pool, rejected))
+    item = _hidden_choice(result, hidden, len(pool) - len(hidden))
+    return result if item is not None and not _in_another_form(target, item) else None
+
+
+def _hidden_choice(result: LocateResult, hidden: list[dict], first_hidden: int) -> dict | None:
+    """The closed section's item `result` chose (`hidden` follows the elements on show from `first_hidden` on), or
+    None when it abstained or chose an element on show."""
+    if result.abstained or result.index is None or result.index < first_hidden:
+        return None
+    return hidden[result.index - first_hidden]
+
+
+def _in_another_form(target: dict, item: dict | None) -> bool:
+    """Whether `item`, a closed section's item, is of another form than the one the target was in (told by that
+    form's place in the page): a look-alike of another form is not the target however alike it reads."""
+    form = _form_xpath(target.get("xpath") or "")
+    return item is not None and form is not None and item.get("form_xpath") != form
 
 
 def _same_element(element: dict, page: dict) -> dict | None:

@@ -1202,20 +1202,6 @@ def tabbed_contact_page(overview: str, details: str) -> str:
     )
 
 
-def test_a_renamed_button_moved_into_a_second_tab_is_clicked_there_after_its_tab(drain):
-    moved = tabbed_contact_page(
-        '<label for="name">Name</label><input id="name" name="name">',
-        '<p>Check your message.</p><button id="send-message" type="submit" class="btn primary">Send</button>',
-    )
-    run, event = heal_after_contact_page_changes(drain, moved)
-    assert run.status == Run.Status.HEALED, _explain(run)
-    assert run.output == {"confirmation": "Thanks, Ada!"}
-    assert event.status == S.DEPLOYED, event.reason
-    assert event.new_version.code.splitlines()[3:6] == [
-        "    page.click('role=tab[name=\"Your details\"s]')", "    # Send the form.", "    page.click('role=button[name=\"Send\"s]')",
-    ], event.new_version.code
-
-
 def accordion_panel(heading: str, content: str, panel_id: str = "panel-you") -> str:
     """A closed accordion panel (the WAI-ARIA accordion pattern): its heading's button shows and hides it."""
     return (
@@ -1240,3 +1226,44 @@ def test_a_field_folded_into_a_closed_accordion_panel_is_filled_after_opening_th
     assert event.new_version.code.splitlines()[2:4] == [
         "    page.click('role=button[name=\"About you\"s]')", '    page.fill("#name", params["name"])',
     ], event.new_version.code
+
+
+RENAMED_SEND_BUTTON = '<button id="send-message" type="submit" class="btn primary">Send</button>'
+
+
+@pytest.mark.parametrize(("new_page", "opening"), [
+    (tabbed_contact_page('<label for="name">Name</label><input id="name" name="name">',
+                         f"<p>Check your message.</p>{RENAMED_SEND_BUTTON}"),
+     "    page.click('role=tab[name=\"Your details\"s]')"),
+    # The old neighbour (Clear) now sits where the button was: the button, in its own form still, is the one.
+    (contact_page(1).replace('<button id="submit" type="submit" class="btn primary">Send</button>',
+                             f"<details><summary>Ready? Send it</summary>{RENAMED_SEND_BUTTON}</details>"),
+     "    page.click('text=\"Ready? Send it\"')"),
+], ids=["into a second tab", "into a closed details"])
+def test_a_renamed_button_moved_into_a_closed_part_of_its_form_is_clicked_after_opening_that(drain, new_page, opening):
+    run, event = heal_after_contact_page_changes(drain, new_page)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert run.output == {"confirmation": "Thanks, Ada!"}
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.new_version.code.splitlines()[3:6] == [
+        opening, "    # Send the form.", "    page.click('role=button[name=\"Send\"s]')",
+    ], event.new_version.code
+
+
+def test_a_look_alike_button_of_another_form_in_a_closed_section_is_never_pressed(drain):
+    """The contact form lost its button; a closed "Newsletter" section below has a Send button just like it."""
+    newsletter = (
+        '<details><summary>Newsletter</summary><form method="post" action="/newsletter"><input id="nl" name="nl">'
+        '<button id="newsletter-send" type="submit" class="btn primary">Send</button></form></details>'
+    )
+    without_its_button = contact_page(1).replace(
+        '<button id="submit" type="submit" class="btn primary">Send</button>', "").replace("</body>", newsletter + "</body>")
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True)
+        run_now(task, drain)
+        site.pages["/contact"] = without_its_button
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert site.hits["POST /newsletter"] == 0
+    assert run.status == Run.Status.FAILED and event.status == S.FAILED
+    assert "locator abstained" in event.reason

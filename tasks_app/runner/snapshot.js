@@ -320,6 +320,9 @@
       fp.opened_by = known >= 0 ? known : refs.push(opener.el) - 1;
       fp.opener_clicks = opener.clicks;
       fp.opener_text = cap(norm(accName(opener.el) || opener.el.innerText || ""), 80);
+      // The form a field or button belongs to (its form= attribute included): one folded into a section of its own
+      // form is told from a look-alike of another form by that.
+      if (el.form) fp.form_xpath = xpath(el.form);
       inClosedMenus.push(fp);
     }
     window[REFS] = refs;

@@ -438,6 +438,15 @@ def scenarios() -> list[Scenario]:
                  {"/contact": _form("").replace("</form>", "</form>" + NEWSLETTER_IN_DETAILS), "/thanks": _thanks,
                   "/newsletter": "<p>Subscribed</p>"},
                  "refuse"),
+        Scenario("into a modal dialog", "the form moved into a <dialog> that a button naming it (data-bs-target) opens",
+                 FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": '<h1>Contact</h1><button type="button" data-bs-toggle="modal" data-bs-target="#write" '
+                              "onclick=\"document.getElementById('write').showModal()\">Write to us</button>"
+                              '<dialog id="write"><form method="post" action="/thanks">' + NAME_FIELD + V1_BUTTON
+                              + "</form></dialog>",
+                  "/thanks": _thanks},
+                 "heal", THANKS),
     ]
 
 

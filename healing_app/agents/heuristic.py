@@ -1030,7 +1030,7 @@ def closed_menu_match(target: dict | None, page: dict, rejected: list[dict]) -> 
     result = locate(target, pool, excluded=rejected_indexes(pool, rejected))
     if result.abstained:
         result = _folded_into_its_form(target, pool, hidden, rejected) or result
-    elif _in_another_form(target, _hidden_choice(result, hidden, len(elements))):
+    elif _in_another_form(target, _hidden_choice(result, hidden, len(elements)), page):
         result = dataclasses.replace(result, index=None, abstained=True,
                                      reason="a closed section's look-alike that belongs to another form than the step's")
     best = pool[result.ranked[0][0]] if result.ranked else None
@@ -1168,7 +1168,7 @@ def _folded_into_its_form(target: dict, pool: list[dict], hidden: list[dict], re
     unplaced = {key: value for key, value in target.items() if key not in ("x", "y")}
     result = locate(unplaced, pool, excluded=rejected_indexes(pool, rejected))
     item = _hidden_choice(result, hidden, len(pool) - len(hidden))
-    return result if item is not None and not _in_another_form(target, item) else None
+    return result if item is not None and item.get("form_xpath") == _form_xpath(target["xpath"]) else None
 
 
 def _hidden_choice(result: LocateResult, hidden: list[dict], first_hidden: int) -> dict | None:
@@ -1179,11 +1179,14 @@ def _hidden_choice(result: LocateResult, hidden: list[dict], first_hidden: int) 
     return hidden[result.index - first_hidden]
 
 
-def _in_another_form(target: dict, item: dict | None) -> bool:
-    """Whether `item`, a closed section's item, is of another form than the one the target was in (told by that
-    form's place in the page): a look-alike of another form is not the target however alike it reads."""
+def _in_another_form(target: dict, item: dict | None, page: dict) -> bool:
+    """Whether `item`, a closed section's item, is of another form than the one the target was in, which is still
+    where it was in the page (forms are told by their place): a look-alike of another form is not the target
+    however alike it reads. When the form itself moved (into a dialog, say), this cannot tell."""
     form = _form_xpath(target.get("xpath") or "")
-    return item is not None and form is not None and item.get("form_xpath") != form
+    if item is None or form is None or not any(f.get("xpath") == form for f in page.get("forms") or []):
+        return False
+    return item.get("form_xpath") != form
 
 
 def _same_element(element: dict, page: dict) -> dict | None:

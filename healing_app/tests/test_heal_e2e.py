@@ -1267,3 +1267,20 @@ def test_a_look_alike_button_of_another_form_in_a_closed_section_is_never_presse
     assert site.hits["POST /newsletter"] == 0
     assert run.status == Run.Status.FAILED and event.status == S.FAILED
     assert "locator abstained" in event.reason
+
+
+def test_a_form_moved_into_a_modal_dialog_is_filled_after_the_button_that_names_the_dialog_opens_it(drain):
+    """As Bootstrap builds it: the opener names the dialog (data-bs-target) from elsewhere in the page."""
+    in_a_dialog = (
+        '<h1>Contact</h1><button type="button" data-bs-toggle="modal" data-bs-target="#write-to-us" '
+        "onclick=\"document.getElementById('write-to-us').showModal()\">Write to us</button>"
+        '<dialog id="write-to-us"><form method="post" action="/thanks"><label for="name">Name</label>'
+        '<input id="name" name="name"><button id="submit" type="submit">Send</button></form></dialog>'
+    )
+    run, event = heal_after_contact_page_changes(drain, in_a_dialog)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert run.output == {"confirmation": "Thanks, Ada!"}
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.new_version.code.splitlines()[2:4] == [
+        "    page.click('role=button[name=\"Write to us\"s]')", '    page.fill("#name", params["name"])',
+    ], event.new_version.code

@@ -348,7 +348,7 @@
       for (const b of f.querySelectorAll("button, input[type=submit], input[type=image]")) {
         submits.push({ text: accName(b), id: b.id || "", name: b.getAttribute("name") || "", visible: isVisible(b), ref: refs.indexOf(b) });
       }
-      forms.push({ id: f.id || "", name: f.getAttribute("name") || "", action: f.getAttribute("action") || "",
+      forms.push({ id: f.id || "", xpath: xpath(f), name: f.getAttribute("name") || "", action: f.getAttribute("action") || "",
         method: (f.getAttribute("method") || "get").toLowerCase(), inputs, submits });
     }
     const state = pageState(roots);
@@ -377,17 +377,22 @@
   const DISCLOSURE = "[aria-expanded], [aria-haspopup]:not([aria-haspopup=false]), summary";
 
   // What opens the closed menu that hides `el`, as {el, clicks}; null when `el` is hidden for another reason (a
-  // closed dialog, a hidden page section). The menu is the outermost hidden ancestor under a visible owner; its
-  // opener is the owner's disclosure control (aria-controls naming the menu, aria-expanded, aria-haspopup, a
-  // <details> summary), which a click may toggle, or, in a small owner (an <li> holding a link and its menu, as
-  // CSS :hover drop-downs are built), the owner's one other visible link or button, which is only hovered: a
-  // click on a link would leave the page.
+  // hidden page section, a closed dialog nothing names). The menu is the outermost hidden ancestor under a visible
+  // owner; its opener is a control that names it (namingOpener), else the owner's disclosure control
+  // (aria-expanded, aria-haspopup, a <details> summary), which a click may toggle, or, in a small owner (an <li>
+  // holding a link and its menu, as CSS :hover drop-downs are built), the owner's one other visible link or button,
+  // which is only hovered: a click on a link would leave the page. A closed dialog right under the body has no
+  // owner: only a control that names it opens it.
   // `known` remembers each menu's answer: the items of one menu share it (and a big page has many).
   function menuOpener(el, known) {
     let menu = el;
     for (let depth = 0; depth < MENU_DEPTH; depth++) {
       const owner = parentOf(menu);
-      if (!owner || owner === document.body || owner === document.documentElement) return null;
+      if (!owner || owner === document.documentElement) return null;
+      if (owner === document.body) {
+        if (!known.has(menu)) known.set(menu, namingOpener(menu));
+        return known.get(menu);
+      }
       if (!isVisible(owner)) { menu = owner; continue; }
       if (!known.has(menu)) known.set(menu, openerOf(menu, owner));
       return known.get(menu);
@@ -395,12 +400,26 @@
     return null;
   }
 
+  // A visible control anywhere in the page that names `menu` by its id as what it opens, as {el, clicks: true}:
+  // aria-controls, Bootstrap's data-bs-target (data-target before version 5), or a link to it ("#contact-form").
+  // A modal dialog's opener is seldom beside it. Null when `menu` has no id or nothing names it.
+  function namingOpener(menu) {
+    if (!menu.id) return null;
+    const target = "#" + menu.id;
+    const names = (c) => (c.getAttribute("aria-controls") || "").split(/\s+/).includes(menu.id) ||
+      c.getAttribute("data-bs-target") === target || c.getAttribute("data-target") === target ||
+      c.getAttribute("href") === target;
+    const opener = Array.from(document.querySelectorAll("[aria-controls], [data-bs-target], [data-target], a[href^='#']"))
+      .find((c) => names(c) && !holds(menu, c) && isVisible(c));
+    return opener ? { el: opener, clicks: true } : null;
+  }
+
   // The opener of `menu` (hidden) in `owner` (visible), as menuOpener describes it.
   function openerOf(menu, owner) {
     const outside = (c) => !holds(menu, c) && isVisible(c);
-    const controls = menu.id ? Array.from(owner.querySelectorAll("[aria-controls]")).find(
-      (c) => c.getAttribute("aria-controls").split(/\s+/).includes(menu.id) && outside(c)) : null;
-    const disclosure = controls || Array.from(owner.querySelectorAll(DISCLOSURE)).find(outside);
+    const named = namingOpener(menu);
+    if (named) return named;
+    const disclosure = Array.from(owner.querySelectorAll(DISCLOSURE)).find(outside);
     if (disclosure) return { el: disclosure, clicks: true };
     if (owner.children.length > 3) return null;
     const others = Array.from(owner.querySelectorAll("a, button, [role=button], [role=menuitem]")).filter(outside);

@@ -916,11 +916,13 @@ def _apply(code: str, recovery: dict, *, at_line: int | None) -> tuple[str, str]
         )
     if kind == "menu":
         new = codegen.open_menu_before(code, line=at_line, opener_selector=recovery["opener_selector"], how=recovery["how"])
-        verb = "hovered" if recovery["how"] == "hover" else "clicked"
+        opener = f"“{recovery['opener_text']}”"
+        # Only a menu opens on hover; what a click opens may as well be a tab, an accordion panel or a dialog.
+        where = f"in the {opener} menu, hidden until that is hovered" if recovery["how"] == "hover" else (
+            f"hidden until {opener} is clicked (a menu, tab, panel or dialog it opens)")
         return new, (
-            f"`{recovery['selector']}` on line {line} is now in the “{recovery['opener_text']}” menu, hidden until "
-            f"that is {verb}; the new version {'hovers over' if recovery['how'] == 'hover' else 'clicks'} "
-            f"`{recovery['opener_selector']}` first."
+            f"`{recovery['selector']}` on line {line} is now {where}; the new version "
+            f"{'hovers over' if recovery['how'] == 'hover' else 'clicks'} `{recovery['opener_selector']}` first."
         )
     if kind == "option":
         new = codegen.select_option_by_label(code, line=at_line, old_value=recovery["old_value"], label=recovery["label"])

@@ -659,3 +659,15 @@ def test_a_drop_down_is_not_taken_for_the_select_unless_it_alone_reads_like_it(n
     outcome = HeuristicAgent().take_over(context, handover)
 
     assert not outcome.recovered and not handover.ops("act")
+
+
+@pytest.mark.parametrize(("how", "told"), [
+    ("hover", "is now in the \u201cProducts\u201d menu, hidden until that is hovered; the new version hovers over"),
+    ("click", "is now hidden until \u201cProducts\u201d is clicked (a menu, tab, panel or dialog it opens); the new "
+              "version clicks"),
+])
+def test_what_a_click_opens_is_not_called_a_menu_in_the_root_cause(how, told):
+    opened = {"kind": "menu", "line": 4, "selector": "#send", "opener_selector": "#products", "opener_text": "Products",
+              "how": how}
+    patch = HeuristicAgent().write_patch(code=SEND, recoveries=[opened], failure={}, prompt="")
+    assert f"`#send` on line 4 {told} `#products` first." == patch.root_cause

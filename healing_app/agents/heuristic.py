@@ -959,8 +959,8 @@ def _apply(code: str, recovery: dict, *, at_line: int | None) -> tuple[str, str]
 # (`neighbor_text`), which only a `get_by_label` selector depends on, so it is named only when quoted.
 _DESCRIBED_PROPERTIES = (
     ("id", "id"), ("text", "text"), ("data_testid", "test id"), ("placeholder", "placeholder"),
-    ("aria_label", "aria-label"), ("title", "title"), ("alt", "alt text"), ("name", "name"), ("class", "class"),
-    ("neighbor_text", "label"),
+    ("aria_label", "aria-label"), ("title", "title"), ("alt", "alt text"), ("name", "name"), ("type", "type"),
+    ("class", "class"), ("neighbor_text", "label"),
 )
 
 
@@ -981,6 +981,9 @@ def describe_selector_change(recovery: dict) -> str:
                   else f"its {label} \u201c{old[:40]}\u201d was removed")
         (quoted if was_quoted else other).append(change)
     why = [*quoted, *other]
+    if before.get("tag") and after.get("tag") and before["tag"] != after["tag"]:
+        # A button redone as a link, a field as a textarea: a selector naming the old tag cannot match.
+        why.insert(0, f"its tag changed from <{before['tag'].lower()}> to <{after['tag'].lower()}>")
     if before.get("xpath") and after.get("xpath") and before["xpath"] != after["xpath"]:
         why.append("it moved in the page structure")
     reason = "; ".join(why[:3]) or "the element changed"

@@ -671,3 +671,16 @@ def test_what_a_click_opens_is_not_called_a_menu_in_the_root_cause(how, told):
               "how": how}
     patch = HeuristicAgent().write_patch(code=SEND, recoveries=[opened], failure={}, prompt="")
     assert f"`#send` on line 4 {told} `#products` first." == patch.root_cause
+
+
+def test_root_cause_names_a_new_type_or_tag_of_the_element():
+    retyped = describe_selector_change({
+        "line": 3, "old_selector": "input[type='text'][name='email']", "new_selector": "#email",
+        "before": {"tag": "INPUT", "id": "email", "type": "text"}, "after": {"tag": "INPUT", "id": "email", "type": "email"},
+    })
+    assert "no longer matches: its type changed from \u201ctext\u201d to \u201cemail\u201d." in retyped
+    redone = describe_selector_change({
+        "line": 3, "old_selector": "button#checkout", "new_selector": 'role=link[name="Checkout"s]',
+        "before": {"tag": "BUTTON", "id": "checkout", "text": "Checkout"}, "after": {"tag": "A", "text": "Checkout"},
+    })
+    assert "no longer matches: its tag changed from <button> to <a>; its id \u201ccheckout\u201d was removed." in redone

@@ -906,14 +906,13 @@ def move_into_frame(code: str, *, line: int, old_selector: str, frame_selector: 
     keeps its shape: its selector in the frame is replaced (``form.locator("#name")``, ``form`` being the
     frame locator, as much as ``page.frame_locator("#form").locator("#name")``), and the frame's when it changed.
     """
-    if ENTER_FRAME in old_selector:
-        old_frame, old_inner = old_selector.rsplit(ENTER_FRAME, 1)
-        if old_frame == frame_selector:
-            return replace_selector(code, line=line, old_selector=old_inner, new_selector=inner_selector)
+    in_frame = old_selector.rsplit(ENTER_FRAME, 1) if ENTER_FRAME in old_selector else None
+    if in_frame and in_frame[0] == frame_selector:
+        return replace_selector(code, line=line, old_selector=in_frame[1], new_selector=inner_selector)
     src = _load(code)
     calls = _method_calls(src, line)
-    if ENTER_FRAME in old_selector:
-        return src.apply(_in_frame_replacements(calls, old_selector, frame_selector, inner_selector, line))
+    if in_frame:
+        return src.apply(_in_frame_replacements(calls, tuple(in_frame), (frame_selector, inner_selector), line))
     replacements: dict[cst.CSTNode, _Replacement] = {}
     wanted = _selector_key(old_selector)
     for call in calls:
@@ -941,10 +940,10 @@ def move_into_frame(code: str, *, line: int, old_selector: str, frame_selector: 
 
 
 def _in_frame_replacements(
-    calls: list[cst.Call], old_selector: str, frame_selector: str, inner_selector: str, line: int
+    calls: list[cst.Call], old: tuple[str, str], new: tuple[str, str], line: int
 ) -> dict[cst.CSTNode, _Replacement]:
-    """``x.frame_locator(old_frame).locator(old_inner)`` on the line, its two literals replaced."""
-    old_frame, old_inner = old_selector.rsplit(ENTER_FRAME, 1)
+    """``x.frame_locator(old_frame).locator(old_inner)`` on the line, its two literals replaced by `new`'s."""
+    (old_frame, old_inner), (frame_selector, inner_selector) = old, new
     replacements: dict[cst.CSTNode, _Replacement] = {}
     for call in calls:
         receiver = call.func.value

@@ -432,11 +432,10 @@ class HeuristicAgent:
         time (its stored fingerprint lists the options) is chosen again by that label. None when it is not that."""
         failure = run.context.failure
         wanted = (failure.get("args") or {}).get("value")
-        options_then = (run.context.stored_fingerprint or {}).get("options")
         options_now = (failure.get("details") or {}).get("options")
-        if failure.get("action") != "select_option" or not isinstance(wanted, str) or not options_then or not options_now:
+        if failure.get("action") != "select_option" or not options_now:
             return None
-        label = next((text for value, text in options_then if value == wanted), None)
+        label = option_label(run.context.stored_fingerprint, wanted)
         if not label or any(value == wanted for value, _ in options_now):
             return None
         same_label = [value for value, text in options_now if text == label]
@@ -1114,6 +1113,16 @@ def custom_select_match(failure: dict, fingerprint: dict | None, page: dict, *, 
                and _opens_a_list(e) and _names(e, name)]
     log("custom_select", label=label, named=name, openers=[_summary(e) for e in openers[:3]])
     return CustomSelectMatch(wanted, label, openers[0]) if label and len(openers) == 1 else None
+
+
+def option_label(fingerprint: dict | None, value: object) -> str | None:
+    """The label the option of `value` had in a <select> as `fingerprint` recorded it, if it did."""
+    if not isinstance(value, str):
+        return None
+    for option in (fingerprint or {}).get("options") or []:
+        if isinstance(option, list | tuple) and len(option) == 2 and option[0] == value:
+            return str(option[1])
+    return None
 
 
 CHECKABLE_ROLES = frozenset({"checkbox", "radio", "switch", "menuitemcheckbox", "menuitemradio"})

@@ -35,6 +35,7 @@ from healing_app.agents.heuristic import (
     custom_select_match,
     frame_match,
     login_page,
+    option_label,
 )
 from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
 from healing_app.playwright_selectors import fingerprint_from_selector, plain_selector, rejected_indexes, same_element
@@ -918,7 +919,7 @@ def _failure_view(failure: dict, nonce: str, *, then: dict | None = None) -> str
     options = (failure.get("details") or {}).get("options")
     if isinstance(options, list) and options:
         wanted = (failure.get("args") or {}).get("value")
-        label = _option_label(then, wanted)
+        label = option_label(then, wanted)
         shown = llm_chat.options_view(options, limit=FAILURE_OPTIONS, first=(wanted, label))
         reported["select_options_now"] = shown
         if len(shown) < len(options):
@@ -929,16 +930,6 @@ def _failure_view(failure: dict, nonce: str, *, then: dict | None = None) -> str
             ]
     fenced = f"\nWhat the browser reported:\n{prompts.untrusted_block(nonce, reported)}" if reported else ""
     return json.dumps(view(("type", "line", "action", "selector", "http_status", "args")), ensure_ascii=False) + fenced
-
-
-def _option_label(fingerprint: dict | None, value: Any) -> str | None:
-    """The label the option of `value` had in a <select> as `fingerprint` recorded it, if it did."""
-    if not isinstance(value, str):
-        return None
-    for option in (fingerprint or {}).get("options") or []:
-        if isinstance(option, list | tuple) and len(option) == 2 and option[0] == value:
-            return str(option[1])
-    return None
 
 
 def _allowed(context: TakeoverContext) -> list[str]:

@@ -305,14 +305,11 @@ class Runtime:
         dx = dy = 0
         try:
             for depth in range(1, len(parts)):
-                iframe = Page.locator(self.page, ENTER_FRAME.join(parts[:depth])).first.element_handle(timeout=500)
-                x, y = iframe.evaluate(snapshot.FRAME_OFFSET)
+                frame, (x, y) = self._iframe(ENTER_FRAME.join(parts[:depth]), timeout=500)
                 dx, dy = dx + x, dy + y
-                frame = iframe.content_frame() if depth == len(parts) - 1 else None
-                iframe.dispose()
         except (PlaywrightError, TypeError, ValueError):  # the frame is gone (the step took the page elsewhere)
             return None, None
-        return (self.mask(frame.url) if frame else None), (dx, dy)
+        return self.mask(frame.url), (dx, dy)
 
     @staticmethod
     def in_page_coordinates(fingerprint: dict | None, offset: tuple[int, int]) -> dict | None:
@@ -560,13 +557,21 @@ class Runtime:
         """The page, or with `frame` (a selector for an iframe: a consent tool's banner, say) the frame in it."""
         if not msg.get("frame"):
             return self.page
+        return self._iframe(msg["frame"], timeout=FRAME_LOOKUP_MS, offset=False)[0]
+
+    def _iframe(self, selector: str, *, timeout: float, offset: bool = True) -> tuple[Any, tuple[int, int] | None]:
+        """The frame the iframe `selector` finds shows and, with `offset`, where its content starts on the page (its
+        elements' places in the frame plus that are their places on the page)."""
         # Briefly: a consent frame that is not there now has closed itself, or never loaded.
-        iframe = Page.locator(self.page, msg["frame"]).first.element_handle(timeout=FRAME_LOOKUP_MS)
-        frame = iframe.content_frame()
-        iframe.dispose()
+        iframe = Page.locator(self.page, selector).first.element_handle(timeout=timeout)
+        try:
+            frame = iframe.content_frame()
+            start = tuple(iframe.evaluate(snapshot.FRAME_OFFSET)) if offset and frame else None
+        finally:
+            iframe.dispose()
         if frame is None:
-            raise ValueError(f"{msg['frame']} is not a frame")
-        return frame
+            raise ValueError(f"{selector} is not a frame")
+        return frame, start
 
     def _locator(self, document: Any, selector: str) -> Locator:
         # Page.locator, not the instrumented page's: what the agent does is not one of the task's steps.
@@ -588,12 +593,11 @@ class Runtime:
         page = self.page
         timeout = msg.get("timeout_ms") or self.spec.action_timeout_ms
         if op == "observe":
-            document = self._document(msg)
+            document, (dx, dy) = self._iframe(msg["frame"], timeout=FRAME_LOOKUP_MS) if msg.get("frame") else (page, (0, 0))
             obs = document.evaluate(snapshot.OBSERVE, int(msg.get("max") or 3000))
             if document is not page:  # what the frame says, for the agent to tell a consent banner by
                 obs["text"] = document.evaluate(snapshot.BODY_TEXT, 2000)
                 # Where its elements show on the page: a fingerprint's place is the page's, not the frame's own.
-                dx, dy = Page.locator(page, msg["frame"]).first.evaluate(snapshot.FRAME_OFFSET, timeout=FRAME_LOOKUP_MS)
                 for element in obs["elements"] + obs["in_closed_menus"]:
                     element["x"], element["y"] = element["x"] + dx, element["y"] + dy
             obs["pending_requests"] = self.pending_requests

@@ -8,7 +8,8 @@ the site to "after", runs it again with healing on and auto-deploy, and reads th
 
   healed      the run healed, the new version validated, and its output is the expected one
   refused     nothing was deployed where nothing should be (abstained, captcha, removed element)
-  wrong       something was deployed that should not have been, or with the wrong output (target: 0)
+  wrong       something was deployed that should not have been, or with the wrong output, or the takeover
+              posted to a page it must never post to (a look-alike's form) whatever came of it (target: 0)
   missed      a heal that should have worked did not
 
 It uses a throw-away SQLite database and Redis database 8, the product's own worker class in-process,
@@ -40,6 +41,7 @@ class Scenario:
     expect: str  # "heal" or "refuse"
     output: object = None
     secrets: dict = field(default_factory=dict)
+    never_post: tuple = ()  # paths a heal must never post to (another form's action), refused or not
     trigger_on: tuple = ("timeout", "element_not_found", "navigation_error", "authentication_failure", "captcha_detected")
 
 
@@ -109,6 +111,8 @@ FORM_CODE = '''def run(page, params):
 '''
 THANKS = {"confirmation": "Thanks, Ada!"}
 V1_BUTTON = '<button id="submit" type="submit" class="btn primary">Send</button>'
+NEWSLETTER_FORM = ('<form method="post" action="/newsletter"><input id="nl" name="nl">'
+                   '<button id="newsletter-send" type="submit" class="btn primary">Send</button></form>')
 
 
 def scenarios() -> list[Scenario]:
@@ -196,10 +200,14 @@ def scenarios() -> list[Scenario]:
                  "heal", THANKS),
         Scenario("look-alike decoy", "real button removed; a newsletter 'Send' button nearby", FORM_CODE,
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
-                 {"/contact": _form("", extra='<form method="post" action="/newsletter"><input id="nl" name="nl">'
-                                               '<button id="newsletter-send" type="submit" class="btn primary">Send</button></form>'),
+                 {"/contact": _form("", extra=NEWSLETTER_FORM), "/thanks": _thanks, "/newsletter": "<p>Subscribed</p>"},
+                 "refuse", never_post=("/newsletter",)),
+        Scenario("form added above", "a newsletter form now comes first (the contact form is the second <form>); "
+                 "the button's id changed", FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form(V1_BUTTON.replace('id="submit"', 'id="send-it"'), extra=NEWSLETTER_FORM),
                   "/thanks": _thanks, "/newsletter": "<p>Subscribed</p>"},
-                 "refuse"),
+                 "heal", THANKS, never_post=("/newsletter",)),
         Scenario("removed element", "the button is gone, nothing like it remains", FORM_CODE,
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
                  {"/contact": _form("") .replace('<button type="reset" class="btn">Clear</button>', ""), "/thanks": _thanks},
@@ -437,7 +445,7 @@ def scenarios() -> list[Scenario]:
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
                  {"/contact": _form("").replace("</form>", "</form>" + NEWSLETTER_IN_DETAILS), "/thanks": _thanks,
                   "/newsletter": "<p>Subscribed</p>"},
-                 "refuse"),
+                 "refuse", never_post=("/newsletter",)),
         Scenario("into a modal dialog", "the form moved into a <dialog> that a button naming it (data-bs-target) opens",
                  FORM_CODE,
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
@@ -599,7 +607,9 @@ def play(scenario: Scenario) -> dict:
     event = HealingEvent.objects.filter(run=run).select_related("validation_run").first()
     deployed = event is not None and event.status == HealingEvent.Status.DEPLOYED
     right_output = deployed and event.validation_run is not None and event.validation_run.output == scenario.output
-    if scenario.expect == "heal":
+    if any(site.hits[f"POST {path}"] for path in scenario.never_post):
+        verdict = "wrong"
+    elif scenario.expect == "heal":
         verdict = "healed" if right_output else ("wrong" if deployed else "missed")
     else:
         verdict = "wrong" if deployed else "refused"

@@ -115,7 +115,8 @@ class HeuristicAgent:
             source = "selector and prompt"
         excluded = rejected_indexes(elements, run.context.rejected_elements)
         unable = {i for i, element in enumerate(elements) if not can_take(failure.get("action"), element)}
-        result = locate(target, elements, excluded=excluded | unable)
+        other_forms = {i for i, element in enumerate(elements) if in_another_form(target, element, page)}
+        result = locate(target, elements, excluded=excluded | unable | other_forms)
         candidates = [
             {**_summary(elements[index]), "score": round(score, 4)} for index, score in result.ranked[:10]
         ]
@@ -124,6 +125,7 @@ class HeuristicAgent:
             target_from=source,
             candidates=len(elements),
             excluded=len(excluded),
+            of_other_forms=len(other_forms),
             best=candidates[0] if candidates else None,
             confidence=round(result.confidence, 4),
             margin=round(result.margin, 4),
@@ -155,6 +157,9 @@ class HeuristicAgent:
             reason = f"locator abstained: {result.reason}"
             if excluded:
                 reason += _left_out_note([elements[i] for i in sorted(excluded)])
+            if other_forms:
+                reason += (f" ({len(other_forms)} element{'s' if len(other_forms) > 1 else ''} of other forms left out: "
+                           "the step's form is still on the page)")
             if source == "selector and prompt":
                 reason += (f" (this step has never succeeded, so nothing recorded what its element looks like: the "
                            f"selector {plain_selector(failure.get('selector'))} is all there is to go on)")
@@ -1033,8 +1038,8 @@ def closed_menu_match(target: dict | None, page: dict, rejected: list[dict]) -> 
     pool = [*elements, *({**item, "visible": True} for item in hidden)]
     result = locate(target, pool, excluded=rejected_indexes(pool, rejected))
     if result.abstained:
-        result = _folded_into_its_form(target, pool, hidden, rejected) or result
-    elif _in_another_form(target, _hidden_choice(result, hidden, len(elements)), page):
+        result = _folded_into_its_form(target, page, pool, hidden, rejected) or result
+    elif in_another_form(target, _hidden_choice(result, hidden, len(elements)), page):
         result = dataclasses.replace(result, index=None, abstained=True,
                                      reason="a closed section's look-alike that belongs to another form than the step's")
     best = pool[result.ranked[0][0]] if result.ranked else None
@@ -1169,7 +1174,9 @@ def _form_xpath(xpath: str) -> str | None:
     return found.group(1) if found else None
 
 
-def _folded_into_its_form(target: dict, pool: list[dict], hidden: list[dict], rejected: list[dict]) -> LocateResult | None:
+def _folded_into_its_form(
+    target: dict, page: dict, pool: list[dict], hidden: list[dict], rejected: list[dict],
+) -> LocateResult | None:
     """The locator's choice among `pool` (the elements on show, then `hidden`, a closed section's items) when places
     are not compared, if it is a closed section's item of the form the target was in; else None.
 
@@ -1177,12 +1184,13 @@ def _folded_into_its_form(target: dict, pool: list[dict], hidden: list[dict], re
     place on the page until that opens: compared by place, its old neighbour, still where the element was, reads as
     the element moved in place and the locator abstains. Not comparing places would also let a look-alike of another
     form win (a newsletter's "Send" in a closed footer), which the same form rules out."""
-    if not _form_xpath(target.get("xpath") or ""):
+    form = _the_steps_form(target, page)
+    if form is None:
         return None
     unplaced = {key: value for key, value in target.items() if key not in ("x", "y")}
     result = locate(unplaced, pool, excluded=rejected_indexes(pool, rejected))
     item = _hidden_choice(result, hidden, len(pool) - len(hidden))
-    return result if item is not None and item.get("form_xpath") == _form_xpath(target["xpath"]) else None
+    return result if item is not None and item.get("form_xpath") == form else None
 
 
 def _hidden_choice(result: LocateResult, hidden: list[dict], first_hidden: int) -> dict | None:
@@ -1193,14 +1201,31 @@ def _hidden_choice(result: LocateResult, hidden: list[dict], first_hidden: int) 
     return hidden[result.index - first_hidden]
 
 
-def _in_another_form(target: dict, item: dict | None, page: dict) -> bool:
-    """Whether `item`, a closed section's item, is of another form than the one the target was in, which is still
-    where it was in the page (forms are told by their place): a look-alike of another form is not the target
-    however alike it reads. When the form itself moved (into a dialog, say), this cannot tell."""
-    form = _form_xpath(target.get("xpath") or "")
-    if item is None or form is None or not any(f.get("xpath") == form for f in page.get("forms") or []):
+def in_another_form(target: dict, item: dict | None, page: dict) -> bool:
+    """Whether `item` belongs to another form than the one the target was in, while that form is still on the page:
+    a look-alike of another form (a newsletter's "Send" beside the contact form's) is not the target however alike
+    it reads. When the step's form is gone or cannot be told (it moved and posts elsewhere now), this cannot tell."""
+    if item is None or not item.get("form_xpath"):
         return False
-    return item.get("form_xpath") != form
+    form = _the_steps_form(target, page)
+    return form is not None and item["form_xpath"] != form
+
+
+def _the_steps_form(target: dict, page: dict) -> str | None:
+    """The xpath of the page's form that the target was in, when it is still there: the form at its old place if it
+    posts where it did, else the one form that posts there (a form added above it shifts its place). Fingerprints
+    recorded before forms were told by where they post (no `form_action`) go by the place alone."""
+    recorded = target.get("form_xpath") or _form_xpath(target.get("xpath") or "")
+    if recorded is None:
+        return None
+    forms = page.get("forms") or []
+    action = target.get("form_action")
+    if action is None:
+        return recorded if any(f.get("xpath") == recorded for f in forms) else None
+    posting_there = [f for f in forms if f.get("action") == action]
+    if any(f.get("xpath") == recorded for f in posting_there):
+        return recorded
+    return posting_there[0].get("xpath") if len(posting_there) == 1 else None
 
 
 def _same_element(element: dict, page: dict) -> dict | None:

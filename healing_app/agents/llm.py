@@ -34,6 +34,7 @@ from healing_app.agents.heuristic import (
     closing_button,
     custom_select_match,
     frame_match,
+    in_another_form,
     login_page,
     option_label,
 )
@@ -430,7 +431,8 @@ class _Takeover:
         excluded = rejected_indexes(elements, self.context.rejected_elements)
         ranked_refs: list[int] = []
         if elements and self.target:
-            result = locate(self.target, elements, excluded=excluded)
+            other_forms = {i for i, e in enumerate(elements) if in_another_form(self.target, e, obs)}
+            result = locate(self.target, elements, excluded=excluded | other_forms)
             self.candidates = [
                 {**llm_chat.element_view(elements[i]), "score": round(score, 4)} for i, score in result.ranked[:10]
             ]
@@ -513,6 +515,9 @@ class _Takeover:
                 return ("bad_arguments", f"no element with ref {ref} in the latest page view")
             if name in ("click", "done") and any(same_element(element, r) for r in self.context.rejected_elements):
                 return ("rejected_element", f"a reviewer rejected element ref {ref} for this step before")
+            if name == "done" and self.target and in_another_form(self.target, element, self.page):
+                return ("another_form", f"element ref {ref} belongs to another form than the step's, which is still "
+                                        "on the page")
         target = self._activated_target(name, args)
         if target is not None:
             destinations = self._destinations(target)

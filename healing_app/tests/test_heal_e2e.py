@@ -28,21 +28,24 @@ CONTACT_CODE = '''def run(page, params):
 '''
 
 
+NEWSLETTER_FORM = (
+    '<form method="post" action="/newsletter"><label for="nl">Newsletter</label><input id="nl" name="nl">'
+    '<button id="newsletter-send" type="submit" class="btn primary">Send</button></form>'
+)
+V1_BUTTON = '<button id="submit" type="submit" class="btn primary">Send</button>'
+
+
 def contact_page(version: int) -> str:
     if version == 1:
-        button = '<button id="submit" type="submit" class="btn primary">Send</button>'
+        button = V1_BUTTON
     elif version == 2:
         button = '<button id="send-message" type="submit" class="btn primary cta" data-testid="send">Send message</button>'
     else:  # the real button is gone; a look-alike sits in another form
         button = ""
-    decoy = (
-        '<form method="post" action="/newsletter"><label for="nl">Newsletter</label><input id="nl" name="nl">'
-        '<button id="newsletter-send" type="submit" class="btn primary">Send</button></form>'
-    )
     return (
         '<html><body><h1>Contact</h1>'
         '<form method="post" action="/thanks"><label for="name">Name</label><input id="name" name="name">'
-        f'<button type="reset" class="btn">Clear</button>{button}</form>{decoy if version == 3 else ""}</body></html>'
+        f'<button type="reset" class="btn">Clear</button>{button}</form>{NEWSLETTER_FORM if version == 3 else ""}</body></html>'
     )
 
 
@@ -199,9 +202,45 @@ def test_a_decoy_look_alike_is_never_deployed(drain):
         run_now(task, drain)
     event = HealingEvent.objects.get(task=task)
     assert event.status == S.FAILED
-    assert "wrong heal refused" in event.reason or "abstained" in event.reason
+    # Its form is still on the page, so a button of another form is not its button: the newsletter never hears of it.
+    assert site.hits["POST /newsletter"] == 0
+    assert "locator abstained" in event.reason, event.reason
     task.refresh_from_db()
     assert task.current_version == first_version
+
+
+def newsletter_form_added_above(drain, contact_button: str):
+    """Run the contact task (auto-deploying heals) on version 1, then with a newsletter form added above the contact
+    form (which is now the page's second <form>) and its button replaced by `contact_button`: the run, its heal, and
+    the requests the site had."""
+    h1 = "<h1>Contact</h1>"
+    with contact_site(1) as site:
+        task = make_task(site, auto_deploy=True)
+        run_now(task, drain)
+        site.pages["/contact"] = contact_page(1).replace(h1, h1 + NEWSLETTER_FORM).replace(V1_BUTTON, contact_button)
+        run = run_now(task, drain)
+    return run, HealingEvent.objects.get(task=task), site.hits
+
+
+def test_a_form_added_above_the_steps_form_does_not_take_its_place(drain):
+    """The step's form is told by where it posts, not by its place: the contact form's button, with a new id, is
+    pressed, not the newsletter's "Send" where it was."""
+    run, event, hits = newsletter_form_added_above(drain, V1_BUTTON.replace('id="submit"', 'id="send-it"'))
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert hits["POST /newsletter"] == 0
+    assert hits["POST /thanks"] == 3  # the first run, the healed run and the validation run
+    assert run.output == {"confirmation": "Thanks, Ada!"}
+    assert event.status == S.DEPLOYED, event.reason
+    assert "#send-it" in event.new_version.code, event.new_version.code
+
+
+def test_a_look_alike_in_a_form_added_above_is_not_pressed_when_the_button_is_gone(drain):
+    """The contact form lost its button: the newsletter's "Send" is where it was and reads the same, but posts
+    elsewhere."""
+    run, event, hits = newsletter_form_added_above(drain, "")
+    assert hits["POST /newsletter"] == 0
+    assert run.status == Run.Status.FAILED and event.status == S.FAILED
+    assert "locator abstained" in event.reason and "of other forms left out" in event.reason, event.reason
 
 
 def test_failure_types_not_in_trigger_on_are_not_healed(drain):
@@ -1256,8 +1295,7 @@ def test_a_look_alike_button_of_another_form_in_a_closed_section_is_never_presse
         '<details><summary>Newsletter</summary><form method="post" action="/newsletter"><input id="nl" name="nl">'
         '<button id="newsletter-send" type="submit" class="btn primary">Send</button></form></details>'
     )
-    without_its_button = contact_page(1).replace(
-        '<button id="submit" type="submit" class="btn primary">Send</button>', "").replace("</body>", newsletter + "</body>")
+    without_its_button = contact_page(1).replace(V1_BUTTON, "").replace("</body>", newsletter + "</body>")
     with contact_site(1) as site:
         task = make_task(site, auto_deploy=True)
         run_now(task, drain)

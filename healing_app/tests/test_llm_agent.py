@@ -365,6 +365,33 @@ def test_a_rejected_element_is_never_chosen(fake):
     assert next(s for s in outcome.trace if s["action"] == "refused")["category"] == "rejected_element"
 
 
+def test_done_on_a_look_alike_of_another_form_is_refused_and_never_pressed(fake):
+    """The contact form lost its button; the newsletter form below it has a "Send" button just like it."""
+    form = "/html[1]/body[1]/main[1]/form[1]"
+    newsletter = "/html[1]/body[1]/main[1]/form[2]"
+    page = {
+        "elements": [
+            element(1, "INPUT", id="name", name="name", form_xpath=form, form_action="/thanks"),
+            element(2, "BUTTON", id="nl-send", text="Send", visible_text="Send", class_="btn primary", type="submit",
+                    xpath=newsletter + "/button[1]", form_xpath=newsletter, form_action="/newsletter"),
+        ],
+        "forms": [{"xpath": form, "action": "/thanks"}, {"xpath": newsletter, "action": "/newsletter"}],
+    }
+    handover = FakeHandover({BASE + "/contact": page}, BASE + "/contact", selectors={2: ["#nl-send"]},
+                            step_ok=lambda **_: True)
+    fake.script(tool_call("done", ref=2), tool_call("give_up", reason="only the newsletter's button is left"))
+
+    outcome = agent_on(fake, fallback=RecordingFallback()).take_over(
+        context(stored_fingerprint={**STORED, "form_xpath": form, "form_action": "/thanks"}), handover
+    )
+
+    refused = next(s for s in outcome.trace if s["action"] == "refused")
+    assert refused["category"] == "another_form" and "ref 2" in refused["reason"]
+    assert not any(op == "retry_step" for op, _ in handover.calls)
+    locate = next(s for s in outcome.trace if s["action"] == "locate")
+    assert "choice_ref" not in locate and locate["abstained"]  # the locator left the look-alike out too
+
+
 # -- a <select> whose option values were renamed ---------------------------------------------------
 
 COUNTRY_CODE = '''def run(page, params):

@@ -181,6 +181,13 @@
       fp.value = cap(String(el.value), 200);
     }
     if (tag === "SELECT") fp.options = optionsOf(el);
+    // The form the element belongs to (a form= attribute included), by its place and where it posts: a look-alike
+    // of another form on the page (a newsletter's "Send" beside the contact form's) is told from it by that.
+    const form = el.form || el.closest("form");
+    if (form) {
+      fp.form_xpath = xpath(form);
+      fp.form_action = cap(form.getAttribute("action") || "", 300);
+    }
     return fp;
   }
 
@@ -320,9 +327,6 @@
       fp.opened_by = known >= 0 ? known : refs.push(opener.el) - 1;
       fp.opener_clicks = opener.clicks;
       fp.opener_text = cap(norm(accName(opener.el) || opener.el.innerText || ""), 80);
-      // The form a field or button belongs to (its form= attribute included): one folded into a section of its own
-      // form is told from a look-alike of another form by that.
-      if (el.form) fp.form_xpath = xpath(el.form);
       inClosedMenus.push(fp);
     }
     window[REFS] = refs;

@@ -446,6 +446,12 @@ def scenarios() -> list[Scenario]:
                  {"/contact": _form("").replace("</form>", "</form>" + NEWSLETTER_IN_DETAILS), "/thanks": _thanks,
                   "/newsletter": "<p>Subscribed</p>"},
                  "refuse", never_post=("/newsletter",)),
+        Scenario("form split into steps", "the form became two steps: Name, then a Next button shows the Send step",
+                 FORM_CODE,
+                 {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
+                 {"/contact": _form("", fields=_two_steps(NAME_FIELD, V1_BUTTON)).replace(
+                     '<button type="reset" class="btn">Clear</button>', ""), "/thanks": _thanks},
+                 "heal", THANKS),
         Scenario("into a modal dialog", "the form moved into a <dialog> that a button naming it (data-bs-target) opens",
                  FORM_CODE,
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
@@ -492,6 +498,14 @@ def _tabs(first: str, second: str) -> str:
         "<script>function show(n) { for (const i of [1, 2]) { document.getElementById('p' + i).hidden = i !== n;"
         " document.getElementById('t' + i).setAttribute('aria-selected', String(i === n)); } }</script>"
     )
+
+
+def _two_steps(first: str, second: str) -> str:
+    """A form in two steps, as wizards build them: the second is hidden until the first's Next button shows it."""
+    shows_the_second = ("onclick=\"this.closest('fieldset').hidden = true; "
+                        "document.getElementById('step-2').hidden = false\"")
+    return (f'<fieldset id="step-1">{first}<button type="button" class="btn" {shows_the_second}>Next</button></fieldset>'
+            f'<fieldset id="step-2" hidden>{second}</fieldset>')
 
 
 def _accordion(heading: str, content: str) -> str:

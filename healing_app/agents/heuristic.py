@@ -923,7 +923,7 @@ def _apply(code: str, recovery: dict, *, at_line: int | None) -> tuple[str, str]
         opener = f"“{recovery['opener_text']}”"
         # Only a menu opens on hover; what a click opens may as well be a tab, an accordion panel or a dialog.
         where = f"in the {opener} menu, hidden until that is hovered" if recovery["how"] == "hover" else (
-            f"hidden until {opener} is clicked (a menu, tab, panel or dialog it opens)")
+            f"hidden until {opener} is clicked (a menu, tab, panel, dialog or form step it opens)")
         return new, (
             f"`{recovery['selector']}` on line {line} is now {where}; the new version "
             f"{'hovers over' if recovery['how'] == 'hover' else 'clicks'} `{recovery['opener_selector']}` first."

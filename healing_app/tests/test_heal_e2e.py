@@ -727,6 +727,41 @@ def test_a_link_now_hidden_in_a_menu_behind_a_button_is_reached_by_opening_the_m
     assert "clicks" in event.root_cause
 
 
+def contact_in_two_steps(next_button: str) -> str:
+    """The contact form as a wizard: the name first, then `next_button` shows the step with the Send button."""
+    return (
+        '<html><body><h1>Contact</h1><form method="post" action="/thanks">'
+        '<fieldset id="step-1"><label for="name">Name</label><input id="name" name="name">'
+        f"{next_button}</fieldset>"
+        '<fieldset id="step-2" hidden><button id="submit" type="submit" class="btn primary">Send</button></fieldset>'
+        "</form></body></html>"
+    )
+
+
+SHOWS_STEP_2 = "onclick=\"this.closest('fieldset').hidden = true; document.getElementById('step-2').hidden = false\""
+
+
+def test_a_form_split_into_steps_gets_its_next_button_clicked_before_the_step(drain):
+    run, event = heal_after_contact_page_changes(
+        drain, contact_in_two_steps(f'<button type="button" class="btn" {SHOWS_STEP_2}>Next</button>'))
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert run.output == {"confirmation": "Thanks, Ada!"}
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.new_version.code.splitlines()[3:6] == [  # the comment stays with the statement it is about
+        "    page.click('role=button[name=\"Next\"s]')", "    # Send the form.", '    page.click("#submit")',
+    ], event.new_version.code
+    assert "form step" in event.root_cause
+
+
+def test_a_next_button_that_submits_the_form_is_not_clicked_to_show_a_step(drain):
+    """A "Next" that is a submit button posts the form (a server-side wizard): not something to press on a guess."""
+    run, event = heal_after_contact_page_changes(
+        drain, contact_in_two_steps('<button type="submit" formaction="/step-2" class="btn">Next</button>'))
+    assert run.status == Run.Status.FAILED and event.status == S.FAILED
+    assert not any(step.get("action") == "open_menu" and step.get("how") == "click"
+                   for attempt in event.agent_trace for step in attempt["steps"]), event.agent_trace
+
+
 def test_machine_written_versions_run_contained_and_a_persons_do_not(drain):
     """A deployed heal's code (or code generated from the prompt) may reach the web only through its page: from
     Python it opens no socket, even along a path the static gate missed. A person's own code is theirs to write."""

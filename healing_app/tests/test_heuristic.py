@@ -663,7 +663,7 @@ def test_a_drop_down_is_not_taken_for_the_select_unless_it_alone_reads_like_it(n
 
 @pytest.mark.parametrize(("how", "told"), [
     ("hover", "is now in the \u201cProducts\u201d menu, hidden until that is hovered; the new version hovers over"),
-    ("click", "is now hidden until \u201cProducts\u201d is clicked (a menu, tab, panel or dialog it opens); the new "
+    ("click", "is now hidden until \u201cProducts\u201d is clicked (a menu, tab, panel, dialog or form step it opens); the new "
               "version clicks"),
 ])
 def test_what_a_click_opens_is_not_called_a_menu_in_the_root_cause(how, told):

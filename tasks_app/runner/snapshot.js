@@ -383,7 +383,8 @@
   // What opens the closed menu that hides `el`, as {el, clicks}; null when `el` is hidden for another reason (a
   // hidden page section, a closed dialog nothing names). The menu is the outermost hidden ancestor under a visible
   // owner; its opener is a control that names it (namingOpener), else the owner's disclosure control
-  // (aria-expanded, aria-haspopup, a <details> summary), which a click may toggle, or, in a small owner (an <li>
+  // (aria-expanded, aria-haspopup, a <details> summary), which a click may toggle, or the Next button of a form in
+  // steps (nextStepButton), or, in a small owner (an <li>
   // holding a link and its menu, as CSS :hover drop-downs are built), the owner's one other visible link or button,
   // which is only hovered: a click on a link would leave the page. A closed dialog right under the body has no
   // owner: only a control that names it opens it.
@@ -425,9 +426,24 @@
     if (named) return named;
     const disclosure = Array.from(owner.querySelectorAll(DISCLOSURE)).find(outside);
     if (disclosure) return { el: disclosure, clicks: true };
+    const next = nextStepButton(menu, outside);
+    if (next) return { el: next, clicks: true };
     if (owner.children.length > 3) return null;
     const others = Array.from(owner.querySelectorAll("a, button, [role=button], [role=menuitem]")).filter(outside);
     return others.length === 1 ? { el: others[0], clicks: false } : null;
+  }
+
+  // A form in steps (a wizard) hides the later steps until its Next button shows them. That button is clicked, not
+  // hovered, so only one that cannot submit or leave the page counts: a plain button of `menu`'s form, named as a
+  // step forward, visible and outside `menu` (`outside`). Null for a menu in no form.
+  const NEXT_STEP = /^(next|continue|weiter|suivant|siguiente|avanti|volgende|próximo|proximo|seguinte)\b|^[→›>»]+$|\s[→›»]$/i;
+  function nextStepButton(menu, outside) {
+    const form = menu.closest("form");
+    if (!form) return null;
+    const plain = (b) => (b.tagName === "BUTTON" ? (b.getAttribute("type") || "").toLowerCase() === "button"
+      : b.tagName === "INPUT" ? (b.getAttribute("type") || "").toLowerCase() === "button" : !b.hasAttribute("href"));
+    return Array.from(form.querySelectorAll("button, input[type=button], [role=button]"))
+      .find((b) => outside(b) && plain(b) && NEXT_STEP.test(norm(accName(b) || b.value || ""))) || null;
   }
 
   const STABLE_ID = (id) => !!id && !/\d{4,}|[0-9a-f]{8,}|^(ember|react|ng-|:r|mui-|radix-|headlessui-)|^[0-9]/i.test(id) &&

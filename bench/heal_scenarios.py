@@ -116,6 +116,7 @@ NEWSLETTER_FORM = ('<form method="post" action="/newsletter"><input id="nl" name
 
 
 def scenarios() -> list[Scenario]:
+    from healing_app.tests.pages import PRICE_15_CODE, catalog, more_products
     from tasks_app.tests.sites import Response, redirect
 
     late = Response(
@@ -452,6 +453,10 @@ def scenarios() -> list[Scenario]:
                  {"/contact": _form("", fields=_two_steps(NAME_FIELD, V1_BUTTON)).replace(
                      '<button type="reset" class="btn">Clear</button>', ""), "/thanks": _thanks},
                  "heal", THANKS),
+        Scenario("load more", "the list shows 6 products; a Load more button fetches the next 6", PRICE_15_CODE,
+                 {"/catalog": catalog(range(1, 16))},
+                 {"/catalog": catalog(range(1, 7), load_more=True), "/more": more_products},
+                 "heal", {"price": "15.00"}),
         Scenario("into a modal dialog", "the form moved into a <dialog> that a button naming it (data-bs-target) opens",
                  FORM_CODE,
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},

@@ -70,6 +70,17 @@ MENU_OPENS_MS = 1_500
 SCROLL_STEP_PX = 600
 SCROLL_LOOK_MS = 200
 SCROLL_MAX_PX = 12_000
+# A list that shows more only when asked (a "Load more" button under it): how often to press it at most, and how
+# long each batch may take to arrive. The new version may press it up to LOAD_MORE_IN_CODE times, as the list grows.
+LOAD_MORE_MAX = 10
+LOAD_MORE_WAIT_MS = 3_000
+LOAD_MORE_IN_CODE = 20
+LOAD_MORE_PRESS_MS = 2_000
+_LOADS_MORE = re.compile(
+    r"^(load|show|see|view) more\b|^more (results|items|products|posts|articles|stories|reviews)\b"
+    r"|^mehr (laden|anzeigen)\b|^(afficher|voir|charger) plus\b|^(cargar|ver|mostrar) m[aá]s\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -149,6 +160,9 @@ class HeuristicAgent:
             if (below := self._rendered_on_scroll(run)) is not None:
                 below.candidates = candidates
                 return below
+            if (loaded := self._loaded_on_demand(run, page)) is not None:
+                loaded.candidates = candidates
+                return loaded
             # Nothing on the page looks like the element; it may just not be there *yet*.
             late = self._wait_for_original(run)
             if late is not None:
@@ -353,15 +367,50 @@ class HeuristicAgent:
             position = moved_to
             if run.handover.wait(selector=selector, timeout_ms=SCROLL_LOOK_MS).get("ok"):
                 run.log("scrolled", selector=selector, pixels=position - start, why="it renders once scrolled into view")
-                answer = run.handover.retry_step()
-                if not answer.get("ok"):
-                    run.log("retry_failed", error=answer.get("error"))
-                    return None
-                return TakeoverOutcome(recovered=True, recovery={
+                return self._retry_now_on_show(run, {
                     "kind": "scroll", "line": run.context.failure.get("line"), "selector": selector,
                     "pixels": position - start,
                 })
         run.log("scrolled", selector=selector, pixels=position - start, why="not found further down")
+        return None
+
+    def _retry_now_on_show(self, run: _Run, recovery: dict) -> TakeoverOutcome | None:
+        """Retry the step as it is, now that what `recovery` did shows its element: recovered when it succeeds, None
+        (logged) when it still fails."""
+        answer = run.handover.retry_step()
+        if not answer.get("ok"):
+            run.log("retry_failed", error=answer.get("error"))
+            return None
+        return TakeoverOutcome(recovered=True, recovery=recovery)
+
+    def _loaded_on_demand(self, run: _Run, page: dict) -> TakeoverOutcome | None:
+        """Lists that show more only when asked: the element may be further down the list, not gone. Press the page's
+        one "Load more" button, as a person would, until the step's own selector finds the element (at most
+        LOAD_MORE_MAX times); the new version presses it for as long as the element is not there yet. None when the
+        page has no such button (or several), or pressing it does not bring the element."""
+        selector = plain_selector(run.context.failure.get("selector"))
+        buttons = [e for e in page.get("elements") or [] if _loads_more(e)]
+        if not selector or selector.startswith("get_by_") or len(buttons) != 1:
+            return None
+        text = _label(buttons[0])
+        options = run.handover.selector_for(buttons[0]["ref"])
+        if not options:
+            run.log("load_more", button_text=text, why="no selector finds the button alone")
+            return None
+        button, url = options[0]["selector"], _without_fragment(page.get("url"))
+        for presses in range(1, LOAD_MORE_MAX + 1):
+            if not run.handover.act("click", selector=button, timeout_ms=LOAD_MORE_PRESS_MS).get("ok"):
+                break  # gone or disabled: the whole list is on show
+            if _without_fragment(after := run.handover.observe().get("url")) != url:
+                return TakeoverOutcome(recovered=False, reason=f"“{text}” left the page (now at {after}) instead of "
+                                                               "showing more")
+            if run.handover.wait(selector=selector, timeout_ms=LOAD_MORE_WAIT_MS).get("ok"):
+                run.log("load_more", button=button, button_text=text, presses=presses, why="it was further down the list")
+                return self._retry_now_on_show(run, {
+                    "kind": "load_more", "line": run.context.failure.get("line"), "selector": selector,
+                    "button_selector": button, "button_text": text, "presses": presses,
+                })
+        run.log("load_more", button=button, button_text=text, tried=presses, why="the element did not show")
         return None
 
     def _wait_for_original(self, run: _Run) -> TakeoverOutcome | None:
@@ -945,6 +994,15 @@ def _apply(code: str, recovery: dict, *, at_line: int | None) -> tuple[str, str]
             f"(`{recovery['opener_selector']}` opens a list); the new version opens it and clicks the option "
             f"\u201c{recovery['label']}\u201d."
         )
+    if kind == "load_more":
+        new = codegen.load_more_before(code, line=at_line, button_selector=recovery["button_selector"],
+                                       selector=recovery["selector"], presses_max=LOAD_MORE_IN_CODE,
+                                       batch_wait_ms=LOAD_MORE_WAIT_MS)
+        return new, (
+            f"`{recovery['selector']}` on line {line} is now further down a list that shows more only when "
+            f"“{recovery['button_text']}” is pressed (it took {recovery['presses']}); the new version presses "
+            f"it until the element is there, up to {LOAD_MORE_IN_CODE} times."
+        )
     if kind == "scroll":
         new = codegen.scroll_before(code, line=at_line, pixels=recovery["pixels"])
         return new, (
@@ -1139,6 +1197,13 @@ def can_take(action: str | None, element: dict) -> bool:
     if action in ("check", "uncheck", "set_checked"):
         return element.get("role") in CHECKABLE_ROLES or (element.get("tag") == "INPUT" and element.get("type") in ("checkbox", "radio"))
     return True
+
+
+def _loads_more(element: dict) -> bool:
+    """Whether `element` is a list's "Load more" control: a button or link on show, named so."""
+    pressable = element.get("tag") in ("BUTTON", "A") or element.get("role") == "button"
+    return (pressable and element.get("visible") is not False and element.get("enabled") is not False
+            and bool(_LOADS_MORE.search(_label(element))))
 
 
 def _opens_a_list(element: dict) -> bool:

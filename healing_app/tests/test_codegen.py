@@ -16,6 +16,7 @@ from healing_app.codegen import (
     close_whenever_shown,
     fix_shape,
     insert_login_steps,
+    load_more_before,
     move_into_frame,
     open_menu_before,
     replace_selector,
@@ -877,6 +878,36 @@ def test_scroll_before_turns_the_wheel_right_before_the_step_with_the_pages_own_
         """
     )
     assert scroll_before(code, line=4, pixels=2400) == code.replace("    # The form", "    p.mouse.wheel(0, 2400)\n    # The form")
+
+
+def test_load_more_before_presses_until_the_element_is_there_and_keeps_the_steps_comment():
+    code = dedent(
+        """
+        def run(p, params):
+            p.goto(params["base_url"] + "/catalog")
+            # The 15th product's price.
+            return p.inner_text("#p15 .price")
+        """
+    )
+    healed = load_more_before(code, line=4, button_selector="#more", selector="#p15 .price", presses_max=20,
+                              batch_wait_ms=3000)
+    assert healed == dedent(
+        """
+        def run(p, params):
+            p.goto(params["base_url"] + "/catalog")
+            for pressed in range(20):  # the list shows more only when asked
+                if p.locator("#p15 .price").count() or not p.locator("#more").is_visible():
+                    break
+                p.click("#more")
+                try:
+                    p.wait_for_selector("#p15 .price", state="attached", timeout=3000)
+                except Exception:  # not in this batch: press again
+                    pass
+            # The 15th product's price.
+            return p.inner_text("#p15 .price")
+        """
+    )
+    assert check_generated_code(healed, original=code, allowed_domains=["shop.example.com"]) == []
 
 
 def test_open_menu_before_hovers_or_clicks_the_opener_right_before_the_step():

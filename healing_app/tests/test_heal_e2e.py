@@ -12,6 +12,7 @@ import pytest
 from healing_app import pipeline
 from healing_app.models import HealingEvent
 from healing_app.services import healing_approve, healing_reject
+from healing_app.tests.pages import PRICE_15_CODE, catalog, more_products
 from tasks_app import services
 from tasks_app.models import Run
 from tasks_app.tests.sites import Response, redirect, serve
@@ -760,6 +761,39 @@ def test_a_next_button_that_submits_the_form_is_not_clicked_to_show_a_step(drain
     assert run.status == Run.Status.FAILED and event.status == S.FAILED
     assert not any(step.get("action") == "open_menu" and step.get("how") == "click"
                    for attempt in event.agent_trace for step in attempt["steps"]), event.agent_trace
+
+
+def test_an_element_now_further_down_a_list_that_loads_more_on_demand_is_reached_by_pressing_load_more(drain):
+    with serve({"/catalog": catalog(range(1, 16))}) as site:
+        task = make_task(site, code=PRICE_15_CODE, auto_deploy=True)
+        assert run_now(task, drain).output == {"price": "15.00"}
+        site.pages = {"/catalog": catalog(range(1, 7), load_more=True), "/more": more_products}
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.HEALED, _explain(run)
+    assert run.output == {"price": "15.00"}
+    assert event.status == S.DEPLOYED, event.reason
+    assert event.validation_run.output == {"price": "15.00"}
+    assert event.new_version.code.splitlines()[2:4] == [
+        "    for pressed in range(20):  # the list shows more only when asked",
+        "        if page.locator(\"#p15 .price\").count() or not page.locator('role=button[name=\"Load more\"s]').is_visible():",
+    ], event.new_version.code
+    assert "took 2" in event.root_cause, event.root_cause
+    assert site.hits["/more"] == 4  # two presses in the healed run, two in the validation run
+
+
+def test_a_load_more_link_that_leads_to_another_page_ends_the_takeover(drain):
+    """Pagination dressed as "Load more": the run is on another page now, and no code is written for it."""
+    with serve({"/catalog": catalog(range(1, 16))}) as site:
+        task = make_task(site, code=PRICE_15_CODE, auto_deploy=True)
+        assert run_now(task, drain).output == {"price": "15.00"}
+        site.pages = {"/catalog": catalog(range(1, 7)) + '<a href="/catalog/2">Load more</a>',
+                      "/catalog/2": catalog(range(7, 13))}
+        run = run_now(task, drain)
+    event = HealingEvent.objects.get(task=task)
+    assert run.status == Run.Status.FAILED and event.status == S.FAILED
+    assert "“Load more” left the page" in event.reason, event.reason
+    assert event.new_version is None
 
 
 def test_machine_written_versions_run_contained_and_a_persons_do_not(drain):

@@ -12,6 +12,8 @@ from standardwebhooks import Webhook
 from healing_app.models import HealingEvent
 from healing_app.services import healing_approve
 from healing_app.tests.test_heal_e2e import (
+    V1_BUTTON,
+    contact_page,
     contact_site,
     make_task,
     run_now,
@@ -88,7 +90,9 @@ def test_a_heal_refused_after_the_run_reaches_the_receiver_as_the_documented_seq
     with contact_site(1) as site:
         task = make_task(site, auto_deploy=True)
         run_now(task, drain)
-        site_version["v"] = 3  # the button is gone; only a look-alike in another form remains
+        # The button is gone; in its place a look-alike that only leads to the newsletter page.
+        site.pages["/contact"] = contact_page(1).replace(
+            V1_BUTTON, '<button type="button" class="btn primary" onclick="location = \'/newsletter\'">Send</button>')
         run_now(task, drain)
     drain()
 

@@ -17,7 +17,7 @@ class ReviewInline(admin.TabularInline):
     model = Review
     extra = 0
     can_delete = False
-    fields = ["decision", "reviewer", "comment", "created_at"]
+    fields = ["decision", "reviewer", "comment", "superseded", "created_at"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -90,9 +90,9 @@ class HealingEventAdmin(IdCheckedAdmin):
 
 @admin.register(Review)
 class ReviewAdmin(IdCheckedAdmin):
-    list_display = ["event", "decision", "reviewer", "created_at"]
-    list_filter = ["decision"]
-    readonly_fields = ["event", "decision", "reviewer", "comment", "created_at"]
+    list_display = ["event", "decision", "superseded", "reviewer", "created_at"]
+    list_filter = ["decision", "superseded"]
+    readonly_fields = ["event", "decision", "reviewer", "comment", "superseded", "created_at"]
 
     def has_add_permission(self, request):
         return False

@@ -68,6 +68,7 @@ class ReviewOut(Schema):
     decision: str
     reviewer: str | None
     comment: str
+    superseded: bool = Field(description="rejected because the task's code had changed since the heal: no verdict on its fix")
     created_at: datetime
 
 
@@ -134,6 +135,7 @@ def event_detail_out(event: HealingEvent) -> dict[str, Any]:
                 "decision": review.decision,
                 "reviewer": review.reviewer.get_username() if review.reviewer_id else None,
                 "comment": review.comment,
+                "superseded": review.superseded,
                 "created_at": review.created_at,
             }
             for review in event.reviews.select_related("reviewer")

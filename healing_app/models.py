@@ -151,6 +151,9 @@ class Review(models.Model):
     decision = models.CharField(max_length=10, choices=Decision.choices)
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     comment = models.TextField(blank=True)
+    # A heal rejected after the task's code had changed under it (it could only be rejected): that clears it from the
+    # queue and says nothing about its fix, so the element it chose is not held against the step.
+    superseded = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

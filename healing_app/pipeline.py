@@ -250,7 +250,8 @@ def heal_generate(event_id: str) -> None:
 def _same_fix(event: HealingEvent, code: str) -> HealingEvent | None:
     """Another heal of the same version whose draft is this code (timeouts aside: codegen.fix_shape), still
     being validated or reviewed, or rejected: a task that keeps failing the same way gets one review, not one
-    a run, and a rejection sticks whatever the agent changed."""
+    a run, and a rejection sticks whatever the agent changed (one that only cleared a superseded heal from the queue,
+    after the version was rolled back to, is no verdict)."""
     shape = codegen.fix_shape(code)
     others = (
         HealingEvent.objects.filter(
@@ -260,6 +261,7 @@ def _same_fix(event: HealingEvent, code: str) -> HealingEvent | None:
             new_version__isnull=False,
         )
         .exclude(pk=event.pk)
+        .exclude(reviews__superseded=True)
         .select_related("new_version")
     )
     return next((other for other in others if codegen.fix_shape(other.new_version.code) == shape), None)
@@ -477,7 +479,9 @@ def _later_steps(version: CodeVersion, line: int | None) -> dict:
 
 
 def _rejections(task: Task, step_key: str | None):
-    return HealingEvent.objects.filter(task=task, step_key=step_key or "", status=Status.REJECTED)
+    """The step's heals that a reviewer rejected as wrong (not the ones only cleared from the queue as superseded)."""
+    return (HealingEvent.objects.filter(task=task, step_key=step_key or "", status=Status.REJECTED)
+            .exclude(reviews__superseded=True))
 
 
 def _rejected_elements(task: Task, step_key: str | None) -> list[dict]:

@@ -53,7 +53,9 @@ def healing_approve(*, event: HealingEvent, reviewer: Actor | AbstractBaseUser, 
 
 
 def healing_reject(*, event: HealingEvent, reviewer: Actor | AbstractBaseUser, comment: str) -> HealingEvent:
-    """Discard the healed version (it stays as an undeployed draft). A comment says why; the element stays rejected."""
+    """Discard the healed version (it stays as an undeployed draft). A comment says why; the element stays rejected
+    for the step, unless the task's code had changed since the heal (it is superseded, and the rejection only clears
+    it from the queue)."""
     actor = as_actor(reviewer)
     _require_reviewer(actor)
     if not isinstance(comment, str) or not comment.strip():
@@ -62,7 +64,8 @@ def healing_reject(*, event: HealingEvent, reviewer: Actor | AbstractBaseUser, c
         event = HealingEvent.objects.select_for_update().get(pk=event.pk)
         if event.status != HealingEvent.Status.PENDING_REVIEW:
             raise AlreadyDecided(event)
-        _decide(event, actor=actor, status=HealingEvent.Status.REJECTED, decision=Review.Decision.REJECTED, comment=comment)
+        _decide(event, actor=actor, status=HealingEvent.Status.REJECTED, decision=Review.Decision.REJECTED, comment=comment,
+                superseded=event.superseded)
         notify(event_type="healing.rejected", task_id=event.task_id, data=event_payload(event))
     return event
 
@@ -72,12 +75,15 @@ def _require_reviewer(actor: Actor) -> None:
         raise PermissionDenied("only reviewers can approve or reject healing events")
 
 
-def _decide(event: HealingEvent, *, actor: Actor, status: str, decision: str, comment: str) -> None:
+def _decide(
+    event: HealingEvent, *, actor: Actor, status: str, decision: str, comment: str, superseded: bool = False,
+) -> None:
     comment = (comment or "").strip()[: Review.COMMENT_MAX]
     event.transition_to(status, note=f"{decision} by {actor.label}")
     event.reviewer = actor.user
     event.review_comment = comment
     event.decided_at = timezone.now()
     event.save()
-    Review.objects.create(event=event, decision=decision, reviewer=actor.user, comment=comment)
-    audit_log(actor=actor, action=f"healing.{decision}", obj=event, data={"comment": comment})
+    Review.objects.create(event=event, decision=decision, reviewer=actor.user, comment=comment, superseded=superseded)
+    audit_log(actor=actor, action=f"healing.{decision}", obj=event,
+              data={"comment": comment, **({"superseded": True} if superseded else {})})

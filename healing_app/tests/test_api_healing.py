@@ -214,6 +214,8 @@ def test_a_reviewer_rejects_with_a_comment_and_nothing_is_deployed(client, revie
     assert response.json()["status"] == "rejected"
     assert Task.objects.get(pk=event.task_id).current_version.number == 1
     assert Review.objects.get(event=event).comment == "wrong button"
+    [review] = _get(client, reviewer_key, f"/healing-events/{event.pk}").json()["reviews"]
+    assert (review["decision"], review["comment"], review["superseded"]) == ("rejected", "wrong button", False)
 
 
 @pytest.mark.django_db

@@ -1,6 +1,7 @@
 import pytest
 from django.core.exceptions import PermissionDenied
 
+from healing_app import pipeline
 from healing_app.models import HealingEvent, Review
 from healing_app.services import AlreadyDecided, Superseded, healing_approve, healing_reject
 from healing_app.tests.factories import CODE_V1, pending_event
@@ -73,6 +74,25 @@ def test_approval_refuses_a_heal_built_on_code_that_has_since_changed(reviewer):
         healing_approve(event=event, reviewer=reviewer)
     event.refresh_from_db()
     assert event.status == HealingEvent.Status.PENDING_REVIEW
+
+
+def test_a_rejected_heals_element_is_never_chosen_for_its_step_again(reviewer):
+    event = pending_event()
+    healing_reject(event=event, reviewer=reviewer, comment="wrong button")
+    assert pipeline._rejected_elements(event.task, event.step_key) == [event.chosen_element]
+
+
+def test_rejecting_a_superseded_heal_clears_it_without_holding_its_element_against_the_step(reviewer):
+    """The task's code changed since the heal, so it could only be rejected: that is no verdict on the element."""
+    event = pending_event()
+    task_services.task_update(task=event.task, code=CODE_V1.replace("True", "False"))
+    healing_reject(event=event, reviewer=reviewer, comment="stale, the code changed")
+    event.refresh_from_db()
+    assert event.status == HealingEvent.Status.REJECTED
+    assert Review.objects.get(event=event).superseded
+    audit = AuditLog.objects.get(object_id=event.pk, action="healing.rejected")
+    assert audit.data == {"comment": "stale, the code changed", "superseded": True}
+    assert pipeline._rejected_elements(event.task, event.step_key) == []
 
 
 def test_a_validation_with_other_output_fails_the_heal_and_says_both_outputs_as_json(db):

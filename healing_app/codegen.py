@@ -1271,21 +1271,24 @@ def load_more_before(
     code: str, *, line: int, button_selector: str, selector: str, presses_max: int, batch_wait_ms: int,
 ) -> str:
     """Before the statement on ``line``, press ``button_selector`` (a list's "Load more") until ``selector`` finds the
-    step's element, at most ``presses_max`` times, and stop once the button is gone (the whole list is on show).
-    After each press the element has ``batch_wait_ms`` to arrive: pressing again while a batch is on its way would
-    ask for it twice, or press a button about to go."""
+    step's element, at most ``presses_max`` times, and stop once the button is gone or disabled (the whole list is on
+    show). It first waits for the element or the button (a list drawn after the page loads), and after each press
+    gives the element ``batch_wait_ms`` to arrive: pressing again while a batch is on its way would ask for it twice,
+    or press a button about to go."""
     button, wanted = _string(button_selector).value, _string(selector).value
 
     def build(page: str, _params: str | None) -> list[str]:
         return [
-            f"for pressed in range({int(presses_max)}):  # the list shows more only when asked\n"
-            f"    if {page}.locator({wanted}).count() or not {page}.locator({button}).is_visible():\n"
+            f"more_button = {page}.locator({button}).first  # the list shows more only when asked",
+            f"{page}.locator({wanted}).or_(more_button).first.wait_for()",
+            f"for pressed in range({int(presses_max)}):\n"
+            f"    if {page}.locator({wanted}).count() or not (more_button.is_visible() and more_button.is_enabled()):\n"
             f"        break\n"
-            f"    {page}.click({button})\n"
+            f"    more_button.click()\n"
             f"    try:\n"
             f'        {page}.wait_for_selector({wanted}, state="attached", timeout={int(batch_wait_ms)})\n'
             f"    except Exception:  # not in this batch: press again\n"
-            f"        pass"
+            f"        pass",
         ]
 
     return _insert_before(code, line, build)

@@ -64,6 +64,8 @@ def healing_reject(*, event: HealingEvent, reviewer: Actor | AbstractBaseUser, c
         event = HealingEvent.objects.select_for_update().get(pk=event.pk)
         if event.status != HealingEvent.Status.PENDING_REVIEW:
             raise AlreadyDecided(event)
+        # Whether it is superseded is read under the task's lock: a deploy racing this rejection lands before or after.
+        event.task = Task.objects.select_for_update().get(pk=event.task_id)
         _decide(event, actor=actor, status=HealingEvent.Status.REJECTED, decision=Review.Decision.REJECTED, comment=comment,
                 superseded=event.superseded)
         notify(event_type="healing.rejected", task_id=event.task_id, data=event_payload(event))

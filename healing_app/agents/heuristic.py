@@ -160,14 +160,15 @@ class HeuristicAgent:
             if (below := self._rendered_on_scroll(run)) is not None:
                 below.candidates = candidates
                 return below
-            if (loaded := self._loaded_on_demand(run, page)) is not None:
-                loaded.candidates = candidates
-                return loaded
             # Nothing on the page looks like the element; it may just not be there *yet*.
             late = self._wait_for_original(run)
             if late is not None:
                 late.candidates = candidates
                 return late
+            # Only then is a button pressed for it: on a page that is only slow, it would be pressed for nothing.
+            if (loaded := self._loaded_on_demand(run)) is not None:
+                loaded.candidates = candidates
+                return loaded
             reason = f"locator abstained: {result.reason}"
             if excluded:
                 reason += _left_out_note([elements[i] for i in sorted(excluded)])
@@ -383,14 +384,17 @@ class HeuristicAgent:
             return None
         return TakeoverOutcome(recovered=True, recovery=recovery)
 
-    def _loaded_on_demand(self, run: _Run, page: dict) -> TakeoverOutcome | None:
+    def _loaded_on_demand(self, run: _Run) -> TakeoverOutcome | None:
         """Lists that show more only when asked: the element may be further down the list, not gone. Press the page's
         one "Load more" button, as a person would, until the step's own selector finds the element (at most
         LOAD_MORE_MAX times); the new version presses it for as long as the element is not there yet. None when the
         page has no such button (or several), or pressing it does not bring the element."""
         selector = plain_selector(run.context.failure.get("selector"))
-        buttons = [e for e in page.get("elements") or [] if _loads_more(e)]
-        if not selector or selector.startswith("get_by_") or len(buttons) != 1:
+        if not selector or selector.startswith("get_by_"):
+            return None
+        page = run.handover.observe()  # a fresh look: the refs of earlier ones may be stale
+        buttons = [e for e in page.get("elements") or [] if _loads_more(e, page.get("url") or "")]
+        if len(buttons) != 1:
             return None
         text = _label(buttons[0])
         options = run.handover.selector_for(buttons[0]["ref"])
@@ -1097,7 +1101,7 @@ def closed_menu_match(target: dict | None, page: dict, rejected: list[dict]) -> 
     result = locate(target, pool, excluded=rejected_indexes(pool, rejected))
     if result.abstained:
         result = _folded_into_its_form(target, page, pool, hidden, rejected) or result
-    elif in_another_form(target, _hidden_choice(result, hidden, len(elements)), page):
+    elif in_another_form(target, _hidden_choice(result, hidden, len(elements)), page, by_place=True):
         result = dataclasses.replace(result, index=None, abstained=True,
                                      reason="a closed section's look-alike that belongs to another form than the step's")
     best = pool[result.ranked[0][0]] if result.ranked else None
@@ -1199,8 +1203,13 @@ def can_take(action: str | None, element: dict) -> bool:
     return True
 
 
-def _loads_more(element: dict) -> bool:
-    """Whether `element` is a list's "Load more" control: a button or link on show, named so."""
+def _loads_more(element: dict, page_url: str) -> bool:
+    """Whether `element` is a list's "Load more" control: a button on show, named so. A link that leads to another
+    page is pagination, not more of this one."""
+    href = element.get("href") or ""
+    if element.get("tag") == "A" and href and not href.lower().startswith("javascript:"):
+        if _without_fragment(urljoin(page_url, href)) != _without_fragment(page_url):
+            return False
     pressable = element.get("tag") in ("BUTTON", "A") or element.get("role") == "button"
     return (pressable and element.get("visible") is not False and element.get("enabled") is not False
             and bool(_LOADS_MORE.search(_label(element))))
@@ -1249,7 +1258,7 @@ def _folded_into_its_form(
     place on the page until that opens: compared by place, its old neighbour, still where the element was, reads as
     the element moved in place and the locator abstains. Not comparing places would also let a look-alike of another
     form win (a newsletter's "Send" in a closed footer), which the same form rules out."""
-    form = _the_steps_form(target, page)
+    form = _the_steps_form(target, page, by_place=True)
     if form is None:
         return None
     unplaced = {key: value for key, value in target.items() if key not in ("x", "y")}
@@ -1266,31 +1275,32 @@ def _hidden_choice(result: LocateResult, hidden: list[dict], first_hidden: int) 
     return hidden[result.index - first_hidden]
 
 
-def in_another_form(target: dict, item: dict | None, page: dict) -> bool:
+def in_another_form(target: dict, item: dict | None, page: dict, *, by_place: bool = False) -> bool:
     """Whether `item` belongs to another form than the one the target was in, while that form is still on the page:
     a look-alike of another form (a newsletter's "Send" beside the contact form's) is not the target however alike
-    it reads. When the step's form is gone or cannot be told (it moved and posts elsewhere now), this cannot tell."""
+    it reads. False when the step's form cannot be told (see _the_steps_form)."""
     if item is None or not item.get("form_xpath"):
         return False
-    form = _the_steps_form(target, page)
+    form = _the_steps_form(target, page, by_place=by_place)
     return form is not None and item["form_xpath"] != form
 
 
-def _the_steps_form(target: dict, page: dict) -> str | None:
-    """The xpath of the page's form that the target was in, when it is still there: the form at its old place if it
-    posts where it did, else the one form that posts there (a form added above it shifts its place). Fingerprints
-    recorded before forms were told by where they post (no `form_action`) go by the place alone."""
-    recorded = target.get("form_xpath") or _form_xpath(target.get("xpath") or "")
-    if recorded is None:
-        return None
+def _the_steps_form(target: dict, page: dict, *, by_place: bool = False) -> str | None:
+    """The xpath of the page's form that the target was in, when it can be told: the one form with its id, else its
+    name, else the one form that posts where it did. Its place alone says little (a form added above it takes it), so
+    a form known by nothing else (a script's form, which posts nowhere; a fingerprint recorded before forms were told
+    apart) is found by its place only with `by_place`, where a wrong answer refuses rather than leaves the right
+    element out. None when the target was in no form, or its form cannot be told."""
     forms = page.get("forms") or []
-    action = target.get("form_action")
-    if action is None:
-        return recorded if any(f.get("xpath") == recorded for f in forms) else None
-    posting_there = [f for f in forms if f.get("action") == action]
-    if any(f.get("xpath") == recorded for f in posting_there):
+    for key in ("id", "name", "action"):
+        if value := target.get(f"form_{key}"):
+            same = [f for f in forms if f.get(key) == value]
+            if len(same) == 1:
+                return same[0].get("xpath")
+    recorded = target.get("form_xpath") or _form_xpath(target.get("xpath") or "")
+    if by_place and recorded is not None and any(f.get("xpath") == recorded for f in forms):
         return recorded
-    return posting_there[0].get("xpath") if len(posting_there) == 1 else None
+    return None
 
 
 def _same_element(element: dict, page: dict) -> dict | None:

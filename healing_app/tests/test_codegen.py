@@ -895,10 +895,12 @@ def test_load_more_before_presses_until_the_element_is_there_and_keeps_the_steps
         """
         def run(p, params):
             p.goto(params["base_url"] + "/catalog")
-            for pressed in range(20):  # the list shows more only when asked
-                if p.locator("#p15 .price").count() or not p.locator("#more").is_visible():
+            more_button = p.locator("#more").first  # the list shows more only when asked
+            p.locator("#p15 .price").or_(more_button).first.wait_for()
+            for pressed in range(20):
+                if p.locator("#p15 .price").count() or not (more_button.is_visible() and more_button.is_enabled()):
                     break
-                p.click("#more")
+                more_button.click()
                 try:
                     p.wait_for_selector("#p15 .price", state="attached", timeout=3000)
                 except Exception:  # not in this batch: press again

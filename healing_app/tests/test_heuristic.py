@@ -7,9 +7,11 @@ from healing_app.agents.base import TakeoverContext
 from healing_app.agents.heuristic import (
     HeuristicAgent,
     _link_sources,
+    _loads_more,
     _login_form,
     _password_step,
     _rank_links,
+    _the_steps_form,
     _user_name_step,
     closing_button,
     describe_selector_change,
@@ -684,3 +686,39 @@ def test_root_cause_names_a_new_type_or_tag_of_the_element():
         "before": {"tag": "BUTTON", "id": "checkout", "text": "Checkout"}, "after": {"tag": "A", "text": "Checkout"},
     })
     assert "no longer matches: its tag changed from <button> to <a>; its id \u201ccheckout\u201d was removed." in redone
+
+
+PAGE_URL = "https://shop.example.com/catalog"
+
+
+@pytest.mark.parametrize("element, loads_more", [
+    ({"tag": "BUTTON", "text": "Load more"}, True),
+    ({"tag": "BUTTON", "name_text": "Show more products"}, True),
+    ({"tag": "A", "text": "See more", "href": "#"}, True),
+    ({"tag": "A", "text": "See more", "href": "javascript:void(0)"}, True),
+    ({"tag": "A", "text": "See more", "href": "/catalog?page=2"}, False),  # another page: pagination
+    ({"tag": "A", "text": "Load more", "href": "https://shop.example.com/catalog/2"}, False),
+    ({"tag": "BUTTON", "text": "Load more", "enabled": False}, False),
+    ({"tag": "BUTTON", "text": "More"}, False),
+    ({"tag": "SPAN", "text": "Load more"}, False),
+])
+def test_a_load_more_control_is_a_button_on_show_named_so_and_never_a_link_to_another_page(element, loads_more):
+    assert _loads_more(element, PAGE_URL) is loads_more
+
+
+CONTACT_FORM = {"xpath": "/html[1]/body[1]/form[2]", "id": "contact", "name": "", "action": "/thanks"}
+NEWSLETTER_FORM = {"xpath": "/html[1]/body[1]/form[1]", "id": "", "name": "", "action": "/newsletter"}
+SCRIPT_FORMS = [{**NEWSLETTER_FORM, "action": ""}, {**CONTACT_FORM, "id": "", "action": ""}]
+RECORDED_IN_FIRST_FORM = {"xpath": "/html[1]/body[1]/form[1]/button[1]", "form_xpath": "/html[1]/body[1]/form[1]"}
+
+
+@pytest.mark.parametrize("recorded, forms, by_place, told", [
+    # A newsletter form was added above the step's: it now has the step's old place.
+    ({"form_action": "/thanks"}, [NEWSLETTER_FORM, CONTACT_FORM], False, CONTACT_FORM["xpath"]),
+    ({"form_id": "contact", "form_action": "/elsewhere"}, [NEWSLETTER_FORM, CONTACT_FORM], False, CONTACT_FORM["xpath"]),
+    ({"form_action": ""}, SCRIPT_FORMS, False, None),  # forms that post nowhere are not told apart by that
+    ({}, [NEWSLETTER_FORM, CONTACT_FORM], False, None),  # recorded before forms were told apart...
+    ({}, [NEWSLETTER_FORM, CONTACT_FORM], True, NEWSLETTER_FORM["xpath"]),  # ...only a refusal goes by the place
+])
+def test_the_steps_form_is_told_by_id_name_or_action_and_by_its_place_only_where_that_refuses(recorded, forms, by_place, told):
+    assert _the_steps_form({**RECORDED_IN_FIRST_FORM, **recorded}, {"forms": forms}, by_place=by_place) == told

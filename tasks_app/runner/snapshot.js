@@ -181,12 +181,15 @@
       fp.value = cap(String(el.value), 200);
     }
     if (tag === "SELECT") fp.options = optionsOf(el);
-    // The form the element belongs to (a form= attribute included), by its place and where it posts: a look-alike
-    // of another form on the page (a newsletter's "Send" beside the contact form's) is told from it by that.
-    const form = el.form || el.closest("form");
-    if (form) {
-      fp.form_xpath = xpath(form);
-      fp.form_action = cap(form.getAttribute("action") || "", 300);
+    // The form the element belongs to (a form= attribute included), by its place, id, name and where it posts: a
+    // look-alike of another form on the page (a newsletter's "Send" beside the contact form's) is told from it by
+    // that. `el.form` of a <form> is one of its fields named "form", so a form is never its own element's form.
+    const owner = el.form instanceof HTMLFormElement ? el.form : tag === "FORM" ? null : el.closest("form");
+    if (owner) {
+      fp.form_xpath = xpath(owner);
+      fp.form_id = cap(owner.id || "", 200);
+      fp.form_name = cap(owner.getAttribute("name") || "", 200);
+      fp.form_action = cap(owner.getAttribute("action") || "", 300);
     }
     return fp;
   }
@@ -434,16 +437,19 @@
   }
 
   // A form in steps (a wizard) hides the later steps until its Next button shows them. That button is clicked, not
-  // hovered, so only one that cannot submit or leave the page counts: a plain button of `menu`'s form, named as a
-  // step forward, visible and outside `menu` (`outside`). Null for a menu in no form.
-  const NEXT_STEP = /^(next|continue|weiter|suivant|siguiente|avanti|volgende|próximo|proximo|seguinte)\b|^[→›>»]+$|\s[→›»]$/i;
+  // hovered, so only a plain button (not a submit button, which would post the form) counts, named as a step forward
+  // and nothing more ("Continue with Google" or "Continue shopping" are other things), enabled, on show, outside
+  // `menu` (`outside`), and the only such button of `menu`'s form. Null for a menu in no form.
+  const NEXT_STEP = /^(next|continue|weiter|suivant|siguiente|avanti|volgende|próximo|proximo|seguinte)(\s*(step|[→›»>]+))?$|^[→›»>]+$/i;
   function nextStepButton(menu, outside) {
     const form = menu.closest("form");
     if (!form) return null;
-    const plain = (b) => (b.tagName === "BUTTON" ? (b.getAttribute("type") || "").toLowerCase() === "button"
-      : b.tagName === "INPUT" ? (b.getAttribute("type") || "").toLowerCase() === "button" : !b.hasAttribute("href"));
-    return Array.from(form.querySelectorAll("button, input[type=button], [role=button]"))
-      .find((b) => outside(b) && plain(b) && NEXT_STEP.test(norm(accName(b) || b.value || ""))) || null;
+    const plain = (b) => (b.tagName === "BUTTON" || b.tagName === "INPUT" ? (b.getAttribute("type") || "").toLowerCase() === "button"
+      : !b.hasAttribute("href"));
+    const found = Array.from(form.querySelectorAll("button, input[type=button], [role=button]")).filter((b) =>
+      outside(b) && plain(b) && !b.disabled && b.getAttribute("aria-disabled") !== "true" &&
+      NEXT_STEP.test(norm(accName(b) || b.value || "")));
+    return found.length === 1 ? found[0] : null;
   }
 
   const STABLE_ID = (id) => !!id && !/\d{4,}|[0-9a-f]{8,}|^(ember|react|ng-|:r|mui-|radix-|headlessui-)|^[0-9]/i.test(id) &&

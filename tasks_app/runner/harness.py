@@ -88,6 +88,11 @@ FRAME_LOOKUP_MS = 2_000
 ACTION_DONE = re.compile(r"^\s*- \w+ action done$", re.MULTILINE)
 # A wheel turn scrolls smoothly, and a lazy part of the page renders once its observer sees it: about a frame or ten.
 SCROLL_SETTLES_MS = 250
+# How long a step waits, at most, for a navigation it started to commit before the step is recorded on its page;
+# and how long a press inside a frame waits for the navigation it may start (Playwright waits for the page's own).
+NAVIGATION_COMMITS_S = 2.0
+FRAME_NAVIGATION_STARTS_S = 0.3
+PRESSES = frozenset({"click", "dblclick", "tap", "press"})
 ALLOWED_SCHEMES = ("http", "https")
 # Sites and tasks that say "password", "secrets" or "login" handle a login themselves: a login form
 # is then part of the task, not a sign that the session was lost.
@@ -201,6 +206,9 @@ class Runtime:
         self.password_filled = False
         self.pending_requests = 0
         self.page_loads = 0  # documents the page has loaded: a form's answer on its own URL is a new one too
+        # Navigation requests in flight (of the page and its frames), each with its number.
+        self.navigating: dict[Any, int] = {}
+        self.navigations_requested = 0
         self.blocked: list[str] = []
         self.left_sites: list[str] = []  # blocked navigations of the page itself (not of an embedded frame)
         self.screenshots: list[dict] = []
@@ -383,6 +391,7 @@ class Runtime:
         lines = self.task_lines()
         line = lines[0] if lines else None
         started, url_at_start, loads_at_start = time.perf_counter(), self.page.url, self.page_loads
+        navigations_before = self.navigations_requested
         try:
             value, fp = native({})
         except (PlaywrightError, PageCheckError, BlockedNavigation) as exc:
@@ -390,6 +399,8 @@ class Runtime:
                                    evidence_loc=evidence_loc, navigation=navigation,
                                    requested_url=requested_url, lines=lines, started=started,
                                    url_at_start=url_at_start, loads_at_start=loads_at_start)
+        in_frame = bool(selector) and ENTER_FRAME in selector and action in PRESSES
+        self.let_navigations_commit(since=navigations_before, may_start_in_a_frame=in_frame)
         if action in ("fill", "type", "press_sequentially") and args.get("value") in self.secrets:
             self.secret_typed = True
         elif self.secret_typed and action in ("click", "press", "dblclick", "tap", "dispatch_event"):
@@ -397,6 +408,27 @@ class Runtime:
         self.record(action=action, selector=selector, args=args, line=line, started=started,
                     outcome=OUTCOME_OK, fingerprint=fp)
         return value
+
+    def let_navigations_commit(self, *, since: int, may_start_in_a_frame: bool) -> None:
+        """A click in a frame that submits its form returns before the page it loads has replaced the frame's (for the
+        page's own frame Playwright waits). Recorded at once, the step would say it ran on either page, by a race,
+        and the wrong-heal check compares those pages. So wait, boundedly, for the navigations the step started (the
+        requests numbered after `since`) to be answered; after a press in a frame, first a moment for one to start."""
+        started = time.monotonic()
+
+        def in_flight() -> bool:
+            return any(number > since for number in self.navigating.values())
+
+        def requested() -> bool:
+            return self.navigations_requested > since
+
+        waits = [(requested, FRAME_NAVIGATION_STARTS_S)] if may_start_in_a_frame else []
+        for until, limit_s in [*waits, (lambda: not in_flight(), NAVIGATION_COMMITS_S)]:
+            while not until() and time.monotonic() - started < limit_s:
+                try:
+                    self.page.wait_for_timeout(20)  # lets Playwright deliver the events that end the wait
+                except PlaywrightError:  # the page closed: nothing to wait for
+                    return
 
     def evidence(self, exc: BaseException, *, selector: str | None, evidence_loc: Any,
                  navigation: bool, requested_url: str | None) -> dict:
@@ -1110,6 +1142,13 @@ def main(argv: list[str] | None = None) -> None:
     os._exit(0)
 
 
+def _frame_of(request: Any) -> Any:
+    try:
+        return request.frame
+    except Exception:  # noqa: BLE001 - a service worker's request has no frame
+        return None
+
+
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -1127,15 +1166,27 @@ def _install_listeners(rt: Runtime, context: Any) -> None:
                 and req.redirected_from is None and not rt.host_allowed(urllib.parse.urlsplit(req.url).hostname or "")):
             rt.left_sites.append(req.url)
 
-    def on_done(_req: Any) -> None:
+    def on_done(req: Any) -> None:
         rt.pending_requests = max(0, rt.pending_requests - 1)
+        rt.navigating.pop(req, None)  # its page committed already, or never will (a download, a 204, an error)
 
     def on_load(_page: Any) -> None:
         rt.page_loads += 1
 
+    def on_navigation_requested(req: Any) -> None:
+        if req.is_navigation_request():
+            rt.navigations_requested += 1
+            rt.navigating[req] = rt.navigations_requested
+
+    def on_frame_detached(frame: Any) -> None:  # its navigations end with it
+        for req in [req for req in rt.navigating if _frame_of(req) is frame]:
+            rt.navigating.pop(req, None)
+
     context.on("request", on_request)
     context.on("requestfinished", on_done)
     context.on("requestfailed", on_done)
+    rt.page.on("request", on_navigation_requested)
+    rt.page.on("framedetached", on_frame_detached)
     rt.page.on("load", on_load)
 
     if rt.allowed_hosts is not None:
@@ -1316,10 +1367,8 @@ def _on_hosts(host: str, hosts: list[str] | None) -> bool:
 
 
 def _is_main_frame(request: Any) -> bool:
-    try:
-        return request.frame.parent_frame is None
-    except Exception:  # a service worker's request has no frame
-        return False
+    frame = _frame_of(request)
+    return frame is not None and frame.parent_frame is None
 
 
 def _script_error_message(exc: BaseException, task_file: str, spec: RunSpec) -> str:

@@ -159,3 +159,31 @@ def test_runs_do_not_share_cookies(pool):
         first = execute(RunSpec(code=code, params={"base": site.url}, secrets={}), browser=pool)
         second = execute(RunSpec(code=code, params={"base": site.url}, secrets={}), browser=pool)
     assert first.output == "" and second.output == ""
+
+
+SUBMIT_CODE = textwrap.dedent("""
+    def run(page, params):
+        page.goto(params["base"] + "/form")
+        page.click("#send")
+        page.frame_locator("#framed").locator("#send").click()
+        return page.frame_locator("#framed").locator("p").inner_text()
+""")
+
+
+def test_a_click_that_submits_a_form_is_recorded_on_the_page_its_answer_loads(pool):
+    """The answer comes 0.4 s after the click: Playwright's click returns before the page (or the frame) changes,
+    and the step must not say it ran on either page by a race (the wrong-heal check compares them)."""
+    from .sites import Response
+
+    form = '<form method="post" action="/answer"><button id="send">Send</button></form>'
+    pages = {
+        "/form": form,
+        "/answer": Response('<p>Thanks</p><iframe id="framed" src="/form"></iframe>', delay=0.4),
+    }
+    with serve(pages) as site:
+        result = execute(RunSpec(code=SUBMIT_CODE, params={"base": site.url}, secrets={}, action_timeout_ms=10000),
+                         browser=pool)
+    assert result.status == "succeeded", (result.error_message, result.logs[-2000:])
+    page_click, frame_click = (step for step in result.steps if step.action == "click")
+    assert page_click.url == f"{site.url}/answer"
+    assert frame_click.url == f"{site.url}/answer" and frame_click.frame_url == f"{site.url}/answer"

@@ -1099,9 +1099,11 @@ def closed_menu_match(target: dict | None, page: dict, rejected: list[dict]) -> 
     elements = page.get("elements") or []
     pool = [*elements, *({**item, "visible": True} for item in hidden)]
     result = locate(target, pool, excluded=rejected_indexes(pool, rejected))
+    chosen = _hidden_choice(result, hidden, len(elements))
     if result.abstained:
         result = _folded_into_its_form(target, page, pool, hidden, rejected) or result
-    elif in_another_form(target, _hidden_choice(result, hidden, len(elements)), page, by_place=True):
+    elif chosen is not None and _the_steps_form(target, page, by_place=True) not in (None, chosen.get("form_xpath")):
+        # A closed section's item outside the step's form, which is still on the page: not the target however alike.
         result = dataclasses.replace(result, index=None, abstained=True,
                                      reason="a closed section's look-alike that belongs to another form than the step's")
     best = pool[result.ranked[0][0]] if result.ranked else None
@@ -1275,13 +1277,13 @@ def _hidden_choice(result: LocateResult, hidden: list[dict], first_hidden: int) 
     return hidden[result.index - first_hidden]
 
 
-def in_another_form(target: dict, item: dict | None, page: dict, *, by_place: bool = False) -> bool:
+def in_another_form(target: dict, item: dict | None, page: dict) -> bool:
     """Whether `item` belongs to another form than the one the target was in, while that form is still on the page:
     a look-alike of another form (a newsletter's "Send" beside the contact form's) is not the target however alike
-    it reads. False when the step's form cannot be told (see _the_steps_form)."""
+    it reads. False when the step's form cannot be told (see _the_steps_form), or `item` is in no form."""
     if item is None or not item.get("form_xpath"):
         return False
-    form = _the_steps_form(target, page, by_place=by_place)
+    form = _the_steps_form(target, page)
     return form is not None and item["form_xpath"] != form
 
 

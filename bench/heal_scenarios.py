@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from healing_app.tests.pages import NAME_FIELD  # noqa: E402 - the repository is on the path from here on
+
 
 @dataclass
 class Scenario:
@@ -116,7 +118,7 @@ NEWSLETTER_FORM = ('<form method="post" action="/newsletter"><input id="nl" name
 
 
 def scenarios() -> list[Scenario]:
-    from healing_app.tests.pages import PRICE_15_CODE, catalog, more_products
+    from healing_app.tests.pages import PRICE_15_CODE, catalog, more_products, two_steps
     from tasks_app.tests.sites import Response, redirect
 
     late = Response(
@@ -450,7 +452,7 @@ def scenarios() -> list[Scenario]:
         Scenario("form split into steps", "the form became two steps: Name, then a Next button shows the Send step",
                  FORM_CODE,
                  {"/contact": _form(V1_BUTTON), "/thanks": _thanks},
-                 {"/contact": _form("", fields=_two_steps(NAME_FIELD, V1_BUTTON)).replace(
+                 {"/contact": _form("", fields=two_steps(NAME_FIELD, V1_BUTTON)).replace(
                      '<button type="reset" class="btn">Clear</button>', ""), "/thanks": _thanks},
                  "heal", THANKS),
         Scenario("load more", "the list shows 6 products; a Load more button fetches the next 6", PRICE_15_CODE,
@@ -469,7 +471,6 @@ def scenarios() -> list[Scenario]:
     ]
 
 
-NAME_FIELD = '<label for="name">Name</label><input id="name" name="name">'
 LABEL_CODE = FORM_CODE.replace('page.fill("#name", "Ada")', 'page.get_by_label("Your name").fill("Ada")')
 PLACEHOLDER_CODE = FORM_CODE.replace('page.fill("#name"', "page.fill(\"input[placeholder='Your name']\"")
 SELECT_CODE = FORM_CODE.replace('    page.click', '    page.select_option("#country", "DE")\n    page.click')
@@ -503,14 +504,6 @@ def _tabs(first: str, second: str) -> str:
         "<script>function show(n) { for (const i of [1, 2]) { document.getElementById('p' + i).hidden = i !== n;"
         " document.getElementById('t' + i).setAttribute('aria-selected', String(i === n)); } }</script>"
     )
-
-
-def _two_steps(first: str, second: str) -> str:
-    """A form in two steps, as wizards build them: the second is hidden until the first's Next button shows it."""
-    shows_the_second = ("onclick=\"this.closest('fieldset').hidden = true; "
-                        "document.getElementById('step-2').hidden = false\"")
-    return (f'<fieldset id="step-1">{first}<button type="button" class="btn" {shows_the_second}>Next</button></fieldset>'
-            f'<fieldset id="step-2" hidden>{second}</fieldset>')
 
 
 def _accordion(heading: str, content: str) -> str:

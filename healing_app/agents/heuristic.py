@@ -126,7 +126,7 @@ class HeuristicAgent:
             source = "selector and prompt"
         excluded = rejected_indexes(elements, run.context.rejected_elements)
         unable = {i for i, element in enumerate(elements) if not can_take(failure.get("action"), element)}
-        other_forms = {i for i, element in enumerate(elements) if in_another_form(target, element, page)}
+        other_forms = of_other_forms(target, elements, page)
         result = locate(target, elements, excluded=excluded | unable | other_forms)
         candidates = [
             {**_summary(elements[index]), "score": round(score, 4)} for index, score in result.ranked[:10]
@@ -1277,14 +1277,20 @@ def _hidden_choice(result: LocateResult, hidden: list[dict], first_hidden: int) 
     return hidden[result.index - first_hidden]
 
 
-def in_another_form(target: dict, item: dict | None, page: dict) -> bool:
-    """Whether `item` belongs to another form than the one the target was in, while that form is still on the page:
-    a look-alike of another form (a newsletter's "Send" beside the contact form's) is not the target however alike
-    it reads. False when the step's form cannot be told (see _the_steps_form), or `item` is in no form."""
-    if item is None or not item.get("form_xpath"):
-        return False
+def of_other_forms(target: dict, elements: list[dict], page: dict) -> set[int]:
+    """Indexes of the `elements` that belong to another form than the one the target was in, while that form is still
+    on the page: a look-alike of another form (a newsletter's "Send" beside the contact form's) is not the target
+    however alike it reads. None of them when the step's form cannot be told (see _the_steps_form); an element in no
+    form is never one."""
     form = _the_steps_form(target, page)
-    return form is not None and item["form_xpath"] != form
+    if form is None:
+        return set()
+    return {i for i, element in enumerate(elements) if element.get("form_xpath") not in (None, "", form)}
+
+
+def in_another_form(target: dict, item: dict | None, page: dict) -> bool:
+    """Whether `item` is one of of_other_forms."""
+    return item is not None and bool(of_other_forms(target, [item], page))
 
 
 def _the_steps_form(target: dict, page: dict, *, by_place: bool = False) -> str | None:

@@ -36,6 +36,7 @@ from healing_app.agents.heuristic import (
     frame_match,
     in_another_form,
     login_page,
+    of_other_forms,
     option_label,
 )
 from healing_app.agents.llm_chat import Limits, LLMUnavailable  # noqa: F401 - imported from here by callers
@@ -431,8 +432,7 @@ class _Takeover:
         excluded = rejected_indexes(elements, self.context.rejected_elements)
         ranked_refs: list[int] = []
         if elements and self.target:
-            other_forms = {i for i, e in enumerate(elements) if in_another_form(self.target, e, obs)}
-            result = locate(self.target, elements, excluded=excluded | other_forms)
+            result = locate(self.target, elements, excluded=excluded | of_other_forms(self.target, elements, obs))
             self.candidates = [
                 {**llm_chat.element_view(elements[i]), "score": round(score, 4)} for i, score in result.ranked[:10]
             ]

@@ -31,3 +31,16 @@ def catalog(numbers: Iterable[int], *, load_more: bool = False) -> str:
 def more_products(request) -> str:
     start = int(request.query.get("from", "1"))
     return products(range(start, min(start + 6, 16)))
+
+
+NAME_FIELD = '<label for="name">Name</label><input id="name" name="name">'
+SHOWS_THE_SECOND_STEP = (
+    "onclick=\"this.closest('fieldset').hidden = true; document.getElementById('step-2').hidden = false\""
+)
+NEXT_BUTTON = f'<button type="button" class="btn" {SHOWS_THE_SECOND_STEP}>Next</button>'
+
+
+def two_steps(first: str, second: str, next_button: str = NEXT_BUTTON) -> str:
+    """A form's fields in two steps, as wizards build them: the second is hidden until `next_button`, in the first,
+    shows it."""
+    return f'<fieldset id="step-1">{first}{next_button}</fieldset><fieldset id="step-2" hidden>{second}</fieldset>'

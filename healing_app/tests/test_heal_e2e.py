@@ -12,7 +12,14 @@ import pytest
 from healing_app import pipeline
 from healing_app.models import HealingEvent
 from healing_app.services import healing_approve, healing_reject
-from healing_app.tests.pages import PRICE_15_CODE, catalog, more_products
+from healing_app.tests.pages import (
+    NAME_FIELD,
+    NEXT_BUTTON,
+    PRICE_15_CODE,
+    catalog,
+    more_products,
+    two_steps,
+)
 from tasks_app import services
 from tasks_app.models import Run
 from tasks_app.tests.sites import Response, redirect, serve
@@ -730,21 +737,13 @@ def test_a_link_now_hidden_in_a_menu_behind_a_button_is_reached_by_opening_the_m
 
 def contact_in_two_steps(next_button: str) -> str:
     """The contact form as a wizard: the name first, then `next_button` shows the step with the Send button."""
-    return (
-        '<html><body><h1>Contact</h1><form method="post" action="/thanks">'
-        '<fieldset id="step-1"><label for="name">Name</label><input id="name" name="name">'
-        f"{next_button}</fieldset>"
-        '<fieldset id="step-2" hidden><button id="submit" type="submit" class="btn primary">Send</button></fieldset>'
-        "</form></body></html>"
-    )
-
-
-SHOWS_STEP_2 = "onclick=\"this.closest('fieldset').hidden = true; document.getElementById('step-2').hidden = false\""
+    return ('<html><body><h1>Contact</h1><form method="post" action="/thanks">'
+            f"{two_steps(NAME_FIELD, V1_BUTTON, next_button)}</form></body></html>")
 
 
 def test_a_form_split_into_steps_gets_its_next_button_clicked_before_the_step(drain):
     run, event = heal_after_contact_page_changes(
-        drain, contact_in_two_steps(f'<button type="button" class="btn" {SHOWS_STEP_2}>Next</button>'))
+        drain, contact_in_two_steps(NEXT_BUTTON))
     assert run.status == Run.Status.HEALED, _explain(run)
     assert run.output == {"confirmation": "Thanks, Ada!"}
     assert event.status == S.DEPLOYED, event.reason

@@ -88,8 +88,8 @@ FRAME_LOOKUP_MS = 2_000
 ACTION_DONE = re.compile(r"^\s*- \w+ action done$", re.MULTILINE)
 # A wheel turn scrolls smoothly, and a lazy part of the page renders once its observer sees it: about a frame or ten.
 SCROLL_SETTLES_MS = 250
-# How long a step waits, at most, for a navigation it started to commit before the step is recorded on its page;
-# and how long a press inside a frame waits for the navigation it may start (Playwright waits for the page's own).
+# How long a step waits, at most, for a navigation it started to be answered before the step is recorded on its
+# page; and how long a press inside a frame waits for the navigation it may start (Playwright waits for the page's).
 NAVIGATION_COMMITS_S = 2.0
 FRAME_NAVIGATION_STARTS_S = 0.3
 PRESSES = frozenset({"click", "dblclick", "tap", "press"})
@@ -403,7 +403,7 @@ class Runtime:
         self.let_navigations_commit(since=navigations_before, may_start_in_a_frame=in_frame)
         if action in ("fill", "type", "press_sequentially") and args.get("value") in self.secrets:
             self.secret_typed = True
-        elif self.secret_typed and action in ("click", "press", "dblclick", "tap", "dispatch_event"):
+        elif self.secret_typed and (action in PRESSES or action == "dispatch_event"):
             self.password_filled = True  # typed a secret, then submitted: a login form now means rejection
         self.record(action=action, selector=selector, args=args, line=line, started=started,
                     outcome=OUTCOME_OK, fingerprint=fp)
